@@ -1,0 +1,105 @@
+//! Extractors whose rejections are problem documents: malformed JSON, missing or mistyped
+//! fields, oversized bodies and bad path keys all become 4xx answers with stable codes.
+
+use axum::extract::rejection::{JsonRejection, PathRejection};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::StatusCode;
+use serde::de::DeserializeOwned;
+
+use super::problem::ApiError;
+use crate::key::Key;
+
+/// A JSON body; rejections become problems.
+pub struct Body<T>(pub T);
+
+impl<S, T> FromRequest<S> for Body<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(v)) => Ok(Body(v)),
+            Err(rejection) => Err(json_problem(rejection)),
+        }
+    }
+}
+
+fn json_problem(rejection: JsonRejection) -> ApiError {
+    let detail = rejection.body_text();
+    match rejection {
+        JsonRejection::JsonDataError(_) => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+            "Invalid body",
+            detail,
+        ),
+        JsonRejection::JsonSyntaxError(_) => ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+            "Malformed JSON",
+            detail,
+        ),
+        JsonRejection::MissingJsonContentType(_) => ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "Unsupported media type",
+            "send the body as application/json",
+        ),
+        other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            "Body too large",
+            detail,
+        ),
+        _ => ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "unreadable_body",
+            "Unreadable body",
+            detail,
+        ),
+    }
+}
+
+/// The `{key}` (or `{resource}`) path segment, validated as a [`Key`].
+pub struct PathKey(pub Key);
+
+impl<S: Send + Sync> FromRequestParts<S> for PathKey {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let axum::extract::Path(raw) =
+            axum::extract::Path::<String>::from_request_parts(parts, state)
+                .await
+                .map_err(|e: PathRejection| {
+                    ApiError::invalid_key(format!("key is not valid UTF-8: {}", e.body_text()))
+                })?;
+        Key::parse(&raw)
+            .map(PathKey)
+            .map_err(|e| ApiError::invalid_key(e.to_string()))
+    }
+}
+
+/// Checks that `value` lies in `lo..=hi`.
+pub fn in_range(field: &str, value: i64, lo: i64, hi: i64) -> Result<i64, ApiError> {
+    if (lo..=hi).contains(&value) {
+        Ok(value)
+    } else {
+        Err(ApiError::out_of_range(field, &format!("{lo}..={hi}")))
+    }
+}
+
+/// Validates an owner identity (same rules as keys).
+pub fn owner(raw: &str) -> Result<String, ApiError> {
+    Key::parse(raw).map(|k| k.as_str().to_owned()).map_err(|e| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_owner",
+            "Invalid owner",
+            format!("owner: {e}"),
+        )
+    })
+}

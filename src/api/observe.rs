@@ -1,0 +1,81 @@
+//! Request observation: every request runs in a span carrying its `correlation_id` (read from
+//! `X-Correlation-Id` or generated, and echoed); every answer is counted by operation and
+//! terminal state and timed by operation and mode.
+
+use std::time::Instant;
+
+use axum::extract::Request;
+use axum::http::HeaderValue;
+use axum::middleware::Next;
+use axum::response::Response;
+use tracing::Instrument;
+
+use crate::metrics_names as m;
+
+/// Header carrying the correlation id.
+pub const CORRELATION_HEADER: &str = "x-correlation-id";
+
+fn valid_id(v: &HeaderValue) -> Option<String> {
+    let s = v.to_str().ok()?;
+    let ok = !s.is_empty()
+        && s.len() <= 128
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b));
+    ok.then(|| s.to_owned())
+}
+
+/// Middleware: correlation id span, echo header, access log at debug level.
+pub async fn correlate(req: Request, next: Next) -> Response {
+    let id = req
+        .headers()
+        .get(CORRELATION_HEADER)
+        .and_then(valid_id)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let span = tracing::info_span!("request", correlation_id = %id,
+        method = %req.method(), path = %req.uri().path());
+    let started = Instant::now();
+    let mut response = next.run(req).instrument(span.clone()).await;
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert(CORRELATION_HEADER, value);
+    }
+    span.in_scope(|| {
+        tracing::debug!(
+            status = response.status().as_u16(),
+            latency_us = started.elapsed().as_micros() as u64,
+            "http"
+        )
+    });
+    response
+}
+
+/// One operation being answered.
+pub struct Op {
+    name: &'static str,
+    started: Instant,
+}
+
+impl Op {
+    /// Starts timing operation `name`.
+    pub fn start(name: &'static str) -> Self {
+        Self {
+            name,
+            started: Instant::now(),
+        }
+    }
+
+    /// Counts and logs the terminal `state`, reached in `mode` (`none` when no tier acted).
+    pub fn finish(&self, key: &str, state: &'static str, mode: &'static str) {
+        let elapsed = self.started.elapsed();
+        metrics::counter!(m::ANSWERS, "op" => self.name, "state" => state).increment(1);
+        metrics::histogram!(m::OP_SECONDS, "op" => self.name, "mode" => mode)
+            .record(elapsed.as_secs_f64());
+        tracing::info!(
+            op = self.name,
+            key,
+            state,
+            mode,
+            latency_us = elapsed.as_micros() as u64,
+            "answered"
+        );
+    }
+}

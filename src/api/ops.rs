@@ -1,0 +1,128 @@
+//! Operational endpoints: liveness, readiness (tiers), status, metrics and the OpenAPI spec.
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Serialize;
+use utoipa::{OpenApi, ToSchema};
+
+use super::AppState;
+use crate::clock::rfc3339;
+
+/// `GET /v1/status` answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StatusAnswer {
+    /// Always `ok`.
+    pub state: &'static str,
+    /// Active tier: `redis` or `sql` (null before the tier row was read).
+    pub tier: Option<String>,
+    /// Current epoch (integer).
+    pub epoch: Option<i64>,
+    /// Breaker: `closed`, `open` or `half_open`.
+    pub breaker: &'static str,
+    /// Whether safe mode blocks all grants.
+    pub safe_mode: bool,
+    /// Whether this instance may grant now.
+    pub ready: bool,
+    /// Why not, when not ready.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub blocked_reason: Option<String>,
+    /// Reason of the last tier switch.
+    pub switch_reason: Option<String>,
+    /// First instant the current epoch grants (RFC 3339).
+    pub grants_from: Option<String>,
+    /// Whether a Redis tier is configured on this instance.
+    pub redis_configured: bool,
+}
+
+/// The operational routes.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/v1/status", get(status))
+        .route("/metrics", get(metrics))
+        .route("/openapi.json", get(openapi))
+}
+
+/// Liveness.
+#[utoipa::path(get, path = "/healthz", responses((status = 200, description = "alive")))]
+pub async fn healthz() -> Json<serde_json::Value> {
+    Json(serde_json::json!({"state": "alive"}))
+}
+
+fn status_answer(app: &AppState) -> StatusAnswer {
+    let s = app.tier.status();
+    StatusAnswer {
+        state: "ok",
+        tier: s.tier,
+        epoch: s.epoch,
+        breaker: s.breaker.as_str(),
+        safe_mode: s.safe_mode,
+        ready: s.ready.is_ok(),
+        blocked_reason: s.ready.err().map(|b| b.reason()),
+        switch_reason: s.reason,
+        grants_from: s.grants_from.map(rfc3339),
+        redis_configured: s.redis_configured,
+    }
+}
+
+/// Readiness: 200 when this instance may grant on a tier, 503 otherwise.
+#[utoipa::path(get, path = "/readyz", responses(
+    (status = 200, description = "ready", body = StatusAnswer),
+    (status = 503, description = "not ready", body = StatusAnswer)))]
+pub async fn readyz(State(app): State<AppState>) -> Response {
+    let answer = status_answer(&app);
+    let code = if answer.ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, Json(answer)).into_response()
+}
+
+/// Tier, epoch, breaker and safe mode.
+#[utoipa::path(get, path = "/v1/status", responses((status = 200, body = StatusAnswer)))]
+pub async fn status(State(app): State<AppState>) -> Json<StatusAnswer> {
+    Json(status_answer(&app))
+}
+
+/// Prometheus text exposition.
+#[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text")))]
+pub async fn metrics(State(app): State<AppState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        app.metrics.render(),
+    )
+        .into_response()
+}
+
+/// The OpenAPI document of this API, generated from the handlers.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Warden",
+        description = "Fenced locks over Redis with a SQL fallback"
+    ),
+    paths(
+        super::locks::acquire,
+        super::locks::extend,
+        super::locks::release,
+        super::locks::read,
+        super::locks::fence_check,
+        healthz,
+        readyz,
+        status,
+        metrics,
+        openapi
+    )
+)]
+pub struct ApiDoc;
+
+/// The OpenAPI document.
+#[utoipa::path(get, path = "/openapi.json", responses((status = 200, description = "OpenAPI 3.1")))]
+pub async fn openapi() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}

@@ -1,0 +1,48 @@
+//! Fences: a resource accepts a token only if it is at least the highest token it has seen,
+//! so a holder whose lease was superseded can never write after its successor (G3).
+
+use std::sync::Arc;
+
+use crate::key::Key;
+use crate::tier::{Blocked, Tier};
+
+/// The answer to a fence check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FenceOutcome {
+    /// Accepted; `highest` is now this token.
+    Accepted {
+        /// Highest token recorded.
+        highest: i64,
+    },
+    /// A larger token was already seen.
+    Stale {
+        /// Highest token recorded.
+        highest: i64,
+    },
+}
+
+/// The fence service. Fences live in SQL: they are business facts that must survive Redis.
+pub struct Fences {
+    tier: Arc<Tier>,
+}
+
+impl Fences {
+    /// Fences over `tier`'s durable store.
+    pub fn new(tier: Arc<Tier>) -> Self {
+        Self { tier }
+    }
+
+    /// Checks `token` against `resource`, recording it when accepted.
+    pub async fn check(&self, resource: &Key, token: i64) -> Result<FenceOutcome, Blocked> {
+        let outcome = self
+            .tier
+            .durable()
+            .fence_check(resource.as_str(), token)
+            .await
+            .map_err(|e| Blocked::Unavailable(e.to_string()))?;
+        Ok(match outcome {
+            Ok(()) => FenceOutcome::Accepted { highest: token },
+            Err(highest) => FenceOutcome::Stale { highest },
+        })
+    }
+}

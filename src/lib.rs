@@ -1,0 +1,17 @@
+//! Warden: a coordination service whose grants stay safe across Redis loss.
+//!
+//! Dependencies run one way: [`api`] → domain modules ([`lock`], [`fence`]) → [`tier`] →
+//! [`store`]. The binary only wires [`config::Config`] to [`api::serve`].
+#![warn(missing_docs)]
+#![warn(clippy::await_holding_lock)]
+
+pub mod api;
+pub mod bench;
+pub mod clock;
+pub mod config;
+pub mod fence;
+pub mod key;
+pub mod lock;
+pub mod metrics_names;
+pub mod store;
+pub mod tier;

@@ -1,0 +1,68 @@
+//! The `warden` binary: wires configuration to the library; no logic of its own.
+
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+use warden::bench::BenchArgs;
+use warden::config::Settings;
+
+#[derive(Parser)]
+#[command(
+    name = "warden",
+    version,
+    about = "Coordination service: fenced locks over Redis with a SQL fallback"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the HTTP service.
+    Serve(Settings),
+    /// Drive a running Warden and print throughput and latency percentiles.
+    Bench(BenchArgs),
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .json()
+        .with_current_span(true)
+        .with_span_list(false)
+        .with_env_filter(EnvFilter::try_from_env("WARDEN_LOG").unwrap_or_else(|_| "info".into()))
+        .init();
+    let result = match Cli::parse().command {
+        Command::Serve(settings) => match settings.resolve() {
+            Ok(config) => warden::api::serve(config, shutdown_signal())
+                .await
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        },
+        Command::Bench(args) => warden::bench::run(args).await,
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "warden stopped");
+            eprintln!("warden: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}

@@ -1,0 +1,18 @@
+//! Metric names, in one place so dashboards, alert rules and code agree.
+
+/// Counter: answers by `op` and terminal `state`.
+pub const ANSWERS: &str = "warden_answers_total";
+/// Histogram (seconds): operation latency by `op` and `mode`.
+pub const OP_SECONDS: &str = "warden_op_duration_seconds";
+/// Gauge: 0 closed, 1 open, 2 half-open.
+pub const BREAKER_STATE: &str = "warden_breaker_state";
+/// Gauge: the current tier epoch.
+pub const TIER_EPOCH: &str = "warden_tier_epoch";
+/// Gauge: 1 for the active tier (`tier` label), 0 otherwise.
+pub const TIER_ACTIVE: &str = "warden_tier_active";
+/// Counter: tier switches by `reason`.
+pub const TIER_SWITCHES: &str = "warden_tier_switches_total";
+/// Counter: Redis calls that failed on infrastructure, by `kind`.
+pub const REDIS_FAILURES: &str = "warden_redis_failures_total";
+/// Counter: requests refused as malformed, by `code`.
+pub const BAD_INPUT: &str = "warden_bad_input_total";

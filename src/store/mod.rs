@@ -1,0 +1,104 @@
+//! Storage tiers. Backends only store: each call is one atomic step, and domain rules (tokens,
+//! waiting, failover) live above them. Infrastructure failures are [`StoreError`]s; domain
+//! answers (busy, not owner) are values.
+
+pub mod redis;
+pub mod sql;
+
+use std::future::Future;
+
+use crate::key::Key;
+
+/// A failure of the storage infrastructure itself; the only kind that may trip the breaker.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    /// The server could not be reached or answered with an infrastructure error.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// The call did not finish within its timeout.
+    #[error("store call timed out")]
+    Timeout,
+}
+
+/// A lock lease as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    /// Holder.
+    pub owner: String,
+    /// Fencing token of the grant.
+    pub token: i64,
+    /// Expiry, epoch milliseconds.
+    pub expires_at: i64,
+}
+
+/// The outcome of one atomic acquire step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AcquireReply {
+    /// A new lease was granted.
+    Granted(Lease),
+    /// The caller already holds this live lease.
+    Held(Lease),
+    /// Another owner holds a live lease until `expires_at`.
+    Busy {
+        /// When the current lease runs out, epoch milliseconds.
+        expires_at: i64,
+    },
+    /// The store is not at the caller's epoch: `found` is its epoch, or `None` when the store
+    /// has lost its epoch record (data loss).
+    EpochMismatch {
+        /// The store's epoch, if it still has one.
+        found: Option<i64>,
+    },
+}
+
+/// Atomic lock steps, implemented once per backend.
+pub trait LockStore: Send + Sync {
+    /// Grants `key` to `owner` for `ttl_ms` if it is free, as of `epoch`. Tokens are
+    /// `token_base(epoch) + n` with `n` a per-key counter that never decreases in this store.
+    fn acquire(
+        &self,
+        key: &Key,
+        owner: &str,
+        ttl_ms: i64,
+        epoch: i64,
+        now: i64,
+    ) -> impl Future<Output = Result<AcquireReply, StoreError>> + Send;
+    /// Extends the live lease `(owner, token)`; returns its new expiry, or `None` if the caller
+    /// does not hold it.
+    fn extend(
+        &self,
+        key: &Key,
+        owner: &str,
+        token: i64,
+        ttl_ms: i64,
+        now: i64,
+    ) -> impl Future<Output = Result<Option<i64>, StoreError>> + Send;
+    /// Ends the live lease `(owner, token)`; `false` if the caller does not hold it.
+    fn release(
+        &self,
+        key: &Key,
+        owner: &str,
+        token: i64,
+        now: i64,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// The live lease on `key`, if any.
+    fn get(
+        &self,
+        key: &Key,
+        now: i64,
+    ) -> impl Future<Output = Result<Option<Lease>, StoreError>> + Send;
+}
+
+/// First token of an epoch: `epoch << 32`. Counters add to it, so every token of a later
+/// epoch is larger than every token of an earlier one.
+pub fn token_base(epoch: i64) -> i64 {
+    epoch << 32
+}
+
+/// Splits a token into `(epoch, counter)`.
+pub fn token_parts(token: i64) -> (i64, i64) {
+    (token >> 32, token & 0xffff_ffff)
+}
+
+/// Tokens stay below 2^53 so every JSON client reads them exactly.
+pub const MAX_TOKEN: i64 = (1 << 53) - 1;

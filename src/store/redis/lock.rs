@@ -1,0 +1,128 @@
+//! Redis lock steps: each is one Lua script, so check-and-set is atomic and one round trip.
+
+use redis::Value;
+
+use super::{tagged, RedisStore, EPOCH_GATE};
+use crate::key::Key;
+use crate::store::{token_base, token_parts, AcquireReply, Lease, LockStore, StoreError};
+
+impl RedisStore {
+    /// Copies a lease granted on the SQL tier into Redis (fail-back), unless Redis holds a
+    /// newer one. Returns whether it was written.
+    pub async fn seed_lease(&self, key: &str, lease: &Lease, now: i64) -> Result<bool, StoreError> {
+        let remaining = lease.expires_at - now;
+        if remaining <= 0 {
+            return Ok(false);
+        }
+        let (epoch, ctr) = token_parts(lease.token);
+        let mut conn = self.conn();
+        let mut inv = self.scripts.seed_lease.key(tagged(key, "lock"));
+        inv.arg(&lease.owner).arg(epoch).arg(ctr).arg(remaining);
+        self.run(async move { inv.invoke_async::<i64>(&mut conn).await })
+            .await
+            .map(|n| n == 1)
+    }
+}
+
+fn lease_of(owner: String, epoch: i64, ctr: i64, pttl: i64, now: i64) -> Lease {
+    Lease {
+        owner,
+        token: token_base(epoch) + ctr,
+        expires_at: now + pttl.max(0),
+    }
+}
+
+fn unexpected(v: &Value) -> StoreError {
+    StoreError::Unavailable(format!("unexpected script reply: {v:?}"))
+}
+
+impl LockStore for RedisStore {
+    async fn acquire(
+        &self,
+        key: &Key,
+        owner: &str,
+        ttl_ms: i64,
+        epoch: i64,
+        now: i64,
+    ) -> Result<AcquireReply, StoreError> {
+        let mut conn = self.conn();
+        let mut inv = self.scripts.acquire.key(EPOCH_GATE);
+        inv.key(tagged(key.as_str(), "lock"))
+            .key(tagged(key.as_str(), "ctr"))
+            .arg(epoch)
+            .arg(owner)
+            .arg(ttl_ms);
+        let reply: Value = self
+            .run(async move { inv.invoke_async(&mut conn).await })
+            .await?;
+        let Value::Array(items) = &reply else {
+            return Err(unexpected(&reply));
+        };
+        let parsed: Option<AcquireReply> = (|| {
+            let state: String = redis::from_redis_value_ref(items.first()?).ok()?;
+            if state == "epoch" {
+                let found: i64 = redis::from_redis_value_ref(items.get(1)?).ok()?;
+                return Some(AcquireReply::EpochMismatch {
+                    found: (found >= 0).then_some(found),
+                });
+            }
+            let holder: String = redis::from_redis_value_ref(items.get(1)?).ok()?;
+            let lease_epoch: i64 = redis::from_redis_value_ref(items.get(2)?).ok()?;
+            let ctr: i64 = redis::from_redis_value_ref(items.get(3)?).ok()?;
+            let pttl: i64 = redis::from_redis_value_ref(items.get(4)?).ok()?;
+            let lease = lease_of(holder, lease_epoch, ctr, pttl, now);
+            Some(match state.as_str() {
+                "granted" => AcquireReply::Granted(lease),
+                "held" => AcquireReply::Held(lease),
+                _ => AcquireReply::Busy {
+                    expires_at: lease.expires_at,
+                },
+            })
+        })();
+        parsed.ok_or_else(|| unexpected(&reply))
+    }
+
+    async fn extend(
+        &self,
+        key: &Key,
+        owner: &str,
+        token: i64,
+        ttl_ms: i64,
+        now: i64,
+    ) -> Result<Option<i64>, StoreError> {
+        let (epoch, ctr) = token_parts(token);
+        let mut conn = self.conn();
+        let mut inv = self.scripts.extend.key(tagged(key.as_str(), "lock"));
+        inv.arg(owner).arg(epoch).arg(ctr).arg(ttl_ms);
+        let done: i64 = self
+            .run(async move { inv.invoke_async(&mut conn).await })
+            .await?;
+        Ok((done == 1).then_some(now + ttl_ms))
+    }
+
+    async fn release(
+        &self,
+        key: &Key,
+        owner: &str,
+        token: i64,
+        _now: i64,
+    ) -> Result<bool, StoreError> {
+        let (epoch, ctr) = token_parts(token);
+        let mut conn = self.conn();
+        let mut inv = self.scripts.release.key(tagged(key.as_str(), "lock"));
+        inv.arg(owner).arg(epoch).arg(ctr);
+        let done: i64 = self
+            .run(async move { inv.invoke_async(&mut conn).await })
+            .await?;
+        Ok(done == 1)
+    }
+
+    async fn get(&self, key: &Key, now: i64) -> Result<Option<Lease>, StoreError> {
+        let mut conn = self.conn();
+        let inv = self.scripts.get.key(tagged(key.as_str(), "lock"));
+        let reply: Option<(String, i64, i64, i64)> = self
+            .run(async move { inv.invoke_async(&mut conn).await })
+            .await?;
+        Ok(reply.map(|(owner, epoch, ctr, pttl)| lease_of(owner, epoch, ctr, pttl, now)))
+    }
+}

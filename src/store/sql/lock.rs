@@ -1,0 +1,154 @@
+//! SQL lock steps. Acquire is one conditional upsert that also checks the tier epoch, so a
+//! stale instance cannot grant on SQL and two grants of one key serialize on its row.
+
+use super::{classify, col, SqlStore};
+use crate::key::Key;
+use crate::store::{token_base, AcquireReply, Lease, LockStore, StoreError};
+
+const ACQUIRE: &str = "
+INSERT INTO warden_locks (lock_key, owner, counter, token, expires_at)
+SELECT $1, $2, 1, $3 + 1, $4
+WHERE EXISTS (SELECT 1 FROM warden_tier WHERE id = 1 AND epoch = $5)
+ON CONFLICT (lock_key) DO UPDATE SET
+    owner = excluded.owner,
+    counter = warden_locks.counter + 1,
+    token = $3 + warden_locks.counter + 1,
+    expires_at = excluded.expires_at
+WHERE warden_locks.expires_at <= $6
+  AND EXISTS (SELECT 1 FROM warden_tier WHERE id = 1 AND epoch = $5)
+RETURNING owner, token, expires_at";
+
+const CURRENT: &str = "SELECT owner, token, expires_at FROM warden_locks WHERE lock_key = $1";
+
+const EPOCH: &str = "SELECT epoch FROM warden_tier WHERE id = 1";
+
+const EXTEND: &str = "
+UPDATE warden_locks SET expires_at = $4
+WHERE lock_key = $1 AND owner = $2 AND token = $3 AND expires_at > $5";
+
+const RELEASE: &str = "
+UPDATE warden_locks SET expires_at = 0
+WHERE lock_key = $1 AND owner = $2 AND token = $3 AND expires_at > $4";
+
+const LIVE: &str = "
+SELECT lock_key, owner, token, expires_at FROM warden_locks WHERE expires_at > $1";
+
+fn lease(row: &sqlx::any::AnyRow) -> Result<Lease, StoreError> {
+    Ok(Lease {
+        owner: col(row, 0)?,
+        token: col(row, 1)?,
+        expires_at: col(row, 2)?,
+    })
+}
+
+impl SqlStore {
+    /// Every lease still live at `now`, with its key (copied into Redis at fail-back).
+    pub async fn live_leases(&self, now: i64) -> Result<Vec<(String, Lease)>, StoreError> {
+        let rows = sqlx::query(LIVE)
+            .bind(now)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(classify)?;
+        rows.iter()
+            .map(|row| {
+                let key: String = col(row, 0)?;
+                let lease = Lease {
+                    owner: col(row, 1)?,
+                    token: col(row, 2)?,
+                    expires_at: col(row, 3)?,
+                };
+                Ok((key, lease))
+            })
+            .collect()
+    }
+
+    async fn current(&self, key: &Key) -> Result<Option<Lease>, StoreError> {
+        let row = sqlx::query(CURRENT)
+            .bind(key.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(classify)?;
+        row.as_ref().map(lease).transpose()
+    }
+}
+
+impl LockStore for SqlStore {
+    async fn acquire(
+        &self,
+        key: &Key,
+        owner: &str,
+        ttl_ms: i64,
+        epoch: i64,
+        now: i64,
+    ) -> Result<AcquireReply, StoreError> {
+        let granted = sqlx::query(ACQUIRE)
+            .bind(key.as_str())
+            .bind(owner)
+            .bind(token_base(epoch))
+            .bind(now + ttl_ms)
+            .bind(epoch)
+            .bind(now)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(classify)?;
+        if let Some(row) = granted {
+            return Ok(AcquireReply::Granted(lease(&row)?));
+        }
+        match self.current(key).await? {
+            Some(l) if l.expires_at > now && l.owner == owner => Ok(AcquireReply::Held(l)),
+            Some(l) if l.expires_at > now => Ok(AcquireReply::Busy {
+                expires_at: l.expires_at,
+            }),
+            _ => {
+                let found: Option<i64> = sqlx::query_scalar(EPOCH)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(classify)?;
+                Ok(AcquireReply::EpochMismatch { found })
+            }
+        }
+    }
+
+    async fn extend(
+        &self,
+        key: &Key,
+        owner: &str,
+        token: i64,
+        ttl_ms: i64,
+        now: i64,
+    ) -> Result<Option<i64>, StoreError> {
+        let expires_at = now + ttl_ms;
+        let done = sqlx::query(EXTEND)
+            .bind(key.as_str())
+            .bind(owner)
+            .bind(token)
+            .bind(expires_at)
+            .bind(now)
+            .execute(&self.pool)
+            .await
+            .map_err(classify)?;
+        Ok((done.rows_affected() == 1).then_some(expires_at))
+    }
+
+    async fn release(
+        &self,
+        key: &Key,
+        owner: &str,
+        token: i64,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(RELEASE)
+            .bind(key.as_str())
+            .bind(owner)
+            .bind(token)
+            .bind(now)
+            .execute(&self.pool)
+            .await
+            .map_err(classify)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn get(&self, key: &Key, now: i64) -> Result<Option<Lease>, StoreError> {
+        Ok(self.current(key).await?.filter(|l| l.expires_at > now))
+    }
+}

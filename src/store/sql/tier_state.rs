@@ -1,0 +1,109 @@
+//! The shared tier row: active tier, epoch (a durable counter that only grows), when the
+//! current epoch may start granting, and what Redis was last armed for.
+
+use super::{classify, col, SqlStore};
+use crate::store::StoreError;
+
+/// The tier row's columns, in [`TierRow`] order (a macro so statements stay `&'static str`).
+macro_rules! columns {
+    () => {
+        "tier, epoch, grants_from, reason, changed_at, max_ttl_ms, redis_armed_epoch"
+    };
+}
+
+/// The tier row as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TierRow {
+    /// `redis` or `sql`.
+    pub tier: String,
+    /// Current epoch.
+    pub epoch: i64,
+    /// No grant in this epoch before this instant (epoch ms): old-tier leases may be live.
+    pub grants_from: i64,
+    /// Why the last switch happened.
+    pub reason: String,
+    /// When the last switch happened (epoch ms).
+    pub changed_at: i64,
+    /// Longest lock TTL ever granted, for the default failover grace.
+    pub max_ttl_ms: i64,
+    /// The last epoch Redis's gate was armed for.
+    pub redis_armed_epoch: i64,
+}
+
+fn row_of(row: &sqlx::any::AnyRow) -> Result<TierRow, StoreError> {
+    Ok(TierRow {
+        tier: col(row, 0)?,
+        epoch: col(row, 1)?,
+        grants_from: col(row, 2)?,
+        reason: col(row, 3)?,
+        changed_at: col(row, 4)?,
+        max_ttl_ms: col(row, 5)?,
+        redis_armed_epoch: col(row, 6)?,
+    })
+}
+
+impl SqlStore {
+    /// Reads the tier row.
+    pub async fn tier_row(&self) -> Result<TierRow, StoreError> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            columns!(),
+            " FROM warden_tier WHERE id = 1"
+        ))
+        .fetch_one(&self.pool)
+        .await
+        .map_err(classify)?;
+        row_of(&row)
+    }
+
+    /// Switches to `tier` with epoch `expected + 1`, if the epoch is still `expected`.
+    /// Returns the new row, or `None` if another instance switched first.
+    pub async fn switch_tier(
+        &self,
+        expected: i64,
+        tier: &str,
+        reason: &str,
+        now: i64,
+        grants_from: i64,
+    ) -> Result<Option<TierRow>, StoreError> {
+        let row = sqlx::query(concat!(
+            "UPDATE warden_tier SET tier = $1, epoch = epoch + 1, reason = $2, changed_at = $3,
+                 grants_from = $4
+             WHERE id = 1 AND epoch = $5 RETURNING ",
+            columns!()
+        ))
+        .bind(tier)
+        .bind(reason)
+        .bind(now)
+        .bind(grants_from)
+        .bind(expected)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(classify)?;
+        row.as_ref().map(row_of).transpose()
+    }
+
+    /// Records that Redis is being armed for `epoch` (before its gate is raised). `false` if
+    /// `epoch` is no longer the current Redis epoch.
+    pub async fn mark_redis_armed(&self, epoch: i64) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE warden_tier SET redis_armed_epoch = $1
+             WHERE id = 1 AND epoch = $1 AND tier = 'redis'",
+        )
+        .bind(epoch)
+        .execute(&self.pool)
+        .await
+        .map_err(classify)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Raises the recorded longest lock TTL to `ttl_ms`.
+    pub async fn raise_max_ttl(&self, ttl_ms: i64) -> Result<(), StoreError> {
+        sqlx::query("UPDATE warden_tier SET max_ttl_ms = $1 WHERE id = 1 AND max_ttl_ms < $1")
+            .bind(ttl_ms)
+            .execute(&self.pool)
+            .await
+            .map_err(classify)?;
+        Ok(())
+    }
+}

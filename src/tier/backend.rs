@@ -1,0 +1,94 @@
+//! The active backend, chosen by the tier router; domain modules see only [`LockStore`].
+
+use crate::key::Key;
+use crate::store::redis::RedisStore;
+use crate::store::sql::SqlStore;
+use crate::store::{AcquireReply, Lease, LockStore, StoreError};
+
+/// Which tier answered: `primary` is Redis, `fallback` is SQL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Redis.
+    Primary,
+    /// SQL.
+    Fallback,
+}
+
+impl Mode {
+    /// Name used in answers, logs and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Primary => "primary",
+            Self::Fallback => "fallback",
+        }
+    }
+}
+
+/// A borrowed backend.
+#[derive(Clone, Copy)]
+pub enum Backend<'a> {
+    /// The Redis tier.
+    Redis(&'a RedisStore),
+    /// The SQL tier.
+    Sql(&'a SqlStore),
+}
+
+impl Backend<'_> {
+    /// The mode this backend answers in.
+    pub fn mode(&self) -> Mode {
+        match self {
+            Self::Redis(_) => Mode::Primary,
+            Self::Sql(_) => Mode::Fallback,
+        }
+    }
+}
+
+impl LockStore for Backend<'_> {
+    async fn acquire(
+        &self,
+        key: &Key,
+        owner: &str,
+        ttl_ms: i64,
+        epoch: i64,
+        now: i64,
+    ) -> Result<AcquireReply, StoreError> {
+        match self {
+            Self::Redis(s) => s.acquire(key, owner, ttl_ms, epoch, now).await,
+            Self::Sql(s) => s.acquire(key, owner, ttl_ms, epoch, now).await,
+        }
+    }
+
+    async fn extend(
+        &self,
+        key: &Key,
+        owner: &str,
+        token: i64,
+        ttl_ms: i64,
+        now: i64,
+    ) -> Result<Option<i64>, StoreError> {
+        match self {
+            Self::Redis(s) => s.extend(key, owner, token, ttl_ms, now).await,
+            Self::Sql(s) => s.extend(key, owner, token, ttl_ms, now).await,
+        }
+    }
+
+    async fn release(
+        &self,
+        key: &Key,
+        owner: &str,
+        token: i64,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        match self {
+            Self::Redis(s) => s.release(key, owner, token, now).await,
+            Self::Sql(s) => s.release(key, owner, token, now).await,
+        }
+    }
+
+    async fn get(&self, key: &Key, now: i64) -> Result<Option<Lease>, StoreError> {
+        match self {
+            Self::Redis(s) => s.get(key, now).await,
+            Self::Sql(s) => s.get(key, now).await,
+        }
+    }
+}

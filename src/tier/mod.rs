@@ -1,0 +1,398 @@
+//! Tier router: exactly one tier grants at a time (G2), chosen by a row in SQL that every
+//! instance shares, cached under a short lease; every switch bumps the durable epoch (G1) and
+//! opens a grace during which the new epoch grants nothing.
+
+mod backend;
+mod breaker;
+mod supervisor;
+
+pub use backend::{Backend, Mode};
+pub use breaker::{Breaker, BreakerState};
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::RwLock;
+use std::time::{Duration, Instant};
+
+use tokio::sync::Notify;
+
+use crate::clock::now_ms;
+use crate::metrics_names as m;
+use crate::store::redis::RedisStore;
+use crate::store::sql::{SqlStore, TierRow};
+use crate::store::StoreError;
+
+/// Tier name of Redis in the shared row.
+pub const REDIS: &str = "redis";
+/// Tier name of SQL in the shared row.
+pub const SQL: &str = "sql";
+
+/// Switch reasons (metric label values; details go to the log line).
+pub mod reason {
+    /// The breaker opened on Redis failures.
+    pub const REDIS_UNREACHABLE: &str = "redis_unreachable";
+    /// A probe found Redis healthy again (or at first start).
+    pub const REDIS_RECOVERED: &str = "redis_recovered";
+    /// Redis lost the epoch gate it had been armed with: its counters may have reset.
+    pub const REDIS_DATA_LOSS: &str = "redis_data_loss";
+}
+
+/// Tier settings.
+#[derive(Debug, Clone)]
+pub struct TierConfig {
+    /// Consecutive failures that open the breaker.
+    pub breaker_failures: u32,
+    /// How long the breaker stays open.
+    pub breaker_open: Duration,
+    /// Fixed failover grace, or `None` for the longest lock TTL granted.
+    pub failover_grace: Option<Duration>,
+    /// Tier lease.
+    pub tier_lease: Duration,
+    /// Safe mode at start.
+    pub safe_mode: bool,
+}
+
+/// Why no tier may act now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Blocked {
+    /// An operator put Warden in safe mode.
+    SafeMode,
+    /// No tier can be used: the reason says why.
+    Unavailable(String),
+    /// The current epoch starts granting at `until` (epoch ms): old-tier leases may be live.
+    Grace {
+        /// First instant grants are allowed.
+        until: i64,
+    },
+}
+
+impl Blocked {
+    /// A short reason for answers and logs.
+    pub fn reason(&self) -> String {
+        match self {
+            Self::SafeMode => "safe_mode".into(),
+            Self::Unavailable(r) => r.clone(),
+            Self::Grace { .. } => "failover_grace".into(),
+        }
+    }
+}
+
+/// The tier an operation runs on, at a known epoch.
+pub struct Active<'a> {
+    /// The backend.
+    pub backend: Backend<'a>,
+    /// The epoch grants are made in.
+    pub epoch: i64,
+}
+
+/// A snapshot for `/v1/status` and `/readyz`.
+#[derive(Debug, Clone)]
+pub struct Status {
+    /// `redis` or `sql`, if known.
+    pub tier: Option<String>,
+    /// Current epoch, if known.
+    pub epoch: Option<i64>,
+    /// Breaker state.
+    pub breaker: BreakerState,
+    /// Safe mode.
+    pub safe_mode: bool,
+    /// Whether this instance may act (lease valid, tier usable, not in grace).
+    pub ready: Result<(), Blocked>,
+    /// Reason of the last switch.
+    pub reason: Option<String>,
+    /// Start of grants in this epoch (epoch ms).
+    pub grants_from: Option<i64>,
+    /// Whether Redis is configured here.
+    pub redis_configured: bool,
+}
+
+#[derive(Debug, Clone)]
+struct Cached {
+    row: TierRow,
+    lease_until: Instant,
+}
+
+/// The tier router shared by every request.
+pub struct Tier {
+    sql: SqlStore,
+    redis: Option<RedisStore>,
+    breaker: Breaker,
+    cfg: TierConfig,
+    cached: RwLock<Option<Cached>>,
+    safe_mode: AtomicBool,
+    wake: Notify,
+    /// Serializes this instance's switches and armings.
+    switching: tokio::sync::Mutex<()>,
+}
+
+impl Tier {
+    /// A router over `sql` and an optional Redis tier. Call [`Tier::refresh`] (or run the
+    /// supervisor) before serving.
+    pub fn new(cfg: TierConfig, sql: SqlStore, redis: Option<RedisStore>) -> Self {
+        Self {
+            sql,
+            redis,
+            breaker: Breaker::new(cfg.breaker_failures, cfg.breaker_open),
+            safe_mode: AtomicBool::new(cfg.safe_mode),
+            cfg,
+            cached: RwLock::new(None),
+            wake: Notify::new(),
+            switching: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// The durable tier (fences and other business facts always live there).
+    pub fn durable(&self) -> &SqlStore {
+        &self.sql
+    }
+
+    fn cached(&self) -> Option<Cached> {
+        self.cached
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The tier to act on now. `granting` operations also respect the failover grace.
+    pub fn active(&self, granting: bool) -> Result<Active<'_>, Blocked> {
+        if self.safe_mode.load(Ordering::Relaxed) {
+            return Err(Blocked::SafeMode);
+        }
+        let Some(c) = self.cached() else {
+            return Err(Blocked::Unavailable("tier state not loaded yet".into()));
+        };
+        if Instant::now() > c.lease_until {
+            return Err(Blocked::Unavailable(
+                "tier lease expired: database unreachable".into(),
+            ));
+        }
+        let backend = if c.row.tier == REDIS {
+            let Some(redis) = &self.redis else {
+                return Err(Blocked::Unavailable(
+                    "active tier is redis but this instance has no redis_url".into(),
+                ));
+            };
+            if self.breaker.state() != BreakerState::Closed {
+                return Err(Blocked::Unavailable("redis breaker open".into()));
+            }
+            Backend::Redis(redis)
+        } else {
+            Backend::Sql(&self.sql)
+        };
+        if granting && now_ms() < c.row.grants_from {
+            return Err(Blocked::Grace {
+                until: c.row.grants_from,
+            });
+        }
+        Ok(Active {
+            backend,
+            epoch: c.row.epoch,
+        })
+    }
+
+    /// Feeds a store result to the breaker. Only Redis infrastructure errors count.
+    pub fn record<T>(&self, mode: Mode, result: &Result<T, StoreError>) {
+        if mode != Mode::Primary {
+            return;
+        }
+        match result {
+            Ok(_) => self.breaker.success(),
+            Err(e) => {
+                let kind = match e {
+                    StoreError::Timeout => "timeout",
+                    StoreError::Unavailable(_) => "unavailable",
+                };
+                metrics::counter!(m::REDIS_FAILURES, "kind" => kind).increment(1);
+                if self.breaker.failure(&e.to_string()) {
+                    tracing::warn!(error = %e, "redis breaker opened");
+                    self.publish_gauges();
+                    self.wake.notify_one();
+                }
+            }
+        }
+    }
+
+    /// Rereads the shared tier row and renews this instance's lease on it.
+    pub async fn refresh(&self) -> Result<TierRow, StoreError> {
+        let started = Instant::now();
+        let row = tokio::time::timeout(self.cfg.tier_lease / 2, self.sql.tier_row())
+            .await
+            .map_err(|_| StoreError::Timeout)??;
+        self.install(row.clone(), started);
+        Ok(row)
+    }
+
+    fn install(&self, row: TierRow, read_at: Instant) {
+        let mut slot = self.cached.write().unwrap_or_else(|p| p.into_inner());
+        // Never step back to an older epoch (a slow read can finish after a switch).
+        if slot.as_ref().is_some_and(|c| c.row.epoch > row.epoch) {
+            return;
+        }
+        *slot = Some(Cached {
+            row,
+            lease_until: read_at + self.cfg.tier_lease,
+        });
+        drop(slot);
+        self.publish_gauges();
+    }
+
+    fn publish_gauges(&self) {
+        let c = self.cached();
+        metrics::gauge!(m::BREAKER_STATE).set(self.breaker.state().gauge());
+        if let Some(c) = c {
+            metrics::gauge!(m::TIER_EPOCH).set(c.row.epoch as f64);
+            for t in [REDIS, SQL] {
+                let on = if c.row.tier == t { 1.0 } else { 0.0 };
+                metrics::gauge!(m::TIER_ACTIVE, "tier" => t).set(on);
+            }
+        }
+    }
+
+    /// Records that a lock with `ttl_ms` is about to be granted, so a later failover waits
+    /// long enough (only when the grace is not fixed by configuration).
+    pub async fn note_ttl(&self, ttl_ms: i64) -> Result<(), StoreError> {
+        if self.cfg.failover_grace.is_some() {
+            return Ok(());
+        }
+        let known = self.cached().map_or(0, |c| c.row.max_ttl_ms);
+        if ttl_ms <= known {
+            return Ok(());
+        }
+        self.sql.raise_max_ttl(ttl_ms).await?;
+        if let Some(c) = self
+            .cached
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_mut()
+        {
+            c.row.max_ttl_ms = c.row.max_ttl_ms.max(ttl_ms);
+        }
+        Ok(())
+    }
+
+    /// Handles a store that is not at `epoch`: refreshes a stale cache, arms Redis for the
+    /// current epoch, or — when Redis lost a gate it had been armed with — switches to a new
+    /// epoch so no token can repeat (G1).
+    pub async fn on_epoch_mismatch(&self, epoch: i64, found: Option<i64>) {
+        let _guard = self.switching.lock().await;
+        let row = match self.refresh().await {
+            Ok(row) => row,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot reread tier state");
+                return;
+            }
+        };
+        if row.epoch != epoch || row.tier != REDIS {
+            return;
+        }
+        match found {
+            Some(f) if f >= row.epoch => {
+                if f > row.epoch {
+                    tracing::error!(
+                        redis_epoch = f,
+                        sql_epoch = row.epoch,
+                        "redis gate is ahead of the database epoch; was the database restored?"
+                    );
+                }
+            }
+            _ if row.redis_armed_epoch >= row.epoch => {
+                let detail = format!("epoch gate {found:?}, armed for {}", row.epoch);
+                self.switch(&row, REDIS, reason::REDIS_DATA_LOSS, &detail)
+                    .await;
+            }
+            _ if now_ms() >= row.grants_from => self.arm(row.epoch).await,
+            _ => {}
+        }
+    }
+
+    /// Arms Redis for `epoch`: records it in SQL, copies every live SQL lease into Redis so
+    /// no SQL-granted lease is ignored, then raises the gate that lets Redis grant.
+    async fn arm(&self, epoch: i64) {
+        let Some(redis) = &self.redis else { return };
+        let result: Result<usize, StoreError> = async {
+            if !self.sql.mark_redis_armed(epoch).await? {
+                return Ok(0);
+            }
+            let now = now_ms();
+            let mut copied = 0;
+            for (key, lease) in self.sql.live_leases(now).await? {
+                copied += usize::from(redis.seed_lease(&key, &lease, now).await?);
+            }
+            redis.arm_epoch(epoch).await?;
+            Ok(copied)
+        }
+        .await;
+        match result {
+            Ok(copied) => {
+                tracing::info!(epoch, copied_sql_leases = copied, "redis armed for epoch");
+                if let Ok(row) = self.refresh().await {
+                    tracing::debug!(armed = row.redis_armed_epoch, "tier row after arming");
+                }
+            }
+            Err(e) => {
+                tracing::warn!(epoch, error = %e, "arming redis failed");
+                self.record(Mode::Primary, &Err::<(), _>(e));
+            }
+        }
+    }
+
+    fn grace_for(&self, to: &str, why: &str, row: &TierRow) -> Duration {
+        let lease = self.cfg.tier_lease;
+        if to == REDIS && why == reason::REDIS_RECOVERED {
+            // SQL leases are copied into Redis before it grants; only other instances' tier
+            // leases must run out.
+            return lease;
+        }
+        let grace = self
+            .cfg
+            .failover_grace
+            .unwrap_or(Duration::from_millis(row.max_ttl_ms.max(0) as u64));
+        lease.max(grace)
+    }
+
+    /// Switches the shared tier to `to` with a new epoch, unless another instance already
+    /// moved past `row.epoch`.
+    async fn switch(&self, row: &TierRow, to: &str, why: &'static str, detail: &str) {
+        let now = now_ms();
+        let grace = self.grace_for(to, why, row);
+        let grants_from = now + grace.as_millis() as i64;
+        let started = Instant::now();
+        match self
+            .sql
+            .switch_tier(row.epoch, to, why, now, grants_from)
+            .await
+        {
+            Ok(Some(new)) => {
+                tracing::warn!(
+                    from = %row.tier, to, reason = why, detail, old_epoch = row.epoch,
+                    epoch = new.epoch, grace_ms = grace.as_millis() as u64, "tier switch"
+                );
+                metrics::counter!(m::TIER_SWITCHES, "reason" => why).increment(1);
+                self.install(new, started);
+            }
+            Ok(None) => {
+                let _ = self.refresh().await;
+            }
+            Err(e) => tracing::warn!(error = %e, to, reason = why, "tier switch failed"),
+        }
+    }
+
+    /// Puts the instance in or out of safe mode.
+    pub fn set_safe_mode(&self, on: bool) {
+        self.safe_mode.store(on, Ordering::Relaxed);
+    }
+
+    /// A snapshot of the tier state.
+    pub fn status(&self) -> Status {
+        let c = self.cached();
+        Status {
+            tier: c.as_ref().map(|c| c.row.tier.clone()),
+            epoch: c.as_ref().map(|c| c.row.epoch),
+            breaker: self.breaker.state(),
+            safe_mode: self.safe_mode.load(Ordering::Relaxed),
+            ready: self.active(true).map(drop),
+            reason: c.as_ref().map(|c| c.row.reason.clone()),
+            grants_from: c.as_ref().map(|c| c.row.grants_from),
+            redis_configured: self.redis.is_some(),
+        }
+    }
+}

@@ -1,0 +1,71 @@
+//! The supervisor: renews the tier lease, fails over when the breaker opens, probes Redis and
+//! fails back, and arms Redis for a new epoch once its grace is over.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{reason, BreakerState, Mode, Tier, REDIS, SQL};
+use crate::clock::now_ms;
+
+impl Tier {
+    /// Runs until `shutdown` completes. Ticks at a quarter of the tier lease, and at once when
+    /// the breaker opens.
+    pub async fn supervise(self: Arc<Self>, shutdown: impl Future<Output = ()>) {
+        let tick = (self.cfg.tier_lease / 4).max(Duration::from_millis(20));
+        tokio::pin!(shutdown);
+        loop {
+            self.tick().await;
+            tokio::select! {
+                _ = &mut shutdown => return,
+                _ = tokio::time::sleep(tick) => {}
+                _ = self.wake.notified() => {}
+            }
+        }
+    }
+
+    /// One supervision step.
+    pub async fn tick(&self) {
+        let row = match self.refresh().await {
+            Ok(row) => row,
+            Err(e) => {
+                tracing::warn!(error = %e, "tier lease not renewed: database unreachable");
+                return;
+            }
+        };
+        let Some(redis) = &self.redis else { return };
+        let on_redis = row.tier == REDIS;
+        let state = self.breaker.state();
+        if on_redis && state == BreakerState::Closed {
+            // Checks the epoch gate even without traffic: arms a new epoch, detects data loss.
+            let gate = redis.armed_epoch().await;
+            self.record(Mode::Primary, &gate);
+            if let Ok(found) = gate {
+                if found != Some(row.epoch) && now_ms() >= row.grants_from {
+                    self.on_epoch_mismatch(row.epoch, found).await;
+                }
+            }
+            return;
+        }
+        let _guard = self.switching.lock().await;
+        if state == BreakerState::Open {
+            if on_redis {
+                let detail = self.breaker.last_error();
+                self.switch(&row, SQL, reason::REDIS_UNREACHABLE, &detail)
+                    .await;
+            }
+            return;
+        }
+        let damped = row.reason != "init"
+            && now_ms() - row.changed_at < self.cfg.breaker_open.as_millis() as i64;
+        if !on_redis && damped {
+            return;
+        }
+        let probe = redis.ping().await;
+        self.record(Mode::Primary, &probe);
+        if probe.is_ok() && !on_redis {
+            self.switch(&row, REDIS, reason::REDIS_RECOVERED, "probe succeeded")
+                .await;
+        }
+    }
+}
