@@ -1,0 +1,258 @@
+//! One lock conformance suite, expanded for every backend: SQLite, PostgreSQL and Redis (with
+//! PostgreSQL as its durable tier). Each runs through the real binary over HTTP.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use support::{Postgres, Redis, Warden};
+
+/// Servers kept alive for the duration of one suite.
+struct Env {
+    _pg: Option<Postgres>,
+    _redis: Option<Redis>,
+    _dir: tempfile::TempDir,
+    w: Warden,
+    mode: &'static str,
+}
+
+async fn sqlite() -> Env {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/w.db", dir.path().display());
+    let w = Warden::start(&[("WARDEN_DATABASE_URL", url)]);
+    w.wait_ready_on("sql", Duration::from_secs(10)).await;
+    Env {
+        _pg: None,
+        _redis: None,
+        _dir: dir,
+        w,
+        mode: "fallback",
+    }
+}
+
+async fn postgres() -> Env {
+    let pg = Postgres::start();
+    let w = Warden::start(&[("WARDEN_DATABASE_URL", pg.url())]);
+    w.wait_ready_on("sql", Duration::from_secs(10)).await;
+    Env {
+        _pg: Some(pg),
+        _redis: None,
+        _dir: tempfile::tempdir().unwrap(),
+        w,
+        mode: "fallback",
+    }
+}
+
+async fn redis() -> Env {
+    let pg = Postgres::start();
+    let redis = Redis::start();
+    let w = Warden::start(&[
+        ("WARDEN_DATABASE_URL", pg.url()),
+        ("WARDEN_REDIS_URL", redis.url()),
+        ("WARDEN_TIER_LEASE_MS", "400".into()),
+    ]);
+    w.wait_ready_on("redis", Duration::from_secs(10)).await;
+    Env {
+        _pg: Some(pg),
+        _redis: Some(redis),
+        _dir: tempfile::tempdir().unwrap(),
+        w,
+        mode: "primary",
+    }
+}
+
+fn token(v: &serde_json::Value) -> i64 {
+    v["fencing_token"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("no token in {v}"))
+}
+
+async fn acquire_contract(e: &Env) {
+    let w = &e.w;
+    let (s, a) = w.acquire("c-a", "alice", 5_000, 0).await;
+    assert_eq!(s, 200, "{a}");
+    assert_eq!(a["state"], format!("lock_acquired_{}", e.mode));
+    assert_eq!(a["mode"], e.mode);
+    assert_eq!(a["owner"], "alice");
+    assert!(a["expires_at"].as_str().unwrap().ends_with('Z'));
+    let t = token(&a);
+    assert!(t > 0 && t < (1i64 << 53));
+
+    // A retry by the holder returns the same grant.
+    let (s, again) = w.acquire("c-a", "alice", 5_000, 0).await;
+    assert_eq!(s, 200);
+    assert_eq!(token(&again), t);
+
+    // Another owner is refused while the lease lives.
+    let (s, busy) = w.acquire("c-a", "bob", 5_000, 0).await;
+    assert_eq!((s, busy["state"].as_str()), (409, Some("lock_busy")));
+    assert!(busy["retry_after_ms"].as_i64().unwrap() > 0);
+
+    let (s, held) = w.get("/v1/locks/c-a").await;
+    assert_eq!(
+        (s, held["owner"].as_str(), token(&held)),
+        (200, Some("alice"), t)
+    );
+
+    // Release by a non-owner or with a wrong token fails; by the owner succeeds.
+    let (s, r) = w.release("c-a", "bob", t).await;
+    assert_eq!((s, r["state"].as_str()), (409, Some("not_owner")));
+    let (s, r) = w.release("c-a", "alice", t + 1).await;
+    assert_eq!((s, r["state"].as_str()), (409, Some("not_owner")));
+    let (s, r) = w.release("c-a", "alice", t).await;
+    assert_eq!((s, r["state"].as_str()), (200, Some("released")));
+    let (s, r) = w.get("/v1/locks/c-a").await;
+    assert_eq!((s, r["state"].as_str()), (404, Some("not_held")));
+
+    // The next grant has a larger token.
+    let (s, b) = w.acquire("c-a", "bob", 5_000, 0).await;
+    assert_eq!(s, 200);
+    assert!(token(&b) > t);
+}
+
+async fn extend_and_expiry(e: &Env) {
+    let w = &e.w;
+    let (_, a) = w.acquire("c-x", "alice", 300, 0).await;
+    let t = token(&a);
+    let (s, x) = w
+        .post(
+            "/v1/locks/c-x/extend",
+            json!({"owner": "alice", "fencing_token": t, "ttl_ms": 2000}),
+        )
+        .await;
+    assert_eq!((s, x["state"].as_str()), (200, Some("extended")), "{x}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (s, _) = w.acquire("c-x", "bob", 1000, 0).await;
+    assert_eq!(s, 409, "extended lease still held");
+    let (s, x) = w
+        .post(
+            "/v1/locks/c-x/extend",
+            json!({"owner": "bob", "fencing_token": t, "ttl_ms": 2000}),
+        )
+        .await;
+    assert_eq!((s, x["state"].as_str()), (409, Some("not_owner")));
+
+    // An expired lease is free for the next owner, with a larger token; the old holder can
+    // neither extend nor release it.
+    let (_, short) = w.acquire("c-y", "alice", 100, 0).await;
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    let (s, b) = w.acquire("c-y", "bob", 1000, 0).await;
+    assert_eq!(s, 200);
+    assert!(token(&b) > token(&short));
+    let (s, _) = w.release("c-y", "alice", token(&short)).await;
+    assert_eq!(s, 409);
+}
+
+async fn wait_is_fifo(e: &Env) {
+    let w = &e.w;
+    let (_, a) = w.acquire("c-w", "holder", 10_000, 0).await;
+    let t = token(&a);
+    let mut waiters = Vec::new();
+    for i in 0..3 {
+        let http = w.http.clone();
+        let url = format!("{}/v1/locks/c-w/acquire", w.base());
+        waiters.push(tokio::spawn(async move {
+            let r = http
+                .post(url)
+                .json(&json!({"owner": format!("w{i}"), "ttl_ms": 200, "wait_ms": 5000}))
+                .send()
+                .await
+                .unwrap();
+            let v: serde_json::Value = r.json().await.unwrap();
+            (i, v, Instant::now())
+        }));
+        // Join the queue in a known order.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let released = Instant::now();
+    let (s, _) = w.release("c-w", "holder", t).await;
+    assert_eq!(s, 200);
+    let mut results = Vec::new();
+    for h in waiters {
+        results.push(h.await.unwrap());
+    }
+    results.sort_by_key(|r| r.2);
+    let order: Vec<usize> = results.iter().map(|r| r.0).collect();
+    assert_eq!(
+        order,
+        vec![0, 1, 2],
+        "waiters served in arrival order: {results:?}"
+    );
+    let mut last = t;
+    for (_, v, _) in &results {
+        assert_eq!(v["mode"], e.mode, "{v}");
+        assert!(token(v) > last, "tokens grow in grant order");
+        last = token(v);
+    }
+    assert!(results[0].2.duration_since(released) < Duration::from_millis(1000));
+
+    // A waiter whose wait runs out gets lock_busy.
+    let (_, _h) = w.acquire("c-w2", "holder", 10_000, 0).await;
+    let started = Instant::now();
+    let (s, v) = w.acquire("c-w2", "late", 1000, 300).await;
+    assert_eq!((s, v["state"].as_str()), (409, Some("lock_busy")));
+    assert!(started.elapsed() >= Duration::from_millis(250));
+}
+
+async fn contention_grants_one(e: &Env) {
+    let w = &e.w;
+    let mut tasks = Vec::new();
+    for i in 0..24 {
+        let http = w.http.clone();
+        let url = format!("{}/v1/locks/c-race/acquire", w.base());
+        tasks.push(tokio::spawn(async move {
+            let r = http
+                .post(url)
+                .json(&json!({"owner": format!("o{i}"), "ttl_ms": 10_000}))
+                .send()
+                .await
+                .unwrap();
+            r.status().as_u16()
+        }));
+    }
+    let mut granted = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            200 => granted += 1,
+            409 => {}
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    assert_eq!(granted, 1, "exactly one of 24 racing owners holds the lock");
+}
+
+async fn fences(e: &Env) {
+    let w = &e.w;
+    let (_, a) = w.acquire("c-f", "alice", 100, 0).await;
+    let ta = token(&a);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (_, b) = w.acquire("c-f", "bob", 5_000, 0).await;
+    let tb = token(&b);
+    let (s, v) = w.post("/v1/fences/res-f/check", json!({"token": tb})).await;
+    assert_eq!((s, v["state"].as_str()), (200, Some("accepted")));
+    let (s, v) = w.post("/v1/fences/res-f/check", json!({"token": tb})).await;
+    assert_eq!(s, 200, "the same holder may write again: {v}");
+    let (s, v) = w.post("/v1/fences/res-f/check", json!({"token": ta})).await;
+    assert_eq!((s, v["state"].as_str()), (409, Some("stale_token")));
+    assert_eq!(v["highest"].as_i64(), Some(tb));
+}
+
+macro_rules! conformance {
+    ($($backend:ident),*) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn $backend() {
+            let e = crate::$backend().await;
+            acquire_contract(&e).await;
+            extend_and_expiry(&e).await;
+            wait_is_fifo(&e).await;
+            contention_grants_one(&e).await;
+            fences(&e).await;
+        }
+    )*};
+}
+
+mod lock_conformance {
+    use super::*;
+    conformance!(sqlite, postgres, redis);
+}

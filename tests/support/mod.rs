@@ -1,0 +1,403 @@
+//! Test harness: real `redis-server`, PostgreSQL and `warden` processes on free ports in
+//! temporary directories, killed and restarted to inject faults. Nothing is mocked.
+#![allow(dead_code)]
+
+pub mod proxy;
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+/// A port nobody listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn require(bin: &str) -> PathBuf {
+    let p = PathBuf::from(bin);
+    if p.is_absolute() && p.exists() {
+        return p;
+    }
+    if let Ok(out) = Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {bin}"))
+        .output()
+    {
+        let s = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        if !s.is_empty() {
+            return PathBuf::from(s);
+        }
+    }
+    panic!("{bin} not found: run scripts/test.sh, which installs redis-server and postgresql");
+}
+
+fn wait_until(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+fn kill9(child: &mut Option<Child>) {
+    if let Some(mut c) = child.take() {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+}
+
+/// A throwaway `redis-server`.
+pub struct Redis {
+    pub port: u16,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl Redis {
+    pub fn start() -> Self {
+        let mut r = Redis {
+            port: free_port(),
+            dir: tempfile::tempdir().unwrap(),
+            child: None,
+        };
+        r.restart();
+        r
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    /// Starts (again) on the same port, with no data.
+    pub fn restart(&mut self) {
+        kill9(&mut self.child);
+        let child = Command::new(require("redis-server"))
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn redis-server");
+        self.child = Some(child);
+        let port = self.port;
+        wait_until("redis", Duration::from_secs(10), || {
+            redis_cli(port, &["PING"]).is_some_and(|s| s.contains("PONG"))
+        });
+    }
+
+    /// SIGKILL.
+    pub fn kill(&mut self) {
+        kill9(&mut self.child);
+    }
+
+    pub fn cli(&self, args: &[&str]) -> Option<String> {
+        redis_cli(self.port, args)
+    }
+}
+
+fn redis_cli(port: u16, args: &[&str]) -> Option<String> {
+    let out = Command::new(require("redis-cli"))
+        .args(["-p", &port.to_string()])
+        .args(args)
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        kill9(&mut self.child);
+    }
+}
+
+/// A throwaway PostgreSQL cluster (run as user `postgres` when we are root).
+pub struct Postgres {
+    pub port: u16,
+    dir: tempfile::TempDir,
+    running: bool,
+}
+
+fn pg_bin(name: &str) -> PathBuf {
+    let dir = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()
+        .and_then(|d| d.flatten().map(|e| e.path()).max())
+        .unwrap_or_else(|| panic!("PostgreSQL not installed: run scripts/test.sh"));
+    dir.join("bin").join(name)
+}
+
+fn as_postgres(bin: &Path) -> Command {
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout == b"0\n")
+        .unwrap_or(false);
+    if root {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(bin);
+        c
+    } else {
+        Command::new(bin)
+    }
+}
+
+impl Postgres {
+    pub fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let _ = Command::new("chown")
+            .arg("-R")
+            .arg("postgres")
+            .arg(dir.path())
+            .status();
+        let status = as_postgres(&pg_bin("initdb"))
+            .arg("-D")
+            .arg(dir.path().join("data"))
+            .args(["-A", "trust", "-U", "postgres", "--no-sync"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("initdb");
+        assert!(status.success(), "initdb failed");
+        let mut pg = Postgres {
+            port: free_port(),
+            dir,
+            running: false,
+        };
+        pg.resume();
+        pg
+    }
+
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    fn ctl(&self, args: &[&str]) -> bool {
+        as_postgres(&pg_bin("pg_ctl"))
+            .arg("-D")
+            .arg(self.dir.path().join("data"))
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false)
+    }
+
+    /// Starts the cluster (keeping its data).
+    pub fn resume(&mut self) {
+        let opts = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200",
+            self.port,
+            self.dir.path().display()
+        );
+        let log = self.dir.path().join("log");
+        assert!(
+            self.ctl(&[
+                "-o",
+                &opts,
+                "-w",
+                "-t",
+                "30",
+                "-l",
+                log.to_str().unwrap(),
+                "start"
+            ]),
+            "pg_ctl start failed"
+        );
+        self.running = true;
+    }
+
+    /// Immediate shutdown (like a crash).
+    pub fn stop(&mut self) {
+        if self.running {
+            self.ctl(&["-m", "immediate", "-w", "stop"]);
+            self.running = false;
+        }
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A `warden serve` process.
+pub struct Warden {
+    pub port: u16,
+    env: Vec<(String, String)>,
+    child: Option<Child>,
+    pub log: PathBuf,
+    _dir: tempfile::TempDir,
+    pub http: reqwest::Client,
+}
+
+impl Warden {
+    /// Starts `warden serve` with `env` (plus a free `WARDEN_LISTEN`) and waits for `/healthz`.
+    pub fn start(env: &[(&str, String)]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = Warden {
+            port: free_port(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect(),
+            child: None,
+            log: dir.path().join("warden.log"),
+            _dir: dir,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .unwrap(),
+        };
+        w.restart();
+        w
+    }
+
+    /// (Re)starts the process on the same port.
+    pub fn restart(&mut self) {
+        kill9(&mut self.child);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_warden"));
+        cmd.arg("serve")
+            .env("WARDEN_LISTEN", format!("127.0.0.1:{}", self.port))
+            .env("WARDEN_CONFIG", self._dir.path().join("none.toml"))
+            .env_remove("WARDEN_REDIS_URL")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .stdout(log.try_clone().unwrap())
+            .stderr(log);
+        self.child = Some(cmd.spawn().expect("spawn warden"));
+        let url = format!("{}/healthz", self.base());
+        wait_until("warden /healthz", Duration::from_secs(20), || {
+            std::process::Command::new("curl")
+                .args(["-sf", "-o", "/dev/null", &url])
+                .status()
+                .map(|s| s.success())
+                .unwrap_or(false)
+        });
+    }
+
+    /// SIGKILL.
+    pub fn kill(&mut self) {
+        kill9(&mut self.child);
+    }
+
+    /// SIGTERM, then wait for a graceful exit.
+    pub fn terminate(&mut self) -> Option<std::process::ExitStatus> {
+        let mut child = self.child.take()?;
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        child.wait().ok()
+    }
+
+    pub fn base(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// POST JSON; returns status and body.
+    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        let r = self
+            .http
+            .post(format!("{}{path}", self.base()))
+            .json(&body)
+            .send()
+            .await
+            .expect("request");
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let r = self
+            .http
+            .get(format!("{}{path}", self.base()))
+            .send()
+            .await
+            .expect("request");
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn acquire(&self, key: &str, owner: &str, ttl_ms: i64, wait_ms: i64) -> (u16, Value) {
+        self.post(
+            &format!("/v1/locks/{key}/acquire"),
+            json!({"owner": owner, "ttl_ms": ttl_ms, "wait_ms": wait_ms}),
+        )
+        .await
+    }
+
+    pub async fn release(&self, key: &str, owner: &str, token: i64) -> (u16, Value) {
+        self.post(
+            &format!("/v1/locks/{key}/release"),
+            json!({"owner": owner, "fencing_token": token}),
+        )
+        .await
+    }
+
+    pub async fn status(&self) -> Value {
+        self.get("/v1/status").await.1
+    }
+
+    /// Waits until `/v1/status` reports `tier` and ready.
+    pub async fn wait_ready_on(&self, tier: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let s = self.status().await;
+            if s["tier"] == tier && s["ready"] == true {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "not ready on {tier}: {s}\n{}",
+                self.tail_log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn tail_log(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
+    }
+}
+
+impl Drop for Warden {
+    fn drop(&mut self) {
+        kill9(&mut self.child);
+    }
+}
+
+/// Settings that make failover quick enough for tests.
+pub fn fast_failover(pg: &Postgres, redis: Option<String>) -> Vec<(&'static str, String)> {
+    let mut env = vec![
+        ("WARDEN_DATABASE_URL", pg.url()),
+        ("WARDEN_BREAKER_OPEN_MS", "1000".to_string()),
+        ("WARDEN_FAILOVER_GRACE_MS", "800".to_string()),
+        ("WARDEN_TIER_LEASE_MS", "400".to_string()),
+        ("WARDEN_REDIS_TIMEOUT_MS", "100".to_string()),
+        ("WARDEN_LOG", "info".to_string()),
+    ];
+    if let Some(url) = redis {
+        env.push(("WARDEN_REDIS_URL", url));
+    }
+    env
+}
