@@ -2,6 +2,7 @@
 //! temporary directories, killed and restarted to inject faults. Nothing is mocked.
 #![allow(dead_code)]
 
+pub mod history;
 pub mod proxy;
 
 use std::net::TcpListener;

@@ -1,0 +1,277 @@
+//! Fault injection against real servers: Redis killed under contention, Redis data loss,
+//! Warden restarts, both tiers down, and two instances of which one loses Redis.
+
+mod support;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::history::{contend, History};
+use support::proxy::Proxy;
+use support::{fast_failover, Postgres, Redis, Warden};
+
+/// Polls `/v1/status` of `w` and records every distinct (tier, epoch).
+fn watch_status(w: Arc<Warden>, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<Vec<(String, i64)>> {
+    tokio::spawn(async move {
+        let mut seen: Vec<(String, i64)> = Vec::new();
+        while !stop.load(Ordering::Relaxed) {
+            let s = w.status().await;
+            if let (Some(t), Some(e)) = (s["tier"].as_str(), s["epoch"].as_i64()) {
+                if seen.last() != Some(&(t.to_owned(), e)) {
+                    seen.push((t.to_owned(), e));
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        seen
+    })
+}
+
+fn assert_epochs(seen: &[(String, i64)]) {
+    for pair in seen.windows(2) {
+        assert!(pair[1].1 > pair[0].1, "epoch must grow at each switch: {seen:?}");
+    }
+}
+
+async fn wait_for(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !ok() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redis_killed_during_contention() {
+    let pg = Postgres::start();
+    let mut redis = Redis::start();
+    let w = Arc::new(Warden::start(&fast_failover(&pg, Some(redis.url()))));
+    w.wait_ready_on("redis", Duration::from_secs(10)).await;
+
+    let history = History::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let watcher = watch_status(w.clone(), stop.clone());
+    let clients: Vec<_> = (0..12)
+        .map(|c| {
+            tokio::spawn(contend(w.clone(), 0, c, vec!["hot".into()], 300, history.clone(), stop.clone()))
+        })
+        .collect();
+
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(history.count_mode("primary") > 0, "grants on Redis before the kill");
+    redis.kill();
+    let killed = Instant::now();
+    wait_for("fallback grants", Duration::from_secs(15), || {
+        history.count_mode_after("fallback", killed) > 5
+    })
+    .await;
+    redis.restart(); // empty
+    let back = Instant::now();
+    wait_for("primary grants after Redis returns", Duration::from_secs(20), || {
+        history.count_mode_after("primary", back) > 5
+    })
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    for c in clients {
+        c.await.unwrap();
+    }
+    let seen = watcher.await.unwrap();
+
+    history.assert_tokens_grow();
+    history.assert_no_overlap();
+    assert_epochs(&seen);
+    let tiers: Vec<&str> = seen.iter().map(|s| s.0.as_str()).collect();
+    assert!(tiers.windows(2).any(|p| p == ["redis", "sql"]), "failed over: {seen:?}");
+    assert!(tiers.windows(2).any(|p| p == ["sql", "redis"]), "failed back: {seen:?}");
+    let first_fallback = history
+        .grants()
+        .into_iter()
+        .filter(|g| g.mode == "fallback")
+        .map(|g| g.answered)
+        .min()
+        .unwrap();
+    assert!(
+        first_fallback.duration_since(killed) >= Duration::from_millis(800),
+        "no fallback grant inside the failover grace"
+    );
+    let metrics = w.http.get(format!("{}/metrics", w.base())).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("warden_tier_switches_total{reason=\"redis_unreachable\"}"), "{metrics}");
+    assert!(metrics.contains("warden_tier_switches_total{reason=\"redis_recovered\"}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_data_loss_never_lowers_tokens() {
+    let pg = Postgres::start();
+    let redis = Redis::start();
+    let w = Warden::start(&fast_failover(&pg, Some(redis.url())));
+    w.wait_ready_on("redis", Duration::from_secs(10)).await;
+    let epoch_before = w.status().await["epoch"].as_i64().unwrap();
+
+    let mut last = 0;
+    for i in 0..5 {
+        let (s, v) = w.acquire("dl", &format!("o{i}"), 10_000, 0).await;
+        assert_eq!(s, 200, "{v}");
+        let t = v["fencing_token"].as_i64().unwrap();
+        assert!(t > last);
+        last = t;
+        w.release("dl", &format!("o{i}"), t).await;
+    }
+    let (_, held) = w.acquire("dl", "holder", 10_000, 0).await;
+    let held_token = held["fencing_token"].as_i64().unwrap();
+    assert!(redis.cli(&["FLUSHALL"]).is_some());
+
+    // The lease was lost with the data; the next grant waits out the grace and is larger.
+    let (s, v) = w.acquire("dl", "next", 10_000, 5_000).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["mode"], "primary");
+    assert!(v["fencing_token"].as_i64().unwrap() > held_token, "{v} vs {held_token}");
+    let status = w.status().await;
+    assert!(status["epoch"].as_i64().unwrap() > epoch_before);
+    assert_eq!(status["switch_reason"], "redis_data_loss");
+    // The stale holder is fenced out.
+    let next = v["fencing_token"].as_i64().unwrap();
+    let (s, _) = w.post("/v1/fences/dl-res/check", serde_json::json!({"token": next})).await;
+    assert_eq!(s, 200);
+    let (s, _) = w.post("/v1/fences/dl-res/check", serde_json::json!({"token": held_token})).await;
+    assert_eq!(s, 409);
+}
+
+async fn tokens_across_restart(mut w: Warden, tier: &str) {
+    w.wait_ready_on(tier, Duration::from_secs(10)).await;
+    let mut last = 0;
+    for i in 0..3 {
+        let (s, v) = w.acquire("rs", "a", 10_000, 0).await;
+        assert_eq!(s, 200, "{v}");
+        let t = v["fencing_token"].as_i64().unwrap();
+        assert!(t > last);
+        last = t;
+        w.release("rs", "a", t).await;
+        if i == 1 {
+            w.kill();
+            w.restart();
+            w.wait_ready_on(tier, Duration::from_secs(10)).await;
+        }
+    }
+    let (_, v) = w.acquire("rs", "b", 10_000, 0).await;
+    assert!(v["fencing_token"].as_i64().unwrap() > last);
+    assert_eq!(w.terminate().map(|s| s.success()), Some(true), "SIGTERM exits cleanly");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_grow_across_warden_restart_on_redis() {
+    let pg = Postgres::start();
+    let redis = Redis::start();
+    let w = Warden::start(&fast_failover(&pg, Some(redis.url())));
+    tokens_across_restart(w, "redis").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_grow_across_warden_restart_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = Warden::start(&[("WARDEN_DATABASE_URL", format!("sqlite://{}/w.db", dir.path().display()))]);
+    tokens_across_restart(w, "sql").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_tiers_down_blocks_then_recovers() {
+    let mut pg = Postgres::start();
+    let mut redis = Redis::start();
+    let w = Warden::start(&fast_failover(&pg, Some(redis.url())));
+    w.wait_ready_on("redis", Duration::from_secs(10)).await;
+    let (_, v) = w.acquire("bd", "a", 200, 0).await;
+    let before = v["fencing_token"].as_i64().unwrap();
+
+    redis.kill();
+    pg.stop();
+    tokio::time::sleep(Duration::from_millis(800)).await; // tier lease (400 ms) runs out
+    for i in 0..10 {
+        let (s, v) = w.acquire("bd", &format!("x{i}"), 1000, 0).await;
+        assert_eq!((s, v["state"].as_str()), (503, Some("lock_acquire_failed_safe_block")), "{v}");
+        assert!(v["fencing_token"].is_null());
+    }
+    let (s, _) = w.get("/healthz").await;
+    assert_eq!(s, 200, "the service stays up");
+    let (s, _) = w.get("/readyz").await;
+    assert_eq!(s, 503);
+    let metrics = w.http.get(format!("{}/metrics", w.base())).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains(
+        "warden_answers_total{op=\"lock_acquire\",state=\"lock_acquire_failed_safe_block\"} 10"
+    ), "{metrics}");
+
+    pg.resume();
+    redis.restart();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let granted: Value = loop {
+        let (s, v) = w.acquire("bd", "back", 1000, 0).await;
+        if s == 200 {
+            break v;
+        }
+        assert!(Instant::now() < deadline, "never recovered: {v}\n{}", w.tail_log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(granted["fencing_token"].as_i64().unwrap() > before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_instances_never_grant_on_different_tiers_at_once() {
+    let pg = Postgres::start();
+    let redis = Redis::start();
+    let proxy = Proxy::start(redis.port).await;
+    let a = Arc::new(Warden::start(&fast_failover(&pg, Some(proxy.url()))));
+    let b = Arc::new(Warden::start(&fast_failover(&pg, Some(redis.url()))));
+    a.wait_ready_on("redis", Duration::from_secs(10)).await;
+    b.wait_ready_on("redis", Duration::from_secs(10)).await;
+
+    let history = History::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let keys: Vec<String> = (0..3).map(|k| format!("shared-{k}")).collect();
+    let mut clients = Vec::new();
+    for (i, w) in [a.clone(), b.clone()].into_iter().enumerate() {
+        for c in 0..8 {
+            clients.push(tokio::spawn(contend(
+                w.clone(), i, c, keys.clone(), 250, history.clone(), stop.clone(),
+            )));
+        }
+    }
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let watchers = [watch_status(a.clone(), stop.clone()), watch_status(b.clone(), stop.clone())];
+
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    proxy.cut();
+    let cut = Instant::now();
+    wait_for("fallback grants on both instances", Duration::from_secs(15), || {
+        let g = history.grants();
+        (0..2).all(|i| g.iter().any(|g| g.instance == i && g.mode == "fallback" && g.requested > cut))
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    proxy.restore();
+    let back = Instant::now();
+    wait_for("primary grants again", Duration::from_secs(20), || {
+        history.count_mode_after("primary", back) > 5
+    })
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    for c in clients {
+        c.await.unwrap();
+    }
+    for w in watchers {
+        seen.lock().unwrap().push(w.await.unwrap());
+    }
+    history.assert_tokens_grow();
+    history.assert_no_overlap();
+    for s in seen.lock().unwrap().iter() {
+        assert_epochs(s);
+    }
+    // While one instance still held a Redis-granted lease, the other never granted on SQL.
+    let g = history.grants();
+    for x in g.iter().filter(|g| g.mode == "primary") {
+        for y in g.iter().filter(|g| g.mode == "fallback" && g.key == x.key) {
+            let overlap = y.requested >= x.answered && y.answered <= x.requested + x.ttl;
+            assert!(!overlap || y.requested >= x.release_sent.unwrap_or(x.requested + x.ttl),
+                "tiers granted {} at once:\n {x:?}\n {y:?}", x.key);
+        }
+    }
+}
