@@ -1,0 +1,133 @@
+//! G8 through the real binary: every malformed request gets a 4xx problem document with a
+//! stable code, never a 5xx, and changes no state; garbage bytes do not kill the service.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use support::Warden;
+
+async fn raw(w: &Warden, method: &str, path: &str, ctype: Option<&str>, body: Vec<u8>) -> (u16, String, Value) {
+    let mut req = w.http.request(method.parse().unwrap(), format!("{}{path}", w.base())).body(body);
+    if let Some(c) = ctype {
+        req = req.header("content-type", c);
+    }
+    let r = req.send().await.unwrap();
+    let status = r.status().as_u16();
+    let ct = r.headers().get("content-type").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
+    (status, ct, r.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_requests_get_problem_answers_and_change_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = Warden::start(&[
+        ("WARDEN_DATABASE_URL", format!("sqlite://{}/w.db", dir.path().display())),
+        ("WARDEN_MAX_BODY_BYTES", "4096".into()),
+    ]);
+    w.wait_ready_on("sql", Duration::from_secs(10)).await;
+    let js = Some("application/json");
+    let long_key = "k".repeat(513);
+    let acquire = "/v1/locks/k/acquire";
+    let cases: Vec<(&str, String, Option<&str>, Vec<u8>, u16, &str)> = vec![
+        ("POST", acquire.into(), js, b"{not json".to_vec(), 400, "malformed_json"),
+        ("POST", acquire.into(), js, b"".to_vec(), 400, "malformed_json"),
+        ("POST", acquire.into(), js, vec![b'{', 0xff, 0xfe, b'}'], 400, "malformed_json"),
+        ("POST", acquire.into(), js, br#"{"owner":"a"}"#.to_vec(), 422, "invalid_body"),
+        ("POST", acquire.into(), js, br#"{"owner":"a","ttl_ms":"10"}"#.to_vec(), 422, "invalid_body"),
+        ("POST", acquire.into(), js, br#"{"owner":7,"ttl_ms":10}"#.to_vec(), 422, "invalid_body"),
+        ("POST", acquire.into(), js, br#"{"owner":"a","ttl_ms":1.5}"#.to_vec(), 422, "invalid_body"),
+        ("POST", acquire.into(), js, br#"[1,2]"#.to_vec(), 422, "invalid_body"),
+        ("POST", acquire.into(), js, br#"{"owner":"a","ttl_ms":0}"#.to_vec(), 422, "out_of_range"),
+        ("POST", acquire.into(), js, br#"{"owner":"a","ttl_ms":3600001}"#.to_vec(), 422, "out_of_range"),
+        ("POST", acquire.into(), js, br#"{"owner":"a","ttl_ms":-5}"#.to_vec(), 422, "out_of_range"),
+        ("POST", acquire.into(), js, br#"{"owner":"a","ttl_ms":100,"wait_ms":-1}"#.to_vec(), 422, "out_of_range"),
+        ("POST", acquire.into(), js, br#"{"owner":"a","ttl_ms":100,"wait_ms":60001}"#.to_vec(), 422, "out_of_range"),
+        ("POST", acquire.into(), js, br#"{"owner":"","ttl_ms":100}"#.to_vec(), 422, "invalid_owner"),
+        ("POST", acquire.into(), js, br#"{"owner":"a\u0001","ttl_ms":100}"#.to_vec(), 422, "invalid_owner"),
+        ("POST", acquire.into(), None, br#"{"owner":"a","ttl_ms":100}"#.to_vec(), 415, "unsupported_media_type"),
+        ("POST", acquire.into(), js, vec![b' '; 5000], 413, "body_too_large"),
+        ("POST", format!("/v1/locks/{long_key}/acquire"), js, br#"{"owner":"a","ttl_ms":100}"#.to_vec(), 400, "invalid_key"),
+        ("POST", "/v1/locks/a%0Ab/acquire".into(), js, br#"{"owner":"a","ttl_ms":100}"#.to_vec(), 400, "invalid_key"),
+        ("POST", "/v1/locks/%FF%FE/acquire".into(), js, br#"{"owner":"a","ttl_ms":100}"#.to_vec(), 400, "invalid_key"),
+        ("POST", "/v1/locks/k/extend".into(), js, br#"{"owner":"a","fencing_token":0,"ttl_ms":10}"#.to_vec(), 422, "out_of_range"),
+        ("POST", "/v1/locks/k/release".into(), js, br#"{"owner":"a","fencing_token":9007199254740992}"#.to_vec(), 422, "out_of_range"),
+        ("POST", "/v1/locks/k/release".into(), js, br#"{"owner":"a"}"#.to_vec(), 422, "invalid_body"),
+        ("POST", "/v1/fences/r/check".into(), js, br#"{"token":-1}"#.to_vec(), 422, "out_of_range"),
+        ("POST", "/v1/fences/r/check".into(), js, br#"{"token":99999999999999999999}"#.to_vec(), 422, "invalid_body"),
+        ("GET", format!("/v1/locks/{long_key}"), None, vec![], 400, "invalid_key"),
+        ("GET", "/v1/nothing".into(), None, vec![], 404, "not_found"),
+        ("DELETE", acquire.into(), None, vec![], 405, "method_not_allowed"),
+    ];
+    for (method, path, ctype, body, status, code) in cases {
+        let (s, ct, v) = raw(&w, method, &path, ctype, body.clone()).await;
+        let shown = String::from_utf8_lossy(&body);
+        assert_eq!(s, status, "{method} {path} {shown}: {v}");
+        assert_eq!(ct, "application/problem+json", "{method} {path}");
+        assert_eq!(v["code"], code, "{method} {path} {shown}: {v}");
+        assert_eq!(v["status"], status);
+        for field in ["type", "title", "detail"] {
+            assert!(v[field].is_string(), "{field} missing in {v}");
+        }
+    }
+
+    // Nothing changed: the lock is free, its first grant is the first token of the epoch, and
+    // the fence saw no token.
+    let (s, v) = w.get("/v1/locks/k").await;
+    assert_eq!(s, 404, "{v}");
+    let (s, v) = w.acquire("k", "a", 1000, 0).await;
+    assert_eq!(s, 200);
+    assert_eq!(v["fencing_token"].as_i64().unwrap() & 0xffff_ffff, 1);
+    let (s, v) = w.post("/v1/fences/r/check", json!({"token": 1})).await;
+    assert_eq!((s, v["highest"].as_i64()), (200, Some(1)));
+
+    // Garbage on the socket does not take the service down.
+    for junk in [&b"\x00\xff\xfe garbage\r\n\r\n"[..], b"GET / HTTP/9.9\r\n\r\n", &[0u8; 2048]] {
+        if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", w.port)) {
+            s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+            let _ = s.write_all(junk);
+            let mut buf = Vec::new();
+            let _ = s.read_to_end(&mut buf);
+        }
+    }
+    let (s, _) = w.get("/healthz").await;
+    assert_eq!(s, 200);
+    let metrics = w.http.get(format!("{}/metrics", w.base())).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("warden_bad_input_total{code=\"out_of_range\"}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn correlation_id_is_echoed_and_logged() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = Warden::start(&[("WARDEN_DATABASE_URL", format!("sqlite://{}/w.db", dir.path().display()))]);
+    w.wait_ready_on("sql", Duration::from_secs(10)).await;
+    let r = w
+        .http
+        .post(format!("{}/v1/locks/corr/acquire", w.base()))
+        .header("x-correlation-id", "req-42.abc")
+        .json(&json!({"owner": "a", "ttl_ms": 1000}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["x-correlation-id"], "req-42.abc");
+    let r = w.http.get(format!("{}/healthz", w.base())).send().await.unwrap();
+    assert!(!r.headers()["x-correlation-id"].is_empty(), "generated when absent");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let log = std::fs::read_to_string(&w.log).unwrap();
+    let line = log
+        .lines()
+        .find(|l| l.contains("\"op\":\"lock_acquire\""))
+        .expect("an answer log line");
+    let v: Value = serde_json::from_str(line).unwrap();
+    assert_eq!(v["span"]["correlation_id"], "req-42.abc", "{line}");
+    assert_eq!(v["fields"]["state"], "lock_acquired_fallback");
+
+    // The OpenAPI document lists every lock endpoint.
+    let (_, spec) = w.get("/openapi.json").await;
+    for p in ["/v1/locks/{key}/acquire", "/v1/locks/{key}/extend", "/v1/locks/{key}/release",
+              "/v1/locks/{key}", "/v1/fences/{resource}/check", "/v1/status", "/readyz"] {
+        assert!(spec["paths"][p].is_object(), "{p} missing from openapi.json");
+    }
+}
