@@ -9,14 +9,27 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use support::Warden;
 
-async fn raw(w: &Warden, method: &str, path: &str, ctype: Option<&str>, body: Vec<u8>) -> (u16, String, Value) {
-    let mut req = w.http.request(method.parse().unwrap(), format!("{}{path}", w.base())).body(body);
+async fn raw(
+    w: &Warden,
+    method: &str,
+    path: &str,
+    ctype: Option<&str>,
+    body: Vec<u8>,
+) -> (u16, String, Value) {
+    let mut req = w
+        .http
+        .request(method.parse().unwrap(), format!("{}{path}", w.base()))
+        .body(body);
     if let Some(c) = ctype {
         req = req.header("content-type", c);
     }
     let r = req.send().await.unwrap();
     let status = r.status().as_u16();
-    let ct = r.headers().get("content-type").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
+    let ct = r
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
     (status, ct, r.json().await.unwrap_or(Value::Null))
 }
 
@@ -24,42 +37,236 @@ async fn raw(w: &Warden, method: &str, path: &str, ctype: Option<&str>, body: Ve
 async fn malformed_requests_get_problem_answers_and_change_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let w = Warden::start(&[
-        ("WARDEN_DATABASE_URL", format!("sqlite://{}/w.db", dir.path().display())),
+        (
+            "WARDEN_DATABASE_URL",
+            format!("sqlite://{}/w.db", dir.path().display()),
+        ),
         ("WARDEN_MAX_BODY_BYTES", "4096".into()),
     ]);
     w.wait_ready_on("sql", Duration::from_secs(10)).await;
     let js = Some("application/json");
     let long_key = "k".repeat(513);
     let acquire = "/v1/locks/k/acquire";
-    let cases: Vec<(&str, String, Option<&str>, Vec<u8>, u16, &str)> = vec![
-        ("POST", acquire.into(), js, b"{not json".to_vec(), 400, "malformed_json"),
-        ("POST", acquire.into(), js, b"".to_vec(), 400, "malformed_json"),
-        ("POST", acquire.into(), js, vec![b'{', 0xff, 0xfe, b'}'], 400, "malformed_json"),
-        ("POST", acquire.into(), js, br#"{"owner":"a"}"#.to_vec(), 422, "invalid_body"),
-        ("POST", acquire.into(), js, br#"{"owner":"a","ttl_ms":"10"}"#.to_vec(), 422, "invalid_body"),
-        ("POST", acquire.into(), js, br#"{"owner":7,"ttl_ms":10}"#.to_vec(), 422, "invalid_body"),
-        ("POST", acquire.into(), js, br#"{"owner":"a","ttl_ms":1.5}"#.to_vec(), 422, "invalid_body"),
-        ("POST", acquire.into(), js, br#"[1,2]"#.to_vec(), 422, "invalid_body"),
-        ("POST", acquire.into(), js, br#"{"owner":"a","ttl_ms":0}"#.to_vec(), 422, "out_of_range"),
-        ("POST", acquire.into(), js, br#"{"owner":"a","ttl_ms":3600001}"#.to_vec(), 422, "out_of_range"),
-        ("POST", acquire.into(), js, br#"{"owner":"a","ttl_ms":-5}"#.to_vec(), 422, "out_of_range"),
-        ("POST", acquire.into(), js, br#"{"owner":"a","ttl_ms":100,"wait_ms":-1}"#.to_vec(), 422, "out_of_range"),
-        ("POST", acquire.into(), js, br#"{"owner":"a","ttl_ms":100,"wait_ms":60001}"#.to_vec(), 422, "out_of_range"),
-        ("POST", acquire.into(), js, br#"{"owner":"","ttl_ms":100}"#.to_vec(), 422, "invalid_owner"),
-        ("POST", acquire.into(), js, br#"{"owner":"a\u0001","ttl_ms":100}"#.to_vec(), 422, "invalid_owner"),
-        ("POST", acquire.into(), None, br#"{"owner":"a","ttl_ms":100}"#.to_vec(), 415, "unsupported_media_type"),
-        ("POST", acquire.into(), js, vec![b' '; 5000], 413, "body_too_large"),
-        ("POST", format!("/v1/locks/{long_key}/acquire"), js, br#"{"owner":"a","ttl_ms":100}"#.to_vec(), 400, "invalid_key"),
-        ("POST", "/v1/locks/a%0Ab/acquire".into(), js, br#"{"owner":"a","ttl_ms":100}"#.to_vec(), 400, "invalid_key"),
-        ("POST", "/v1/locks/%FF%FE/acquire".into(), js, br#"{"owner":"a","ttl_ms":100}"#.to_vec(), 400, "invalid_key"),
-        ("POST", "/v1/locks/k/extend".into(), js, br#"{"owner":"a","fencing_token":0,"ttl_ms":10}"#.to_vec(), 422, "out_of_range"),
-        ("POST", "/v1/locks/k/release".into(), js, br#"{"owner":"a","fencing_token":9007199254740992}"#.to_vec(), 422, "out_of_range"),
-        ("POST", "/v1/locks/k/release".into(), js, br#"{"owner":"a"}"#.to_vec(), 422, "invalid_body"),
-        ("POST", "/v1/fences/r/check".into(), js, br#"{"token":-1}"#.to_vec(), 422, "out_of_range"),
-        ("POST", "/v1/fences/r/check".into(), js, br#"{"token":99999999999999999999}"#.to_vec(), 422, "invalid_body"),
-        ("GET", format!("/v1/locks/{long_key}"), None, vec![], 400, "invalid_key"),
+    /// method, path, content type, body, expected status, expected code
+    type Case<'a> = (&'a str, String, Option<&'a str>, Vec<u8>, u16, &'a str);
+    let cases: Vec<Case> = vec![
+        (
+            "POST",
+            acquire.into(),
+            js,
+            b"{not json".to_vec(),
+            400,
+            "malformed_json",
+        ),
+        (
+            "POST",
+            acquire.into(),
+            js,
+            b"".to_vec(),
+            400,
+            "malformed_json",
+        ),
+        (
+            "POST",
+            acquire.into(),
+            js,
+            vec![b'{', 0xff, 0xfe, b'}'],
+            400,
+            "malformed_json",
+        ),
+        (
+            "POST",
+            acquire.into(),
+            js,
+            br#"{"owner":"a"}"#.to_vec(),
+            422,
+            "invalid_body",
+        ),
+        (
+            "POST",
+            acquire.into(),
+            js,
+            br#"{"owner":"a","ttl_ms":"10"}"#.to_vec(),
+            422,
+            "invalid_body",
+        ),
+        (
+            "POST",
+            acquire.into(),
+            js,
+            br#"{"owner":7,"ttl_ms":10}"#.to_vec(),
+            422,
+            "invalid_body",
+        ),
+        (
+            "POST",
+            acquire.into(),
+            js,
+            br#"{"owner":"a","ttl_ms":1.5}"#.to_vec(),
+            422,
+            "invalid_body",
+        ),
+        (
+            "POST",
+            acquire.into(),
+            js,
+            br#"[1,2]"#.to_vec(),
+            422,
+            "invalid_body",
+        ),
+        (
+            "POST",
+            acquire.into(),
+            js,
+            br#"{"owner":"a","ttl_ms":0}"#.to_vec(),
+            422,
+            "out_of_range",
+        ),
+        (
+            "POST",
+            acquire.into(),
+            js,
+            br#"{"owner":"a","ttl_ms":3600001}"#.to_vec(),
+            422,
+            "out_of_range",
+        ),
+        (
+            "POST",
+            acquire.into(),
+            js,
+            br#"{"owner":"a","ttl_ms":-5}"#.to_vec(),
+            422,
+            "out_of_range",
+        ),
+        (
+            "POST",
+            acquire.into(),
+            js,
+            br#"{"owner":"a","ttl_ms":100,"wait_ms":-1}"#.to_vec(),
+            422,
+            "out_of_range",
+        ),
+        (
+            "POST",
+            acquire.into(),
+            js,
+            br#"{"owner":"a","ttl_ms":100,"wait_ms":60001}"#.to_vec(),
+            422,
+            "out_of_range",
+        ),
+        (
+            "POST",
+            acquire.into(),
+            js,
+            br#"{"owner":"","ttl_ms":100}"#.to_vec(),
+            422,
+            "invalid_owner",
+        ),
+        (
+            "POST",
+            acquire.into(),
+            js,
+            br#"{"owner":"a\u0001","ttl_ms":100}"#.to_vec(),
+            422,
+            "invalid_owner",
+        ),
+        (
+            "POST",
+            acquire.into(),
+            None,
+            br#"{"owner":"a","ttl_ms":100}"#.to_vec(),
+            415,
+            "unsupported_media_type",
+        ),
+        (
+            "POST",
+            acquire.into(),
+            js,
+            vec![b' '; 5000],
+            413,
+            "body_too_large",
+        ),
+        (
+            "POST",
+            format!("/v1/locks/{long_key}/acquire"),
+            js,
+            br#"{"owner":"a","ttl_ms":100}"#.to_vec(),
+            400,
+            "invalid_key",
+        ),
+        (
+            "POST",
+            "/v1/locks/a%0Ab/acquire".into(),
+            js,
+            br#"{"owner":"a","ttl_ms":100}"#.to_vec(),
+            400,
+            "invalid_key",
+        ),
+        (
+            "POST",
+            "/v1/locks/%FF%FE/acquire".into(),
+            js,
+            br#"{"owner":"a","ttl_ms":100}"#.to_vec(),
+            400,
+            "invalid_key",
+        ),
+        (
+            "POST",
+            "/v1/locks/k/extend".into(),
+            js,
+            br#"{"owner":"a","fencing_token":0,"ttl_ms":10}"#.to_vec(),
+            422,
+            "out_of_range",
+        ),
+        (
+            "POST",
+            "/v1/locks/k/release".into(),
+            js,
+            br#"{"owner":"a","fencing_token":9007199254740992}"#.to_vec(),
+            422,
+            "out_of_range",
+        ),
+        (
+            "POST",
+            "/v1/locks/k/release".into(),
+            js,
+            br#"{"owner":"a"}"#.to_vec(),
+            422,
+            "invalid_body",
+        ),
+        (
+            "POST",
+            "/v1/fences/r/check".into(),
+            js,
+            br#"{"token":-1}"#.to_vec(),
+            422,
+            "out_of_range",
+        ),
+        (
+            "POST",
+            "/v1/fences/r/check".into(),
+            js,
+            br#"{"token":99999999999999999999}"#.to_vec(),
+            422,
+            "invalid_body",
+        ),
+        (
+            "GET",
+            format!("/v1/locks/{long_key}"),
+            None,
+            vec![],
+            400,
+            "invalid_key",
+        ),
         ("GET", "/v1/nothing".into(), None, vec![], 404, "not_found"),
-        ("DELETE", acquire.into(), None, vec![], 405, "method_not_allowed"),
+        (
+            "DELETE",
+            acquire.into(),
+            None,
+            vec![],
+            405,
+            "method_not_allowed",
+        ),
     ];
     for (method, path, ctype, body, status, code) in cases {
         let (s, ct, v) = raw(&w, method, &path, ctype, body.clone()).await;
@@ -84,7 +291,11 @@ async fn malformed_requests_get_problem_answers_and_change_nothing() {
     assert_eq!((s, v["highest"].as_i64()), (200, Some(1)));
 
     // Garbage on the socket does not take the service down.
-    for junk in [&b"\x00\xff\xfe garbage\r\n\r\n"[..], b"GET / HTTP/9.9\r\n\r\n", &[0u8; 2048]] {
+    for junk in [
+        &b"\x00\xff\xfe garbage\r\n\r\n"[..],
+        b"GET / HTTP/9.9\r\n\r\n",
+        &[0u8; 2048],
+    ] {
         if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", w.port)) {
             s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
             let _ = s.write_all(junk);
@@ -94,14 +305,25 @@ async fn malformed_requests_get_problem_answers_and_change_nothing() {
     }
     let (s, _) = w.get("/healthz").await;
     assert_eq!(s, 200);
-    let metrics = w.http.get(format!("{}/metrics", w.base())).send().await.unwrap().text().await.unwrap();
+    let metrics = w
+        .http
+        .get(format!("{}/metrics", w.base()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(metrics.contains("warden_bad_input_total{code=\"out_of_range\"}"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn correlation_id_is_echoed_and_logged() {
     let dir = tempfile::tempdir().unwrap();
-    let w = Warden::start(&[("WARDEN_DATABASE_URL", format!("sqlite://{}/w.db", dir.path().display()))]);
+    let w = Warden::start(&[(
+        "WARDEN_DATABASE_URL",
+        format!("sqlite://{}/w.db", dir.path().display()),
+    )]);
     w.wait_ready_on("sql", Duration::from_secs(10)).await;
     let r = w
         .http
@@ -112,8 +334,16 @@ async fn correlation_id_is_echoed_and_logged() {
         .await
         .unwrap();
     assert_eq!(r.headers()["x-correlation-id"], "req-42.abc");
-    let r = w.http.get(format!("{}/healthz", w.base())).send().await.unwrap();
-    assert!(!r.headers()["x-correlation-id"].is_empty(), "generated when absent");
+    let r = w
+        .http
+        .get(format!("{}/healthz", w.base()))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        !r.headers()["x-correlation-id"].is_empty(),
+        "generated when absent"
+    );
     tokio::time::sleep(Duration::from_millis(100)).await;
     let log = std::fs::read_to_string(&w.log).unwrap();
     let line = log
@@ -126,8 +356,18 @@ async fn correlation_id_is_echoed_and_logged() {
 
     // The OpenAPI document lists every lock endpoint.
     let (_, spec) = w.get("/openapi.json").await;
-    for p in ["/v1/locks/{key}/acquire", "/v1/locks/{key}/extend", "/v1/locks/{key}/release",
-              "/v1/locks/{key}", "/v1/fences/{resource}/check", "/v1/status", "/readyz"] {
-        assert!(spec["paths"][p].is_object(), "{p} missing from openapi.json");
+    for p in [
+        "/v1/locks/{key}/acquire",
+        "/v1/locks/{key}/extend",
+        "/v1/locks/{key}/release",
+        "/v1/locks/{key}",
+        "/v1/fences/{resource}/check",
+        "/v1/status",
+        "/readyz",
+    ] {
+        assert!(
+            spec["paths"][p].is_object(),
+            "{p} missing from openapi.json"
+        );
     }
 }

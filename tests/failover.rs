@@ -4,7 +4,7 @@
 mod support;
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -13,7 +13,10 @@ use support::proxy::Proxy;
 use support::{fast_failover, Postgres, Redis, Warden};
 
 /// Polls `/v1/status` of `w` and records every distinct (tier, epoch).
-fn watch_status(w: Arc<Warden>, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<Vec<(String, i64)>> {
+fn watch_status(
+    w: Arc<Warden>,
+    stop: Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<Vec<(String, i64)>> {
     tokio::spawn(async move {
         let mut seen: Vec<(String, i64)> = Vec::new();
         while !stop.load(Ordering::Relaxed) {
@@ -31,7 +34,10 @@ fn watch_status(w: Arc<Warden>, stop: Arc<AtomicBool>) -> tokio::task::JoinHandl
 
 fn assert_epochs(seen: &[(String, i64)]) {
     for pair in seen.windows(2) {
-        assert!(pair[1].1 > pair[0].1, "epoch must grow at each switch: {seen:?}");
+        assert!(
+            pair[1].1 > pair[0].1,
+            "epoch must grow at each switch: {seen:?}"
+        );
     }
 }
 
@@ -55,12 +61,23 @@ async fn redis_killed_during_contention() {
     let watcher = watch_status(w.clone(), stop.clone());
     let clients: Vec<_> = (0..12)
         .map(|c| {
-            tokio::spawn(contend(w.clone(), 0, c, vec!["hot".into()], 300, history.clone(), stop.clone()))
+            tokio::spawn(contend(
+                w.clone(),
+                0,
+                c,
+                vec!["hot".into()],
+                300,
+                history.clone(),
+                stop.clone(),
+            ))
         })
         .collect();
 
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert!(history.count_mode("primary") > 0, "grants on Redis before the kill");
+    assert!(
+        history.count_mode("primary") > 0,
+        "grants on Redis before the kill"
+    );
     redis.kill();
     let killed = Instant::now();
     wait_for("fallback grants", Duration::from_secs(15), || {
@@ -69,9 +86,11 @@ async fn redis_killed_during_contention() {
     .await;
     redis.restart(); // empty
     let back = Instant::now();
-    wait_for("primary grants after Redis returns", Duration::from_secs(20), || {
-        history.count_mode_after("primary", back) > 5
-    })
+    wait_for(
+        "primary grants after Redis returns",
+        Duration::from_secs(20),
+        || history.count_mode_after("primary", back) > 5,
+    )
     .await;
     stop.store(true, Ordering::Relaxed);
     for c in clients {
@@ -83,8 +102,14 @@ async fn redis_killed_during_contention() {
     history.assert_no_overlap();
     assert_epochs(&seen);
     let tiers: Vec<&str> = seen.iter().map(|s| s.0.as_str()).collect();
-    assert!(tiers.windows(2).any(|p| p == ["redis", "sql"]), "failed over: {seen:?}");
-    assert!(tiers.windows(2).any(|p| p == ["sql", "redis"]), "failed back: {seen:?}");
+    assert!(
+        tiers.windows(2).any(|p| p == ["redis", "sql"]),
+        "failed over: {seen:?}"
+    );
+    assert!(
+        tiers.windows(2).any(|p| p == ["sql", "redis"]),
+        "failed back: {seen:?}"
+    );
     let first_fallback = history
         .grants()
         .into_iter()
@@ -96,8 +121,19 @@ async fn redis_killed_during_contention() {
         first_fallback.duration_since(killed) >= Duration::from_millis(800),
         "no fallback grant inside the failover grace"
     );
-    let metrics = w.http.get(format!("{}/metrics", w.base())).send().await.unwrap().text().await.unwrap();
-    assert!(metrics.contains("warden_tier_switches_total{reason=\"redis_unreachable\"}"), "{metrics}");
+    let metrics = w
+        .http
+        .get(format!("{}/metrics", w.base()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("warden_tier_switches_total{reason=\"redis_unreachable\"}"),
+        "{metrics}"
+    );
     assert!(metrics.contains("warden_tier_switches_total{reason=\"redis_recovered\"}"));
 }
 
@@ -126,15 +162,28 @@ async fn redis_data_loss_never_lowers_tokens() {
     let (s, v) = w.acquire("dl", "next", 10_000, 5_000).await;
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["mode"], "primary");
-    assert!(v["fencing_token"].as_i64().unwrap() > held_token, "{v} vs {held_token}");
+    assert!(
+        v["fencing_token"].as_i64().unwrap() > held_token,
+        "{v} vs {held_token}"
+    );
     let status = w.status().await;
     assert!(status["epoch"].as_i64().unwrap() > epoch_before);
     assert_eq!(status["switch_reason"], "redis_data_loss");
     // The stale holder is fenced out.
     let next = v["fencing_token"].as_i64().unwrap();
-    let (s, _) = w.post("/v1/fences/dl-res/check", serde_json::json!({"token": next})).await;
+    let (s, _) = w
+        .post(
+            "/v1/fences/dl-res/check",
+            serde_json::json!({"token": next}),
+        )
+        .await;
     assert_eq!(s, 200);
-    let (s, _) = w.post("/v1/fences/dl-res/check", serde_json::json!({"token": held_token})).await;
+    let (s, _) = w
+        .post(
+            "/v1/fences/dl-res/check",
+            serde_json::json!({"token": held_token}),
+        )
+        .await;
     assert_eq!(s, 409);
 }
 
@@ -156,7 +205,11 @@ async fn tokens_across_restart(mut w: Warden, tier: &str) {
     }
     let (_, v) = w.acquire("rs", "b", 10_000, 0).await;
     assert!(v["fencing_token"].as_i64().unwrap() > last);
-    assert_eq!(w.terminate().map(|s| s.success()), Some(true), "SIGTERM exits cleanly");
+    assert_eq!(
+        w.terminate().map(|s| s.success()),
+        Some(true),
+        "SIGTERM exits cleanly"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -170,7 +223,10 @@ async fn tokens_grow_across_warden_restart_on_redis() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_grow_across_warden_restart_on_sqlite() {
     let dir = tempfile::tempdir().unwrap();
-    let w = Warden::start(&[("WARDEN_DATABASE_URL", format!("sqlite://{}/w.db", dir.path().display()))]);
+    let w = Warden::start(&[(
+        "WARDEN_DATABASE_URL",
+        format!("sqlite://{}/w.db", dir.path().display()),
+    )]);
     tokens_across_restart(w, "sql").await;
 }
 
@@ -188,17 +244,32 @@ async fn both_tiers_down_blocks_then_recovers() {
     tokio::time::sleep(Duration::from_millis(800)).await; // tier lease (400 ms) runs out
     for i in 0..10 {
         let (s, v) = w.acquire("bd", &format!("x{i}"), 1000, 0).await;
-        assert_eq!((s, v["state"].as_str()), (503, Some("lock_acquire_failed_safe_block")), "{v}");
+        assert_eq!(
+            (s, v["state"].as_str()),
+            (503, Some("lock_acquire_failed_safe_block")),
+            "{v}"
+        );
         assert!(v["fencing_token"].is_null());
     }
     let (s, _) = w.get("/healthz").await;
     assert_eq!(s, 200, "the service stays up");
     let (s, _) = w.get("/readyz").await;
     assert_eq!(s, 503);
-    let metrics = w.http.get(format!("{}/metrics", w.base())).send().await.unwrap().text().await.unwrap();
-    assert!(metrics.contains(
-        "warden_answers_total{op=\"lock_acquire\",state=\"lock_acquire_failed_safe_block\"} 10"
-    ), "{metrics}");
+    let metrics = w
+        .http
+        .get(format!("{}/metrics", w.base()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(
+            "warden_answers_total{op=\"lock_acquire\",state=\"lock_acquire_failed_safe_block\"} 10"
+        ),
+        "{metrics}"
+    );
 
     pg.resume();
     redis.restart();
@@ -208,7 +279,11 @@ async fn both_tiers_down_blocks_then_recovers() {
         if s == 200 {
             break v;
         }
-        assert!(Instant::now() < deadline, "never recovered: {v}\n{}", w.tail_log());
+        assert!(
+            Instant::now() < deadline,
+            "never recovered: {v}\n{}",
+            w.tail_log()
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert!(granted["fencing_token"].as_i64().unwrap() > before);
@@ -231,20 +306,36 @@ async fn two_instances_never_grant_on_different_tiers_at_once() {
     for (i, w) in [a.clone(), b.clone()].into_iter().enumerate() {
         for c in 0..8 {
             clients.push(tokio::spawn(contend(
-                w.clone(), i, c, keys.clone(), 250, history.clone(), stop.clone(),
+                w.clone(),
+                i,
+                c,
+                keys.clone(),
+                250,
+                history.clone(),
+                stop.clone(),
             )));
         }
     }
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let watchers = [watch_status(a.clone(), stop.clone()), watch_status(b.clone(), stop.clone())];
+    let mut seen = Vec::new();
+    let watchers = [
+        watch_status(a.clone(), stop.clone()),
+        watch_status(b.clone(), stop.clone()),
+    ];
 
     tokio::time::sleep(Duration::from_millis(1000)).await;
     proxy.cut();
     let cut = Instant::now();
-    wait_for("fallback grants on both instances", Duration::from_secs(15), || {
-        let g = history.grants();
-        (0..2).all(|i| g.iter().any(|g| g.instance == i && g.mode == "fallback" && g.requested > cut))
-    })
+    wait_for(
+        "fallback grants on both instances",
+        Duration::from_secs(15),
+        || {
+            let g = history.grants();
+            (0..2).all(|i| {
+                g.iter()
+                    .any(|g| g.instance == i && g.mode == "fallback" && g.requested > cut)
+            })
+        },
+    )
     .await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     proxy.restore();
@@ -258,11 +349,11 @@ async fn two_instances_never_grant_on_different_tiers_at_once() {
         c.await.unwrap();
     }
     for w in watchers {
-        seen.lock().unwrap().push(w.await.unwrap());
+        seen.push(w.await.unwrap());
     }
     history.assert_tokens_grow();
     history.assert_no_overlap();
-    for s in seen.lock().unwrap().iter() {
+    for s in &seen {
         assert_epochs(s);
     }
     // While one instance still held a Redis-granted lease, the other never granted on SQL.
@@ -270,8 +361,11 @@ async fn two_instances_never_grant_on_different_tiers_at_once() {
     for x in g.iter().filter(|g| g.mode == "primary") {
         for y in g.iter().filter(|g| g.mode == "fallback" && g.key == x.key) {
             let overlap = y.requested >= x.answered && y.answered <= x.requested + x.ttl;
-            assert!(!overlap || y.requested >= x.release_sent.unwrap_or(x.requested + x.ttl),
-                "tiers granted {} at once:\n {x:?}\n {y:?}", x.key);
+            assert!(
+                !overlap || y.requested >= x.release_sent.unwrap_or(x.requested + x.ttl),
+                "tiers granted {} at once:\n {x:?}\n {y:?}",
+                x.key
+            );
         }
     }
 }

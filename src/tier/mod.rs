@@ -34,6 +34,8 @@ pub mod reason {
     pub const REDIS_RECOVERED: &str = "redis_recovered";
     /// Redis lost the epoch gate it had been armed with: its counters may have reset.
     pub const REDIS_DATA_LOSS: &str = "redis_data_loss";
+    /// The database epoch was found behind Redis's gate.
+    pub const EPOCH_BEHIND: &str = "epoch_behind";
 }
 
 /// Tier settings.
@@ -285,14 +287,18 @@ impl Tier {
             return;
         }
         match found {
-            Some(f) if f >= row.epoch => {
-                if f > row.epoch {
-                    tracing::error!(
-                        redis_epoch = f,
-                        sql_epoch = row.epoch,
-                        "redis gate is ahead of the database epoch; was the database restored?"
-                    );
-                }
+            Some(f) if f == row.epoch => {}
+            Some(f) if f > row.epoch => {
+                // The database is behind Redis (restored from a backup?): move the epoch past
+                // the gate one switch at a time; Redis grants nothing until it catches up.
+                tracing::error!(
+                    redis_epoch = f,
+                    sql_epoch = row.epoch,
+                    "database epoch behind redis"
+                );
+                let detail = format!("redis gate {f} ahead of database epoch {}", row.epoch);
+                self.switch(&row, REDIS, reason::EPOCH_BEHIND, &detail)
+                    .await;
             }
             _ if row.redis_armed_epoch >= row.epoch => {
                 let detail = format!("epoch gate {found:?}, armed for {}", row.epoch);
