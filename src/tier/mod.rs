@@ -159,7 +159,8 @@ impl Tier {
         if self.safe_mode.load(Ordering::Relaxed) {
             return Err(Blocked::SafeMode);
         }
-        let Some(c) = self.cached() else {
+        let slot = self.cached.read().unwrap_or_else(|p| p.into_inner());
+        let Some(c) = slot.as_ref() else {
             return Err(Blocked::Unavailable("tier state not loaded yet".into()));
         };
         if Instant::now() > c.lease_until {
@@ -185,10 +186,8 @@ impl Tier {
                 until: c.row.grants_from,
             });
         }
-        Ok(Active {
-            backend,
-            epoch: c.row.epoch,
-        })
+        let epoch = c.row.epoch;
+        Ok(Active { backend, epoch })
     }
 
     /// Feeds a store result to the breaker. Only Redis infrastructure errors count.
@@ -255,7 +254,12 @@ impl Tier {
         if self.cfg.failover_grace.is_some() {
             return Ok(());
         }
-        let known = self.cached().map_or(0, |c| c.row.max_ttl_ms);
+        let known = self
+            .cached
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map_or(0, |c| c.row.max_ttl_ms);
         if ttl_ms <= known {
             return Ok(());
         }

@@ -33,7 +33,17 @@ impl Tier {
                 return;
             }
         };
-        let Some(redis) = &self.redis else { return };
+        let Some(redis) = &self.redis else {
+            if row.tier == REDIS {
+                // An instance without Redis cannot serve the Redis tier: it moves every
+                // instance to SQL (with the full failover grace) rather than stall forever.
+                let _guard = self.switching.lock().await;
+                let detail = "this instance has no redis_url";
+                self.switch(&row, SQL, reason::REDIS_UNREACHABLE, detail)
+                    .await;
+            }
+            return;
+        };
         let on_redis = row.tier == REDIS;
         let state = self.breaker.state();
         if on_redis && state == BreakerState::Closed {

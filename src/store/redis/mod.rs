@@ -13,6 +13,9 @@ use super::StoreError;
 /// Key of the epoch gate: the epoch Redis was armed for. Its absence means Redis lost its data.
 pub const EPOCH_GATE: &str = "warden:epoch";
 
+/// Source of the acquire script (benchmarks run it raw through `redis-benchmark`).
+pub const ACQUIRE_LUA: &str = include_str!("lua/acquire.lua");
+
 /// The Lua scripts, each one atomic step (loaded once, then run by EVALSHA).
 struct Scripts {
     acquire: Script,
@@ -26,7 +29,7 @@ struct Scripts {
 impl Scripts {
     fn load() -> Self {
         Self {
-            acquire: Script::new(include_str!("lua/acquire.lua")),
+            acquire: Script::new(ACQUIRE_LUA),
             extend: Script::new(include_str!("lua/extend.lua")),
             release: Script::new(include_str!("lua/release.lua")),
             get: Script::new(include_str!("lua/get.lua")),

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Benchmarks fenced locks in both modes against throwaway servers on this machine:
+#   primary  = Warden on Redis (PostgreSQL as its durable tier), with a raw redis-benchmark
+#              EVAL baseline of the same acquire script on the same Redis;
+#   fallback = Warden on PostgreSQL alone.
+# Usage: scripts/bench.sh [seconds per row]   (prints figures; asserts nothing)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+secs="${1:-5}"
+command -v redis-benchmark >/dev/null || { echo "needs redis-tools (scripts/test.sh installs it)"; exit 1; }
+cargo build --release --quiet
+bin=target/release/warden
+dir=$(mktemp -d); chown postgres "$dir" 2>/dev/null || true
+port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
+rp=$(port); pp=$(port); wp=$(port)
+as_pg() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+pgbin=$(ls -d /usr/lib/postgresql/*/bin | tail -1)
+cleanup() {
+  [ -n "${wpid:-}" ] && kill "$wpid" 2>/dev/null || true
+  redis-cli -p "$rp" shutdown nosave >/dev/null 2>&1 || true
+  as_pg "$pgbin/pg_ctl" -D "$dir/data" -m fast stop >/dev/null 2>&1 || true
+  rm -rf "$dir"
+}
+trap cleanup EXIT
+redis-server --port "$rp" --bind 127.0.0.1 --save '' --appendonly no --dir "$dir" --daemonize yes >/dev/null
+as_pg "$pgbin/initdb" -D "$dir/data" -A trust -U postgres >/dev/null
+as_pg "$pgbin/pg_ctl" -D "$dir/data" -o "-p $pp -k $dir -c listen_addresses=127.0.0.1 -c max_connections=200" \
+  -l "$dir/pg.log" -w start >/dev/null
+
+as_pg "$pgbin/createdb" -h "$dir" -p "$pp" -U postgres fallback
+start_warden() { # start_warden TIER DATABASE env VAR=…
+  tier=$1 db=$2; shift 2
+  WARDEN_LOG=warn WARDEN_LISTEN="127.0.0.1:$wp" WARDEN_DATABASE_URL="postgres://postgres@127.0.0.1:$pp/$db" \
+    WARDEN_SQL_POOL=32 WARDEN_CONFIG=/nonexistent "$@" "$bin" serve >"$dir/warden.log" 2>&1 &
+  wpid=$!
+  for _ in $(seq 100); do
+    curl -sf "127.0.0.1:$wp/readyz" 2>/dev/null | grep -q "\"tier\":\"$tier\"" && return; sleep 0.1
+  done
+  echo "warden not ready"; cat "$dir/warden.log"; exit 1
+}
+
+echo "# machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB; $(redis-server --version | cut -d' ' -f3); $("$pgbin/postgres" --version)"
+start_warden redis postgres env WARDEN_REDIS_URL="redis://127.0.0.1:$rp/"
+"$bin" bench locks --url "http://127.0.0.1:$wp" --seconds "$secs" --redis-port "$rp"
+kill "$wpid"; wait "$wpid" 2>/dev/null || true
+start_warden sql fallback env
+"$bin" bench locks --url "http://127.0.0.1:$wp" --seconds "$secs"
