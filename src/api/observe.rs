@@ -24,13 +24,23 @@ fn valid_id(v: &HeaderValue) -> Option<String> {
     ok.then(|| s.to_owned())
 }
 
+/// A fresh correlation id: a random per-process prefix and a counter (unique, and cheaper than a
+/// random UUID per request).
+fn new_id() -> String {
+    static PREFIX: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let prefix = PREFIX.get_or_init(|| uuid::Uuid::new_v4().simple().to_string()[..12].to_owned());
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{prefix}-{n:x}")
+}
+
 /// Middleware: correlation id span, echo header, access log at debug level.
 pub async fn correlate(req: Request, next: Next) -> Response {
     let id = req
         .headers()
         .get(CORRELATION_HEADER)
         .and_then(valid_id)
-        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        .unwrap_or_else(new_id);
     let span = tracing::info_span!("request", correlation_id = %id,
         method = %req.method(), path = %req.uri().path());
     let started = Instant::now();
