@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::store::redis::{ACQUIRE_LUA, EPOCH_GATE};
+use crate::store::redis::{gate_for, ACQUIRE_LUA};
 
 /// Arguments of `warden bench`.
 #[derive(clap::Args, Debug)]
@@ -171,10 +171,10 @@ fn redis_baseline(
             &clients.to_string(),
         ])
         .args(["-n", &requests.to_string(), "-r", "100000000", "--csv"])
-        .args(["EVAL", ACQUIRE_LUA, "3", EPOCH_GATE])
+        .args(["EVAL", ACQUIRE_LUA, "3", &gate_for("warden:{rb}:lock")])
         .args([
-            "warden:{rb:__rand_int__}:lock",
-            "warden:{rb:__rand_int__}:ctr",
+            "warden:{rb}:__rand_int__:lock",
+            "warden:{rb}:__rand_int__:ctr",
         ])
         .args([&epoch.to_string(), "owner", "1000"])
         .output()

@@ -6,12 +6,13 @@ mod support;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use support::{Postgres, Redis, Warden};
+use support::{Postgres, Redis, RedisCluster, Warden};
 
 /// Servers kept alive for the duration of one suite.
 struct Env {
     _pg: Option<Postgres>,
     _redis: Option<Redis>,
+    _cluster: Option<RedisCluster>,
     _dir: tempfile::TempDir,
     w: Warden,
     mode: &'static str,
@@ -25,6 +26,7 @@ async fn sqlite() -> Env {
     Env {
         _pg: None,
         _redis: None,
+        _cluster: None,
         _dir: dir,
         w,
         mode: "fallback",
@@ -38,6 +40,7 @@ async fn postgres() -> Env {
     Env {
         _pg: Some(pg),
         _redis: None,
+        _cluster: None,
         _dir: tempfile::tempdir().unwrap(),
         w,
         mode: "fallback",
@@ -56,6 +59,26 @@ async fn redis() -> Env {
     Env {
         _pg: Some(pg),
         _redis: Some(redis),
+        _cluster: None,
+        _dir: tempfile::tempdir().unwrap(),
+        w,
+        mode: "primary",
+    }
+}
+
+async fn redis_cluster() -> Env {
+    let pg = Postgres::start();
+    let cluster = RedisCluster::start();
+    let w = Warden::start(&[
+        ("WARDEN_DATABASE_URL", pg.url()),
+        ("WARDEN_REDIS_URL", cluster.url()),
+        ("WARDEN_TIER_LEASE_MS", "400".into()),
+    ]);
+    w.wait_ready_on("redis", Duration::from_secs(15)).await;
+    Env {
+        _pg: Some(pg),
+        _redis: None,
+        _cluster: Some(cluster),
         _dir: tempfile::tempdir().unwrap(),
         w,
         mode: "primary",
@@ -254,5 +277,5 @@ macro_rules! conformance {
 
 mod lock_conformance {
     use super::*;
-    conformance!(sqlite, postgres, redis);
+    conformance!(sqlite, postgres, redis, redis_cluster);
 }

@@ -148,8 +148,10 @@ impl Locks {
                         retry_after_ms: (expires_at - now).max(1),
                     }
                 }
-                Ok(AcquireReply::EpochMismatch { found }) => {
-                    self.tier.on_epoch_mismatch(active.epoch, found).await;
+                Ok(AcquireReply::EpochMismatch { .. }) => {
+                    self.tier
+                        .on_epoch_mismatch(active.epoch, Some(&req.key))
+                        .await;
                     continue;
                 }
             };

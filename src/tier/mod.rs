@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
 use crate::clock::now_ms;
+use crate::key::Key;
 use crate::metrics_names as m;
 use crate::store::redis::RedisStore;
 use crate::store::sql::{SqlStore, TierRow};
@@ -275,10 +276,11 @@ impl Tier {
         Ok(())
     }
 
-    /// Handles a store that is not at `epoch`: refreshes a stale cache, arms Redis for the
-    /// current epoch, or — when Redis lost a gate it had been armed with — switches to a new
-    /// epoch so no token can repeat (G1).
-    pub async fn on_epoch_mismatch(&self, epoch: i64, found: Option<i64>) {
+    /// Handles a Redis gate that is not at `epoch` for `key`'s slot (or a fixed slot): refreshes
+    /// a stale cache, arms Redis for the current epoch, or — when Redis lost a gate it had been
+    /// armed with — switches to a new epoch so no token can repeat (G1).
+    pub async fn on_epoch_mismatch(&self, epoch: i64, key: Option<&Key>) {
+        let Some(redis) = &self.redis else { return };
         let _guard = self.switching.lock().await;
         let row = match self.refresh().await {
             Ok(row) => row,
@@ -290,6 +292,14 @@ impl Tier {
         if row.epoch != epoch || row.tier != REDIS {
             return;
         }
+        // Reread under the lock: another request may have armed the gate meanwhile.
+        let found = match redis.gate_epoch(key.map(Key::as_str)).await {
+            Ok(found) => found,
+            Err(e) => {
+                self.record(Mode::Primary, &Err::<(), _>(e));
+                return;
+            }
+        };
         match found {
             Some(f) if f == row.epoch => {}
             Some(f) if f > row.epoch => {

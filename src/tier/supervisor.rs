@@ -48,11 +48,11 @@ impl Tier {
         let state = self.breaker.state();
         if on_redis && state == BreakerState::Closed {
             // Checks the epoch gate even without traffic: arms a new epoch, detects data loss.
-            let gate = redis.armed_epoch().await;
+            let gate = redis.gate_epoch(None).await;
             self.record(Mode::Primary, &gate);
             if let Ok(found) = gate {
                 if found != Some(row.epoch) && now_ms() >= row.grants_from {
-                    self.on_epoch_mismatch(row.epoch, found).await;
+                    self.on_epoch_mismatch(row.epoch, None).await;
                 }
             }
             return;
@@ -71,7 +71,7 @@ impl Tier {
         if !on_redis && damped {
             return;
         }
-        let probe = redis.ping().await;
+        let probe = redis.gate_epoch(None).await;
         self.record(Mode::Primary, &probe);
         if probe.is_ok() && !on_redis {
             self.switch(&row, REDIS, reason::REDIS_RECOVERED, "probe succeeded")

@@ -125,6 +125,90 @@ impl Drop for Redis {
     }
 }
 
+/// A throwaway Redis Cluster of three masters.
+pub struct RedisCluster {
+    pub ports: Vec<u16>,
+    _dir: tempfile::TempDir,
+    children: Vec<Child>,
+}
+
+impl RedisCluster {
+    pub fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+        let mut children = Vec::new();
+        for p in &ports {
+            let d = dir.path().join(p.to_string());
+            std::fs::create_dir_all(&d).unwrap();
+            children.push(
+                Command::new(require("redis-server"))
+                    .args(["--port", &p.to_string(), "--bind", "127.0.0.1"])
+                    .args([
+                        "--cluster-enabled",
+                        "yes",
+                        "--save",
+                        "",
+                        "--appendonly",
+                        "no",
+                    ])
+                    .arg("--dir")
+                    .arg(&d)
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .expect("spawn redis-server"),
+            );
+        }
+        for p in &ports {
+            let p = *p;
+            wait_until("cluster node", Duration::from_secs(10), || {
+                redis_cli(p, &["PING"]).is_some_and(|s| s.contains("PONG"))
+            });
+        }
+        let nodes: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+        let status = Command::new(require("redis-cli"))
+            .arg("--cluster")
+            .arg("create")
+            .args(&nodes)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("redis-cli --cluster create");
+        assert!(status.success(), "cluster create failed");
+        for p in &ports {
+            let p = *p;
+            wait_until("cluster_state:ok", Duration::from_secs(20), || {
+                redis_cli(p, &["CLUSTER", "INFO"]).is_some_and(|s| s.contains("cluster_state:ok"))
+            });
+        }
+        RedisCluster {
+            ports,
+            _dir: dir,
+            children,
+        }
+    }
+
+    /// Seed list for `WARDEN_REDIS_URL`.
+    pub fn url(&self) -> String {
+        let urls: Vec<String> = self
+            .ports
+            .iter()
+            .map(|p| format!("redis://127.0.0.1:{p}/"))
+            .collect();
+        urls.join(",")
+    }
+}
+
+impl Drop for RedisCluster {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
 /// A throwaway PostgreSQL cluster (run as user `postgres` when we are root).
 pub struct Postgres {
     pub port: u16,

@@ -2,7 +2,7 @@
 
 use redis::Value;
 
-use super::{tagged, RedisStore, EPOCH_GATE};
+use super::{gate_for, tagged, RedisStore};
 use crate::key::Key;
 use crate::store::{token_base, token_parts, AcquireReply, Lease, LockStore, StoreError};
 
@@ -15,12 +15,9 @@ impl RedisStore {
             return Ok(false);
         }
         let (epoch, ctr) = token_parts(lease.token);
-        let mut conn = self.conn();
         let mut inv = self.scripts.seed_lease.key(tagged(key, "lock"));
         inv.arg(&lease.owner).arg(epoch).arg(ctr).arg(remaining);
-        self.run(async move { inv.invoke_async::<i64>(&mut conn).await })
-            .await
-            .map(|n| n == 1)
+        self.eval::<i64>(&inv).await.map(|n| n == 1)
     }
 }
 
@@ -45,16 +42,14 @@ impl LockStore for RedisStore {
         epoch: i64,
         now: i64,
     ) -> Result<AcquireReply, StoreError> {
-        let mut conn = self.conn();
-        let mut inv = self.scripts.acquire.key(EPOCH_GATE);
-        inv.key(tagged(key.as_str(), "lock"))
+        let lock = tagged(key.as_str(), "lock");
+        let mut inv = self.scripts.acquire.key(gate_for(&lock));
+        inv.key(lock)
             .key(tagged(key.as_str(), "ctr"))
             .arg(epoch)
             .arg(owner)
             .arg(ttl_ms);
-        let reply: Value = self
-            .run(async move { inv.invoke_async(&mut conn).await })
-            .await?;
+        let reply: Value = self.eval(&inv).await?;
         let Value::Array(items) = &reply else {
             return Err(unexpected(&reply));
         };
@@ -91,12 +86,9 @@ impl LockStore for RedisStore {
         now: i64,
     ) -> Result<Option<i64>, StoreError> {
         let (epoch, ctr) = token_parts(token);
-        let mut conn = self.conn();
         let mut inv = self.scripts.extend.key(tagged(key.as_str(), "lock"));
         inv.arg(owner).arg(epoch).arg(ctr).arg(ttl_ms);
-        let done: i64 = self
-            .run(async move { inv.invoke_async(&mut conn).await })
-            .await?;
+        let done: i64 = self.eval(&inv).await?;
         Ok((done == 1).then_some(now + ttl_ms))
     }
 
@@ -108,21 +100,15 @@ impl LockStore for RedisStore {
         _now: i64,
     ) -> Result<bool, StoreError> {
         let (epoch, ctr) = token_parts(token);
-        let mut conn = self.conn();
         let mut inv = self.scripts.release.key(tagged(key.as_str(), "lock"));
         inv.arg(owner).arg(epoch).arg(ctr);
-        let done: i64 = self
-            .run(async move { inv.invoke_async(&mut conn).await })
-            .await?;
+        let done: i64 = self.eval(&inv).await?;
         Ok(done == 1)
     }
 
     async fn get(&self, key: &Key, now: i64) -> Result<Option<Lease>, StoreError> {
-        let mut conn = self.conn();
         let inv = self.scripts.get.key(tagged(key.as_str(), "lock"));
-        let reply: Option<(String, i64, i64, i64)> = self
-            .run(async move { inv.invoke_async(&mut conn).await })
-            .await?;
+        let reply: Option<(String, i64, i64, i64)> = self.eval(&inv).await?;
         Ok(reply.map(|(owner, epoch, ctr, pttl)| lease_of(owner, epoch, ctr, pttl, now)))
     }
 }

@@ -1,17 +1,21 @@
 //! Redis tier: one multiplexed, auto-reconnecting connection; every call bounded by the
 //! per-call timeout; every key carries a hash tag so one operation's keys share a slot.
 
+mod conn;
 mod lock;
+mod slots;
 
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{RedisError, Script};
+use redis::{FromRedisValue, RedisError, Script, ScriptInvocation};
+
+use conn::Conn;
+pub use slots::{all_gates, gate_for};
 
 use super::StoreError;
 
-/// Key of the epoch gate: the epoch Redis was armed for. Its absence means Redis lost its data.
-pub const EPOCH_GATE: &str = "warden:epoch";
+/// How many gates are armed concurrently.
+const ARM_CONCURRENCY: usize = 64;
 
 /// Source of the acquire script (benchmarks run it raw through `redis-benchmark`).
 pub const ACQUIRE_LUA: &str = include_str!("lua/acquire.lua");
@@ -41,72 +45,62 @@ impl Scripts {
 
 /// The Redis primary tier.
 pub struct RedisStore {
-    conn: ConnectionManager,
+    conn: Conn,
     timeout: Duration,
     scripts: Scripts,
 }
 
 impl RedisStore {
     /// Connects lazily: the service starts even while Redis is down, and reconnects with
-    /// jittered exponential backoff.
+    /// jittered exponential backoff. A comma-separated seed list selects Redis Cluster.
     pub fn connect(url: &str, timeout: Duration) -> Result<Self, StoreError> {
-        let client = redis::Client::open(url).map_err(classify)?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(timeout.max(Duration::from_millis(250))))
-            .set_response_timeout(Some(timeout))
-            .set_min_delay(Duration::from_millis(10))
-            .set_max_delay(Duration::from_millis(1_000))
-            .set_number_of_retries(2);
-        let conn = ConnectionManager::new_lazy_with_config(client, config).map_err(classify)?;
         Ok(Self {
-            conn,
+            conn: Conn::open(url, timeout).map_err(classify)?,
             timeout,
             scripts: Scripts::load(),
         })
     }
 
-    /// Runs one Redis call under the per-call timeout.
-    async fn run<T, F>(&self, call: F) -> Result<T, StoreError>
-    where
-        F: std::future::Future<Output = redis::RedisResult<T>>,
-    {
+    /// Runs one script invocation under the per-call timeout.
+    async fn eval<T: FromRedisValue>(&self, inv: &ScriptInvocation<'_>) -> Result<T, StoreError> {
+        let call = async {
+            let mut conn = self.conn.handle().await?;
+            inv.invoke_async(&mut conn).await
+        };
         match tokio::time::timeout(self.timeout, call).await {
             Ok(result) => result.map_err(classify),
             Err(_) => Err(StoreError::Timeout),
         }
     }
 
-    /// A fresh handle on the shared multiplexed connection.
-    fn conn(&self) -> ConnectionManager {
-        self.conn.clone()
-    }
-
-    /// Health probe: `PING`.
-    pub async fn ping(&self) -> Result<(), StoreError> {
-        let mut conn = self.conn();
-        self.run(async move { redis::cmd("PING").query_async::<String>(&mut conn).await })
-            .await
-            .map(drop)
-    }
-
-    /// The epoch Redis is armed for, or `None` if the gate is missing.
-    pub async fn armed_epoch(&self) -> Result<Option<i64>, StoreError> {
-        let mut conn = self.conn();
-        self.run(async move {
+    /// Health probe: the gate of `key`'s slot (or of one fixed slot), read with a plain `GET`.
+    /// `None` means the gate is missing.
+    pub async fn gate_epoch(&self, key: Option<&str>) -> Result<Option<i64>, StoreError> {
+        let gate = gate_for(&tagged(key.unwrap_or(""), "lock"));
+        let call = async {
+            let mut conn = self.conn.handle().await?;
             redis::cmd("GET")
-                .arg(EPOCH_GATE)
+                .arg(gate)
                 .query_async::<Option<i64>>(&mut conn)
                 .await
-        })
-        .await
+        };
+        match tokio::time::timeout(self.timeout, call).await {
+            Ok(result) => result.map_err(classify),
+            Err(_) => Err(StoreError::Timeout),
+        }
     }
 
-    /// Raises the epoch gate to `epoch` (never lowers it); returns the gate's value.
-    pub async fn arm_epoch(&self, epoch: i64) -> Result<i64, StoreError> {
-        let mut conn = self.conn();
-        let mut inv = self.scripts.arm_epoch.key(EPOCH_GATE);
-        inv.arg(epoch);
-        self.run(async move { inv.invoke_async::<i64>(&mut conn).await })
+    /// Raises every slot's gate to `epoch` (never lowers one).
+    pub async fn arm_epoch(&self, epoch: i64) -> Result<(), StoreError> {
+        use futures::stream::{self, StreamExt, TryStreamExt};
+        stream::iter(all_gates())
+            .map(|gate| async move {
+                let mut inv = self.scripts.arm_epoch.key(gate);
+                inv.arg(epoch);
+                self.eval::<i64>(&inv).await
+            })
+            .buffer_unordered(ARM_CONCURRENCY)
+            .try_for_each(|_| async { Ok(()) })
             .await
     }
 }
