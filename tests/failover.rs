@@ -369,3 +369,39 @@ async fn two_instances_never_grant_on_different_tiers_at_once() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fail_back_honours_leases_granted_on_sql() {
+    let pg = Postgres::start();
+    let mut redis = Redis::start();
+    let w = Warden::start(&fast_failover(&pg, Some(redis.url())));
+    w.wait_ready_on("redis", Duration::from_secs(10)).await;
+    redis.kill();
+    w.wait_ready_on("sql", Duration::from_secs(15)).await;
+    let (s, v) = w.acquire("fb", "sql-holder", 15_000, 0).await;
+    assert_eq!((s, v["mode"].as_str()), (200, Some("fallback")), "{v}");
+    let sql_token = v["fencing_token"].as_i64().unwrap();
+
+    redis.restart(); // empty: it knows nothing of the SQL lease
+    w.wait_ready_on("redis", Duration::from_secs(20)).await;
+    let (s, v) = w.acquire("fb", "intruder", 1000, 0).await;
+    assert_eq!((s, v["state"].as_str()), (409, Some("lock_busy")), "{v}");
+    let (s, v) = w.get("/v1/locks/fb").await;
+    assert_eq!(
+        (s, v["mode"].as_str(), v["owner"].as_str()),
+        (200, Some("primary"), Some("sql-holder"))
+    );
+    assert_eq!(v["fencing_token"].as_i64(), Some(sql_token));
+    // The SQL holder keeps full control of its lease on Redis.
+    let (s, v) = w.acquire("fb", "sql-holder", 15_000, 0).await;
+    assert_eq!(
+        (s, v["fencing_token"].as_i64()),
+        (200, Some(sql_token)),
+        "same grant on retry"
+    );
+    let (s, _) = w.release("fb", "sql-holder", sql_token).await;
+    assert_eq!(s, 200);
+    let (s, v) = w.acquire("fb", "next", 1000, 0).await;
+    assert_eq!((s, v["mode"].as_str()), (200, Some("primary")));
+    assert!(v["fencing_token"].as_i64().unwrap() > sql_token);
+}
