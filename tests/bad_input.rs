@@ -305,15 +305,7 @@ async fn malformed_requests_get_problem_answers_and_change_nothing() {
     }
     let (s, _) = w.get("/healthz").await;
     assert_eq!(s, 200);
-    let metrics = w
-        .http
-        .get(format!("{}/metrics", w.base()))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = w.metrics().await;
     assert!(metrics.contains("warden_bad_input_total{code=\"out_of_range\"}"));
 }
 

@@ -121,15 +121,7 @@ async fn redis_killed_during_contention() {
         first_fallback.duration_since(killed) >= Duration::from_millis(800),
         "no fallback grant inside the failover grace"
     );
-    let metrics = w
-        .http
-        .get(format!("{}/metrics", w.base()))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = w.metrics().await;
     assert!(
         metrics.contains("warden_tier_switches_total{reason=\"redis_unreachable\"}"),
         "{metrics}"
@@ -255,15 +247,7 @@ async fn both_tiers_down_blocks_then_recovers() {
     assert_eq!(s, 200, "the service stays up");
     let (s, _) = w.get("/readyz").await;
     assert_eq!(s, 503);
-    let metrics = w
-        .http
-        .get(format!("{}/metrics", w.base()))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = w.metrics().await;
     assert!(
         metrics.contains(
             "warden_answers_total{op=\"lock_acquire\",state=\"lock_acquire_failed_safe_block\"} 10"

@@ -437,6 +437,16 @@ impl Warden {
         .await
     }
 
+    /// The Prometheus text of `/metrics`.
+    pub async fn metrics(&self) -> String {
+        let r = self
+            .http
+            .get(format!("{}/metrics", self.base()))
+            .send()
+            .await;
+        r.expect("metrics").text().await.expect("metrics body")
+    }
+
     pub async fn status(&self) -> Value {
         self.get("/v1/status").await.1
     }
