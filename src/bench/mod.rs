@@ -3,12 +3,14 @@
 //! raw `redis-benchmark` EVAL of the same acquire script on the same Redis, and the ratio.
 //! Figures are measured, never asserted.
 
-use std::sync::Arc;
+mod client;
+
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::store::redis::{gate_for, ACQUIRE_LUA};
+use client::Conn;
 
 /// Arguments of `warden bench`.
 #[derive(clap::Args, Debug)]
@@ -54,6 +56,7 @@ impl Samples {
     }
 }
 
+#[derive(Default)]
 struct Run {
     ops: usize,
     refused: usize,
@@ -62,44 +65,29 @@ struct Run {
     elapsed: Duration,
 }
 
-async fn post(http: &reqwest::Client, url: String, body: Value) -> Result<(u16, Value), String> {
-    let r = http
-        .post(url)
-        .json(&body)
-        .send()
-        .await
-        .map_err(|e| e.to_string())?;
-    let status = r.status().as_u16();
-    Ok((status, r.json().await.unwrap_or(Value::Null)))
-}
-
-/// `clients` loops for `seconds`: acquire a key (unique per client, or unique per call when
-/// `pairs` is false) and, for pairs, release it.
-async fn drive(
-    args: &BenchArgs,
-    http: &reqwest::Client,
-    clients: usize,
-    pairs: bool,
-    tag: &str,
-) -> Run {
+/// `clients` loops for `seconds`, each on its own keep-alive connection: acquire a key (unique
+/// per client, or unique per call when `pairs` is false) and, for pairs, release it.
+async fn drive(args: &BenchArgs, clients: usize, pairs: bool, tag: &str) -> Run {
     let deadline = Instant::now() + Duration::from_secs(args.seconds);
     let started = Instant::now();
     let mut tasks = Vec::new();
     for c in 0..clients {
-        let http = http.clone();
         let base = args.url.clone();
         let tag = tag.to_owned();
         tasks.push(tokio::spawn(async move {
-            let mut run = Run {
-                ops: 0,
-                refused: 0,
-                acquire: Samples::default(),
-                release: Samples::default(),
-                elapsed: Duration::ZERO,
-            };
+            let mut run = Run::default();
+            let mut conn = None;
             let mut n = 0u64;
             while Instant::now() < deadline {
                 n += 1;
+                if conn.is_none() {
+                    conn = Conn::connect(&base).await.ok();
+                }
+                let Some(http) = conn.as_mut() else {
+                    run.refused += 1;
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                };
                 let key = if pairs {
                     format!("bench-{tag}-{c}")
                 } else {
@@ -107,10 +95,10 @@ async fn drive(
                 };
                 let t = Instant::now();
                 let body = json!({"owner": format!("c{c}"), "ttl_ms": 10_000});
-                let Ok((status, v)) =
-                    post(&http, format!("{base}/v1/locks/{key}/acquire"), body).await
+                let Ok((status, v)) = http.post(&format!("/v1/locks/{key}/acquire"), &body).await
                 else {
                     run.refused += 1;
+                    conn = None;
                     continue;
                 };
                 run.acquire.0.push(t.elapsed().as_micros() as u64);
@@ -122,8 +110,7 @@ async fn drive(
                     let t = Instant::now();
                     let body =
                         json!({"owner": format!("c{c}"), "fencing_token": v["fencing_token"]});
-                    let released =
-                        post(&http, format!("{base}/v1/locks/{key}/release"), body).await;
+                    let released = http.post(&format!("/v1/locks/{key}/release"), &body).await;
                     run.release.0.push(t.elapsed().as_micros() as u64);
                     if !matches!(released, Ok((200, _))) {
                         run.refused += 1;
@@ -135,13 +122,7 @@ async fn drive(
             run
         }));
     }
-    let mut total = Run {
-        ops: 0,
-        refused: 0,
-        acquire: Samples::default(),
-        release: Samples::default(),
-        elapsed: Duration::ZERO,
-    };
+    let mut total = Run::default();
     for t in tasks {
         if let Ok(r) = t.await {
             total.ops += r.ops;
@@ -201,19 +182,7 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
             args.suite
         ));
     }
-    let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(512)
-        .timeout(Duration::from_secs(10))
-        .build()
-        .map_err(|e| e.to_string())?;
-    let status: Value = http
-        .get(format!("{}/v1/status", args.url))
-        .send()
-        .await
-        .map_err(|e| e.to_string())?
-        .json()
-        .await
-        .map_err(|e| e.to_string())?;
+    let (_, status) = Conn::connect(&args.url).await?.get("/v1/status").await?;
     let mode = if status["tier"] == "redis" {
         "primary"
     } else {
@@ -225,9 +194,8 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
         args.url, args.seconds
     );
     let tag = format!("{}", crate::clock::now_ms());
-    let http = Arc::new(http);
     for &c in &args.clients {
-        let mut r = drive(&args, &http, c, true, &format!("{tag}-p{c}")).await;
+        let mut r = drive(&args, c, true, &format!("{tag}-p{c}")).await;
         let secs = r.elapsed.as_secs_f64();
         println!(
             "{mode:8} acquire+release clients {c:3}: {:9.0} pairs/s  refused {:5}  acquire {}  release {}",
@@ -235,7 +203,7 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
         );
     }
     for &c in &args.clients {
-        let mut r = drive(&args, &http, c, false, &format!("{tag}-a{c}")).await;
+        let mut r = drive(&args, c, false, &format!("{tag}-a{c}")).await;
         let secs = r.elapsed.as_secs_f64();
         let rate = r.ops as f64 / secs;
         print!(
