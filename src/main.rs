@@ -4,6 +4,11 @@ use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
 use warden::bench::BenchArgs;
+
+/// mimalloc: glibc's allocator showed lock contention between arenas in the lock benchmark
+/// (see BENCHMARKS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use warden::config::Settings;
 
 #[derive(Parser)]
