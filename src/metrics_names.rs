@@ -16,3 +16,5 @@ pub const TIER_SWITCHES: &str = "warden_tier_switches_total";
 pub const REDIS_FAILURES: &str = "warden_redis_failures_total";
 /// Counter: requests refused as malformed, by `code`.
 pub const BAD_INPUT: &str = "warden_bad_input_total";
+/// Counter: expired SQL lease rows of earlier epochs deleted by the reaper.
+pub const LEASES_REAPED: &str = "warden_leases_reaped_total";

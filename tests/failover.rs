@@ -389,3 +389,26 @@ async fn fail_back_honours_leases_granted_on_sql() {
     assert_eq!((s, v["mode"].as_str()), (200, Some("primary")));
     assert!(v["fencing_token"].as_i64().unwrap() > sql_token);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exhausted_counter_moves_to_a_new_epoch() {
+    let pg = Postgres::start();
+    let redis = Redis::start();
+    let w = Warden::start(&fast_failover(&pg, Some(redis.url())));
+    w.wait_ready_on("redis", Duration::from_secs(10)).await;
+    let (_, v) = w.acquire("ex", "a", 10_000, 0).await;
+    let first = v["fencing_token"].as_i64().unwrap();
+    w.release("ex", "a", first).await;
+    let epoch = w.status().await["epoch"].as_i64().unwrap();
+
+    // Push the slot's counter to its last value: the next grant would spill into epoch + 1.
+    let slot = warden::store::redis::slot_keys("warden:{ex}:lock");
+    assert!(redis.cli(&["SET", &slot.counter, "4294967295"]).is_some());
+    let (s, v) = w.acquire("ex", "b", 10_000, 5_000).await;
+    assert_eq!(s, 200, "{v}");
+    let next = v["fencing_token"].as_i64().unwrap();
+    assert!(next > first);
+    assert!(next >> 32 > epoch, "granted in a new epoch: {next:#x}");
+    assert!(next & 0xffff_ffff < 0xffff_ffff, "counter restarted");
+    assert_eq!(w.status().await["switch_reason"], "counter_exhausted");
+}

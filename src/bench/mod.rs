@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::store::redis::{gate_for, ACQUIRE_LUA};
+use crate::store::redis::{slot_keys, ACQUIRE_LUA};
 use client::Conn;
 
 /// Arguments of `warden bench`.
@@ -142,6 +142,7 @@ fn redis_baseline(
     epoch: i64,
     requests: usize,
 ) -> Result<(f64, f64), String> {
+    let slot = slot_keys("warden:{rb}:lock");
     let out = std::process::Command::new("redis-benchmark")
         .args([
             "-h",
@@ -152,11 +153,14 @@ fn redis_baseline(
             &clients.to_string(),
         ])
         .args(["-n", &requests.to_string(), "-r", "100000000", "--csv"])
-        .args(["EVAL", ACQUIRE_LUA, "3", &gate_for("warden:{rb}:lock")])
         .args([
+            "EVAL",
+            ACQUIRE_LUA,
+            "3",
+            &slot.gate,
             "warden:{rb}:__rand_int__:lock",
-            "warden:{rb}:__rand_int__:ctr",
         ])
+        .arg(&slot.counter)
         .args([&epoch.to_string(), "owner", "1000"])
         .output()
         .map_err(|e| format!("redis-benchmark: {e}"))?;

@@ -148,6 +148,10 @@ impl Locks {
                         retry_after_ms: (expires_at - now).max(1),
                     }
                 }
+                Ok(AcquireReply::CounterExhausted) => {
+                    self.tier.on_counter_exhausted(active.epoch).await;
+                    continue;
+                }
                 Ok(AcquireReply::EpochMismatch { .. }) => {
                     self.tier
                         .on_epoch_mismatch(active.epoch, Some(&req.key))

@@ -43,6 +43,9 @@ pub enum AcquireReply {
         /// When the current lease runs out, epoch milliseconds.
         expires_at: i64,
     },
+    /// This epoch has used all its counter values for the key's slot (or key): a new epoch is
+    /// needed before the next grant, or tokens would spill into the next epoch's range.
+    CounterExhausted,
     /// The store is not at the caller's epoch: `found` is its epoch, or `None` when the store
     /// has lost its epoch record (data loss).
     EpochMismatch {
@@ -54,7 +57,8 @@ pub enum AcquireReply {
 /// Atomic lock steps, implemented once per backend.
 pub trait LockStore: Send + Sync {
     /// Grants `key` to `owner` for `ttl_ms` if it is free, as of `epoch`. Tokens are
-    /// `token_base(epoch) + n` with `n` a per-key counter that never decreases in this store.
+    /// `token_base(epoch) + n` with `1 <= n < 2^32` a counter that only grows within the epoch
+    /// (per slot on Redis, per key on SQL).
     fn acquire(
         &self,
         key: &Key,

@@ -35,6 +35,8 @@ pub mod reason {
     pub const REDIS_RECOVERED: &str = "redis_recovered";
     /// Redis lost the epoch gate it had been armed with: its counters may have reset.
     pub const REDIS_DATA_LOSS: &str = "redis_data_loss";
+    /// An epoch used all 2^32 - 1 counter values of a slot (Redis) or key (SQL).
+    pub const COUNTER_EXHAUSTED: &str = "counter_exhausted";
     /// The database epoch was found behind Redis's gate.
     pub const EPOCH_BEHIND: &str = "epoch_behind";
 }
@@ -324,6 +326,22 @@ impl Tier {
         }
     }
 
+    /// Moves the active tier to a new epoch because `epoch` ran out of counter values, so no
+    /// token ever spills into the next epoch's range (G1).
+    pub async fn on_counter_exhausted(&self, epoch: i64) {
+        let _guard = self.switching.lock().await;
+        match self.refresh().await {
+            Ok(row) if row.epoch == epoch => {
+                let tier = if row.tier == REDIS { REDIS } else { SQL };
+                let detail = "2^32 - 1 grants in one epoch";
+                self.switch(&row, tier, reason::COUNTER_EXHAUSTED, detail)
+                    .await;
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot reread tier state"),
+        }
+    }
+
     /// Arms Redis for `epoch`: records it in SQL, copies every live SQL lease into Redis so
     /// no SQL-granted lease is ignored, then raises the gate that lets Redis grant.
     async fn arm(&self, epoch: i64) {
@@ -357,9 +375,13 @@ impl Tier {
 
     fn grace_for(&self, to: &str, why: &str, row: &TierRow) -> Duration {
         let lease = self.cfg.tier_lease;
-        if to == REDIS && why == reason::REDIS_RECOVERED {
-            // SQL leases are copied into Redis before it grants; only other instances' tier
-            // leases must run out.
+        // Leases of the old epoch stay visible to the new one when the tier keeps its data
+        // (same tier) or copies it (SQL leases into Redis at fail-back): only other instances'
+        // tier leases must run out. Otherwise old leases may be live where nobody can see them.
+        let visible = (to == REDIS && why == reason::REDIS_RECOVERED)
+            || why == reason::COUNTER_EXHAUSTED
+            || why == reason::EPOCH_BEHIND;
+        if visible {
             return lease;
         }
         let grace = self

@@ -3,24 +3,44 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::{reason, BreakerState, Mode, Tier, REDIS, SQL};
 use crate::clock::now_ms;
+use crate::metrics_names as m;
+
+/// How often expired SQL lease rows of earlier epochs are deleted.
+const REAP_EVERY: Duration = Duration::from_secs(30);
 
 impl Tier {
     /// Runs until `shutdown` completes. Ticks at a quarter of the tier lease, and at once when
     /// the breaker opens.
     pub async fn supervise(self: Arc<Self>, shutdown: impl Future<Output = ()>) {
         let tick = (self.cfg.tier_lease / 4).max(Duration::from_millis(20));
+        let mut next_reap = Instant::now() + REAP_EVERY;
         tokio::pin!(shutdown);
         loop {
             self.tick().await;
+            if Instant::now() >= next_reap {
+                next_reap = Instant::now() + REAP_EVERY;
+                self.reap().await;
+            }
             tokio::select! {
                 _ = &mut shutdown => return,
                 _ = tokio::time::sleep(tick) => {}
                 _ = self.wake.notified() => {}
             }
+        }
+    }
+
+    /// Deletes expired SQL lease rows of earlier epochs (bounded table growth).
+    async fn reap(&self) {
+        let Some(epoch) = self.status().epoch else {
+            return;
+        };
+        match self.sql.reap_leases(epoch, now_ms()).await {
+            Ok(n) => metrics::counter!(m::LEASES_REAPED).increment(n),
+            Err(e) => tracing::warn!(error = %e, "lease reaper failed"),
         }
     }
 

@@ -2,7 +2,7 @@
 
 use redis::Value;
 
-use super::{gate_for, tagged, RedisStore};
+use super::{slot_keys, tagged, RedisStore};
 use crate::key::Key;
 use crate::store::{token_base, token_parts, AcquireReply, Lease, LockStore, StoreError};
 
@@ -43,9 +43,10 @@ impl LockStore for RedisStore {
         now: i64,
     ) -> Result<AcquireReply, StoreError> {
         let lock = tagged(key.as_str(), "lock");
-        let mut inv = self.scripts.acquire.key(gate_for(&lock));
+        let slot = slot_keys(&lock);
+        let mut inv = self.scripts.acquire.key(slot.gate);
         inv.key(lock)
-            .key(tagged(key.as_str(), "ctr"))
+            .key(slot.counter)
             .arg(epoch)
             .arg(owner)
             .arg(ttl_ms);
@@ -55,6 +56,9 @@ impl LockStore for RedisStore {
         };
         let parsed: Option<AcquireReply> = (|| {
             let state: String = redis::from_redis_value_ref(items.first()?).ok()?;
+            if state == "exhausted" {
+                return Some(AcquireReply::CounterExhausted);
+            }
             if state == "epoch" {
                 let found: i64 = redis::from_redis_value_ref(items.get(1)?).ok()?;
                 return Some(AcquireReply::EpochMismatch {

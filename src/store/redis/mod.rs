@@ -10,7 +10,7 @@ use std::time::Duration;
 use redis::{FromRedisValue, RedisError, Script, ScriptInvocation};
 
 use conn::Conn;
-pub use slots::{all_gates, gate_for};
+pub use slots::{all_slots, slot_keys, SlotKeys};
 
 use super::StoreError;
 
@@ -76,7 +76,7 @@ impl RedisStore {
     /// Health probe: the gate of `key`'s slot (or of one fixed slot), read with a plain `GET`.
     /// `None` means the gate is missing.
     pub async fn gate_epoch(&self, key: Option<&str>) -> Result<Option<i64>, StoreError> {
-        let gate = gate_for(&tagged(key.unwrap_or(""), "lock"));
+        let gate = slot_keys(&tagged(key.unwrap_or(""), "lock")).gate;
         let call = async {
             let mut conn = self.conn.handle().await?;
             redis::cmd("GET")
@@ -90,13 +90,13 @@ impl RedisStore {
         }
     }
 
-    /// Raises every slot's gate to `epoch` (never lowers one).
+    /// Raises every slot's gate to `epoch` (never lowers one), restarting its counter.
     pub async fn arm_epoch(&self, epoch: i64) -> Result<(), StoreError> {
         use futures::stream::{self, StreamExt, TryStreamExt};
-        stream::iter(all_gates())
-            .map(|gate| async move {
-                let mut inv = self.scripts.arm_epoch.key(gate);
-                inv.arg(epoch);
+        stream::iter(all_slots())
+            .map(|slot| async move {
+                let mut inv = self.scripts.arm_epoch.key(slot.gate);
+                inv.key(slot.counter).arg(epoch);
                 self.eval::<i64>(&inv).await
             })
             .buffer_unordered(ARM_CONCURRENCY)

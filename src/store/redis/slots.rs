@@ -1,5 +1,6 @@
-//! Epoch gates, one per Redis Cluster hash slot, so the acquire script can read the gate of its
-//! own slot in the same atomic step (a single global gate would be a cross-slot access).
+//! Per-slot keys: one epoch gate and one grant counter per Redis Cluster hash slot, so the
+//! acquire script reads the gate and draws a token in its own slot in one atomic step (a global
+//! key would be a cross-slot access), and the counters stay bounded however many keys exist.
 
 use std::collections::HashMap;
 use std::sync::OnceLock;
@@ -24,18 +25,31 @@ fn tags() -> &'static HashMap<Slot, String> {
     })
 }
 
-fn gate(slot: Slot) -> String {
-    format!("warden:{{{}}}:epoch", tags()[&slot])
+/// The gate and counter keys of one slot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlotKeys {
+    /// The epoch gate.
+    pub gate: String,
+    /// The grant counter.
+    pub counter: String,
 }
 
-/// The epoch gate of the slot that `key` (a full Redis key) lives in.
-pub fn gate_for(key: &str) -> String {
-    gate(Slot::for_key(key.as_bytes()))
+fn keys(slot: Slot) -> SlotKeys {
+    let tag = &tags()[&slot];
+    SlotKeys {
+        gate: format!("warden:{{{tag}}}:epoch"),
+        counter: format!("warden:{{{tag}}}:ctr"),
+    }
 }
 
-/// Every slot's epoch gate.
-pub fn all_gates() -> impl Iterator<Item = String> {
-    (0..SLOTS as u16).filter_map(Slot::new).map(gate)
+/// The gate and counter of the slot that `key` (a full Redis key) lives in.
+pub fn slot_keys(key: &str) -> SlotKeys {
+    keys(Slot::for_key(key.as_bytes()))
+}
+
+/// Every slot's gate and counter.
+pub fn all_slots() -> impl Iterator<Item = SlotKeys> {
+    (0..SLOTS as u16).filter_map(Slot::new).map(keys)
 }
 
 #[cfg(test)]
@@ -43,19 +57,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_gate_shares_the_slot_of_its_keys() {
-        assert_eq!(all_gates().count(), SLOTS);
+    fn every_slot_key_shares_the_slot_of_its_lock_keys() {
+        assert_eq!(all_slots().count(), SLOTS);
         for key in [
             "warden:{a}:lock",
             "warden:{ключ/{x}}:lock",
             "warden:{}:lock",
         ] {
-            let g = gate_for(key);
-            assert_eq!(
-                Slot::for_key(g.as_bytes()),
-                Slot::for_key(key.as_bytes()),
-                "{g}"
-            );
+            let k = slot_keys(key);
+            for g in [&k.gate, &k.counter] {
+                assert_eq!(
+                    Slot::for_key(g.as_bytes()),
+                    Slot::for_key(key.as_bytes()),
+                    "{g}"
+                );
+            }
         }
     }
 }

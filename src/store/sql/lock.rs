@@ -1,5 +1,6 @@
 //! SQL lock steps. Acquire is one conditional upsert that also checks the tier epoch, so a
-//! stale instance cannot grant on SQL and two grants of one key serialize on its row.
+//! stale instance cannot grant on SQL and two grants of one key serialize on its row. The
+//! per-key counter restarts at each epoch; rows of older epochs are reaped once expired.
 
 use super::{classify, col, SqlStore};
 use crate::key::Key;
@@ -11,10 +12,11 @@ SELECT $1, $2, 1, $3 + 1, $4
 WHERE EXISTS (SELECT 1 FROM warden_tier WHERE id = 1 AND epoch = $5)
 ON CONFLICT (lock_key) DO UPDATE SET
     owner = excluded.owner,
-    counter = warden_locks.counter + 1,
-    token = $3 + warden_locks.counter + 1,
+    counter = CASE WHEN warden_locks.token / 4294967296 = $5 THEN warden_locks.counter + 1 ELSE 1 END,
+    token = $3 + CASE WHEN warden_locks.token / 4294967296 = $5 THEN warden_locks.counter + 1 ELSE 1 END,
     expires_at = excluded.expires_at
 WHERE warden_locks.expires_at <= $6
+  AND (warden_locks.token / 4294967296 <> $5 OR warden_locks.counter < 4294967295)
   AND EXISTS (SELECT 1 FROM warden_tier WHERE id = 1 AND epoch = $5)
 RETURNING owner, token, expires_at";
 
@@ -41,7 +43,21 @@ fn lease(row: &sqlx::any::AnyRow) -> Result<Lease, StoreError> {
     })
 }
 
+const REAP: &str = "DELETE FROM warden_locks WHERE expires_at < $1 AND token < $2";
+
 impl SqlStore {
+    /// Deletes expired lease rows granted before `epoch`: a later grant of their key draws a
+    /// token of `epoch` or later, so forgetting their counters cannot lower a token.
+    pub async fn reap_leases(&self, epoch: i64, now: i64) -> Result<u64, StoreError> {
+        let done = sqlx::query(REAP)
+            .bind(now)
+            .bind(token_base(epoch))
+            .execute(&self.pool)
+            .await
+            .map_err(classify)?;
+        Ok(done.rows_affected())
+    }
+
     /// Every lease still live at `now`, with its key (copied into Redis at fail-back).
     pub async fn live_leases(&self, now: i64) -> Result<Vec<(String, Lease)>, StoreError> {
         let rows = sqlx::query(LIVE)
@@ -99,6 +115,9 @@ impl LockStore for SqlStore {
             Some(l) if l.expires_at > now => Ok(AcquireReply::Busy {
                 expires_at: l.expires_at,
             }),
+            Some(l) if l.token >> 32 == epoch && l.token & 0xffff_ffff >= 0xffff_ffff => {
+                Ok(AcquireReply::CounterExhausted)
+            }
             _ => {
                 let found: Option<i64> = sqlx::query_scalar(EPOCH)
                     .fetch_optional(&self.pool)
