@@ -46,6 +46,9 @@ pub struct Settings {
     /// SQL connection pool size.
     #[arg(long, env = "WARDEN_SQL_POOL")]
     pub sql_pool: Option<u32>,
+    /// Per-call SQL timeout in milliseconds on request paths (a stalled database answers 503).
+    #[arg(long, env = "WARDEN_SQL_TIMEOUT_MS")]
+    pub sql_timeout_ms: Option<u64>,
     /// Path of the optional TOML file.
     #[arg(long, env = "WARDEN_CONFIG", default_value = "warden.toml")]
     #[serde(skip)]
@@ -77,6 +80,8 @@ pub struct Config {
     pub safe_mode: bool,
     /// SQL pool size.
     pub sql_pool: u32,
+    /// Per-call SQL timeout on request paths.
+    pub sql_timeout: Duration,
 }
 
 /// A configuration that cannot be used.
@@ -110,6 +115,7 @@ impl Settings {
             max_body_bytes: self.max_body_bytes.or(other.max_body_bytes),
             safe_mode: self.safe_mode.or(other.safe_mode),
             sql_pool: self.sql_pool.or(other.sql_pool),
+            sql_timeout_ms: self.sql_timeout_ms.or(other.sql_timeout_ms),
             config: self.config,
         }
     }
@@ -141,6 +147,7 @@ impl Settings {
             max_body_bytes: s.max_body_bytes.unwrap_or(64 * 1024),
             safe_mode: s.safe_mode.unwrap_or(false),
             sql_pool: s.sql_pool.unwrap_or(16),
+            sql_timeout: Duration::from_millis(s.sql_timeout_ms.unwrap_or(2_000)),
         };
         config.validate()?;
         Ok(config)
@@ -160,8 +167,8 @@ impl Config {
         if self.breaker_failures == 0 {
             return invalid("breaker_failures must be at least 1");
         }
-        if self.redis_timeout.is_zero() || self.tier_lease.is_zero() {
-            return invalid("redis_timeout_ms and tier_lease_ms must be positive");
+        if self.redis_timeout.is_zero() || self.tier_lease.is_zero() || self.sql_timeout.is_zero() {
+            return invalid("redis_timeout_ms, sql_timeout_ms and tier_lease_ms must be positive");
         }
         if self.sql_pool == 0 {
             return invalid("sql_pool must be at least 1");

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use crate::key::Key;
+use crate::store::bounded;
 use crate::tier::{Blocked, Tier};
 
 /// The answer to a fence check.
@@ -34,10 +35,8 @@ impl Fences {
 
     /// Checks `token` against `resource`, recording it when accepted.
     pub async fn check(&self, resource: &Key, token: i64) -> Result<FenceOutcome, Blocked> {
-        let outcome = self
-            .tier
-            .durable()
-            .fence_check(resource.as_str(), token)
+        let sql = self.tier.durable();
+        let outcome = bounded(sql.timeout(), sql.fence_check(resource.as_str(), token))
             .await
             .map_err(|e| Blocked::Unavailable(e.to_string()))?;
         Ok(match outcome {

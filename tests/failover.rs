@@ -412,3 +412,64 @@ async fn exhausted_counter_moves_to_a_new_epoch() {
     assert!(next & 0xffff_ffff < 0xffff_ffff, "counter restarted");
     assert_eq!(w.status().await["switch_reason"], "counter_exhausted");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_servers_cost_a_timeout_not_a_hang() {
+    let pg = Postgres::start();
+    let redis = Redis::start();
+    let mut env = fast_failover(&pg, Some(redis.url()));
+    env.push(("WARDEN_SQL_TIMEOUT_MS", "500".into()));
+    let w = Warden::start(&env);
+    w.wait_ready_on("redis", Duration::from_secs(10)).await;
+
+    // A stalled Redis: calls time out (100 ms), the breaker opens, Warden fails over.
+    redis.stall(true);
+    let started = Instant::now();
+    for i in 0..5 {
+        let t = Instant::now();
+        let (s, v) = w.acquire("st", &format!("o{i}"), 1000, 0).await;
+        assert_eq!(s, 503, "{v}");
+        assert!(
+            t.elapsed() < Duration::from_millis(1500),
+            "answered within its timeout"
+        );
+    }
+    w.wait_ready_on("sql", Duration::from_secs(10)).await;
+    let (s, v) = w.acquire("st", "on-sql", 1000, 0).await;
+    assert_eq!((s, v["mode"].as_str()), (200, Some("fallback")), "{v}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+
+    // A stalled database: answers are 503 within the SQL timeout, never a hang.
+    pg.stall(true);
+    for i in 0..4 {
+        let t = Instant::now();
+        let (s, v) = w.acquire("st2", &format!("p{i}"), 1000, 0).await;
+        assert_eq!(
+            (s, v["state"].as_str()),
+            (503, Some("lock_acquire_failed_safe_block")),
+            "{v}"
+        );
+        assert!(
+            t.elapsed() < Duration::from_millis(1500),
+            "took {:?}",
+            t.elapsed()
+        );
+    }
+    let (s, _) = w.get("/healthz").await;
+    assert_eq!(s, 200);
+    pg.stall(false);
+    redis.stall(false);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (s, _) = w.acquire("st3", "back", 1000, 0).await;
+        if s == 200 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "did not recover\n{}",
+            w.tail_log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

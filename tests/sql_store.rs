@@ -3,6 +3,8 @@
 
 mod support;
 
+use std::time::Duration;
+
 use warden::clock::now_ms;
 use warden::key::Key;
 use warden::store::sql::SqlStore;
@@ -57,11 +59,21 @@ async fn reaper_keeps_tokens_growing(sql: SqlStore) {
 async fn sqlite_reaper() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}/w.db", dir.path().display());
-    reaper_keeps_tokens_growing(SqlStore::connect(&url, 2).await.unwrap()).await;
+    reaper_keeps_tokens_growing(
+        SqlStore::connect(&url, 2, Duration::from_secs(2))
+            .await
+            .unwrap(),
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn postgres_reaper() {
     let pg = support::Postgres::start();
-    reaper_keeps_tokens_growing(SqlStore::connect(&pg.url(), 2).await.unwrap()).await;
+    reaper_keeps_tokens_growing(
+        SqlStore::connect(&pg.url(), 2, Duration::from_secs(2))
+            .await
+            .unwrap(),
+    )
+    .await;
 }

@@ -71,7 +71,7 @@ pub fn metrics_handle() -> PrometheusHandle {
 
 /// Connects the tiers and builds the shared state.
 pub async fn state(config: &Config) -> Result<AppState, ServeError> {
-    let sql = SqlStore::connect(&config.database_url, config.sql_pool).await?;
+    let sql = SqlStore::connect(&config.database_url, config.sql_pool, config.sql_timeout).await?;
     let redis = match &config.redis_url {
         Some(url) => Some(RedisStore::connect(url, config.redis_timeout)?),
         None => None,

@@ -20,6 +20,16 @@ pub enum StoreError {
     Timeout,
 }
 
+/// Runs `call` for at most `limit`: no request waits on a stalled server longer than that.
+pub async fn bounded<T>(
+    limit: std::time::Duration,
+    call: impl Future<Output = Result<T, StoreError>>,
+) -> Result<T, StoreError> {
+    tokio::time::timeout(limit, call)
+        .await
+        .unwrap_or(Err(StoreError::Timeout))
+}
+
 /// A lock lease as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Lease {

@@ -3,7 +3,7 @@
 use crate::key::Key;
 use crate::store::redis::RedisStore;
 use crate::store::sql::SqlStore;
-use crate::store::{AcquireReply, Lease, LockStore, StoreError};
+use crate::store::{bounded, AcquireReply, Lease, LockStore, StoreError};
 
 /// Which tier answered: `primary` is Redis, `fallback` is SQL.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,7 +54,7 @@ impl LockStore for Backend<'_> {
     ) -> Result<AcquireReply, StoreError> {
         match self {
             Self::Redis(s) => s.acquire(key, owner, ttl_ms, epoch, now).await,
-            Self::Sql(s) => s.acquire(key, owner, ttl_ms, epoch, now).await,
+            Self::Sql(s) => bounded(s.timeout(), s.acquire(key, owner, ttl_ms, epoch, now)).await,
         }
     }
 
@@ -68,7 +68,7 @@ impl LockStore for Backend<'_> {
     ) -> Result<Option<i64>, StoreError> {
         match self {
             Self::Redis(s) => s.extend(key, owner, token, ttl_ms, now).await,
-            Self::Sql(s) => s.extend(key, owner, token, ttl_ms, now).await,
+            Self::Sql(s) => bounded(s.timeout(), s.extend(key, owner, token, ttl_ms, now)).await,
         }
     }
 
@@ -81,14 +81,14 @@ impl LockStore for Backend<'_> {
     ) -> Result<bool, StoreError> {
         match self {
             Self::Redis(s) => s.release(key, owner, token, now).await,
-            Self::Sql(s) => s.release(key, owner, token, now).await,
+            Self::Sql(s) => bounded(s.timeout(), s.release(key, owner, token, now)).await,
         }
     }
 
     async fn get(&self, key: &Key, now: i64) -> Result<Option<Lease>, StoreError> {
         match self {
             Self::Redis(s) => s.get(key, now).await,
-            Self::Sql(s) => s.get(key, now).await,
+            Self::Sql(s) => bounded(s.timeout(), s.get(key, now)).await,
         }
     }
 }

@@ -20,7 +20,7 @@ use crate::key::Key;
 use crate::metrics_names as m;
 use crate::store::redis::RedisStore;
 use crate::store::sql::{SqlStore, TierRow};
-use crate::store::StoreError;
+use crate::store::{bounded, StoreError};
 
 /// Tier name of Redis in the shared row.
 pub const REDIS: &str = "redis";
@@ -145,7 +145,8 @@ impl Tier {
         }
     }
 
-    /// The durable tier (fences and other business facts always live there).
+    /// The durable tier (fences and other business facts always live there). Callers bound
+    /// their calls with [`SqlStore::timeout`].
     pub fn durable(&self) -> &SqlStore {
         &self.sql
     }
@@ -266,7 +267,7 @@ impl Tier {
         if ttl_ms <= known {
             return Ok(());
         }
-        self.sql.raise_max_ttl(ttl_ms).await?;
+        bounded(self.sql.timeout(), self.sql.raise_max_ttl(ttl_ms)).await?;
         if let Some(c) = self
             .cached
             .write()
@@ -347,12 +348,13 @@ impl Tier {
     async fn arm(&self, epoch: i64) {
         let Some(redis) = &self.redis else { return };
         let result: Result<usize, StoreError> = async {
-            if !self.sql.mark_redis_armed(epoch).await? {
+            let limit = self.sql.timeout();
+            if !bounded(limit, self.sql.mark_redis_armed(epoch)).await? {
                 return Ok(0);
             }
             let now = now_ms();
             let mut copied = 0;
-            for (key, lease) in self.sql.live_leases(now).await? {
+            for (key, lease) in bounded(limit, self.sql.live_leases(now)).await? {
                 copied += usize::from(redis.seed_lease(&key, &lease, now).await?);
             }
             redis.arm_epoch(epoch).await?;

@@ -50,6 +50,10 @@ fn wait_until(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
     panic!("timed out waiting for {what}");
 }
 
+fn signal(pid: u32, sig: &str) {
+    let _ = Command::new("kill").args([sig, &pid.to_string()]).status();
+}
+
 fn kill9(child: &mut Option<Child>) {
     if let Some(mut c) = child.take() {
         let _ = c.kill();
@@ -101,6 +105,12 @@ impl Redis {
     /// SIGKILL.
     pub fn kill(&mut self) {
         kill9(&mut self.child);
+    }
+
+    /// SIGSTOP (`true`) or SIGCONT (`false`): a server that accepts nothing and answers nothing.
+    pub fn stall(&self, on: bool) {
+        let pid = self.child.as_ref().expect("running").id();
+        signal(pid, if on { "-STOP" } else { "-CONT" });
     }
 
     pub fn cli(&self, args: &[&str]) -> Option<String> {
@@ -303,6 +313,28 @@ impl Postgres {
             "pg_ctl start failed"
         );
         self.running = true;
+    }
+
+    /// SIGSTOP (`true`) or SIGCONT (`false`) on every PostgreSQL process of this cluster.
+    pub fn stall(&self, on: bool) {
+        let pidfile = self.dir.path().join("data").join("postmaster.pid");
+        let pid: u32 = std::fs::read_to_string(pidfile)
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let out = Command::new("pgrep")
+            .args(["-P", &pid.to_string()])
+            .output()
+            .unwrap();
+        let children = String::from_utf8_lossy(&out.stdout).into_owned();
+        let sig = if on { "-STOP" } else { "-CONT" };
+        signal(pid, sig);
+        for child in children.split_whitespace() {
+            signal(child.parse().unwrap(), sig);
+        }
     }
 
     /// Immediate shutdown (like a crash).

@@ -18,11 +18,13 @@ use super::StoreError;
 #[derive(Clone)]
 pub struct SqlStore {
     pool: AnyPool,
+    timeout: Duration,
 }
 
 impl SqlStore {
     /// Connects and runs pending migrations. A `sqlite:` database file is created if missing.
-    pub async fn connect(url: &str, pool_size: u32) -> Result<Self, StoreError> {
+    /// `timeout` bounds each call made on a request path ([`SqlStore::timeout`]).
+    pub async fn connect(url: &str, pool_size: u32, timeout: Duration) -> Result<Self, StoreError> {
         sqlx::any::install_default_drivers();
         let is_sqlite = url.starts_with("sqlite:");
         let url = if is_sqlite && !url.contains("mode=") {
@@ -37,7 +39,7 @@ impl SqlStore {
             } else {
                 pool_size
             })
-            .acquire_timeout(Duration::from_secs(2))
+            .acquire_timeout(timeout)
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     if is_sqlite {
@@ -61,7 +63,12 @@ impl SqlStore {
             .run(&pool)
             .await
             .map_err(|e| StoreError::Unavailable(format!("migration failed: {e}")))?;
-        Ok(Self { pool })
+        Ok(Self { pool, timeout })
+    }
+
+    /// The per-call limit for request paths.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
     }
 
     /// Health probe: `SELECT 1`.
