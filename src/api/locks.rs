@@ -109,7 +109,7 @@ fn reply(op: &Op, key: &str, status: StatusCode, answer: LockAnswer) -> Response
 
 fn blocked(op: &Op, key: &str, state: &'static str, b: Blocked) -> Response {
     let retry_after_ms = match &b {
-        Blocked::Grace { until } => Some((until - crate::clock::now_ms()).max(1)),
+        Blocked::Grace { retry_after_ms } => Some((*retry_after_ms).max(1)),
         _ => None,
     };
     tracing::warn!(reason = %b.reason(), state, "safe block");

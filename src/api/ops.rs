@@ -35,6 +35,8 @@ pub struct StatusAnswer {
     pub grants_from: Option<String>,
     /// Whether a Redis tier is configured on this instance.
     pub redis_configured: bool,
+    /// Database clock minus this instance's clock, in ms (shared instants use the database's).
+    pub clock_offset_ms: i64,
 }
 
 /// The operational routes.
@@ -66,6 +68,7 @@ fn status_answer(app: &AppState) -> StatusAnswer {
         switch_reason: s.reason,
         grants_from: s.grants_from.map(rfc3339),
         redis_configured: s.redis_configured,
+        clock_offset_ms: app.tier.clock_offset_ms(),
     }
 }
 

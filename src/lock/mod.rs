@@ -7,7 +7,6 @@ mod waiters;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::clock::now_ms;
 use crate::key::Key;
 use crate::store::{AcquireReply, Lease, LockStore, StoreError, MAX_TOKEN};
 use crate::tier::{Blocked, Mode, Tier};
@@ -104,8 +103,8 @@ impl Locks {
                         let poll = (*retry_after_ms).clamp(1, POLL.as_millis() as i64);
                         tokio::time::Instant::now() + Duration::from_millis(poll as u64)
                     }
-                    Acquired::Blocked(Blocked::Grace { until }) => {
-                        let left = (until - now_ms()).max(1) as u64;
+                    Acquired::Blocked(Blocked::Grace { retry_after_ms }) => {
+                        let left = (*retry_after_ms).max(1) as u64;
                         tokio::time::Instant::now() + Duration::from_millis(left)
                     }
                     _ => break answer,
@@ -133,7 +132,7 @@ impl Locks {
                 return Acquired::Blocked(unavailable(e));
             }
             let mode = active.backend.mode();
-            let now = now_ms();
+            let now = self.tier.now();
             let reply = active
                 .backend
                 .acquire(&req.key, &req.owner, req.ttl_ms, active.epoch, now)
@@ -190,7 +189,7 @@ impl Locks {
         let mode = active.backend.mode();
         let r = active
             .backend
-            .extend(key, owner, token, ttl_ms, now_ms())
+            .extend(key, owner, token, ttl_ms, self.tier.now())
             .await;
         self.tier.record(mode, &r);
         Ok((r.map_err(unavailable)?, mode))
@@ -205,7 +204,10 @@ impl Locks {
     ) -> Result<(bool, Mode), Blocked> {
         let active = self.tier.active(false)?;
         let mode = active.backend.mode();
-        let r = active.backend.release(key, owner, token, now_ms()).await;
+        let r = active
+            .backend
+            .release(key, owner, token, self.tier.now())
+            .await;
         self.tier.record(mode, &r);
         let released = r.map_err(unavailable)?;
         if released {
@@ -218,7 +220,7 @@ impl Locks {
     pub async fn get(&self, key: &Key) -> Result<(Option<Lease>, Mode), Blocked> {
         let active = self.tier.active(false)?;
         let mode = active.backend.mode();
-        let r = active.backend.get(key, now_ms()).await;
+        let r = active.backend.get(key, self.tier.now()).await;
         self.tier.record(mode, &r);
         Ok((r.map_err(unavailable)?, mode))
     }

@@ -9,7 +9,7 @@ mod supervisor;
 pub use backend::{Backend, Mode};
 pub use breaker::{Breaker, BreakerState};
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::RwLock;
 use std::time::{Duration, Instant};
 
@@ -63,10 +63,10 @@ pub enum Blocked {
     SafeMode,
     /// No tier can be used: the reason says why.
     Unavailable(String),
-    /// The current epoch starts granting at `until` (epoch ms): old-tier leases may be live.
+    /// The current epoch grants nothing yet: old-tier leases may be live.
     Grace {
-        /// First instant grants are allowed.
-        until: i64,
+        /// How long until grants are allowed, in milliseconds.
+        retry_after_ms: i64,
     },
 }
 
@@ -123,6 +123,8 @@ pub struct Tier {
     breaker: Breaker,
     cfg: TierConfig,
     cached: RwLock<Option<Cached>>,
+    /// Database clock minus local clock, in ms, measured at each refresh.
+    clock_offset: AtomicI64,
     safe_mode: AtomicBool,
     wake: Notify,
     /// Serializes this instance's switches and armings.
@@ -140,6 +142,7 @@ impl Tier {
             safe_mode: AtomicBool::new(cfg.safe_mode),
             cfg,
             cached: RwLock::new(None),
+            clock_offset: AtomicI64::new(0),
             wake: Notify::new(),
             switching: tokio::sync::Mutex::new(()),
         }
@@ -185,9 +188,10 @@ impl Tier {
         } else {
             Backend::Sql(&self.sql)
         };
-        if granting && now_ms() < c.row.grants_from {
+        let now = self.now();
+        if granting && now < c.row.grants_from {
             return Err(Blocked::Grace {
-                until: c.row.grants_from,
+                retry_after_ms: c.row.grants_from - now,
             });
         }
         let epoch = c.row.epoch;
@@ -216,12 +220,28 @@ impl Tier {
         }
     }
 
+    /// The database's clock, as estimated here: every instant shared between instances
+    /// (lease expiries, `grants_from`) is measured on it, so skewed host clocks cannot shorten
+    /// a grace.
+    pub fn now(&self) -> i64 {
+        now_ms() + self.clock_offset.load(Ordering::Relaxed)
+    }
+
+    /// Database clock minus local clock, in ms.
+    pub fn clock_offset_ms(&self) -> i64 {
+        self.clock_offset.load(Ordering::Relaxed)
+    }
+
     /// Rereads the shared tier row and renews this instance's lease on it.
     pub async fn refresh(&self) -> Result<TierRow, StoreError> {
         let started = Instant::now();
-        let row = tokio::time::timeout(self.cfg.tier_lease / 2, self.sql.tier_row())
-            .await
-            .map_err(|_| StoreError::Timeout)??;
+        let limit = self.cfg.tier_lease / 2;
+        let before = now_ms();
+        let db_now = bounded(limit, self.sql.db_now()).await?;
+        let after = now_ms();
+        self.clock_offset
+            .store(db_now - (before + after) / 2, Ordering::Relaxed);
+        let row = bounded(limit, self.sql.tier_row()).await?;
         self.install(row.clone(), started);
         Ok(row)
     }
@@ -322,7 +342,7 @@ impl Tier {
                 self.switch(&row, REDIS, reason::REDIS_DATA_LOSS, &detail)
                     .await;
             }
-            _ if now_ms() >= row.grants_from => self.arm(row.epoch).await,
+            _ if self.now() >= row.grants_from => self.arm(row.epoch).await,
             _ => {}
         }
     }
@@ -352,7 +372,7 @@ impl Tier {
             if !bounded(limit, self.sql.mark_redis_armed(epoch)).await? {
                 return Ok(0);
             }
-            let now = now_ms();
+            let now = self.now();
             let mut copied = 0;
             for (key, lease) in bounded(limit, self.sql.live_leases(now)).await? {
                 copied += usize::from(redis.seed_lease(&key, &lease, now).await?);
@@ -396,7 +416,7 @@ impl Tier {
     /// Switches the shared tier to `to` with a new epoch, unless another instance already
     /// moved past `row.epoch`.
     async fn switch(&self, row: &TierRow, to: &str, why: &'static str, detail: &str) {
-        let now = now_ms();
+        let now = self.now();
         let grace = self.grace_for(to, why, row);
         let grants_from = now + grace.as_millis() as i64;
         let started = Instant::now();

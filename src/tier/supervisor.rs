@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::{reason, BreakerState, Mode, Tier, REDIS, SQL};
-use crate::clock::now_ms;
 use crate::metrics_names as m;
 
 /// How often expired SQL lease rows of earlier epochs are deleted.
@@ -38,7 +37,7 @@ impl Tier {
         let Some(epoch) = self.status().epoch else {
             return;
         };
-        match self.sql.reap_leases(epoch, now_ms()).await {
+        match self.sql.reap_leases(epoch, self.now()).await {
             Ok(n) => metrics::counter!(m::LEASES_REAPED).increment(n),
             Err(e) => tracing::warn!(error = %e, "lease reaper failed"),
         }
@@ -71,7 +70,7 @@ impl Tier {
             let gate = redis.gate_epoch(None).await;
             self.record(Mode::Primary, &gate);
             if let Ok(found) = gate {
-                if found != Some(row.epoch) && now_ms() >= row.grants_from {
+                if found != Some(row.epoch) && self.now() >= row.grants_from {
                     self.on_epoch_mismatch(row.epoch, None).await;
                 }
             }
@@ -87,7 +86,7 @@ impl Tier {
             return;
         }
         let damped = row.reason != "init"
-            && now_ms() - row.changed_at < self.cfg.breaker_open.as_millis() as i64;
+            && self.now() - row.changed_at < self.cfg.breaker_open.as_millis() as i64;
         if !on_redis && damped {
             return;
         }

@@ -19,6 +19,7 @@ use super::StoreError;
 pub struct SqlStore {
     pool: AnyPool,
     timeout: Duration,
+    sqlite: bool,
 }
 
 impl SqlStore {
@@ -63,12 +64,29 @@ impl SqlStore {
             .run(&pool)
             .await
             .map_err(|e| StoreError::Unavailable(format!("migration failed: {e}")))?;
-        Ok(Self { pool, timeout })
+        Ok(Self {
+            pool,
+            timeout,
+            sqlite: is_sqlite,
+        })
     }
 
     /// The per-call limit for request paths.
     pub fn timeout(&self) -> Duration {
         self.timeout
+    }
+
+    /// The database's clock, epoch milliseconds: the one clock every instance can agree on.
+    pub async fn db_now(&self) -> Result<i64, StoreError> {
+        let sql = if self.sqlite {
+            "SELECT CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)"
+        } else {
+            "SELECT CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)"
+        };
+        sqlx::query_scalar(sql)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(classify)
     }
 
     /// Health probe: `SELECT 1`.
