@@ -174,11 +174,10 @@ async fn wait_is_fifo(e: &Env) {
     let w = &e.w;
     let (_, a) = w.acquire("c-w", "holder", 10_000, 0).await;
     let t = token(&a);
-    let mut waiters = Vec::new();
-    for i in 0..3 {
+    let spawn_waiter = |i: usize| {
         let http = w.http.clone();
         let url = format!("{}/v1/locks/c-w/acquire", w.base());
-        waiters.push(tokio::spawn(async move {
+        tokio::spawn(async move {
             let r = http
                 .post(url)
                 .json(&json!({"owner": format!("w{i}"), "ttl_ms": 200, "wait_ms": 5000}))
@@ -187,13 +186,19 @@ async fn wait_is_fifo(e: &Env) {
                 .unwrap();
             let v: serde_json::Value = r.json().await.unwrap();
             (i, v, Instant::now())
-        }));
+        })
+    };
+    let mut waiters = Vec::new();
+    for i in 0..3 {
+        waiters.push(spawn_waiter(i));
         // Join the queue in a known order.
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let released = Instant::now();
     let (s, _) = w.release("c-w", "holder", t).await;
     assert_eq!(s, 200);
+    // A waiter arriving after the release does not overtake the queue.
+    waiters.push(spawn_waiter(3));
     let mut results = Vec::new();
     for h in waiters {
         results.push(h.await.unwrap());
@@ -202,7 +207,7 @@ async fn wait_is_fifo(e: &Env) {
     let order: Vec<usize> = results.iter().map(|r| r.0).collect();
     assert_eq!(
         order,
-        vec![0, 1, 2],
+        vec![0, 1, 2, 3],
         "waiters served in arrival order: {results:?}"
     );
     let mut last = t;

@@ -85,12 +85,15 @@ impl Locks {
     /// Acquires a lock, waiting up to `wait_ms` in FIFO order behind other waiters of this
     /// instance.
     pub async fn acquire(&self, req: &AcquireRequest) -> Acquired {
-        let first = self.try_once(req).await;
-        if req.wait_ms <= 0 || matches!(first, Acquired::Granted(_)) {
-            return first;
-        }
-        if let Acquired::Blocked(Blocked::SafeMode | Blocked::Unavailable(_)) = first {
-            return first;
+        // A waiting request never overtakes the queue: it tries first only when nobody waits.
+        if req.wait_ms <= 0 || !self.waiters.is_queued(req.key.as_str()) {
+            let first = self.try_once(req).await;
+            if req.wait_ms <= 0 || matches!(first, Acquired::Granted(_)) {
+                return first;
+            }
+            if let Acquired::Blocked(Blocked::SafeMode | Blocked::Unavailable(_)) = first {
+                return first;
+            }
         }
         let deadline = tokio::time::Instant::now() + Duration::from_millis(req.wait_ms as u64);
         let slot = self.waiters.join(req.key.as_str());

@@ -41,6 +41,11 @@ impl Waiters {
         }
     }
 
+    /// Whether anyone waits for `key` on this instance.
+    pub fn is_queued(&self, key: &str) -> bool {
+        self.map().contains_key(key)
+    }
+
     /// Wakes the head waiter of `key`, if any.
     pub fn released(&self, key: &str) {
         if let Some(slot) = self.map().get(key) {
