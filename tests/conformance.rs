@@ -18,18 +18,27 @@ struct Env {
     mode: &'static str,
 }
 
+impl Env {
+    fn new(w: Warden, mode: &'static str) -> Self {
+        Env {
+            _pg: None,
+            _redis: None,
+            _cluster: None,
+            _dir: tempfile::tempdir().unwrap(),
+            w,
+            mode,
+        }
+    }
+}
+
 async fn sqlite() -> Env {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}/w.db", dir.path().display());
     let w = Warden::start(&[("WARDEN_DATABASE_URL", url)]);
     w.wait_ready_on("sql", Duration::from_secs(10)).await;
     Env {
-        _pg: None,
-        _redis: None,
-        _cluster: None,
         _dir: dir,
-        w,
-        mode: "fallback",
+        ..Env::new(w, "fallback")
     }
 }
 
@@ -39,49 +48,39 @@ async fn postgres() -> Env {
     w.wait_ready_on("sql", Duration::from_secs(10)).await;
     Env {
         _pg: Some(pg),
-        _redis: None,
-        _cluster: None,
-        _dir: tempfile::tempdir().unwrap(),
-        w,
-        mode: "fallback",
+        ..Env::new(w, "fallback")
     }
 }
 
-async fn redis() -> Env {
+/// Warden on `redis_url`, with PostgreSQL as its durable tier, ready in primary mode.
+async fn primary(redis_url: String) -> (Postgres, Warden) {
     let pg = Postgres::start();
-    let redis = Redis::start();
     let w = Warden::start(&[
         ("WARDEN_DATABASE_URL", pg.url()),
-        ("WARDEN_REDIS_URL", redis.url()),
+        ("WARDEN_REDIS_URL", redis_url),
         ("WARDEN_TIER_LEASE_MS", "400".into()),
     ]);
-    w.wait_ready_on("redis", Duration::from_secs(10)).await;
+    w.wait_ready_on("redis", Duration::from_secs(15)).await;
+    (pg, w)
+}
+
+async fn redis() -> Env {
+    let redis = Redis::start();
+    let (pg, w) = primary(redis.url()).await;
     Env {
         _pg: Some(pg),
         _redis: Some(redis),
-        _cluster: None,
-        _dir: tempfile::tempdir().unwrap(),
-        w,
-        mode: "primary",
+        ..Env::new(w, "primary")
     }
 }
 
 async fn redis_cluster() -> Env {
-    let pg = Postgres::start();
     let cluster = RedisCluster::start();
-    let w = Warden::start(&[
-        ("WARDEN_DATABASE_URL", pg.url()),
-        ("WARDEN_REDIS_URL", cluster.url()),
-        ("WARDEN_TIER_LEASE_MS", "400".into()),
-    ]);
-    w.wait_ready_on("redis", Duration::from_secs(15)).await;
+    let (pg, w) = primary(cluster.url()).await;
     Env {
         _pg: Some(pg),
-        _redis: None,
         _cluster: Some(cluster),
-        _dir: tempfile::tempdir().unwrap(),
-        w,
-        mode: "primary",
+        ..Env::new(w, "primary")
     }
 }
 
