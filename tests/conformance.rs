@@ -259,11 +259,11 @@ async fn fences(e: &Env) {
     tokio::time::sleep(Duration::from_millis(200)).await;
     let (_, b) = w.acquire("c-f", "bob", 5_000, 0).await;
     let tb = token(&b);
-    let (s, v) = w.post("/v1/fences/res-f/check", json!({"token": tb})).await;
+    let (s, v) = w.fence("res-f", tb).await;
     assert_eq!((s, v["state"].as_str()), (200, Some("accepted")));
-    let (s, v) = w.post("/v1/fences/res-f/check", json!({"token": tb})).await;
+    let (s, v) = w.fence("res-f", tb).await;
     assert_eq!(s, 200, "the same holder may write again: {v}");
-    let (s, v) = w.post("/v1/fences/res-f/check", json!({"token": ta})).await;
+    let (s, v) = w.fence("res-f", ta).await;
     assert_eq!((s, v["state"].as_str()), (409, Some("stale_token")));
     assert_eq!(v["highest"].as_i64(), Some(tb));
 }

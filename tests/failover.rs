@@ -163,20 +163,8 @@ async fn redis_data_loss_never_lowers_tokens() {
     assert_eq!(status["switch_reason"], "redis_data_loss");
     // The stale holder is fenced out.
     let next = v["fencing_token"].as_i64().unwrap();
-    let (s, _) = w
-        .post(
-            "/v1/fences/dl-res/check",
-            serde_json::json!({"token": next}),
-        )
-        .await;
-    assert_eq!(s, 200);
-    let (s, _) = w
-        .post(
-            "/v1/fences/dl-res/check",
-            serde_json::json!({"token": held_token}),
-        )
-        .await;
-    assert_eq!(s, 409);
+    assert_eq!(w.fence("dl-res", next).await.0, 200);
+    assert_eq!(w.fence("dl-res", held_token).await.0, 409);
 }
 
 async fn tokens_across_restart(mut w: Warden, tier: &str) {

@@ -384,9 +384,9 @@ impl Tier {
         match result {
             Ok(copied) => {
                 tracing::info!(epoch, copied_sql_leases = copied, "redis armed for epoch");
-                if let Ok(row) = self.refresh().await {
-                    tracing::debug!(armed = row.redis_armed_epoch, "tier row after arming");
-                }
+                // Arming all slots can outlast the tier lease while the supervisor waits on
+                // the switch lock: renew it now rather than at the next tick.
+                let _ = self.refresh().await;
             }
             Err(e) => {
                 tracing::warn!(epoch, error = %e, "arming redis failed");

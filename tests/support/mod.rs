@@ -479,6 +479,12 @@ impl Warden {
         r.expect("metrics").text().await.expect("metrics body")
     }
 
+    /// `POST /v1/fences/{resource}/check`.
+    pub async fn fence(&self, resource: &str, token: i64) -> (u16, Value) {
+        let path = format!("/v1/fences/{resource}/check");
+        self.post(&path, json!({ "token": token })).await
+    }
+
     pub async fn status(&self) -> Value {
         self.get("/v1/status").await.1
     }

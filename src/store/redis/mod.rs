@@ -12,7 +12,7 @@ use redis::{FromRedisValue, RedisError, Script, ScriptInvocation};
 use conn::Conn;
 pub use slots::{all_slots, slot_keys, SlotKeys};
 
-use super::StoreError;
+use super::{bounded, StoreError};
 
 /// How many gates are armed concurrently.
 const ARM_CONCURRENCY: usize = 64;
@@ -63,31 +63,26 @@ impl RedisStore {
 
     /// Runs one script invocation under the per-call timeout.
     async fn eval<T: FromRedisValue>(&self, inv: &ScriptInvocation<'_>) -> Result<T, StoreError> {
-        let call = async {
-            let mut conn = self.conn.handle().await?;
-            inv.invoke_async(&mut conn).await
-        };
-        match tokio::time::timeout(self.timeout, call).await {
-            Ok(result) => result.map_err(classify),
-            Err(_) => Err(StoreError::Timeout),
-        }
+        bounded(self.timeout, async {
+            let mut conn = self.conn.handle().await.map_err(classify)?;
+            inv.invoke_async(&mut conn).await.map_err(classify)
+        })
+        .await
     }
 
     /// Health probe: the gate of `key`'s slot (or of one fixed slot), read with a plain `GET`.
     /// `None` means the gate is missing.
     pub async fn gate_epoch(&self, key: Option<&str>) -> Result<Option<i64>, StoreError> {
         let gate = slot_keys(&tagged(key.unwrap_or(""), "lock")).gate;
-        let call = async {
-            let mut conn = self.conn.handle().await?;
-            redis::cmd("GET")
-                .arg(gate)
-                .query_async::<Option<i64>>(&mut conn)
+        bounded(self.timeout, async {
+            let mut conn = self.conn.handle().await.map_err(classify)?;
+            let mut get = redis::cmd("GET");
+            get.arg(gate);
+            get.query_async::<Option<i64>>(&mut conn)
                 .await
-        };
-        match tokio::time::timeout(self.timeout, call).await {
-            Ok(result) => result.map_err(classify),
-            Err(_) => Err(StoreError::Timeout),
-        }
+                .map_err(classify)
+        })
+        .await
     }
 
     /// Raises every slot's gate to `epoch` (never lowers one), restarting its counter.
