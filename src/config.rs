@@ -49,6 +49,9 @@ pub struct Settings {
     /// Per-call SQL timeout in milliseconds on request paths (a stalled database answers 503).
     #[arg(long, env = "WARDEN_SQL_TIMEOUT_MS")]
     pub sql_timeout_ms: Option<u64>,
+    /// How often expired business records (idempotency keys, …) are deleted, in milliseconds.
+    #[arg(long, env = "WARDEN_REAP_INTERVAL_MS")]
+    pub reap_interval_ms: Option<u64>,
     /// Path of the optional TOML file.
     #[arg(long, env = "WARDEN_CONFIG", default_value = "warden.toml")]
     #[serde(skip)]
@@ -82,6 +85,8 @@ pub struct Config {
     pub sql_pool: u32,
     /// Per-call SQL timeout on request paths.
     pub sql_timeout: Duration,
+    /// Reaper period for expired business records.
+    pub reap_interval: Duration,
 }
 
 /// A configuration that cannot be used.
@@ -116,6 +121,7 @@ impl Settings {
             safe_mode: self.safe_mode.or(other.safe_mode),
             sql_pool: self.sql_pool.or(other.sql_pool),
             sql_timeout_ms: self.sql_timeout_ms.or(other.sql_timeout_ms),
+            reap_interval_ms: self.reap_interval_ms.or(other.reap_interval_ms),
             config: self.config,
         }
     }
@@ -148,6 +154,7 @@ impl Settings {
             safe_mode: s.safe_mode.unwrap_or(false),
             sql_pool: s.sql_pool.unwrap_or(16),
             sql_timeout: Duration::from_millis(s.sql_timeout_ms.unwrap_or(2_000)),
+            reap_interval: Duration::from_millis(s.reap_interval_ms.unwrap_or(10_000).max(10)),
         };
         config.validate()?;
         Ok(config)

@@ -1,7 +1,8 @@
 //! Warden: a coordination service whose grants stay safe across Redis loss.
 //!
-//! Dependencies run one way: [`api`] → domain modules ([`lock`], [`fence`]) → [`tier`] →
-//! [`store`]. The binary only wires [`config::Config`] to [`api::serve`].
+//! Dependencies run one way: [`api`] → domain modules ([`lock`], [`fence`], [`idem`]) → [`tier`] →
+//! [`store`]. [`service::Warden`] runs them in-process; the binary only wires
+//! [`config::Config`] to [`api::serve`].
 #![warn(missing_docs)]
 #![warn(clippy::await_holding_lock)]
 
@@ -10,8 +11,12 @@ pub mod bench;
 pub mod clock;
 pub mod config;
 pub mod fence;
+pub mod group_commit;
+pub mod idem;
 pub mod key;
 pub mod lock;
 pub mod metrics_names;
+pub mod service;
 pub mod store;
 pub mod tier;
+mod waiters;

@@ -18,3 +18,11 @@ pub const REDIS_FAILURES: &str = "warden_redis_failures_total";
 pub const BAD_INPUT: &str = "warden_bad_input_total";
 /// Counter: expired SQL lease rows of earlier epochs deleted by the reaper.
 pub const LEASES_REAPED: &str = "warden_leases_reaped_total";
+/// Histogram: writes per group-commit transaction, by `writer`.
+pub const GROUP_COMMIT_BATCH: &str = "warden_group_commit_batch_size";
+/// Histogram (seconds): group-commit transaction latency, by `writer`.
+pub const GROUP_COMMIT_SECONDS: &str = "warden_group_commit_duration_seconds";
+/// Counter: expired idempotency records removed, by `tier`.
+pub const IDEM_REAPED: &str = "warden_idempotency_reaped_total";
+/// Counter: Redis hot copies corrected from SQL (the durable record won), by `op`.
+pub const IDEM_RESEEDED: &str = "warden_idempotency_reseeded_total";

@@ -92,6 +92,11 @@ pub fn in_range(field: &str, value: i64, lo: i64, hi: i64) -> Result<i64, ApiErr
     }
 }
 
+/// Checks a token field: 1..=2^53 - 1.
+pub fn token(field: &str, value: i64) -> Result<i64, ApiError> {
+    in_range(field, value, 1, crate::store::MAX_TOKEN)
+}
+
 /// Validates an owner identity (same rules as keys).
 pub fn owner(raw: &str) -> Result<String, ApiError> {
     Key::parse(raw).map(|k| k.as_str().to_owned()).map_err(|e| {

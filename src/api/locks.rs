@@ -9,14 +9,13 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::extract::{in_range, owner, Body, PathKey};
+use super::extract::{in_range, owner, token, Body, PathKey};
 use super::observe::Op;
 use super::problem::ApiError;
 use super::AppState;
 use crate::clock::rfc3339;
 use crate::fence::FenceOutcome;
 use crate::lock::{AcquireRequest, Acquired, MAX_TTL_MS, MAX_WAIT_MS};
-use crate::store::MAX_TOKEN;
 use crate::tier::{Blocked, Mode};
 
 /// `POST /v1/locks/{key}/acquire` body.
@@ -107,7 +106,7 @@ fn reply(op: &Op, key: &str, status: StatusCode, answer: LockAnswer) -> Response
     (status, Json(answer)).into_response()
 }
 
-fn blocked(op: &Op, key: &str, state: &'static str, b: Blocked) -> Response {
+pub(super) fn blocked(op: &Op, key: &str, state: &'static str, b: Blocked) -> Response {
     let retry_after_ms = match &b {
         Blocked::Grace { retry_after_ms } => Some((*retry_after_ms).max(1)),
         _ => None,
@@ -120,10 +119,6 @@ fn blocked(op: &Op, key: &str, state: &'static str, b: Blocked) -> Response {
         ..LockAnswer::default()
     };
     reply(op, key, StatusCode::SERVICE_UNAVAILABLE, answer)
-}
-
-fn token(field: &str, value: i64) -> Result<i64, ApiError> {
-    in_range(field, value, 1, MAX_TOKEN)
 }
 
 /// Acquires a lock.

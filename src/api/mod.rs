@@ -2,6 +2,7 @@
 //! request is refused here with a problem document before any state is touched (G8).
 
 pub mod extract;
+mod idem;
 mod locks;
 pub mod observe;
 mod ops;
@@ -19,11 +20,11 @@ use tokio::net::TcpListener;
 
 use crate::config::Config;
 use crate::fence::Fences;
+use crate::idem::Idempotency;
 use crate::lock::Locks;
-use crate::store::redis::RedisStore;
-use crate::store::sql::SqlStore;
+use crate::service::Warden;
 use crate::store::StoreError;
-use crate::tier::{Tier, TierConfig};
+use crate::tier::Tier;
 
 /// Shared state of every handler.
 #[derive(Clone)]
@@ -34,6 +35,8 @@ pub struct AppState {
     pub locks: Arc<Locks>,
     /// Fence service.
     pub fences: Arc<Fences>,
+    /// Idempotency service.
+    pub idempotency: Arc<Idempotency>,
     /// Metrics renderer.
     pub metrics: PrometheusHandle,
 }
@@ -69,34 +72,22 @@ pub fn metrics_handle() -> PrometheusHandle {
         .clone()
 }
 
-/// Connects the tiers and builds the shared state.
-pub async fn state(config: &Config) -> Result<AppState, ServeError> {
-    let sql = SqlStore::connect(&config.database_url, config.sql_pool, config.sql_timeout).await?;
-    let redis = match &config.redis_url {
-        Some(url) => Some(RedisStore::connect(url, config.redis_timeout)?),
-        None => None,
-    };
-    let tier_cfg = TierConfig {
-        breaker_failures: config.breaker_failures,
-        breaker_open: config.breaker_open,
-        failover_grace: config.failover_grace,
-        tier_lease: config.tier_lease,
-        safe_mode: config.safe_mode,
-    };
-    let tier = Arc::new(Tier::new(tier_cfg, sql, redis));
-    tier.refresh().await?;
-    Ok(AppState {
-        locks: Arc::new(Locks::new(tier.clone())),
-        fences: Arc::new(Fences::new(tier.clone())),
-        tier,
+/// The shared handler state over a running [`Warden`].
+pub fn state(warden: &Warden) -> AppState {
+    AppState {
+        tier: warden.tier.clone(),
+        locks: warden.locks.clone(),
+        fences: warden.fences.clone(),
+        idempotency: warden.idempotency.clone(),
         metrics: metrics_handle(),
-    })
+    }
 }
 
 /// The whole HTTP application over `state`.
 pub fn app(state: AppState, max_body_bytes: usize) -> Router {
     Router::new()
         .merge(locks::router())
+        .merge(idem::router())
         .merge(ops::router())
         .fallback(problem::not_found)
         .method_not_allowed_fallback(problem::method_not_allowed)
@@ -120,26 +111,18 @@ pub async fn serve_on(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
-    let state = state(&config).await?;
-    let tier = state.tier.clone();
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let mut supervisor_stop = stop_rx.clone();
-    let supervisor = tokio::spawn(tier.clone().supervise(async move {
-        let _ = supervisor_stop.wait_for(|s| *s).await;
-    }));
+    let warden = Warden::start(&config).await?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, database = %redact(&config.database_url),
         redis = config.redis_url.is_some(), "listening");
-    let app = app(state, config.max_body_bytes);
+    let app = app(state(&warden), config.max_body_bytes);
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             shutdown.await;
             tracing::info!("shutting down");
         })
         .await?;
-    let _ = stop_tx.send(true);
-    let _ = supervisor.await;
-    tier.durable().close().await;
+    warden.shutdown().await;
     Ok(())
 }
 

@@ -107,7 +107,7 @@ pub async fn metrics(State(app): State<AppState>) -> Response {
 #[openapi(
     info(
         title = "Warden",
-        description = "Fenced locks over Redis with a SQL fallback"
+        description = "Fenced locks and idempotency keys over Redis with a durable SQL tier"
     ),
     paths(
         super::locks::acquire,
@@ -115,6 +115,10 @@ pub async fn metrics(State(app): State<AppState>) -> Response {
         super::locks::release,
         super::locks::read,
         super::locks::fence_check,
+        super::idem::begin,
+        super::idem::complete,
+        super::idem::fail,
+        super::idem::extend,
         healthz,
         readyz,
         status,

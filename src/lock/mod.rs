@@ -2,15 +2,13 @@
 //! it for that key (G1) — the token is `epoch << 32 | per-key counter`, made by the store in
 //! the same atomic step as the grant; an owner's retry returns its own live grant.
 
-mod waiters;
-
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::key::Key;
 use crate::store::{AcquireReply, Lease, LockStore, StoreError, MAX_TOKEN};
 use crate::tier::{Blocked, Mode, Tier};
-use waiters::Waiters;
+use crate::waiters::Waiters;
 
 /// Longest lock TTL accepted, in milliseconds.
 pub const MAX_TTL_MS: i64 = 3_600_000;

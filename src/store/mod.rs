@@ -2,6 +2,7 @@
 //! waiting, failover) live above them. Infrastructure failures are [`StoreError`]s; domain
 //! answers (busy, not owner) are values.
 
+pub mod idem;
 pub mod redis;
 pub mod sql;
 

@@ -163,6 +163,19 @@ impl Tier {
 
     /// The tier to act on now. `granting` operations also respect the failover grace.
     pub fn active(&self, granting: bool) -> Result<Active<'_>, Blocked> {
+        self.pick(granting, false)
+    }
+
+    /// The tier for operations whose every decision is a conditional SQL write (idempotency
+    /// and other business facts): Redis serves as the hot copy when it is the active tier and
+    /// its breaker is closed; otherwise SQL answers alone — without waiting for a switch or a
+    /// failover grace, since SQL arbitrates either way. Still refused in safe mode and without
+    /// a valid tier lease (G2, G7).
+    pub fn active_durable(&self) -> Result<Active<'_>, Blocked> {
+        self.pick(false, true)
+    }
+
+    fn pick(&self, granting: bool, sql_fallback: bool) -> Result<Active<'_>, Blocked> {
         if self.safe_mode.load(Ordering::Relaxed) {
             return Err(Blocked::SafeMode);
         }
@@ -175,7 +188,10 @@ impl Tier {
                 "tier lease expired: database unreachable".into(),
             ));
         }
-        let backend = if c.row.tier == REDIS {
+        let redis_usable = self.redis.is_some() && self.breaker.state() == BreakerState::Closed;
+        let backend = if c.row.tier == REDIS && sql_fallback && !redis_usable {
+            Backend::Sql(&self.sql)
+        } else if c.row.tier == REDIS {
             let Some(redis) = &self.redis else {
                 return Err(Blocked::Unavailable(
                     "active tier is redis but this instance has no redis_url".into(),

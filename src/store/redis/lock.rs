@@ -2,7 +2,7 @@
 
 use redis::Value;
 
-use super::{slot_keys, tagged, RedisStore};
+use super::{slot_keys, tagged, unexpected, RedisStore};
 use crate::key::Key;
 use crate::store::{token_base, token_parts, AcquireReply, Lease, LockStore, StoreError};
 
@@ -27,10 +27,6 @@ fn lease_of(owner: String, epoch: i64, ctr: i64, pttl: i64, now: i64) -> Lease {
         token: token_base(epoch) + ctr,
         expires_at: now + pttl.max(0),
     }
-}
-
-fn unexpected(v: &Value) -> StoreError {
-    StoreError::Unavailable(format!("unexpected script reply: {v:?}"))
 }
 
 impl LockStore for RedisStore {

@@ -2,6 +2,7 @@
 //! per-call timeout; every key carries a hash tag so one operation's keys share a slot.
 
 mod conn;
+mod idem;
 mod lock;
 mod slots;
 
@@ -10,6 +11,7 @@ use std::time::Duration;
 use redis::{FromRedisValue, RedisError, Script, ScriptInvocation};
 
 use conn::Conn;
+pub use idem::IdemBegin;
 pub use slots::{all_slots, slot_keys, SlotKeys};
 
 use super::{bounded, StoreError};
@@ -17,8 +19,15 @@ use super::{bounded, StoreError};
 /// How many gates are armed concurrently.
 const ARM_CONCURRENCY: usize = 64;
 
+/// Prepends the shared token functions (`lua/token.lua`) to a script that draws tokens.
+macro_rules! drawing_script {
+    ($file:literal) => {
+        concat!(include_str!("lua/token.lua"), include_str!($file))
+    };
+}
+
 /// Source of the acquire script (benchmarks run it raw through `redis-benchmark`).
-pub const ACQUIRE_LUA: &str = include_str!("lua/acquire.lua");
+pub const ACQUIRE_LUA: &str = drawing_script!("lua/acquire.lua");
 
 /// The Lua scripts, each one atomic step (loaded once, then run by EVALSHA).
 struct Scripts {
@@ -28,6 +37,8 @@ struct Scripts {
     get: Script,
     seed_lease: Script,
     arm_epoch: Script,
+    idem_begin: Script,
+    idem_seed: Script,
 }
 
 impl Scripts {
@@ -39,6 +50,8 @@ impl Scripts {
             get: Script::new(include_str!("lua/get.lua")),
             seed_lease: Script::new(include_str!("lua/seed_lease.lua")),
             arm_epoch: Script::new(include_str!("lua/arm_epoch.lua")),
+            idem_begin: Script::new(drawing_script!("lua/idem_begin.lua")),
+            idem_seed: Script::new(include_str!("lua/idem_seed.lua")),
         }
     }
 }
@@ -108,6 +121,11 @@ fn classify(e: RedisError) -> StoreError {
     } else {
         StoreError::Unavailable(e.to_string())
     }
+}
+
+/// A script answered something it never returns: a bug or a foreign script under our name.
+fn unexpected(v: &redis::Value) -> StoreError {
+    StoreError::Unavailable(format!("unexpected script reply: {v:?}"))
 }
 
 /// `warden:{key}:suffix`: the hash tag keeps all of one key's Redis keys in one Cluster slot.

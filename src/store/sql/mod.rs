@@ -2,6 +2,7 @@
 //! Schema changes are migrations run at start-up; every statement is portable across both.
 
 mod fence;
+mod idem;
 mod lock;
 mod tier_state;
 

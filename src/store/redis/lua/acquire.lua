@@ -6,20 +6,16 @@
 -- Returns: {'epoch', found_epoch_or_-1}
 --       or {'exhausted'} when the slot used all 2^32 - 1 counters of this epoch
 --       or {'granted'|'held'|'busy', owner, lease_epoch, lease_ctr, pttl_ms}
-local gate = redis.call('GET', KEYS[1])
-if gate ~= ARGV[1] then
-  return {'epoch', tonumber(gate) or -1}
-end
+local refusal = epoch_refusal(KEYS[1], ARGV[1])
+if refusal then return refusal end
 local cur = redis.call('HMGET', KEYS[2], 'owner', 'epoch', 'ctr')
 if cur[1] then
   local state = 'busy'
   if cur[1] == ARGV[2] then state = 'held' end
   return {state, cur[1], tonumber(cur[2]), tonumber(cur[3]), redis.call('PTTL', KEYS[2])}
 end
-if tonumber(redis.call('GET', KEYS[3]) or '0') >= 4294967295 then
-  return {'exhausted'}
-end
-local ctr = redis.call('INCR', KEYS[3])
+local ctr = draw_counter(KEYS[3])
+if not ctr then return {'exhausted'} end
 redis.call('HSET', KEYS[2], 'owner', ARGV[2], 'epoch', ARGV[1], 'ctr', ctr)
 redis.call('PEXPIRE', KEYS[2], ARGV[3])
 return {'granted', ARGV[2], tonumber(ARGV[1]), ctr, tonumber(ARGV[3])}

@@ -1,6 +1,6 @@
-//! Per-key FIFO wait queues for `wait_ms`: waiters on one key queue on a fair (FIFO) tokio
-//! mutex, and only the head polls the store, woken early by releases made through this
-//! instance.
+//! Per-key wait queues for `wait_ms`: waiters on one key queue on a fair (FIFO) tokio mutex
+//! (locks: only the head polls the store) or all wait for one event (idempotency), woken early
+//! by changes made through this instance; changes made elsewhere are seen by polling.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -12,7 +12,7 @@ use tokio::sync::Notify;
 pub struct KeySlot {
     /// Held by the waiter at the head of the queue; tokio's mutex grants in FIFO order.
     pub queue: tokio::sync::Mutex<()>,
-    /// Signalled when this instance releases the key.
+    /// Signalled when this instance releases or finishes the key.
     pub released: Notify,
 }
 
@@ -50,6 +50,15 @@ impl Waiters {
     pub fn released(&self, key: &str) {
         if let Some(slot) = self.map().get(key) {
             slot.released.notify_one();
+        }
+    }
+}
+
+impl Waiters {
+    /// Wakes every waiter of `key` now waiting (a result every one of them can use).
+    pub fn wake_all(&self, key: &str) {
+        if let Some(slot) = self.map().get(key) {
+            slot.released.notify_waiters();
         }
     }
 }

@@ -1,0 +1,337 @@
+//! Idempotency endpoints (DESIGN §4 "Idempotency"): validate everything before the domain is
+//! called (nothing is claimed for a malformed request), then answer with the terminal state.
+//! Saved responses are kept as raw JSON and replayed byte for byte.
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use utoipa::ToSchema;
+
+use super::extract::{in_range, token, Body, PathKey};
+use super::locks::{blocked, LockAnswer};
+use super::observe::Op;
+use super::problem::{ApiError, Problem};
+use super::AppState;
+use crate::clock::rfc3339;
+use crate::idem::{
+    BeginRequest, Begun, Finished, DEFAULT_LEASE_MS, DEFAULT_TTL_MS, MAX_FINGERPRINT, MAX_LEASE_MS,
+    MAX_TTL_MS, MAX_WAIT_MS,
+};
+use crate::key::Key;
+use crate::tier::Mode;
+
+/// `POST /v1/idempotency/{key}/begin` body.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct BeginBody {
+    /// Hash of the request (at most 512 bytes). A live key begun with another fingerprint
+    /// answers `fingerprint_mismatch`.
+    #[serde(default)]
+    pub fingerprint: Option<String>,
+    /// Claim lease in ms, 1..=3 600 000 (default 30 000). After it lapses the key may be begun
+    /// again, with a larger token.
+    #[serde(default)]
+    pub lease_ms: Option<i64>,
+    /// Record lifetime in ms, `lease_ms`..=2 592 000 000 (default 86 400 000).
+    #[serde(default)]
+    pub ttl_ms: Option<i64>,
+    /// Wait up to this long (ms, at most 60 000) for a claim in progress to finish.
+    #[serde(default)]
+    pub wait_ms: i64,
+}
+
+/// `POST /v1/idempotency/{key}/complete` body.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct CompleteBody {
+    /// Token of the claim.
+    pub token: i64,
+    /// The result to save (any JSON), replayed byte for byte to later callers.
+    #[schema(value_type = Object)]
+    pub response: Box<RawValue>,
+}
+
+/// `POST /v1/idempotency/{key}/fail` body.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct FailBody {
+    /// Token of the claim.
+    pub token: i64,
+}
+
+/// `POST /v1/idempotency/{key}/extend` body.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct ExtendLeaseBody {
+    /// Token of the claim.
+    pub token: i64,
+    /// New lease from now, ms.
+    pub lease_ms: i64,
+}
+
+/// Answer of the idempotency endpoints.
+#[derive(Debug, Default, Serialize, ToSchema)]
+pub struct IdemAnswer {
+    /// Terminal state.
+    pub state: &'static str,
+    /// `primary` (Redis) or `fallback` (SQL).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mode: Option<&'static str>,
+    /// Claim token (`started`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token: Option<i64>,
+    /// The saved response (`completed`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub response: Option<Box<RawValue>>,
+    /// End of the claim's lease, RFC 3339 UTC.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lease_expires_at: Option<String>,
+    /// When the record is forgotten, RFC 3339 UTC.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+    /// For `in_progress`: when the claim's lease ends at the latest, ms.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_after_ms: Option<i64>,
+}
+
+/// A problem document that also carries the terminal state.
+#[derive(Serialize)]
+struct StateProblem {
+    #[serde(flatten)]
+    problem: Problem,
+    state: &'static str,
+    mode: &'static str,
+}
+
+/// The idempotency routes.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/idempotency/{key}/begin", post(begin))
+        .route("/v1/idempotency/{key}/complete", post(complete))
+        .route("/v1/idempotency/{key}/fail", post(fail))
+        .route("/v1/idempotency/{key}/extend", post(extend))
+}
+
+fn answer(op: &Op, key: &str, status: StatusCode, a: IdemAnswer) -> Response {
+    op.finish(key, a.state, a.mode.unwrap_or("none"));
+    (status, axum::Json(a)).into_response()
+}
+
+/// Saved responses were valid JSON when stored; a record that is not is reported, not sent.
+fn raw(response: String) -> Option<Box<RawValue>> {
+    RawValue::from_string(response)
+        .map_err(|e| tracing::error!(error = %e, "stored response is not JSON"))
+        .ok()
+}
+
+fn mismatch(op: &Op, key: &str, mode: Mode) -> Response {
+    op.finish(key, "fingerprint_mismatch", mode.as_str());
+    let status = StatusCode::UNPROCESSABLE_ENTITY;
+    let body = StateProblem {
+        problem: Problem {
+            kind: "/problems/fingerprint_mismatch".into(),
+            title: "Fingerprint mismatch".into(),
+            status: status.as_u16(),
+            detail: "this idempotency key was used with a different request".into(),
+            code: "fingerprint_mismatch".into(),
+        },
+        state: "fingerprint_mismatch",
+        mode: mode.as_str(),
+    };
+    let json = serde_json::to_vec(&body).unwrap_or_default();
+    let ct = [(header::CONTENT_TYPE, "application/problem+json")];
+    (status, ct, json).into_response()
+}
+
+fn begin_request(key: Key, body: BeginBody) -> Result<BeginRequest, ApiError> {
+    let fingerprint = body.fingerprint.unwrap_or_default();
+    if fingerprint.len() > MAX_FINGERPRINT {
+        return Err(ApiError::out_of_range(
+            "fingerprint",
+            "0..=512 bytes (send a hash of the request)",
+        ));
+    }
+    let lease_ms = in_range(
+        "lease_ms",
+        body.lease_ms.unwrap_or(DEFAULT_LEASE_MS),
+        1,
+        MAX_LEASE_MS,
+    )?;
+    let ttl_ms = in_range(
+        "ttl_ms",
+        body.ttl_ms.unwrap_or(DEFAULT_TTL_MS.max(lease_ms)),
+        lease_ms,
+        MAX_TTL_MS,
+    )?;
+    Ok(BeginRequest {
+        key,
+        fingerprint,
+        lease_ms,
+        ttl_ms,
+        wait_ms: in_range("wait_ms", body.wait_ms, 0, MAX_WAIT_MS)?,
+    })
+}
+
+/// Begins an idempotency key.
+#[utoipa::path(post, path = "/v1/idempotency/{key}/begin", request_body = BeginBody,
+    params(("key" = String, Path, description = "idempotency key")),
+    responses(
+        (status = 201, description = "started", body = IdemAnswer),
+        (status = 200, description = "completed (the saved response)", body = IdemAnswer),
+        (status = 409, description = "in_progress", body = IdemAnswer),
+        (status = 422, description = "fingerprint_mismatch or bad input", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "safe_block", body = LockAnswer)))]
+pub async fn begin(
+    State(app): State<AppState>,
+    PathKey(key): PathKey,
+    Body(body): Body<BeginBody>,
+) -> Result<Response, ApiError> {
+    let op = Op::start("idem_begin");
+    let req = begin_request(key, body)?;
+    let k = req.key.as_str();
+    Ok(match app.idempotency.begin(&req).await {
+        Ok((begun, mode)) => {
+            let m = Some(mode.as_str());
+            match begun {
+                Begun::Started {
+                    token,
+                    lease_until,
+                    expires_at,
+                } => {
+                    let a = IdemAnswer {
+                        state: "started",
+                        mode: m,
+                        token: Some(token),
+                        lease_expires_at: Some(rfc3339(lease_until)),
+                        expires_at: Some(rfc3339(expires_at)),
+                        ..IdemAnswer::default()
+                    };
+                    answer(&op, k, StatusCode::CREATED, a)
+                }
+                Begun::Completed { response } => {
+                    let a = IdemAnswer {
+                        state: "completed",
+                        mode: m,
+                        response: raw(response),
+                        ..IdemAnswer::default()
+                    };
+                    answer(&op, k, StatusCode::OK, a)
+                }
+                Begun::InProgress { retry_after_ms } => {
+                    let a = IdemAnswer {
+                        state: "in_progress",
+                        mode: m,
+                        retry_after_ms: Some(retry_after_ms),
+                        ..IdemAnswer::default()
+                    };
+                    answer(&op, k, StatusCode::CONFLICT, a)
+                }
+                Begun::FingerprintMismatch => mismatch(&op, k, mode),
+            }
+        }
+        Err(b) => blocked(&op, k, "safe_block", b),
+    })
+}
+
+fn finished(
+    op: &Op,
+    key: &str,
+    result: Result<(Finished, Mode), crate::tier::Blocked>,
+) -> Response {
+    let (finished, mode) = match result {
+        Ok(r) => r,
+        Err(b) => return blocked(op, key, "safe_block", b),
+    };
+    let m = Some(mode.as_str());
+    let (status, a) = match finished {
+        Finished::Completed { response } => (
+            StatusCode::OK,
+            IdemAnswer {
+                state: "completed",
+                mode: m,
+                response: raw(response),
+                ..IdemAnswer::default()
+            },
+        ),
+        Finished::Released => (
+            StatusCode::OK,
+            IdemAnswer {
+                state: "released",
+                mode: m,
+                ..IdemAnswer::default()
+            },
+        ),
+        Finished::Extended { lease_until } => (
+            StatusCode::OK,
+            IdemAnswer {
+                state: "extended",
+                mode: m,
+                lease_expires_at: Some(rfc3339(lease_until)),
+                ..IdemAnswer::default()
+            },
+        ),
+        Finished::Conflict => (
+            StatusCode::CONFLICT,
+            IdemAnswer {
+                state: "conflict",
+                mode: m,
+                ..IdemAnswer::default()
+            },
+        ),
+    };
+    answer(op, key, status, a)
+}
+
+/// Records the result of a claim.
+#[utoipa::path(post, path = "/v1/idempotency/{key}/complete", request_body = CompleteBody,
+    params(("key" = String, Path, description = "idempotency key")),
+    responses((status = 200, description = "completed (durable in SQL)", body = IdemAnswer),
+        (status = 409, description = "conflict: the token is not the key's claim", body = IdemAnswer),
+        (status = 503, description = "safe_block", body = LockAnswer)))]
+pub async fn complete(
+    State(app): State<AppState>,
+    PathKey(key): PathKey,
+    Body(body): Body<CompleteBody>,
+) -> Result<Response, ApiError> {
+    let op = Op::start("idem_complete");
+    let tok = token("token", body.token)?;
+    let response = String::from(Box::<str>::from(body.response));
+    let r = app.idempotency.complete(&key, tok, response).await;
+    Ok(finished(&op, key.as_str(), r))
+}
+
+/// Gives up a claim: a later begin may run again.
+#[utoipa::path(post, path = "/v1/idempotency/{key}/fail", request_body = FailBody,
+    params(("key" = String, Path, description = "idempotency key")),
+    responses((status = 200, description = "released", body = IdemAnswer),
+        (status = 409, description = "conflict", body = IdemAnswer),
+        (status = 503, description = "safe_block", body = LockAnswer)))]
+pub async fn fail(
+    State(app): State<AppState>,
+    PathKey(key): PathKey,
+    Body(body): Body<FailBody>,
+) -> Result<Response, ApiError> {
+    let op = Op::start("idem_fail");
+    let tok = token("token", body.token)?;
+    let r = app.idempotency.fail(&key, tok).await;
+    Ok(finished(&op, key.as_str(), r))
+}
+
+/// Renews the lease of a claim still running.
+#[utoipa::path(post, path = "/v1/idempotency/{key}/extend", request_body = ExtendLeaseBody,
+    params(("key" = String, Path, description = "idempotency key")),
+    responses((status = 200, description = "extended", body = IdemAnswer),
+        (status = 409, description = "conflict", body = IdemAnswer),
+        (status = 503, description = "safe_block", body = LockAnswer)))]
+pub async fn extend(
+    State(app): State<AppState>,
+    PathKey(key): PathKey,
+    Body(body): Body<ExtendLeaseBody>,
+) -> Result<Response, ApiError> {
+    let op = Op::start("idem_extend");
+    let tok = token("token", body.token)?;
+    let lease = in_range("lease_ms", body.lease_ms, 1, MAX_LEASE_MS)?;
+    let r = app.idempotency.extend(&key, tok, lease).await;
+    Ok(finished(&op, key.as_str(), r))
+}

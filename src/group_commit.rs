@@ -1,0 +1,176 @@
+//! Group commit: many requests' durable writes share one SQL transaction. A request's write is
+//! acknowledged only after the transaction holding it has committed (or failed as a whole), so
+//! batching never weakens "durable before answered"; it only amortises the commit.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::{mpsc, oneshot, Semaphore};
+
+use crate::metrics_names as m;
+use crate::store::StoreError;
+
+/// How many writes may wait for a batch before submitters feel back-pressure.
+const QUEUE: usize = 65_536;
+
+type Reply<O> = oneshot::Sender<Result<O, StoreError>>;
+
+/// Tuning of one writer.
+#[derive(Debug, Clone, Copy)]
+pub struct GroupCommitConfig {
+    /// Most writes in one transaction.
+    pub max_batch: usize,
+    /// Transactions in flight at once (writes queue up behind them and form the next batch).
+    pub concurrency: usize,
+}
+
+impl Default for GroupCommitConfig {
+    fn default() -> Self {
+        Self {
+            max_batch: 512,
+            concurrency: 4,
+        }
+    }
+}
+
+/// A batching writer: [`GroupCommit::submit`] queues one write and waits for its own outcome.
+pub struct GroupCommit<W, O> {
+    queue: mpsc::Sender<(W, Reply<O>)>,
+}
+
+impl<W, O> Clone for GroupCommit<W, O> {
+    fn clone(&self) -> Self {
+        Self {
+            queue: self.queue.clone(),
+        }
+    }
+}
+
+impl<W: Send + 'static, O: Send + 'static> GroupCommit<W, O> {
+    /// Starts the writer task. `flush` writes one batch in one transaction and returns one
+    /// outcome per write, in order; an `Err` fails every write of the batch. `name` labels the
+    /// batch-size and flush-latency metrics.
+    pub fn start<F, Fut>(name: &'static str, cfg: GroupCommitConfig, flush: F) -> Self
+    where
+        F: Fn(Vec<W>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Vec<O>, StoreError>> + Send + 'static,
+    {
+        let (queue, rx) = mpsc::channel(QUEUE);
+        tokio::spawn(run(name, cfg, rx, Arc::new(flush)));
+        Self { queue }
+    }
+
+    /// Queues `write` and waits until its batch has committed.
+    pub async fn submit(&self, write: W) -> Result<O, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        self.queue
+            .send((write, tx))
+            .await
+            .map_err(|_| StoreError::Unavailable("group commit writer stopped".into()))?;
+        rx.await
+            .unwrap_or_else(|_| Err(StoreError::Unavailable("group commit dropped".into())))
+    }
+}
+
+async fn run<W, O, F, Fut>(
+    name: &'static str,
+    cfg: GroupCommitConfig,
+    mut rx: mpsc::Receiver<(W, Reply<O>)>,
+    flush: Arc<F>,
+) where
+    W: Send + 'static,
+    O: Send + 'static,
+    F: Fn(Vec<W>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Vec<O>, StoreError>> + Send + 'static,
+{
+    let permits = Arc::new(Semaphore::new(cfg.concurrency.max(1)));
+    let mut buf = Vec::with_capacity(cfg.max_batch);
+    // Waits for a free transaction slot first, so writes keep queueing (and batching) while
+    // every slot is busy.
+    while let Ok(permit) = permits.clone().acquire_owned().await {
+        if rx.recv_many(&mut buf, cfg.max_batch.max(1)).await == 0 {
+            return;
+        }
+        let (writes, replies): (Vec<W>, Vec<Reply<O>>) = buf.drain(..).unzip();
+        let flush = flush.clone();
+        tokio::spawn(async move {
+            let started = Instant::now();
+            metrics::histogram!(m::GROUP_COMMIT_BATCH, "writer" => name)
+                .record(writes.len() as f64);
+            let n = writes.len();
+            let result = flush(writes).await;
+            metrics::histogram!(m::GROUP_COMMIT_SECONDS, "writer" => name)
+                .record(started.elapsed().as_secs_f64());
+            drop(permit);
+            match result {
+                Ok(outcomes) if outcomes.len() == n => {
+                    for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                        let _ = reply.send(Ok(outcome));
+                    }
+                }
+                Ok(outcomes) => {
+                    let e = format!("batch of {n} answered {} outcomes", outcomes.len());
+                    tracing::error!(writer = name, "{e}");
+                    fail_all(replies, &StoreError::Unavailable(e));
+                }
+                Err(e) => {
+                    tracing::warn!(writer = name, error = %e, writes = n, "group commit failed");
+                    fail_all(replies, &e);
+                }
+            }
+        });
+    }
+}
+
+fn fail_all<O>(replies: Vec<Reply<O>>, e: &StoreError) {
+    for reply in replies {
+        let _ = reply.send(Err(e.clone()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn each_write_gets_its_own_outcome_and_batches_form_under_load() {
+        let sizes = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = sizes.clone();
+        let cfg = GroupCommitConfig {
+            max_batch: 64,
+            concurrency: 1,
+        };
+        let gc = GroupCommit::start("test", cfg, move |w: Vec<u32>| {
+            seen.lock().unwrap().push(w.len());
+            async move {
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                Ok(w.into_iter().map(|x| x * 2).collect())
+            }
+        });
+        let calls = (0..500u32).map(|i| {
+            let gc = gc.clone();
+            tokio::spawn(async move { (i, gc.submit(i).await) })
+        });
+        for call in futures::future::join_all(calls).await {
+            let (i, out) = call.unwrap();
+            assert_eq!(out.unwrap(), i * 2);
+        }
+        let sizes = sizes.lock().unwrap();
+        assert_eq!(sizes.iter().sum::<usize>(), 500);
+        assert!(
+            sizes.len() < 500,
+            "no batching happened: {} flushes",
+            sizes.len()
+        );
+        assert!(sizes.iter().all(|&s| s <= 64));
+    }
+
+    #[tokio::test]
+    async fn a_failed_batch_fails_every_write_in_it() {
+        let gc = GroupCommit::start("test", GroupCommitConfig::default(), |_: Vec<u8>| async {
+            Err::<Vec<u8>, _>(StoreError::Timeout)
+        });
+        assert!(matches!(gc.submit(1).await, Err(StoreError::Timeout)));
+    }
+}

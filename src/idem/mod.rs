@@ -1,0 +1,438 @@
+//! Idempotency keys with exactly-once results (G4): at most one completion is recorded per key,
+//! and every later `begin` gets it back until it expires. Every claim and every completion is a
+//! conditional SQL write, group-committed, made before the answer — so SQL arbitrates between
+//! tiers and instances, and Redis is only the hot copy that answers repeats in one round trip.
+
+mod run;
+
+pub use run::{Claim, Ran, RunError, RunOptions};
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::group_commit::{GroupCommit, GroupCommitConfig};
+use crate::key::Key;
+use crate::metrics_names as m;
+use crate::store::idem::{fingerprints_conflict, IdemRecord, IdemState, IdemWrite, IdemWritten};
+use crate::store::redis::{IdemBegin, RedisStore};
+use crate::store::{bounded, token_base, StoreError};
+use crate::tier::{Backend, Blocked, Mode, Tier};
+use crate::waiters::Waiters;
+
+/// Longest claim lease, ms.
+pub const MAX_LEASE_MS: i64 = 3_600_000;
+/// Longest record lifetime, ms (30 days).
+pub const MAX_TTL_MS: i64 = 30 * 86_400_000;
+/// Record lifetime when none is given, ms (24 h).
+pub const DEFAULT_TTL_MS: i64 = 86_400_000;
+/// Claim lease when none is given, ms.
+pub const DEFAULT_LEASE_MS: i64 = 30_000;
+/// Longest `wait_ms` on begin.
+pub const MAX_WAIT_MS: i64 = 60_000;
+/// Longest fingerprint, bytes.
+pub const MAX_FINGERPRINT: usize = 512;
+/// How often a waiting begin rechecks a claim held through another instance.
+const POLL: Duration = Duration::from_millis(20);
+/// Expired records deleted per reaper statement.
+const REAP_BATCH: i64 = 10_000;
+
+/// A validated `begin`.
+#[derive(Debug, Clone)]
+pub struct BeginRequest {
+    /// The idempotency key.
+    pub key: Key,
+    /// Request fingerprint, `""` for none.
+    pub fingerprint: String,
+    /// Claim lease, 1..=[`MAX_LEASE_MS`].
+    pub lease_ms: i64,
+    /// Record lifetime, `lease_ms..=`[`MAX_TTL_MS`].
+    pub ttl_ms: i64,
+    /// How long to wait for a claim in progress to finish, 0..=[`MAX_WAIT_MS`].
+    pub wait_ms: i64,
+}
+
+/// The answer to a `begin`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Begun {
+    /// The caller holds the claim: run the effect, then complete or fail with `token`.
+    Started {
+        /// Claim token (a fencing token: larger for every later claim of the key).
+        token: i64,
+        /// Lease end, epoch ms.
+        lease_until: i64,
+        /// Record expiry, epoch ms.
+        expires_at: i64,
+    },
+    /// Already done: the saved response, byte for byte.
+    Completed {
+        /// Raw JSON response.
+        response: String,
+    },
+    /// Someone else holds a live claim.
+    InProgress {
+        /// When its lease runs out at the latest, ms.
+        retry_after_ms: i64,
+    },
+    /// The key lives with another fingerprint.
+    FingerprintMismatch,
+}
+
+/// The answer to `complete`, `fail` and `extend`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Finished {
+    /// `complete`: the recorded response (the first one, on a retry).
+    Completed {
+        /// Raw JSON response.
+        response: String,
+    },
+    /// `fail`: the claim is given up.
+    Released,
+    /// `extend`: the lease now ends at `lease_until`.
+    Extended {
+        /// Lease end, epoch ms.
+        lease_until: i64,
+    },
+    /// The token is not the key's claim (a later claim took over, or it already finished).
+    Conflict,
+}
+
+/// The idempotency service.
+pub struct Idempotency {
+    tier: Arc<Tier>,
+    writer: GroupCommit<IdemWrite, IdemWritten>,
+    waiters: Waiters,
+}
+
+fn unavailable(e: StoreError) -> Blocked {
+    Blocked::Unavailable(e.to_string())
+}
+
+/// What a refused or lost claim leaves the caller with.
+fn classify(rec: Option<&IdemRecord>, fingerprint: &str, now: i64) -> Begun {
+    let busy = Begun::InProgress { retry_after_ms: 1 };
+    let Some(rec) = rec.filter(|r| r.live(now)) else {
+        return busy;
+    };
+    if fingerprints_conflict(&rec.fingerprint, fingerprint) {
+        return Begun::FingerprintMismatch;
+    }
+    match rec.state {
+        IdemState::Completed => Begun::Completed {
+            response: rec.response.clone().unwrap_or_default(),
+        },
+        IdemState::InProgress if rec.lease_until > now => Begun::InProgress {
+            retry_after_ms: rec.lease_until - now,
+        },
+        _ => busy,
+    }
+}
+
+impl Idempotency {
+    /// Starts the service (and its group-commit writer) over `tier`.
+    pub fn start(tier: Arc<Tier>) -> Arc<Self> {
+        let sql = tier.durable().clone();
+        let writer = GroupCommit::start("idempotency", GroupCommitConfig::default(), move |w| {
+            let sql = sql.clone();
+            async move { sql.apply_idem(w).await }
+        });
+        Arc::new(Self {
+            tier,
+            writer,
+            waiters: Waiters::default(),
+        })
+    }
+
+    async fn write(&self, w: IdemWrite) -> Result<IdemWritten, Blocked> {
+        bounded(self.tier.durable().timeout(), self.writer.submit(w))
+            .await
+            .map_err(unavailable)
+    }
+
+    /// Begins `req.key`, waiting up to `req.wait_ms` for a claim in progress to finish.
+    pub async fn begin(&self, req: &BeginRequest) -> Result<(Begun, Mode), Blocked> {
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(req.wait_ms as u64);
+        let k = req.key.as_str();
+        let slot = self.waiters.join(k);
+        let answer = loop {
+            // Registered before the attempt, so a completion between the two still wakes us.
+            let woken = slot.released.notified();
+            let answer = self.try_begin(req).await;
+            let Ok((Begun::InProgress { retry_after_ms }, _)) = &answer else {
+                break answer;
+            };
+            let poll = Duration::from_millis((*retry_after_ms).max(1) as u64).min(POLL);
+            let wake_at = (tokio::time::Instant::now() + poll).min(deadline);
+            if tokio::time::Instant::now() >= deadline {
+                break answer;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep_until(wake_at) => {}
+                _ = woken => {}
+            }
+        };
+        self.waiters.leave(k, slot);
+        answer
+    }
+
+    async fn try_begin(&self, req: &BeginRequest) -> Result<(Begun, Mode), Blocked> {
+        let active = self.tier.active_durable()?;
+        let now = self.tier.now();
+        let Backend::Redis(redis) = active.backend else {
+            return self.claim(None, req, active.epoch, now).await;
+        };
+        let reply = redis
+            .idem_begin(
+                &req.key,
+                active.epoch,
+                now,
+                &req.fingerprint,
+                req.lease_ms,
+                req.ttl_ms,
+            )
+            .await;
+        self.tier.record(Mode::Primary, &reply);
+        let primary = |b: Begun| Ok((b, Mode::Primary));
+        match reply {
+            Ok(IdemBegin::Started { token }) => {
+                self.claim(Some((redis, token)), req, active.epoch, now)
+                    .await
+            }
+            Ok(IdemBegin::Completed { response, .. }) => primary(Begun::Completed { response }),
+            Ok(IdemBegin::InProgress { lease_until, .. }) => primary(Begun::InProgress {
+                retry_after_ms: (lease_until - now).max(1),
+            }),
+            Ok(IdemBegin::Mismatch) => primary(Begun::FingerprintMismatch),
+            // The hot copy cannot draw a token now: SQL answers this one alone.
+            Ok(IdemBegin::EpochMismatch { .. }) => {
+                self.tier
+                    .on_epoch_mismatch(active.epoch, Some(&req.key))
+                    .await;
+                self.claim(None, req, active.epoch, now).await
+            }
+            Ok(IdemBegin::CounterExhausted) => {
+                self.tier.on_counter_exhausted(active.epoch).await;
+                self.claim(None, req, active.epoch, now).await
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "redis failed on idempotency begin; answering from sql");
+                self.claim(None, req, active.epoch, now).await
+            }
+        }
+    }
+
+    /// Makes a claim durable: the one Redis drew (`drawn`), or one SQL draws. SQL refuses it
+    /// when the key is not free there; the hot copy is then corrected from the durable record.
+    async fn claim(
+        &self,
+        drawn: Option<(&RedisStore, i64)>,
+        req: &BeginRequest,
+        epoch: i64,
+        now: i64,
+    ) -> Result<(Begun, Mode), Blocked> {
+        let mode = if drawn.is_some() {
+            Mode::Primary
+        } else {
+            Mode::Fallback
+        };
+        let write = IdemWrite::Claim {
+            key: req.key.as_str().to_owned(),
+            token: drawn.map(|(_, t)| t),
+            base: token_base(epoch),
+            fingerprint: req.fingerprint.clone(),
+            lease_until: now + req.lease_ms,
+            expires_at: now + req.ttl_ms,
+            now,
+        };
+        let written = self.write(write).await;
+        let begun = match &written {
+            Ok(IdemWritten::Applied(rec)) => Begun::Started {
+                token: rec.token,
+                lease_until: rec.lease_until,
+                expires_at: rec.expires_at,
+            },
+            Ok(IdemWritten::Refused(rec)) => classify(rec.as_ref(), &req.fingerprint, now),
+            Err(_) => Begun::InProgress { retry_after_ms: 1 },
+        };
+        if let Some((redis, token)) = drawn {
+            // Our hot claim stands only if SQL took it; otherwise the durable record (or
+            // nothing) replaces it, so the copy never holds a claim nobody owns.
+            let durable = match &written {
+                Ok(IdemWritten::Applied(_)) => None,
+                Ok(IdemWritten::Refused(Some(rec))) => Some(rec.clone()),
+                _ => Some(released(req.key.as_str(), token)),
+            };
+            if let Some(rec) = durable {
+                metrics::counter!(m::IDEM_RESEEDED, "op" => "begin").increment(1);
+                self.heal(redis, &rec, Some(token), now).await;
+            }
+        }
+        written.map(|_| (begun, mode))
+    }
+
+    async fn heal(&self, redis: &RedisStore, rec: &IdemRecord, replace: Option<i64>, now: i64) {
+        let r = redis.idem_seed(rec, replace, now).await;
+        self.tier.record(Mode::Primary, &r);
+        if let Err(e) = r {
+            tracing::warn!(error = %e, key = %rec.key, "hot copy not updated; sql stays authoritative");
+        }
+    }
+
+    /// Records `response` (raw JSON) as the result of the claim `token`.
+    pub async fn complete(
+        &self,
+        key: &Key,
+        token: i64,
+        response: String,
+    ) -> Result<(Finished, Mode), Blocked> {
+        let write = |now| IdemWrite::Complete {
+            key: key.as_str().to_owned(),
+            token,
+            response,
+            now,
+        };
+        self.finish(key, token, IdemState::Completed, write).await
+    }
+
+    /// Gives up the claim `token`: a later begin may run again.
+    pub async fn fail(&self, key: &Key, token: i64) -> Result<(Finished, Mode), Blocked> {
+        let write = |now| IdemWrite::Release {
+            key: key.as_str().to_owned(),
+            token,
+            now,
+        };
+        self.finish(key, token, IdemState::Released, write).await
+    }
+
+    /// Moves the lease of the claim `token` to `lease_ms` from now (a heartbeat for work that
+    /// outlasts one lease).
+    pub async fn extend(
+        &self,
+        key: &Key,
+        token: i64,
+        lease_ms: i64,
+    ) -> Result<(Finished, Mode), Blocked> {
+        let write = |now| IdemWrite::Extend {
+            key: key.as_str().to_owned(),
+            token,
+            lease_until: now + lease_ms,
+            now,
+        };
+        self.finish(key, token, IdemState::InProgress, write).await
+    }
+
+    /// Applies a write to the claim `token` that leaves it in `target`; a refused write whose
+    /// record already is `target` with this token answers as applied (a safe retry).
+    async fn finish(
+        &self,
+        key: &Key,
+        token: i64,
+        target: IdemState,
+        write: impl FnOnce(i64) -> IdemWrite,
+    ) -> Result<(Finished, Mode), Blocked> {
+        let active = self.tier.active_durable()?;
+        let now = self.tier.now();
+        let (rec, applied) = match self.write(write(now)).await? {
+            IdemWritten::Applied(rec) => (Some(rec), true),
+            IdemWritten::Refused(rec) => {
+                let retry = rec.as_ref().is_some_and(|r| {
+                    r.token == token && r.state == target && target != IdemState::InProgress
+                });
+                (rec, retry)
+            }
+        };
+        let mut mode = Mode::Fallback;
+        if let (Backend::Redis(redis), Some(rec)) = (active.backend, &rec) {
+            mode = Mode::Primary;
+            self.heal(redis, rec, None, now).await;
+        }
+        if applied && target != IdemState::InProgress {
+            self.waiters.wake_all(key.as_str());
+        }
+        let finished = match rec {
+            Some(rec) if applied => match target {
+                IdemState::Completed => Finished::Completed {
+                    response: rec.response.unwrap_or_default(),
+                },
+                IdemState::Released => Finished::Released,
+                IdemState::InProgress => Finished::Extended {
+                    lease_until: rec.lease_until,
+                },
+            },
+            _ => Finished::Conflict,
+        };
+        Ok((finished, mode))
+    }
+
+    /// Deletes expired records from SQL until none is left (Redis copies expire by their own
+    /// TTL, set from the same expiry). Returns how many were deleted.
+    pub async fn reap(&self) -> Result<u64, StoreError> {
+        let sql = self.tier.durable();
+        let mut total = 0;
+        loop {
+            let n = sql.reap_idem(self.tier.now(), REAP_BATCH).await?;
+            metrics::counter!(m::IDEM_REAPED, "tier" => "sql").increment(n);
+            total += n;
+            if n < REAP_BATCH as u64 {
+                return Ok(total);
+            }
+        }
+    }
+}
+
+/// A released record of `token`: seeding it deletes the hot copy holding that token.
+fn released(key: &str, token: i64) -> IdemRecord {
+    IdemRecord {
+        key: key.to_owned(),
+        state: IdemState::Released,
+        token,
+        fingerprint: String::new(),
+        lease_until: 0,
+        expires_at: 0,
+        response: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(state: IdemState, lease_until: i64) -> IdemRecord {
+        IdemRecord {
+            key: "k".into(),
+            state,
+            token: 5,
+            fingerprint: "a".into(),
+            lease_until,
+            expires_at: 1_000,
+            response: Some("{}".into()),
+        }
+    }
+
+    #[test]
+    fn a_refused_claim_answers_from_the_durable_record() {
+        let done = rec(IdemState::Completed, 0);
+        assert_eq!(
+            classify(Some(&done), "a", 10),
+            Begun::Completed {
+                response: "{}".into()
+            }
+        );
+        assert_eq!(classify(Some(&done), "b", 10), Begun::FingerprintMismatch);
+        assert_eq!(
+            classify(Some(&done), "", 10),
+            classify(Some(&done), "a", 10)
+        );
+        let running = rec(IdemState::InProgress, 110);
+        assert_eq!(
+            classify(Some(&running), "a", 10),
+            Begun::InProgress {
+                retry_after_ms: 100
+            }
+        );
+        // Expired records never answer.
+        assert_eq!(
+            classify(Some(&done), "b", 2_000),
+            Begun::InProgress { retry_after_ms: 1 }
+        );
+    }
+}

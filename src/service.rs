@@ -1,0 +1,101 @@
+//! A running Warden inside this process: the stores, the tier router, the domain services and
+//! their background tasks (tier supervisor, reapers). The HTTP server is one user of it; a Rust
+//! program can embed it directly. Background tasks stop, and the pool closes, on `shutdown`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::config::Config;
+use crate::fence::Fences;
+use crate::idem::Idempotency;
+use crate::lock::Locks;
+use crate::store::redis::RedisStore;
+use crate::store::sql::SqlStore;
+use crate::store::StoreError;
+use crate::tier::{Tier, TierConfig};
+
+/// The services of one Warden instance.
+pub struct Warden {
+    /// Tier router.
+    pub tier: Arc<Tier>,
+    /// Fenced locks.
+    pub locks: Arc<Locks>,
+    /// Fences.
+    pub fences: Arc<Fences>,
+    /// Idempotency keys (also the in-process [`Idempotency::run`] API).
+    pub idempotency: Arc<Idempotency>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Warden {
+    /// Connects the tiers (running SQL migrations), loads the tier state and starts the
+    /// background tasks.
+    pub async fn start(config: &Config) -> Result<Self, StoreError> {
+        let sql =
+            SqlStore::connect(&config.database_url, config.sql_pool, config.sql_timeout).await?;
+        let redis = match &config.redis_url {
+            Some(url) => Some(RedisStore::connect(url, config.redis_timeout)?),
+            None => None,
+        };
+        let tier_cfg = TierConfig {
+            breaker_failures: config.breaker_failures,
+            breaker_open: config.breaker_open,
+            failover_grace: config.failover_grace,
+            tier_lease: config.tier_lease,
+            safe_mode: config.safe_mode,
+        };
+        let tier = Arc::new(Tier::new(tier_cfg, sql, redis));
+        tier.refresh().await?;
+        let idempotency = Idempotency::start(tier.clone());
+        let (stop, stop_rx) = watch::channel(false);
+        let stopped = |mut rx: watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|s| *s).await;
+        };
+        let supervisor = tokio::spawn(tier.clone().supervise(stopped(stop_rx.clone())));
+        let reaper = tokio::spawn(reap_idempotency(
+            idempotency.clone(),
+            config.reap_interval,
+            stopped(stop_rx.clone()),
+        ));
+        Ok(Self {
+            locks: Arc::new(Locks::new(tier.clone())),
+            fences: Arc::new(Fences::new(tier.clone())),
+            idempotency,
+            tier,
+            stop,
+            tasks: vec![supervisor, reaper],
+        })
+    }
+
+    /// Stops the background tasks and closes the database pool.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        for task in self.tasks {
+            let _ = task.await;
+        }
+        self.tier.durable().close().await;
+    }
+}
+
+async fn reap_idempotency(
+    idem: Arc<Idempotency>,
+    every: Duration,
+    stop: impl std::future::Future<Output = ()>,
+) {
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            _ = &mut stop => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+        match idem.reap().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(deleted = n, "expired idempotency records reaped"),
+            Err(e) => tracing::warn!(error = %e, "idempotency reaper failed"),
+        }
+    }
+}

@@ -1,0 +1,137 @@
+//! Redis idempotency steps: the hot copy. `begin` answers from a live copy or claims the key
+//! with a token from its slot's counter (behind the epoch gate); `seed` replaces a copy with
+//! the durable record. Neither is ever the last word: SQL arbitrates every claim.
+
+use redis::Value;
+
+use super::{slot_keys, tagged, unexpected, RedisStore};
+use crate::key::Key;
+use crate::store::idem::{IdemRecord, IdemState};
+use crate::store::{token_base, token_parts, StoreError};
+
+/// What the hot copy answered to a `begin`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IdemBegin {
+    /// Claimed here with `token`; not yet durable.
+    Started {
+        /// The drawn token.
+        token: i64,
+    },
+    /// A completed record.
+    Completed {
+        /// Token of the claim that completed.
+        token: i64,
+        /// Raw JSON response.
+        response: String,
+    },
+    /// A live claim.
+    InProgress {
+        /// Its token.
+        token: i64,
+        /// Its lease end, epoch ms.
+        lease_until: i64,
+    },
+    /// A live record with another fingerprint.
+    Mismatch,
+    /// The slot's counter is spent for this epoch.
+    CounterExhausted,
+    /// The slot's gate is not at the caller's epoch.
+    EpochMismatch {
+        /// The gate's epoch, `None` when missing.
+        found: Option<i64>,
+    },
+}
+
+fn record_key(key: &str) -> String {
+    tagged(key, "idem")
+}
+
+fn state_code(s: IdemState) -> &'static str {
+    match s {
+        IdemState::InProgress => "i",
+        IdemState::Completed => "c",
+        IdemState::Released => "r",
+    }
+}
+
+fn int(items: &[Value], i: usize) -> Option<i64> {
+    redis::from_redis_value_ref(items.get(i)?).ok()
+}
+
+impl RedisStore {
+    /// Begins `key` on the hot copy at `epoch`.
+    pub async fn idem_begin(
+        &self,
+        key: &Key,
+        epoch: i64,
+        now: i64,
+        fingerprint: &str,
+        lease_ms: i64,
+        ttl_ms: i64,
+    ) -> Result<IdemBegin, StoreError> {
+        let rec = record_key(key.as_str());
+        let slot = slot_keys(&rec);
+        let mut inv = self.scripts.idem_begin.key(slot.gate);
+        inv.key(rec)
+            .key(slot.counter)
+            .arg(epoch)
+            .arg(now)
+            .arg(fingerprint)
+            .arg(lease_ms)
+            .arg(ttl_ms);
+        let reply: Value = self.eval(&inv).await?;
+        let Value::Array(items) = &reply else {
+            return Err(unexpected(&reply));
+        };
+        let token = |i: usize| Some(token_base(int(items, i)?) + int(items, i + 1)?);
+        let parsed = (|| {
+            let state: String = redis::from_redis_value_ref(items.first()?).ok()?;
+            Some(match state.as_str() {
+                "epoch" => {
+                    let found = int(items, 1)?;
+                    IdemBegin::EpochMismatch {
+                        found: (found >= 0).then_some(found),
+                    }
+                }
+                "exhausted" => IdemBegin::CounterExhausted,
+                "mismatch" => IdemBegin::Mismatch,
+                "started" => IdemBegin::Started { token: token(1)? },
+                "completed" => IdemBegin::Completed {
+                    token: token(1)?,
+                    response: redis::from_redis_value_ref(items.get(3)?).ok()?,
+                },
+                "in_progress" => IdemBegin::InProgress {
+                    token: token(1)?,
+                    lease_until: int(items, 3)?,
+                },
+                _ => return None,
+            })
+        })();
+        parsed.ok_or_else(|| unexpected(&reply))
+    }
+
+    /// Makes the hot copy of `rec.key` match the durable `rec`, unless the copy ranks higher;
+    /// a copy holding `replace` (a token this caller drew) is always replaced. Returns whether
+    /// the copy now matches.
+    pub async fn idem_seed(
+        &self,
+        rec: &IdemRecord,
+        replace: Option<i64>,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let (ep, ctr) = token_parts(rec.token);
+        let (rep, rctr) = replace.map_or((0, 0), token_parts);
+        let mut inv = self.scripts.idem_seed.key(record_key(&rec.key));
+        inv.arg(state_code(rec.state))
+            .arg(ep)
+            .arg(ctr)
+            .arg(&rec.fingerprint)
+            .arg(rec.lease_until)
+            .arg(rec.expires_at)
+            .arg(rec.response.as_deref().unwrap_or(""))
+            .arg(rep)
+            .arg(rctr)
+            .arg(now);
+        self.eval::<i64>(&inv).await.map(|n| n == 1)
+    }
+}
