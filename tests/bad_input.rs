@@ -33,8 +33,26 @@ async fn raw(
     (status, ct, r.json().await.unwrap_or(Value::Null))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn malformed_requests_get_problem_answers_and_change_nothing() {
+/// method, path, content type, body, expected status, expected code
+type Case<'a> = (&'a str, String, Option<&'a str>, Vec<u8>, u16, &'a str);
+
+/// Every case gets its status and a complete problem document with its code.
+async fn assert_problems(w: &Warden, cases: Vec<Case<'_>>) {
+    for (method, path, ctype, body, status, code) in cases {
+        let (s, ct, v) = raw(w, method, &path, ctype, body.clone()).await;
+        let shown = String::from_utf8_lossy(&body);
+        assert_eq!(s, status, "{method} {path} {shown}: {v}");
+        assert_eq!(ct, "application/problem+json", "{method} {path}");
+        assert_eq!(v["code"], code, "{method} {path} {shown}: {v}");
+        assert_eq!(v["status"], status);
+        for field in ["type", "title", "detail"] {
+            assert!(v[field].is_string(), "{field} missing in {v}");
+        }
+    }
+}
+
+/// A Warden on a fresh SQLite file with a 4 KiB body limit.
+async fn small_warden() -> (tempfile::TempDir, Warden) {
     let dir = tempfile::tempdir().unwrap();
     let w = Warden::start(&[
         (
@@ -44,11 +62,15 @@ async fn malformed_requests_get_problem_answers_and_change_nothing() {
         ("WARDEN_MAX_BODY_BYTES", "4096".into()),
     ]);
     w.wait_ready_on("sql", Duration::from_secs(10)).await;
+    (dir, w)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_requests_get_problem_answers_and_change_nothing() {
+    let (_dir, w) = small_warden().await;
     let js = Some("application/json");
     let long_key = "k".repeat(513);
     let acquire = "/v1/locks/k/acquire";
-    /// method, path, content type, body, expected status, expected code
-    type Case<'a> = (&'a str, String, Option<&'a str>, Vec<u8>, u16, &'a str);
     let cases: Vec<Case> = vec![
         (
             "POST",
@@ -268,17 +290,7 @@ async fn malformed_requests_get_problem_answers_and_change_nothing() {
             "method_not_allowed",
         ),
     ];
-    for (method, path, ctype, body, status, code) in cases {
-        let (s, ct, v) = raw(&w, method, &path, ctype, body.clone()).await;
-        let shown = String::from_utf8_lossy(&body);
-        assert_eq!(s, status, "{method} {path} {shown}: {v}");
-        assert_eq!(ct, "application/problem+json", "{method} {path}");
-        assert_eq!(v["code"], code, "{method} {path} {shown}: {v}");
-        assert_eq!(v["status"], status);
-        for field in ["type", "title", "detail"] {
-            assert!(v[field].is_string(), "{field} missing in {v}");
-        }
-    }
+    assert_problems(&w, cases).await;
 
     // Nothing changed: the lock is free, its first grant is the first token of the epoch, and
     // the fence saw no token.
@@ -307,6 +319,194 @@ async fn malformed_requests_get_problem_answers_and_change_nothing() {
     assert_eq!(s, 200);
     let metrics = w.metrics().await;
     assert!(metrics.contains("warden_bad_input_total{code=\"out_of_range\"}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_idempotency_requests_claim_nothing() {
+    let (_dir, w) = small_warden().await;
+    let js = Some("application/json");
+    let begin = "/v1/idempotency/k/begin".to_string();
+    let complete = "/v1/idempotency/k/complete".to_string();
+    let body = |s: &str| s.as_bytes().to_vec();
+    let long_fp = format!(r#"{{"fingerprint":"{}"}}"#, "f".repeat(513));
+    let big = format!(r#"{{"token":1,"response":"{}"}}"#, "x".repeat(5000));
+    let cases: Vec<Case> = vec![
+        ("POST", begin.clone(), js, body("{"), 400, "malformed_json"),
+        (
+            "POST",
+            begin.clone(),
+            js,
+            vec![0xff, 0xfe],
+            400,
+            "malformed_json",
+        ),
+        (
+            "POST",
+            begin.clone(),
+            None,
+            body("{}"),
+            415,
+            "unsupported_media_type",
+        ),
+        (
+            "POST",
+            begin.clone(),
+            js,
+            body(r#"{"lease_ms":0}"#),
+            422,
+            "out_of_range",
+        ),
+        (
+            "POST",
+            begin.clone(),
+            js,
+            body(r#"{"lease_ms":3600001}"#),
+            422,
+            "out_of_range",
+        ),
+        (
+            "POST",
+            begin.clone(),
+            js,
+            body(r#"{"lease_ms":5000,"ttl_ms":4999}"#),
+            422,
+            "out_of_range",
+        ),
+        (
+            "POST",
+            begin.clone(),
+            js,
+            body(r#"{"ttl_ms":2592000001}"#),
+            422,
+            "out_of_range",
+        ),
+        (
+            "POST",
+            begin.clone(),
+            js,
+            body(r#"{"wait_ms":-1}"#),
+            422,
+            "out_of_range",
+        ),
+        (
+            "POST",
+            begin.clone(),
+            js,
+            body(r#"{"fingerprint":7}"#),
+            422,
+            "invalid_body",
+        ),
+        (
+            "POST",
+            begin.clone(),
+            js,
+            body(r#"{"lease_ms":"10"}"#),
+            422,
+            "invalid_body",
+        ),
+        (
+            "POST",
+            begin.clone(),
+            js,
+            long_fp.into_bytes(),
+            422,
+            "out_of_range",
+        ),
+        (
+            "POST",
+            format!("/v1/idempotency/{}/begin", "k".repeat(513)),
+            js,
+            body("{}"),
+            400,
+            "invalid_key",
+        ),
+        (
+            "POST",
+            "/v1/idempotency/a%00b/begin".into(),
+            js,
+            body("{}"),
+            400,
+            "invalid_key",
+        ),
+        (
+            "POST",
+            complete.clone(),
+            js,
+            body(r#"{"token":1}"#),
+            422,
+            "invalid_body",
+        ),
+        (
+            "POST",
+            complete.clone(),
+            js,
+            body(r#"{"token":0,"response":{}}"#),
+            422,
+            "out_of_range",
+        ),
+        (
+            "POST",
+            complete.clone(),
+            js,
+            body(r#"{"token":"1","response":{}}"#),
+            422,
+            "invalid_body",
+        ),
+        (
+            "POST",
+            complete.clone(),
+            js,
+            body(r#"{"token":1,"response":{"a":}}"#),
+            400,
+            "malformed_json",
+        ),
+        (
+            "POST",
+            complete.clone(),
+            js,
+            big.into_bytes(),
+            413,
+            "body_too_large",
+        ),
+        (
+            "POST",
+            "/v1/idempotency/k/fail".into(),
+            js,
+            body("{}"),
+            422,
+            "invalid_body",
+        ),
+        (
+            "POST",
+            "/v1/idempotency/k/fail".into(),
+            js,
+            body(r#"{"token":9007199254740992}"#),
+            422,
+            "out_of_range",
+        ),
+        (
+            "POST",
+            "/v1/idempotency/k/extend".into(),
+            js,
+            body(r#"{"token":1,"lease_ms":0}"#),
+            422,
+            "out_of_range",
+        ),
+        (
+            "GET",
+            begin.clone(),
+            None,
+            vec![],
+            405,
+            "method_not_allowed",
+        ),
+    ];
+    assert_problems(&w, cases).await;
+
+    // Nothing was claimed or recorded: the key starts fresh, with the epoch's first token.
+    let (s, v) = w.post(&begin, json!({})).await;
+    assert_eq!((s, v["state"].as_str()), (201, Some("started")), "{v}");
+    assert_eq!(v["token"].as_i64().unwrap() & 0xffff_ffff, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

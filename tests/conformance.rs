@@ -1,6 +1,8 @@
-//! One lock conformance suite, expanded for every backend: SQLite, PostgreSQL and Redis (with
+//! One lock and one idempotency conformance suite, each expanded for every backend: SQLite, PostgreSQL and Redis (with
 //! PostgreSQL as its durable tier). Each runs through the real binary over HTTP.
 
+#[path = "conformance/idem.rs"]
+mod idem;
 mod support;
 
 use std::time::{Duration, Instant};
@@ -285,4 +287,21 @@ macro_rules! conformance {
 mod lock_conformance {
     use super::*;
     conformance!(sqlite, postgres, redis, redis_cluster);
+}
+
+macro_rules! idempotency_conformance {
+    ($($backend:ident),*) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn $backend() {
+            let e = crate::$backend().await;
+            crate::idem::contract(&e).await;
+            crate::idem::fail_and_lease_expiry(&e).await;
+            crate::idem::one_of_forty_starts(&e).await;
+            crate::idem::wait_returns_the_result(&e).await;
+        }
+    )*};
+}
+
+mod idempotency_conformance {
+    idempotency_conformance!(sqlite, postgres, redis, redis_cluster);
 }

@@ -33,6 +33,8 @@ pub const MAX_WAIT_MS: i64 = 60_000;
 pub const MAX_FINGERPRINT: usize = 512;
 /// How often a waiting begin rechecks a claim held through another instance.
 const POLL: Duration = Duration::from_millis(20);
+/// How many times a begin follows an epoch change on Redis before SQL answers it alone.
+const EPOCH_RETRIES: usize = 2;
 /// Expired records deleted per reaper statement.
 const REAP_BATCH: i64 = 10_000;
 
@@ -175,49 +177,56 @@ impl Idempotency {
     }
 
     async fn try_begin(&self, req: &BeginRequest) -> Result<(Begun, Mode), Blocked> {
-        let active = self.tier.active_durable()?;
-        let now = self.tier.now();
-        let Backend::Redis(redis) = active.backend else {
-            return self.claim(None, req, active.epoch, now).await;
-        };
-        let reply = redis
-            .idem_begin(
-                &req.key,
-                active.epoch,
-                now,
-                &req.fingerprint,
-                req.lease_ms,
-                req.ttl_ms,
-            )
-            .await;
-        self.tier.record(Mode::Primary, &reply);
-        let primary = |b: Begun| Ok((b, Mode::Primary));
-        match reply {
-            Ok(IdemBegin::Started { token }) => {
-                self.claim(Some((redis, token)), req, active.epoch, now)
-                    .await
-            }
-            Ok(IdemBegin::Completed { response, .. }) => primary(Begun::Completed { response }),
-            Ok(IdemBegin::InProgress { lease_until, .. }) => primary(Begun::InProgress {
-                retry_after_ms: (lease_until - now).max(1),
-            }),
-            Ok(IdemBegin::Mismatch) => primary(Begun::FingerprintMismatch),
-            // The hot copy cannot draw a token now: SQL answers this one alone.
-            Ok(IdemBegin::EpochMismatch { .. }) => {
-                self.tier
-                    .on_epoch_mismatch(active.epoch, Some(&req.key))
-                    .await;
-                self.claim(None, req, active.epoch, now).await
-            }
-            Ok(IdemBegin::CounterExhausted) => {
-                self.tier.on_counter_exhausted(active.epoch).await;
-                self.claim(None, req, active.epoch, now).await
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "redis failed on idempotency begin; answering from sql");
-                self.claim(None, req, active.epoch, now).await
+        for _ in 0..EPOCH_RETRIES {
+            let active = self.tier.active_durable()?;
+            let now = self.tier.now();
+            let Backend::Redis(redis) = active.backend else {
+                return self.claim(None, req, active.epoch, now).await;
+            };
+            let reply = redis
+                .idem_begin(
+                    &req.key,
+                    active.epoch,
+                    now,
+                    &req.fingerprint,
+                    req.lease_ms,
+                    req.ttl_ms,
+                )
+                .await;
+            self.tier.record(Mode::Primary, &reply);
+            let primary = |b: Begun| Ok((b, Mode::Primary));
+            match reply {
+                Ok(IdemBegin::Started { token }) => {
+                    return self
+                        .claim(Some((redis, token)), req, active.epoch, now)
+                        .await
+                }
+                Ok(IdemBegin::Completed { response, .. }) => {
+                    return primary(Begun::Completed { response })
+                }
+                Ok(IdemBegin::InProgress { lease_until, .. }) => {
+                    return primary(Begun::InProgress {
+                        retry_after_ms: (lease_until - now).max(1),
+                    })
+                }
+                Ok(IdemBegin::Mismatch) => return primary(Begun::FingerprintMismatch),
+                Ok(IdemBegin::EpochMismatch { .. }) => {
+                    self.tier
+                        .on_epoch_mismatch(active.epoch, Some(&req.key))
+                        .await;
+                }
+                Ok(IdemBegin::CounterExhausted) => {
+                    self.tier.on_counter_exhausted(active.epoch).await;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "redis failed on idempotency begin; answering from sql");
+                    return self.claim(None, req, active.epoch, now).await;
+                }
             }
         }
+        // The hot copy cannot draw a token now (its epoch is being armed): SQL answers alone.
+        let active = self.tier.active_durable()?;
+        self.claim(None, req, active.epoch, self.tier.now()).await
     }
 
     /// Makes a claim durable: the one Redis drew (`drawn`), or one SQL draws. SQL refuses it
@@ -343,7 +352,7 @@ impl Idempotency {
         let mut mode = Mode::Fallback;
         if let (Backend::Redis(redis), Some(rec)) = (active.backend, &rec) {
             mode = Mode::Primary;
-            self.heal(redis, rec, None, now).await;
+            self.heal(redis, rec, Some(token), now).await;
         }
         if applied && target != IdemState::InProgress {
             self.waiters.wake_all(key.as_str());

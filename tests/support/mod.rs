@@ -442,6 +442,26 @@ impl Warden {
         (status, r.json().await.unwrap_or(Value::Null))
     }
 
+    /// POST a raw JSON text; returns status and the body text, byte for byte.
+    pub async fn post_text(&self, path: &str, body: &str) -> (u16, String) {
+        let r = self
+            .http
+            .post(format!("{}{path}", self.base()))
+            .header("content-type", "application/json")
+            .body(body.to_owned())
+            .send()
+            .await
+            .expect("request");
+        let status = r.status().as_u16();
+        (status, r.text().await.unwrap_or_default())
+    }
+
+    /// `POST /v1/idempotency/{key}/{step}`.
+    pub async fn idem(&self, key: &str, step: &str, body: Value) -> (u16, Value) {
+        self.post(&format!("/v1/idempotency/{key}/{step}"), body)
+            .await
+    }
+
     pub async fn get(&self, path: &str) -> (u16, Value) {
         let r = self
             .http

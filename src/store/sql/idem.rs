@@ -179,7 +179,7 @@ impl SqlStore {
     /// Applies a batch of idempotency writes in one transaction; one outcome per write, in
     /// order. Nothing of the batch is durable unless this returns `Ok`.
     pub async fn apply_idem(&self, writes: Vec<IdemWrite>) -> Result<Vec<IdemWritten>, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(classify)?;
+        let mut tx = self.begin_write().await?;
         let floor: i64 = if writes.iter().any(|w| Kind::of(w) == Kind::ClaimDrawn) {
             sqlx::query_scalar(FLOOR)
                 .fetch_one(&mut *tx)

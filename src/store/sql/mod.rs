@@ -99,6 +99,20 @@ impl SqlStore {
             .map_err(classify)
     }
 
+    /// Begins a transaction that will write. SQLite takes its write lock up front (`BEGIN
+    /// IMMEDIATE`), so a transaction that reads first never fails with "database is locked"
+    /// when it later writes: it waits its turn under `busy_timeout` instead.
+    pub(crate) async fn begin_write(
+        &self,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Any>, StoreError> {
+        if self.sqlite {
+            self.pool.begin_with("BEGIN IMMEDIATE").await
+        } else {
+            self.pool.begin().await
+        }
+        .map_err(classify)
+    }
+
     /// Closes the pool.
     pub async fn close(&self) {
         self.pool.close().await;
