@@ -1,0 +1,230 @@
+//! G4 under fault injection, through the real binary: completed keys survive Redis loss, no
+//! side effect runs twice in a failover storm, and the reaper removes expired records.
+
+mod support;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use support::{fast_failover, Postgres, Redis, Warden};
+
+fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Begins every key and asserts it replays its own completed response; returns the modes.
+async fn assert_all_replay(w: &Warden, keys: usize) -> HashMap<String, usize> {
+    let mut modes = HashMap::new();
+    for i in 0..keys {
+        let (s, v) = w.idem(&format!("p-{i}"), "begin", json!({})).await;
+        assert_eq!(
+            (s, v["state"].as_str()),
+            (200, Some("completed")),
+            "p-{i}: {v}"
+        );
+        assert_eq!(v["response"], json!({ "i": i }), "p-{i}");
+        *modes
+            .entry(v["mode"].as_str().unwrap().to_owned())
+            .or_default() += 1;
+    }
+    modes
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn completed_keys_replay_from_sql_when_redis_dies_and_comes_back_empty() {
+    let pg = Postgres::start();
+    let mut redis = Redis::start();
+    let w = Warden::start(&fast_failover(&pg, Some(redis.url())));
+    w.wait_ready_on("redis", Duration::from_secs(10)).await;
+    const KEYS: usize = 200;
+    for i in 0..KEYS {
+        let key = format!("p-{i}");
+        let (s, v) = w.idem(&key, "begin", json!({})).await;
+        assert_eq!((s, v["mode"].as_str()), (201, Some("primary")), "{v}");
+        let body = json!({"token": v["token"], "response": {"i": i}});
+        let (s, v) = w.idem(&key, "complete", body).await;
+        assert_eq!(s, 200, "{v}");
+    }
+
+    redis.kill();
+    // Right after the kill (breaker still closed) and after the switch to SQL alike, every
+    // key replays and none starts again.
+    let modes = assert_all_replay(&w, KEYS).await;
+    assert!(modes.contains_key("fallback"), "{modes:?}");
+    w.wait_ready_on("sql", Duration::from_secs(10)).await;
+    let modes = assert_all_replay(&w, KEYS).await;
+    assert_eq!(modes.get("fallback"), Some(&KEYS), "{modes:?}");
+
+    redis.restart();
+    w.wait_ready_on("redis", Duration::from_secs(15)).await;
+    // Redis is empty: each begin claims on Redis, SQL refuses, the hot copy is reseeded.
+    assert_all_replay(&w, KEYS).await;
+    let modes = assert_all_replay(&w, KEYS).await;
+    assert_eq!(
+        modes.get("primary"),
+        Some(&KEYS),
+        "served hot again: {modes:?}"
+    );
+    let reseeded = metric(
+        &w.metrics().await,
+        "warden_idempotency_reseeded_total{op=\"begin\"}",
+    );
+    assert!(reseeded >= KEYS as f64, "reseeded {reseeded}");
+}
+
+/// What the storm recorded: effects run per key, and who ran them.
+#[derive(Default)]
+struct Effects {
+    runs: HashMap<String, Vec<usize>>,
+    modes: HashMap<String, usize>,
+}
+
+async fn storm_worker(w: Arc<Warden>, worker: usize, keys: Vec<String>, fx: Arc<Mutex<Effects>>) {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut pending: Vec<String> = keys;
+    let start = worker * pending.len() / 8;
+    pending.rotate_left(start);
+    while !pending.is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "worker {worker} stuck on {pending:?}"
+        );
+        let mut left = Vec::new();
+        for key in pending {
+            let (s, v) = w.idem(&key, "begin", json!({"lease_ms": 10_000})).await;
+            match (s, v["state"].as_str()) {
+                (200, Some("completed")) => continue,
+                (201, Some("started")) => {}
+                (409, Some("in_progress")) | (503, _) => {
+                    left.push(key);
+                    continue;
+                }
+                other => panic!("unexpected begin answer {other:?}: {v}"),
+            }
+            fx.lock()
+                .unwrap()
+                .runs
+                .entry(key.clone())
+                .or_default()
+                .push(worker);
+            tokio::time::sleep(Duration::from_millis(15)).await;
+            let body = json!({"token": v["token"], "response": {"by": worker}});
+            loop {
+                let (s, c) = w.idem(&key, "complete", body.clone()).await;
+                match s {
+                    200 => {
+                        let mut fx = fx.lock().unwrap();
+                        *fx.modes
+                            .entry(c["mode"].as_str().unwrap().into())
+                            .or_default() += 1;
+                        break;
+                    }
+                    503 => tokio::time::sleep(Duration::from_millis(50)).await,
+                    _ => panic!("completion of {key} by its only executor refused: {c}"),
+                }
+            }
+        }
+        pending = left;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn failover_storm_runs_every_effect_exactly_once() {
+    let pg = Postgres::start();
+    let mut redis = Redis::start();
+    let w = Arc::new(Warden::start(&fast_failover(&pg, Some(redis.url()))));
+    w.wait_ready_on("redis", Duration::from_secs(10)).await;
+    // 8 workers race for the same 200 keys (8 × 25 each would be theirs alone), each from
+    // a different starting point, while Redis is killed and comes back empty.
+    let keys: Vec<String> = (0..200).map(|i| format!("s-{i}")).collect();
+    let fx = Arc::new(Mutex::new(Effects::default()));
+    let workers: Vec<_> = (0..8)
+        .map(|n| tokio::spawn(storm_worker(w.clone(), n, keys.clone(), fx.clone())))
+        .collect();
+    // Kill Redis mid-storm: once some keys completed on it, long before all did.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while fx
+        .lock()
+        .unwrap()
+        .modes
+        .get("primary")
+        .copied()
+        .unwrap_or(0)
+        < 10
+    {
+        assert!(Instant::now() < deadline, "no completions on redis");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    redis.kill();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    redis.restart();
+    for worker in workers {
+        worker.await.unwrap();
+    }
+
+    let fx = fx.lock().unwrap();
+    for key in &keys {
+        let runs = fx.runs.get(key).cloned().unwrap_or_default();
+        assert_eq!(runs.len(), 1, "{key} ran {runs:?}");
+        let (s, v) = w.idem(key, "begin", json!({})).await;
+        assert_eq!(s, 200, "{v}");
+        assert_eq!(
+            v["response"]["by"],
+            json!(runs[0]),
+            "{key} replays its executor's result"
+        );
+    }
+    assert!(
+        fx.modes.get("primary").copied().unwrap_or(0) > 0,
+        "{:?}",
+        fx.modes
+    );
+    assert!(
+        fx.modes.get("fallback").copied().unwrap_or(0) > 0,
+        "{:?}",
+        fx.modes
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reaper_removes_expired_records_from_both_tiers_and_counts_them() {
+    let pg = Postgres::start();
+    let redis = Redis::start();
+    let mut env = fast_failover(&pg, Some(redis.url()));
+    env.push(("WARDEN_REAP_INTERVAL_MS", "200".into()));
+    let w = Warden::start(&env);
+    w.wait_ready_on("redis", Duration::from_secs(10)).await;
+    let mut tokens = Vec::new();
+    for i in 0..30 {
+        let key = format!("r-{i}");
+        let (_, v) = w
+            .idem(&key, "begin", json!({"lease_ms": 300, "ttl_ms": 300}))
+            .await;
+        tokens.push(v["token"].as_i64().unwrap());
+        let body = json!({"token": v["token"], "response": i});
+        assert_eq!(w.idem(&key, "complete", body).await.0, 200);
+    }
+    assert_eq!(
+        redis.cli(&["EXISTS", "warden:{r-0}:idem"]).unwrap().trim(),
+        "1"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let series = "warden_idempotency_reaped_total{tier=\"sql\"}";
+    while metric(&w.metrics().await, series) < 30.0 {
+        assert!(Instant::now() < deadline, "reaper did not count 30 records");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        redis.cli(&["EXISTS", "warden:{r-0}:idem"]).unwrap().trim(),
+        "0"
+    );
+    // A key begun again after reaping never repeats a token of its earlier life.
+    let (s, v) = w.idem("r-0", "begin", json!({})).await;
+    assert_eq!(s, 201, "{v}");
+    assert!(v["token"].as_i64().unwrap() > tokens[0]);
+}
