@@ -167,7 +167,7 @@ async fn failover_storm_runs_every_effect_exactly_once() {
         worker.await.unwrap();
     }
 
-    let fx = fx.lock().unwrap();
+    let fx = std::mem::take(&mut *fx.lock().unwrap());
     for key in &keys {
         let runs = fx.runs.get(key).cloned().unwrap_or_default();
         assert_eq!(runs.len(), 1, "{key} ran {runs:?}");
