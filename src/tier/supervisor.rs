@@ -17,18 +17,34 @@ impl Tier {
     pub async fn supervise(self: Arc<Self>, shutdown: impl Future<Output = ()>) {
         let tick = (self.cfg.tier_lease / 4).max(Duration::from_millis(20));
         let mut next_reap = Instant::now() + REAP_EVERY;
-        tokio::pin!(shutdown);
-        loop {
-            self.tick().await;
-            if Instant::now() >= next_reap {
-                next_reap = Instant::now() + REAP_EVERY;
-                self.reap().await;
+        // The lease is renewed on its own schedule: a tick that waits on the switch lock
+        // (another request arming 16 384 slots) must not let the lease run out meanwhile.
+        let renew = async {
+            loop {
+                tokio::time::sleep(tick).await;
+                if let Err(e) = self.refresh().await {
+                    tracing::warn!(error = %e, "tier lease not renewed: database unreachable");
+                }
             }
-            tokio::select! {
-                _ = &mut shutdown => return,
-                _ = tokio::time::sleep(tick) => {}
-                _ = self.wake.notified() => {}
+        };
+        let supervise = async {
+            tokio::pin!(shutdown);
+            loop {
+                self.tick().await;
+                if Instant::now() >= next_reap {
+                    next_reap = Instant::now() + REAP_EVERY;
+                    self.reap().await;
+                }
+                tokio::select! {
+                    _ = &mut shutdown => return,
+                    _ = tokio::time::sleep(tick) => {}
+                    _ = self.wake.notified() => {}
+                }
             }
+        };
+        tokio::select! {
+            _ = renew => {}
+            _ = supervise => {}
         }
     }
 
