@@ -1,5 +1,6 @@
 //! The SQL tier through the library, on real SQLite and PostgreSQL: the epoch check inside the
-//! grant, per-epoch counters, and the reaper that keeps the lease table bounded.
+//! grant, per-epoch counters, the reaper that keeps the lease table bounded, and the batched
+//! idempotency writes.
 
 mod support;
 
@@ -7,8 +8,96 @@ use std::time::Duration;
 
 use warden::clock::now_ms;
 use warden::key::Key;
+use warden::store::idem::{IdemState, IdemWrite, IdemWritten};
 use warden::store::sql::SqlStore;
-use warden::store::{AcquireReply, LockStore};
+use warden::store::{token_base, AcquireReply, LockStore};
+
+fn claim(key: &str, token: Option<i64>, base: i64, now: i64, ttl: i64) -> IdemWrite {
+    IdemWrite::Claim {
+        key: key.into(),
+        token,
+        base,
+        fingerprint: String::new(),
+        lease_until: now + ttl,
+        expires_at: now + ttl,
+        now,
+    }
+}
+
+fn applied_token(w: &IdemWritten) -> i64 {
+    match w {
+        IdemWritten::Applied(r) => r.token,
+        other => panic!("not applied: {other:?}"),
+    }
+}
+
+/// One batch holds several writes per key (applied in order), conditional claims and
+/// completions; reaping raises the token floor so a key begun again never reuses a token.
+async fn idempotency_batches_and_floor(sql: SqlStore) {
+    let base = token_base(sql.tier_row().await.unwrap().epoch);
+    let now = now_ms();
+    let out = sql
+        .apply_idem(vec![
+            claim("b1", None, base, now, 60_000),
+            claim("b1", None, base, now, 60_000),
+            IdemWrite::Complete {
+                key: "b1".into(),
+                token: base + 99,
+                response: "1".into(),
+                now,
+            },
+            claim("b2", Some(base + 7), base, now, 60_000),
+            claim("b3", None, base, now, 5),
+        ])
+        .await
+        .unwrap();
+    let t1 = applied_token(&out[0]);
+    assert!(t1 > base);
+    let IdemWritten::Refused(Some(rec)) = &out[1] else {
+        panic!("second claim of a live key: {:?}", out[1])
+    };
+    assert_eq!((rec.state, rec.token), (IdemState::InProgress, t1));
+    assert!(matches!(out[2], IdemWritten::Refused(_)), "wrong token");
+    assert_eq!(
+        applied_token(&out[3]),
+        base + 7,
+        "a Redis-drawn token is kept"
+    );
+    let t3 = applied_token(&out[4]);
+
+    let out = sql
+        .apply_idem(vec![
+            IdemWrite::Complete {
+                key: "b1".into(),
+                token: t1,
+                response: r#"{"a": 1}"#.into(),
+                now,
+            },
+            claim("b2", Some(base + 6), base, now + 120_000, 60_000),
+        ])
+        .await
+        .unwrap();
+    let IdemWritten::Applied(done) = &out[0] else {
+        panic!("{:?}", out[0])
+    };
+    assert_eq!(done.response.as_deref(), Some(r#"{"a": 1}"#));
+    assert!(
+        matches!(out[1], IdemWritten::Refused(_)),
+        "a lower token never replaces a higher one"
+    );
+
+    let reaped = sql.reap_idem(now + 10, 100).await.unwrap();
+    assert_eq!(reaped, 1, "only b3 expired");
+    assert!(sql.idem_record("b1").await.unwrap().is_some());
+    let out = sql
+        .apply_idem(vec![claim("b3", None, base, now + 20, 60_000)])
+        .await
+        .unwrap();
+    assert!(
+        applied_token(&out[0]) > t3,
+        "the floor outlives the reaped row"
+    );
+}
 
 async fn reaper_keeps_tokens_growing(sql: SqlStore) {
     let row = sql.tier_row().await.unwrap();
@@ -65,6 +154,21 @@ async fn sqlite_reaper() {
             .unwrap(),
     )
     .await;
+}
+
+#[tokio::test]
+async fn sqlite_idempotency_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/w.db", dir.path().display());
+    let sql = SqlStore::connect(&url, 2, Duration::from_secs(2));
+    idempotency_batches_and_floor(sql.await.unwrap()).await;
+}
+
+#[tokio::test]
+async fn postgres_idempotency_batches() {
+    let pg = support::Postgres::start();
+    let sql = SqlStore::connect(&pg.url(), 2, Duration::from_secs(2)).await;
+    idempotency_batches_and_floor(sql.unwrap()).await;
 }
 
 #[tokio::test]
