@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# Benchmarks fenced locks in both modes against throwaway servers on this machine:
-#   primary  = Warden on Redis (PostgreSQL as its durable tier), with a raw redis-benchmark
-#              EVAL baseline of the same acquire script on the same Redis;
+# Benchmarks each suite in both modes against throwaway servers on this machine:
+#   primary  = Warden on Redis (PostgreSQL, fsync on, as its durable tier), with a raw
+#              redis-benchmark EVAL baseline of the same Lua step on the same Redis;
 #   fallback = Warden on PostgreSQL alone.
-# Usage: scripts/bench.sh [seconds per row]   (prints figures; asserts nothing)
+# Usage: scripts/bench.sh [seconds per row] [suites, default "locks idempotency"]
+# (prints figures; asserts nothing)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs="${1:-5}"
+suites="${2:-locks idempotency}"
 command -v redis-benchmark >/dev/null || { echo "needs redis-tools (scripts/test.sh installs it)"; exit 1; }
 cargo build --release --quiet
 bin=target/release/warden
@@ -40,8 +42,11 @@ start_warden() { # start_warden TIER DATABASE env VAR=…
 }
 
 echo "# machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB; $(redis-server --version | cut -d' ' -f3); $("$pgbin/postgres" --version)"
-start_warden redis postgres env WARDEN_REDIS_URL="redis://127.0.0.1:$rp/"
-"$bin" bench locks --url "http://127.0.0.1:$wp" --seconds "$secs" --redis-port "$rp"
-kill "$wpid"; wait "$wpid" 2>/dev/null || true
-start_warden sql fallback env
-"$bin" bench locks --url "http://127.0.0.1:$wp" --seconds "$secs"
+for suite in $suites; do
+  start_warden redis postgres env WARDEN_REDIS_URL="redis://127.0.0.1:$rp/"
+  "$bin" bench "$suite" --url "http://127.0.0.1:$wp" --seconds "$secs" --redis-port "$rp"
+  kill "$wpid"; wait "$wpid" 2>/dev/null || true
+  start_warden sql fallback env
+  "$bin" bench "$suite" --url "http://127.0.0.1:$wp" --seconds "$secs"
+  kill "$wpid"; wait "$wpid" 2>/dev/null || true
+done

@@ -29,7 +29,7 @@ impl Default for GroupCommitConfig {
     fn default() -> Self {
         Self {
             max_batch: 512,
-            concurrency: 4,
+            concurrency: 2,
         }
     }
 }
@@ -139,7 +139,7 @@ mod tests {
         let seen = sizes.clone();
         let cfg = GroupCommitConfig {
             max_batch: 64,
-            concurrency: 1,
+            concurrency: 2,
         };
         let gc = GroupCommit::start("test", cfg, move |w: Vec<u32>| {
             seen.lock().unwrap().push(w.len());

@@ -28,6 +28,8 @@ macro_rules! drawing_script {
 
 /// Source of the acquire script (benchmarks run it raw through `redis-benchmark`).
 pub const ACQUIRE_LUA: &str = drawing_script!("lua/acquire.lua");
+/// Source of the idempotency begin script (benchmarks run it raw too).
+pub const IDEM_BEGIN_LUA: &str = drawing_script!("lua/idem_begin.lua");
 
 /// The Lua scripts, each one atomic step (loaded once, then run by EVALSHA).
 struct Scripts {
@@ -50,7 +52,7 @@ impl Scripts {
             get: Script::new(include_str!("lua/get.lua")),
             seed_lease: Script::new(include_str!("lua/seed_lease.lua")),
             arm_epoch: Script::new(include_str!("lua/arm_epoch.lua")),
-            idem_begin: Script::new(drawing_script!("lua/idem_begin.lua")),
+            idem_begin: Script::new(IDEM_BEGIN_LUA),
             idem_seed: Script::new(include_str!("lua/idem_seed.lua")),
         }
     }

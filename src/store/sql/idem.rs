@@ -173,12 +173,22 @@ fn rounds(writes: &[IdemWrite]) -> Vec<Vec<usize>> {
     rounds
 }
 
-type Tx<'c> = sqlx::Transaction<'c, Any>;
-
 impl SqlStore {
     /// Applies a batch of idempotency writes in one transaction; one outcome per write, in
     /// order. Nothing of the batch is durable unless this returns `Ok`.
     pub async fn apply_idem(&self, writes: Vec<IdemWrite>) -> Result<Vec<IdemWritten>, StoreError> {
+        let Some(first) = writes.first() else {
+            return Ok(Vec::new());
+        };
+        let kind = Kind::of(first);
+        let rounds = rounds(&writes);
+        let alone = rounds.len() == 1 && writes.iter().all(|w| Kind::of(w) == kind);
+        if alone && kind != Kind::ClaimDrawn {
+            // One statement is atomic by itself: no BEGIN/COMMIT round trips (the hot path).
+            let batch: Vec<&IdemWrite> = writes.iter().collect();
+            let applied = run(&self.pool, kind, &batch, 0).await?;
+            return settle(&self.pool, &writes, applied).await;
+        }
         let mut tx = self.begin_write().await?;
         let floor: i64 = if writes.iter().any(|w| Kind::of(w) == Kind::ClaimDrawn) {
             sqlx::query_scalar(FLOOR)
@@ -188,8 +198,8 @@ impl SqlStore {
         } else {
             0
         };
-        let mut out: Vec<Option<IdemWritten>> = vec![None; writes.len()];
-        for round in rounds(&writes) {
+        let mut applied: Vec<Option<IdemRecord>> = vec![None; writes.len()];
+        for round in rounds {
             for kind in Kind::ALL {
                 let idx: Vec<usize> = round
                     .iter()
@@ -200,24 +210,15 @@ impl SqlStore {
                     continue;
                 }
                 let batch: Vec<&IdemWrite> = idx.iter().map(|&i| &writes[i]).collect();
-                let applied = run(&mut tx, kind, &batch, floor).await?;
+                let mut changed = run(&mut *tx, kind, &batch, floor).await?;
                 for i in idx {
-                    if let Some(rec) = applied.get(writes[i].key()) {
-                        out[i] = Some(IdemWritten::Applied(rec.clone()));
-                    }
+                    applied[i] = changed.remove(writes[i].key());
                 }
             }
         }
-        let refused: Vec<usize> = (0..writes.len()).filter(|&i| out[i].is_none()).collect();
-        if !refused.is_empty() {
-            let keys: Vec<&str> = refused.iter().map(|&i| writes[i].key()).collect();
-            let current = lookup(&mut tx, &keys).await?;
-            for i in refused {
-                out[i] = Some(IdemWritten::Refused(current.get(writes[i].key()).cloned()));
-            }
-        }
+        let out = settle(&mut *tx, &writes, applied).await?;
         tx.commit().await.map_err(classify)?;
-        Ok(out.into_iter().flatten().collect())
+        Ok(out)
     }
 
     /// The stored record of `key`, expired or not.
@@ -256,8 +257,8 @@ impl SqlStore {
 }
 
 /// Runs one multi-row statement; returns the rows it changed, by key.
-async fn run(
-    tx: &mut Tx<'_>,
+async fn run<'e>(
+    db: impl sqlx::Executor<'e, Database = Any>,
     kind: Kind,
     batch: &[&IdemWrite],
     floor: i64,
@@ -312,13 +313,54 @@ async fn run(
             }
         };
     }
-    let rows = q.bind(now).fetch_all(&mut **tx).await.map_err(classify)?;
+    let rows = q.bind(now).fetch_all(db).await.map_err(classify)?;
     rows.iter()
         .map(|row| record(row).map(|r| (r.key.clone(), r)))
         .collect()
 }
 
-async fn lookup(tx: &mut Tx<'_>, keys: &[&str]) -> Result<HashMap<String, IdemRecord>, StoreError> {
+/// One outcome per write: applied where the statement changed its row (`applied[i]`, or by
+/// key when given as a map), otherwise refused with the record as it now stands.
+async fn settle<'e>(
+    db: impl sqlx::Executor<'e, Database = Any>,
+    writes: &[IdemWrite],
+    applied: impl Applied,
+) -> Result<Vec<IdemWritten>, StoreError> {
+    let mut out: Vec<Option<IdemWritten>> = (0..writes.len())
+        .map(|i| applied.get(i, writes[i].key()).map(IdemWritten::Applied))
+        .collect();
+    let refused: Vec<usize> = (0..writes.len()).filter(|&i| out[i].is_none()).collect();
+    if !refused.is_empty() {
+        let keys: Vec<&str> = refused.iter().map(|&i| writes[i].key()).collect();
+        let current = lookup(db, &keys).await?;
+        for i in refused {
+            out[i] = Some(IdemWritten::Refused(current.get(writes[i].key()).cloned()));
+        }
+    }
+    Ok(out.into_iter().flatten().collect())
+}
+
+/// Rows a batch changed: by write index, or by key for a single statement.
+trait Applied {
+    fn get(&self, i: usize, key: &str) -> Option<IdemRecord>;
+}
+
+impl Applied for Vec<Option<IdemRecord>> {
+    fn get(&self, i: usize, _key: &str) -> Option<IdemRecord> {
+        self[i].clone()
+    }
+}
+
+impl Applied for HashMap<String, IdemRecord> {
+    fn get(&self, _i: usize, key: &str) -> Option<IdemRecord> {
+        HashMap::get(self, key).cloned()
+    }
+}
+
+async fn lookup<'e>(
+    db: impl sqlx::Executor<'e, Database = Any>,
+    keys: &[&str],
+) -> Result<HashMap<String, IdemRecord>, StoreError> {
     let list = (1..=keys.len())
         .map(|i| format!("${i}"))
         .collect::<Vec<_>>()
@@ -328,7 +370,7 @@ async fn lookup(tx: &mut Tx<'_>, keys: &[&str]) -> Result<HashMap<String, IdemRe
     for k in keys {
         q = q.bind(*k);
     }
-    let rows = q.fetch_all(&mut **tx).await.map_err(classify)?;
+    let rows = q.fetch_all(db).await.map_err(classify)?;
     rows.iter()
         .map(|row| record(row).map(|r| (r.key.clone(), r)))
         .collect()

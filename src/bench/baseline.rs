@@ -1,0 +1,54 @@
+//! The same-run baseline: raw `redis-benchmark` EVAL of a Warden Lua step on the same Redis,
+//! with random keys, at the same client count.
+
+use crate::store::redis::slot_keys;
+
+/// Runs `script` with `KEYS = [gate, key, counter]` of one slot (`key` carries
+/// `__rand_int__`, so every call touches a new key) and `argv`; returns requests/s and p99 ms.
+pub(crate) fn eval(
+    port: u16,
+    clients: usize,
+    requests: usize,
+    script: &str,
+    key: &str,
+    argv: &[String],
+) -> Result<(f64, f64), String> {
+    let slot = slot_keys(key);
+    let out = std::process::Command::new("redis-benchmark")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+        .args(["-c", &clients.to_string(), "-n", &requests.to_string()])
+        .args(["-r", "100000000", "--csv", "EVAL", script, "3"])
+        .args([&slot.gate, key, &slot.counter])
+        .args(argv)
+        .output()
+        .map_err(|e| format!("redis-benchmark: {e}"))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    // CSV: "test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms","p95_latency_ms","p99_latency_ms","max_latency_ms"
+    let row = text.lines().last().ok_or("no redis-benchmark output")?;
+    let cols: Vec<f64> = row
+        .split(',')
+        .skip(1)
+        .filter_map(|c| c.trim_matches('"').parse().ok())
+        .collect();
+    match (cols.first(), cols.get(5)) {
+        (Some(rps), Some(p99)) => Ok((*rps, *p99)),
+        _ => Err(format!("cannot parse redis-benchmark output: {text}")),
+    }
+}
+
+/// The baseline column of a row measured at `rate` ops/s: `| raw …  ratio r`.
+pub(crate) fn column(result: Option<Result<(f64, f64), String>>, rate: f64) -> String {
+    match result {
+        Some(Ok((rps, p99))) => format!(
+            "  | raw redis-benchmark EVAL: {rps:9.0} req/s p99 {p99:.2} ms  ratio {:.2}",
+            rate / rps
+        ),
+        Some(Err(e)) => format!("  | baseline failed: {e}"),
+        None => String::new(),
+    }
+}
+
+/// How many baseline requests to run for a row measured at `rate` ops/s.
+pub(crate) fn requests(rate: f64) -> usize {
+    (rate as usize * 2).clamp(20_000, 400_000)
+}

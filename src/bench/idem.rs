@@ -1,0 +1,92 @@
+//! `warden bench idempotency`: begin+complete pairs on new keys (each completion durable in SQL
+//! before its answer), and replays of completed keys, against the raw begin script.
+
+use serde_json::json;
+
+use super::client::Conn;
+use super::{baseline, drive, BenchArgs, Run, Step};
+use crate::store::redis::IDEM_BEGIN_LUA;
+
+/// Begin a new key, then complete it.
+#[derive(Clone)]
+struct Pairs(String);
+
+impl Step for Pairs {
+    async fn step(&self, http: &mut Conn, c: usize, n: u64, run: &mut Run) -> Result<(), String> {
+        let key = format!("bench-{}-{c}-{n}", self.0);
+        let body = json!({"fingerprint": "f"});
+        let path = format!("/v1/idempotency/{key}/begin");
+        let (status, v) = run.first.time(http.post(&path, &body)).await?;
+        if status != 201 {
+            run.refused += 1;
+            return Ok(());
+        }
+        let body = json!({"token": v["token"], "response": {"charge": n, "ok": true}});
+        let path = format!("/v1/idempotency/{key}/complete");
+        match run.second.time(http.post(&path, &body)).await?.0 {
+            200 => run.ops += 1,
+            _ => run.refused += 1,
+        }
+        Ok(())
+    }
+}
+
+/// Begin the client's completed key again: the saved response comes back.
+#[derive(Clone)]
+struct Replays(String);
+
+impl Step for Replays {
+    async fn step(&self, http: &mut Conn, c: usize, n: u64, run: &mut Run) -> Result<(), String> {
+        let key = format!("bench-{}-{c}", self.0);
+        let path = format!("/v1/idempotency/{key}/begin");
+        let body = json!({"fingerprint": "f"});
+        if n == 1 {
+            let (_, v) = http.post(&path, &body).await?;
+            let done = json!({"token": v["token"], "response": {"ok": true}});
+            http.post(&format!("/v1/idempotency/{key}/complete"), &done)
+                .await?;
+            return Ok(());
+        }
+        match run.first.time(http.post(&path, &body)).await?.0 {
+            200 => run.ops += 1,
+            _ => run.refused += 1,
+        }
+        Ok(())
+    }
+}
+
+/// Runs the idempotency suite.
+pub(crate) async fn run(args: &BenchArgs, mode: &str, epoch: i64, tag: &str) -> Result<(), String> {
+    for &c in &args.clients {
+        let mut r = drive(args, c, Pairs(format!("{tag}-p{c}"))).await;
+        let rate = r.rate();
+        let argv = [
+            epoch.to_string(),
+            "0".into(),
+            "f".into(),
+            "30000".into(),
+            "60000".into(),
+        ];
+        let base = args.redis_port.map(|p| {
+            let key = "warden:{ib}:__rand_int__:idem";
+            baseline::eval(p, c, baseline::requests(rate), IDEM_BEGIN_LUA, key, &argv)
+        });
+        println!(
+            "{mode:8} begin+complete clients {c:3}: {rate:9.0} pairs/s  refused {:5}  begin {}  complete {}{}",
+            r.refused,
+            r.first.line(),
+            r.second.line(),
+            baseline::column(base, rate)
+        );
+    }
+    for &c in &args.clients {
+        let mut r = drive(args, c, Replays(format!("{tag}-r{c}"))).await;
+        println!(
+            "{mode:8} replay (completed) clients {c:3}: {:9.0} begins/s  refused {:5}  {}",
+            r.rate(),
+            r.refused,
+            r.first.line()
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,75 @@
+//! `warden bench locks`: acquire+release pairs on one key per client, and acquires of new keys
+//! against the raw acquire script.
+
+use serde_json::json;
+
+use super::client::Conn;
+use super::{baseline, drive, BenchArgs, Run, Step};
+use crate::store::redis::ACQUIRE_LUA;
+
+/// Acquire then release the client's own key.
+#[derive(Clone)]
+struct Pairs(String);
+
+impl Step for Pairs {
+    async fn step(&self, http: &mut Conn, c: usize, _n: u64, run: &mut Run) -> Result<(), String> {
+        let key = format!("bench-{}-{c}", self.0);
+        let body = json!({"owner": format!("c{c}"), "ttl_ms": 10_000});
+        let path = format!("/v1/locks/{key}/acquire");
+        let (status, v) = run.first.time(http.post(&path, &body)).await?;
+        if status != 200 {
+            run.refused += 1;
+            return Ok(());
+        }
+        let body = json!({"owner": format!("c{c}"), "fencing_token": v["fencing_token"]});
+        let path = format!("/v1/locks/{key}/release");
+        match run.second.time(http.post(&path, &body)).await? {
+            (200, _) => run.ops += 1,
+            _ => run.refused += 1,
+        }
+        Ok(())
+    }
+}
+
+/// Acquire a key nobody used before.
+#[derive(Clone)]
+struct NewKeys(String);
+
+impl Step for NewKeys {
+    async fn step(&self, http: &mut Conn, c: usize, n: u64, run: &mut Run) -> Result<(), String> {
+        let path = format!("/v1/locks/bench-{}-{c}-{n}/acquire", self.0);
+        let body = json!({"owner": format!("c{c}"), "ttl_ms": 10_000});
+        match run.first.time(http.post(&path, &body)).await?.0 {
+            200 => run.ops += 1,
+            _ => run.refused += 1,
+        }
+        Ok(())
+    }
+}
+
+/// Runs the lock suite.
+pub(crate) async fn run(args: &BenchArgs, mode: &str, epoch: i64, tag: &str) -> Result<(), String> {
+    for &c in &args.clients {
+        let mut r = drive(args, c, Pairs(format!("{tag}-p{c}"))).await;
+        println!(
+            "{mode:8} acquire+release clients {c:3}: {:9.0} pairs/s  refused {:5}  acquire {}  release {}",
+            r.rate(), r.refused, r.first.line(), r.second.line()
+        );
+    }
+    for &c in &args.clients {
+        let mut r = drive(args, c, NewKeys(format!("{tag}-a{c}"))).await;
+        let rate = r.rate();
+        let argv = [epoch.to_string(), "owner".into(), "1000".into()];
+        let base = args.redis_port.map(|p| {
+            let key = "warden:{rb}:__rand_int__:lock";
+            baseline::eval(p, c, baseline::requests(rate), ACQUIRE_LUA, key, &argv)
+        });
+        println!(
+            "{mode:8} acquire (new keys) clients {c:3}: {rate:9.0} acquires/s  refused {:5}  {}{}",
+            r.refused,
+            r.first.line(),
+            baseline::column(base, rate)
+        );
+    }
+    Ok(())
+}
