@@ -139,7 +139,7 @@ mod tests {
         let seen = sizes.clone();
         let cfg = GroupCommitConfig {
             max_batch: 64,
-            concurrency: 2,
+            concurrency: 1,
         };
         let gc = GroupCommit::start("test", cfg, move |w: Vec<u32>| {
             seen.lock().unwrap().push(w.len());
