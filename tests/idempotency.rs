@@ -228,3 +228,53 @@ async fn reaper_removes_expired_records_from_both_tiers_and_counts_them() {
     assert_eq!(s, 201, "{v}");
     assert!(v["token"].as_i64().unwrap() > tokens[0]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn instances_share_claims_and_results_across_restarts() {
+    let pg = Postgres::start();
+    let redis = Redis::start();
+    let env = fast_failover(&pg, Some(redis.url()));
+    let mut a = Warden::start(&env);
+    let b = Warden::start(&env);
+    a.wait_ready_on("redis", Duration::from_secs(10)).await;
+    b.wait_ready_on("redis", Duration::from_secs(10)).await;
+
+    // A claim made through one instance holds on the other; a waiter on the other gets the
+    // result (it polls: the completion happened elsewhere).
+    let (s, v) = a.idem("x-1", "begin", json!({"fingerprint": "f"})).await;
+    assert_eq!(s, 201, "{v}");
+    let (s, busy) = b.idem("x-1", "begin", json!({"fingerprint": "f"})).await;
+    assert_eq!(
+        (s, busy["state"].as_str()),
+        (409, Some("in_progress")),
+        "{busy}"
+    );
+    let (s, other) = b.idem("x-1", "begin", json!({"fingerprint": "g"})).await;
+    assert_eq!(
+        (s, other["code"].as_str()),
+        (422, Some("fingerprint_mismatch"))
+    );
+    let waiter = b.idem("x-1", "begin", json!({"fingerprint": "f", "wait_ms": 5000}));
+    let finisher = async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let body = json!({"token": v["token"], "response": {"n": 1}});
+        a.idem("x-1", "complete", body).await
+    };
+    let ((s, got), (cs, _)) = tokio::join!(waiter, finisher);
+    assert_eq!(cs, 200);
+    assert_eq!((s, got["response"]["n"].as_i64()), (200, Some(1)), "{got}");
+
+    // A SIGKILLed instance loses nothing that was answered: completed keys replay and a claim
+    // answered `started` still holds after the restart.
+    let (_, claimed) = a.idem("x-2", "begin", json!({"lease_ms": 60_000})).await;
+    a.kill();
+    a.restart();
+    a.wait_ready_on("redis", Duration::from_secs(10)).await;
+    let (s, v) = a.idem("x-1", "begin", json!({})).await;
+    assert_eq!((s, v["response"]["n"].as_i64()), (200, Some(1)), "{v}");
+    let (s, v) = b.idem("x-2", "begin", json!({})).await;
+    assert_eq!((s, v["state"].as_str()), (409, Some("in_progress")), "{v}");
+    let body = json!({"token": claimed["token"], "response": "done"});
+    let (s, v) = b.idem("x-2", "complete", body).await;
+    assert_eq!((s, v["response"].as_str()), (200, Some("done")), "{v}");
+}
