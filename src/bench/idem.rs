@@ -14,20 +14,15 @@ struct Pairs(String);
 impl Step for Pairs {
     async fn step(&self, http: &mut Conn, c: usize, n: u64, run: &mut Run) -> Result<(), String> {
         let key = format!("bench-{}-{c}-{n}", self.0);
-        let body = json!({"fingerprint": "f"});
-        let path = format!("/v1/idempotency/{key}/begin");
-        let (status, v) = run.first.time(http.post(&path, &body)).await?;
-        if status != 201 {
-            run.refused += 1;
-            return Ok(());
-        }
-        let body = json!({"token": v["token"], "response": {"charge": n, "ok": true}});
-        let path = format!("/v1/idempotency/{key}/complete");
-        match run.second.time(http.post(&path, &body)).await?.0 {
-            200 => run.ops += 1,
-            _ => run.refused += 1,
-        }
-        Ok(())
+        let begin = (
+            format!("/v1/idempotency/{key}/begin"),
+            json!({"fingerprint": "f"}),
+        );
+        run.pair(http, begin, 201, |v| {
+            let body = json!({"token": v["token"], "response": {"charge": n, "ok": true}});
+            (format!("/v1/idempotency/{key}/complete"), body)
+        })
+        .await
     }
 }
 
@@ -47,11 +42,7 @@ impl Step for Replays {
                 .await?;
             return Ok(());
         }
-        match run.first.time(http.post(&path, &body)).await?.0 {
-            200 => run.ops += 1,
-            _ => run.refused += 1,
-        }
-        Ok(())
+        run.single(http, &path, &body, 200).await
     }
 }
 

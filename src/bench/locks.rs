@@ -14,20 +14,16 @@ struct Pairs(String);
 impl Step for Pairs {
     async fn step(&self, http: &mut Conn, c: usize, _n: u64, run: &mut Run) -> Result<(), String> {
         let key = format!("bench-{}-{c}", self.0);
-        let body = json!({"owner": format!("c{c}"), "ttl_ms": 10_000});
-        let path = format!("/v1/locks/{key}/acquire");
-        let (status, v) = run.first.time(http.post(&path, &body)).await?;
-        if status != 200 {
-            run.refused += 1;
-            return Ok(());
-        }
-        let body = json!({"owner": format!("c{c}"), "fencing_token": v["fencing_token"]});
-        let path = format!("/v1/locks/{key}/release");
-        match run.second.time(http.post(&path, &body)).await? {
-            (200, _) => run.ops += 1,
-            _ => run.refused += 1,
-        }
-        Ok(())
+        let owner = format!("c{c}");
+        let acquire = (
+            format!("/v1/locks/{key}/acquire"),
+            json!({"owner": owner, "ttl_ms": 10_000}),
+        );
+        run.pair(http, acquire, 200, |v| {
+            let body = json!({"owner": owner, "fencing_token": v["fencing_token"]});
+            (format!("/v1/locks/{key}/release"), body)
+        })
+        .await
     }
 }
 
@@ -39,11 +35,7 @@ impl Step for NewKeys {
     async fn step(&self, http: &mut Conn, c: usize, n: u64, run: &mut Run) -> Result<(), String> {
         let path = format!("/v1/locks/bench-{}-{c}-{n}/acquire", self.0);
         let body = json!({"owner": format!("c{c}"), "ttl_ms": 10_000});
-        match run.first.time(http.post(&path, &body)).await?.0 {
-            200 => run.ops += 1,
-            _ => run.refused += 1,
-        }
-        Ok(())
+        run.single(http, &path, &body, 200).await
     }
 }
 

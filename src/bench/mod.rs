@@ -12,6 +12,7 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use client::Conn;
+use serde_json::Value;
 
 /// Arguments of `warden bench`.
 #[derive(clap::Args, Debug)]
@@ -80,6 +81,48 @@ pub(crate) struct Run {
 }
 
 impl Run {
+    /// Counts one operation as done or refused.
+    fn count(&mut self, ok: bool) {
+        if ok {
+            self.ops += 1;
+        } else {
+            self.refused += 1;
+        }
+    }
+
+    /// One timed call (first step) that must answer `expect`.
+    async fn single(
+        &mut self,
+        http: &mut Conn,
+        path: &str,
+        body: &Value,
+        expect: u16,
+    ) -> Result<(), String> {
+        let status = self.first.time(http.post(path, body)).await?.0;
+        self.count(status == expect);
+        Ok(())
+    }
+
+    /// Two timed calls: the first must answer `expect`, the second is built from its answer
+    /// and must answer 200.
+    async fn pair(
+        &mut self,
+        http: &mut Conn,
+        first: (String, Value),
+        expect: u16,
+        second: impl FnOnce(&Value) -> (String, Value),
+    ) -> Result<(), String> {
+        let (status, v) = self.first.time(http.post(&first.0, &first.1)).await?;
+        if status != expect {
+            self.count(false);
+            return Ok(());
+        }
+        let (path, body) = second(&v);
+        let status = self.second.time(http.post(&path, &body)).await?.0;
+        self.count(status == 200);
+        Ok(())
+    }
+
     fn rate(&self) -> f64 {
         self.ops as f64 / self.elapsed.as_secs_f64()
     }
