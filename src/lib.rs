@@ -1,6 +1,7 @@
 //! Warden: a coordination service whose grants stay safe across Redis loss.
 //!
-//! Dependencies run one way: [`api`] → domain modules ([`lock`], [`fence`], [`idem`]) → [`tier`] →
+//! Dependencies run one way: [`api`] → domain modules ([`lock`], [`fence`], [`idem`],
+//! [`reserve`]) → [`tier`] →
 //! [`store`]. [`service::Warden`] runs them in-process; the binary only wires
 //! [`config::Config`] to [`api::serve`].
 #![warn(missing_docs)]
@@ -16,6 +17,7 @@ pub mod idem;
 pub mod key;
 pub mod lock;
 pub mod metrics_names;
+pub mod reserve;
 pub mod service;
 pub mod store;
 pub mod tier;

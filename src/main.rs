@@ -15,7 +15,7 @@ use warden::config::Settings;
 #[command(
     name = "warden",
     version,
-    about = "Coordination service: fenced locks over Redis with a SQL fallback"
+    about = "Coordination service: fenced locks, idempotency keys and reservations over Redis with a durable SQL tier"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -28,6 +28,14 @@ enum Command {
     Serve(Settings),
     /// Drive a running Warden and print throughput and latency percentiles.
     Bench(BenchArgs),
+    /// Compare every SKU's Redis stock copy with SQL; print and count each difference.
+    Reconcile {
+        /// Reseed differing Redis copies from SQL (the durable truth).
+        #[arg(long)]
+        fix: bool,
+        #[command(flatten)]
+        settings: Settings,
+    },
 }
 
 #[tokio::main]
@@ -46,6 +54,12 @@ async fn main() -> std::process::ExitCode {
             Err(e) => Err(e.to_string()),
         },
         Command::Bench(args) => warden::bench::run(args).await,
+        Command::Reconcile { fix, settings } => match settings.resolve() {
+            Ok(config) => warden::service::reconcile(&config, fix)
+                .await
+                .map(|report| print!("{report}")),
+            Err(e) => Err(e.to_string()),
+        },
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

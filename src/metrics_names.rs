@@ -26,3 +26,9 @@ pub const GROUP_COMMIT_SECONDS: &str = "warden_group_commit_duration_seconds";
 pub const IDEM_REAPED: &str = "warden_idempotency_reaped_total";
 /// Counter: Redis hot copies corrected from SQL (the durable record won), by `op`.
 pub const IDEM_RESEEDED: &str = "warden_idempotency_reseeded_total";
+/// Counter: holds returned to stock by the expiry reaper.
+pub const HOLDS_EXPIRED: &str = "warden_holds_expired_total";
+/// Counter: Redis inventory copies found to differ from SQL, by `fixed` ("true"/"false").
+pub const RECONCILE_MISMATCHES: &str = "warden_reconcile_mismatches_total";
+/// Counter: SKU hot copies (re)seeded from SQL.
+pub const STOCK_SEEDED: &str = "warden_stock_seeded_total";

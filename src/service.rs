@@ -12,6 +12,7 @@ use crate::config::Config;
 use crate::fence::Fences;
 use crate::idem::Idempotency;
 use crate::lock::Locks;
+use crate::reserve::Reservations;
 use crate::store::redis::RedisStore;
 use crate::store::sql::SqlStore;
 use crate::store::StoreError;
@@ -27,6 +28,8 @@ pub struct Warden {
     pub fences: Arc<Fences>,
     /// Idempotency keys (also the in-process [`Idempotency::run`] API).
     pub idempotency: Arc<Idempotency>,
+    /// Flash-sale reservations.
+    pub reservations: Arc<Reservations>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -51,6 +54,7 @@ impl Warden {
         let tier = Arc::new(Tier::new(tier_cfg, sql, redis));
         tier.refresh().await?;
         let idempotency = Idempotency::start(tier.clone());
+        let reservations = Reservations::start(tier.clone());
         let (stop, stop_rx) = watch::channel(false);
         let stopped = |mut rx: watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|s| *s).await;
@@ -61,13 +65,19 @@ impl Warden {
             config.reap_interval,
             stopped(stop_rx.clone()),
         ));
+        let holds = tokio::spawn(reservations.clone().reap(stopped(stop_rx.clone())));
+        let reconcile = tokio::spawn(reconcile_periodically(
+            reservations.clone(),
+            stopped(stop_rx.clone()),
+        ));
         Ok(Self {
+            reservations,
             locks: Arc::new(Locks::new(tier.clone())),
             fences: Arc::new(Fences::new(tier.clone())),
             idempotency,
             tier,
             stop,
-            tasks: vec![supervisor, reaper],
+            tasks: vec![supervisor, reaper, holds, reconcile],
         })
     }
 
@@ -98,4 +108,48 @@ async fn reap_idempotency(
             Err(e) => tracing::warn!(error = %e, "idempotency reaper failed"),
         }
     }
+}
+
+/// How often Redis stock copies are compared with SQL (reported, not fixed: `warden
+/// reconcile --fix` corrects them).
+const RECONCILE_EVERY: Duration = Duration::from_secs(30);
+
+async fn reconcile_periodically(
+    reservations: Arc<Reservations>,
+    stop: impl std::future::Future<Output = ()>,
+) {
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            _ = &mut stop => return,
+            _ = tokio::time::sleep(RECONCILE_EVERY) => {}
+        }
+        if let Err(e) = reservations.reconcile(false).await {
+            tracing::warn!(error = %e, "reconciliation failed");
+        }
+    }
+}
+
+/// One reconciliation pass for `warden reconcile`: a report line per differing SKU.
+pub async fn reconcile(config: &Config, fix: bool) -> Result<String, String> {
+    let warden = Warden::start(config).await.map_err(|e| e.to_string())?;
+    let found = warden.reservations.reconcile(fix).await;
+    let tier = warden.tier.status().tier.unwrap_or_default();
+    warden.shutdown().await;
+    let found = found.map_err(|e| e.to_string())?;
+    let mut report = format!("tier {tier}: {} mismatching sku(s)\n", found.len());
+    for m in found {
+        report.push_str(&format!(
+            "{}: redis total {} reserved {} confirmed {} | sql total {} reserved {} confirmed {}{}\n",
+            m.sku,
+            m.redis.total,
+            m.redis.reserved,
+            m.redis.confirmed,
+            m.sql.total,
+            m.sql.reserved,
+            m.sql.confirmed,
+            if m.fixed { " | fixed" } else { "" }
+        ));
+    }
+    Ok(report)
 }

@@ -3,7 +3,7 @@
 //! Saved responses are kept as raw JSON and replayed byte for byte.
 
 use axum::extract::State;
-use axum::http::{header, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
@@ -14,7 +14,7 @@ use utoipa::ToSchema;
 use super::extract::{in_range, token, Body, PathKey};
 use super::locks::{blocked, LockAnswer};
 use super::observe::Op;
-use super::problem::{ApiError, Problem};
+use super::problem::{state_problem, ApiError, Problem};
 use super::AppState;
 use crate::clock::rfc3339;
 use crate::idem::{
@@ -95,15 +95,6 @@ pub struct IdemAnswer {
     pub retry_after_ms: Option<i64>,
 }
 
-/// A problem document that also carries the terminal state.
-#[derive(Serialize)]
-struct StateProblem {
-    #[serde(flatten)]
-    problem: Problem,
-    state: &'static str,
-    mode: &'static str,
-}
-
 /// The idempotency routes.
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -127,21 +118,13 @@ fn raw(response: String) -> Option<Box<RawValue>> {
 
 fn mismatch(op: &Op, key: &str, mode: Mode) -> Response {
     op.finish(key, "fingerprint_mismatch", mode.as_str());
-    let status = StatusCode::UNPROCESSABLE_ENTITY;
-    let body = StateProblem {
-        problem: Problem {
-            kind: "/problems/fingerprint_mismatch".into(),
-            title: "Fingerprint mismatch".into(),
-            status: status.as_u16(),
-            detail: "this idempotency key was used with a different request".into(),
-            code: "fingerprint_mismatch".into(),
-        },
-        state: "fingerprint_mismatch",
-        mode: mode.as_str(),
-    };
-    let json = serde_json::to_vec(&body).unwrap_or_default();
-    let ct = [(header::CONTENT_TYPE, "application/problem+json")];
-    (status, ct, json).into_response()
+    state_problem(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "fingerprint_mismatch",
+        "Fingerprint mismatch",
+        "this idempotency key was used with a different request",
+        mode,
+    )
 }
 
 fn begin_request(key: Key, body: BeginBody) -> Result<BeginRequest, ApiError> {

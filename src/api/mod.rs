@@ -7,6 +7,7 @@ mod locks;
 pub mod observe;
 mod ops;
 pub mod problem;
+mod reserve;
 
 pub use ops::ApiDoc;
 
@@ -22,6 +23,7 @@ use crate::config::Config;
 use crate::fence::Fences;
 use crate::idem::Idempotency;
 use crate::lock::Locks;
+use crate::reserve::Reservations;
 use crate::service::Warden;
 use crate::store::StoreError;
 use crate::tier::Tier;
@@ -37,6 +39,8 @@ pub struct AppState {
     pub fences: Arc<Fences>,
     /// Idempotency service.
     pub idempotency: Arc<Idempotency>,
+    /// Reservation service.
+    pub reservations: Arc<Reservations>,
     /// Metrics renderer.
     pub metrics: PrometheusHandle,
 }
@@ -79,6 +83,7 @@ pub fn state(warden: &Warden) -> AppState {
         locks: warden.locks.clone(),
         fences: warden.fences.clone(),
         idempotency: warden.idempotency.clone(),
+        reservations: warden.reservations.clone(),
         metrics: metrics_handle(),
     }
 }
@@ -88,6 +93,7 @@ pub fn app(state: AppState, max_body_bytes: usize) -> Router {
     Router::new()
         .merge(locks::router())
         .merge(idem::router())
+        .merge(reserve::router())
         .merge(ops::router())
         .fallback(problem::not_found)
         .method_not_allowed_fallback(problem::method_not_allowed)

@@ -107,7 +107,7 @@ pub async fn metrics(State(app): State<AppState>) -> Response {
 #[openapi(
     info(
         title = "Warden",
-        description = "Fenced locks and idempotency keys over Redis with a durable SQL tier"
+        description = "Fenced locks, idempotency keys and flash-sale reservations over Redis with a durable SQL tier"
     ),
     paths(
         super::locks::acquire,
@@ -119,6 +119,11 @@ pub async fn metrics(State(app): State<AppState>) -> Response {
         super::idem::complete,
         super::idem::fail,
         super::idem::extend,
+        super::reserve::set_total,
+        super::reserve::read,
+        super::reserve::reserve,
+        super::reserve::confirm,
+        super::reserve::release,
         healthz,
         readyz,
         status,

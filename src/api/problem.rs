@@ -127,3 +127,37 @@ pub async fn not_found() -> ApiError {
 pub async fn method_not_allowed() -> ApiError {
     ApiError::method_not_allowed()
 }
+
+/// A problem document that also carries the terminal `state` (equal to its `code`) and the
+/// `mode`: a domain refusal that clients may read either way.
+#[derive(Serialize)]
+struct StateProblem {
+    #[serde(flatten)]
+    problem: Problem,
+    state: &'static str,
+    mode: &'static str,
+}
+
+/// A problem+json answer for a domain refusal (not counted as bad input).
+pub fn state_problem(
+    status: StatusCode,
+    code: &'static str,
+    title: &str,
+    detail: impl Into<String>,
+    mode: crate::tier::Mode,
+) -> Response {
+    let body = StateProblem {
+        problem: Problem {
+            kind: format!("/problems/{code}"),
+            title: title.into(),
+            status: status.as_u16(),
+            detail: detail.into(),
+            code: code.into(),
+        },
+        state: code,
+        mode: mode.as_str(),
+    };
+    let json = serde_json::to_vec(&body).unwrap_or_default();
+    let ct = [(header::CONTENT_TYPE, "application/problem+json")];
+    (status, ct, json).into_response()
+}

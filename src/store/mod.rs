@@ -4,6 +4,7 @@
 
 pub mod idem;
 pub mod redis;
+pub mod reserve;
 pub mod sql;
 
 use std::future::Future;

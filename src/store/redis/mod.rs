@@ -4,6 +4,7 @@
 mod conn;
 mod idem;
 mod lock;
+mod reserve;
 mod slots;
 
 use std::time::Duration;
@@ -28,6 +29,8 @@ macro_rules! drawing_script {
 
 /// Source of the acquire script (benchmarks run it raw through `redis-benchmark`).
 pub const ACQUIRE_LUA: &str = drawing_script!("lua/acquire.lua");
+/// Source of the reserve script (benchmarks run it raw too).
+pub const RESERVE_LUA: &str = include_str!("lua/res_reserve.lua");
 /// Source of the idempotency begin script (benchmarks run it raw too).
 pub const IDEM_BEGIN_LUA: &str = drawing_script!("lua/idem_begin.lua");
 
@@ -41,6 +44,10 @@ struct Scripts {
     arm_epoch: Script,
     idem_begin: Script,
     idem_seed: Script,
+    res_reserve: Script,
+    res_settle: Script,
+    res_seed: Script,
+    res_total: Script,
 }
 
 impl Scripts {
@@ -54,6 +61,10 @@ impl Scripts {
             arm_epoch: Script::new(include_str!("lua/arm_epoch.lua")),
             idem_begin: Script::new(IDEM_BEGIN_LUA),
             idem_seed: Script::new(include_str!("lua/idem_seed.lua")),
+            res_reserve: Script::new(RESERVE_LUA),
+            res_settle: Script::new(include_str!("lua/res_settle.lua")),
+            res_seed: Script::new(include_str!("lua/res_seed.lua")),
+            res_total: Script::new(include_str!("lua/res_total.lua")),
         }
     }
 }
@@ -89,13 +100,16 @@ impl RedisStore {
     /// `None` means the gate is missing.
     pub async fn gate_epoch(&self, key: Option<&str>) -> Result<Option<i64>, StoreError> {
         let gate = slot_keys(&tagged(key.unwrap_or(""), "lock")).gate;
+        let mut get = redis::cmd("GET");
+        get.arg(gate);
+        self.query(&get).await
+    }
+
+    /// Runs one plain command under the per-call timeout.
+    async fn query<T: FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, StoreError> {
         bounded(self.timeout, async {
             let mut conn = self.conn.handle().await.map_err(classify)?;
-            let mut get = redis::cmd("GET");
-            get.arg(gate);
-            get.query_async::<Option<i64>>(&mut conn)
-                .await
-                .map_err(classify)
+            cmd.query_async(&mut conn).await.map_err(classify)
         })
         .await
     }

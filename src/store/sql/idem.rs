@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use sqlx::any::AnyRow;
 use sqlx::{Any, AssertSqlSafe};
 
-use super::{classify, col, SqlStore};
+use super::{classify, col, rows_sql, SqlStore};
 use crate::store::idem::{IdemRecord, IdemState, IdemWrite, IdemWritten};
 use crate::store::StoreError;
 
@@ -116,22 +116,6 @@ impl Kind {
             Kind::Release => 2,
         }
     }
-}
-
-/// `($1,$2),($3,$4)`-style rows of numbered placeholders.
-fn rows_sql(rows: usize, width: usize) -> String {
-    let mut out = String::with_capacity(rows * width * 5);
-    for r in 0..rows {
-        out.push_str(if r == 0 { "(" } else { ",(" });
-        for c in 0..width {
-            if c > 0 {
-                out.push(',');
-            }
-            out.push_str(&format!("${}", r * width + c + 1));
-        }
-        out.push(')');
-    }
-    out
 }
 
 fn statement(kind: Kind, rows: usize) -> String {

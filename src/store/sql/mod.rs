@@ -4,6 +4,7 @@
 mod fence;
 mod idem;
 mod lock;
+mod reserve;
 mod tier_state;
 
 pub use tier_state::TierRow;
@@ -117,6 +118,22 @@ impl SqlStore {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+/// `($1,$2),($3,$4)`-style rows of numbered placeholders.
+pub(crate) fn rows_sql(rows: usize, width: usize) -> String {
+    let mut out = String::with_capacity(rows * width * 5);
+    for r in 0..rows {
+        out.push_str(if r == 0 { "(" } else { ",(" });
+        for c in 0..width {
+            if c > 0 {
+                out.push(',');
+            }
+            out.push_str(&format!("${}", r * width + c + 1));
+        }
+        out.push(')');
+    }
+    out
 }
 
 /// Maps a database error. Everything sqlx reports here is infrastructure: domain answers are

@@ -1,0 +1,443 @@
+//! Inventory and reservation endpoints (DESIGN §4 "Reservations"): validate, call the domain,
+//! answer with the terminal state. A reservation sent with an `Idempotency-Key` header runs
+//! through the idempotency service: a retry gets the first answer back, byte for byte.
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use utoipa::ToSchema;
+
+use super::extract::{in_range, owner, Body, PathKey};
+use super::locks::{blocked, LockAnswer};
+use super::observe::Op;
+use super::problem::{state_problem, ApiError, Problem};
+use super::AppState;
+use crate::clock::rfc3339;
+use crate::idem::{BeginRequest, Begun};
+use crate::key::Key;
+use crate::reserve::{
+    ReserveRequest, Reserved, Settled, TotalSet, DEFAULT_TTL_MS, MAX_QUANTITY, MAX_TOTAL,
+    MAX_TTL_MS,
+};
+use crate::store::reserve::{HoldState, Stock};
+use crate::tier::{Blocked, Mode};
+
+/// Header that makes a reservation retry-safe.
+pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
+/// How long an `Idempotency-Key` of a reservation is remembered, ms.
+const IDEMPOTENCY_TTL_MS: i64 = 86_400_000;
+
+/// `PUT /v1/inventory/{sku}` body.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct TotalBody {
+    /// Units for sale, 0..=2^40. Refused (409) below the units held and sold.
+    pub total: i64,
+}
+
+/// `POST /v1/inventory/{sku}/reservations` body.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct ReserveBody {
+    /// Buyer (1–512 bytes); one live hold per buyer and SKU.
+    pub user_id: String,
+    /// Units, 1..=1 000 000.
+    pub quantity: i64,
+    /// Hold length in ms, 1..=86 400 000 (default 600 000).
+    #[serde(default)]
+    pub ttl_ms: Option<i64>,
+}
+
+/// Stock record.
+#[derive(Debug, Default, Serialize, Deserialize, ToSchema)]
+pub struct StockAnswer {
+    /// `stock`.
+    pub state: String,
+    /// `primary` or `fallback`.
+    pub mode: String,
+    /// SKU.
+    pub sku: String,
+    /// Units for sale.
+    pub total: i64,
+    /// Units that can still be held.
+    pub available: i64,
+    /// Units in live holds.
+    pub reserved: i64,
+    /// Units sold.
+    pub confirmed: i64,
+}
+
+/// Answer of the reservation endpoints.
+#[derive(Debug, Default, Serialize, ToSchema)]
+pub struct ReservationAnswer {
+    /// Terminal state.
+    pub state: &'static str,
+    /// `primary` or `fallback`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mode: Option<&'static str>,
+    /// The hold (`reserved`), or the user's live hold (`already_reserved`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reservation_id: Option<String>,
+    /// Confirmation deadline, RFC 3339 UTC.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+    /// Units still available.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remaining: Option<i64>,
+}
+
+/// The inventory and reservation routes.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/inventory/{sku}", get(read).put(set_total))
+        .route("/v1/inventory/{sku}/reservations", post(reserve))
+        .route("/v1/reservations/{id}/confirm", post(confirm))
+        .route("/v1/reservations/{id}/release", post(release))
+}
+
+fn stock_answer(sku: &str, s: Stock, mode: Mode) -> StockAnswer {
+    StockAnswer {
+        state: "stock".into(),
+        mode: mode.as_str().into(),
+        sku: sku.into(),
+        total: s.total,
+        available: s.available(),
+        reserved: s.reserved,
+        confirmed: s.confirmed,
+    }
+}
+
+/// Sets the total stock of a SKU (creating it).
+#[utoipa::path(put, path = "/v1/inventory/{sku}", request_body = TotalBody,
+    params(("sku" = String, Path, description = "SKU")),
+    responses((status = 200, description = "the stock record", body = StockAnswer),
+        (status = 409, description = "total_below_held: holds and sales exceed the total", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "safe_block", body = LockAnswer)))]
+pub async fn set_total(
+    State(app): State<AppState>,
+    PathKey(sku): PathKey,
+    Body(body): Body<TotalBody>,
+) -> Result<Response, ApiError> {
+    let op = Op::start("inventory_set");
+    let total = in_range("total", body.total, 0, MAX_TOTAL)?;
+    let k = sku.as_str();
+    Ok(match app.reservations.set_total(&sku, total).await {
+        Ok((TotalSet::Set(s), mode)) => {
+            op.finish(k, "stock", mode.as_str());
+            Json(stock_answer(k, s, mode)).into_response()
+        }
+        Ok((TotalSet::BelowHeld(s), mode)) => {
+            op.finish(k, "total_below_held", mode.as_str());
+            let detail = format!(
+                "total {total} is below the {} units held and {} sold",
+                s.reserved, s.confirmed
+            );
+            state_problem(
+                StatusCode::CONFLICT,
+                "total_below_held",
+                "Total below held",
+                detail,
+                mode,
+            )
+        }
+        Err(b) => blocked(&op, k, "safe_block", b),
+    })
+}
+
+/// Reads the stock of a SKU.
+#[utoipa::path(get, path = "/v1/inventory/{sku}",
+    params(("sku" = String, Path, description = "SKU")),
+    responses((status = 200, description = "the stock record", body = StockAnswer),
+        (status = 404, description = "unknown_sku", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "safe_block", body = LockAnswer)))]
+pub async fn read(State(app): State<AppState>, PathKey(sku): PathKey) -> Response {
+    let op = Op::start("inventory_get");
+    let k = sku.as_str();
+    match app.reservations.stock(&sku).await {
+        Ok((Some(s), mode)) => {
+            op.finish(k, "stock", mode.as_str());
+            Json(stock_answer(k, s, mode)).into_response()
+        }
+        Ok((None, mode)) => {
+            op.finish(k, "unknown_sku", mode.as_str());
+            state_problem(
+                StatusCode::NOT_FOUND,
+                "unknown_sku",
+                "Unknown SKU",
+                "no stock was ever set for this SKU",
+                mode,
+            )
+        }
+        Err(b) => blocked(&op, k, "safe_block", b),
+    }
+}
+
+/// The status and JSON text of a reservation answer (what an `Idempotency-Key` replays).
+fn reservation_answer(
+    result: &Result<(Reserved, Mode), Blocked>,
+) -> Option<(StatusCode, ReservationAnswer)> {
+    let (reserved, mode) = result.as_ref().ok()?;
+    let m = Some(mode.as_str());
+    Some(match reserved {
+        Reserved::Reserved {
+            id,
+            expires_at,
+            remaining,
+        } => (
+            StatusCode::CREATED,
+            ReservationAnswer {
+                state: "reserved",
+                mode: m,
+                reservation_id: Some(id.clone()),
+                expires_at: Some(rfc3339(*expires_at)),
+                remaining: Some(*remaining),
+            },
+        ),
+        Reserved::OutOfStock { remaining } => (
+            StatusCode::CONFLICT,
+            ReservationAnswer {
+                state: "out_of_stock",
+                mode: m,
+                remaining: Some(*remaining),
+                ..ReservationAnswer::default()
+            },
+        ),
+        Reserved::AlreadyReserved { id } => (
+            StatusCode::CONFLICT,
+            ReservationAnswer {
+                state: "already_reserved",
+                mode: m,
+                reservation_id: Some(id.clone()),
+                ..ReservationAnswer::default()
+            },
+        ),
+    })
+}
+
+/// A recorded answer: status and body.
+#[derive(Serialize, Deserialize)]
+struct Recorded {
+    status: u16,
+    body: Box<RawValue>,
+}
+
+fn replay(op: &Op, key: &str, raw: &str) -> Response {
+    match serde_json::from_str::<Recorded>(raw) {
+        Ok(r) => {
+            op.finish(key, "replayed", "none");
+            let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::OK);
+            let ct = [(axum::http::header::CONTENT_TYPE, "application/json")];
+            (status, ct, String::from(Box::<str>::from(r.body))).into_response()
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "recorded reservation answer unreadable");
+            blocked(
+                op,
+                key,
+                "safe_block",
+                Blocked::Unavailable("recorded answer unreadable".into()),
+            )
+        }
+    }
+}
+
+fn idempotency_key(
+    headers: &HeaderMap,
+    sku: &Key,
+    req: &ReserveRequest,
+) -> Result<Option<BeginRequest>, ApiError> {
+    let Some(raw) = headers.get(IDEMPOTENCY_KEY) else {
+        return Ok(None);
+    };
+    let bad = |detail: String| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_idempotency_key",
+            "Invalid Idempotency-Key",
+            detail,
+        )
+    };
+    let value = raw.to_str().map_err(|e| bad(e.to_string()))?;
+    let key = Key::parse(&format!("reservation:{}:{value}", sku.as_str()))
+        .map_err(|e| bad(format!("Idempotency-Key: {e}")))?;
+    let request = format!("{}\u{0}{}\u{0}{}", req.user_id, req.quantity, req.ttl_ms);
+    let fingerprint =
+        uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, request.as_bytes()).to_string();
+    Ok(Some(BeginRequest {
+        key,
+        fingerprint,
+        lease_ms: 10_000,
+        ttl_ms: IDEMPOTENCY_TTL_MS,
+        wait_ms: 2_000,
+    }))
+}
+
+/// Holds units of a SKU for a user.
+#[utoipa::path(post, path = "/v1/inventory/{sku}/reservations", request_body = ReserveBody,
+    params(("sku" = String, Path, description = "SKU"),
+        ("Idempotency-Key" = Option<String>, Header, description = "a retry with the same key returns the same reservation")),
+    responses((status = 201, description = "reserved", body = ReservationAnswer),
+        (status = 409, description = "out_of_stock / already_reserved / in_progress", body = ReservationAnswer),
+        (status = 422, description = "bad input or fingerprint_mismatch", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "safe_block", body = LockAnswer)))]
+pub async fn reserve(
+    State(app): State<AppState>,
+    PathKey(sku): PathKey,
+    headers: HeaderMap,
+    Body(body): Body<ReserveBody>,
+) -> Result<Response, ApiError> {
+    let op = Op::start("reserve");
+    let user_id = owner(&body.user_id).map_err(|_| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_user",
+            "Invalid user",
+            "user_id: 1–512 bytes of UTF-8 without control characters",
+        )
+    })?;
+    let req = ReserveRequest {
+        user_id,
+        quantity: in_range("quantity", body.quantity, 1, MAX_QUANTITY)?,
+        ttl_ms: in_range(
+            "ttl_ms",
+            body.ttl_ms.unwrap_or(DEFAULT_TTL_MS),
+            1,
+            MAX_TTL_MS,
+        )?,
+        sku,
+    };
+    let claim = idempotency_key(&headers, &req.sku, &req)?;
+    let k = req.sku.as_str();
+    let Some(claim) = claim else {
+        let result = app.reservations.reserve(&req).await;
+        return Ok(match reservation_answer(&result) {
+            Some((status, a)) => {
+                op.finish(k, a.state, a.mode.unwrap_or("none"));
+                (status, Json(a)).into_response()
+            }
+            None => blocked(
+                &op,
+                k,
+                "safe_block",
+                result.err().unwrap_or(Blocked::SafeMode),
+            ),
+        });
+    };
+    let idem = &app.idempotency;
+    let token = match idem.begin(&claim).await {
+        Ok((Begun::Started { token, .. }, _)) => token,
+        Ok((Begun::Completed { response }, _)) => return Ok(replay(&op, k, &response)),
+        Ok((Begun::InProgress { retry_after_ms }, mode)) => {
+            op.finish(k, "in_progress", mode.as_str());
+            let body =
+                serde_json::json!({"state": "in_progress", "retry_after_ms": retry_after_ms});
+            return Ok((StatusCode::CONFLICT, Json(body)).into_response());
+        }
+        Ok((Begun::FingerprintMismatch, mode)) => {
+            op.finish(k, "fingerprint_mismatch", mode.as_str());
+            let detail = "this Idempotency-Key was used with a different reservation request";
+            return Ok(state_problem(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "fingerprint_mismatch",
+                "Fingerprint mismatch",
+                detail,
+                mode,
+            ));
+        }
+        Err(b) => return Ok(blocked(&op, k, "safe_block", b)),
+    };
+    let result = app.reservations.reserve(&req).await;
+    let Some((status, a)) = reservation_answer(&result) else {
+        let _ = idem.fail(&claim.key, token).await;
+        return Ok(blocked(
+            &op,
+            k,
+            "safe_block",
+            result.err().unwrap_or(Blocked::SafeMode),
+        ));
+    };
+    let body = serde_json::to_string(&a).unwrap_or_default();
+    let recorded = format!(r#"{{"status":{},"body":{body}}}"#, status.as_u16());
+    if let Err(b) = idem.complete(&claim.key, token, recorded).await {
+        tracing::warn!(reason = %b.reason(), "reservation answer not recorded under its Idempotency-Key");
+    }
+    op.finish(k, a.state, a.mode.unwrap_or("none"));
+    let ct = [(axum::http::header::CONTENT_TYPE, "application/json")];
+    Ok((status, ct, body).into_response())
+}
+
+fn settled(op: &Op, id: &str, result: Result<(Settled, Mode), Blocked>) -> Response {
+    let (settled, mode) = match result {
+        Ok(r) => r,
+        Err(b) => return blocked(op, id, "safe_block", b),
+    };
+    let (status, state, title) = match settled {
+        Settled::Done(HoldState::Confirmed) => (StatusCode::OK, "confirmed", ""),
+        Settled::Done(_) => (StatusCode::OK, "released", ""),
+        Settled::Expired => (StatusCode::GONE, "expired", "Reservation expired"),
+        Settled::Conflict(HoldState::Confirmed) => (
+            StatusCode::CONFLICT,
+            "already_confirmed",
+            "Already confirmed",
+        ),
+        Settled::Conflict(_) => (StatusCode::CONFLICT, "already_released", "Already released"),
+        Settled::Missing => (
+            StatusCode::NOT_FOUND,
+            "unknown_reservation",
+            "Unknown reservation",
+        ),
+    };
+    op.finish(id, state, mode.as_str());
+    if status.is_success() {
+        let a = ReservationAnswer {
+            state,
+            mode: Some(mode.as_str()),
+            reservation_id: Some(id.to_owned()),
+            ..ReservationAnswer::default()
+        };
+        return (status, Json(a)).into_response();
+    }
+    state_problem(
+        status,
+        state,
+        title,
+        format!("reservation {id}: {state}"),
+        mode,
+    )
+}
+
+/// Confirms (pays for) a reservation.
+#[utoipa::path(post, path = "/v1/reservations/{id}/confirm",
+    params(("id" = String, Path, description = "reservation id")),
+    responses((status = 200, description = "confirmed", body = ReservationAnswer),
+        (status = 410, description = "expired", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "already_released", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "unknown_reservation", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "safe_block", body = LockAnswer)))]
+pub async fn confirm(State(app): State<AppState>, PathKey(id): PathKey) -> Response {
+    let op = Op::start("reservation_confirm");
+    let r = app
+        .reservations
+        .settle(id.as_str(), HoldState::Confirmed)
+        .await;
+    settled(&op, id.as_str(), r)
+}
+
+/// Releases a reservation: its units return to stock.
+#[utoipa::path(post, path = "/v1/reservations/{id}/release",
+    params(("id" = String, Path, description = "reservation id")),
+    responses((status = 200, description = "released", body = ReservationAnswer),
+        (status = 410, description = "expired", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "already_confirmed", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "unknown_reservation", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "safe_block", body = LockAnswer)))]
+pub async fn release(State(app): State<AppState>, PathKey(id): PathKey) -> Response {
+    let op = Op::start("reservation_release");
+    let r = app
+        .reservations
+        .settle(id.as_str(), HoldState::Released)
+        .await;
+    settled(&op, id.as_str(), r)
+}

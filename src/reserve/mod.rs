@@ -1,0 +1,390 @@
+//! Flash-sale reservations (G6): reserved + confirmed never exceeds total. On Redis, one Lua
+//! step arbitrates each reserve (no oversell, one live hold per user) and the hold is made
+//! durable in SQL — whose conditional update refuses anything that would oversell there — by
+//! group commit before it is answered. On SQL the same step is one transaction. A hold leaves
+//! `held` once, by a conditional SQL update (confirm, release, or the expiry reaper), and the
+//! hot copy follows. Hot copies are seeded from SQL per SKU and epoch.
+
+mod reconcile;
+
+pub use reconcile::Mismatch;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::group_commit::{GroupCommit, GroupCommitConfig};
+use crate::key::Key;
+use crate::metrics_names as m;
+use crate::store::redis::RedisStore;
+use crate::store::reserve::{Hold, HoldState, ReserveReply, Stock, Transitioned};
+use crate::store::{bounded, StoreError};
+use crate::tier::{Active, Backend, Blocked, Mode, Tier};
+
+/// Longest hold, ms (24 h).
+pub const MAX_TTL_MS: i64 = 86_400_000;
+/// Hold length when none is given, ms.
+pub const DEFAULT_TTL_MS: i64 = 600_000;
+/// Most units in one hold.
+pub const MAX_QUANTITY: i64 = 1_000_000;
+/// Largest total stock of one SKU.
+pub const MAX_TOTAL: i64 = 1 << 40;
+/// How often the reaper looks for holds past their deadline.
+const REAP_EVERY: Duration = Duration::from_millis(200);
+/// Holds expired per reaper pass, at most.
+const REAP_BATCH: i64 = 1_000;
+/// Attempts of one request across a reseed or an epoch change.
+const ATTEMPTS: usize = 3;
+
+/// A validated reservation request.
+#[derive(Debug, Clone)]
+pub struct ReserveRequest {
+    /// SKU.
+    pub sku: Key,
+    /// Buyer.
+    pub user_id: String,
+    /// Units, 1..=[`MAX_QUANTITY`].
+    pub quantity: i64,
+    /// Hold length, 1..=[`MAX_TTL_MS`].
+    pub ttl_ms: i64,
+}
+
+/// The answer to a reservation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reserved {
+    /// Held until `expires_at`.
+    Reserved {
+        /// Reservation id.
+        id: String,
+        /// Deadline, epoch ms.
+        expires_at: i64,
+        /// Units still available after this hold.
+        remaining: i64,
+    },
+    /// Not enough units.
+    OutOfStock {
+        /// Units available.
+        remaining: i64,
+    },
+    /// The user already holds this SKU.
+    AlreadyReserved {
+        /// The live hold's id.
+        id: String,
+    },
+}
+
+/// The answer to a confirm or release.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Settled {
+    /// The hold is in the requested state (now, or already on a retry).
+    Done(HoldState),
+    /// The deadline passed first: the units went back to stock.
+    Expired,
+    /// The hold ended otherwise (its state).
+    Conflict(HoldState),
+    /// No such reservation.
+    Missing,
+}
+
+/// The answer to a stock change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TotalSet {
+    /// Set; the counts after.
+    Set(Stock),
+    /// Holds and sales exceed the requested total; the counts unchanged.
+    BelowHeld(Stock),
+}
+
+/// The reservation service.
+pub struct Reservations {
+    tier: Arc<Tier>,
+    writer: GroupCommit<Hold, bool>,
+}
+
+fn unavailable(e: StoreError) -> Blocked {
+    Blocked::Unavailable(e.to_string())
+}
+
+impl Reservations {
+    /// Starts the service (and its group-commit writer) over `tier`.
+    pub fn start(tier: Arc<Tier>) -> Arc<Self> {
+        let sql = tier.durable().clone();
+        let writer = GroupCommit::start("holds", GroupCommitConfig::default(), move |h| {
+            let sql = sql.clone();
+            async move { sql.record_holds(h).await }
+        });
+        Arc::new(Self { tier, writer })
+    }
+
+    /// The tier for a state change: Redis only once its failover grace is over (its copies
+    /// are seeded from SQL, which the old tier may still be writing); SQL at once, since its
+    /// conditional updates arbitrate alone.
+    fn pick(&self) -> Result<Active<'_>, Blocked> {
+        match self.tier.active(true) {
+            Err(grace @ Blocked::Grace { .. }) => {
+                let active = self.tier.active(false)?;
+                match active.backend {
+                    Backend::Sql(_) => Ok(active),
+                    Backend::Redis(_) => Err(grace),
+                }
+            }
+            other => other,
+        }
+    }
+
+    async fn sql<T>(
+        &self,
+        call: impl std::future::Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, Blocked> {
+        bounded(self.tier.durable().timeout(), call)
+            .await
+            .map_err(unavailable)
+    }
+
+    /// Replaces the hot copy of `sku` with SQL's counts and live holds at `epoch`.
+    async fn seed(
+        &self,
+        redis: &RedisStore,
+        sku: &str,
+        epoch: i64,
+        force: bool,
+    ) -> Result<(), Blocked> {
+        let sql = self.tier.durable();
+        let stock = self.sql(sql.stock(sku)).await?.unwrap_or_default();
+        let live = self.sql(sql.live_holds(sku)).await?;
+        let r = redis.seed_stock(sku, stock, &live, epoch, force).await;
+        self.tier.record(Mode::Primary, &r);
+        if r.map_err(unavailable)? {
+            metrics::counter!(m::STOCK_SEEDED).increment(1);
+            tracing::info!(
+                sku,
+                epoch,
+                live_holds = live.len(),
+                "stock copy seeded from sql"
+            );
+        }
+        Ok(())
+    }
+
+    /// Reserves units for a user.
+    pub async fn reserve(&self, req: &ReserveRequest) -> Result<(Reserved, Mode), Blocked> {
+        let now = self.tier.now();
+        let hold = Hold {
+            id: format!("r_{}", uuid::Uuid::new_v4().simple()),
+            sku: req.sku.as_str().to_owned(),
+            user_id: req.user_id.clone(),
+            quantity: req.quantity,
+            state: HoldState::Held,
+            expires_at: now + req.ttl_ms,
+        };
+        for _ in 0..ATTEMPTS {
+            let active = self.pick()?;
+            let mode = active.backend.mode();
+            let reply = match active.backend {
+                Backend::Redis(redis) => {
+                    let r = redis.reserve(&hold, active.epoch).await;
+                    self.tier.record(mode, &r);
+                    match r.map_err(unavailable)? {
+                        ReserveReply::Reserved(stock) => {
+                            return self.make_durable(redis, hold, stock).await
+                        }
+                        ReserveReply::Stale => {
+                            self.seed(redis, &hold.sku, active.epoch, false).await?;
+                            continue;
+                        }
+                        other => other,
+                    }
+                }
+                Backend::Sql(sql) => {
+                    match self
+                        .sql(sql.reserve(&hold, active.epoch, self.tier.now()))
+                        .await?
+                    {
+                        ReserveReply::Stale => {
+                            let _ = self.tier.refresh().await;
+                            continue;
+                        }
+                        other => other,
+                    }
+                }
+            };
+            let answer = match reply {
+                ReserveReply::Reserved(stock) => Reserved::Reserved {
+                    id: hold.id,
+                    expires_at: hold.expires_at,
+                    remaining: stock.available(),
+                },
+                ReserveReply::AlreadyReserved(id) => Reserved::AlreadyReserved { id },
+                ReserveReply::OutOfStock(stock) => Reserved::OutOfStock {
+                    remaining: stock.map_or(0, |s| s.available()),
+                },
+                ReserveReply::Stale => unreachable!("handled above"),
+            };
+            return Ok((answer, mode));
+        }
+        Err(Blocked::Unavailable(
+            "stock copy kept changing epoch".into(),
+        ))
+    }
+
+    /// Writes a hold Redis granted to SQL before answering; undoes it on Redis if SQL refuses
+    /// it (SQL's counts say it does not fit) or the write fails.
+    async fn make_durable(
+        &self,
+        redis: &RedisStore,
+        hold: Hold,
+        stock: Stock,
+    ) -> Result<(Reserved, Mode), Blocked> {
+        let written = bounded(
+            self.tier.durable().timeout(),
+            self.writer.submit(hold.clone()),
+        )
+        .await;
+        if matches!(written, Ok(true)) {
+            let answer = Reserved::Reserved {
+                id: hold.id,
+                expires_at: hold.expires_at,
+                remaining: stock.available(),
+            };
+            return Ok((answer, Mode::Primary));
+        }
+        let undo = redis.settle(&hold.sku, &hold.id, HoldState::Released).await;
+        self.tier.record(Mode::Primary, &undo);
+        match written {
+            Ok(_) => {
+                tracing::warn!(sku = %hold.sku, "sql refused a hold redis granted: counts differ");
+                Ok((Reserved::OutOfStock { remaining: 0 }, Mode::Primary))
+            }
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    /// Confirms (`to` = confirmed) or releases (`to` = released) reservation `id`.
+    pub async fn settle(&self, id: &str, to: HoldState) -> Result<(Settled, Mode), Blocked> {
+        let active = self.tier.active(false)?;
+        let now = self.tier.now();
+        let moved = self
+            .sql(self.tier.durable().transition(id, to, now))
+            .await?;
+        let mode = active.backend.mode();
+        let settled = match moved {
+            Transitioned::Done(h) => {
+                self.follow(&active, &h, to).await;
+                Settled::Done(to)
+            }
+            Transitioned::Refused(h) if h.state == to => Settled::Done(to),
+            Transitioned::Refused(h) if h.state == HoldState::Expired => Settled::Expired,
+            Transitioned::Refused(h) if h.state == HoldState::Held => Settled::Expired,
+            Transitioned::Refused(h) => Settled::Conflict(h.state),
+            Transitioned::Missing => Settled::Missing,
+        };
+        Ok((settled, mode))
+    }
+
+    /// Makes the hot copy follow a hold that left `held` in SQL.
+    async fn follow(&self, active: &Active<'_>, h: &Hold, to: HoldState) {
+        if let Backend::Redis(redis) = active.backend {
+            let r = redis.settle(&h.sku, &h.id, to).await;
+            self.tier.record(Mode::Primary, &r);
+            if let Err(e) = r {
+                tracing::warn!(error = %e, sku = %h.sku, "hot copy not settled; reconcile will report it");
+            }
+        }
+    }
+
+    /// The counts of `sku`, or `None` for an unknown SKU.
+    pub async fn stock(&self, sku: &Key) -> Result<(Option<Stock>, Mode), Blocked> {
+        let active = self.tier.active(false)?;
+        let mode = active.backend.mode();
+        let sku = sku.as_str();
+        let Backend::Redis(redis) = active.backend else {
+            return Ok((self.sql(self.tier.durable().stock(sku)).await?, mode));
+        };
+        for _ in 0..ATTEMPTS {
+            let r = redis.stock(sku, active.epoch).await;
+            self.tier.record(mode, &r);
+            match r.map_err(unavailable)? {
+                Some(s) if s.total == 0 && s.reserved == 0 && s.confirmed == 0 => {
+                    // A copy seeded for an unknown SKU: SQL says whether it exists.
+                    let known = self.sql(self.tier.durable().stock(sku)).await?;
+                    return Ok((known.map(|_| s), mode));
+                }
+                Some(s) => return Ok((Some(s), mode)),
+                None => self.seed(redis, sku, active.epoch, false).await?,
+            }
+        }
+        Err(Blocked::Unavailable(
+            "stock copy kept changing epoch".into(),
+        ))
+    }
+
+    /// Sets the total stock of `sku` (creating it), unless holds and sales exceed it.
+    pub async fn set_total(&self, sku: &Key, total: i64) -> Result<(TotalSet, Mode), Blocked> {
+        let active = self.pick()?;
+        let mode = active.backend.mode();
+        let sku = sku.as_str();
+        let sql = self.tier.durable();
+        let Backend::Redis(redis) = active.backend else {
+            return Ok((
+                match self.sql(sql.set_total(sku, total)).await? {
+                    Ok(s) => TotalSet::Set(s),
+                    Err(s) => TotalSet::BelowHeld(s),
+                },
+                mode,
+            ));
+        };
+        for _ in 0..ATTEMPTS {
+            let r = redis.set_total(sku, total, active.epoch).await;
+            self.tier.record(mode, &r);
+            match r.map_err(unavailable)? {
+                None => self.seed(redis, sku, active.epoch, false).await?,
+                Some(Err(s)) => return Ok((TotalSet::BelowHeld(s), mode)),
+                Some(Ok(s)) => {
+                    return match self.sql(sql.set_total(sku, total)).await? {
+                        Ok(_) => Ok((TotalSet::Set(s), mode)),
+                        Err(durable) => {
+                            // SQL knows holds the copy does not: the copy is wrong, not SQL.
+                            self.seed(redis, sku, active.epoch, true).await?;
+                            Ok((TotalSet::BelowHeld(durable), mode))
+                        }
+                    };
+                }
+            }
+        }
+        Err(Blocked::Unavailable(
+            "stock copy kept changing epoch".into(),
+        ))
+    }
+
+    /// Returns every hold past its deadline to stock; how many.
+    pub async fn expire_due(&self) -> Result<u64, StoreError> {
+        let sql = self.tier.durable();
+        let now = self.tier.now();
+        let mut n = 0;
+        for id in sql.due_holds(now, REAP_BATCH).await? {
+            if let Transitioned::Done(h) = sql.transition(&id, HoldState::Expired, now).await? {
+                if let Ok(active) = self.tier.active(false) {
+                    self.follow(&active, &h, HoldState::Expired).await;
+                }
+                n += 1;
+            }
+        }
+        metrics::counter!(m::HOLDS_EXPIRED).increment(n);
+        Ok(n)
+    }
+
+    /// Runs the expiry reaper until `stop` completes.
+    pub async fn reap(self: Arc<Self>, stop: impl std::future::Future<Output = ()>) {
+        tokio::pin!(stop);
+        loop {
+            tokio::select! {
+                _ = &mut stop => return,
+                _ = tokio::time::sleep(REAP_EVERY) => {}
+            }
+            match self.expire_due().await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(expired = n, "holds returned to stock"),
+                Err(e) => tracing::warn!(error = %e, "hold reaper failed"),
+            }
+        }
+    }
+}
