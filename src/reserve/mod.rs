@@ -19,6 +19,7 @@ use crate::store::redis::RedisStore;
 use crate::store::reserve::{Hold, HoldState, ReserveReply, Stock, Transitioned};
 use crate::store::{bounded, StoreError};
 use crate::tier::{Active, Backend, Blocked, Mode, Tier};
+use crate::waiters::Waiters;
 
 /// Longest hold, ms (24 h).
 pub const MAX_TTL_MS: i64 = 86_400_000;
@@ -98,6 +99,8 @@ pub enum TotalSet {
 pub struct Reservations {
     tier: Arc<Tier>,
     writer: GroupCommit<Hold, bool>,
+    /// One seeding per SKU at a time: a burst that finds a stale copy reads SQL once.
+    seeding: Waiters,
 }
 
 fn unavailable(e: StoreError) -> Blocked {
@@ -112,7 +115,11 @@ impl Reservations {
             let sql = sql.clone();
             async move { sql.record_holds(h).await }
         });
-        Arc::new(Self { tier, writer })
+        Arc::new(Self {
+            tier,
+            writer,
+            seeding: Waiters::default(),
+        })
     }
 
     /// The tier for a state change: Redis only once its failover grace is over (its copies
@@ -138,6 +145,23 @@ impl Reservations {
         bounded(self.tier.durable().timeout(), call)
             .await
             .map_err(unavailable)
+    }
+
+    /// Seeds a stale copy of `sku`, once for a burst of requests that all found it stale.
+    async fn seed_stale(&self, redis: &RedisStore, sku: &str, epoch: i64) -> Result<(), Blocked> {
+        let slot = self.seeding.join(sku);
+        let result = async {
+            let _turn = slot.queue.lock().await;
+            let r = redis.stock(sku, epoch).await;
+            self.tier.record(Mode::Primary, &r);
+            if r.map_err(unavailable)?.is_some() {
+                return Ok(());
+            }
+            self.seed(redis, sku, epoch, false).await
+        }
+        .await;
+        self.seeding.leave(sku, slot);
+        result
     }
 
     /// Replaces the hot copy of `sku` with SQL's counts and live holds at `epoch`.
@@ -188,7 +212,7 @@ impl Reservations {
                             return self.make_durable(redis, hold, stock).await
                         }
                         ReserveReply::Stale => {
-                            self.seed(redis, &hold.sku, active.epoch, false).await?;
+                            self.seed_stale(redis, &hold.sku, active.epoch).await?;
                             continue;
                         }
                         other => other,
@@ -309,7 +333,7 @@ impl Reservations {
                     return Ok((known.map(|_| s), mode));
                 }
                 Some(s) => return Ok((Some(s), mode)),
-                None => self.seed(redis, sku, active.epoch, false).await?,
+                None => self.seed_stale(redis, sku, active.epoch).await?,
             }
         }
         Err(Blocked::Unavailable(
@@ -336,7 +360,7 @@ impl Reservations {
             let r = redis.set_total(sku, total, active.epoch).await;
             self.tier.record(mode, &r);
             match r.map_err(unavailable)? {
-                None => self.seed(redis, sku, active.epoch, false).await?,
+                None => self.seed_stale(redis, sku, active.epoch).await?,
                 Some(Err(s)) => return Ok((TotalSet::BelowHeld(s), mode)),
                 Some(Ok(s)) => {
                     return match self.sql(sql.set_total(sku, total)).await? {

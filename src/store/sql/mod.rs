@@ -20,6 +20,9 @@ use super::StoreError;
 #[derive(Clone)]
 pub struct SqlStore {
     pool: AnyPool,
+    /// Connections reserved for the tier row and the database clock, so a burst of requests
+    /// holding every pooled connection can never starve the tier-lease renewal (G2).
+    control: AnyPool,
     timeout: Duration,
     sqlite: bool,
 }
@@ -36,38 +39,20 @@ impl SqlStore {
         } else {
             url.to_owned()
         };
-        let pool = AnyPoolOptions::new()
-            .max_connections(if is_sqlite {
-                pool_size.min(4)
-            } else {
-                pool_size
-            })
-            .acquire_timeout(timeout)
-            .after_connect(move |conn, _| {
-                Box::pin(async move {
-                    if is_sqlite {
-                        sqlx::query("PRAGMA journal_mode = WAL")
-                            .execute(&mut *conn)
-                            .await?;
-                        sqlx::query("PRAGMA busy_timeout = 5000")
-                            .execute(&mut *conn)
-                            .await?;
-                        sqlx::query("PRAGMA synchronous = NORMAL")
-                            .execute(&mut *conn)
-                            .await?;
-                    }
-                    Ok(())
-                })
-            })
-            .connect(&url)
-            .await
-            .map_err(classify)?;
+        let size = if is_sqlite {
+            pool_size.min(4)
+        } else {
+            pool_size
+        };
+        let pool = open_pool(&url, size, timeout, is_sqlite).await?;
+        let control = open_pool(&url, CONTROL_CONNECTIONS, timeout, is_sqlite).await?;
         sqlx::migrate!("./migrations")
             .run(&pool)
             .await
             .map_err(|e| StoreError::Unavailable(format!("migration failed: {e}")))?;
         Ok(Self {
             pool,
+            control,
             timeout,
             sqlite: is_sqlite,
         })
@@ -86,7 +71,7 @@ impl SqlStore {
             "SELECT CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)"
         };
         sqlx::query_scalar(sql)
-            .fetch_one(&self.pool)
+            .fetch_one(&self.control)
             .await
             .map_err(classify)
     }
@@ -117,6 +102,7 @@ impl SqlStore {
     /// Closes the pool.
     pub async fn close(&self) {
         self.pool.close().await;
+        self.control.close().await;
     }
 }
 
@@ -134,6 +120,38 @@ pub(crate) fn rows_sql(rows: usize, width: usize) -> String {
         out.push(')');
     }
     out
+}
+
+/// Connections of the control pool (tier row and clock).
+const CONTROL_CONNECTIONS: u32 = 2;
+
+/// Opens a pool; SQLite connections get WAL, a busy timeout and `synchronous = NORMAL`.
+async fn open_pool(
+    url: &str,
+    size: u32,
+    timeout: Duration,
+    sqlite: bool,
+) -> Result<AnyPool, StoreError> {
+    AnyPoolOptions::new()
+        .max_connections(size)
+        .acquire_timeout(timeout)
+        .after_connect(move |conn, _| {
+            Box::pin(async move {
+                if sqlite {
+                    for pragma in [
+                        "PRAGMA journal_mode = WAL",
+                        "PRAGMA busy_timeout = 5000",
+                        "PRAGMA synchronous = NORMAL",
+                    ] {
+                        sqlx::query(pragma).execute(&mut *conn).await?;
+                    }
+                }
+                Ok(())
+            })
+        })
+        .connect(url)
+        .await
+        .map_err(classify)
 }
 
 /// Maps a database error. Everything sqlx reports here is infrastructure: domain answers are

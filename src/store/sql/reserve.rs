@@ -17,13 +17,12 @@ ON CONFLICT (sku) DO UPDATE SET total = excluded.total
 WHERE warden_inventory.reserved + warden_inventory.confirmed <= excluded.total
 RETURNING total, reserved, confirmed";
 const STOCK: &str = "SELECT total, reserved, confirmed FROM warden_inventory WHERE sku = $1";
-/// Locks the SKU's row for the rest of the transaction (serializes reserves of one SKU).
-const LOCK_SKU: &str = "UPDATE warden_inventory SET total = total WHERE sku = $1
-  AND EXISTS (SELECT 1 FROM warden_tier WHERE id = 1 AND epoch = $2)";
 const LIVE_HOLD: &str = "SELECT id FROM warden_holds
 WHERE sku = $1 AND user_id = $2 AND state = 'held' AND expires_at > $3";
+/// Takes units if they fit (and, on the fallback tier, only at epoch `$3`).
 const TAKE: &str = "UPDATE warden_inventory SET reserved = reserved + $2
 WHERE sku = $1 AND total - reserved - confirmed >= $2
+  AND ($3 < 0 OR EXISTS (SELECT 1 FROM warden_tier WHERE id = 1 AND epoch = $3))
 RETURNING total, reserved, confirmed";
 const HOLD: &str =
     "SELECT id, sku, user_id, quantity, state, expires_at FROM warden_holds WHERE id = $1";
@@ -91,7 +90,9 @@ impl SqlStore {
         row.as_ref().map(stock).transpose()
     }
 
-    /// The whole reserve step on the SQL tier, in one transaction at `epoch`.
+    /// The whole reserve step on the SQL tier, in one transaction at `epoch`. The units are
+    /// taken first by a conditional update, which locks the SKU's row only when it succeeds:
+    /// refusals (the common answer in a sale) never queue behind the row lock.
     pub async fn reserve(
         &self,
         h: &Hold,
@@ -99,20 +100,14 @@ impl SqlStore {
         now: i64,
     ) -> Result<ReserveReply, StoreError> {
         let mut tx = self.begin_write().await?;
-        let locked = sqlx::query(LOCK_SKU)
+        let taken = sqlx::query(TAKE)
             .bind(&h.sku)
+            .bind(h.quantity)
             .bind(epoch)
-            .execute(&mut *tx)
+            .fetch_optional(&mut *tx)
             .await
             .map_err(classify)?;
-        if locked.rows_affected() == 0 {
-            let current = self.tier_row().await?.epoch;
-            return Ok(if current == epoch {
-                ReserveReply::OutOfStock(None)
-            } else {
-                ReserveReply::Stale
-            });
-        }
+        // Under the row lock when taken: one live hold per user and SKU.
         let live: Option<String> = sqlx::query_scalar(LIVE_HOLD)
             .bind(&h.sku)
             .bind(&h.user_id)
@@ -123,21 +118,12 @@ impl SqlStore {
         if let Some(id) = live {
             return Ok(ReserveReply::AlreadyReserved(id));
         }
-        let taken = sqlx::query(TAKE)
-            .bind(&h.sku)
-            .bind(h.quantity)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(classify)?;
         let Some(row) = taken else {
-            let row = sqlx::query(STOCK)
-                .bind(&h.sku)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(classify)?;
-            return Ok(ReserveReply::OutOfStock(
-                row.as_ref().map(stock).transpose()?,
-            ));
+            drop(tx);
+            if self.tier_row().await?.epoch != epoch {
+                return Ok(ReserveReply::Stale);
+            }
+            return Ok(ReserveReply::OutOfStock(self.stock(&h.sku).await?));
         };
         let after = stock(&row)?;
         insert_holds(&mut tx, &[h]).await?;
@@ -265,6 +251,7 @@ async fn take(
     let row = sqlx::query(TAKE)
         .bind(sku)
         .bind(quantity)
+        .bind(-1i64)
         .fetch_optional(&mut **tx)
         .await
         .map_err(classify)?;

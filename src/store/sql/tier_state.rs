@@ -50,7 +50,7 @@ impl SqlStore {
             columns!(),
             " FROM warden_tier WHERE id = 1"
         ))
-        .fetch_one(&self.pool)
+        .fetch_one(&self.control)
         .await
         .map_err(classify)?;
         row_of(&row)
@@ -77,7 +77,7 @@ impl SqlStore {
         .bind(now)
         .bind(grants_from)
         .bind(expected)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.control)
         .await
         .map_err(classify)?;
         row.as_ref().map(row_of).transpose()
@@ -91,7 +91,7 @@ impl SqlStore {
              WHERE id = 1 AND epoch = $1 AND tier = 'redis'",
         )
         .bind(epoch)
-        .execute(&self.pool)
+        .execute(&self.control)
         .await
         .map_err(classify)?;
         Ok(done.rows_affected() == 1)
@@ -101,7 +101,7 @@ impl SqlStore {
     pub async fn raise_max_ttl(&self, ttl_ms: i64) -> Result<(), StoreError> {
         sqlx::query("UPDATE warden_tier SET max_ttl_ms = $1 WHERE id = 1 AND max_ttl_ms < $1")
             .bind(ttl_ms)
-            .execute(&self.pool)
+            .execute(&self.control)
             .await
             .map_err(classify)?;
         Ok(())
