@@ -353,6 +353,12 @@ impl Tier {
                 self.switch(&row, REDIS, reason::EPOCH_BEHIND, &detail)
                     .await;
             }
+            // Another instance is still writing this epoch's gates: a missing one is not
+            // evidence of data loss. Slots without a gate grant nothing meanwhile; an arming
+            // that never finishes (its instance died) counts as lost after the window.
+            _ if row.redis_armed_epoch >= row.epoch
+                && row.redis_arming_since > 0
+                && self.now() - row.redis_arming_since < self.arming_window() => {}
             _ if row.redis_armed_epoch >= row.epoch => {
                 let detail = format!("epoch gate {found:?}, armed for {}", row.epoch);
                 self.switch(&row, REDIS, reason::REDIS_DATA_LOSS, &detail)
@@ -385,7 +391,7 @@ impl Tier {
         let Some(redis) = &self.redis else { return };
         let result: Result<usize, StoreError> = async {
             let limit = self.sql.timeout();
-            if !bounded(limit, self.sql.mark_redis_armed(epoch)).await? {
+            if !bounded(limit, self.sql.mark_redis_armed(epoch, self.now())).await? {
                 return Ok(0);
             }
             let now = self.now();
@@ -394,6 +400,7 @@ impl Tier {
                 copied += usize::from(redis.seed_lease(&key, &lease, now).await?);
             }
             redis.arm_epoch(epoch).await?;
+            bounded(limit, self.sql.finish_arming(epoch)).await?;
             Ok(copied)
         }
         .await;
@@ -409,6 +416,14 @@ impl Tier {
                 self.record(Mode::Primary, &Err::<(), _>(e));
             }
         }
+    }
+
+    /// How long after an arming began, unfinished, a missing gate is taken for one not
+    /// written yet.
+    fn arming_window(&self) -> i64 {
+        (self.cfg.tier_lease * 4)
+            .max(Duration::from_secs(10))
+            .as_millis() as i64
     }
 
     fn grace_for(&self, to: &str, why: &str, row: &TierRow) -> Duration {

@@ -7,7 +7,7 @@ use crate::store::StoreError;
 /// The tier row's columns, in [`TierRow`] order (a macro so statements stay `&'static str`).
 macro_rules! columns {
     () => {
-        "tier, epoch, grants_from, reason, changed_at, max_ttl_ms, redis_armed_epoch"
+        "tier, epoch, grants_from, reason, changed_at, max_ttl_ms, redis_armed_epoch, redis_arming_since"
     };
 }
 
@@ -28,6 +28,8 @@ pub struct TierRow {
     pub max_ttl_ms: i64,
     /// The last epoch Redis's gate was armed for.
     pub redis_armed_epoch: i64,
+    /// While that arming is in progress, when it began (database clock, ms); 0 once done.
+    pub redis_arming_since: i64,
 }
 
 fn row_of(row: &sqlx::any::AnyRow) -> Result<TierRow, StoreError> {
@@ -39,6 +41,7 @@ fn row_of(row: &sqlx::any::AnyRow) -> Result<TierRow, StoreError> {
         changed_at: col(row, 4)?,
         max_ttl_ms: col(row, 5)?,
         redis_armed_epoch: col(row, 6)?,
+        redis_arming_since: col(row, 7)?,
     })
 }
 
@@ -83,18 +86,33 @@ impl SqlStore {
         row.as_ref().map(row_of).transpose()
     }
 
-    /// Records that Redis is being armed for `epoch` (before its gate is raised). `false` if
-    /// `epoch` is no longer the current Redis epoch.
-    pub async fn mark_redis_armed(&self, epoch: i64) -> Result<bool, StoreError> {
+    /// Records that Redis is being armed for `epoch` from `now` on (before its gates are
+    /// raised). `false` if `epoch` is no longer the current Redis epoch or another instance
+    /// is already arming it: exactly one instance arms each epoch.
+    pub async fn mark_redis_armed(&self, epoch: i64, now: i64) -> Result<bool, StoreError> {
         let done = sqlx::query(
-            "UPDATE warden_tier SET redis_armed_epoch = $1
-             WHERE id = 1 AND epoch = $1 AND tier = 'redis'",
+            "UPDATE warden_tier SET redis_armed_epoch = $1, redis_arming_since = $2
+             WHERE id = 1 AND epoch = $1 AND tier = 'redis' AND redis_armed_epoch < $1",
         )
         .bind(epoch)
+        .bind(now)
         .execute(&self.control)
         .await
         .map_err(classify)?;
         Ok(done.rows_affected() == 1)
+    }
+
+    /// Records that every gate of `epoch` is written.
+    pub async fn finish_arming(&self, epoch: i64) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE warden_tier SET redis_arming_since = 0
+             WHERE id = 1 AND redis_armed_epoch = $1",
+        )
+        .bind(epoch)
+        .execute(&self.control)
+        .await
+        .map(drop)
+        .map_err(classify)
     }
 
     /// Raises the recorded longest lock TTL to `ttl_ms`.
