@@ -3,12 +3,12 @@
 #   primary  = Warden on Redis (PostgreSQL, fsync on, as its durable tier), with a raw
 #              redis-benchmark EVAL baseline of the same Lua step on the same Redis;
 #   fallback = Warden on PostgreSQL alone.
-# Usage: scripts/bench.sh [seconds per row] [suites, default "locks idempotency"]
+# Usage: scripts/bench.sh [seconds per row] [suites, default "locks idempotency flash-sale"]
 # (prints figures; asserts nothing)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs="${1:-5}"
-suites="${2:-locks idempotency}"
+suites="${2:-locks idempotency flash-sale}"
 command -v redis-benchmark >/dev/null || { echo "needs redis-tools (scripts/test.sh installs it)"; exit 1; }
 cargo build --release --quiet
 bin=target/release/warden
@@ -43,10 +43,11 @@ start_warden() { # start_warden TIER DATABASE env VAR=…
 
 echo "# machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB; $(redis-server --version | cut -d' ' -f3); $("$pgbin/postgres" --version)"
 for suite in $suites; do
+  clients=1,16,64; [ "$suite" = flash-sale ] && clients=64,256
   start_warden redis postgres env WARDEN_REDIS_URL="redis://127.0.0.1:$rp/"
-  "$bin" bench "$suite" --url "http://127.0.0.1:$wp" --seconds "$secs" --redis-port "$rp"
+  "$bin" bench "$suite" --url "http://127.0.0.1:$wp" --seconds "$secs" --clients "$clients" --redis-port "$rp"
   kill "$wpid"; wait "$wpid" 2>/dev/null || true
   start_warden sql fallback env
-  "$bin" bench "$suite" --url "http://127.0.0.1:$wp" --seconds "$secs"
+  "$bin" bench "$suite" --url "http://127.0.0.1:$wp" --seconds "$secs" --clients "$clients"
   kill "$wpid"; wait "$wpid" 2>/dev/null || true
 done

@@ -523,24 +523,143 @@ async fn malformed_reservation_requests_change_no_stock() {
     let res = "/v1/inventory/s/reservations".to_string();
     let body = |s: &str| s.as_bytes().to_vec();
     let cases: Vec<Case> = vec![
-        ("POST", res.clone(), js, body(r#"{"user_id":"u","quantity":0}"#), 422, "out_of_range"),
-        ("POST", res.clone(), js, body(r#"{"user_id":"u","quantity":-1}"#), 422, "out_of_range"),
-        ("POST", res.clone(), js, body(r#"{"user_id":"u","quantity":1000001}"#), 422, "out_of_range"),
-        ("POST", res.clone(), js, body(r#"{"quantity":1}"#), 422, "invalid_body"),
-        ("POST", res.clone(), js, body(r#"{"user_id":"","quantity":1}"#), 422, "invalid_user"),
-        ("POST", res.clone(), js, body(r#"{"user_id":"a\u0007b","quantity":1}"#), 422, "invalid_user"),
-        ("POST", res.clone(), js, body(r#"{"user_id":"u","quantity":1,"ttl_ms":0}"#), 422, "out_of_range"),
-        ("POST", res.clone(), js, body(r#"{"user_id":"u","quantity":"1"}"#), 422, "invalid_body"),
+        (
+            "POST",
+            res.clone(),
+            js,
+            body(r#"{"user_id":"u","quantity":0}"#),
+            422,
+            "out_of_range",
+        ),
+        (
+            "POST",
+            res.clone(),
+            js,
+            body(r#"{"user_id":"u","quantity":-1}"#),
+            422,
+            "out_of_range",
+        ),
+        (
+            "POST",
+            res.clone(),
+            js,
+            body(r#"{"user_id":"u","quantity":1000001}"#),
+            422,
+            "out_of_range",
+        ),
+        (
+            "POST",
+            res.clone(),
+            js,
+            body(r#"{"quantity":1}"#),
+            422,
+            "invalid_body",
+        ),
+        (
+            "POST",
+            res.clone(),
+            js,
+            body(r#"{"user_id":"","quantity":1}"#),
+            422,
+            "invalid_user",
+        ),
+        (
+            "POST",
+            res.clone(),
+            js,
+            body(r#"{"user_id":"a\u0007b","quantity":1}"#),
+            422,
+            "invalid_user",
+        ),
+        (
+            "POST",
+            res.clone(),
+            js,
+            body(r#"{"user_id":"u","quantity":1,"ttl_ms":0}"#),
+            422,
+            "out_of_range",
+        ),
+        (
+            "POST",
+            res.clone(),
+            js,
+            body(r#"{"user_id":"u","quantity":"1"}"#),
+            422,
+            "invalid_body",
+        ),
         ("POST", res.clone(), js, body("{"), 400, "malformed_json"),
-        ("POST", res.clone(), None, body("{}"), 415, "unsupported_media_type"),
-        ("PUT", "/v1/inventory/s".into(), js, body(r#"{"total":-1}"#), 422, "out_of_range"),
-        ("PUT", "/v1/inventory/s".into(), js, body(r#"{"total":1.5}"#), 422, "invalid_body"),
-        ("PUT", "/v1/inventory/s".into(), js, body(r#"{}"#), 422, "invalid_body"),
-        ("PUT", format!("/v1/inventory/{}", "k".repeat(513)), js, body(r#"{"total":1}"#), 400, "invalid_key"),
-        ("GET", "/v1/inventory/unknown".into(), None, vec![], 404, "unknown_sku"),
-        ("POST", "/v1/reservations/r_unknown/confirm".into(), None, vec![], 404, "unknown_reservation"),
-        ("POST", "/v1/reservations/r_unknown/release".into(), None, vec![], 404, "unknown_reservation"),
-        ("DELETE", "/v1/inventory/s".into(), None, vec![], 405, "method_not_allowed"),
+        (
+            "POST",
+            res.clone(),
+            None,
+            body("{}"),
+            415,
+            "unsupported_media_type",
+        ),
+        (
+            "PUT",
+            "/v1/inventory/s".into(),
+            js,
+            body(r#"{"total":-1}"#),
+            422,
+            "out_of_range",
+        ),
+        (
+            "PUT",
+            "/v1/inventory/s".into(),
+            js,
+            body(r#"{"total":1.5}"#),
+            422,
+            "invalid_body",
+        ),
+        (
+            "PUT",
+            "/v1/inventory/s".into(),
+            js,
+            body(r#"{}"#),
+            422,
+            "invalid_body",
+        ),
+        (
+            "PUT",
+            format!("/v1/inventory/{}", "k".repeat(513)),
+            js,
+            body(r#"{"total":1}"#),
+            400,
+            "invalid_key",
+        ),
+        (
+            "GET",
+            "/v1/inventory/unknown".into(),
+            None,
+            vec![],
+            404,
+            "unknown_sku",
+        ),
+        (
+            "POST",
+            "/v1/reservations/r_unknown/confirm".into(),
+            None,
+            vec![],
+            404,
+            "unknown_reservation",
+        ),
+        (
+            "POST",
+            "/v1/reservations/r_unknown/release".into(),
+            None,
+            vec![],
+            404,
+            "unknown_reservation",
+        ),
+        (
+            "DELETE",
+            "/v1/inventory/s".into(),
+            None,
+            vec![],
+            405,
+            "method_not_allowed",
+        ),
     ];
     assert_problems(&w, cases).await;
     // A bad Idempotency-Key is refused before anything is held.
@@ -558,7 +677,11 @@ async fn malformed_reservation_requests_change_no_stock() {
 
     let (s, v) = w.get("/v1/inventory/s").await;
     assert_eq!(s, 200);
-    assert_eq!((v["available"].as_i64(), v["reserved"].as_i64()), (Some(5), Some(0)), "{v}");
+    assert_eq!(
+        (v["available"].as_i64(), v["reserved"].as_i64()),
+        (Some(5), Some(0)),
+        "{v}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

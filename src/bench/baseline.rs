@@ -1,24 +1,30 @@
 //! The same-run baseline: raw `redis-benchmark` EVAL of a Warden Lua step on the same Redis,
-//! with random keys, at the same client count.
+//! with random keys or arguments, at the same client count.
 
 use crate::store::redis::slot_keys;
 
-/// Runs `script` with `KEYS = [gate, key, counter]` of one slot (`key` carries
-/// `__rand_int__`, so every call touches a new key) and `argv`; returns requests/s and p99 ms.
+/// `KEYS = [gate, key, counter]` of `key`'s slot: the layout of the token-drawing scripts.
+pub(crate) fn slot_layout(key: &str) -> Vec<String> {
+    let slot = slot_keys(key);
+    vec![slot.gate, key.to_owned(), slot.counter]
+}
+
+/// Runs `script` with `keys` and `argv` (`__rand_int__` in any of them makes every call touch
+/// new data); returns requests/s and p99 ms.
 pub(crate) fn eval(
     port: u16,
     clients: usize,
     requests: usize,
     script: &str,
-    key: &str,
+    keys: &[String],
     argv: &[String],
 ) -> Result<(f64, f64), String> {
-    let slot = slot_keys(key);
     let out = std::process::Command::new("redis-benchmark")
         .args(["-h", "127.0.0.1", "-p", &port.to_string()])
         .args(["-c", &clients.to_string(), "-n", &requests.to_string()])
-        .args(["-r", "100000000", "--csv", "EVAL", script, "3"])
-        .args([&slot.gate, key, &slot.counter])
+        .args(["-r", "100000000", "--csv", "EVAL", script])
+        .arg(keys.len().to_string())
+        .args(keys)
         .args(argv)
         .output()
         .map_err(|e| format!("redis-benchmark: {e}"))?;

@@ -54,8 +54,24 @@ impl Conn {
 
     /// `POST path` with a JSON body.
     pub async fn post(&mut self, path: &str, body: &Value) -> Result<(u16, Value), String> {
+        self.json(hyper::Method::POST, path, body).await
+    }
+
+    /// `PUT path` with a JSON body.
+    pub async fn put(&mut self, path: &str, body: &Value) -> Result<(u16, Value), String> {
+        self.json(hyper::Method::PUT, path, body).await
+    }
+
+    async fn json(
+        &mut self,
+        method: hyper::Method,
+        path: &str,
+        body: &Value,
+    ) -> Result<(u16, Value), String> {
         let bytes = serde_json::to_vec(body).map_err(|e| e.to_string())?;
-        let req = Request::post(path)
+        let req = Request::builder()
+            .method(method)
+            .uri(path)
             .header(HOST, &self.host)
             .header(CONTENT_TYPE, "application/json")
             .body(Full::new(Bytes::from(bytes)))

@@ -60,7 +60,14 @@ pub(crate) async fn run(args: &BenchArgs, mode: &str, epoch: i64, tag: &str) -> 
         ];
         let base = args.redis_port.map(|p| {
             let key = "warden:{ib}:__rand_int__:idem";
-            baseline::eval(p, c, baseline::requests(rate), IDEM_BEGIN_LUA, key, &argv)
+            baseline::eval(
+                p,
+                c,
+                baseline::requests(rate),
+                IDEM_BEGIN_LUA,
+                &baseline::slot_layout(key),
+                &argv,
+            )
         });
         println!(
             "{mode:8} begin+complete clients {c:3}: {rate:9.0} pairs/s  refused {:5}  begin {}  complete {}{}",

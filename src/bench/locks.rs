@@ -54,7 +54,14 @@ pub(crate) async fn run(args: &BenchArgs, mode: &str, epoch: i64, tag: &str) -> 
         let argv = [epoch.to_string(), "owner".into(), "1000".into()];
         let base = args.redis_port.map(|p| {
             let key = "warden:{rb}:__rand_int__:lock";
-            baseline::eval(p, c, baseline::requests(rate), ACQUIRE_LUA, key, &argv)
+            baseline::eval(
+                p,
+                c,
+                baseline::requests(rate),
+                ACQUIRE_LUA,
+                &baseline::slot_layout(key),
+                &argv,
+            )
         });
         println!(
             "{mode:8} acquire (new keys) clients {c:3}: {rate:9.0} acquires/s  refused {:5}  {}{}",

@@ -5,6 +5,7 @@
 
 mod baseline;
 mod client;
+mod flash;
 mod idem;
 mod locks;
 
@@ -17,7 +18,7 @@ use serde_json::Value;
 /// Arguments of `warden bench`.
 #[derive(clap::Args, Debug)]
 pub struct BenchArgs {
-    /// What to measure: `locks` or `idempotency`.
+    /// What to measure: `locks`, `idempotency` or `flash-sale`.
     #[arg(default_value = "locks")]
     pub suite: String,
     /// Base URL of the Warden under test.
@@ -207,8 +208,9 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
     match args.suite.as_str() {
         "locks" => locks::run(&args, mode, epoch, &tag).await,
         "idempotency" => idem::run(&args, mode, epoch, &tag).await,
+        "flash-sale" => flash::run(&args, mode, epoch, &tag).await,
         other => Err(format!(
-            "unknown bench suite {other:?} (available: locks, idempotency)"
+            "unknown bench suite {other:?} (available: locks, idempotency, flash-sale)"
         )),
     }
 }
