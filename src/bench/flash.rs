@@ -96,8 +96,8 @@ pub(crate) async fn run(args: &BenchArgs, mode: &str, epoch: i64, tag: &str) -> 
         create(&args.url, &sku, 1_000_000).await?;
         let mut r = drive(args, c, Buy(sku.clone())).await;
         let rate = r.rate();
-        let base = match args.redis_port {
-            Some(p) => Some(seed_baseline(p, epoch).and_then(|keys| {
+        let base = args.redis_port.map(|p| {
+            seed_baseline(p, epoch).and_then(|keys| {
                 let argv = [
                     epoch.to_string(),
                     "u__rand_int__".into(),
@@ -105,9 +105,8 @@ pub(crate) async fn run(args: &BenchArgs, mode: &str, epoch: i64, tag: &str) -> 
                     "h__rand_int__".into(),
                 ];
                 baseline::eval(p, c, baseline::requests(rate), RESERVE_LUA, &keys, &argv)
-            })),
-            None => None,
-        };
+            })
+        });
         println!(
             "{mode:8} hot sku (1M units) clients {c:3}: {rate:9.0} reservations/s  refused {:5}  {}  {}{}",
             r.refused,
