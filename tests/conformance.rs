@@ -36,10 +36,16 @@ impl Env {
     }
 }
 
+/// 1 000 concurrent buyers queue for the pool (SQLite: 4 connections) longer than the 2 s
+/// default on a loaded 2-core machine: the suite tests the contract, not overload behaviour.
+fn patient_sql() -> (&'static str, String) {
+    ("WARDEN_SQL_TIMEOUT_MS", "15000".into())
+}
+
 async fn sqlite() -> Env {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}/w.db", dir.path().display());
-    let w = Warden::start(&[("WARDEN_DATABASE_URL", url)]);
+    let w = Warden::start(&[("WARDEN_DATABASE_URL", url), patient_sql()]);
     w.wait_ready_on("sql", Duration::from_secs(10)).await;
     Env {
         _dir: dir,
@@ -49,7 +55,7 @@ async fn sqlite() -> Env {
 
 async fn postgres() -> Env {
     let pg = Postgres::start();
-    let w = Warden::start(&[("WARDEN_DATABASE_URL", pg.url())]);
+    let w = Warden::start(&[("WARDEN_DATABASE_URL", pg.url()), patient_sql()]);
     w.wait_ready_on("sql", Duration::from_secs(10)).await;
     Env {
         _pg: Some(pg),
@@ -68,6 +74,7 @@ async fn primary(redis_url: String) -> (Postgres, Warden) {
         // timeout: the suite tests the contract, not overload behaviour.
         ("WARDEN_TIER_LEASE_MS", "1500".into()),
         ("WARDEN_REDIS_TIMEOUT_MS", "2000".into()),
+        patient_sql(),
     ]);
     w.wait_ready_on("redis", Duration::from_secs(15)).await;
     (pg, w)

@@ -8,19 +8,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
+use serde_json::json;
 use support::{fast_failover, Postgres, Redis, Warden};
-
-async fn put(w: &Warden, sku: &str, total: i64) -> (u16, Value) {
-    let r = w
-        .http
-        .put(format!("{}/v1/inventory/{sku}", w.base()))
-        .json(&json!({ "total": total }))
-        .send()
-        .await
-        .unwrap();
-    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
-}
 
 /// The counts, checked to add up.
 async fn stock(w: &Warden, sku: &str) -> (i64, i64, i64, i64, String) {
@@ -79,7 +68,7 @@ async fn sale_survives_redis_loss_without_overselling() {
     let mut redis = Redis::start();
     let w = Arc::new(Warden::start(&fast_failover(&pg, Some(redis.url()))));
     w.wait_ready_on("redis", Duration::from_secs(10)).await;
-    assert_eq!(put(&w, "sale", 60).await.0, 200);
+    assert_eq!(w.put_total("sale", 60).await.0, 200);
 
     let sold = Arc::new(Mutex::new(HashMap::new()));
     let buyers: Vec<_> = (0..80)
@@ -132,7 +121,7 @@ async fn reconcile_reports_and_fixes_a_drifted_copy() {
     let env = fast_failover(&pg, Some(redis.url()));
     let w = Warden::start(&env);
     w.wait_ready_on("redis", Duration::from_secs(10)).await;
-    assert_eq!(put(&w, "drift", 10).await.0, 200);
+    assert_eq!(w.put_total("drift", 10).await.0, 200);
     let body = json!({"user_id": "u", "quantity": 2});
     assert_eq!(
         w.post("/v1/inventory/drift/reservations", body).await.0,

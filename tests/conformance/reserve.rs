@@ -8,17 +8,6 @@ use serde_json::{json, Value};
 use super::Env;
 use crate::support::Warden;
 
-async fn put(w: &Warden, sku: &str, total: i64) -> (u16, Value) {
-    let r = w
-        .http
-        .put(format!("{}/v1/inventory/{sku}", w.base()))
-        .json(&json!({ "total": total }))
-        .send()
-        .await
-        .unwrap();
-    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
-}
-
 async fn reserve(w: &Warden, sku: &str, user: &str, ttl_ms: i64) -> (u16, Value) {
     let body = json!({"user_id": user, "quantity": 1, "ttl_ms": ttl_ms});
     w.post(&format!("/v1/inventory/{sku}/reservations"), body)
@@ -37,7 +26,7 @@ async fn stock(w: &Warden, sku: &str) -> Value {
 
 pub async fn thousand_buyers_for_a_hundred(e: &Env) {
     let w = &e.w;
-    assert_eq!(put(w, "flash", 100).await.0, 200);
+    assert_eq!(w.put_total("flash", 100).await.0, 200);
     let users: Vec<String> = (0..1000).map(|u| format!("u{u}")).collect();
     let calls = users.iter().map(|u| reserve(w, "flash", u, 600_000));
     let mut states: HashMap<String, usize> = HashMap::new();
@@ -62,7 +51,7 @@ pub async fn thousand_buyers_for_a_hundred(e: &Env) {
 
 pub async fn hold_lifecycle(e: &Env) {
     let w = &e.w;
-    assert_eq!(put(w, "life", 10).await.0, 200);
+    assert_eq!(w.put_total("life", 10).await.0, 200);
     let (s, a) = reserve(w, "life", "ann", 60_000).await;
     assert_eq!((s, a["state"].as_str()), (201, Some("reserved")), "{a}");
     assert_eq!(a["remaining"], 9);
@@ -76,7 +65,7 @@ pub async fn hold_lifecycle(e: &Env) {
     assert_eq!(v["reservation_id"], id.as_str());
 
     // Stock may not drop below what is held and sold.
-    let (s, v) = put(w, "life", 0).await;
+    let (s, v) = w.put_total("life", 0).await;
     assert_eq!(
         (s, v["code"].as_str()),
         (409, Some("total_below_held")),
@@ -117,7 +106,7 @@ pub async fn hold_lifecycle(e: &Env) {
     assert_eq!(s, 201);
 
     // Total can grow while holds exist.
-    let (s, v) = put(w, "life", 20).await;
+    let (s, v) = w.put_total("life", 20).await;
     assert_eq!((s, v["available"].as_i64()), (200, Some(18)), "{v}");
 
     let (s, v) = w.post("/v1/reservations/r_nope/confirm", json!({})).await;
@@ -132,7 +121,7 @@ pub async fn hold_lifecycle(e: &Env) {
 
 pub async fn holds_expire_back_to_stock(e: &Env) {
     let w = &e.w;
-    assert_eq!(put(w, "exp", 5).await.0, 200);
+    assert_eq!(w.put_total("exp", 5).await.0, 200);
     let mut ids = Vec::new();
     for u in 0..5 {
         let (s, v) = reserve(w, "exp", &format!("x{u}"), 500).await;
@@ -162,7 +151,7 @@ pub async fn holds_expire_back_to_stock(e: &Env) {
 
 pub async fn idempotency_key_returns_the_same_reservation(e: &Env) {
     let w = &e.w;
-    assert_eq!(put(w, "idk", 3).await.0, 200);
+    assert_eq!(w.put_total("idk", 3).await.0, 200);
     let send = |key: &'static str, qty: i64| {
         w.http
             .post(format!("{}/v1/inventory/idk/reservations", w.base()))

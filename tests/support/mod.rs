@@ -456,6 +456,18 @@ impl Warden {
         (status, r.text().await.unwrap_or_default())
     }
 
+    /// `PUT /v1/inventory/{sku}` with `total`.
+    pub async fn put_total(&self, sku: &str, total: i64) -> (u16, Value) {
+        let r = self
+            .http
+            .put(format!("{}/v1/inventory/{sku}", self.base()))
+            .json(&json!({ "total": total }))
+            .send()
+            .await
+            .expect("request");
+        (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+    }
+
     /// `POST /v1/idempotency/{key}/{step}`.
     pub async fn idem(&self, key: &str, step: &str, body: Value) -> (u16, Value) {
         self.post(&format!("/v1/idempotency/{key}/{step}"), body)
