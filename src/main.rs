@@ -40,7 +40,9 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
+    // Logs go to stderr, so subcommands' reports on stdout stay clean.
     tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
         .json()
         .with_current_span(true)
         .with_span_list(false)

@@ -134,7 +134,7 @@ async fn reconcile_reports_and_fixes_a_drifted_copy() {
         cmd.arg("reconcile")
             .envs(env.iter().map(|(k, v)| (k, v)))
             .env("WARDEN_CONFIG", "/nonexistent/warden.toml")
-            .env("WARDEN_LOG", "off");
+            .env("WARDEN_LOG", "info");
         if fix {
             cmd.arg("--fix");
         }
