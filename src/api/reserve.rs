@@ -368,10 +368,13 @@ pub async fn reserve(
     Ok((status, ct, body).into_response())
 }
 
-fn settled(op: &Op, id: &str, result: Result<(Settled, Mode), Blocked>) -> Response {
-    let (settled, mode) = match result {
+/// Moves reservation `id` to `to` and answers with the terminal state.
+async fn settle(app: &AppState, op: &'static str, id: &Key, to: HoldState) -> Response {
+    let op = Op::start(op);
+    let id = id.as_str();
+    let (settled, mode) = match app.reservations.settle(id, to).await {
         Ok(r) => r,
-        Err(b) => return blocked(op, id, "safe_block", b),
+        Err(b) => return blocked(&op, id, "safe_block", b),
     };
     let (status, state, title) = match settled {
         Settled::Done(HoldState::Confirmed) => (StatusCode::OK, "confirmed", ""),
@@ -417,12 +420,7 @@ fn settled(op: &Op, id: &str, result: Result<(Settled, Mode), Blocked>) -> Respo
         (status = 404, description = "unknown_reservation", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "safe_block", body = LockAnswer)))]
 pub async fn confirm(State(app): State<AppState>, PathKey(id): PathKey) -> Response {
-    let op = Op::start("reservation_confirm");
-    let r = app
-        .reservations
-        .settle(id.as_str(), HoldState::Confirmed)
-        .await;
-    settled(&op, id.as_str(), r)
+    settle(&app, "reservation_confirm", &id, HoldState::Confirmed).await
 }
 
 /// Releases a reservation: its units return to stock.
@@ -434,10 +432,5 @@ pub async fn confirm(State(app): State<AppState>, PathKey(id): PathKey) -> Respo
         (status = 404, description = "unknown_reservation", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "safe_block", body = LockAnswer)))]
 pub async fn release(State(app): State<AppState>, PathKey(id): PathKey) -> Response {
-    let op = Op::start("reservation_release");
-    let r = app
-        .reservations
-        .settle(id.as_str(), HoldState::Released)
-        .await;
-    settled(&op, id.as_str(), r)
+    settle(&app, "reservation_release", &id, HoldState::Released).await
 }

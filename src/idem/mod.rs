@@ -152,6 +152,10 @@ impl Idempotency {
 
     /// Begins `req.key`, waiting up to `req.wait_ms` for a claim in progress to finish.
     pub async fn begin(&self, req: &BeginRequest) -> Result<(Begun, Mode), Blocked> {
+        if req.wait_ms <= 0 {
+            // The common case joins no wait queue (no shared map lock on the hot path).
+            return self.try_begin(req).await;
+        }
         let deadline = tokio::time::Instant::now() + Duration::from_millis(req.wait_ms as u64);
         let k = req.key.as_str();
         let slot = self.waiters.join(k);
