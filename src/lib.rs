@@ -20,5 +20,6 @@ pub mod metrics_names;
 pub mod reserve;
 pub mod service;
 pub mod store;
+pub mod stream;
 pub mod tier;
 mod waiters;

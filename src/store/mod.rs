@@ -6,6 +6,7 @@ pub mod idem;
 pub mod redis;
 pub mod reserve;
 pub mod sql;
+pub mod stream;
 
 use std::future::Future;
 

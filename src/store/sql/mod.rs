@@ -5,6 +5,7 @@ mod fence;
 mod idem;
 mod lock;
 mod reserve;
+mod stream;
 mod tier_state;
 
 pub use tier_state::TierRow;

@@ -1,0 +1,336 @@
+//! Causal streams as both tiers store them, and the [`Book`]: the rows of one batch, loaded
+//! under their streams' locks, changed in memory by the domain rules and written back in the
+//! same transaction. Nothing in a book is durable until that transaction commits.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+/// The counters of one stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Counters {
+    /// Last assigned `commit_sequence` (the next intent gets `assigned + 1`).
+    pub assigned: i64,
+    /// Last committed `commit_sequence`.
+    pub last_committed: i64,
+    /// Bumped by every commit.
+    pub version: i64,
+}
+
+/// Lifecycle of an intent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IntentState {
+    /// Waiting to be dispatched.
+    Ready,
+    /// Leased to a worker until `lease_until` (then ready again).
+    Leased,
+    /// Its commit arrived early and is parked until its predecessor commits.
+    Waiting,
+    /// Committed (its effect is part of the stream).
+    Committed,
+    /// Held for a human (see the review queue).
+    Review,
+}
+
+impl IntentState {
+    /// Name stored and answered.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ready => "ready",
+            Self::Leased => "leased",
+            Self::Waiting => "waiting",
+            Self::Committed => "committed",
+            Self::Review => "review",
+        }
+    }
+
+    /// Parses a stored name.
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            Self::Ready,
+            Self::Leased,
+            Self::Waiting,
+            Self::Committed,
+            Self::Review,
+        ]
+        .into_iter()
+        .find(|st| st.as_str() == s)
+    }
+}
+
+/// One intent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Intent {
+    /// Stream.
+    pub stream: String,
+    /// Position in the stream's commit order.
+    pub seq: i64,
+    /// Client id, unique per stream.
+    pub intent_id: String,
+    /// Dispatch priority (higher first); never changes `seq`.
+    pub priority: i64,
+    /// Type (selects the replay TTL).
+    pub intent_type: String,
+    /// Raw JSON payload.
+    pub payload: String,
+    /// Arrival, epoch ms.
+    pub arrived_at: i64,
+    /// Lifecycle state.
+    pub state: IntentState,
+    /// Worker of the current lease.
+    pub worker: String,
+    /// Lease end, epoch ms.
+    pub lease_until: i64,
+    /// `expected_version` of a parked commit, -1 for none.
+    pub expected_version: i64,
+    /// When its commit was parked, epoch ms.
+    pub waiting_since: i64,
+    /// Stream version its commit produced.
+    pub committed_version: i64,
+    /// When it committed, epoch ms.
+    pub committed_at: i64,
+    /// Replays authorised so far.
+    pub replays: i64,
+}
+
+/// Whether a review item still needs a human.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReviewState {
+    /// Waiting for a decision.
+    Open,
+    /// Decided (`action`, `actor`).
+    Resolved,
+}
+
+impl ReviewState {
+    /// Name stored and answered.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Open => "open",
+            Self::Resolved => "resolved",
+        }
+    }
+}
+
+/// One item of the manual review queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReviewItem {
+    /// Id.
+    pub id: String,
+    /// Created, epoch ms.
+    pub created_at: i64,
+    /// `causal_timeout`, `expired_replay` or `version_conflict`.
+    pub reason: String,
+    /// Stream.
+    pub stream: String,
+    /// Intent.
+    pub intent_id: String,
+    /// Its sequence.
+    pub seq: i64,
+    /// What happened, for the reviewer.
+    pub detail: String,
+    /// Open or resolved.
+    pub state: ReviewState,
+    /// The action taken.
+    pub action: String,
+    /// Who took it.
+    pub actor: String,
+    /// The actor's note.
+    pub note: String,
+    /// Resolved, epoch ms (0 while open).
+    pub resolved_at: i64,
+}
+
+/// One audited operator action.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Audit {
+    /// Id.
+    pub id: String,
+    /// When, epoch ms.
+    pub at: i64,
+    /// Who.
+    pub actor: String,
+    /// What.
+    pub action: String,
+    /// On what (a review item id).
+    pub subject: String,
+    /// Details.
+    pub detail: String,
+}
+
+/// What a batch needs loaded and locked.
+#[derive(Debug, Default, Clone)]
+pub struct Wanted {
+    /// Streams to lock; those in `create` are created if missing.
+    pub streams: BTreeSet<String>,
+    /// Streams that intakes may create.
+    pub create: BTreeSet<String>,
+    /// Intents by `(stream, intent_id)`.
+    pub by_id: BTreeSet<(String, String)>,
+    /// Intents by `(stream, seq)`.
+    pub by_seq: BTreeSet<(String, i64)>,
+    /// Streams whose parked commits are needed (a commit may cascade through them).
+    pub parked: BTreeSet<String>,
+    /// Review items by id.
+    pub reviews: BTreeSet<String>,
+    /// Open review items of these `(stream, intent_id)`.
+    pub open_reviews: BTreeSet<(String, String)>,
+}
+
+/// The rows of one batch and the changes the rules made to them.
+#[derive(Debug, Default)]
+pub struct Book {
+    streams: HashMap<String, Counters>,
+    intents: BTreeMap<(String, i64), Intent>,
+    ids: HashMap<(String, String), i64>,
+    reviews: HashMap<String, ReviewItem>,
+    dirty_streams: BTreeSet<String>,
+    new_intents: BTreeSet<(String, i64)>,
+    dirty_intents: BTreeSet<(String, i64)>,
+    new_reviews: BTreeSet<String>,
+    dirty_reviews: BTreeSet<String>,
+    audits: Vec<Audit>,
+}
+
+/// The changes of a book, to be written back.
+#[derive(Debug, Default)]
+pub struct Changes {
+    /// Streams whose counters changed, with the new counters.
+    pub streams: Vec<(String, Counters)>,
+    /// Intents to insert.
+    pub new_intents: Vec<Intent>,
+    /// Intents to update.
+    pub intents: Vec<Intent>,
+    /// Review items to insert.
+    pub new_reviews: Vec<ReviewItem>,
+    /// Review items to update.
+    pub reviews: Vec<ReviewItem>,
+    /// Audit rows to append.
+    pub audits: Vec<Audit>,
+}
+
+impl Book {
+    /// Adds a stream row as loaded (locked).
+    pub fn load_stream(&mut self, stream: String, c: Counters) {
+        self.streams.insert(stream, c);
+    }
+
+    /// Adds an intent as loaded.
+    pub fn load_intent(&mut self, i: Intent) {
+        self.ids
+            .insert((i.stream.clone(), i.intent_id.clone()), i.seq);
+        self.intents.insert((i.stream.clone(), i.seq), i);
+    }
+
+    /// Adds a review item as loaded.
+    pub fn load_review(&mut self, r: ReviewItem) {
+        self.reviews.insert(r.id.clone(), r);
+    }
+
+    /// The counters of a locked stream.
+    pub fn stream(&self, stream: &str) -> Option<Counters> {
+        self.streams.get(stream).copied()
+    }
+
+    /// Changes the counters of a locked stream.
+    pub fn set_stream(&mut self, stream: &str, c: Counters) {
+        if let Some(slot) = self.streams.get_mut(stream) {
+            *slot = c;
+            self.dirty_streams.insert(stream.to_owned());
+        }
+    }
+
+    /// The sequence of `intent_id` in `stream`, if loaded.
+    pub fn seq_of(&self, stream: &str, intent_id: &str) -> Option<i64> {
+        self.ids
+            .get(&(stream.to_owned(), intent_id.to_owned()))
+            .copied()
+    }
+
+    /// The intent at `(stream, seq)`, if loaded.
+    pub fn intent(&self, stream: &str, seq: i64) -> Option<&Intent> {
+        self.intents.get(&(stream.to_owned(), seq))
+    }
+
+    /// Changes a loaded intent through `f`.
+    pub fn update_intent(&mut self, stream: &str, seq: i64, f: impl FnOnce(&mut Intent)) {
+        let k = (stream.to_owned(), seq);
+        if let Some(i) = self.intents.get_mut(&k) {
+            f(i);
+            if !self.new_intents.contains(&k) {
+                self.dirty_intents.insert(k);
+            }
+        }
+    }
+
+    /// Adds a new intent.
+    pub fn insert_intent(&mut self, i: Intent) {
+        let k = (i.stream.clone(), i.seq);
+        self.new_intents.insert(k);
+        self.load_intent(i);
+    }
+
+    /// A loaded review item.
+    pub fn review(&self, id: &str) -> Option<&ReviewItem> {
+        self.reviews.get(id)
+    }
+
+    /// The open review item of `(stream, intent_id)` with `reason`, if loaded or added.
+    pub fn open_review(&self, stream: &str, intent_id: &str, reason: &str) -> Option<&ReviewItem> {
+        self.reviews.values().find(|r| {
+            r.state == ReviewState::Open
+                && r.stream == stream
+                && r.intent_id == intent_id
+                && r.reason == reason
+        })
+    }
+
+    /// Adds a new review item.
+    pub fn insert_review(&mut self, r: ReviewItem) {
+        self.new_reviews.insert(r.id.clone());
+        self.reviews.insert(r.id.clone(), r);
+    }
+
+    /// Changes a loaded review item through `f`.
+    pub fn update_review(&mut self, id: &str, f: impl FnOnce(&mut ReviewItem)) {
+        if let Some(r) = self.reviews.get_mut(id) {
+            f(r);
+            if !self.new_reviews.contains(id) {
+                self.dirty_reviews.insert(id.to_owned());
+            }
+        }
+    }
+
+    /// Appends an audit row.
+    pub fn audit(&mut self, a: Audit) {
+        self.audits.push(a);
+    }
+
+    /// Takes the changes out of the book.
+    pub fn changes(&mut self) -> Changes {
+        let audits = std::mem::take(&mut self.audits);
+        let intent = |k: &(String, i64)| self.intents[k].clone();
+        let review = |id: &String| self.reviews[id].clone();
+        Changes {
+            streams: self
+                .dirty_streams
+                .iter()
+                .map(|s| (s.clone(), self.streams[s]))
+                .collect(),
+            new_intents: self.new_intents.iter().map(intent).collect(),
+            intents: self.dirty_intents.iter().map(intent).collect(),
+            new_reviews: self.new_reviews.iter().map(review).collect(),
+            reviews: self.dirty_reviews.iter().map(review).collect(),
+            audits,
+        }
+    }
+}
+
+/// A page of the review queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReviewFilter {
+    /// Open items.
+    Open,
+    /// Resolved items.
+    Resolved,
+    /// Both.
+    All,
+}

@@ -1,0 +1,643 @@
+//! The causal rules (G5), written once and run inside the batch transaction on rows locked by
+//! stream: a sequence is assigned as `assigned + 1`; a commit applies only as
+//! `last_committed + 1` (and then applies every parked successor in turn); anything else parks
+//! or is refused. Pure functions over a [`Book`]: no I/O, so they are unit-tested directly.
+
+use std::collections::HashMap;
+
+use crate::store::stream::{
+    Audit, Book, Counters, Intent, IntentState, ReviewItem, ReviewState, Wanted,
+};
+
+/// Review reasons.
+pub mod reason {
+    /// A parked commit waited longer than the causal wait timeout.
+    pub const CAUSAL_TIMEOUT: &str = "causal_timeout";
+    /// A replay was asked for an intent older than its type's TTL.
+    pub const EXPIRED_REPLAY: &str = "expired_replay";
+    /// A parked commit's `expected_version` did not match when its turn came.
+    pub const VERSION_CONFLICT: &str = "version_conflict";
+}
+
+/// Replay TTLs per `intent_type`, with a default.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TtlTable {
+    /// TTL of types not listed, ms.
+    pub default_ms: i64,
+    /// TTL by type, ms.
+    pub by_type: HashMap<String, i64>,
+}
+
+impl TtlTable {
+    /// The TTL of `intent_type`, ms.
+    pub fn of(&self, intent_type: &str) -> i64 {
+        self.by_type
+            .get(intent_type)
+            .copied()
+            .unwrap_or(self.default_ms)
+    }
+}
+
+/// A new intent as received.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewIntent {
+    /// Stream.
+    pub stream: String,
+    /// Client id.
+    pub intent_id: String,
+    /// Dispatch priority.
+    pub priority: i64,
+    /// Type.
+    pub intent_type: String,
+    /// Raw JSON payload.
+    pub payload: String,
+}
+
+/// What a reviewer decides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Put the intent back in the dispatch queue (its commit, if parked, is dropped).
+    Requeue,
+    /// Close the item; change nothing.
+    Dismiss,
+}
+
+impl Action {
+    /// Name stored and accepted.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Requeue => "requeue",
+            Self::Dismiss => "dismiss",
+        }
+    }
+
+    /// Parses a name.
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Requeue, Self::Dismiss]
+            .into_iter()
+            .find(|a| a.as_str() == s)
+    }
+}
+
+/// One step of a batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op {
+    /// Accept an intent (idempotent on `intent_id`).
+    Intake(NewIntent),
+    /// Commit the intent at `seq`.
+    Commit {
+        /// Stream.
+        stream: String,
+        /// Its sequence.
+        seq: i64,
+        /// Must be the intent at `seq`.
+        intent_id: String,
+        /// Must equal the stream's version when the commit applies.
+        expected_version: Option<i64>,
+    },
+    /// Send the parked commit at `seq` to review if it waits since `older_than` or earlier.
+    Timeout {
+        /// Stream.
+        stream: String,
+        /// Its sequence.
+        seq: i64,
+        /// Parked at or before this instant, epoch ms.
+        older_than: i64,
+    },
+    /// Authorise a replay of an intent.
+    Replay {
+        /// Stream.
+        stream: String,
+        /// Intent.
+        intent_id: String,
+        /// The stream version the caller's view is of.
+        as_of_version: i64,
+        /// TTL of the intent's type, ms (from the configured table).
+        ttl_ms: i64,
+    },
+    /// Resolve a review item.
+    Resolve {
+        /// Item id.
+        id: String,
+        /// Its stream and sequence (read before the batch, checked again inside it).
+        stream: String,
+        /// Its sequence.
+        seq: i64,
+        /// Decision.
+        action: Action,
+        /// Who decided.
+        actor: String,
+        /// Why.
+        note: String,
+    },
+}
+
+/// An op and the instant it was made, epoch ms.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Write {
+    /// The op.
+    pub op: Op,
+    /// When.
+    pub now: i64,
+}
+
+/// Why a commit was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// No intent at that sequence.
+    UnknownIntent,
+    /// The intent at that sequence has another `intent_id`.
+    IntentMismatch,
+    /// That sequence is already committed.
+    AlreadyCommitted,
+    /// `expected_version` is not (and can no longer be) the stream's version.
+    VersionMismatch,
+    /// The intent is held for a human.
+    InReview,
+}
+
+impl Refusal {
+    /// Name answered as `reason`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::UnknownIntent => "unknown_intent",
+            Self::IntentMismatch => "intent_mismatch",
+            Self::AlreadyCommitted => "already_committed",
+            Self::VersionMismatch => "version_mismatch",
+            Self::InReview => "in_review",
+        }
+    }
+}
+
+/// The outcome of one op.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Intake: the intent's sequence; `created` is false on a repeat.
+    Accepted {
+        /// Its sequence.
+        seq: i64,
+        /// Whether this op created it.
+        created: bool,
+    },
+    /// Intake: `intent_id` exists with another type, priority or payload.
+    IntentConflict {
+        /// The existing intent's sequence.
+        seq: i64,
+    },
+    /// Commit: applied; the stream's version after it.
+    Committed {
+        /// Version produced by this commit.
+        version: i64,
+    },
+    /// Commit: parked until its predecessor commits.
+    Waiting {
+        /// The sequence the stream needs next.
+        next_expected: i64,
+    },
+    /// Commit: refused.
+    Refused {
+        /// Why.
+        why: Refusal,
+        /// The stream's counters.
+        counters: Counters,
+    },
+    /// Timeout: the parked commit went to review (item id).
+    TimedOut(String),
+    /// Timeout: nothing to do (it applied, or is younger).
+    NotDue,
+    /// Replay: authorised; the intent and the stream version.
+    Replayed {
+        /// The intent (its `replays` counts this one).
+        intent: Box<Intent>,
+        /// Stream version.
+        version: i64,
+    },
+    /// Replay: the caller's version is not the stream's.
+    ReplayConflict {
+        /// Stream version.
+        version: i64,
+    },
+    /// Replay: the intent outlived its TTL; the review item holding it.
+    Expired {
+        /// Review item id.
+        review_id: String,
+    },
+    /// Replay: no such intent.
+    UnknownIntent,
+    /// Resolve: done (or already done before: `fresh` false).
+    Resolved {
+        /// The item as it stands.
+        item: Box<ReviewItem>,
+        /// Whether this op resolved it.
+        fresh: bool,
+    },
+    /// Resolve: no such item.
+    UnknownReview,
+    /// Resolve: the action does not fit the intent's state.
+    ActionRefused {
+        /// The intent's state.
+        state: IntentState,
+    },
+}
+
+/// The rows a batch of writes needs.
+pub fn wanted(writes: &[Write]) -> Wanted {
+    let mut w = Wanted::default();
+    for write in writes {
+        match &write.op {
+            Op::Intake(n) => {
+                w.streams.insert(n.stream.clone());
+                w.create.insert(n.stream.clone());
+                w.by_id.insert((n.stream.clone(), n.intent_id.clone()));
+            }
+            Op::Commit { stream, seq, .. } => {
+                w.streams.insert(stream.clone());
+                w.by_seq.insert((stream.clone(), *seq));
+                w.parked.insert(stream.clone());
+            }
+            Op::Timeout { stream, seq, .. } => {
+                w.streams.insert(stream.clone());
+                w.by_seq.insert((stream.clone(), *seq));
+            }
+            Op::Replay {
+                stream, intent_id, ..
+            } => {
+                w.streams.insert(stream.clone());
+                w.by_id.insert((stream.clone(), intent_id.clone()));
+                w.open_reviews.insert((stream.clone(), intent_id.clone()));
+            }
+            Op::Resolve {
+                id, stream, seq, ..
+            } => {
+                w.streams.insert(stream.clone());
+                w.by_seq.insert((stream.clone(), *seq));
+                w.reviews.insert(id.clone());
+            }
+        }
+    }
+    w
+}
+
+fn new_id(prefix: &str) -> String {
+    format!("{prefix}_{}", uuid::Uuid::new_v4().simple())
+}
+
+/// Applies one write to the book.
+pub fn apply(book: &mut Book, w: Write) -> Outcome {
+    let now = w.now;
+    match w.op {
+        Op::Intake(n) => intake(book, n, now),
+        Op::Commit {
+            stream,
+            seq,
+            intent_id,
+            expected_version,
+        } => commit(book, &stream, seq, &intent_id, expected_version, now),
+        Op::Timeout {
+            stream,
+            seq,
+            older_than,
+        } => timeout(book, &stream, seq, older_than, now),
+        Op::Replay {
+            stream,
+            intent_id,
+            as_of_version,
+            ttl_ms,
+        } => replay(book, &stream, &intent_id, as_of_version, ttl_ms, now),
+        Op::Resolve {
+            id,
+            stream,
+            seq,
+            action,
+            actor,
+            note,
+        } => resolve(book, &id, (&stream, seq), action, &actor, &note, now),
+    }
+}
+
+/// Two payloads are the same intent when they are equal as JSON (spacing and key order aside).
+fn same_payload(a: &str, b: &str) -> bool {
+    a == b
+        || matches!(
+            (
+                serde_json::from_str::<serde_json::Value>(a),
+                serde_json::from_str::<serde_json::Value>(b),
+            ),
+            (Ok(x), Ok(y)) if x == y
+        )
+}
+
+fn intake(book: &mut Book, n: NewIntent, now: i64) -> Outcome {
+    if let Some(seq) = book.seq_of(&n.stream, &n.intent_id) {
+        let same = book.intent(&n.stream, seq).is_some_and(|i| {
+            i.intent_type == n.intent_type
+                && i.priority == n.priority
+                && same_payload(&i.payload, &n.payload)
+        });
+        return if same {
+            Outcome::Accepted {
+                seq,
+                created: false,
+            }
+        } else {
+            Outcome::IntentConflict { seq }
+        };
+    }
+    let Some(mut c) = book.stream(&n.stream) else {
+        unreachable!("intake streams are created before the rules run")
+    };
+    c.assigned += 1;
+    book.set_stream(&n.stream, c);
+    book.insert_intent(Intent {
+        stream: n.stream,
+        seq: c.assigned,
+        intent_id: n.intent_id,
+        priority: n.priority,
+        intent_type: n.intent_type,
+        payload: n.payload,
+        arrived_at: now,
+        state: IntentState::Ready,
+        worker: String::new(),
+        lease_until: 0,
+        expected_version: -1,
+        waiting_since: 0,
+        committed_version: 0,
+        committed_at: 0,
+        replays: 0,
+    });
+    Outcome::Accepted {
+        seq: c.assigned,
+        created: true,
+    }
+}
+
+fn commit(
+    book: &mut Book,
+    stream: &str,
+    seq: i64,
+    intent_id: &str,
+    expected: Option<i64>,
+    now: i64,
+) -> Outcome {
+    let c = book.stream(stream).unwrap_or_default();
+    let refuse = |why| Outcome::Refused { why, counters: c };
+    let Some(intent) = book.intent(stream, seq) else {
+        return refuse(Refusal::UnknownIntent);
+    };
+    if intent.intent_id != intent_id {
+        return refuse(Refusal::IntentMismatch);
+    }
+    match intent.state {
+        IntentState::Committed => return refuse(Refusal::AlreadyCommitted),
+        IntentState::Review => return refuse(Refusal::InReview),
+        // A repeat of a parked commit joins its wait.
+        IntentState::Waiting => {
+            return Outcome::Waiting {
+                next_expected: c.last_committed + 1,
+            }
+        }
+        IntentState::Ready | IntentState::Leased => {}
+    }
+    let turn = seq == c.last_committed + 1;
+    // A version can only grow: one already passed can never match again.
+    if expected.is_some_and(|v| v != c.version && (turn || v < c.version)) {
+        return refuse(Refusal::VersionMismatch);
+    }
+    if !turn {
+        book.update_intent(stream, seq, |i| {
+            i.state = IntentState::Waiting;
+            i.waiting_since = now;
+            i.expected_version = expected.unwrap_or(-1);
+        });
+        return Outcome::Waiting {
+            next_expected: c.last_committed + 1,
+        };
+    }
+    let version = apply_commit(book, stream, seq, now);
+    cascade(book, stream, now);
+    Outcome::Committed { version }
+}
+
+/// Commits `seq` (the stream's next): its effect joins the stream and the version grows.
+fn apply_commit(book: &mut Book, stream: &str, seq: i64, now: i64) -> i64 {
+    let mut c = book.stream(stream).unwrap_or_default();
+    c.last_committed = seq;
+    c.version += 1;
+    book.set_stream(stream, c);
+    book.update_intent(stream, seq, |i| {
+        i.state = IntentState::Committed;
+        i.committed_version = c.version;
+        i.committed_at = now;
+        i.waiting_since = 0;
+    });
+    c.version
+}
+
+/// Applies parked commits while the next one is parked; a parked commit whose expected
+/// version no longer matches goes to review instead, and the stream stops there.
+fn cascade(book: &mut Book, stream: &str, now: i64) {
+    loop {
+        let c = book.stream(stream).unwrap_or_default();
+        let next = c.last_committed + 1;
+        let Some(parked) = book.intent(stream, next) else {
+            return;
+        };
+        if parked.state != IntentState::Waiting {
+            return;
+        }
+        let expected = parked.expected_version;
+        if expected >= 0 && expected != c.version {
+            let detail = format!(
+                "parked commit expected version {expected}; the stream was at {} when its turn came",
+                c.version
+            );
+            to_review(book, stream, next, reason::VERSION_CONFLICT, detail, now);
+            return;
+        }
+        apply_commit(book, stream, next, now);
+    }
+}
+
+/// Moves the intent at `seq` to review; returns the new item's id.
+fn to_review(
+    book: &mut Book,
+    stream: &str,
+    seq: i64,
+    why: &str,
+    detail: String,
+    now: i64,
+) -> String {
+    let intent_id = book
+        .intent(stream, seq)
+        .map(|i| i.intent_id.clone())
+        .unwrap_or_default();
+    book.update_intent(stream, seq, |i| {
+        i.state = IntentState::Review;
+        i.waiting_since = 0;
+    });
+    new_review(book, stream, &intent_id, seq, why, detail, now)
+}
+
+fn new_review(
+    book: &mut Book,
+    stream: &str,
+    intent_id: &str,
+    seq: i64,
+    why: &str,
+    detail: String,
+    now: i64,
+) -> String {
+    let id = new_id("rv");
+    book.insert_review(ReviewItem {
+        id: id.clone(),
+        created_at: now,
+        reason: why.to_owned(),
+        stream: stream.to_owned(),
+        intent_id: intent_id.to_owned(),
+        seq,
+        detail,
+        state: ReviewState::Open,
+        action: String::new(),
+        actor: String::new(),
+        note: String::new(),
+        resolved_at: 0,
+    });
+    id
+}
+
+fn timeout(book: &mut Book, stream: &str, seq: i64, older_than: i64, now: i64) -> Outcome {
+    let due = book
+        .intent(stream, seq)
+        .is_some_and(|i| i.state == IntentState::Waiting && i.waiting_since <= older_than);
+    if !due {
+        return Outcome::NotDue;
+    }
+    let c = book.stream(stream).unwrap_or_default();
+    let waited = book
+        .intent(stream, seq)
+        .map_or(0, |i| now - i.waiting_since);
+    let detail = format!(
+        "commit of sequence {seq} waited {waited} ms for sequence {} (last committed {})",
+        c.last_committed + 1,
+        c.last_committed
+    );
+    Outcome::TimedOut(to_review(
+        book,
+        stream,
+        seq,
+        reason::CAUSAL_TIMEOUT,
+        detail,
+        now,
+    ))
+}
+
+fn replay(
+    book: &mut Book,
+    stream: &str,
+    intent_id: &str,
+    as_of: i64,
+    ttl_ms: i64,
+    now: i64,
+) -> Outcome {
+    let Some(seq) = book.seq_of(stream, intent_id) else {
+        return Outcome::UnknownIntent;
+    };
+    let Some(intent) = book.intent(stream, seq).cloned() else {
+        return Outcome::UnknownIntent;
+    };
+    // TTL first, then the version: both before any side effect.
+    let age = now - intent.arrived_at;
+    if age > ttl_ms {
+        let review_id = match book.open_review(stream, intent_id, reason::EXPIRED_REPLAY) {
+            Some(r) => r.id.clone(),
+            None => {
+                let detail = format!(
+                    "replay of a {} intent {age} ms old; its TTL is {ttl_ms} ms",
+                    intent.intent_type
+                );
+                new_review(
+                    book,
+                    stream,
+                    intent_id,
+                    seq,
+                    reason::EXPIRED_REPLAY,
+                    detail,
+                    now,
+                )
+            }
+        };
+        return Outcome::Expired { review_id };
+    }
+    let version = book.stream(stream).unwrap_or_default().version;
+    if as_of != version {
+        return Outcome::ReplayConflict { version };
+    }
+    book.update_intent(stream, seq, |i| i.replays += 1);
+    let intent = book.intent(stream, seq).cloned().unwrap_or(intent);
+    Outcome::Replayed {
+        intent: Box::new(intent),
+        version,
+    }
+}
+
+fn resolve(
+    book: &mut Book,
+    id: &str,
+    (stream, seq): (&str, i64),
+    action: Action,
+    actor: &str,
+    note: &str,
+    now: i64,
+) -> Outcome {
+    let Some(item) = book.review(id).cloned() else {
+        return Outcome::UnknownReview;
+    };
+    if item.state == ReviewState::Resolved {
+        return Outcome::Resolved {
+            item: Box::new(item),
+            fresh: false,
+        };
+    }
+    if action == Action::Requeue {
+        let state = book.intent(stream, seq).map(|i| i.state);
+        match state {
+            Some(IntentState::Review | IntentState::Ready | IntentState::Leased) => {
+                book.update_intent(stream, seq, |i| {
+                    i.state = IntentState::Ready;
+                    i.worker.clear();
+                    i.lease_until = 0;
+                    i.expected_version = -1;
+                    i.waiting_since = 0;
+                });
+            }
+            Some(state) => return Outcome::ActionRefused { state },
+            None => return Outcome::UnknownReview,
+        }
+    }
+    book.update_review(id, |r| {
+        r.state = ReviewState::Resolved;
+        r.action = action.as_str().to_owned();
+        r.actor = actor.to_owned();
+        r.note = note.to_owned();
+        r.resolved_at = now;
+    });
+    book.audit(Audit {
+        id: new_id("au"),
+        at: now,
+        actor: actor.to_owned(),
+        action: format!("review.{}", action.as_str()),
+        subject: id.to_owned(),
+        detail: format!(
+            "{} of stream {stream} intent {} (sequence {seq}): {note}",
+            item.reason, item.intent_id
+        ),
+    });
+    let item = book.review(id).cloned().unwrap_or(item);
+    Outcome::Resolved {
+        item: Box::new(item),
+        fresh: true,
+    }
+}
+
+#[cfg(test)]
+mod tests;
