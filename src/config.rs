@@ -7,6 +7,8 @@ use std::time::Duration;
 use clap::Args;
 use serde::Deserialize;
 
+use crate::stream::rules::TtlTable;
+
 /// Settings as given on the command line or in the environment; unset fields fall through to
 /// `warden.toml`, then to the defaults.
 #[derive(Args, Debug, Clone, Default, Deserialize)]
@@ -52,6 +54,16 @@ pub struct Settings {
     /// How often expired business records (idempotency keys, …) are deleted, in milliseconds.
     #[arg(long, env = "WARDEN_REAP_INTERVAL_MS")]
     pub reap_interval_ms: Option<u64>,
+    /// How long a parked causal commit waits for its predecessor before it goes to manual
+    /// review, in milliseconds.
+    #[arg(long, env = "WARDEN_CAUSAL_WAIT_TIMEOUT_MS")]
+    pub causal_wait_timeout_ms: Option<u64>,
+    /// Replay TTL per intent type: `type=ms,type=ms` (e.g. `cancel=3600000,book=86400000`).
+    #[arg(long, env = "WARDEN_INTENT_TTLS")]
+    pub intent_ttls: Option<String>,
+    /// Replay TTL of intent types not in `intent_ttls`, in milliseconds.
+    #[arg(long, env = "WARDEN_INTENT_TTL_DEFAULT_MS")]
+    pub intent_ttl_default_ms: Option<u64>,
     /// Path of the optional TOML file.
     #[arg(long, env = "WARDEN_CONFIG", default_value = "warden.toml")]
     #[serde(skip)]
@@ -87,6 +99,10 @@ pub struct Config {
     pub sql_timeout: Duration,
     /// Reaper period for expired business records.
     pub reap_interval: Duration,
+    /// How long a parked causal commit waits before it goes to manual review.
+    pub causal_wait_timeout: Duration,
+    /// Replay TTLs by intent type.
+    pub intent_ttls: TtlTable,
 }
 
 /// A configuration that cannot be used.
@@ -122,6 +138,9 @@ impl Settings {
             sql_pool: self.sql_pool.or(other.sql_pool),
             sql_timeout_ms: self.sql_timeout_ms.or(other.sql_timeout_ms),
             reap_interval_ms: self.reap_interval_ms.or(other.reap_interval_ms),
+            causal_wait_timeout_ms: self.causal_wait_timeout_ms.or(other.causal_wait_timeout_ms),
+            intent_ttls: self.intent_ttls.or(other.intent_ttls),
+            intent_ttl_default_ms: self.intent_ttl_default_ms.or(other.intent_ttl_default_ms),
             config: self.config,
         }
     }
@@ -155,10 +174,41 @@ impl Settings {
             sql_pool: s.sql_pool.unwrap_or(16),
             sql_timeout: Duration::from_millis(s.sql_timeout_ms.unwrap_or(2_000)),
             reap_interval: Duration::from_millis(s.reap_interval_ms.unwrap_or(10_000).max(10)),
+            causal_wait_timeout: Duration::from_millis(s.causal_wait_timeout_ms.unwrap_or(30_000)),
+            intent_ttls: ttl_table(
+                s.intent_ttls.as_deref().unwrap_or(""),
+                s.intent_ttl_default_ms.unwrap_or(86_400_000),
+            )?,
         };
         config.validate()?;
         Ok(config)
     }
+}
+
+/// Parses `type=ms,type=ms` into a TTL table over `default_ms`.
+fn ttl_table(spec: &str, default_ms: u64) -> Result<TtlTable, ConfigError> {
+    let invalid = |m: String| ConfigError::Invalid(m);
+    let ms = |v: u64, what: &str| {
+        i64::try_from(v)
+            .ok()
+            .filter(|v| *v > 0)
+            .ok_or_else(|| invalid(format!("{what} must be a positive number of ms")))
+    };
+    let mut by_type = std::collections::HashMap::new();
+    for entry in spec.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let (ty, v) = entry
+            .split_once('=')
+            .ok_or_else(|| invalid(format!("intent_ttls entry {entry:?} is not type=ms")))?;
+        let v: u64 = v
+            .trim()
+            .parse()
+            .map_err(|_| invalid(format!("intent_ttls entry {entry:?}: not a number of ms")))?;
+        by_type.insert(ty.trim().to_owned(), ms(v, "an intent TTL")?);
+    }
+    Ok(TtlTable {
+        default_ms: ms(default_ms, "intent_ttl_default_ms")?,
+        by_type,
+    })
 }
 
 fn file_error(path: &Path, e: impl std::fmt::Display) -> ConfigError {
@@ -176,6 +226,9 @@ impl Config {
         }
         if self.redis_timeout.is_zero() || self.tier_lease.is_zero() || self.sql_timeout.is_zero() {
             return invalid("redis_timeout_ms, sql_timeout_ms and tier_lease_ms must be positive");
+        }
+        if self.causal_wait_timeout.is_zero() {
+            return invalid("causal_wait_timeout_ms must be positive");
         }
         if self.sql_pool == 0 {
             return invalid("sql_pool must be at least 1");
@@ -209,6 +262,19 @@ mod tests {
         assert_eq!(c.breaker_failures, 7);
         assert_eq!(c.database_url, "sqlite://./warden.db");
         assert_eq!(c.redis_timeout, Duration::from_millis(50));
+    }
+
+    #[test]
+    fn intent_ttl_table() {
+        let t = ttl_table(" cancel=3600000, book = 60000 ", 1000).unwrap();
+        assert_eq!(
+            (t.of("cancel"), t.of("book"), t.of("other")),
+            (3_600_000, 60_000, 1000)
+        );
+        for bad in ["cancel", "cancel=x", "cancel=0"] {
+            assert!(ttl_table(bad, 1000).is_err(), "{bad}");
+        }
+        assert!(ttl_table("", 0).is_err());
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Warden: a coordination service whose grants stay safe across Redis loss.
 //!
 //! Dependencies run one way: [`api`] → domain modules ([`lock`], [`fence`], [`idem`],
-//! [`reserve`]) → [`tier`] →
+//! [`reserve`], [`stream`]) → [`tier`] →
 //! [`store`]. [`service::Warden`] runs them in-process; the binary only wires
 //! [`config::Config`] to [`api::serve`].
 #![warn(missing_docs)]

@@ -32,3 +32,13 @@ pub const HOLDS_EXPIRED: &str = "warden_holds_expired_total";
 pub const RECONCILE_MISMATCHES: &str = "warden_reconcile_mismatches_total";
 /// Counter: SKU hot copies (re)seeded from SQL.
 pub const STOCK_SEEDED: &str = "warden_stock_seeded_total";
+/// Counter: intents leased to workers by dispatch claims.
+pub const DISPATCHED: &str = "warden_stream_dispatched_total";
+/// Gauge: causal commits parked, waiting for their predecessor.
+pub const STREAM_WAITING: &str = "warden_stream_waiting_commits";
+/// Gauge: open items in the manual review queue.
+pub const REVIEW_OPEN: &str = "warden_review_open";
+/// Gauge: intents not yet committed nor parked (ready or leased): the dispatch backlog.
+pub const DISPATCH_BACKLOG: &str = "warden_stream_dispatch_backlog";
+/// Counter: review items created, by `reason`.
+pub const REVIEW_CREATED: &str = "warden_review_created_total";

@@ -16,6 +16,7 @@ use crate::reserve::Reservations;
 use crate::store::redis::RedisStore;
 use crate::store::sql::SqlStore;
 use crate::store::StoreError;
+use crate::stream::{StreamConfig, Streams};
 use crate::tier::{Tier, TierConfig};
 
 /// The services of one Warden instance.
@@ -30,6 +31,8 @@ pub struct Warden {
     pub idempotency: Arc<Idempotency>,
     /// Flash-sale reservations.
     pub reservations: Arc<Reservations>,
+    /// Causal streams, dispatch and the manual review queue.
+    pub streams: Arc<Streams>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -55,6 +58,13 @@ impl Warden {
         tier.refresh().await?;
         let idempotency = Idempotency::start(tier.clone());
         let reservations = Reservations::start(tier.clone());
+        let streams = Streams::start(
+            tier.clone(),
+            StreamConfig {
+                causal_wait: config.causal_wait_timeout,
+                ttls: config.intent_ttls.clone(),
+            },
+        );
         let (stop, stop_rx) = watch::channel(false);
         let stopped = |mut rx: watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|s| *s).await;
@@ -70,14 +80,16 @@ impl Warden {
             reservations.clone(),
             stopped(stop_rx.clone()),
         ));
+        let stream_tasks = tokio::spawn(streams.clone().run_background(stopped(stop_rx.clone())));
         Ok(Self {
             reservations,
+            streams,
             locks: Arc::new(Locks::new(tier.clone())),
             fences: Arc::new(Fences::new(tier.clone())),
             idempotency,
             tier,
             stop,
-            tasks: vec![supervisor, reaper, holds, reconcile],
+            tasks: vec![supervisor, reaper, holds, reconcile, stream_tasks],
         })
     }
 

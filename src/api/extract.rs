@@ -99,12 +99,40 @@ pub fn token(field: &str, value: i64) -> Result<i64, ApiError> {
 
 /// Validates an owner identity (same rules as keys).
 pub fn owner(raw: &str) -> Result<String, ApiError> {
+    identity("owner", "invalid_owner", "Invalid owner", raw)
+}
+
+/// Validates an identity field (same rules as keys); refusals carry `code`.
+pub fn identity(
+    field: &str,
+    code: &'static str,
+    title: &'static str,
+    raw: &str,
+) -> Result<String, ApiError> {
     Key::parse(raw).map(|k| k.as_str().to_owned()).map_err(|e| {
         ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_owner",
-            "Invalid owner",
-            format!("owner: {e}"),
+            code,
+            title,
+            format!("{field}: {e}"),
         )
     })
+}
+
+/// Two path segments (`/{stream}/intents/{intent_id}`), each validated as a [`Key`].
+pub struct PathKeys(pub Key, pub Key);
+
+impl<S: Send + Sync> FromRequestParts<S> for PathKeys {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let axum::extract::Path((a, b)) =
+            axum::extract::Path::<(String, String)>::from_request_parts(parts, state)
+                .await
+                .map_err(|e: PathRejection| {
+                    ApiError::invalid_key(format!("key is not valid UTF-8: {}", e.body_text()))
+                })?;
+        let parse = |raw: &str| Key::parse(raw).map_err(|e| ApiError::invalid_key(e.to_string()));
+        Ok(PathKeys(parse(&a)?, parse(&b)?))
+    }
 }

@@ -8,6 +8,8 @@ pub mod observe;
 mod ops;
 pub mod problem;
 mod reserve;
+mod review;
+mod streams;
 
 pub use ops::ApiDoc;
 
@@ -26,6 +28,7 @@ use crate::lock::Locks;
 use crate::reserve::Reservations;
 use crate::service::Warden;
 use crate::store::StoreError;
+use crate::stream::Streams;
 use crate::tier::Tier;
 
 /// Shared state of every handler.
@@ -41,6 +44,8 @@ pub struct AppState {
     pub idempotency: Arc<Idempotency>,
     /// Reservation service.
     pub reservations: Arc<Reservations>,
+    /// Causal streams and manual review.
+    pub streams: Arc<Streams>,
     /// Metrics renderer.
     pub metrics: PrometheusHandle,
 }
@@ -84,6 +89,7 @@ pub fn state(warden: &Warden) -> AppState {
         fences: warden.fences.clone(),
         idempotency: warden.idempotency.clone(),
         reservations: warden.reservations.clone(),
+        streams: warden.streams.clone(),
         metrics: metrics_handle(),
     }
 }
@@ -94,6 +100,8 @@ pub fn app(state: AppState, max_body_bytes: usize) -> Router {
         .merge(locks::router())
         .merge(idem::router())
         .merge(reserve::router())
+        .merge(streams::router())
+        .merge(review::router())
         .merge(ops::router())
         .fallback(problem::not_found)
         .method_not_allowed_fallback(problem::method_not_allowed)

@@ -107,7 +107,7 @@ pub async fn metrics(State(app): State<AppState>) -> Response {
 #[openapi(
     info(
         title = "Warden",
-        description = "Fenced locks, idempotency keys and flash-sale reservations over Redis with a durable SQL tier"
+        description = "Fenced locks, idempotency keys, causal streams and flash-sale reservations over Redis with a durable SQL tier"
     ),
     paths(
         super::locks::acquire,
@@ -124,6 +124,13 @@ pub async fn metrics(State(app): State<AppState>) -> Response {
         super::reserve::reserve,
         super::reserve::confirm,
         super::reserve::release,
+        super::streams::intake,
+        super::streams::claim,
+        super::streams::commit,
+        super::streams::replay,
+        super::streams::read,
+        super::review::list,
+        super::review::resolve,
         healthz,
         readyz,
         status,

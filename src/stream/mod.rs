@@ -1,2 +1,384 @@
-//! placeholder
+//! Causal streams (G5): per stream, effects commit in `commit_sequence` order 1, 2, 3, …, never
+//! twice, never skipping, whatever the dispatch priority. Every intake, commit, replay and
+//! review decision runs the [`rules`] inside one group-committed SQL transaction that holds its
+//! streams' row locks, and is answered only after that transaction commits: sequences are
+//! assigned where they become durable, so neither a Redis loss nor a failed batch can reuse or
+//! skip one. Redis keeps a hot copy of each stream's counters (raised after every commit, never
+//! ahead of SQL) that answers duplicate commits and lets waiting commits watch for their turn.
+
 pub mod rules;
+mod wait;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::join_all;
+
+use crate::group_commit::{GroupCommit, GroupCommitConfig};
+use crate::metrics_names as m;
+use crate::store::stream::{Changes, Counters, Intent, IntentState, ReviewFilter, ReviewItem};
+use crate::store::{bounded, StoreError};
+use crate::tier::{Backend, Blocked, Mode, Tier};
+use crate::waiters::Waiters;
+use rules::{Action, NewIntent, Op, Outcome, Refusal, TtlTable, Write};
+
+/// Longest `wait_ms` of a commit.
+pub const MAX_WAIT_MS: i64 = 60_000;
+/// Most intents in one dispatch claim.
+pub const MAX_CLAIM: i64 = 1_000;
+/// Longest dispatch lease, ms.
+pub const MAX_LEASE_MS: i64 = 3_600_000;
+/// Largest absolute dispatch priority.
+pub const MAX_PRIORITY: i64 = i32::MAX as i64;
+/// Longest `intent_type`, bytes.
+pub const MAX_TYPE_BYTES: usize = 128;
+/// Most parked commits listed in a stream's state.
+pub const WAITING_SHOWN: i64 = 100;
+/// Most review items in one page.
+pub const MAX_REVIEW_PAGE: i64 = 1_000;
+/// Parked commits sent to review per sweep, at most.
+const SWEEP_BATCH: i64 = 500;
+/// How often gauges are refreshed and overdue commits swept, at most.
+const TICK: Duration = Duration::from_millis(250);
+
+/// Stream settings.
+#[derive(Debug, Clone)]
+pub struct StreamConfig {
+    /// How long a parked commit waits before it goes to manual review.
+    pub causal_wait: Duration,
+    /// Replay TTLs by intent type.
+    pub ttls: TtlTable,
+}
+
+/// A validated commit.
+#[derive(Debug, Clone)]
+pub struct CommitRequest {
+    /// Stream.
+    pub stream: String,
+    /// Sequence being committed.
+    pub seq: i64,
+    /// The intent at that sequence.
+    pub intent_id: String,
+    /// Must equal the stream's version when the commit applies.
+    pub expected_version: Option<i64>,
+    /// How long to wait for its turn, 0..=[`MAX_WAIT_MS`].
+    pub wait_ms: i64,
+}
+
+/// The answer to a commit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Committed {
+    /// Applied in order; the stream version it produced.
+    Causal {
+        /// Version.
+        version: i64,
+    },
+    /// Parked until its predecessor commits (still parked when answered).
+    Waiting {
+        /// The sequence the stream needs next.
+        next_expected: i64,
+    },
+    /// Refused.
+    Blocked {
+        /// Why.
+        why: Refusal,
+        /// The stream's counters (from the hot copy for duplicates answered there).
+        counters: Counters,
+    },
+}
+
+/// A stream's state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamState {
+    /// Counters.
+    pub counters: Counters,
+    /// Parked commits, in sequence order (at most [`WAITING_SHOWN`]).
+    pub waiting: Vec<Intent>,
+}
+
+/// The stream service.
+pub struct Streams {
+    tier: Arc<Tier>,
+    writer: GroupCommit<Write, Outcome>,
+    /// Commits waiting for their turn on this instance, by [`parked_key`].
+    parked: Arc<Waiters>,
+    cfg: StreamConfig,
+}
+
+fn unavailable(e: StoreError) -> Blocked {
+    Blocked::Unavailable(e.to_string())
+}
+
+/// The wait-queue key of the commit of `seq` in `stream`.
+fn parked_key(stream: &str, seq: i64) -> String {
+    format!("{seq}\u{0}{stream}")
+}
+
+impl Streams {
+    /// Starts the service (and its group-commit writer) over `tier`.
+    pub fn start(tier: Arc<Tier>, cfg: StreamConfig) -> Arc<Self> {
+        let parked = Arc::new(Waiters::default());
+        let ttls = Arc::new(cfg.ttls.clone());
+        let (t, p) = (tier.clone(), parked.clone());
+        let writer = GroupCommit::start("streams", GroupCommitConfig::default(), move |w| {
+            flush(t.clone(), p.clone(), ttls.clone(), w)
+        });
+        Arc::new(Self {
+            tier,
+            writer,
+            parked,
+            cfg,
+        })
+    }
+
+    fn mode(&self) -> Result<Mode, Blocked> {
+        Ok(self.tier.active_durable()?.backend.mode())
+    }
+
+    async fn write(&self, op: Op) -> Result<Outcome, Blocked> {
+        let w = Write {
+            op,
+            now: self.tier.now(),
+        };
+        bounded(self.tier.durable().timeout(), self.writer.submit(w))
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn sql<T>(
+        &self,
+        call: impl std::future::Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, Blocked> {
+        bounded(self.tier.durable().timeout(), call)
+            .await
+            .map_err(unavailable)
+    }
+
+    /// Accepts an intent: [`Outcome::Accepted`] with its sequence (the same one on a repeat),
+    /// or [`Outcome::IntentConflict`].
+    pub async fn intake(&self, n: NewIntent) -> Result<(Outcome, Mode), Blocked> {
+        let mode = self.mode()?;
+        Ok((self.write(Op::Intake(n)).await?, mode))
+    }
+
+    /// Commits an intent in causal order, waiting up to `wait_ms` for its turn.
+    pub async fn commit(&self, req: &CommitRequest) -> Result<(Committed, Mode), Blocked> {
+        let active = self.tier.active_durable()?;
+        let mode = active.backend.mode();
+        if let Backend::Redis(redis) = active.backend {
+            // The copy never runs ahead of SQL: a sequence it shows committed is committed.
+            let copy = redis.stream_copy(&req.stream).await;
+            self.tier.record(mode, &copy);
+            if let Ok(Some(c)) = copy {
+                if req.seq <= c.last_committed {
+                    let why = Refusal::AlreadyCommitted;
+                    return Ok((Committed::Blocked { why, counters: c }, mode));
+                }
+            }
+        }
+        let key = parked_key(&req.stream, req.seq);
+        let slot = self.parked.join(&key);
+        let answer = wait::commit(self, req, &slot, mode).await;
+        self.parked.leave(&key, slot);
+        answer.map(|a| (a, mode))
+    }
+
+    /// Authorises a replay: TTL of its type first, then `as_of_version`, both before any
+    /// effect. [`Outcome::Replayed`], [`Outcome::Expired`] (now in review),
+    /// [`Outcome::ReplayConflict`] or [`Outcome::UnknownIntent`].
+    pub async fn replay(
+        &self,
+        stream: &str,
+        intent_id: &str,
+        as_of_version: i64,
+    ) -> Result<(Outcome, Mode), Blocked> {
+        let mode = self.mode()?;
+        let op = Op::Replay {
+            stream: stream.to_owned(),
+            intent_id: intent_id.to_owned(),
+            as_of_version,
+        };
+        Ok((self.write(op).await?, mode))
+    }
+
+    /// Leases up to `limit` ready intents to `worker` for `lease_ms`, by priority (highest
+    /// first), then arrival. An expired lease returns its intent to the queue.
+    pub async fn claim(
+        &self,
+        worker: &str,
+        limit: i64,
+        lease_ms: i64,
+    ) -> Result<(Vec<Intent>, Mode), Blocked> {
+        let mode = self.mode()?;
+        let now = self.tier.now();
+        let sql = self.tier.durable();
+        let leased = self
+            .sql(sql.claim_intents(worker, limit, now + lease_ms, now))
+            .await?;
+        metrics::counter!(m::DISPATCHED).increment(leased.len() as u64);
+        Ok((leased, mode))
+    }
+
+    /// The counters and parked commits of `stream`; `None` if it never had an intent.
+    pub async fn state(&self, stream: &str) -> Result<(Option<StreamState>, Mode), Blocked> {
+        let mode = self.mode()?;
+        let sql = self.tier.durable();
+        let Some(counters) = self.sql(sql.stream_counters(stream)).await? else {
+            return Ok((None, mode));
+        };
+        if counters.assigned == 0 {
+            return Ok((None, mode));
+        }
+        let waiting = self.sql(sql.waiting_commits(stream, WAITING_SHOWN)).await?;
+        Ok((Some(StreamState { counters, waiting }), mode))
+    }
+
+    /// A page of the review queue, oldest first.
+    pub async fn reviews(
+        &self,
+        filter: ReviewFilter,
+        limit: i64,
+    ) -> Result<(Vec<ReviewItem>, Mode), Blocked> {
+        let mode = self.mode()?;
+        let items = self
+            .sql(self.tier.durable().review_items(filter, limit))
+            .await?;
+        Ok((items, mode))
+    }
+
+    /// Resolves review item `id` with `action` by `actor` (audited in the same transaction).
+    /// [`Outcome::Resolved`], [`Outcome::UnknownReview`] or [`Outcome::ActionRefused`].
+    pub async fn resolve(
+        &self,
+        id: &str,
+        action: Action,
+        actor: &str,
+        note: &str,
+    ) -> Result<(Outcome, Mode), Blocked> {
+        let mode = self.mode()?;
+        let Some(item) = self.sql(self.tier.durable().review_item(id)).await? else {
+            return Ok((Outcome::UnknownReview, mode));
+        };
+        let op = Op::Resolve {
+            id: id.to_owned(),
+            stream: item.stream,
+            seq: item.seq,
+            action,
+            actor: actor.to_owned(),
+            note: note.to_owned(),
+        };
+        let out = self.write(op).await?;
+        if let Outcome::Resolved { item, fresh: true } = &out {
+            tracing::warn!(review_id = %item.id, action = %item.action, actor = %item.actor,
+                stream = %item.stream, intent_id = %item.intent_id, "review item resolved");
+        }
+        Ok((out, mode))
+    }
+
+    /// Sends every commit parked longer than the causal wait timeout to manual review; how
+    /// many.
+    pub async fn sweep(&self) -> Result<u64, Blocked> {
+        let older_than = self.tier.now() - self.cfg.causal_wait.as_millis() as i64;
+        let sql = self.tier.durable();
+        let due = self
+            .sql(sql.overdue_commits(older_than, SWEEP_BATCH))
+            .await?;
+        let ops = due.into_iter().map(|(stream, seq)| {
+            self.write(Op::Timeout {
+                stream,
+                seq,
+                older_than,
+            })
+        });
+        let mut n = 0;
+        for out in join_all(ops).await {
+            if let Outcome::TimedOut(_) = out? {
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    async fn gauges(&self) -> Result<(), StoreError> {
+        let sql = self.tier.durable();
+        let (waiting, review, backlog) = bounded(sql.timeout(), sql.stream_gauges()).await?;
+        metrics::gauge!(m::STREAM_WAITING).set(waiting as f64);
+        metrics::gauge!(m::REVIEW_OPEN).set(review as f64);
+        metrics::gauge!(m::DISPATCH_BACKLOG).set(backlog as f64);
+        Ok(())
+    }
+
+    /// Sweeps overdue commits and refreshes the queue gauges until `stop` completes.
+    pub async fn run_background(self: Arc<Self>, stop: impl std::future::Future<Output = ()>) {
+        tokio::pin!(stop);
+        let every = (self.cfg.causal_wait / 4).clamp(Duration::from_millis(20), TICK);
+        loop {
+            tokio::select! {
+                _ = &mut stop => return,
+                _ = tokio::time::sleep(every) => {}
+            }
+            match self.sweep().await {
+                Ok(0) => {}
+                Ok(n) => tracing::warn!(moved = n, "parked commits timed out into manual review"),
+                Err(b) => tracing::warn!(reason = %b.reason(), "causal timeout sweep failed"),
+            }
+            if let Err(e) = self.gauges().await {
+                tracing::warn!(error = %e, "stream gauges not refreshed");
+            }
+        }
+    }
+}
+
+/// Writes one batch; then wakes this instance's commits that settled and raises the hot copies
+/// of the streams that changed.
+async fn flush(
+    tier: Arc<Tier>,
+    parked: Arc<Waiters>,
+    ttls: Arc<TtlTable>,
+    writes: Vec<Write>,
+) -> Result<Vec<Outcome>, StoreError> {
+    let wanted = rules::wanted(&writes);
+    let sql = tier.durable().clone();
+    let (outcomes, changes) = sql
+        .stream_batch(&wanted, |book| {
+            let apply = |w| rules::apply(book, w, &ttls);
+            writes.into_iter().map(apply).collect::<Vec<_>>()
+        })
+        .await?;
+    for i in &changes.intents {
+        if matches!(i.state, IntentState::Committed | IntentState::Review) {
+            parked.wake_all(&parked_key(&i.stream, i.seq));
+        }
+    }
+    for r in &changes.new_reviews {
+        metrics::counter!(m::REVIEW_CREATED, "reason" => r.reason.clone()).increment(1);
+        tracing::warn!(review_id = %r.id, reason = %r.reason, stream = %r.stream,
+            intent_id = %r.intent_id, commit_sequence = r.seq, detail = %r.detail,
+            "intent sent to manual review");
+    }
+    raise_copies(tier, changes);
+    Ok(outcomes)
+}
+
+/// Raises the Redis copies of the streams a batch changed, off the answer's path (a copy that
+/// misses a raise only lags).
+fn raise_copies(tier: Arc<Tier>, changes: Changes) {
+    if changes.streams.is_empty() {
+        return;
+    }
+    tokio::spawn(async move {
+        let Ok(active) = tier.active_durable() else {
+            return;
+        };
+        let Backend::Redis(redis) = active.backend else {
+            return;
+        };
+        let raises = changes
+            .streams
+            .iter()
+            .map(|(s, c)| redis.stream_raise(s, *c));
+        for r in join_all(raises).await {
+            tier.record(Mode::Primary, &r);
+        }
+    });
+}

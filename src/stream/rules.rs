@@ -112,8 +112,6 @@ pub enum Op {
         intent_id: String,
         /// The stream version the caller's view is of.
         as_of_version: i64,
-        /// TTL of the intent's type, ms (from the configured table).
-        ttl_ms: i64,
     },
     /// Resolve a review item.
     Resolve {
@@ -282,8 +280,8 @@ fn new_id(prefix: &str) -> String {
     format!("{prefix}_{}", uuid::Uuid::new_v4().simple())
 }
 
-/// Applies one write to the book.
-pub fn apply(book: &mut Book, w: Write) -> Outcome {
+/// Applies one write to the book; replays take their TTL from `ttls`.
+pub fn apply(book: &mut Book, w: Write, ttls: &TtlTable) -> Outcome {
     let now = w.now;
     match w.op {
         Op::Intake(n) => intake(book, n, now),
@@ -302,8 +300,7 @@ pub fn apply(book: &mut Book, w: Write) -> Outcome {
             stream,
             intent_id,
             as_of_version,
-            ttl_ms,
-        } => replay(book, &stream, &intent_id, as_of_version, ttl_ms, now),
+        } => replay(book, &stream, &intent_id, as_of_version, ttls, now),
         Op::Resolve {
             id,
             stream,
@@ -536,7 +533,7 @@ fn replay(
     stream: &str,
     intent_id: &str,
     as_of: i64,
-    ttl_ms: i64,
+    ttls: &TtlTable,
     now: i64,
 ) -> Outcome {
     let Some(seq) = book.seq_of(stream, intent_id) else {
@@ -547,6 +544,7 @@ fn replay(
     };
     // TTL first, then the version: both before any side effect.
     let age = now - intent.arrived_at;
+    let ttl_ms = ttls.of(&intent.intent_type);
     if age > ttl_ms {
         let review_id = match book.open_review(stream, intent_id, reason::EXPIRED_REPLAY) {
             Some(r) => r.id.clone(),

@@ -6,6 +6,7 @@ mod idem;
 mod lock;
 mod reserve;
 mod slots;
+mod stream;
 
 use std::time::Duration;
 
@@ -48,6 +49,7 @@ struct Scripts {
     res_settle: Script,
     res_seed: Script,
     res_total: Script,
+    stream_raise: Script,
 }
 
 impl Scripts {
@@ -65,6 +67,7 @@ impl Scripts {
             res_settle: Script::new(include_str!("lua/res_settle.lua")),
             res_seed: Script::new(include_str!("lua/res_seed.lua")),
             res_total: Script::new(include_str!("lua/res_total.lua")),
+            stream_raise: Script::new(include_str!("lua/stream_raise.lua")),
         }
     }
 }

@@ -10,8 +10,15 @@ fn book(streams: &[&str]) -> Book {
     b
 }
 
+fn ttls(book_ms: i64) -> TtlTable {
+    TtlTable {
+        default_ms: 1,
+        by_type: [("book".to_owned(), book_ms)].into(),
+    }
+}
+
 fn run(b: &mut Book, op: Op, now: i64) -> Outcome {
-    apply(b, Write { op, now })
+    apply(b, Write { op, now }, &ttls(5_000))
 }
 
 fn intake(b: &mut Book, stream: &str, id: &str, priority: i64) -> Outcome {
@@ -234,32 +241,36 @@ fn overdue_parked_commits_go_to_review_and_requeue_is_audited() {
 fn replay_checks_ttl_then_version_before_any_effect() {
     let mut b = book(&["s"]);
     intake(&mut b, "s", "a", 0);
-    let replay = |as_of, ttl_ms| Op::Replay {
-        stream: "s".into(),
-        intent_id: "a".into(),
-        as_of_version: as_of,
-        ttl_ms,
+    let mut replay = |id: &str, as_of, ttl_ms, now| {
+        let op = Op::Replay {
+            stream: "s".into(),
+            intent_id: id.into(),
+            as_of_version: as_of,
+        };
+        apply(&mut b, Write { op, now }, &ttls(ttl_ms))
     };
     // Expired: review, whatever the version; asked again, the same open item.
-    let Outcome::Expired { review_id } = run(&mut b, replay(7, 10), 2_000) else {
+    let Outcome::Expired { review_id } = replay("a", 7, 10, 2_000) else {
         panic!()
     };
-    let again = run(&mut b, replay(0, 10), 2_500);
-    assert_eq!(again, Outcome::Expired { review_id });
+    assert_eq!(replay("a", 0, 10, 2_500), Outcome::Expired { review_id });
     assert_eq!(
-        run(&mut b, replay(3, 5_000), 2_000),
+        replay("a", 3, 5_000, 2_000),
         Outcome::ReplayConflict { version: 0 }
     );
-    assert_eq!(b.intent("s", 1).unwrap().replays, 0);
-    let Outcome::Replayed { intent, version: 0 } = run(&mut b, replay(0, 5_000), 2_000) else {
+    let Outcome::Replayed { intent, version: 0 } = replay("a", 0, 5_000, 2_000) else {
         panic!()
     };
     assert_eq!(intent.replays, 1);
-    let unknown = Op::Replay {
-        stream: "s".into(),
-        intent_id: "zz".into(),
-        as_of_version: 0,
-        ttl_ms: 1,
-    };
-    assert_eq!(run(&mut b, unknown, 2_000), Outcome::UnknownIntent);
+    assert_eq!(replay("zz", 0, 1, 2_000), Outcome::UnknownIntent);
+    let changes = b.changes();
+    assert_eq!(
+        changes.new_reviews.len(),
+        1,
+        "one open item per expired intent"
+    );
+    assert_eq!(
+        changes.new_intents[0].replays, 1,
+        "only the authorised replay counted"
+    );
 }

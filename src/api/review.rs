@@ -1,0 +1,223 @@
+//! Manual review endpoints: the queue of intents held for a human (causal timeouts, expired
+//! replays, conflicts found when a parked commit's turn came) and its audited resolution.
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::extract::{identity, in_range, Body, PathKey};
+use super::locks::{blocked, LockAnswer};
+use super::observe::Op;
+use super::problem::{state_problem, ApiError, Problem};
+use super::AppState;
+use crate::clock::rfc3339;
+use crate::store::stream::{ReviewFilter, ReviewItem, ReviewState};
+use crate::stream::rules::{Action, Outcome};
+use crate::stream::MAX_REVIEW_PAGE;
+
+/// Longest resolution note, bytes.
+const MAX_NOTE_BYTES: usize = 2_048;
+
+/// `GET /v1/review` query.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct ReviewQuery {
+    /// `open` (default), `resolved` or `all`.
+    #[serde(default)]
+    pub state: Option<String>,
+    /// Most items, 1..=1000 (default 100), oldest first.
+    #[serde(default)]
+    pub limit: Option<i64>,
+}
+
+/// `POST /v1/review/{id}/resolve` body.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct ResolveBody {
+    /// `requeue` (the intent goes back to dispatch) or `dismiss` (nothing changes).
+    pub action: String,
+    /// Who decides (1–512 bytes); recorded and audited.
+    pub actor: String,
+    /// Why (at most 2 048 bytes).
+    #[serde(default)]
+    pub note: String,
+}
+
+/// One review item.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReviewView {
+    /// Id.
+    pub id: String,
+    /// `causal_timeout`, `expired_replay` or `version_conflict`.
+    pub reason: String,
+    /// Stream.
+    pub stream: String,
+    /// Intent.
+    pub intent_id: String,
+    /// Its sequence.
+    pub commit_sequence: i64,
+    /// What happened.
+    pub detail: String,
+    /// Created, RFC 3339 UTC.
+    pub created_at: String,
+    /// `open` or `resolved`.
+    pub status: &'static str,
+    /// The action taken.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub action: Option<String>,
+    /// Who took it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
+    /// The actor's note.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    /// Resolved, RFC 3339 UTC.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resolved_at: Option<String>,
+}
+
+/// Answer of the review endpoints.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReviewAnswer {
+    /// `review` (list) or `resolved`.
+    pub state: &'static str,
+    /// `primary` or `fallback`.
+    pub mode: &'static str,
+    /// The items (list).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub items: Option<Vec<ReviewView>>,
+    /// The resolved item.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub item: Option<ReviewView>,
+}
+
+/// The review routes.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/review", get(list))
+        .route("/v1/review/{id}/resolve", post(resolve))
+}
+
+fn view(r: ReviewItem) -> ReviewView {
+    let resolved = r.state == ReviewState::Resolved;
+    ReviewView {
+        id: r.id,
+        reason: r.reason,
+        stream: r.stream,
+        intent_id: r.intent_id,
+        commit_sequence: r.seq,
+        detail: r.detail,
+        created_at: rfc3339(r.created_at),
+        status: r.state.as_str(),
+        action: resolved.then_some(r.action),
+        actor: resolved.then_some(r.actor),
+        note: resolved.then_some(r.note),
+        resolved_at: resolved.then(|| rfc3339(r.resolved_at)),
+    }
+}
+
+/// The manual review queue, oldest first.
+#[utoipa::path(get, path = "/v1/review", params(
+        ("state" = Option<String>, Query, description = "open (default), resolved or all"),
+        ("limit" = Option<i64>, Query, description = "1..=1000, default 100")),
+    responses((status = 200, description = "the items", body = ReviewAnswer),
+        (status = 422, description = "bad input", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "safe_block", body = LockAnswer)))]
+pub async fn list(
+    State(app): State<AppState>,
+    query: Result<Query<ReviewQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let op = Op::start("review_list");
+    let Query(q) = query.map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+            "Invalid query",
+            e.body_text(),
+        )
+    })?;
+    let filter = match q.state.as_deref().unwrap_or("open") {
+        "open" => ReviewFilter::Open,
+        "resolved" => ReviewFilter::Resolved,
+        "all" => ReviewFilter::All,
+        _ => return Err(ApiError::out_of_range("state", "open, resolved or all")),
+    };
+    let limit = in_range("limit", q.limit.unwrap_or(100), 1, MAX_REVIEW_PAGE)?;
+    Ok(match app.streams.reviews(filter, limit).await {
+        Ok((items, mode)) => {
+            op.finish("review", "review", mode.as_str());
+            Json(ReviewAnswer {
+                state: "review",
+                mode: mode.as_str(),
+                items: Some(items.into_iter().map(view).collect()),
+                item: None,
+            })
+            .into_response()
+        }
+        Err(b) => blocked(&op, "review", "safe_block", b),
+    })
+}
+
+/// Resolves a review item; the action and the actor are recorded and audited.
+#[utoipa::path(post, path = "/v1/review/{id}/resolve", request_body = ResolveBody,
+    params(("id" = String, Path, description = "review item id")),
+    responses((status = 200, description = "resolved", body = ReviewAnswer),
+        (status = 404, description = "unknown_review_item", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "already_resolved or action_refused", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "bad input", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "safe_block", body = LockAnswer)))]
+pub async fn resolve(
+    State(app): State<AppState>,
+    PathKey(id): PathKey,
+    Body(body): Body<ResolveBody>,
+) -> Result<Response, ApiError> {
+    let op = Op::start("review_resolve");
+    let action = Action::parse(&body.action)
+        .ok_or_else(|| ApiError::out_of_range("action", "requeue or dismiss"))?;
+    let actor = identity("actor", "invalid_actor", "Invalid actor", &body.actor)?;
+    if body.note.len() > MAX_NOTE_BYTES {
+        return Err(ApiError::out_of_range("note", "0..=2048 bytes"));
+    }
+    let k = id.as_str();
+    let (out, mode) = match app.streams.resolve(k, action, &actor, &body.note).await {
+        Ok(r) => r,
+        Err(b) => return Ok(blocked(&op, k, "safe_block", b)),
+    };
+    let refusal = |status, code, title, detail: String| {
+        op.finish(k, code, mode.as_str());
+        state_problem(status, code, title, detail, mode)
+    };
+    Ok(match out {
+        Outcome::Resolved { item, fresh: true } => {
+            op.finish(k, "resolved", mode.as_str());
+            Json(ReviewAnswer {
+                state: "resolved",
+                mode: mode.as_str(),
+                items: None,
+                item: Some(view(*item)),
+            })
+            .into_response()
+        }
+        Outcome::Resolved { item, .. } => refusal(
+            StatusCode::CONFLICT,
+            "already_resolved",
+            "Already resolved",
+            format!("resolved by {} with {}", item.actor, item.action),
+        ),
+        Outcome::ActionRefused { state } => refusal(
+            StatusCode::CONFLICT,
+            "action_refused",
+            "Action refused",
+            format!("the intent is {}: it cannot be requeued", state.as_str()),
+        ),
+        _ => refusal(
+            StatusCode::NOT_FOUND,
+            "unknown_review_item",
+            "Unknown review item",
+            "no review item with this id".into(),
+        ),
+    })
+}

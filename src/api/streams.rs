@@ -1,0 +1,504 @@
+//! Causal stream endpoints (DESIGN §4 "Causal streams and replay"): intake, dispatch, causal
+//! commit, replay and stream state. Everything is validated before the domain is called, so a
+//! malformed request assigns no sequence and parks nothing. Payloads are kept as raw JSON.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use utoipa::ToSchema;
+
+use super::extract::{identity, in_range, Body, PathKey, PathKeys};
+use super::locks::{blocked, LockAnswer};
+use super::observe::Op;
+use super::problem::{state_problem, ApiError, Problem};
+use super::AppState;
+use crate::clock::rfc3339;
+use crate::store::stream::{Counters, Intent};
+use crate::store::MAX_TOKEN;
+use crate::stream::rules::{NewIntent, Outcome};
+use crate::stream::{
+    CommitRequest, Committed, MAX_CLAIM, MAX_LEASE_MS, MAX_PRIORITY, MAX_TYPE_BYTES, MAX_WAIT_MS,
+};
+use crate::tier::Mode;
+
+/// Dispatch lease when none is given, ms.
+const DEFAULT_LEASE_MS: i64 = 30_000;
+
+/// `POST /v1/streams/{stream}/intents` body.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct IntakeBody {
+    /// Client id of the intent, unique per stream (1–512 bytes); a repeat returns the same
+    /// `commit_sequence`.
+    pub intent_id: String,
+    /// Dispatch priority, higher first (default 0, |p| ≤ 2^31 - 1). Never changes the order of
+    /// commits.
+    #[serde(default)]
+    pub dispatch_priority: i64,
+    /// Type (1–128 bytes); selects the replay TTL.
+    pub intent_type: String,
+    /// Any JSON, handed to the worker as sent.
+    #[schema(value_type = Object)]
+    pub payload: Option<Box<RawValue>>,
+}
+
+/// `POST /v1/dispatch/claim` body.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct ClaimBody {
+    /// Worker identity (1–512 bytes).
+    pub worker: String,
+    /// Most intents to lease, 1..=1000 (default 1).
+    #[serde(default = "one")]
+    pub limit: i64,
+    /// Lease in ms, 1..=3 600 000 (default 30 000); an intent whose lease runs out is dispatched
+    /// again.
+    #[serde(default = "default_lease")]
+    pub lease_ms: i64,
+}
+
+fn one() -> i64 {
+    1
+}
+
+fn default_lease() -> i64 {
+    DEFAULT_LEASE_MS
+}
+
+/// `POST /v1/streams/{stream}/commits` body.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct CommitBody {
+    /// The sequence being committed.
+    pub commit_sequence: i64,
+    /// The intent at that sequence.
+    pub intent_id: String,
+    /// When given, the commit applies only if the stream is at this version then.
+    #[serde(default)]
+    pub expected_version: Option<i64>,
+    /// Wait up to this long (ms, at most 60 000) for the previous commit.
+    #[serde(default)]
+    pub wait_ms: i64,
+}
+
+/// `POST /v1/streams/{stream}/intents/{intent_id}/replay` body.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct ReplayBody {
+    /// The stream version the caller's view of the intent is of.
+    pub as_of_version: i64,
+}
+
+/// An intent handed to a worker (or replayed).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct IntentView {
+    /// Stream.
+    pub stream: String,
+    /// Intent id.
+    pub intent_id: String,
+    /// Position in the stream's commit order.
+    pub commit_sequence: i64,
+    /// Dispatch priority.
+    pub dispatch_priority: i64,
+    /// Type.
+    pub intent_type: String,
+    /// The payload as sent.
+    #[schema(value_type = Object)]
+    pub payload: Box<RawValue>,
+    /// Arrival, RFC 3339 UTC.
+    pub arrived_at: String,
+    /// End of the dispatch lease (claims), RFC 3339 UTC.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lease_expires_at: Option<String>,
+}
+
+/// A parked commit in a stream's state.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WaitingCommit {
+    /// Its sequence.
+    pub commit_sequence: i64,
+    /// Its intent.
+    pub intent_id: String,
+    /// Parked since, RFC 3339 UTC.
+    pub waiting_since: String,
+}
+
+/// Answer of the stream endpoints.
+#[derive(Debug, Default, Serialize, ToSchema)]
+pub struct StreamAnswer {
+    /// Terminal state.
+    pub state: &'static str,
+    /// `primary` (Redis copy kept) or `fallback` (SQL alone).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mode: Option<&'static str>,
+    /// Stream.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stream: Option<String>,
+    /// Intent id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub intent_id: Option<String>,
+    /// The intent's sequence.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub commit_sequence: Option<i64>,
+    /// Stream version (after the commit, for `committed_causal`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<i64>,
+    /// The sequence the stream needs next.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_expected: Option<i64>,
+    /// Last committed sequence.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_committed: Option<i64>,
+    /// The sequence the next intent will get.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_sequence: Option<i64>,
+    /// Why a commit was blocked: `already_committed`, `intent_mismatch`, `unknown_intent`,
+    /// `version_mismatch` or `in_review`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'static str>,
+    /// The review item holding the intent (`expired_manual`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub review_id: Option<String>,
+    /// Parked commits (stream state).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<Vec<WaitingCommit>>,
+    /// Leased intents (claims).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub intents: Option<Vec<IntentView>>,
+    /// The replayed intent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub intent: Option<IntentView>,
+}
+
+/// The stream routes.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/streams/{stream}/intents", post(intake))
+        .route("/v1/streams/{stream}/commits", post(commit))
+        .route(
+            "/v1/streams/{stream}/intents/{intent_id}/replay",
+            post(replay),
+        )
+        .route("/v1/streams/{stream}", get(read))
+        .route("/v1/dispatch/claim", post(claim))
+}
+
+fn answer(op: &Op, key: &str, status: StatusCode, a: StreamAnswer) -> Response {
+    op.finish(key, a.state, a.mode.unwrap_or("none"));
+    (status, Json(a)).into_response()
+}
+
+fn view(i: Intent, leased: bool) -> IntentView {
+    let payload = RawValue::from_string(i.payload).unwrap_or_else(|e| {
+        tracing::error!(error = %e, "stored payload is not JSON");
+        RawValue::from_string("null".into()).expect("null is JSON")
+    });
+    IntentView {
+        lease_expires_at: leased.then(|| rfc3339(i.lease_until)),
+        stream: i.stream,
+        intent_id: i.intent_id,
+        commit_sequence: i.seq,
+        dispatch_priority: i.priority,
+        intent_type: i.intent_type,
+        payload,
+        arrived_at: rfc3339(i.arrived_at),
+    }
+}
+
+fn counters(a: StreamAnswer, c: Counters) -> StreamAnswer {
+    StreamAnswer {
+        last_committed: Some(c.last_committed),
+        version: Some(c.version),
+        next_expected: Some(c.last_committed + 1),
+        ..a
+    }
+}
+
+fn intent_id(raw: &str) -> Result<String, ApiError> {
+    identity("intent_id", "invalid_intent_id", "Invalid intent id", raw)
+}
+
+/// Accepts an intent and assigns its `commit_sequence`.
+#[utoipa::path(post, path = "/v1/streams/{stream}/intents", request_body = IntakeBody,
+    params(("stream" = String, Path, description = "stream (e.g. one contact)")),
+    responses(
+        (status = 201, description = "accepted with commit_sequence", body = StreamAnswer),
+        (status = 200, description = "accepted: a repeat of intent_id, same commit_sequence", body = StreamAnswer),
+        (status = 409, description = "intent_conflict: intent_id exists with other content", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "bad input", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "safe_block", body = LockAnswer)))]
+pub async fn intake(
+    State(app): State<AppState>,
+    PathKey(stream): PathKey,
+    Body(body): Body<IntakeBody>,
+) -> Result<Response, ApiError> {
+    let op = Op::start("stream_intake");
+    let id = intent_id(&body.intent_id)?;
+    let ty = identity(
+        "intent_type",
+        "invalid_intent_type",
+        "Invalid intent type",
+        &body.intent_type,
+    )?;
+    if ty.len() > MAX_TYPE_BYTES {
+        return Err(ApiError::out_of_range("intent_type", "1..=128 bytes"));
+    }
+    let priority = in_range(
+        "dispatch_priority",
+        body.dispatch_priority,
+        -MAX_PRIORITY,
+        MAX_PRIORITY,
+    )?;
+    let payload = body
+        .payload
+        .map_or_else(|| "null".to_owned(), |p| String::from(Box::<str>::from(p)));
+    let k = stream.as_str();
+    let n = NewIntent {
+        stream: k.to_owned(),
+        intent_id: id.clone(),
+        priority,
+        intent_type: ty,
+        payload,
+    };
+    Ok(match app.streams.intake(n).await {
+        Ok((Outcome::Accepted { seq, created }, mode)) => {
+            let status = if created {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            };
+            let a = StreamAnswer {
+                state: "accepted",
+                mode: Some(mode.as_str()),
+                stream: Some(k.to_owned()),
+                intent_id: Some(id),
+                commit_sequence: Some(seq),
+                ..StreamAnswer::default()
+            };
+            answer(&op, k, status, a)
+        }
+        Ok((other, mode)) => {
+            let seq = match other {
+                Outcome::IntentConflict { seq } => seq,
+                _ => 0,
+            };
+            op.finish(k, "intent_conflict", mode.as_str());
+            state_problem(
+                StatusCode::CONFLICT,
+                "intent_conflict",
+                "Intent conflict",
+                format!("intent_id {id} is sequence {seq} of this stream, with another type, priority or payload"),
+                mode,
+            )
+        }
+        Err(b) => blocked(&op, k, "safe_block", b),
+    })
+}
+
+/// Leases ready intents to a worker: priority (highest first), then arrival.
+#[utoipa::path(post, path = "/v1/dispatch/claim", request_body = ClaimBody,
+    responses((status = 200, description = "claimed: the leased intents (maybe none)", body = StreamAnswer),
+        (status = 422, description = "bad input", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "safe_block", body = LockAnswer)))]
+pub async fn claim(
+    State(app): State<AppState>,
+    Body(body): Body<ClaimBody>,
+) -> Result<Response, ApiError> {
+    let op = Op::start("dispatch_claim");
+    let worker = identity("worker", "invalid_worker", "Invalid worker", &body.worker)?;
+    let limit = in_range("limit", body.limit, 1, MAX_CLAIM)?;
+    let lease = in_range("lease_ms", body.lease_ms, 1, MAX_LEASE_MS)?;
+    Ok(match app.streams.claim(&worker, limit, lease).await {
+        Ok((leased, mode)) => {
+            let a = StreamAnswer {
+                state: "claimed",
+                mode: Some(mode.as_str()),
+                intents: Some(leased.into_iter().map(|i| view(i, true)).collect()),
+                ..StreamAnswer::default()
+            };
+            answer(&op, &worker, StatusCode::OK, a)
+        }
+        Err(b) => blocked(&op, &worker, "safe_block", b),
+    })
+}
+
+/// Commits an intent in causal order.
+#[utoipa::path(post, path = "/v1/streams/{stream}/commits", request_body = CommitBody,
+    params(("stream" = String, Path, description = "stream")),
+    responses(
+        (status = 200, description = "committed_causal with the new version", body = StreamAnswer),
+        (status = 202, description = "waiting_previous_commit: parked until its predecessor commits", body = StreamAnswer),
+        (status = 409, description = "blocked_conflict with reason", body = StreamAnswer),
+        (status = 422, description = "bad input", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "safe_block", body = LockAnswer)))]
+pub async fn commit(
+    State(app): State<AppState>,
+    PathKey(stream): PathKey,
+    Body(body): Body<CommitBody>,
+) -> Result<Response, ApiError> {
+    let op = Op::start("stream_commit");
+    let req = CommitRequest {
+        stream: stream.as_str().to_owned(),
+        seq: in_range("commit_sequence", body.commit_sequence, 1, MAX_TOKEN)?,
+        intent_id: intent_id(&body.intent_id)?,
+        expected_version: body
+            .expected_version
+            .map(|v| in_range("expected_version", v, 0, MAX_TOKEN))
+            .transpose()?,
+        wait_ms: in_range("wait_ms", body.wait_ms, 0, MAX_WAIT_MS)?,
+    };
+    let k = stream.as_str();
+    let (committed, mode) = match app.streams.commit(&req).await {
+        Ok(r) => r,
+        Err(b) => return Ok(blocked(&op, k, "safe_block", b)),
+    };
+    let base = StreamAnswer {
+        mode: Some(mode.as_str()),
+        stream: Some(req.stream.clone()),
+        intent_id: Some(req.intent_id.clone()),
+        commit_sequence: Some(req.seq),
+        ..StreamAnswer::default()
+    };
+    Ok(match committed {
+        Committed::Causal { version } => {
+            let a = StreamAnswer {
+                state: "committed_causal",
+                version: Some(version),
+                last_committed: Some(req.seq),
+                ..base
+            };
+            answer(&op, k, StatusCode::OK, a)
+        }
+        Committed::Waiting { next_expected } => {
+            let a = StreamAnswer {
+                state: "waiting_previous_commit",
+                next_expected: Some(next_expected),
+                ..base
+            };
+            answer(&op, k, StatusCode::ACCEPTED, a)
+        }
+        Committed::Blocked { why, counters: c } => {
+            let a = StreamAnswer {
+                state: "blocked_conflict",
+                reason: Some(why.as_str()),
+                ..base
+            };
+            answer(&op, k, StatusCode::CONFLICT, counters(a, c))
+        }
+    })
+}
+
+/// Authorises a replay: TTL first, then the version, both before any effect.
+#[utoipa::path(post, path = "/v1/streams/{stream}/intents/{intent_id}/replay", request_body = ReplayBody,
+    params(("stream" = String, Path, description = "stream"), ("intent_id" = String, Path, description = "intent")),
+    responses(
+        (status = 200, description = "replayed: the intent, at the stream's version", body = StreamAnswer),
+        (status = 409, description = "conflict_blocked: the stream is at another version", body = StreamAnswer),
+        (status = 410, description = "expired_manual: older than its type's TTL; now in manual review", body = StreamAnswer),
+        (status = 404, description = "unknown_intent", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "safe_block", body = LockAnswer)))]
+pub async fn replay(
+    State(app): State<AppState>,
+    PathKeys(stream, id): PathKeys,
+    Body(body): Body<ReplayBody>,
+) -> Result<Response, ApiError> {
+    let op = Op::start("stream_replay");
+    let as_of = in_range("as_of_version", body.as_of_version, 0, MAX_TOKEN)?;
+    let k = stream.as_str();
+    let (out, mode) = match app.streams.replay(k, id.as_str(), as_of).await {
+        Ok(r) => r,
+        Err(b) => return Ok(blocked(&op, k, "safe_block", b)),
+    };
+    let base = StreamAnswer {
+        mode: Some(mode.as_str()),
+        stream: Some(k.to_owned()),
+        intent_id: Some(id.as_str().to_owned()),
+        ..StreamAnswer::default()
+    };
+    Ok(match out {
+        Outcome::Replayed { intent, version } => {
+            let a = StreamAnswer {
+                state: "replayed",
+                version: Some(version),
+                commit_sequence: Some(intent.seq),
+                intent: Some(view(*intent, false)),
+                ..base
+            };
+            answer(&op, k, StatusCode::OK, a)
+        }
+        Outcome::ReplayConflict { version } => {
+            let a = StreamAnswer {
+                state: "conflict_blocked",
+                version: Some(version),
+                ..base
+            };
+            answer(&op, k, StatusCode::CONFLICT, a)
+        }
+        Outcome::Expired { review_id } => {
+            let a = StreamAnswer {
+                state: "expired_manual",
+                review_id: Some(review_id),
+                ..base
+            };
+            answer(&op, k, StatusCode::GONE, a)
+        }
+        _ => {
+            op.finish(k, "unknown_intent", mode.as_str());
+            state_problem(
+                StatusCode::NOT_FOUND,
+                "unknown_intent",
+                "Unknown intent",
+                "no intent with this id in this stream",
+                mode,
+            )
+        }
+    })
+}
+
+/// A stream's counters and parked commits.
+#[utoipa::path(get, path = "/v1/streams/{stream}",
+    params(("stream" = String, Path, description = "stream")),
+    responses((status = 200, description = "next_sequence, last_committed, version, waiting", body = StreamAnswer),
+        (status = 404, description = "unknown_stream", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "safe_block", body = LockAnswer)))]
+pub async fn read(State(app): State<AppState>, PathKey(stream): PathKey) -> Response {
+    let op = Op::start("stream_get");
+    let k = stream.as_str();
+    match app.streams.state(k).await {
+        Ok((Some(s), mode)) => {
+            let waiting = s
+                .waiting
+                .into_iter()
+                .map(|i| WaitingCommit {
+                    commit_sequence: i.seq,
+                    intent_id: i.intent_id,
+                    waiting_since: rfc3339(i.waiting_since),
+                })
+                .collect();
+            let a = StreamAnswer {
+                state: "stream",
+                mode: Some(mode.as_str()),
+                stream: Some(k.to_owned()),
+                next_sequence: Some(s.counters.assigned + 1),
+                last_committed: Some(s.counters.last_committed),
+                version: Some(s.counters.version),
+                waiting: Some(waiting),
+                ..StreamAnswer::default()
+            };
+            answer(&op, k, StatusCode::OK, a)
+        }
+        Ok((None, mode)) => unknown_stream(&op, k, mode),
+        Err(b) => blocked(&op, k, "safe_block", b),
+    }
+}
+
+fn unknown_stream(op: &Op, k: &str, mode: Mode) -> Response {
+    op.finish(k, "unknown_stream", mode.as_str());
+    state_problem(
+        StatusCode::NOT_FOUND,
+        "unknown_stream",
+        "Unknown stream",
+        "no intent was ever accepted on this stream",
+        mode,
+    )
+}
