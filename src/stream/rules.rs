@@ -191,6 +191,8 @@ pub enum Outcome {
     Waiting {
         /// The sequence the stream needs next.
         next_expected: i64,
+        /// The commit was already parked by an earlier request (which alone waits for it).
+        repeat: bool,
     },
     /// Commit: refused.
     Refused {
@@ -387,10 +389,12 @@ fn commit(
     match intent.state {
         IntentState::Committed => return refuse(Refusal::AlreadyCommitted),
         IntentState::Review => return refuse(Refusal::InReview),
-        // A repeat of a parked commit joins its wait.
+        // A repeat of a parked commit is told it is parked; only the request that parked it
+        // may hear `committed_causal`, so no two callers both believe they committed it.
         IntentState::Waiting => {
             return Outcome::Waiting {
                 next_expected: c.last_committed + 1,
+                repeat: true,
             }
         }
         IntentState::Ready | IntentState::Leased => {}
@@ -408,6 +412,7 @@ fn commit(
         });
         return Outcome::Waiting {
             next_expected: c.last_committed + 1,
+            repeat: false,
         };
     }
     let version = apply_commit(book, stream, seq, now);

@@ -1,7 +1,9 @@
 //! A commit that arrived before its turn is parked durably and its request waits up to
 //! `wait_ms`: woken at once when a batch of this instance applies it (or sends it to review),
 //! and rechecking for batches of other instances — on the Redis copy every 20 ms (SQL every
-//! tenth tick), or on SQL every 50 ms without Redis. It stays parked when the wait ends.
+//! tenth tick), or on SQL every 50 ms without Redis. It stays parked when the wait ends. Only
+//! the request that parked a commit waits for it: `committed_causal` is answered at most once
+//! per sequence, so two workers never both believe they committed one intent.
 
 use std::time::Duration;
 
@@ -39,7 +41,11 @@ pub(super) async fn commit(
     let next_expected = match s.write(op).await? {
         Outcome::Committed { version } => return Ok(Committed::Causal { version }),
         Outcome::Refused { why, counters } => return Ok(Committed::Blocked { why, counters }),
-        Outcome::Waiting { next_expected } => next_expected,
+        Outcome::Waiting {
+            next_expected,
+            repeat: false,
+        } => next_expected,
+        Outcome::Waiting { next_expected, .. } => return Ok(Committed::Waiting { next_expected }),
         other => return Err(Blocked::Unavailable(format!("commit answered {other:?}"))),
     };
     if req.wait_ms <= 0 {

@@ -32,6 +32,13 @@ fn intake(b: &mut Book, stream: &str, id: &str, priority: i64) -> Outcome {
     run(b, Op::Intake(n), 1_000)
 }
 
+fn waiting(next_expected: i64) -> Outcome {
+    Outcome::Waiting {
+        next_expected,
+        repeat: false,
+    }
+}
+
 fn commit(b: &mut Book, seq: i64, id: &str, expected: Option<i64>) -> Outcome {
     let op = Op::Commit {
         stream: "s".into(),
@@ -101,18 +108,14 @@ fn commits_apply_in_sequence_order_and_parked_ones_cascade() {
     for id in ["a", "b", "c"] {
         intake(&mut b, "s", id, 0);
     }
-    assert_eq!(
-        commit(&mut b, 3, "c", None),
-        Outcome::Waiting { next_expected: 1 }
-    );
-    assert_eq!(
-        commit(&mut b, 3, "c", None),
-        Outcome::Waiting { next_expected: 1 }
-    );
-    assert_eq!(
-        commit(&mut b, 2, "b", Some(1)),
-        Outcome::Waiting { next_expected: 1 }
-    );
+    assert_eq!(commit(&mut b, 3, "c", None), waiting(1));
+    // A repeat is told it is parked, and does not wait for it.
+    let repeat = Outcome::Waiting {
+        next_expected: 1,
+        repeat: true,
+    };
+    assert_eq!(commit(&mut b, 3, "c", None), repeat);
+    assert_eq!(commit(&mut b, 2, "b", Some(1)), waiting(1));
     assert_eq!(
         commit(&mut b, 1, "a", Some(0)),
         Outcome::Committed { version: 1 }
@@ -161,10 +164,7 @@ fn duplicates_mismatches_and_stale_versions_are_refused_without_change() {
         Refusal::VersionMismatch
     );
     // One that may still match parks; it goes to review if it does not when its turn comes.
-    assert_eq!(
-        commit(&mut b, 3, "c", Some(7)),
-        Outcome::Waiting { next_expected: 2 }
-    );
+    assert_eq!(commit(&mut b, 3, "c", Some(7)), waiting(2));
     assert_eq!(
         commit(&mut b, 2, "b", None),
         Outcome::Committed { version: 2 }
@@ -181,10 +181,7 @@ fn overdue_parked_commits_go_to_review_and_requeue_is_audited() {
     let mut b = book(&["s"]);
     intake(&mut b, "s", "a", 0);
     intake(&mut b, "s", "b", 0);
-    assert_eq!(
-        commit(&mut b, 2, "b", None),
-        Outcome::Waiting { next_expected: 1 }
-    );
+    assert_eq!(commit(&mut b, 2, "b", None), waiting(1));
     let young = Op::Timeout {
         stream: "s".into(),
         seq: 2,
