@@ -1,11 +1,13 @@
-//! One lock, one idempotency and one reservation conformance suite, each expanded for every
-//! backend: SQLite, PostgreSQL and Redis (with
+//! One lock, one idempotency, one reservation and one causal stream conformance suite, each
+//! expanded for every backend: SQLite, PostgreSQL and Redis (with
 //! PostgreSQL as its durable tier). Each runs through the real binary over HTTP.
 
 #[path = "conformance/idem.rs"]
 mod idem;
 #[path = "conformance/reserve.rs"]
 mod reserve;
+#[path = "conformance/stream.rs"]
+mod stream;
 mod support;
 
 use std::time::{Duration, Instant};
@@ -42,10 +44,21 @@ fn patient_sql() -> (&'static str, String) {
     ("WARDEN_SQL_TIMEOUT_MS", "15000".into())
 }
 
+/// Settings every suite's server shares: the patient SQL timeout, a causal wait timeout short
+/// enough to watch, and a 300 ms replay TTL for `reminder` intents.
+fn suite_env(mut env: Vec<(&'static str, String)>) -> Vec<(&'static str, String)> {
+    env.extend([
+        patient_sql(),
+        ("WARDEN_CAUSAL_WAIT_TIMEOUT_MS", "1500".into()),
+        ("WARDEN_INTENT_TTLS", "reminder=300".into()),
+    ]);
+    env
+}
+
 async fn sqlite() -> Env {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}/w.db", dir.path().display());
-    let w = Warden::start(&[("WARDEN_DATABASE_URL", url), patient_sql()]);
+    let w = Warden::start(&suite_env(vec![("WARDEN_DATABASE_URL", url)]));
     w.wait_ready_on("sql", Duration::from_secs(10)).await;
     Env {
         _dir: dir,
@@ -55,7 +68,7 @@ async fn sqlite() -> Env {
 
 async fn postgres() -> Env {
     let pg = Postgres::start();
-    let w = Warden::start(&[("WARDEN_DATABASE_URL", pg.url()), patient_sql()]);
+    let w = Warden::start(&suite_env(vec![("WARDEN_DATABASE_URL", pg.url())]));
     w.wait_ready_on("sql", Duration::from_secs(10)).await;
     Env {
         _pg: Some(pg),
@@ -66,7 +79,7 @@ async fn postgres() -> Env {
 /// Warden on `redis_url`, with PostgreSQL as its durable tier, ready in primary mode.
 async fn primary(redis_url: String) -> (Postgres, Warden) {
     let pg = Postgres::start();
-    let w = Warden::start(&[
+    let w = Warden::start(&suite_env(vec![
         ("WARDEN_DATABASE_URL", pg.url()),
         ("WARDEN_REDIS_URL", redis_url),
         // 1 000 concurrent buyers on a debug build, with the other suites running in parallel
@@ -74,8 +87,7 @@ async fn primary(redis_url: String) -> (Postgres, Warden) {
         // timeout: the suite tests the contract, not overload behaviour.
         ("WARDEN_TIER_LEASE_MS", "1500".into()),
         ("WARDEN_REDIS_TIMEOUT_MS", "2000".into()),
-        patient_sql(),
-    ]);
+    ]));
     w.wait_ready_on("redis", Duration::from_secs(15)).await;
     (pg, w)
 }
@@ -335,4 +347,22 @@ macro_rules! reservation_conformance {
 
 mod reservation_conformance {
     reservation_conformance!(sqlite, postgres, redis, redis_cluster);
+}
+
+macro_rules! stream_conformance {
+    ($($backend:ident),*) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn $backend() {
+            let e = crate::$backend().await;
+            crate::stream::priority_never_reorders_commits(&e).await;
+            crate::stream::conflicts_gaps_and_review(&e).await;
+            crate::stream::replay_fences(&e).await;
+            crate::stream::intake_is_idempotent(&e).await;
+            crate::stream::expired_leases_return_to_the_queue(&e).await;
+        }
+    )*};
+}
+
+mod stream_conformance {
+    stream_conformance!(sqlite, postgres, redis, redis_cluster);
 }
