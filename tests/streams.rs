@@ -172,7 +172,7 @@ async fn racing_workers_commit_every_stream_in_order_while_redis_dies() {
         t.await.unwrap();
     }
 
-    let rec = rec.lock().unwrap();
+    let rec = std::mem::take(&mut *rec.lock().unwrap());
     let mut seen = BTreeSet::new();
     for e in &rec.effects {
         assert!(
@@ -193,7 +193,6 @@ async fn racing_workers_commit_every_stream_in_order_while_redis_dies() {
         "effects on fallback: {fallback}; answers besides committed_causal: {:?}",
         rec.others
     );
-    drop(rec);
 
     for s in 0..STREAMS {
         let (st, v) = w.get(&format!("/v1/streams/st-{s}")).await;
