@@ -7,63 +7,8 @@ use std::io::{Read, Write};
 use std::time::Duration;
 
 use serde_json::{json, Value};
+use support::problems::{assert_problems, small_warden, Case};
 use support::Warden;
-
-async fn raw(
-    w: &Warden,
-    method: &str,
-    path: &str,
-    ctype: Option<&str>,
-    body: Vec<u8>,
-) -> (u16, String, Value) {
-    let mut req = w
-        .http
-        .request(method.parse().unwrap(), format!("{}{path}", w.base()))
-        .body(body);
-    if let Some(c) = ctype {
-        req = req.header("content-type", c);
-    }
-    let r = req.send().await.unwrap();
-    let status = r.status().as_u16();
-    let ct = r
-        .headers()
-        .get("content-type")
-        .map(|v| v.to_str().unwrap().to_owned())
-        .unwrap_or_default();
-    (status, ct, r.json().await.unwrap_or(Value::Null))
-}
-
-/// method, path, content type, body, expected status, expected code
-type Case<'a> = (&'a str, String, Option<&'a str>, Vec<u8>, u16, &'a str);
-
-/// Every case gets its status and a complete problem document with its code.
-async fn assert_problems(w: &Warden, cases: Vec<Case<'_>>) {
-    for (method, path, ctype, body, status, code) in cases {
-        let (s, ct, v) = raw(w, method, &path, ctype, body.clone()).await;
-        let shown = String::from_utf8_lossy(&body);
-        assert_eq!(s, status, "{method} {path} {shown}: {v}");
-        assert_eq!(ct, "application/problem+json", "{method} {path}");
-        assert_eq!(v["code"], code, "{method} {path} {shown}: {v}");
-        assert_eq!(v["status"], status);
-        for field in ["type", "title", "detail"] {
-            assert!(v[field].is_string(), "{field} missing in {v}");
-        }
-    }
-}
-
-/// A Warden on a fresh SQLite file with a 4 KiB body limit.
-async fn small_warden() -> (tempfile::TempDir, Warden) {
-    let dir = tempfile::tempdir().unwrap();
-    let w = Warden::start(&[
-        (
-            "WARDEN_DATABASE_URL",
-            format!("sqlite://{}/w.db", dir.path().display()),
-        ),
-        ("WARDEN_MAX_BODY_BYTES", "4096".into()),
-    ]);
-    w.wait_ready_on("sql", Duration::from_secs(10)).await;
-    (dir, w)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_requests_get_problem_answers_and_change_nothing() {

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod history;
+pub mod problems;
 pub mod proxy;
 
 use std::net::TcpListener;
