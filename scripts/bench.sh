@@ -3,12 +3,12 @@
 #   primary  = Warden on Redis (PostgreSQL, fsync on, as its durable tier), with a raw
 #              redis-benchmark EVAL baseline of the same Lua step on the same Redis;
 #   fallback = Warden on PostgreSQL alone.
-# Usage: scripts/bench.sh [seconds per row] [suites, default "locks idempotency flash-sale"]
+# Usage: scripts/bench.sh [seconds per row] [suites, default "locks idempotency flash-sale streams"]
 # (prints figures; asserts nothing)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs="${1:-5}"
-suites="${2:-locks idempotency flash-sale}"
+suites="${2:-locks idempotency flash-sale streams}"
 command -v redis-benchmark >/dev/null || { echo "needs redis-tools (scripts/test.sh installs it)"; exit 1; }
 cargo build --release --quiet
 bin=target/release/warden

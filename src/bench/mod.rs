@@ -8,6 +8,7 @@ mod client;
 mod flash;
 mod idem;
 mod locks;
+mod streams;
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -18,7 +19,7 @@ use serde_json::Value;
 /// Arguments of `warden bench`.
 #[derive(clap::Args, Debug)]
 pub struct BenchArgs {
-    /// What to measure: `locks`, `idempotency` or `flash-sale`.
+    /// What to measure: `locks`, `idempotency`, `flash-sale` or `streams`.
     #[arg(default_value = "locks")]
     pub suite: String,
     /// Base URL of the Warden under test.
@@ -209,8 +210,9 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
         "locks" => locks::run(&args, mode, epoch, &tag).await,
         "idempotency" => idem::run(&args, mode, epoch, &tag).await,
         "flash-sale" => flash::run(&args, mode, epoch, &tag).await,
+        "streams" => streams::run(&args, mode, &tag).await,
         other => Err(format!(
-            "unknown bench suite {other:?} (available: locks, idempotency, flash-sale)"
+            "unknown bench suite {other:?} (available: locks, idempotency, flash-sale, streams)"
         )),
     }
 }

@@ -34,6 +34,8 @@ pub const ACQUIRE_LUA: &str = drawing_script!("lua/acquire.lua");
 pub const RESERVE_LUA: &str = include_str!("lua/res_reserve.lua");
 /// Source of the idempotency begin script (benchmarks run it raw too).
 pub const IDEM_BEGIN_LUA: &str = drawing_script!("lua/idem_begin.lua");
+/// Source of the stream copy raise script (benchmarks run it raw too).
+pub const STREAM_RAISE_LUA: &str = include_str!("lua/stream_raise.lua");
 
 /// The Lua scripts, each one atomic step (loaded once, then run by EVALSHA).
 struct Scripts {
@@ -67,7 +69,7 @@ impl Scripts {
             res_settle: Script::new(include_str!("lua/res_settle.lua")),
             res_seed: Script::new(include_str!("lua/res_seed.lua")),
             res_total: Script::new(include_str!("lua/res_total.lua")),
-            stream_raise: Script::new(include_str!("lua/stream_raise.lua")),
+            stream_raise: Script::new(STREAM_RAISE_LUA),
         }
     }
 }
