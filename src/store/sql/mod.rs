@@ -34,12 +34,7 @@ impl SqlStore {
     pub async fn connect(url: &str, pool_size: u32, timeout: Duration) -> Result<Self, StoreError> {
         sqlx::any::install_default_drivers();
         let is_sqlite = url.starts_with("sqlite:");
-        let url = if is_sqlite && !url.contains("mode=") {
-            let sep = if url.contains('?') { '&' } else { '?' };
-            format!("{url}{sep}mode=rwc")
-        } else {
-            url.to_owned()
-        };
+        let url = with_param(url, is_sqlite);
         let size = if is_sqlite {
             pool_size.min(4)
         } else {
@@ -105,6 +100,39 @@ impl SqlStore {
         self.pool.close().await;
         self.control.close().await;
     }
+}
+
+/// SQLite files are created if missing; PostgreSQL connections cache more prepared statements
+/// than sqlx's default 100, since batched statements come in a few dozen shapes (see
+/// [`bucket`]) and a cache miss costs a parse and an extra round trip.
+fn with_param(url: &str, sqlite: bool) -> String {
+    let (key, param) = if sqlite {
+        ("mode=", "mode=rwc")
+    } else {
+        ("statement-cache-capacity=", "statement-cache-capacity=1024")
+    };
+    if url.contains(key) {
+        return url.to_owned();
+    }
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}{param}")
+}
+
+/// The size a list of `n` items is padded to in a statement (the next power of two), so
+/// statements built for batches come in few shapes and their prepared forms are reused.
+pub(crate) fn bucket(n: usize) -> usize {
+    n.max(1).next_power_of_two()
+}
+
+/// `items` followed by repeats of its last item up to [`bucket`]`(items.len())` (nothing for
+/// an empty list). Only for statements where a repeated row changes nothing.
+pub(crate) fn padded<T>(items: &[T]) -> impl Iterator<Item = &T> {
+    let extra = items
+        .last()
+        .map_or(0, |_| bucket(items.len()) - items.len());
+    items
+        .iter()
+        .chain(items.last().into_iter().cycle().take(extra))
 }
 
 /// `($1,$2),($3,$4)`-style rows of numbered placeholders.

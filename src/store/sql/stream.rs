@@ -6,7 +6,7 @@
 use sqlx::any::AnyRow;
 use sqlx::{Any, AssertSqlSafe};
 
-use super::{classify, col, rows_sql, SqlStore};
+use super::{classify, col, padded, rows_sql, SqlStore};
 use crate::store::stream::{
     Book, Changes, Counters, Intent, IntentState, ReviewFilter, ReviewItem, ReviewState, Wanted,
 };
@@ -175,7 +175,8 @@ impl SqlStore {
             return Ok(());
         }
         let mut p = Params::new();
-        let list: Vec<String> = wanted.streams.iter().map(|s| p.text(s)).collect();
+        let streams: Vec<&String> = wanted.streams.iter().collect();
+        let list: Vec<String> = padded(&streams).map(|s| p.text(s)).collect();
         let sql = format!(
             "SELECT stream, assigned, last_committed, version FROM warden_streams \
              WHERE stream IN ({}) ORDER BY stream{}",
@@ -430,14 +431,17 @@ async fn load_reviews(tx: &mut Tx, wanted: &Wanted, book: &mut Book) -> Result<(
 const CHUNK: usize = 500;
 
 async fn write_back(tx: &mut Tx, c: &Changes) -> Result<(), StoreError> {
+    // Updates and inserts are padded with repeated rows (an update repeated, or an insert
+    // skipped as a duplicate, changes nothing), so they come in few shapes too.
     for chunk in c.streams.chunks(CHUNK) {
+        let rows: Vec<_> = padded(chunk).collect();
         let sql = format!(
             "UPDATE warden_streams SET assigned = v.column2, last_committed = v.column3, \
              version = v.column4 FROM (VALUES {}) AS v WHERE warden_streams.stream = v.column1",
-            rows_sql(chunk.len(), 4)
+            rows_sql(rows.len(), 4)
         );
         let mut args = Vec::new();
-        for (s, k) in chunk {
+        for (s, k) in rows {
             args.extend([
                 Arg::Text(s),
                 Arg::Int(k.assigned),
@@ -448,12 +452,13 @@ async fn write_back(tx: &mut Tx, c: &Changes) -> Result<(), StoreError> {
         execute(tx, sql, &args).await?;
     }
     for chunk in c.new_intents.chunks(CHUNK) {
+        let rows: Vec<_> = padded(chunk).collect();
         let sql = format!(
-            "INSERT INTO warden_intents ({INTENT_COLS}) VALUES {}",
-            rows_sql(chunk.len(), 15)
+            "INSERT INTO warden_intents ({INTENT_COLS}) VALUES {} ON CONFLICT DO NOTHING",
+            rows_sql(rows.len(), 15)
         );
         let mut args = Vec::new();
-        for i in chunk {
+        for i in rows {
             args.extend([
                 Arg::Text(&i.stream),
                 Arg::Int(i.seq),
@@ -465,19 +470,32 @@ async fn write_back(tx: &mut Tx, c: &Changes) -> Result<(), StoreError> {
             ]);
             push_mutable(&mut args, i);
         }
-        execute(tx, sql, &args).await?;
+        // Every new intent was checked absent under its stream's lock: a row not inserted
+        // would be a bug, and must not be acknowledged.
+        let inserted = query(sql, &args)
+            .execute(&mut **tx)
+            .await
+            .map_err(classify)?
+            .rows_affected();
+        if inserted != chunk.len() as u64 {
+            return Err(StoreError::Unavailable(format!(
+                "{inserted} of {} new intents inserted",
+                chunk.len()
+            )));
+        }
     }
     for chunk in c.intents.chunks(CHUNK) {
+        let rows: Vec<_> = padded(chunk).collect();
         let sql = format!(
             "UPDATE warden_intents SET state = v.column3, worker = v.column4, \
              lease_until = v.column5, expected_version = v.column6, waiting_since = v.column7, \
              committed_version = v.column8, committed_at = v.column9, replays = v.column10 \
              FROM (VALUES {}) AS v \
              WHERE warden_intents.stream = v.column1 AND warden_intents.commit_sequence = v.column2",
-            rows_sql(chunk.len(), 10)
+            rows_sql(rows.len(), 10)
         );
         let mut args = Vec::new();
-        for i in chunk {
+        for i in rows {
             args.extend([Arg::Text(&i.stream), Arg::Int(i.seq)]);
             push_mutable(&mut args, i);
         }
