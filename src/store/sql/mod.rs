@@ -6,6 +6,7 @@ mod idem;
 mod lock;
 mod reserve;
 mod stream;
+mod stream_batch;
 mod tier_state;
 
 pub use tier_state::TierRow;

@@ -1,0 +1,405 @@
+//! One batch of stream writes, in one transaction: lock the batch's stream rows (sorted, so
+//! batches never deadlock), then load the intents and review items its rules need; let the
+//! rules change a [`Book`]; write the changes back (one statement on PostgreSQL). Sequences are assigned inside the transaction, so a failed batch assigns
+//! nothing. PostgreSQL also locks the loaded intents, so a concurrent dispatch skips them.
+//! Lists are padded to powers of two (repeats change nothing), so statements come in few
+//! shapes and stay prepared.
+
+use sqlx::Any;
+
+use super::stream::{counters, intent_from, query, review, Arg, Params, INTENT_COLS, REVIEW_COLS};
+use super::{classify, col, padded, rows_sql, SqlStore};
+use crate::store::stream::{Book, Changes, Counters, Intent, ReviewItem, Wanted};
+use crate::store::StoreError;
+
+type Tx = sqlx::Transaction<'static, Any>;
+
+/// Rows per multi-row statement on SQLite (well under its placeholder limit).
+const CHUNK: usize = 500;
+
+impl SqlStore {
+    /// Runs one batch: locks and loads what `wanted` names, lets `apply` change the book, and
+    /// writes the changes back, in one transaction. Returns `apply`'s result and the changes
+    /// (durable once this returns `Ok`).
+    pub async fn stream_batch<R>(
+        &self,
+        wanted: &Wanted,
+        apply: impl FnOnce(&mut Book) -> R,
+    ) -> Result<(R, Changes), StoreError> {
+        let mut tx = self.begin_write().await?;
+        let mut book = Book::default();
+        self.lock_streams(&mut tx, wanted, &mut book).await?;
+        self.create_streams(&mut tx, wanted, &mut book).await?;
+        // A statement of its own, after the locks: its snapshot then holds every change
+        // committed to these streams before we locked them (a statement that waited for a
+        // lock still reads with the snapshot it started with).
+        self.load_intents(&mut tx, wanted, &mut book).await?;
+        load_reviews(&mut tx, wanted, &mut book).await?;
+        let out = apply(&mut book);
+        let changes = book.changes();
+        if self.sqlite {
+            write_each(&mut tx, &changes).await?;
+        } else {
+            write_at_once(&mut tx, &changes).await?;
+        }
+        write_reviews(&mut tx, &changes).await?;
+        tx.commit().await.map_err(classify)?;
+        Ok((out, changes))
+    }
+
+    /// Locks the wanted stream rows that exist, in sorted order.
+    async fn lock_streams(
+        &self,
+        tx: &mut Tx,
+        wanted: &Wanted,
+        book: &mut Book,
+    ) -> Result<(), StoreError> {
+        if wanted.streams.is_empty() {
+            return Ok(());
+        }
+        let mut p = Params::new();
+        let names: Vec<&String> = wanted.streams.iter().collect();
+        let list: Vec<String> = padded(&names).map(|s| p.text(s)).collect();
+        let sql = format!(
+            "SELECT stream, assigned, last_committed, version FROM warden_streams \
+             WHERE stream IN ({}) ORDER BY stream{}",
+            list.join(","),
+            self.for_update()
+        );
+        for row in query(sql, &p.args)
+            .fetch_all(&mut **tx)
+            .await
+            .map_err(classify)?
+        {
+            let (s, c) = counters(&row)?;
+            book.load_stream(s, c);
+        }
+        Ok(())
+    }
+
+    /// Loads (and on PostgreSQL locks) the wanted intents.
+    async fn load_intents(
+        &self,
+        tx: &mut Tx,
+        wanted: &Wanted,
+        book: &mut Book,
+    ) -> Result<(), StoreError> {
+        let mut p = Params::new();
+        let Some(filter) = intent_filter(&mut p, wanted) else {
+            return Ok(());
+        };
+        let sql = format!(
+            "SELECT {INTENT_COLS} FROM warden_intents WHERE {filter}{}",
+            self.for_update()
+        );
+        for row in query(sql, &p.args)
+            .fetch_all(&mut **tx)
+            .await
+            .map_err(classify)?
+        {
+            book.load_intent(intent_from(&row, 0)?);
+        }
+        Ok(())
+    }
+
+    /// Creates (or, if another batch just created them, locks) the missing streams intakes
+    /// need, in sorted order.
+    async fn create_streams(
+        &self,
+        tx: &mut Tx,
+        wanted: &Wanted,
+        book: &mut Book,
+    ) -> Result<(), StoreError> {
+        let missing: Vec<&String> = wanted
+            .create
+            .iter()
+            .filter(|s| book.stream(s).is_none())
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let sql = format!(
+            "INSERT INTO warden_streams (stream) VALUES {} ON CONFLICT (stream) DO UPDATE \
+             SET assigned = warden_streams.assigned \
+             RETURNING stream, assigned, last_committed, version",
+            rows_sql(missing.len(), 1)
+        );
+        let args: Vec<Arg> = missing.iter().map(|s| Arg::Text(s)).collect();
+        for row in query(sql, &args)
+            .fetch_all(&mut **tx)
+            .await
+            .map_err(classify)?
+        {
+            let (s, c) = counters(&row)?;
+            book.load_stream(s, c);
+        }
+        Ok(())
+    }
+}
+
+/// The `OR` of index lookups for the wanted intents (each group padded), if any are wanted.
+fn intent_filter<'a>(p: &mut Params<'a>, wanted: &'a Wanted) -> Option<String> {
+    let mut or = Vec::new();
+    let by_id: Vec<_> = wanted.by_id.iter().collect();
+    for (s, id) in padded(&by_id) {
+        or.push(format!(
+            "(stream = {} AND intent_id = {})",
+            p.text(s),
+            p.text(id)
+        ));
+    }
+    let by_seq: Vec<_> = wanted.by_seq.iter().collect();
+    for (s, seq) in padded(&by_seq) {
+        let (s, seq) = (p.text(s), p.int(*seq));
+        or.push(format!("(stream = {s} AND commit_sequence = {seq})"));
+    }
+    let parked: Vec<_> = wanted.parked.iter().collect();
+    for s in padded(&parked) {
+        or.push(format!("(state = 'waiting' AND stream = {})", p.text(s)));
+    }
+    (!or.is_empty()).then(|| or.join(" OR "))
+}
+
+async fn load_reviews(tx: &mut Tx, wanted: &Wanted, book: &mut Book) -> Result<(), StoreError> {
+    let mut p = Params::new();
+    let mut or = Vec::new();
+    for id in &wanted.reviews {
+        or.push(format!("id = {}", p.text(id)));
+    }
+    for (s, id) in &wanted.open_reviews {
+        let (s, id) = (p.text(s), p.text(id));
+        or.push(format!(
+            "(state = 'open' AND stream = {s} AND intent_id = {id})"
+        ));
+    }
+    if or.is_empty() {
+        return Ok(());
+    }
+    let sql = format!(
+        "SELECT {REVIEW_COLS} FROM warden_review WHERE {}",
+        or.join(" OR ")
+    );
+    for row in query(sql, &p.args)
+        .fetch_all(&mut **tx)
+        .await
+        .map_err(classify)?
+    {
+        book.load_review(review(&row)?);
+    }
+    Ok(())
+}
+
+/// `(…),(…)` rows of placeholders, one row per item, built by `row`.
+fn values<'a, T: 'a>(
+    p: &mut Params<'a>,
+    items: impl Iterator<Item = &'a T>,
+    row: impl Fn(&mut Params<'a>, &'a T) -> Vec<String>,
+) -> String {
+    let rows: Vec<String> = items
+        .map(|i| format!("({})", row(p, i).join(",")))
+        .collect();
+    rows.join(",")
+}
+
+/// The placeholders of the columns an intent's lifecycle changes, in table order.
+fn mutable<'a>(p: &mut Params<'a>, i: &'a Intent) -> Vec<String> {
+    vec![
+        p.text(i.state.as_str()),
+        p.text(&i.worker),
+        p.int(i.lease_until),
+        p.int(i.expected_version),
+        p.int(i.waiting_since),
+        p.int(i.committed_version),
+        p.int(i.committed_at),
+        p.int(i.replays),
+    ]
+}
+
+fn streams_update<'a>(p: &mut Params<'a>, rows: &'a [(String, Counters)]) -> String {
+    let v = values(p, padded(rows), |p, (s, c)| {
+        vec![
+            p.text(s),
+            p.int(c.assigned),
+            p.int(c.last_committed),
+            p.int(c.version),
+        ]
+    });
+    format!(
+        "UPDATE warden_streams SET assigned = v.column2, last_committed = v.column3, \
+         version = v.column4 FROM (VALUES {v}) AS v WHERE warden_streams.stream = v.column1"
+    )
+}
+
+fn intents_insert<'a>(p: &mut Params<'a>, rows: &'a [Intent]) -> String {
+    let v = values(p, padded(rows), |p, i| {
+        let mut r = vec![
+            p.text(&i.stream),
+            p.int(i.seq),
+            p.text(&i.intent_id),
+            p.int(i.priority),
+            p.text(&i.intent_type),
+            p.text(&i.payload),
+            p.int(i.arrived_at),
+        ];
+        r.extend(mutable(p, i));
+        r
+    });
+    format!("INSERT INTO warden_intents ({INTENT_COLS}) VALUES {v} ON CONFLICT DO NOTHING")
+}
+
+fn intents_update<'a>(p: &mut Params<'a>, rows: &'a [Intent]) -> String {
+    let v = values(p, padded(rows), |p, i| {
+        let mut r = vec![p.text(&i.stream), p.int(i.seq)];
+        r.extend(mutable(p, i));
+        r
+    });
+    format!(
+        "UPDATE warden_intents SET state = v.column3, worker = v.column4, \
+         lease_until = v.column5, expected_version = v.column6, waiting_since = v.column7, \
+         committed_version = v.column8, committed_at = v.column9, replays = v.column10 \
+         FROM (VALUES {v}) AS v \
+         WHERE warden_intents.stream = v.column1 AND warden_intents.commit_sequence = v.column2"
+    )
+}
+
+/// Every new intent was checked absent under its stream's lock: one not inserted would be a
+/// bug, and must not be acknowledged.
+fn check_inserted(inserted: u64, expected: usize) -> Result<(), StoreError> {
+    if inserted == expected as u64 {
+        Ok(())
+    } else {
+        Err(StoreError::Unavailable(format!(
+            "{inserted} of {expected} new intents inserted"
+        )))
+    }
+}
+
+/// PostgreSQL: streams, new intents and changed intents in one statement (data-modifying
+/// CTEs; they touch disjoint rows).
+async fn write_at_once(tx: &mut Tx, c: &Changes) -> Result<(), StoreError> {
+    let mut p = Params::new();
+    let mut ctes = Vec::new();
+    if !c.streams.is_empty() {
+        ctes.push(format!(
+            "s AS ({} RETURNING 1)",
+            streams_update(&mut p, &c.streams)
+        ));
+    }
+    if !c.new_intents.is_empty() {
+        let insert = intents_insert(&mut p, &c.new_intents);
+        ctes.push(format!("n AS ({insert} RETURNING 1)"));
+    }
+    if !c.intents.is_empty() {
+        ctes.push(format!(
+            "u AS ({} RETURNING 1)",
+            intents_update(&mut p, &c.intents)
+        ));
+    }
+    if ctes.is_empty() {
+        return Ok(());
+    }
+    let inserted = if c.new_intents.is_empty() {
+        "CAST(0 AS BIGINT)"
+    } else {
+        "(SELECT COUNT(*) FROM n)"
+    };
+    let sql = format!("WITH {} SELECT {inserted}", ctes.join(", "));
+    let row = query(sql, &p.args)
+        .fetch_one(&mut **tx)
+        .await
+        .map_err(classify)?;
+    check_inserted(col::<i64>(&row, 0)? as u64, c.new_intents.len())
+}
+
+/// SQLite: one statement per kind and chunk (in-process: no round trips to save).
+async fn write_each(tx: &mut Tx, c: &Changes) -> Result<(), StoreError> {
+    for chunk in c.streams.chunks(CHUNK) {
+        let mut p = Params::new();
+        let sql = streams_update(&mut p, chunk);
+        execute(tx, sql, &p.args).await?;
+    }
+    for chunk in c.new_intents.chunks(CHUNK) {
+        let mut p = Params::new();
+        let sql = intents_insert(&mut p, chunk);
+        check_inserted(execute(tx, sql, &p.args).await?, chunk.len())?;
+    }
+    for chunk in c.intents.chunks(CHUNK) {
+        let mut p = Params::new();
+        let sql = intents_update(&mut p, chunk);
+        execute(tx, sql, &p.args).await?;
+    }
+    Ok(())
+}
+
+/// The placeholders of a review item's resolution, in table order.
+fn resolution<'a>(p: &mut Params<'a>, r: &'a ReviewItem) -> Vec<String> {
+    vec![
+        p.text(r.state.as_str()),
+        p.text(&r.action),
+        p.text(&r.actor),
+        p.text(&r.note),
+        p.int(r.resolved_at),
+    ]
+}
+
+/// Review items and audit rows (rare: one statement each when there are any).
+async fn write_reviews(tx: &mut Tx, c: &Changes) -> Result<(), StoreError> {
+    for chunk in c.new_reviews.chunks(CHUNK) {
+        let mut p = Params::new();
+        let v = values(&mut p, chunk.iter(), |p, r| {
+            let mut row = vec![
+                p.text(&r.id),
+                p.int(r.created_at),
+                p.text(&r.reason),
+                p.text(&r.stream),
+                p.text(&r.intent_id),
+                p.int(r.seq),
+                p.text(&r.detail),
+            ];
+            row.extend(resolution(p, r));
+            row
+        });
+        let sql = format!("INSERT INTO warden_review ({REVIEW_COLS}) VALUES {v}");
+        execute(tx, sql, &p.args).await?;
+    }
+    for chunk in c.reviews.chunks(CHUNK) {
+        let mut p = Params::new();
+        let v = values(&mut p, chunk.iter(), |p, r| {
+            let mut row = vec![p.text(&r.id)];
+            row.extend(resolution(p, r));
+            row
+        });
+        let sql = format!(
+            "UPDATE warden_review SET state = v.column2, action = v.column3, actor = v.column4, \
+             note = v.column5, resolved_at = v.column6 FROM (VALUES {v}) AS v \
+             WHERE warden_review.id = v.column1"
+        );
+        execute(tx, sql, &p.args).await?;
+    }
+    for chunk in c.audits.chunks(CHUNK) {
+        let mut p = Params::new();
+        let v = values(&mut p, chunk.iter(), |p, a| {
+            vec![
+                p.text(&a.id),
+                p.int(a.at),
+                p.text(&a.actor),
+                p.text(&a.action),
+                p.text(&a.subject),
+                p.text(&a.detail),
+            ]
+        });
+        let sql =
+            format!("INSERT INTO warden_audit (id, at, actor, action, subject, detail) VALUES {v}");
+        execute(tx, sql, &p.args).await?;
+    }
+    Ok(())
+}
+
+/// Runs one statement; how many rows it changed.
+async fn execute(tx: &mut Tx, sql: String, args: &[Arg<'_>]) -> Result<u64, StoreError> {
+    query(sql, args)
+        .execute(&mut **tx)
+        .await
+        .map(|r| r.rows_affected())
+        .map_err(classify)
+}
