@@ -42,3 +42,5 @@ pub const REVIEW_OPEN: &str = "warden_review_open";
 pub const DISPATCH_BACKLOG: &str = "warden_stream_dispatch_backlog";
 /// Counter: review items created, by `reason`.
 pub const REVIEW_CREATED: &str = "warden_review_created_total";
+/// Counter: PostgreSQL stream batches read and decided again after losing a race.
+pub const STREAM_BATCH_RETRIES: &str = "warden_stream_batch_retries_total";

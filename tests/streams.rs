@@ -262,3 +262,89 @@ async fn a_killed_instance_continues_from_sql() {
         "the parked commit applied: {v}"
     );
 }
+
+/// Two instances on one database race for the same streams: batches of both lose races and
+/// are decided again (PostgreSQL), commits parked through one instance are applied by the
+/// other's batches and answered by polling — and still no sequence is reused or skipped, and
+/// every commit applies once, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_instances_racing_on_the_same_streams() {
+    let pg = Postgres::start();
+    let a = Arc::new(Warden::start(&fast_failover(&pg, None)));
+    let b = Arc::new(Warden::start(&fast_failover(&pg, None)));
+    for w in [&a, &b] {
+        w.wait_ready_on("sql", Duration::from_secs(10)).await;
+    }
+    const PER_STREAM: usize = 30;
+    let mut calls = Vec::new();
+    for s in 0..4 {
+        for i in 0..PER_STREAM {
+            let w = if i % 2 == 0 { a.clone() } else { b.clone() };
+            calls.push(tokio::spawn(async move {
+                let body = json!({"intent_id": format!("i{i}"), "intent_type": "book"});
+                let (st, v) = w.post(&format!("/v1/streams/race-{s}/intents"), body).await;
+                assert_eq!(st, 201, "{v}");
+                (s, i, v["commit_sequence"].as_i64().unwrap())
+            }));
+        }
+    }
+    let mut by_seq: HashMap<(usize, i64), usize> = HashMap::new();
+    for c in calls {
+        let (s, i, seq) = c.await.unwrap();
+        assert!(
+            by_seq.insert((s, seq), i).is_none(),
+            "race-{s}: sequence {seq} reused"
+        );
+    }
+    for s in 0..4 {
+        let seqs: BTreeSet<i64> = by_seq.keys().filter(|k| k.0 == s).map(|k| k.1).collect();
+        assert_eq!(
+            seqs,
+            (1..=PER_STREAM as i64).collect(),
+            "race-{s}: none skipped"
+        );
+    }
+    // Commits in reverse order, alternating instances: all but the first park.
+    let mut commits = Vec::new();
+    for ((s, seq), i) in &by_seq {
+        let w = if seq % 2 == 0 { a.clone() } else { b.clone() };
+        let (s, seq, i) = (*s, *seq, *i);
+        commits.push(tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(10 * (PER_STREAM as u64 - seq as u64))).await;
+            let body =
+                json!({"commit_sequence": seq, "intent_id": format!("i{i}"), "wait_ms": 30_000});
+            let (st, v) = w.post(&format!("/v1/streams/race-{s}/commits"), body).await;
+            assert_eq!(
+                (st, v["state"].as_str()),
+                (200, Some("committed_causal")),
+                "{v}"
+            );
+            assert_eq!(v["version"].as_i64(), Some(seq), "{v}");
+        }));
+    }
+    for c in commits {
+        c.await.unwrap();
+    }
+    for s in 0..4 {
+        let (_, v) = a.get(&format!("/v1/streams/race-{s}")).await;
+        assert_eq!(
+            (&v["last_committed"], &v["version"]),
+            (&json!(30), &json!(30)),
+            "{v}"
+        );
+    }
+    let retries = |m: String| {
+        m.lines()
+            .find_map(|l| {
+                l.strip_prefix("warden_stream_batch_retries_total ")?
+                    .parse::<f64>()
+                    .ok()
+            })
+            .unwrap_or(0.0)
+    };
+    println!(
+        "batches decided again: {} + {}",
+        retries(a.metrics().await),
+        retries(b.metrics().await)
+    );
+}

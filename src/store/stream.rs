@@ -179,6 +179,10 @@ pub struct Wanted {
 #[derive(Debug, Default)]
 pub struct Book {
     streams: HashMap<String, Counters>,
+    /// Revision of each loaded stream row; streams created in this batch have none.
+    revs: HashMap<String, i64>,
+    /// Intents as loaded, before the rules changed them.
+    originals: HashMap<(String, i64), Intent>,
     intents: BTreeMap<(String, i64), Intent>,
     ids: HashMap<(String, String), i64>,
     reviews: HashMap<String, ReviewItem>,
@@ -190,15 +194,28 @@ pub struct Book {
     audits: Vec<Audit>,
 }
 
+/// A stream a batch changed (its counters, or any of its intents or review items).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamChange {
+    /// Stream.
+    pub stream: String,
+    /// Its counters now.
+    pub counters: Counters,
+    /// The revision it was read at; `None` for a stream this batch creates.
+    pub rev: Option<i64>,
+}
+
 /// The changes of a book, to be written back.
 #[derive(Debug, Default)]
 pub struct Changes {
-    /// Streams whose counters changed, with the new counters.
-    pub streams: Vec<(String, Counters)>,
+    /// Every stream the batch changed.
+    pub streams: Vec<StreamChange>,
     /// Intents to insert.
     pub new_intents: Vec<Intent>,
     /// Intents to update.
     pub intents: Vec<Intent>,
+    /// The same intents as they were read, in the same order.
+    pub before: Vec<Intent>,
     /// Review items to insert.
     pub new_reviews: Vec<ReviewItem>,
     /// Review items to update.
@@ -208,13 +225,20 @@ pub struct Changes {
 }
 
 impl Book {
-    /// Adds a stream row as loaded (locked).
-    pub fn load_stream(&mut self, stream: String, c: Counters) {
+    /// Adds a stream row as loaded at revision `rev`.
+    pub fn load_stream(&mut self, stream: String, c: Counters, rev: i64) {
+        self.revs.insert(stream.clone(), rev);
         self.streams.insert(stream, c);
+    }
+
+    /// Adds a stream that does not exist yet (created when the batch is written).
+    pub fn new_stream(&mut self, stream: String) {
+        self.streams.entry(stream).or_default();
     }
 
     /// Adds an intent as loaded.
     pub fn load_intent(&mut self, i: Intent) {
+        self.originals.insert((i.stream.clone(), i.seq), i.clone());
         self.ids
             .insert((i.stream.clone(), i.intent_id.clone()), i.seq);
         self.intents.insert((i.stream.clone(), i.seq), i);
@@ -309,14 +333,31 @@ impl Book {
         let audits = std::mem::take(&mut self.audits);
         let intent = |k: &(String, i64)| self.intents[k].clone();
         let review = |id: &String| self.reviews[id].clone();
+        let mut touched = self.dirty_streams.clone();
+        touched.extend(self.new_intents.iter().map(|(s, _)| s.clone()));
+        touched.extend(self.dirty_intents.iter().map(|(s, _)| s.clone()));
+        let reviewed = self.new_reviews.iter().chain(&self.dirty_reviews);
+        touched.extend(reviewed.map(|id| self.reviews[id].stream.clone()));
         Changes {
-            streams: self
-                .dirty_streams
-                .iter()
-                .map(|s| (s.clone(), self.streams[s]))
+            streams: touched
+                .into_iter()
+                .filter_map(|s| {
+                    let counters = *self.streams.get(&s)?;
+                    let rev = self.revs.get(&s).copied();
+                    Some(StreamChange {
+                        stream: s,
+                        counters,
+                        rev,
+                    })
+                })
                 .collect(),
             new_intents: self.new_intents.iter().map(intent).collect(),
             intents: self.dirty_intents.iter().map(intent).collect(),
+            before: self
+                .dirty_intents
+                .iter()
+                .map(|k| self.originals[k].clone())
+                .collect(),
             new_reviews: self.new_reviews.iter().map(review).collect(),
             reviews: self.dirty_reviews.iter().map(review).collect(),
             audits,

@@ -341,8 +341,9 @@ async fn flush(
     let sql = tier.durable().clone();
     let (outcomes, changes) = sql
         .stream_batch(&wanted, |book| {
-            let apply = |w| rules::apply(book, w, &ttls);
-            writes.into_iter().map(apply).collect::<Vec<_>>()
+            // Decided again from fresh rows if the batch loses a race (PostgreSQL).
+            let apply = |w: &Write| rules::apply(book, w.clone(), &ttls);
+            writes.iter().map(apply).collect::<Vec<_>>()
         })
         .await?;
     for i in &changes.intents {
@@ -376,7 +377,7 @@ fn raise_copies(tier: Arc<Tier>, changes: Changes) {
         let raises = changes
             .streams
             .iter()
-            .map(|(s, c)| redis.stream_raise(s, *c));
+            .map(|s| redis.stream_raise(&s.stream, s.counters));
         for r in join_all(raises).await {
             tier.record(Mode::Primary, &r);
         }

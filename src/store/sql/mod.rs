@@ -7,6 +7,7 @@ mod lock;
 mod reserve;
 mod stream;
 mod stream_batch;
+mod stream_occ;
 mod tier_state;
 
 pub use tier_state::TierRow;
@@ -165,16 +166,25 @@ async fn open_pool(
     AnyPoolOptions::new()
         .max_connections(size)
         .acquire_timeout(timeout)
+        // No ping before every query (sqlx's default): it doubled the round trips of every
+        // statement. A connection that died since its last use fails its statement instead,
+        // which every caller already handles as an infrastructure error, and is dropped.
+        .test_before_acquire(false)
         .after_connect(move |conn, _| {
             Box::pin(async move {
-                if sqlite {
-                    for pragma in [
+                let settings: &[&'static str] = if sqlite {
+                    &[
                         "PRAGMA journal_mode = WAL",
                         "PRAGMA busy_timeout = 5000",
                         "PRAGMA synchronous = NORMAL",
-                    ] {
-                        sqlx::query(pragma).execute(&mut *conn).await?;
-                    }
+                    ]
+                } else {
+                    // Every statement is an index lookup or a keyed update whose plan does not
+                    // depend on its values: plan each prepared statement once, not per call.
+                    &["SET plan_cache_mode = force_generic_plan"]
+                };
+                for &setting in settings {
+                    sqlx::query(setting).execute(&mut *conn).await?;
                 }
                 Ok(())
             })

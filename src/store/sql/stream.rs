@@ -139,14 +139,6 @@ pub(super) fn review(row: &AnyRow) -> Result<ReviewItem, StoreError> {
 }
 
 impl SqlStore {
-    pub(super) fn for_update(&self) -> &'static str {
-        if self.sqlite {
-            ""
-        } else {
-            " FOR UPDATE"
-        }
-    }
-
     /// The counters of `stream`, if it exists.
     pub async fn stream_counters(&self, stream: &str) -> Result<Option<Counters>, StoreError> {
         let row = sqlx::query(COUNTERS)

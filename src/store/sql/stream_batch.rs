@@ -1,15 +1,20 @@
-//! One batch of stream writes, in one transaction: lock the batch's stream rows (sorted, so
-//! batches never deadlock), then load the intents and review items its rules need; let the
-//! rules change a [`Book`]; write the changes back (one statement on PostgreSQL). Sequences are assigned inside the transaction, so a failed batch assigns
-//! nothing. PostgreSQL also locks the loaded intents, so a concurrent dispatch skips them.
+//! One batch of stream writes. The rules change a [`Book`] of the rows the batch needs, and
+//! the changes are written back atomically; sequences are assigned in that write, so a failed
+//! batch assigns nothing. Two strategies, one per database:
+//! - SQLite (in-process: statements cost no round trips): one `BEGIN IMMEDIATE` transaction
+//!   that excludes every other writer while it reads, decides and writes.
+//! - PostgreSQL (every statement is a round trip): optimistic — read in one statement, decide,
+//!   write in one statement that applies only if every stream it changes is still at the
+//!   revision read (and every intent in the state read), else retry (`stream_occ`).
+//!
 //! Lists are padded to powers of two (repeats change nothing), so statements come in few
 //! shapes and stay prepared.
 
 use sqlx::Any;
 
 use super::stream::{counters, intent_from, query, review, Arg, Params, INTENT_COLS, REVIEW_COLS};
-use super::{classify, col, padded, rows_sql, SqlStore};
-use crate::store::stream::{Book, Changes, Counters, Intent, ReviewItem, Wanted};
+use super::{classify, padded, rows_sql, SqlStore};
+use crate::store::stream::{Book, Changes, Intent, ReviewItem, StreamChange, Wanted};
 use crate::store::StoreError;
 
 type Tx = sqlx::Transaction<'static, Any>;
@@ -18,36 +23,42 @@ type Tx = sqlx::Transaction<'static, Any>;
 const CHUNK: usize = 500;
 
 impl SqlStore {
-    /// Runs one batch: locks and loads what `wanted` names, lets `apply` change the book, and
-    /// writes the changes back, in one transaction. Returns `apply`'s result and the changes
-    /// (durable once this returns `Ok`).
+    /// Runs one batch: loads what `wanted` names, lets `apply` change the book, and writes
+    /// the changes back atomically (`apply` may run again on fresh rows if a concurrent batch
+    /// changed them first). Returns `apply`'s last result and the changes, durable once this
+    /// returns `Ok`.
     pub async fn stream_batch<R>(
         &self,
         wanted: &Wanted,
-        apply: impl FnOnce(&mut Book) -> R,
+        apply: impl FnMut(&mut Book) -> R,
+    ) -> Result<(R, Changes), StoreError> {
+        if self.sqlite {
+            self.stream_batch_locked(wanted, apply).await
+        } else {
+            self.stream_batch_optimistic(wanted, apply).await
+        }
+    }
+
+    /// SQLite: read, decide and write inside one write transaction.
+    async fn stream_batch_locked<R>(
+        &self,
+        wanted: &Wanted,
+        mut apply: impl FnMut(&mut Book) -> R,
     ) -> Result<(R, Changes), StoreError> {
         let mut tx = self.begin_write().await?;
         let mut book = Book::default();
         self.lock_streams(&mut tx, wanted, &mut book).await?;
         self.create_streams(&mut tx, wanted, &mut book).await?;
-        // A statement of its own, after the locks: its snapshot then holds every change
-        // committed to these streams before we locked them (a statement that waited for a
-        // lock still reads with the snapshot it started with).
         self.load_intents(&mut tx, wanted, &mut book).await?;
-        load_reviews(&mut tx, wanted, &mut book).await?;
+        load_reviews(&mut *tx, wanted, &mut book).await?;
         let out = apply(&mut book);
         let changes = book.changes();
-        if self.sqlite {
-            write_each(&mut tx, &changes).await?;
-        } else {
-            write_at_once(&mut tx, &changes).await?;
-        }
-        write_reviews(&mut tx, &changes).await?;
+        write_each(&mut tx, &changes).await?;
         tx.commit().await.map_err(classify)?;
         Ok((out, changes))
     }
 
-    /// Locks the wanted stream rows that exist, in sorted order.
+    /// Reads the wanted stream rows that exist.
     async fn lock_streams(
         &self,
         tx: &mut Tx,
@@ -62,9 +73,8 @@ impl SqlStore {
         let list: Vec<String> = padded(&names).map(|s| p.text(s)).collect();
         let sql = format!(
             "SELECT stream, assigned, last_committed, version FROM warden_streams \
-             WHERE stream IN ({}) ORDER BY stream{}",
-            list.join(","),
-            self.for_update()
+             WHERE stream IN ({})",
+            list.join(",")
         );
         for row in query(sql, &p.args)
             .fetch_all(&mut **tx)
@@ -72,12 +82,12 @@ impl SqlStore {
             .map_err(classify)?
         {
             let (s, c) = counters(&row)?;
-            book.load_stream(s, c);
+            book.load_stream(s, c, 0);
         }
         Ok(())
     }
 
-    /// Loads (and on PostgreSQL locks) the wanted intents.
+    /// Reads the wanted intents.
     async fn load_intents(
         &self,
         tx: &mut Tx,
@@ -88,10 +98,7 @@ impl SqlStore {
         let Some(filter) = intent_filter(&mut p, wanted) else {
             return Ok(());
         };
-        let sql = format!(
-            "SELECT {INTENT_COLS} FROM warden_intents WHERE {filter}{}",
-            self.for_update()
-        );
+        let sql = format!("SELECT {INTENT_COLS} FROM warden_intents WHERE {filter}");
         for row in query(sql, &p.args)
             .fetch_all(&mut **tx)
             .await
@@ -102,8 +109,7 @@ impl SqlStore {
         Ok(())
     }
 
-    /// Creates (or, if another batch just created them, locks) the missing streams intakes
-    /// need, in sorted order.
+    /// Creates the missing streams intakes need.
     async fn create_streams(
         &self,
         tx: &mut Tx,
@@ -119,8 +125,7 @@ impl SqlStore {
             return Ok(());
         }
         let sql = format!(
-            "INSERT INTO warden_streams (stream) VALUES {} ON CONFLICT (stream) DO UPDATE \
-             SET assigned = warden_streams.assigned \
+            "INSERT INTO warden_streams (stream) VALUES {} \
              RETURNING stream, assigned, last_committed, version",
             rows_sql(missing.len(), 1)
         );
@@ -131,14 +136,14 @@ impl SqlStore {
             .map_err(classify)?
         {
             let (s, c) = counters(&row)?;
-            book.load_stream(s, c);
+            book.load_stream(s, c, 0);
         }
         Ok(())
     }
 }
 
 /// The `OR` of index lookups for the wanted intents (each group padded), if any are wanted.
-fn intent_filter<'a>(p: &mut Params<'a>, wanted: &'a Wanted) -> Option<String> {
+pub(super) fn intent_filter<'a>(p: &mut Params<'a>, wanted: &'a Wanted) -> Option<String> {
     let mut or = Vec::new();
     let by_id: Vec<_> = wanted.by_id.iter().collect();
     for (s, id) in padded(&by_id) {
@@ -160,7 +165,12 @@ fn intent_filter<'a>(p: &mut Params<'a>, wanted: &'a Wanted) -> Option<String> {
     (!or.is_empty()).then(|| or.join(" OR "))
 }
 
-async fn load_reviews(tx: &mut Tx, wanted: &Wanted, book: &mut Book) -> Result<(), StoreError> {
+/// Reads the review items `wanted` names (replays and resolutions only).
+pub(super) async fn load_reviews<'e>(
+    db: impl sqlx::Executor<'e, Database = Any>,
+    wanted: &Wanted,
+    book: &mut Book,
+) -> Result<(), StoreError> {
     let mut p = Params::new();
     let mut or = Vec::new();
     for id in &wanted.reviews {
@@ -179,18 +189,14 @@ async fn load_reviews(tx: &mut Tx, wanted: &Wanted, book: &mut Book) -> Result<(
         "SELECT {REVIEW_COLS} FROM warden_review WHERE {}",
         or.join(" OR ")
     );
-    for row in query(sql, &p.args)
-        .fetch_all(&mut **tx)
-        .await
-        .map_err(classify)?
-    {
+    for row in query(sql, &p.args).fetch_all(db).await.map_err(classify)? {
         book.load_review(review(&row)?);
     }
     Ok(())
 }
 
 /// `(…),(…)` rows of placeholders, one row per item, built by `row`.
-fn values<'a, T: 'a>(
+pub(super) fn values<'a, T: 'a>(
     p: &mut Params<'a>,
     items: impl Iterator<Item = &'a T>,
     row: impl Fn(&mut Params<'a>, &'a T) -> Vec<String>,
@@ -202,7 +208,7 @@ fn values<'a, T: 'a>(
 }
 
 /// The placeholders of the columns an intent's lifecycle changes, in table order.
-fn mutable<'a>(p: &mut Params<'a>, i: &'a Intent) -> Vec<String> {
+pub(super) fn mutable<'a>(p: &mut Params<'a>, i: &'a Intent) -> Vec<String> {
     vec![
         p.text(i.state.as_str()),
         p.text(&i.worker),
@@ -215,10 +221,11 @@ fn mutable<'a>(p: &mut Params<'a>, i: &'a Intent) -> Vec<String> {
     ]
 }
 
-fn streams_update<'a>(p: &mut Params<'a>, rows: &'a [(String, Counters)]) -> String {
-    let v = values(p, padded(rows), |p, (s, c)| {
+fn streams_update<'a>(p: &mut Params<'a>, rows: &'a [StreamChange]) -> String {
+    let v = values(p, padded(rows), |p, s| {
+        let c = &s.counters;
         vec![
-            p.text(s),
+            p.text(&s.stream),
             p.int(c.assigned),
             p.int(c.last_committed),
             p.int(c.version),
@@ -230,7 +237,7 @@ fn streams_update<'a>(p: &mut Params<'a>, rows: &'a [(String, Counters)]) -> Str
     )
 }
 
-fn intents_insert<'a>(p: &mut Params<'a>, rows: &'a [Intent]) -> String {
+pub(super) fn intents_insert<'a>(p: &mut Params<'a>, rows: &'a [Intent]) -> String {
     let v = values(p, padded(rows), |p, i| {
         let mut r = vec![
             p.text(&i.stream),
@@ -274,43 +281,6 @@ fn check_inserted(inserted: u64, expected: usize) -> Result<(), StoreError> {
     }
 }
 
-/// PostgreSQL: streams, new intents and changed intents in one statement (data-modifying
-/// CTEs; they touch disjoint rows).
-async fn write_at_once(tx: &mut Tx, c: &Changes) -> Result<(), StoreError> {
-    let mut p = Params::new();
-    let mut ctes = Vec::new();
-    if !c.streams.is_empty() {
-        ctes.push(format!(
-            "s AS ({} RETURNING 1)",
-            streams_update(&mut p, &c.streams)
-        ));
-    }
-    if !c.new_intents.is_empty() {
-        let insert = intents_insert(&mut p, &c.new_intents);
-        ctes.push(format!("n AS ({insert} RETURNING 1)"));
-    }
-    if !c.intents.is_empty() {
-        ctes.push(format!(
-            "u AS ({} RETURNING 1)",
-            intents_update(&mut p, &c.intents)
-        ));
-    }
-    if ctes.is_empty() {
-        return Ok(());
-    }
-    let inserted = if c.new_intents.is_empty() {
-        "CAST(0 AS BIGINT)"
-    } else {
-        "(SELECT COUNT(*) FROM n)"
-    };
-    let sql = format!("WITH {} SELECT {inserted}", ctes.join(", "));
-    let row = query(sql, &p.args)
-        .fetch_one(&mut **tx)
-        .await
-        .map_err(classify)?;
-    check_inserted(col::<i64>(&row, 0)? as u64, c.new_intents.len())
-}
-
 /// SQLite: one statement per kind and chunk (in-process: no round trips to save).
 async fn write_each(tx: &mut Tx, c: &Changes) -> Result<(), StoreError> {
     for chunk in c.streams.chunks(CHUNK) {
@@ -328,6 +298,9 @@ async fn write_each(tx: &mut Tx, c: &Changes) -> Result<(), StoreError> {
         let sql = intents_update(&mut p, chunk);
         execute(tx, sql, &p.args).await?;
     }
+    for (sql, args) in review_writes(c) {
+        execute(tx, sql, &args).await?;
+    }
     Ok(())
 }
 
@@ -342,11 +315,13 @@ fn resolution<'a>(p: &mut Params<'a>, r: &'a ReviewItem) -> Vec<String> {
     ]
 }
 
-/// Review items and audit rows (rare: one statement each when there are any).
-async fn write_reviews(tx: &mut Tx, c: &Changes) -> Result<(), StoreError> {
-    for chunk in c.new_reviews.chunks(CHUNK) {
+/// The statements (with their bind values) that insert new review items, resolve review items
+/// still open, and append audit rows; none when there are none.
+pub(super) fn review_writes(c: &Changes) -> Vec<(String, Vec<Arg<'_>>)> {
+    let mut out = Vec::new();
+    if !c.new_reviews.is_empty() {
         let mut p = Params::new();
-        let v = values(&mut p, chunk.iter(), |p, r| {
+        let v = values(&mut p, c.new_reviews.iter(), |p, r| {
             let mut row = vec![
                 p.text(&r.id),
                 p.int(r.created_at),
@@ -360,11 +335,11 @@ async fn write_reviews(tx: &mut Tx, c: &Changes) -> Result<(), StoreError> {
             row
         });
         let sql = format!("INSERT INTO warden_review ({REVIEW_COLS}) VALUES {v}");
-        execute(tx, sql, &p.args).await?;
+        out.push((sql, p.args));
     }
-    for chunk in c.reviews.chunks(CHUNK) {
+    if !c.reviews.is_empty() {
         let mut p = Params::new();
-        let v = values(&mut p, chunk.iter(), |p, r| {
+        let v = values(&mut p, c.reviews.iter(), |p, r| {
             let mut row = vec![p.text(&r.id)];
             row.extend(resolution(p, r));
             row
@@ -372,13 +347,13 @@ async fn write_reviews(tx: &mut Tx, c: &Changes) -> Result<(), StoreError> {
         let sql = format!(
             "UPDATE warden_review SET state = v.column2, action = v.column3, actor = v.column4, \
              note = v.column5, resolved_at = v.column6 FROM (VALUES {v}) AS v \
-             WHERE warden_review.id = v.column1"
+             WHERE warden_review.id = v.column1 AND warden_review.state = 'open'"
         );
-        execute(tx, sql, &p.args).await?;
+        out.push((sql, p.args));
     }
-    for chunk in c.audits.chunks(CHUNK) {
+    if !c.audits.is_empty() {
         let mut p = Params::new();
-        let v = values(&mut p, chunk.iter(), |p, a| {
+        let v = values(&mut p, c.audits.iter(), |p, a| {
             vec![
                 p.text(&a.id),
                 p.int(a.at),
@@ -390,9 +365,9 @@ async fn write_reviews(tx: &mut Tx, c: &Changes) -> Result<(), StoreError> {
         });
         let sql =
             format!("INSERT INTO warden_audit (id, at, actor, action, subject, detail) VALUES {v}");
-        execute(tx, sql, &p.args).await?;
+        out.push((sql, p.args));
     }
-    Ok(())
+    out
 }
 
 /// Runs one statement; how many rows it changed.

@@ -5,7 +5,7 @@ use super::*;
 fn book(streams: &[&str]) -> Book {
     let mut b = Book::default();
     for s in streams {
-        b.load_stream((*s).to_owned(), Counters::default());
+        b.load_stream((*s).to_owned(), Counters::default(), 0);
     }
     b
 }

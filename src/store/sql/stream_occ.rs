@@ -1,0 +1,244 @@
+//! PostgreSQL stream batches, optimistic: one statement reads the batch's stream rows (with
+//! their revisions) and intents from one snapshot; the rules decide; one statement writes
+//! every change — streams at `rev + 1` only where `rev` is still the one read, intents only
+//! where they are still in the state read (a dispatch may lease one meanwhile), new streams and
+//! intents only if absent — and fails as a whole (a division by zero) unless every row was
+//! written. A failed write changed nothing: the batch is read and decided again. Two round
+//! trips per batch instead of a locking transaction's six.
+
+use sqlx::Any;
+
+use super::stream::{intent_from, query, Params, INTENT_COLS};
+use super::stream_batch::{
+    intent_filter, intents_insert, load_reviews, mutable, review_writes, values,
+};
+use super::{classify, col, padded, SqlStore};
+use crate::metrics_names as m;
+use crate::store::stream::{Book, Changes, Counters, StreamChange, Wanted};
+use crate::store::StoreError;
+
+/// Reads and decisions of one batch, at most, before it gives up.
+const ATTEMPTS: usize = 8;
+
+/// The stream rows of the read, in the intent rows' column shape (`rev` where `lease_until`
+/// is).
+const STREAM_ROWS: &str = "SELECT CAST(0 AS BIGINT), stream, assigned, '', last_committed, '',
+    '', version, '', '', rev, 0, 0, 0, 0, 0 FROM s";
+
+/// SQLSTATEs of a write that lost a race: the guard's division by zero, a deadlock between
+/// two batches' updates, a serialization failure.
+const LOST: [&str; 3] = ["22012", "40P01", "40001"];
+
+enum Written {
+    Done,
+    Lost,
+}
+
+impl SqlStore {
+    /// PostgreSQL: read, decide, write-if-unchanged; again on a lost race.
+    pub(super) async fn stream_batch_optimistic<R>(
+        &self,
+        wanted: &Wanted,
+        mut apply: impl FnMut(&mut Book) -> R,
+    ) -> Result<(R, Changes), StoreError> {
+        for attempt in 1..=ATTEMPTS {
+            let mut book = Book::default();
+            self.read_snapshot(wanted, &mut book).await?;
+            load_reviews(&self.pool, wanted, &mut book).await?;
+            for s in &wanted.create {
+                if book.stream(s).is_none() {
+                    book.new_stream(s.clone());
+                }
+            }
+            let out = apply(&mut book);
+            let changes = book.changes();
+            match write_guarded(&self.pool, &changes).await? {
+                Written::Done => return Ok((out, changes)),
+                Written::Lost => {
+                    metrics::counter!(m::STREAM_BATCH_RETRIES).increment(1);
+                    tracing::debug!(attempt, "stream batch lost a race; reading again");
+                }
+            }
+        }
+        Err(StoreError::Unavailable(format!(
+            "stream batch lost {ATTEMPTS} races in a row"
+        )))
+    }
+
+    /// The wanted stream rows and intents, from one snapshot.
+    async fn read_snapshot(&self, wanted: &Wanted, book: &mut Book) -> Result<(), StoreError> {
+        let mut p = Params::new();
+        let (mut ctes, mut parts) = (Vec::new(), Vec::new());
+        let names: Vec<&String> = wanted.streams.iter().collect();
+        if !names.is_empty() {
+            let list: Vec<String> = padded(&names).map(|s| p.text(s)).collect();
+            ctes.push(format!(
+                "s AS (SELECT stream, assigned, last_committed, version, rev \
+                 FROM warden_streams WHERE stream IN ({}))",
+                list.join(",")
+            ));
+            parts.push(STREAM_ROWS.to_owned());
+        }
+        if let Some(filter) = intent_filter(&mut p, wanted) {
+            ctes.push(format!(
+                "i AS (SELECT {INTENT_COLS} FROM warden_intents WHERE {filter})"
+            ));
+            parts.push(format!("SELECT CAST(1 AS BIGINT), {INTENT_COLS} FROM i"));
+        }
+        if parts.is_empty() {
+            return Ok(());
+        }
+        let sql = format!("WITH {} {}", ctes.join(", "), parts.join(" UNION ALL "));
+        let rows = query(sql, &p.args)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(classify)?;
+        for row in rows {
+            if col::<i64>(&row, 0)? == 0 {
+                let c = Counters {
+                    assigned: col(&row, 2)?,
+                    last_committed: col(&row, 4)?,
+                    version: col(&row, 7)?,
+                };
+                book.load_stream(col(&row, 1)?, c, col(&row, 10)?);
+            } else {
+                book.load_intent(intent_from(&row, 1)?);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Every change in one statement that writes all of it or nothing.
+async fn write_guarded<'e>(
+    db: impl sqlx::Executor<'e, Database = Any>,
+    c: &Changes,
+) -> Result<Written, StoreError> {
+    // Declared before the placeholders that borrow from them.
+    let (old, new): (Vec<&StreamChange>, Vec<&StreamChange>) =
+        c.streams.iter().partition(|s| s.rev.is_some());
+    let pairs: Vec<_> = c.intents.iter().zip(&c.before).collect();
+    let mut p = Params::new();
+    let mut ctes = Vec::new();
+    let mut checks = Vec::new();
+    if !old.is_empty() {
+        let v = values(&mut p, padded(&old), |p, s| {
+            let k = &s.counters;
+            vec![
+                p.text(&s.stream),
+                p.int(k.assigned),
+                p.int(k.last_committed),
+                p.int(k.version),
+                p.int(s.rev.unwrap_or_default()),
+            ]
+        });
+        ctes.push(format!(
+            "s AS (UPDATE warden_streams SET assigned = v.column2, last_committed = v.column3, \
+             version = v.column4, rev = v.column5 + 1 FROM (VALUES {v}) AS v \
+             WHERE warden_streams.stream = v.column1 AND warden_streams.rev = v.column5 \
+             RETURNING 1)"
+        ));
+        checks.push(("s", old.len()));
+    }
+    if !new.is_empty() {
+        let v = values(&mut p, padded(&new), |p, s| {
+            let k = &s.counters;
+            vec![
+                p.text(&s.stream),
+                p.int(k.assigned),
+                p.int(k.last_committed),
+                p.int(k.version),
+            ]
+        });
+        ctes.push(format!(
+            "c AS (INSERT INTO warden_streams (stream, assigned, last_committed, version, rev) \
+             SELECT column1, column2, column3, column4, 1 FROM (VALUES {v}) AS v \
+             ON CONFLICT DO NOTHING RETURNING 1)"
+        ));
+        checks.push(("c", new.len()));
+    }
+    if !c.new_intents.is_empty() {
+        let insert = intents_insert(&mut p, &c.new_intents);
+        ctes.push(format!("n AS ({insert} RETURNING 1)"));
+        checks.push(("n", c.new_intents.len()));
+    }
+    if !c.intents.is_empty() {
+        let v = values(&mut p, padded(&pairs), |p, (now, before)| {
+            let mut r = vec![p.text(&now.stream), p.int(now.seq)];
+            r.extend(mutable(p, now));
+            r.extend([
+                p.text(before.state.as_str()),
+                p.text(&before.worker),
+                p.int(before.lease_until),
+            ]);
+            r
+        });
+        ctes.push(format!(
+            "u AS (UPDATE warden_intents SET state = v.column3, worker = v.column4, \
+             lease_until = v.column5, expected_version = v.column6, waiting_since = v.column7, \
+             committed_version = v.column8, committed_at = v.column9, replays = v.column10 \
+             FROM (VALUES {v}) AS v \
+             WHERE warden_intents.stream = v.column1 \
+               AND warden_intents.commit_sequence = v.column2 \
+               AND warden_intents.state = v.column11 AND warden_intents.worker = v.column12 \
+               AND warden_intents.lease_until = v.column13 RETURNING 1)"
+        ));
+        checks.push(("u", c.intents.len()));
+    }
+    if ctes.is_empty() {
+        return Ok(Written::Done);
+    }
+    // Review items and audit rows ride along (their stream's revision guards them).
+    let mut args = p.args;
+    for (i, (sql, extra)) in review_writes(c).into_iter().enumerate() {
+        let sql = renumber(&sql, args.len());
+        ctes.push(format!("r{i} AS ({sql} RETURNING 1)"));
+        args.extend(extra);
+    }
+    let all_written = checks
+        .iter()
+        .map(|(cte, n)| format!("(SELECT COUNT(*) FROM {cte}) = {n}"))
+        .collect::<Vec<_>>()
+        .join(" AND ");
+    let sql = format!(
+        "WITH {} SELECT 1 / (CASE WHEN {all_written} THEN 1 ELSE 0 END)",
+        ctes.join(", ")
+    );
+    match query(sql, &args).fetch_one(db).await {
+        Ok(_) => Ok(Written::Done),
+        Err(sqlx::Error::Database(e)) if e.code().is_some_and(|c| LOST.contains(&&*c)) => {
+            Ok(Written::Lost)
+        }
+        Err(e) => Err(classify(e)),
+    }
+}
+
+/// `sql` with every `$n` placeholder moved up by `by`.
+fn renumber(sql: &str, by: usize) -> String {
+    let mut out = String::with_capacity(sql.len() + 16);
+    let mut chars = sql.chars().peekable();
+    while let Some(ch) = chars.next() {
+        out.push(ch);
+        if ch != '$' {
+            continue;
+        }
+        let mut n = String::new();
+        while let Some(d) = chars.peek().filter(|d| d.is_ascii_digit()) {
+            n.push(*d);
+            chars.next();
+        }
+        match n.parse::<usize>() {
+            Ok(n) => out.push_str(&(n + by).to_string()),
+            Err(_) => out.push_str(&n),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn renumber_moves_every_placeholder() {
+        assert_eq!(super::renumber("($1,$2),($10)", 5), "($6,$7),($15)");
+    }
+}
