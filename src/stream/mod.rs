@@ -9,6 +9,7 @@
 pub mod rules;
 mod wait;
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,7 +17,7 @@ use futures::future::join_all;
 
 use crate::group_commit::{GroupCommit, GroupCommitConfig};
 use crate::metrics_names as m;
-use crate::store::stream::{Changes, Counters, Intent, IntentState, ReviewFilter, ReviewItem};
+use crate::store::stream::{Counters, Intent, IntentState, ReviewFilter, ReviewItem, StreamChange};
 use crate::store::{bounded, StoreError};
 use crate::tier::{Backend, Blocked, Mode, Tier};
 use crate::waiters::Waiters;
@@ -357,14 +358,28 @@ async fn flush(
             intent_id = %r.intent_id, commit_sequence = r.seq, detail = %r.detail,
             "intent sent to manual review");
     }
-    raise_copies(tier, changes);
+    // Readers of the copy only look at `last_committed`: raise the streams commits moved.
+    let committed: BTreeSet<&str> = writes
+        .iter()
+        .zip(&outcomes)
+        .filter_map(|(w, o)| match (&w.op, o) {
+            (Op::Commit { stream, .. }, Outcome::Committed { .. }) => Some(stream.as_str()),
+            _ => None,
+        })
+        .collect();
+    let moved: Vec<StreamChange> = changes
+        .streams
+        .into_iter()
+        .filter(|s| committed.contains(s.stream.as_str()))
+        .collect();
+    raise_copies(tier, moved);
     Ok(outcomes)
 }
 
-/// Raises the Redis copies of the streams a batch changed, off the answer's path (a copy that
-/// misses a raise only lags).
-fn raise_copies(tier: Arc<Tier>, changes: Changes) {
-    if changes.streams.is_empty() {
+/// Raises the Redis copies of `streams`, off the answer's path (a copy that misses a raise
+/// only lags).
+fn raise_copies(tier: Arc<Tier>, streams: Vec<StreamChange>) {
+    if streams.is_empty() {
         return;
     }
     tokio::spawn(async move {
@@ -374,8 +389,7 @@ fn raise_copies(tier: Arc<Tier>, changes: Changes) {
         let Backend::Redis(redis) = active.backend else {
             return;
         };
-        let raises = changes
-            .streams
+        let raises = streams
             .iter()
             .map(|s| redis.stream_raise(&s.stream, s.counters));
         for r in join_all(raises).await {
