@@ -3,8 +3,8 @@
 //! review decision runs the [`rules`] inside one group-committed SQL transaction that holds its
 //! streams' row locks, and is answered only after that transaction commits: sequences are
 //! assigned where they become durable, so neither a Redis loss nor a failed batch can reuse or
-//! skip one. Redis keeps a hot copy of each stream's counters (raised after every commit, never
-//! ahead of SQL) that answers duplicate commits and lets waiting commits watch for their turn.
+//! skip one. Redis keeps a hot copy of each stream's counters (raised after every commit, off
+//! the answer's path, never ahead of SQL) that waiting commits watch for their turn.
 
 pub mod rules;
 mod wait;
@@ -164,19 +164,7 @@ impl Streams {
 
     /// Commits an intent in causal order, waiting up to `wait_ms` for its turn.
     pub async fn commit(&self, req: &CommitRequest) -> Result<(Committed, Mode), Blocked> {
-        let active = self.tier.active_durable()?;
-        let mode = active.backend.mode();
-        if let Backend::Redis(redis) = active.backend {
-            // The copy never runs ahead of SQL: a sequence it shows committed is committed.
-            let copy = redis.stream_copy(&req.stream).await;
-            self.tier.record(mode, &copy);
-            if let Ok(Some(c)) = copy {
-                if req.seq <= c.last_committed {
-                    let why = Refusal::AlreadyCommitted;
-                    return Ok((Committed::Blocked { why, counters: c }, mode));
-                }
-            }
-        }
+        let mode = self.mode()?;
         let key = parked_key(&req.stream, req.seq);
         let slot = self.parked.join(&key);
         let answer = wait::commit(self, req, &slot, mode).await;
