@@ -17,6 +17,7 @@ pub mod idem;
 pub mod key;
 pub mod lock;
 pub mod metrics_names;
+pub mod periodic;
 pub mod reserve;
 pub mod service;
 pub mod store;

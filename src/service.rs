@@ -12,6 +12,7 @@ use crate::config::Config;
 use crate::fence::Fences;
 use crate::idem::Idempotency;
 use crate::lock::Locks;
+use crate::periodic::every;
 use crate::reserve::Reservations;
 use crate::store::redis::RedisStore;
 use crate::store::sql::SqlStore;
@@ -105,21 +106,17 @@ impl Warden {
 
 async fn reap_idempotency(
     idem: Arc<Idempotency>,
-    every: Duration,
+    period: Duration,
     stop: impl std::future::Future<Output = ()>,
 ) {
-    tokio::pin!(stop);
-    loop {
-        tokio::select! {
-            _ = &mut stop => return,
-            _ = tokio::time::sleep(every) => {}
-        }
+    every(period, stop, || async {
         match idem.reap().await {
             Ok(0) => {}
             Ok(n) => tracing::info!(deleted = n, "expired idempotency records reaped"),
             Err(e) => tracing::warn!(error = %e, "idempotency reaper failed"),
         }
-    }
+    })
+    .await
 }
 
 /// How often Redis stock copies are compared with SQL (reported, not fixed: `warden
@@ -130,16 +127,12 @@ async fn reconcile_periodically(
     reservations: Arc<Reservations>,
     stop: impl std::future::Future<Output = ()>,
 ) {
-    tokio::pin!(stop);
-    loop {
-        tokio::select! {
-            _ = &mut stop => return,
-            _ = tokio::time::sleep(RECONCILE_EVERY) => {}
-        }
+    every(RECONCILE_EVERY, stop, || async {
         if let Err(e) = reservations.reconcile(false).await {
             tracing::warn!(error = %e, "reconciliation failed");
         }
-    }
+    })
+    .await
 }
 
 /// One reconciliation pass for `warden reconcile`: a report line per differing SKU.

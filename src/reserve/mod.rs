@@ -138,15 +138,6 @@ impl Reservations {
         }
     }
 
-    async fn sql<T>(
-        &self,
-        call: impl std::future::Future<Output = Result<T, StoreError>>,
-    ) -> Result<T, Blocked> {
-        bounded(self.tier.durable().timeout(), call)
-            .await
-            .map_err(unavailable)
-    }
-
     /// Seeds a stale copy of `sku`, once for a burst of requests that all found it stale.
     async fn seed_stale(&self, redis: &RedisStore, sku: &str, epoch: i64) -> Result<(), Blocked> {
         let slot = self.seeding.join(sku);
@@ -173,8 +164,12 @@ impl Reservations {
         force: bool,
     ) -> Result<(), Blocked> {
         let sql = self.tier.durable();
-        let stock = self.sql(sql.stock(sku)).await?.unwrap_or_default();
-        let live = self.sql(sql.live_holds(sku)).await?;
+        let stock = self
+            .tier
+            .on_durable(sql.stock(sku))
+            .await?
+            .unwrap_or_default();
+        let live = self.tier.on_durable(sql.live_holds(sku)).await?;
         let r = redis.seed_stock(sku, stock, &live, epoch, force).await;
         self.tier.record(Mode::Primary, &r);
         if r.map_err(unavailable)? {
@@ -220,7 +215,8 @@ impl Reservations {
                 }
                 Backend::Sql(sql) => {
                     match self
-                        .sql(sql.reserve(&hold, active.epoch, self.tier.now()))
+                        .tier
+                        .on_durable(sql.reserve(&hold, active.epoch, self.tier.now()))
                         .await?
                     {
                         ReserveReply::Stale => {
@@ -287,7 +283,8 @@ impl Reservations {
         let active = self.tier.active(false)?;
         let now = self.tier.now();
         let moved = self
-            .sql(self.tier.durable().transition(id, to, now))
+            .tier
+            .on_durable(self.tier.durable().transition(id, to, now))
             .await?;
         let mode = active.backend.mode();
         let settled = match moved {
@@ -321,7 +318,10 @@ impl Reservations {
         let mode = active.backend.mode();
         let sku = sku.as_str();
         let Backend::Redis(redis) = active.backend else {
-            return Ok((self.sql(self.tier.durable().stock(sku)).await?, mode));
+            return Ok((
+                self.tier.on_durable(self.tier.durable().stock(sku)).await?,
+                mode,
+            ));
         };
         for _ in 0..ATTEMPTS {
             let r = redis.stock(sku, active.epoch).await;
@@ -329,7 +329,7 @@ impl Reservations {
             match r.map_err(unavailable)? {
                 Some(s) if s.total == 0 && s.reserved == 0 && s.confirmed == 0 => {
                     // A copy seeded for an unknown SKU: SQL says whether it exists.
-                    let known = self.sql(self.tier.durable().stock(sku)).await?;
+                    let known = self.tier.on_durable(self.tier.durable().stock(sku)).await?;
                     return Ok((known.map(|_| s), mode));
                 }
                 Some(s) => return Ok((Some(s), mode)),
@@ -349,7 +349,7 @@ impl Reservations {
         let sql = self.tier.durable();
         let Backend::Redis(redis) = active.backend else {
             return Ok((
-                match self.sql(sql.set_total(sku, total)).await? {
+                match self.tier.on_durable(sql.set_total(sku, total)).await? {
                     Ok(s) => TotalSet::Set(s),
                     Err(s) => TotalSet::BelowHeld(s),
                 },
@@ -363,7 +363,7 @@ impl Reservations {
                 None => self.seed_stale(redis, sku, active.epoch).await?,
                 Some(Err(s)) => return Ok((TotalSet::BelowHeld(s), mode)),
                 Some(Ok(s)) => {
-                    return match self.sql(sql.set_total(sku, total)).await? {
+                    return match self.tier.on_durable(sql.set_total(sku, total)).await? {
                         Ok(_) => Ok((TotalSet::Set(s), mode)),
                         Err(durable) => {
                             // SQL knows holds the copy does not: the copy is wrong, not SQL.
@@ -398,17 +398,13 @@ impl Reservations {
 
     /// Runs the expiry reaper until `stop` completes.
     pub async fn reap(self: Arc<Self>, stop: impl std::future::Future<Output = ()>) {
-        tokio::pin!(stop);
-        loop {
-            tokio::select! {
-                _ = &mut stop => return,
-                _ = tokio::time::sleep(REAP_EVERY) => {}
-            }
+        crate::periodic::every(REAP_EVERY, stop, || async {
             match self.expire_due().await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(expired = n, "holds returned to stock"),
                 Err(e) => tracing::warn!(error = %e, "hold reaper failed"),
             }
-        }
+        })
+        .await
     }
 }

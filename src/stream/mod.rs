@@ -106,10 +106,6 @@ pub struct Streams {
     cfg: StreamConfig,
 }
 
-fn unavailable(e: StoreError) -> Blocked {
-    Blocked::Unavailable(e.to_string())
-}
-
 /// The wait-queue key of the commit of `seq` in `stream`.
 fn parked_key(stream: &str, seq: i64) -> String {
     format!("{seq}\u{0}{stream}")
@@ -143,16 +139,7 @@ impl Streams {
         };
         bounded(self.tier.durable().timeout(), self.writer.submit(w))
             .await
-            .map_err(unavailable)
-    }
-
-    async fn sql<T>(
-        &self,
-        call: impl std::future::Future<Output = Result<T, StoreError>>,
-    ) -> Result<T, Blocked> {
-        bounded(self.tier.durable().timeout(), call)
-            .await
-            .map_err(unavailable)
+            .map_err(Blocked::from)
     }
 
     /// Accepts an intent: [`Outcome::Accepted`] with its sequence (the same one on a repeat),
@@ -202,7 +189,8 @@ impl Streams {
         let now = self.tier.now();
         let sql = self.tier.durable();
         let leased = self
-            .sql(sql.claim_intents(worker, limit, now + lease_ms, now))
+            .tier
+            .on_durable(sql.claim_intents(worker, limit, now + lease_ms, now))
             .await?;
         metrics::counter!(m::DISPATCHED).increment(leased.len() as u64);
         Ok((leased, mode))
@@ -212,13 +200,16 @@ impl Streams {
     pub async fn state(&self, stream: &str) -> Result<(Option<StreamState>, Mode), Blocked> {
         let mode = self.mode()?;
         let sql = self.tier.durable();
-        let Some(counters) = self.sql(sql.stream_counters(stream)).await? else {
+        let Some(counters) = self.tier.on_durable(sql.stream_counters(stream)).await? else {
             return Ok((None, mode));
         };
         if counters.assigned == 0 {
             return Ok((None, mode));
         }
-        let waiting = self.sql(sql.waiting_commits(stream, WAITING_SHOWN)).await?;
+        let waiting = self
+            .tier
+            .on_durable(sql.waiting_commits(stream, WAITING_SHOWN))
+            .await?;
         Ok((Some(StreamState { counters, waiting }), mode))
     }
 
@@ -230,7 +221,8 @@ impl Streams {
     ) -> Result<(Vec<ReviewItem>, Mode), Blocked> {
         let mode = self.mode()?;
         let items = self
-            .sql(self.tier.durable().review_items(filter, limit))
+            .tier
+            .on_durable(self.tier.durable().review_items(filter, limit))
             .await?;
         Ok((items, mode))
     }
@@ -245,7 +237,11 @@ impl Streams {
         note: &str,
     ) -> Result<(Outcome, Mode), Blocked> {
         let mode = self.mode()?;
-        let Some(item) = self.sql(self.tier.durable().review_item(id)).await? else {
+        let Some(item) = self
+            .tier
+            .on_durable(self.tier.durable().review_item(id))
+            .await?
+        else {
             return Ok((Outcome::UnknownReview, mode));
         };
         let op = Op::Resolve {
@@ -270,7 +266,8 @@ impl Streams {
         let older_than = self.tier.now() - self.cfg.causal_wait.as_millis() as i64;
         let sql = self.tier.durable();
         let due = self
-            .sql(sql.overdue_commits(older_than, SWEEP_BATCH))
+            .tier
+            .on_durable(sql.overdue_commits(older_than, SWEEP_BATCH))
             .await?;
         let ops = due.into_iter().map(|(stream, seq)| {
             self.write(Op::Timeout {
@@ -299,13 +296,8 @@ impl Streams {
 
     /// Sweeps overdue commits and refreshes the queue gauges until `stop` completes.
     pub async fn run_background(self: Arc<Self>, stop: impl std::future::Future<Output = ()>) {
-        tokio::pin!(stop);
-        let every = (self.cfg.causal_wait / 4).clamp(Duration::from_millis(20), TICK);
-        loop {
-            tokio::select! {
-                _ = &mut stop => return,
-                _ = tokio::time::sleep(every) => {}
-            }
+        let period = (self.cfg.causal_wait / 4).clamp(Duration::from_millis(20), TICK);
+        crate::periodic::every(period, stop, || async {
             match self.sweep().await {
                 Ok(0) => {}
                 Ok(n) => tracing::warn!(moved = n, "parked commits timed out into manual review"),
@@ -314,7 +306,8 @@ impl Streams {
             if let Err(e) = self.gauges().await {
                 tracing::warn!(error = %e, "stream gauges not refreshed");
             }
-        }
+        })
+        .await
     }
 }
 

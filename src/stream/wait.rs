@@ -74,7 +74,8 @@ pub(super) async fn commit(
     }
     let sql = s.tier.durable();
     let c = s
-        .sql(sql.stream_counters(&req.stream))
+        .tier
+        .on_durable(sql.stream_counters(&req.stream))
         .await?
         .unwrap_or_default();
     Ok(Committed::Waiting {
@@ -99,12 +100,16 @@ impl Streams {
     /// The final answer of a parked commit, if it has one: applied, or sent to review.
     async fn settled(&self, req: &CommitRequest) -> Result<Option<Committed>, Blocked> {
         let sql = self.tier.durable();
-        let intent = self.sql(sql.intent_at(&req.stream, req.seq)).await?;
+        let intent = self
+            .tier
+            .on_durable(sql.intent_at(&req.stream, req.seq))
+            .await?;
         Ok(match intent.map(|i| (i.state, i.committed_version)) {
             Some((IntentState::Committed, version)) => Some(Committed::Causal { version }),
             Some((IntentState::Review, _)) => {
                 let counters = self
-                    .sql(sql.stream_counters(&req.stream))
+                    .tier
+                    .on_durable(sql.stream_counters(&req.stream))
                     .await?
                     .unwrap_or_default();
                 Some(Committed::Blocked {

@@ -81,6 +81,12 @@ impl Blocked {
     }
 }
 
+impl From<StoreError> for Blocked {
+    fn from(e: StoreError) -> Self {
+        Self::Unavailable(e.to_string())
+    }
+}
+
 /// The tier an operation runs on, at a known epoch.
 pub struct Active<'a> {
     /// The backend.
@@ -159,6 +165,15 @@ impl Tier {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+
+    /// Runs `call` on the durable tier, bounded by its per-call timeout; a failure blocks the
+    /// request that needed it.
+    pub async fn on_durable<T>(
+        &self,
+        call: impl std::future::Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, Blocked> {
+        Ok(bounded(self.sql.timeout(), call).await?)
     }
 
     /// The tier to act on now. `granting` operations also respect the failover grace.

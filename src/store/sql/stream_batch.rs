@@ -76,15 +76,7 @@ impl SqlStore {
              WHERE stream IN ({})",
             list.join(",")
         );
-        for row in query(sql, &p.args)
-            .fetch_all(&mut **tx)
-            .await
-            .map_err(classify)?
-        {
-            let (s, c) = counters(&row)?;
-            book.load_stream(s, c, 0);
-        }
-        Ok(())
+        load_counters(tx, sql, &p.args, book).await
     }
 
     /// Reads the wanted intents.
@@ -130,16 +122,27 @@ impl SqlStore {
             rows_sql(missing.len(), 1)
         );
         let args: Vec<Arg> = missing.iter().map(|s| Arg::Text(s)).collect();
-        for row in query(sql, &args)
-            .fetch_all(&mut **tx)
-            .await
-            .map_err(classify)?
-        {
-            let (s, c) = counters(&row)?;
-            book.load_stream(s, c, 0);
-        }
-        Ok(())
+        load_counters(tx, sql, &args, book).await
     }
+}
+
+/// Runs `sql`, which returns stream rows (`stream, assigned, last_committed, version`), into
+/// the book.
+async fn load_counters(
+    tx: &mut Tx,
+    sql: String,
+    args: &[Arg<'_>],
+    book: &mut Book,
+) -> Result<(), StoreError> {
+    for row in query(sql, args)
+        .fetch_all(&mut **tx)
+        .await
+        .map_err(classify)?
+    {
+        let (s, c) = counters(&row)?;
+        book.load_stream(s, c, 0);
+    }
+    Ok(())
 }
 
 /// The `OR` of index lookups for the wanted intents (each group padded), if any are wanted.

@@ -122,16 +122,7 @@ async fn write_guarded<'e>(
     let mut ctes = Vec::new();
     let mut checks = Vec::new();
     if !old.is_empty() {
-        let v = values(&mut p, padded(&old), |p, s| {
-            let k = &s.counters;
-            vec![
-                p.text(&s.stream),
-                p.int(k.assigned),
-                p.int(k.last_committed),
-                p.int(k.version),
-                p.int(s.rev.unwrap_or_default()),
-            ]
-        });
+        let v = values(&mut p, padded(&old), counter_row);
         ctes.push(format!(
             "s AS (UPDATE warden_streams SET assigned = v.column2, last_committed = v.column3, \
              version = v.column4, rev = v.column5 + 1 FROM (VALUES {v}) AS v \
@@ -141,15 +132,7 @@ async fn write_guarded<'e>(
         checks.push(("s", old.len()));
     }
     if !new.is_empty() {
-        let v = values(&mut p, padded(&new), |p, s| {
-            let k = &s.counters;
-            vec![
-                p.text(&s.stream),
-                p.int(k.assigned),
-                p.int(k.last_committed),
-                p.int(k.version),
-            ]
-        });
+        let v = values(&mut p, padded(&new), counter_row);
         ctes.push(format!(
             "c AS (INSERT INTO warden_streams (stream, assigned, last_committed, version, rev) \
              SELECT column1, column2, column3, column4, 1 FROM (VALUES {v}) AS v \
@@ -211,6 +194,20 @@ async fn write_guarded<'e>(
         }
         Err(e) => Err(classify(e)),
     }
+}
+
+/// A stream row's placeholders: stream, assigned, last_committed, version, and for a row that
+/// exists, the revision read.
+fn counter_row<'a>(p: &mut Params<'a>, s: &'a &StreamChange) -> Vec<String> {
+    let k = &s.counters;
+    let mut row = vec![
+        p.text(&s.stream),
+        p.int(k.assigned),
+        p.int(k.last_committed),
+        p.int(k.version),
+    ];
+    row.extend(s.rev.map(|rev| p.int(rev)));
+    row
 }
 
 /// `sql` with every `$n` placeholder moved up by `by`.

@@ -1,0 +1,21 @@
+//! Background loops: a step run once per period until its service stops, never overlapping
+//! itself (the next period starts when the step is done).
+
+use std::future::Future;
+use std::time::Duration;
+
+/// Runs `step` every `period` until `stop` completes.
+pub async fn every<F, Fut>(period: Duration, stop: impl Future<Output = ()>, mut step: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = ()>,
+{
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            _ = &mut stop => return,
+            _ = tokio::time::sleep(period) => {}
+        }
+        step().await;
+    }
+}
