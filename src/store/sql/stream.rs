@@ -232,7 +232,7 @@ impl SqlStore {
         rows.iter().map(|r| Ok((col(r, 0)?, col(r, 1)?))).collect()
     }
 
-    /// Review items, oldest first, after the item `after` (by creation, then id).
+    /// Up to `limit` review items, oldest first (by creation, then id).
     pub async fn review_items(
         &self,
         filter: ReviewFilter,
