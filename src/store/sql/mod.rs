@@ -181,7 +181,13 @@ async fn open_pool(
                 } else {
                     // Every statement is an index lookup or a keyed update whose plan does not
                     // depend on its values: plan each prepared statement once, not per call.
-                    &["SET plan_cache_mode = force_generic_plan"]
+                    // A plan made while a table was a few pages would be a sequential scan,
+                    // and would stay while the table grows (until an analyze): Warden's
+                    // statements all have an index path, so the planner is told to prefer it.
+                    &[
+                        "SET plan_cache_mode = force_generic_plan",
+                        "SET enable_seqscan = off",
+                    ]
                 };
                 for &setting in settings {
                     sqlx::query(setting).execute(&mut *conn).await?;
