@@ -144,9 +144,7 @@ impl Streams {
             op,
             now: self.tier.now(),
         };
-        bounded(self.tier.durable().timeout(), self.writer.submit(w))
-            .await
-            .map_err(Blocked::from)
+        self.tier.on_durable(self.writer.submit(w)).await
     }
 
     /// Accepts an intent: [`Outcome::Accepted`] with its sequence (the same one on a repeat),
