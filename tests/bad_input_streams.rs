@@ -285,6 +285,22 @@ async fn malformed_stream_requests_change_nothing() {
         .map(|i| i["intent_id"].as_str().unwrap())
         .collect();
     assert_eq!(ids, ["ok"], "{v}");
+    // The OpenAPI document lists every stream, dispatch and review endpoint.
+    let (_, spec) = w.get("/openapi.json").await;
+    for p in [
+        "/v1/streams/{stream}/intents",
+        "/v1/streams/{stream}/commits",
+        "/v1/streams/{stream}/intents/{intent_id}/replay",
+        "/v1/streams/{stream}",
+        "/v1/dispatch/claim",
+        "/v1/review",
+        "/v1/review/{id}/resolve",
+    ] {
+        assert!(
+            spec["paths"][p].is_object(),
+            "{p} missing from openapi.json"
+        );
+    }
     let m = w.metrics().await;
     assert!(
         m.contains("warden_bad_input_total{code=\"invalid_intent_id\"}"),
