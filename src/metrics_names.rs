@@ -44,3 +44,6 @@ pub const DISPATCH_BACKLOG: &str = "warden_stream_dispatch_backlog";
 pub const REVIEW_CREATED: &str = "warden_review_created_total";
 /// Counter: PostgreSQL stream batches read and decided again after losing a race.
 pub const STREAM_BATCH_RETRIES: &str = "warden_stream_batch_retries_total";
+/// Counter: PostgreSQL tables analyzed because they outgrew their planner statistics, by
+/// `table`.
+pub const SQL_ANALYZED: &str = "warden_sql_analyze_total";

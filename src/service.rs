@@ -2,6 +2,7 @@
 //! their background tasks (tier supervisor, reapers). The HTTP server is one user of it; a Rust
 //! program can embed it directly. Background tasks stop, and the pool closes, on `shutdown`.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -82,6 +83,10 @@ impl Warden {
             stopped(stop_rx.clone()),
         ));
         let stream_tasks = tokio::spawn(streams.clone().run_background(stopped(stop_rx.clone())));
+        let planner = tokio::spawn(keep_planner_stats(
+            tier.durable().clone(),
+            stopped(stop_rx.clone()),
+        ));
         Ok(Self {
             reservations,
             streams,
@@ -90,7 +95,7 @@ impl Warden {
             idempotency,
             tier,
             stop,
-            tasks: vec![supervisor, reaper, holds, reconcile, stream_tasks],
+            tasks: vec![supervisor, reaper, holds, reconcile, stream_tasks, planner],
         })
     }
 
@@ -102,6 +107,36 @@ impl Warden {
         }
         self.tier.durable().close().await;
     }
+}
+
+/// How often table sizes are compared with their planner statistics.
+const PLANNER_STATS_EVERY: Duration = Duration::from_secs(1);
+
+/// Keeps PostgreSQL's planner statistics in step with table growth (see
+/// [`SqlStore::refresh_planner_stats`]). A database that refuses (say, a role that may not
+/// analyze) is reported once; the loop goes on, in case that changes.
+async fn keep_planner_stats(sql: SqlStore, stop: impl std::future::Future<Output = ()>) {
+    let failing = AtomicBool::new(false);
+    let failing = &failing;
+    every(PLANNER_STATS_EVERY, stop, || {
+        let sql = sql.clone();
+        async move {
+            match sql.refresh_planner_stats().await {
+                Ok(tables) => {
+                    for table in tables {
+                        tracing::info!(table, "planner statistics refreshed: the table doubled");
+                    }
+                    failing.store(false, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    if !failing.swap(true, Ordering::Relaxed) {
+                        tracing::warn!(error = %e, "planner statistics not refreshed");
+                    }
+                }
+            }
+        }
+    })
+    .await
 }
 
 async fn reap_idempotency(

@@ -181,3 +181,38 @@ async fn postgres_reaper() {
     )
     .await;
 }
+
+/// A table that doubles is analyzed once, and not again until it doubles again: plans made
+/// while it was tiny do not outlive its growth.
+#[tokio::test]
+async fn postgres_planner_stats_follow_table_growth() {
+    let pg = support::Postgres::start();
+    let sql = SqlStore::connect(&pg.url(), 2, Duration::from_secs(2))
+        .await
+        .unwrap();
+    assert!(sql.refresh_planner_stats().await.unwrap().is_empty());
+    let base = token_base(sql.tier_row().await.unwrap().epoch);
+    let now = now_ms();
+    let mut n = 0;
+    let mut grow = |rows: usize| {
+        let batch: Vec<IdemWrite> = (0..rows)
+            .map(|_| {
+                n += 1;
+                claim(&format!("grow-{n}"), None, base, now, 60_000)
+            })
+            .collect();
+        sql.apply_idem(batch)
+    };
+    for _ in 0..6 {
+        grow(500).await.unwrap();
+    }
+    assert_eq!(sql.refresh_planner_stats().await.unwrap(), ["warden_idem"]);
+    assert!(
+        sql.refresh_planner_stats().await.unwrap().is_empty(),
+        "fresh statistics are not taken again"
+    );
+    for _ in 0..16 {
+        grow(500).await.unwrap();
+    }
+    assert_eq!(sql.refresh_planner_stats().await.unwrap(), ["warden_idem"]);
+}

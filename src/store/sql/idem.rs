@@ -1,14 +1,17 @@
 //! SQL idempotency steps: the durable arbiter. Each write is a conditional statement, so two
-//! claims of one key serialize on its row and only one wins; a batch of writes runs as
-//! multi-row statements inside one transaction (group commit). A key appears at most once per
-//! statement: its later writes in a batch run in later rounds, in submission order.
+//! claims of one key serialize on its row and only one wins. A batch runs in rounds in which
+//! a key appears at most once (its later writes in later rounds, in submission order). On
+//! PostgreSQL a round is one statement, its kinds joined as data-modifying CTEs, so a
+//! one-round batch is atomic in one round trip; SQLite (no DML in CTEs, no round trips) runs
+//! one statement per kind in a transaction.
 
 use std::collections::HashMap;
 
 use sqlx::any::AnyRow;
-use sqlx::{Any, AssertSqlSafe};
+use sqlx::Any;
 
-use super::{classify, col, rows_sql, SqlStore};
+use super::params::{query, values, Params};
+use super::{classify, col, padded, SqlStore};
 use crate::store::idem::{IdemRecord, IdemState, IdemWrite, IdemWritten};
 use crate::store::StoreError;
 
@@ -21,9 +24,15 @@ const FREE: &str = "(warden_idem.expires_at <= {now} OR warden_idem.state = 'rel
         AND (warden_idem.fingerprint = excluded.fingerprint
              OR warden_idem.fingerprint = '' OR excluded.fingerprint = '')))";
 
+/// Claim rows as a query over `VALUES`: `{distinct}` drops the repeats that pad a list on
+/// PostgreSQL, and a drawn token reads the reaped floor in the same statement. (A `WHERE` is
+/// required: SQLite cannot otherwise tell the upsert's `ON` from a join's.)
+const CLAIM_ROWS: &str = "SELECT {distinct} v.column1, {token}, v.column3, v.column4, v.column5
+FROM (VALUES {values}) AS v{from} WHERE {filter}";
+
 const CLAIM_GIVEN: &str =
     "INSERT INTO warden_idem (idem_key, token, fingerprint, lease_until, expires_at)
-VALUES {values}
+{rows}
 ON CONFLICT (idem_key) DO UPDATE SET state = 'in_progress', token = excluded.token,
     fingerprint = excluded.fingerprint, lease_until = excluded.lease_until,
     expires_at = excluded.expires_at, response = NULL
@@ -32,7 +41,7 @@ RETURNING {cols}";
 
 const CLAIM_DRAWN: &str =
     "INSERT INTO warden_idem (idem_key, token, fingerprint, lease_until, expires_at)
-VALUES {values}
+{rows}
 ON CONFLICT (idem_key) DO UPDATE SET state = 'in_progress',
     token = CASE WHEN warden_idem.token >= excluded.token THEN warden_idem.token + 1
                  ELSE excluded.token END,
@@ -60,7 +69,6 @@ WHERE warden_idem.idem_key = v.column1 AND warden_idem.token = v.column2
   AND warden_idem.state = 'in_progress' AND warden_idem.expires_at > {now}
 RETURNING {cols}";
 
-const FLOOR: &str = "SELECT value FROM warden_counters WHERE name = 'idem_floor'";
 const REAP_MAX: &str = "SELECT MAX(token) FROM warden_idem WHERE expires_at <= $1";
 const RAISE_FLOOR: &str =
     "UPDATE warden_counters SET value = $1 WHERE name = 'idem_floor' AND value < $1";
@@ -98,33 +106,115 @@ impl Kind {
         }
     }
 
-    fn template(self) -> &'static str {
-        match self {
-            Kind::ClaimGiven => CLAIM_GIVEN,
-            Kind::ClaimDrawn => CLAIM_DRAWN,
-            Kind::Complete => COMPLETE,
-            Kind::Release => RELEASE,
-            Kind::Extend => EXTEND,
-        }
-    }
-
-    /// Placeholders per row.
-    fn width(self) -> usize {
-        match self {
-            Kind::ClaimGiven | Kind::ClaimDrawn => 5,
-            Kind::Complete | Kind::Extend => 3,
-            Kind::Release => 2,
-        }
+    /// The statement for rows `{values}` at clock `{now}`.
+    fn sql(self, pg: bool) -> String {
+        let claim = |template: &str, token: &str, from: &str, filter: &str| {
+            let rows = CLAIM_ROWS
+                .replace(
+                    "{distinct}",
+                    if pg { "DISTINCT ON (v.column1)" } else { "" },
+                )
+                .replace("{token}", token)
+                .replace("{from}", from)
+                .replace("{filter}", filter);
+            template.replace("{rows}", &rows)
+        };
+        let greatest = if pg { "GREATEST" } else { "MAX" };
+        let sql = match self {
+            Kind::ClaimGiven => claim(CLAIM_GIVEN, "v.column2", "", "1 = 1"),
+            Kind::ClaimDrawn => claim(
+                CLAIM_DRAWN,
+                &format!("{greatest}(v.column2, f.value) + 1"),
+                ", warden_counters AS f",
+                "f.name = 'idem_floor'",
+            ),
+            Kind::Complete => COMPLETE.to_owned(),
+            Kind::Release => RELEASE.to_owned(),
+            Kind::Extend => EXTEND.to_owned(),
+        };
+        sql.replace("{free}", FREE).replace("{cols}", COLS)
     }
 }
 
-fn statement(kind: Kind, rows: usize) -> String {
-    let now = format!("${}", rows * kind.width() + 1);
-    kind.template()
-        .replace("{free}", FREE)
-        .replace("{values}", &rows_sql(rows, kind.width()))
-        .replace("{cols}", COLS)
-        .replace("{now}", &now)
+/// The placeholders of one write's row (a drawn claim binds its least token, `base`).
+fn row<'a>(p: &mut Params<'a>, w: &'a IdemWrite) -> Vec<String> {
+    match w {
+        IdemWrite::Claim {
+            key,
+            token,
+            base,
+            fingerprint,
+            lease_until,
+            expires_at,
+            ..
+        } => vec![
+            p.text(key),
+            p.int(token.unwrap_or(*base)),
+            p.text(fingerprint),
+            p.int(*lease_until),
+            p.int(*expires_at),
+        ],
+        IdemWrite::Complete {
+            key,
+            token,
+            response,
+            ..
+        } => vec![p.text(key), p.int(*token), p.text(response)],
+        IdemWrite::Release { key, token, .. } => vec![p.text(key), p.int(*token)],
+        IdemWrite::Extend {
+            key,
+            token,
+            lease_until,
+            ..
+        } => vec![p.text(key), p.int(*token), p.int(*lease_until)],
+    }
+}
+
+fn clock(w: &IdemWrite) -> i64 {
+    match w {
+        IdemWrite::Claim { now, .. }
+        | IdemWrite::Complete { now, .. }
+        | IdemWrite::Release { now, .. }
+        | IdemWrite::Extend { now, .. } => *now,
+    }
+}
+
+/// The writes of one statement, by kind.
+type Parts<'w> = Vec<(Kind, Vec<&'w IdemWrite>)>;
+
+/// One statement for `parts` and its parameters: the kinds joined as CTEs when there are
+/// several (PostgreSQL only). Each kind's clock is the latest of its writes'. On PostgreSQL each list
+/// is padded to a power of two (claims drop the repeats, updates ignore them), so statements
+/// come in few shapes and stay prepared.
+fn statement<'w>(parts: &'w Parts<'w>, pg: bool) -> (String, Params<'w>) {
+    let mut p = Params::new();
+    let mut sqls: Vec<String> = Vec::with_capacity(parts.len());
+    for (kind, ws) in parts {
+        let now = p.int(ws.iter().map(|w| clock(w)).max().unwrap_or(0));
+        let rows = if pg {
+            values(&mut p, padded(ws), |p, w| row(p, w))
+        } else {
+            values(&mut p, ws.iter(), |p, w| row(p, w))
+        };
+        sqls.push(
+            kind.sql(pg)
+                .replace("{values}", &rows)
+                .replace("{now}", &now),
+        );
+    }
+    if let [one] = sqls.as_slice() {
+        return (one.clone(), p);
+    }
+    let ctes: Vec<String> = sqls
+        .iter()
+        .enumerate()
+        .map(|(i, s)| format!("w{i} AS ({s})"))
+        .collect();
+    let union: Vec<String> = (0..sqls.len())
+        .map(|i| format!("SELECT {COLS} FROM w{i}"))
+        .collect();
+    let sql = format!("WITH {} {}", ctes.join(", "), union.join(" UNION ALL "));
+    (sql, p)
 }
 
 fn record(row: &AnyRow) -> Result<IdemRecord, StoreError> {
@@ -157,52 +247,71 @@ fn rounds(writes: &[IdemWrite]) -> Vec<Vec<usize>> {
     rounds
 }
 
+/// The statements of a batch, in order: per round, one with every kind (`joined`) or one per
+/// kind; each a list of (kind, write indices).
+fn plan(writes: &[IdemWrite], joined: bool) -> Vec<Vec<(Kind, Vec<usize>)>> {
+    let mut out = Vec::new();
+    for round in rounds(writes) {
+        let parts: Vec<(Kind, Vec<usize>)> = Kind::ALL
+            .into_iter()
+            .map(|k| {
+                let idx = round.iter().copied().filter(|&i| Kind::of(&writes[i]) == k);
+                (k, idx.collect::<Vec<usize>>())
+            })
+            .filter(|(_, idx)| !idx.is_empty())
+            .collect();
+        if joined {
+            out.push(parts);
+        } else {
+            out.extend(parts.into_iter().map(|p| vec![p]));
+        }
+    }
+    out
+}
+
 impl SqlStore {
-    /// Applies a batch of idempotency writes in one transaction; one outcome per write, in
-    /// order. Nothing of the batch is durable unless this returns `Ok`.
+    /// Applies a batch of idempotency writes atomically; one outcome per write, in order.
+    /// Nothing of the batch is durable unless this returns `Ok`.
     pub async fn apply_idem(&self, writes: Vec<IdemWrite>) -> Result<Vec<IdemWritten>, StoreError> {
-        let Some(first) = writes.first() else {
-            return Ok(Vec::new());
-        };
-        let kind = Kind::of(first);
-        let rounds = rounds(&writes);
-        let alone = rounds.len() == 1 && writes.iter().all(|w| Kind::of(w) == kind);
-        if alone && kind != Kind::ClaimDrawn {
+        let statements = plan(&writes, !self.sqlite);
+        let mut applied: Vec<Option<IdemRecord>> = vec![None; writes.len()];
+        if let [only] = statements.as_slice() {
             // One statement is atomic by itself: no BEGIN/COMMIT round trips (the hot path).
-            let batch: Vec<&IdemWrite> = writes.iter().collect();
-            let applied = run(&self.pool, kind, &batch, 0).await?;
+            self.run(&self.pool, &writes, only, &mut applied).await?;
             return settle(&self.pool, &writes, applied).await;
         }
         let mut tx = self.begin_write().await?;
-        let floor: i64 = if writes.iter().any(|w| Kind::of(w) == Kind::ClaimDrawn) {
-            sqlx::query_scalar(FLOOR)
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(classify)?
-        } else {
-            0
-        };
-        let mut applied: Vec<Option<IdemRecord>> = vec![None; writes.len()];
-        for round in rounds {
-            for kind in Kind::ALL {
-                let idx: Vec<usize> = round
-                    .iter()
-                    .copied()
-                    .filter(|&i| Kind::of(&writes[i]) == kind)
-                    .collect();
-                if idx.is_empty() {
-                    continue;
-                }
-                let batch: Vec<&IdemWrite> = idx.iter().map(|&i| &writes[i]).collect();
-                let mut changed = run(&mut *tx, kind, &batch, floor).await?;
-                for i in idx {
-                    applied[i] = changed.remove(writes[i].key());
-                }
-            }
+        for parts in &statements {
+            self.run(&mut *tx, &writes, parts, &mut applied).await?;
         }
         let out = settle(&mut *tx, &writes, applied).await?;
         tx.commit().await.map_err(classify)?;
         Ok(out)
+    }
+
+    /// Runs one statement of a batch and notes, per write, the row it changed.
+    async fn run<'e>(
+        &self,
+        db: impl sqlx::Executor<'e, Database = Any>,
+        writes: &[IdemWrite],
+        parts: &[(Kind, Vec<usize>)],
+        applied: &mut [Option<IdemRecord>],
+    ) -> Result<(), StoreError> {
+        let by_kind: Parts = parts
+            .iter()
+            .map(|(k, idx)| (*k, idx.iter().map(|&i| &writes[i]).collect()))
+            .collect();
+        let (sql, p) = statement(&by_kind, !self.sqlite);
+        let rows = query(sql, &p.args).fetch_all(db).await.map_err(classify)?;
+        let mut changed = HashMap::with_capacity(rows.len());
+        for row in &rows {
+            let r = record(row)?;
+            changed.insert(r.key.clone(), r);
+        }
+        for &i in parts.iter().flat_map(|(_, idx)| idx) {
+            applied[i] = changed.remove(writes[i].key());
+        }
+        Ok(())
     }
 
     /// The stored record of `key`, expired or not.
@@ -240,121 +349,43 @@ impl SqlStore {
     }
 }
 
-/// Runs one multi-row statement; returns the rows it changed, by key.
-async fn run<'e>(
-    db: impl sqlx::Executor<'e, Database = Any>,
-    kind: Kind,
-    batch: &[&IdemWrite],
-    floor: i64,
-) -> Result<HashMap<String, IdemRecord>, StoreError> {
-    let sql = statement(kind, batch.len());
-    let mut q = sqlx::query(AssertSqlSafe(sql));
-    let mut now = 0;
-    for w in batch {
-        q = match w {
-            IdemWrite::Claim {
-                key,
-                token,
-                base,
-                fingerprint,
-                lease_until,
-                expires_at,
-                now: at,
-            } => {
-                now = now.max(*at);
-                let token = token.unwrap_or((*base).max(floor) + 1);
-                q.bind(key.as_str())
-                    .bind(token)
-                    .bind(fingerprint.as_str())
-                    .bind(*lease_until)
-                    .bind(*expires_at)
-            }
-            IdemWrite::Complete {
-                key,
-                token,
-                response,
-                now: at,
-            } => {
-                now = now.max(*at);
-                q.bind(key.as_str()).bind(*token).bind(response.as_str())
-            }
-            IdemWrite::Release {
-                key,
-                token,
-                now: at,
-            } => {
-                now = now.max(*at);
-                q.bind(key.as_str()).bind(*token)
-            }
-            IdemWrite::Extend {
-                key,
-                token,
-                lease_until,
-                now: at,
-            } => {
-                now = now.max(*at);
-                q.bind(key.as_str()).bind(*token).bind(*lease_until)
-            }
-        };
-    }
-    let rows = q.bind(now).fetch_all(db).await.map_err(classify)?;
-    rows.iter()
-        .map(|row| record(row).map(|r| (r.key.clone(), r)))
-        .collect()
-}
-
-/// One outcome per write: applied where the statement changed its row (`applied[i]`, or by
-/// key when given as a map), otherwise refused with the record as it now stands.
+/// One outcome per write: applied where a statement changed its row (`applied[i]`), otherwise
+/// refused with the record as it now stands.
 async fn settle<'e>(
     db: impl sqlx::Executor<'e, Database = Any>,
     writes: &[IdemWrite],
-    applied: impl Applied,
+    applied: Vec<Option<IdemRecord>>,
 ) -> Result<Vec<IdemWritten>, StoreError> {
-    let mut out: Vec<Option<IdemWritten>> = (0..writes.len())
-        .map(|i| applied.get(i, writes[i].key()).map(IdemWritten::Applied))
+    let refused: Vec<&str> = (0..writes.len())
+        .filter(|&i| applied[i].is_none())
+        .map(|i| writes[i].key())
         .collect();
-    let refused: Vec<usize> = (0..writes.len()).filter(|&i| out[i].is_none()).collect();
-    if !refused.is_empty() {
-        let keys: Vec<&str> = refused.iter().map(|&i| writes[i].key()).collect();
-        let current = lookup(db, &keys).await?;
-        for i in refused {
-            out[i] = Some(IdemWritten::Refused(current.get(writes[i].key()).cloned()));
-        }
-    }
-    Ok(out.into_iter().flatten().collect())
-}
-
-/// Rows a batch changed: by write index, or by key for a single statement.
-trait Applied {
-    fn get(&self, i: usize, key: &str) -> Option<IdemRecord>;
-}
-
-impl Applied for Vec<Option<IdemRecord>> {
-    fn get(&self, i: usize, _key: &str) -> Option<IdemRecord> {
-        self[i].clone()
-    }
-}
-
-impl Applied for HashMap<String, IdemRecord> {
-    fn get(&self, _i: usize, key: &str) -> Option<IdemRecord> {
-        HashMap::get(self, key).cloned()
-    }
+    let current = if refused.is_empty() {
+        HashMap::new()
+    } else {
+        lookup(db, &refused).await?
+    };
+    Ok(applied
+        .into_iter()
+        .zip(writes)
+        .map(|(rec, w)| match rec {
+            Some(rec) => IdemWritten::Applied(rec),
+            None => IdemWritten::Refused(current.get(w.key()).cloned()),
+        })
+        .collect())
 }
 
 async fn lookup<'e>(
     db: impl sqlx::Executor<'e, Database = Any>,
     keys: &[&str],
 ) -> Result<HashMap<String, IdemRecord>, StoreError> {
-    let list = (1..=keys.len())
-        .map(|i| format!("${i}"))
-        .collect::<Vec<_>>()
-        .join(",");
-    let sql = format!("SELECT {COLS} FROM warden_idem WHERE idem_key IN ({list})");
-    let mut q = sqlx::query(AssertSqlSafe(sql));
-    for k in keys {
-        q = q.bind(*k);
-    }
-    let rows = q.fetch_all(db).await.map_err(classify)?;
+    let mut p = Params::new();
+    let list: Vec<String> = keys.iter().map(|k| p.text(k)).collect();
+    let sql = format!(
+        "SELECT {COLS} FROM warden_idem WHERE idem_key IN ({})",
+        list.join(",")
+    );
+    let rows = query(sql, &p.args).fetch_all(db).await.map_err(classify)?;
     rows.iter()
         .map(|row| record(row).map(|r| (r.key.clone(), r)))
         .collect()
@@ -364,21 +395,75 @@ async fn lookup<'e>(
 mod tests {
     use super::*;
 
+    fn release(k: &str, t: i64, now: i64) -> IdemWrite {
+        IdemWrite::Release {
+            key: k.into(),
+            token: t,
+            now,
+        }
+    }
+
     #[test]
-    fn placeholders_number_rows_then_the_clock() {
-        assert_eq!(rows_sql(2, 2), "($1,$2),($3,$4)");
-        let sql = statement(Kind::Release, 2);
-        assert!(sql.contains("VALUES ($1,$2),($3,$4)"));
-        assert!(sql.contains("expires_at > $5"));
+    fn placeholders_number_each_clock_then_its_rows() {
+        let ws = [release("a", 1, 5), release("b", 2, 9)];
+        let parts: Parts = vec![(Kind::Release, ws.iter().collect())];
+        let (sql, p) = statement(&parts, false);
+        assert!(sql.contains("VALUES ($2,$3),($4,$5)"), "{sql}");
+        assert!(sql.contains("expires_at > $1"), "{sql}");
+        assert_eq!(p.args.len(), 5);
+    }
+
+    #[test]
+    fn postgres_pads_lists_and_joins_kinds_in_one_statement() {
+        let ws = [release("a", 1, 5), release("b", 2, 9), release("c", 3, 7)];
+        let done = IdemWrite::Complete {
+            key: "d".into(),
+            token: 4,
+            response: "{}".into(),
+            now: 6,
+        };
+        let parts: Parts = vec![
+            (Kind::Complete, vec![&done]),
+            (Kind::Release, ws.iter().collect()),
+        ];
+        let (sql, p) = statement(&parts, true);
+        assert!(sql.starts_with("WITH w0 AS (UPDATE"), "{sql}");
+        assert!(sql.contains("UNION ALL SELECT"), "{sql}");
+        // A clock and a completion of 3, then a clock and 3 releases padded to 4 of 2.
+        assert_eq!(p.args.len(), 1 + 3 + 1 + 4 * 2);
+    }
+
+    #[test]
+    fn sqlite_runs_one_statement_per_kind_postgres_one_per_round() {
+        let done = |k: &str| IdemWrite::Complete {
+            key: k.into(),
+            token: 1,
+            response: "{}".into(),
+            now: 0,
+        };
+        let writes = vec![release("a", 1, 0), done("b"), done("a")];
+        let kinds = |plan: Vec<Vec<(Kind, Vec<usize>)>>| -> Vec<Vec<Kind>> {
+            plan.into_iter()
+                .map(|s| s.into_iter().map(|(k, _)| k).collect())
+                .collect()
+        };
+        assert_eq!(
+            kinds(plan(&writes, true)),
+            vec![vec![Kind::Complete, Kind::Release], vec![Kind::Complete]]
+        );
+        assert_eq!(
+            kinds(plan(&writes, false)),
+            vec![
+                vec![Kind::Complete],
+                vec![Kind::Release],
+                vec![Kind::Complete]
+            ]
+        );
     }
 
     #[test]
     fn rounds_keep_one_write_per_key_in_order() {
-        let w = |k: &str, t| IdemWrite::Release {
-            key: k.into(),
-            token: t,
-            now: 0,
-        };
+        let w = |k: &str, t| release(k, t, 0);
         let writes = vec![w("a", 1), w("b", 1), w("a", 2), w("a", 3)];
         assert_eq!(rounds(&writes), vec![vec![0, 1], vec![2], vec![3]]);
     }

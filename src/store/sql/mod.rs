@@ -4,6 +4,8 @@
 mod fence;
 mod idem;
 mod lock;
+mod params;
+mod planner_stats;
 mod reserve;
 mod stream;
 mod stream_batch;
@@ -192,6 +194,7 @@ async fn open_pool(
                 for &setting in settings {
                     sqlx::query(setting).execute(&mut *conn).await?;
                 }
+
                 Ok(())
             })
         })

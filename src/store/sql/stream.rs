@@ -3,7 +3,7 @@
 //! (the rules re-read what they decide on, under the locks).
 
 use sqlx::any::AnyRow;
-use sqlx::{Any, AssertSqlSafe};
+use sqlx::AssertSqlSafe;
 
 use super::{classify, col, SqlStore};
 use crate::store::stream::{Counters, Intent, IntentState, ReviewFilter, ReviewItem, ReviewState};
@@ -35,47 +35,6 @@ const GAUGES: &str = "SELECT
     (SELECT COUNT(*) FROM warden_intents WHERE state = 'waiting'),
     (SELECT COUNT(*) FROM warden_review WHERE state = 'open'),
     (SELECT COUNT(*) FROM warden_intents WHERE state IN ('ready', 'leased'))";
-
-/// A bind value of a dynamically built statement.
-pub(super) enum Arg<'a> {
-    Text(&'a str),
-    Int(i64),
-}
-
-pub(super) fn query<'q>(
-    sql: String,
-    args: &'q [Arg<'q>],
-) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments> {
-    let mut q = sqlx::query(AssertSqlSafe(sql));
-    for a in args {
-        q = match a {
-            Arg::Text(s) => q.bind(*s),
-            Arg::Int(n) => q.bind(*n),
-        };
-    }
-    q
-}
-
-/// `$n` placeholders for `args` as they grow.
-pub(super) struct Params<'a> {
-    pub(super) args: Vec<Arg<'a>>,
-}
-
-impl<'a> Params<'a> {
-    pub(super) fn new() -> Self {
-        Self { args: Vec::new() }
-    }
-
-    pub(super) fn text(&mut self, s: &'a str) -> String {
-        self.args.push(Arg::Text(s));
-        format!("${}", self.args.len())
-    }
-
-    pub(super) fn int(&mut self, n: i64) -> String {
-        self.args.push(Arg::Int(n));
-        format!("${}", self.args.len())
-    }
-}
 
 pub(super) fn counters(row: &AnyRow) -> Result<(String, Counters), StoreError> {
     Ok((

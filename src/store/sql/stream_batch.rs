@@ -12,7 +12,8 @@
 
 use sqlx::Any;
 
-use super::stream::{counters, intent_from, query, review, Arg, Params, INTENT_COLS, REVIEW_COLS};
+use super::params::{query, values, Arg, Params};
+use super::stream::{counters, intent_from, review, INTENT_COLS, REVIEW_COLS};
 use super::{classify, padded, rows_sql, SqlStore};
 use crate::store::stream::{Book, Changes, Intent, ReviewItem, StreamChange, Wanted};
 use crate::store::StoreError;
@@ -196,18 +197,6 @@ pub(super) async fn load_reviews<'e>(
         book.load_review(review(&row)?);
     }
     Ok(())
-}
-
-/// `(…),(…)` rows of placeholders, one row per item, built by `row`.
-pub(super) fn values<'a, T: 'a>(
-    p: &mut Params<'a>,
-    items: impl Iterator<Item = &'a T>,
-    row: impl Fn(&mut Params<'a>, &'a T) -> Vec<String>,
-) -> String {
-    let rows: Vec<String> = items
-        .map(|i| format!("({})", row(p, i).join(",")))
-        .collect();
-    rows.join(",")
 }
 
 /// The placeholders of the columns an intent's lifecycle changes, in table order.

@@ -8,10 +8,9 @@
 
 use sqlx::Any;
 
-use super::stream::{intent_from, query, Params, INTENT_COLS};
-use super::stream_batch::{
-    intent_filter, intents_insert, load_reviews, mutable, review_writes, values,
-};
+use super::params::{query, values, Params};
+use super::stream::{intent_from, INTENT_COLS};
+use super::stream_batch::{intent_filter, intents_insert, load_reviews, mutable, review_writes};
 use super::{classify, col, padded, SqlStore};
 use crate::metrics_names as m;
 use crate::store::stream::{Book, Changes, Counters, StreamChange, Wanted};
