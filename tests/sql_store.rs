@@ -216,3 +216,50 @@ async fn postgres_planner_stats_follow_table_growth() {
     }
     assert_eq!(sql.refresh_planner_stats().await.unwrap(), ["warden_idem"]);
 }
+
+/// A claim that races the reaper (its floor raise and its delete of an expired row) never
+/// draws a token at or below the deleted row's: modelled as the worst interleaving, a claim
+/// whose snapshot predates both, while they commit together.
+#[tokio::test]
+async fn postgres_claim_racing_the_reaper_stays_above_the_reaped_token() {
+    let pg = support::Postgres::start();
+    let sql = SqlStore::connect(&pg.url(), 2, Duration::from_secs(5))
+        .await
+        .unwrap();
+    let base = token_base(sql.tier_row().await.unwrap().epoch);
+    let now = now_ms();
+    let old = claim("k", Some(base + 5), base, now - 60_000, 1_000);
+    assert_eq!(
+        applied_token(&sql.apply_idem(vec![old]).await.unwrap()[0]),
+        base + 5
+    );
+
+    let reaper = sqlx::AnyPool::connect(&pg.url()).await.unwrap();
+    let mut tx = reaper.begin().await.unwrap();
+    sqlx::query("UPDATE warden_counters SET value = $1 WHERE name = 'idem_floor'")
+        .bind(base + 5)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    sqlx::query("DELETE FROM warden_idem WHERE idem_key = 'k'")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let racing = {
+        let sql = sql.clone();
+        tokio::spawn(async move {
+            sql.apply_idem(vec![claim("k", None, base, now, 60_000)])
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!racing.is_finished(), "the claim waits for the reaper");
+    tx.commit().await.unwrap();
+    let out = racing.await.unwrap().unwrap();
+    let token = applied_token(&out[0]);
+    assert!(
+        token > base + 5,
+        "token {token} not above the reaped {}",
+        base + 5
+    );
+}

@@ -119,13 +119,25 @@ impl Kind {
                 .replace("{filter}", filter);
             template.replace("{rows}", &rows)
         };
-        let greatest = if pg { "GREATEST" } else { "MAX" };
+        // On PostgreSQL the floor is read under a share lock: a reaper raises it (then deletes
+        // the rows below it) in its own transactions, and a read of the floor from before the
+        // raise, racing the delete, could draw a token the deleted row had. Locked, the read
+        // waits for the raise and sees it, or the raise waits for this claim to commit.
+        // SQLite runs one writer at a time.
+        let (greatest, floor) = if pg {
+            (
+                "GREATEST",
+                ", (SELECT name, value FROM warden_counters WHERE name = 'idem_floor' FOR SHARE) AS f",
+            )
+        } else {
+            ("MAX", ", warden_counters AS f")
+        };
         let sql = match self {
             Kind::ClaimGiven => claim(CLAIM_GIVEN, "v.column2", "", "1 = 1"),
             Kind::ClaimDrawn => claim(
                 CLAIM_DRAWN,
                 &format!("{greatest}(v.column2, f.value) + 1"),
-                ", warden_counters AS f",
+                floor,
                 "f.name = 'idem_floor'",
             ),
             Kind::Complete => COMPLETE.to_owned(),
