@@ -461,3 +461,47 @@ async fn stalled_servers_cost_a_timeout_not_a_hang() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// A database restart costs no request once it is back: pooled connections left from before
+/// it are checked (they have been idle through the restart) and replaced, instead of each
+/// failing one request with a 503.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_database_fails_no_request_once_it_is_back() {
+    let mut pg = Postgres::start();
+    let mut env = fast_failover(&pg, None);
+    env.push(("WARDEN_SQL_POOL", "16".to_string()));
+    let w = Arc::new(Warden::start(&env));
+    w.wait_ready_on("sql", Duration::from_secs(10)).await;
+    let burst = |round: &'static str| {
+        let calls = (0..32).map(|i| {
+            let w = w.clone();
+            tokio::spawn(async move { w.acquire(&format!("{round}{i}"), "o", 60_000, 0).await })
+        });
+        futures::future::join_all(calls)
+    };
+    // Every pooled connection gets opened and used.
+    for r in burst("warm").await {
+        assert_eq!(r.unwrap().0, 200);
+    }
+
+    pg.stop();
+    pg.resume();
+    w.wait_ready_on("sql", Duration::from_secs(30)).await;
+    let answers: Vec<(u16, Value)> = burst("after")
+        .await
+        .into_iter()
+        .map(|r| r.unwrap())
+        .collect();
+    let failed: Vec<&Value> = answers
+        .iter()
+        .filter(|(s, _)| *s != 200)
+        .map(|(_, v)| v)
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "{} of 32 failed: {:?}\n{}",
+        failed.len(),
+        failed.first(),
+        w.tail_log()
+    );
+}

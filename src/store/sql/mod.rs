@@ -14,7 +14,9 @@ mod tier_state;
 
 pub use tier_state::TierRow;
 
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::AnyPool;
@@ -155,6 +157,36 @@ pub(crate) fn rows_sql(rows: usize, width: usize) -> String {
     out
 }
 
+/// A pooled connection idle at least this long is pinged before use.
+const PING_IF_IDLE: Duration = Duration::from_millis(250);
+
+/// When a statement last lost its connection, as [`process_ms`] + 1 (0: never).
+static BROKEN_AT: AtomicU64 = AtomicU64::new(0);
+
+/// Milliseconds since this process first asked.
+fn process_ms() -> u64 {
+    static START: OnceLock<Instant> = OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_millis() as u64
+}
+
+/// Whether a connection idle for `idle_for` went idle before the last lost connection.
+fn idle_since_a_break(idle_for: Duration) -> bool {
+    let broken = BROKEN_AT.load(Ordering::Relaxed);
+    broken > 0 && process_ms().saturating_sub(idle_for.as_millis() as u64) < broken
+}
+
+/// The connection itself failed (I/O, protocol, or the server ending the session: SQLSTATE
+/// classes 08 and 57P), as opposed to a statement's own error.
+fn connection_lost(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_) | sqlx::Error::Protocol(_) | sqlx::Error::Tls(_) => true,
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|c| c.starts_with("08") || c.starts_with("57P")),
+        _ => false,
+    }
+}
+
 /// Connections of the control pool (tier row and clock).
 const CONTROL_CONNECTIONS: u32 = 2;
 
@@ -169,9 +201,20 @@ async fn open_pool(
         .max_connections(size)
         .acquire_timeout(timeout)
         // No ping before every query (sqlx's default): it doubled the round trips of every
-        // statement. A connection that died since its last use fails its statement instead,
-        // which every caller already handles as an infrastructure error, and is dropped.
+        // statement. A connection is pinged (and replaced if dead) only when it may be stale:
+        // idle for a while, or idle since before a statement last lost its connection (the
+        // database restarted or failed over). Under load neither happens; after a restart the
+        // connections left from before it are replaced before use instead of each failing a
+        // request once the database is back.
         .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= PING_IF_IDLE || idle_since_a_break(meta.idle_for) {
+                    sqlx::Connection::ping(conn).await?;
+                }
+                Ok(true)
+            })
+        })
         .after_connect(move |conn, _| {
             Box::pin(async move {
                 let settings: &[&'static str] = if sqlite {
@@ -206,6 +249,9 @@ async fn open_pool(
 /// Maps a database error. Everything sqlx reports here is infrastructure: domain answers are
 /// expressed by statements that affect no row, never by errors.
 fn classify(e: sqlx::Error) -> StoreError {
+    if connection_lost(&e) {
+        BROKEN_AT.fetch_max(process_ms() + 1, Ordering::Relaxed);
+    }
     match e {
         sqlx::Error::PoolTimedOut => StoreError::Timeout,
         other => StoreError::Unavailable(other.to_string()),
