@@ -3,6 +3,7 @@
 
 mod fence;
 mod idem;
+mod idem_sql;
 mod lock;
 mod params;
 mod planner_stats;
