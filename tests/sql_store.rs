@@ -182,16 +182,22 @@ async fn postgres_reaper() {
     .await;
 }
 
+/// A store on `pg` and the token base of its current epoch.
+async fn postgres_store(pg: &support::Postgres) -> (SqlStore, i64) {
+    let sql = SqlStore::connect(&pg.url(), 2, Duration::from_secs(5))
+        .await
+        .unwrap();
+    let base = token_base(sql.tier_row().await.unwrap().epoch);
+    (sql, base)
+}
+
 /// A table that doubles is analyzed once, and not again until it doubles again: plans made
 /// while it was tiny do not outlive its growth.
 #[tokio::test]
 async fn postgres_planner_stats_follow_table_growth() {
     let pg = support::Postgres::start();
-    let sql = SqlStore::connect(&pg.url(), 2, Duration::from_secs(2))
-        .await
-        .unwrap();
+    let (sql, base) = postgres_store(&pg).await;
     assert!(sql.refresh_planner_stats().await.unwrap().is_empty());
-    let base = token_base(sql.tier_row().await.unwrap().epoch);
     let now = now_ms();
     let mut n = 0;
     let mut grow = |rows: usize| {
@@ -223,10 +229,7 @@ async fn postgres_planner_stats_follow_table_growth() {
 #[tokio::test]
 async fn postgres_claim_racing_the_reaper_stays_above_the_reaped_token() {
     let pg = support::Postgres::start();
-    let sql = SqlStore::connect(&pg.url(), 2, Duration::from_secs(5))
-        .await
-        .unwrap();
-    let base = token_base(sql.tier_row().await.unwrap().epoch);
+    let (sql, base) = postgres_store(&pg).await;
     let now = now_ms();
     let old = claim("k", Some(base + 5), base, now - 60_000, 1_000);
     assert_eq!(
