@@ -44,6 +44,9 @@ pub const DISPATCH_BACKLOG: &str = "warden_stream_dispatch_backlog";
 pub const REVIEW_CREATED: &str = "warden_review_created_total";
 /// Counter: PostgreSQL stream batches read and decided again after losing a race.
 pub const STREAM_BATCH_RETRIES: &str = "warden_stream_batch_retries_total";
+/// Counter: streams a PostgreSQL stream batch needed, by `result`: `hit` (taken from what this
+/// instance last wrote, checked by the write) or `miss` (read).
+pub const STREAM_CACHE: &str = "warden_stream_cache_total";
 /// Counter: PostgreSQL tables analyzed because they outgrew their planner statistics, by
 /// `table`.
 pub const SQL_ANALYZED: &str = "warden_sql_analyze_total";

@@ -8,13 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use support::{fast_failover, Postgres, Redis, Warden};
-
-fn metric(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
-        .unwrap_or(0.0)
-}
+use support::{fast_failover, metric, Postgres, Redis, Warden};
 
 /// Begins every key and asserts it replays its own completed response; returns the modes.
 async fn assert_all_replay(w: &Warden, keys: usize) -> HashMap<String, usize> {

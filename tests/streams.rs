@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use support::{fast_failover, Postgres, Redis, Warden};
+use support::{fast_failover, metric, Postgres, Redis, Warden};
 
 const STREAMS: usize = 20;
 const INTENTS: usize = 10;
@@ -347,18 +347,10 @@ async fn two_instances_racing_on_the_same_streams() {
             "{v}"
         );
     }
-    let retries = |m: String| {
-        m.lines()
-            .find_map(|l| {
-                l.strip_prefix("warden_stream_batch_retries_total ")?
-                    .parse::<f64>()
-                    .ok()
-            })
-            .unwrap_or(0.0)
-    };
+    let retries = "warden_stream_batch_retries_total";
     println!(
         "batches decided again: {} + {}",
-        retries(a.metrics().await),
-        retries(b.metrics().await)
+        metric(&a.metrics().await, retries),
+        metric(&b.metrics().await, retries)
     );
 }

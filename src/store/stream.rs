@@ -165,6 +165,10 @@ pub struct Wanted {
     pub create: BTreeSet<String>,
     /// Intents by `(stream, intent_id)`.
     pub by_id: BTreeSet<(String, String)>,
+    /// Intents by `(stream, intent_id)` that intakes look for: one found is answered as a
+    /// repeat, one absent is created — and the insert's unique `(stream, intent_id)` catches
+    /// one that exists but was not loaded, so a batch may skip reading these.
+    pub new_ids: BTreeSet<(String, String)>,
     /// Intents by `(stream, seq)`.
     pub by_seq: BTreeSet<(String, i64)>,
     /// Streams whose parked commits are needed (a commit may cascade through them).
@@ -225,6 +229,27 @@ pub struct Changes {
 }
 
 impl Book {
+    /// The revision a stream row was loaded at; `None` for a stream not loaded or created by
+    /// this batch.
+    pub fn rev(&self, stream: &str) -> Option<i64> {
+        self.revs.get(stream).copied()
+    }
+
+    /// The streams in the book, loaded or created.
+    pub fn stream_names(&self) -> impl Iterator<Item = &String> {
+        self.streams.keys()
+    }
+
+    /// The intents of `stream` in the book (as changed), in sequence order.
+    pub fn intents_of<'a>(&'a self, stream: &str) -> impl Iterator<Item = &'a Intent> + 'a {
+        let from = (stream.to_owned(), i64::MIN);
+        let owner = stream.to_owned();
+        self.intents
+            .range(from..)
+            .take_while(move |((s, _), _)| *s == owner)
+            .map(|(_, i)| i)
+    }
+
     /// Adds a stream row as loaded at revision `rev`.
     pub fn load_stream(&mut self, stream: String, c: Counters, rev: i64) {
         self.revs.insert(stream.clone(), rev);

@@ -248,7 +248,7 @@ pub fn wanted(writes: &[Write]) -> Wanted {
             Op::Intake(n) => {
                 w.streams.insert(n.stream.clone());
                 w.create.insert(n.stream.clone());
-                w.by_id.insert((n.stream.clone(), n.intent_id.clone()));
+                w.new_ids.insert((n.stream.clone(), n.intent_id.clone()));
             }
             Op::Commit { stream, seq, .. } => {
                 w.streams.insert(stream.clone());

@@ -13,6 +13,19 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+/// The value of `series` (name and labels, exactly as printed) in a Prometheus text, 0 if absent.
+pub fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix(series)?
+                .strip_prefix(' ')?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0.0)
+}
+
 /// A port nobody listens on right now.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")

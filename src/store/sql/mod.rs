@@ -10,6 +10,7 @@ mod planner_stats;
 mod reserve;
 mod stream;
 mod stream_batch;
+mod stream_cache;
 mod stream_occ;
 mod tier_state;
 
@@ -33,6 +34,8 @@ pub struct SqlStore {
     control: AnyPool,
     timeout: Duration,
     sqlite: bool,
+    /// PostgreSQL streams as this instance's batches last left them.
+    stream_cache: std::sync::Arc<stream_cache::StreamCache>,
 }
 
 impl SqlStore {
@@ -58,6 +61,7 @@ impl SqlStore {
             control,
             timeout,
             sqlite: is_sqlite,
+            stream_cache: Default::default(),
         })
     }
 

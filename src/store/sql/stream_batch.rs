@@ -149,7 +149,7 @@ async fn load_counters(
 /// The `OR` of index lookups for the wanted intents (each group padded), if any are wanted.
 pub(super) fn intent_filter<'a>(p: &mut Params<'a>, wanted: &'a Wanted) -> Option<String> {
     let mut or = Vec::new();
-    let by_id: Vec<_> = wanted.by_id.iter().collect();
+    let by_id: Vec<_> = wanted.by_id.union(&wanted.new_ids).collect();
     for (s, id) in padded(&by_id) {
         or.push(format!(
             "(stream = {} AND intent_id = {})",

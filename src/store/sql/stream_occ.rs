@@ -1,16 +1,20 @@
 //! PostgreSQL stream batches, optimistic: one statement reads the batch's stream rows (with
-//! their revisions) and intents from one snapshot; the rules decide; one statement writes
-//! every change — streams at `rev + 1` only where `rev` is still the one read, intents only
-//! where they are still in the state read (a dispatch may lease one meanwhile), new streams and
-//! intents only if absent — and fails as a whole (a division by zero) unless every row was
-//! written. A failed write changed nothing: the batch is read and decided again. Two round
-//! trips per batch instead of a locking transaction's six.
+//! their revisions) and intents from one snapshot — or none, for streams this instance's last
+//! batch left in its [`StreamCache`] — the rules decide, and one statement writes every change:
+//! streams at `rev + 1` only where `rev` is still the one read, intents only where they are
+//! still in the state read (a dispatch lease counting as `ready`: leases are kept, not
+//! overwritten, unless the batch changes them), new streams and intents only if absent, and
+//! streams taken from the cache but only read only if still at their revision. It fails as a
+//! whole (a division by zero) unless every row was written and checked. A failed write changed
+//! nothing: the batch is read and decided again. One or two round trips per batch instead of
+//! a locking transaction's six.
 
 use sqlx::Any;
 
 use super::params::{query, values, Params};
 use super::stream::{intent_from, INTENT_COLS};
 use super::stream_batch::{intent_filter, intents_insert, load_reviews, mutable, review_writes};
+use super::stream_cache::Served;
 use super::{classify, col, padded, SqlStore};
 use crate::metrics_names as m;
 use crate::store::stream::{Book, Changes, Counters, StreamChange, Wanted};
@@ -34,6 +38,23 @@ fn backoff(attempt: usize) -> std::time::Duration {
     std::time::Duration::from_micros(random % ceiling_us)
 }
 
+/// Intent updates that keep a lease the batch did not change (a dispatch may have leased the
+/// intent since it was read, or since the cache saw it).
+const INTENTS_UPDATE: &str = "UPDATE warden_intents SET \
+    state = CASE WHEN v.column12 = 1 THEN warden_intents.state ELSE v.column3 END, \
+    worker = CASE WHEN v.column12 = 1 THEN warden_intents.worker ELSE v.column4 END, \
+    lease_until = CASE WHEN v.column12 = 1 THEN warden_intents.lease_until ELSE v.column5 END, \
+    expected_version = v.column6, waiting_since = v.column7, committed_version = v.column8, \
+    committed_at = v.column9, replays = v.column10";
+
+/// Only intents still in the state read; `ready` and `leased` count as one, since dispatch
+/// moves intents between them without a stream revision and the rules treat them alike.
+const INTENTS_GUARD: &str = "WHERE warden_intents.stream = v.column1 \
+    AND warden_intents.commit_sequence = v.column2 \
+    AND (warden_intents.state = v.column11 \
+      OR (warden_intents.state IN ('ready', 'leased') AND v.column11 IN ('ready', 'leased'))) \
+    RETURNING 1";
+
 /// SQLSTATEs of a write that lost a race: the guard's division by zero, a deadlock between
 /// two batches' updates, a serialization failure.
 const LOST: [&str; 3] = ["22012", "40P01", "40001"];
@@ -44,7 +65,8 @@ enum Written {
 }
 
 impl SqlStore {
-    /// PostgreSQL: read, decide, write-if-unchanged; again on a lost race.
+    /// PostgreSQL: read (what the cache does not hold), decide, write-if-unchanged; again on
+    /// a lost race.
     pub(super) async fn stream_batch_optimistic<R>(
         &self,
         wanted: &Wanted,
@@ -52,21 +74,18 @@ impl SqlStore {
     ) -> Result<(R, Changes), StoreError> {
         for attempt in 1..=ATTEMPTS {
             let mut book = Book::default();
-            self.read_snapshot(wanted, &mut book).await?;
-            load_reviews(&self.pool, wanted, &mut book).await?;
-            for s in &wanted.create {
-                if book.stream(s).is_none() {
-                    book.new_stream(s.clone());
-                }
-            }
-            let out = apply(&mut book);
-            let changes = book.changes();
-            match write_guarded(&self.pool, &changes).await? {
-                Written::Done => return Ok((out, changes)),
-                Written::Lost => {
+            let (served, rest) = self.stream_cache.serve(wanted, &mut book);
+            let tried = self.try_batch(wanted, &rest, &served, &mut book, &mut apply);
+            // After an error the database may not be the one the cache saw.
+            match tried.await.inspect_err(|_| self.stream_cache.clear())? {
+                Some(done) => return Ok(done),
+                None => {
                     metrics::counter!(m::STREAM_BATCH_RETRIES).increment(1);
                     tracing::debug!(attempt, "stream batch lost a race; reading again");
-                    if attempt < ATTEMPTS {
+                    self.stream_cache.forget(&wanted.streams);
+                    // A batch that took streams from the cache may have lost to its own stale
+                    // entries: that one reads them again at once.
+                    if served.is_empty() && attempt < ATTEMPTS {
                         tokio::time::sleep(backoff(attempt)).await;
                     }
                 }
@@ -75,6 +94,33 @@ impl SqlStore {
         Err(StoreError::Unavailable(format!(
             "stream batch lost {ATTEMPTS} races in a row"
         )))
+    }
+
+    /// One attempt: reads `rest`, decides on the book, writes; `None` if the write lost a race.
+    async fn try_batch<R>(
+        &self,
+        wanted: &Wanted,
+        rest: &Wanted,
+        served: &Served,
+        book: &mut Book,
+        apply: &mut impl FnMut(&mut Book) -> R,
+    ) -> Result<Option<(R, Changes)>, StoreError> {
+        self.read_snapshot(rest, book).await?;
+        load_reviews(&self.pool, rest, book).await?;
+        for s in &wanted.create {
+            if book.stream(s).is_none() {
+                book.new_stream(s.clone());
+            }
+        }
+        let out = apply(book);
+        let changes = book.changes();
+        match write_guarded(&self.pool, &changes, &served.unchanged(&changes)).await? {
+            Written::Done => {
+                self.stream_cache.remember(book, &changes, served, wanted);
+                Ok(Some((out, changes)))
+            }
+            Written::Lost => Ok(None),
+        }
     }
 
     /// The wanted stream rows and intents, from one snapshot.
@@ -121,10 +167,12 @@ impl SqlStore {
     }
 }
 
-/// Every change in one statement that writes all of it or nothing.
+/// Every change in one statement that writes all of it or nothing, and only if every stream
+/// of `unchanged` is still at its revision.
 async fn write_guarded<'e>(
     db: impl sqlx::Executor<'e, Database = Any>,
     c: &Changes,
+    unchanged: &[(&str, i64)],
 ) -> Result<Written, StoreError> {
     // Declared before the placeholders that borrow from them.
     let (old, new): (Vec<&StreamChange>, Vec<&StreamChange>) =
@@ -152,6 +200,15 @@ async fn write_guarded<'e>(
         ));
         checks.push(("c", new.len()));
     }
+    if !unchanged.is_empty() {
+        let v = values(&mut p, padded(unchanged), |p, (s, rev)| {
+            vec![p.text(s), p.int(*rev)]
+        });
+        ctes.push(format!(
+            "k AS (SELECT 1 FROM warden_streams WHERE (stream, rev) IN (VALUES {v}))"
+        ));
+        checks.push(("k", unchanged.len()));
+    }
     if !c.new_intents.is_empty() {
         let insert = intents_insert(&mut p, &c.new_intents);
         ctes.push(format!("n AS ({insert} RETURNING 1)"));
@@ -161,22 +218,13 @@ async fn write_guarded<'e>(
         let v = values(&mut p, padded(&pairs), |p, (now, before)| {
             let mut r = vec![p.text(&now.stream), p.int(now.seq)];
             r.extend(mutable(p, now));
-            r.extend([
-                p.text(before.state.as_str()),
-                p.text(&before.worker),
-                p.int(before.lease_until),
-            ]);
+            let lease_kept = (now.state, &now.worker, now.lease_until)
+                == (before.state, &before.worker, before.lease_until);
+            r.extend([p.text(before.state.as_str()), p.int(i64::from(lease_kept))]);
             r
         });
         ctes.push(format!(
-            "u AS (UPDATE warden_intents SET state = v.column3, worker = v.column4, \
-             lease_until = v.column5, expected_version = v.column6, waiting_since = v.column7, \
-             committed_version = v.column8, committed_at = v.column9, replays = v.column10 \
-             FROM (VALUES {v}) AS v \
-             WHERE warden_intents.stream = v.column1 \
-               AND warden_intents.commit_sequence = v.column2 \
-               AND warden_intents.state = v.column11 AND warden_intents.worker = v.column12 \
-               AND warden_intents.lease_until = v.column13 RETURNING 1)"
+            "u AS ({INTENTS_UPDATE} FROM (VALUES {v}) AS v {INTENTS_GUARD})"
         ));
         checks.push(("u", c.intents.len()));
     }
