@@ -38,12 +38,13 @@ fn backoff(attempt: usize) -> std::time::Duration {
     std::time::Duration::from_micros(random % ceiling_us)
 }
 
-/// Intent updates that keep a lease the batch did not change (a dispatch may have leased the
-/// intent since it was read, or since the cache saw it).
+/// Intent updates that keep the row's lease (worker, end) where the batch did not change it,
+/// and its state too where the batch changed neither: a dispatch may have leased the intent
+/// since it was read, or since the cache saw it.
 const INTENTS_UPDATE: &str = "UPDATE warden_intents SET \
     state = CASE WHEN v.column12 = 1 THEN warden_intents.state ELSE v.column3 END, \
-    worker = CASE WHEN v.column12 = 1 THEN warden_intents.worker ELSE v.column4 END, \
-    lease_until = CASE WHEN v.column12 = 1 THEN warden_intents.lease_until ELSE v.column5 END, \
+    worker = CASE WHEN v.column13 = 1 THEN warden_intents.worker ELSE v.column4 END, \
+    lease_until = CASE WHEN v.column13 = 1 THEN warden_intents.lease_until ELSE v.column5 END, \
     expected_version = v.column6, waiting_since = v.column7, committed_version = v.column8, \
     committed_at = v.column9, replays = v.column10";
 
@@ -218,9 +219,13 @@ async fn write_guarded<'e>(
         let v = values(&mut p, padded(&pairs), |p, (now, before)| {
             let mut r = vec![p.text(&now.stream), p.int(now.seq)];
             r.extend(mutable(p, now));
-            let lease_kept = (now.state, &now.worker, now.lease_until)
-                == (before.state, &before.worker, before.lease_until);
-            r.extend([p.text(before.state.as_str()), p.int(i64::from(lease_kept))]);
+            let lease_kept = (&now.worker, now.lease_until) == (&before.worker, before.lease_until);
+            let state_kept = lease_kept && now.state == before.state;
+            r.extend([
+                p.text(before.state.as_str()),
+                p.int(i64::from(state_kept)),
+                p.int(i64::from(lease_kept)),
+            ]);
             r
         });
         ctes.push(format!(
