@@ -1,10 +1,12 @@
 //! Causal streams (G5): per stream, effects commit in `commit_sequence` order 1, 2, 3, …, never
 //! twice, never skipping, whatever the dispatch priority. Every intake, commit, replay and
-//! review decision runs the [`rules`] inside one group-committed SQL transaction that holds its
-//! streams' row locks, and is answered only after that transaction commits: sequences are
-//! assigned where they become durable, so neither a Redis loss nor a failed batch can reuse or
-//! skip one. Redis keeps a hot copy of each stream's counters (raised after every commit, off
-//! the answer's path, never ahead of SQL) that waiting commits watch for their turn.
+//! review decision runs the [`rules`] in one group-committed batch that SQL applies atomically
+//! (SQLite: one write transaction; PostgreSQL: one statement guarded by each stream's
+//! revision), and is answered only after it is durable: sequences are assigned where they
+//! become durable, so neither a Redis loss nor a failed batch can reuse or skip one. Redis
+//! keeps a hot copy of each stream's counters (raised when a batch applies a parked commit, off
+//! the answer's path, never ahead of SQL) that parked commits on other instances watch for
+//! their turn.
 
 pub mod rules;
 mod wait;
@@ -90,7 +92,7 @@ pub enum Committed {
     Blocked {
         /// Why.
         why: Refusal,
-        /// The stream's counters (from the hot copy for duplicates answered there).
+        /// The stream's counters.
         counters: Counters,
     },
 }
@@ -344,19 +346,22 @@ async fn flush(
             intent_id = %r.intent_id, commit_sequence = r.seq, detail = %r.detail,
             "intent sent to manual review");
     }
-    // Readers of the copy only look at `last_committed`: raise the streams commits moved.
-    let committed: BTreeSet<&str> = writes
+    // The copy is read only by parked commits waiting for their own sequence, and a parked
+    // commit applies only in a cascade: raise the streams where this batch applied one.
+    let cascaded: BTreeSet<&str> = changes
+        .intents
         .iter()
-        .zip(&outcomes)
-        .filter_map(|(w, o)| match (&w.op, o) {
-            (Op::Commit { stream, .. }, Outcome::Committed { .. }) => Some(stream.as_str()),
-            _ => None,
+        .zip(&changes.before)
+        .filter(|(now, before)| {
+            before.state == IntentState::Waiting && now.state == IntentState::Committed
         })
+        .map(|(now, _)| now.stream.as_str())
         .collect();
     let moved: Vec<StreamChange> = changes
         .streams
-        .into_iter()
-        .filter(|s| committed.contains(s.stream.as_str()))
+        .iter()
+        .filter(|s| cascaded.contains(s.stream.as_str()))
+        .cloned()
         .collect();
     raise_copies(tier, moved);
     Ok(outcomes)
