@@ -2,7 +2,8 @@
 //! with intake + in-order commit pairs (every sequence and commit durable in SQL before its
 //! answer). After each row, every stream is read back: all its intents must be committed, in
 //! order (`last_committed = next_sequence - 1 = version`, nothing parked). The baseline is the
-//! Redis step of a commit (the copy raise) run raw on the same Redis.
+//! one Redis step of streams (the copy raise, made only when a batch applies a parked commit;
+//! the in-order commits here make none) run raw on the same Redis.
 
 use serde_json::json;
 
