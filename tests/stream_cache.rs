@@ -1,7 +1,8 @@
 //! An instance's stream cache going stale, through two real binaries on one PostgreSQL: one
 //! instance caches a stream, the other moves it on (and leases its intents), and every answer
 //! of the first is still the one the database's rows give — sequences continue, refusals name
-//! the true reason — while a dispatch lease alone costs no lost race.
+//! the true reason — and then reads that stream instead of holding it, while a dispatch lease
+//! alone costs no lost race.
 
 mod support;
 
@@ -12,6 +13,7 @@ use support::{fast_failover, metric, Postgres, Warden};
 
 const RETRIES: &str = "warden_stream_batch_retries_total";
 const HITS: &str = "warden_stream_cache_total{result=\"hit\"}";
+const SHARED: &str = "warden_stream_cache_total{result=\"shared\"}";
 
 async fn intake(w: &Warden, stream: &str, id: &str) -> i64 {
     let body = json!({"intent_id": id, "intent_type": "book"});
@@ -57,8 +59,15 @@ async fn answers_from_a_stale_cache_are_checked_against_the_database() {
     assert_eq!(intake(&a, "c", "x4").await, 4, "no sequence reused");
     let lost = metric(&a.metrics().await, RETRIES);
     assert!(lost >= 1.0, "A's stale entry lost a race: {lost}");
+    // Moved by another instance, the stream is now read by A's batches, not held.
+    let shared = metric(&a.metrics().await, SHARED);
+    assert!(shared >= 1.0, "{shared}");
+    assert_eq!(commit(&a, "c", 4, "x4").await.0, 200);
+    assert!(metric(&a.metrics().await, SHARED) > shared);
 
-    // B leases seq 4 to a worker; A commits it from its cache without losing a race.
+    // B leases A's newest intent to a worker; A commits it from its cache without losing a
+    // race.
+    assert_eq!(intake(&a, "d", "y1").await, 1);
     let (s, v) = b
         .post(
             "/v1/dispatch/claim",
@@ -66,36 +75,48 @@ async fn answers_from_a_stale_cache_are_checked_against_the_database() {
         )
         .await;
     assert_eq!(s, 200, "{v}");
-    let leased: Vec<i64> = v["intents"]
+    let leased: Vec<(&str, i64)> = v["intents"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|i| i["commit_sequence"].as_i64().unwrap())
+        .map(|i| {
+            (
+                i["stream"].as_str().unwrap(),
+                i["commit_sequence"].as_i64().unwrap(),
+            )
+        })
         .collect();
-    assert_eq!(leased, [4], "{v}");
-    let (s, v) = commit(&a, "c", 4, "x4").await;
-    assert_eq!((s, v["version"].as_i64()), (200, Some(4)), "{v}");
+    assert_eq!(leased, [("d", 1)], "{v}");
+    let hits = metric(&a.metrics().await, HITS);
+    let (s, v) = commit(&a, "d", 1, "y1").await;
+    assert_eq!((s, v["version"].as_i64()), (200, Some(1)), "{v}");
     assert_eq!(
         metric(&a.metrics().await, RETRIES),
         lost,
         "a lease is no race"
     );
+    assert!(
+        metric(&a.metrics().await, HITS) > hits,
+        "committed from the cache"
+    );
 
     // Intents long committed leave the cache; a repeated intake of one still answers its own
     // sequence (the insert's unique key sends the batch back to read), not a new one.
-    for seq in 5..=12 {
-        let id = format!("x{seq}");
-        assert_eq!(intake(&a, "c", &id).await, seq);
-        assert_eq!(commit(&a, "c", seq, &id).await.0, 200);
+    for seq in 2..=9 {
+        let id = format!("y{seq}");
+        assert_eq!(intake(&a, "d", &id).await, seq);
+        assert_eq!(commit(&a, "d", seq, &id).await.0, 200);
     }
-    assert_eq!(intake(&a, "c", "x1").await, 1);
+    assert_eq!(intake(&a, "d", "y1").await, 1);
     assert!(metric(&a.metrics().await, RETRIES) > lost);
     for w in [&a, &b] {
-        let (_, v) = w.get("/v1/streams/c").await;
-        assert_eq!(
-            (&v["next_sequence"], &v["last_committed"], &v["version"]),
-            (&json!(13), &json!(12), &json!(12)),
-            "{v}"
-        );
+        for (stream, last) in [("c", 4), ("d", 9)] {
+            let (_, v) = w.get(&format!("/v1/streams/{stream}")).await;
+            assert_eq!(
+                (&v["next_sequence"], &v["last_committed"], &v["version"]),
+                (&json!(last + 1), &json!(last), &json!(last)),
+                "{v}"
+            );
+        }
     }
 }

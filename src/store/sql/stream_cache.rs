@@ -5,10 +5,13 @@
 //! commit of the stream. Nothing in it is trusted unchecked: a batch writes a stream it took
 //! from here only where the revision is still `rev`, and checks the revision of every such
 //! stream it only read in the same statement, so a stale entry costs a lost race (the entry is
-//! dropped and the stream read), never a wrong answer.
+//! dropped and the stream read), never a wrong answer. A stream found moved by another
+//! instance is not held again for [`SHARED_FOR`]: where instances take turns on streams, a
+//! cache would only turn every batch into a lost race.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use crate::metrics_names as m;
 use crate::store::stream::{Book, Changes, Counters, Intent, IntentState, Wanted};
@@ -22,6 +25,8 @@ const INTENTS: usize = 16;
 const RECENT: i64 = 4;
 /// Intents with a larger payload are not remembered (what bounds an entry's memory).
 const PAYLOAD_BYTES: usize = 1_024;
+/// How long a stream another instance moved is read by every batch instead of held.
+const SHARED_FOR: Duration = Duration::from_secs(30);
 
 #[derive(Debug)]
 struct Entry {
@@ -77,23 +82,51 @@ impl Served {
 /// The streams of one SQL tier, as its batches last left them.
 #[derive(Debug, Default)]
 pub(crate) struct StreamCache {
-    entries: Mutex<HashMap<String, Entry>>,
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    entries: HashMap<String, Entry>,
+    /// Streams another instance moved, until when they are not held.
+    shared: HashMap<String, Instant>,
+}
+
+impl Inner {
+    fn shared(&self, stream: &str, now: Instant) -> bool {
+        self.shared.get(stream).is_some_and(|until| *until > now)
+    }
+}
+
+/// Makes room for one more key in a map bounded at [`STREAMS`] (any key goes).
+fn room_for<V>(map: &mut HashMap<String, V>, key: &str) {
+    if map.len() >= STREAMS && !map.contains_key(key) {
+        if let Some(evicted) = map.keys().next().cloned() {
+            map.remove(&evicted);
+        }
+    }
 }
 
 impl StreamCache {
-    fn entries(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
-        self.entries.lock().unwrap_or_else(PoisonError::into_inner)
+    fn inner(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Loads into `book` every wanted stream whose entry holds all the batch wants of it;
     /// returns those streams and what is left to read.
     pub(super) fn serve(&self, wanted: &Wanted, book: &mut Book) -> (Served, Wanted) {
         let mut served = Served::default();
+        let mut shared = 0;
         // Review items are not remembered: the rare batches that want them read everything.
         if wanted.reviews.is_empty() && wanted.open_reviews.is_empty() {
-            let entries = self.entries();
+            let inner = self.inner();
+            let now = Instant::now();
             for s in &wanted.streams {
-                let Some(e) = entries.get(s).filter(|e| e.covers(s, wanted)) else {
+                if inner.shared(s, now) {
+                    shared += 1;
+                    continue;
+                }
+                let Some(e) = inner.entries.get(s).filter(|e| e.covers(s, wanted)) else {
                     continue;
                 };
                 book.load_stream(s.clone(), e.counters, e.rev);
@@ -105,7 +138,8 @@ impl StreamCache {
         }
         let hits = served.revs.len() as u64;
         metrics::counter!(m::STREAM_CACHE, "result" => "hit").increment(hits);
-        let misses = wanted.streams.len() as u64 - hits;
+        metrics::counter!(m::STREAM_CACHE, "result" => "shared").increment(shared);
+        let misses = wanted.streams.len() as u64 - hits - shared;
         metrics::counter!(m::STREAM_CACHE, "result" => "miss").increment(misses);
         let rest = residual(wanted, &served);
         (served, rest)
@@ -124,8 +158,12 @@ impl StreamCache {
             .iter()
             .map(|c| (&*c.stream, c.rev))
             .collect();
-        let mut entries = self.entries();
+        let mut inner = self.inner();
+        let now = Instant::now();
         for s in book.stream_names() {
+            if inner.shared(s, now) {
+                continue;
+            }
             let rev = match written.get(s.as_str()) {
                 // A stream this batch created is at revision 1.
                 Some(read_at) => read_at.map_or(1, |r| r + 1),
@@ -139,6 +177,7 @@ impl StreamCache {
             };
             // Every parked commit is known if the batch loaded them, or created the stream, or
             // took a stream from the cache that knew them.
+            let entries = &mut inner.entries;
             let mut parked_known = if served.revs.contains_key(s) {
                 entries.get(s).is_some_and(|e| e.parked_known)
             } else {
@@ -158,11 +197,7 @@ impl StreamCache {
             if entries.get(s).is_some_and(|e| e.rev > rev) {
                 continue;
             }
-            if entries.len() >= STREAMS && !entries.contains_key(s) {
-                if let Some(evicted) = entries.keys().next().cloned() {
-                    entries.remove(&evicted);
-                }
-            }
+            room_for(entries, s);
             let entry = Entry {
                 counters,
                 rev,
@@ -175,15 +210,29 @@ impl StreamCache {
 
     /// Drops the entries of `streams` (a batch lost a race on them).
     pub(super) fn forget(&self, streams: &BTreeSet<String>) {
-        let mut entries = self.entries();
+        let mut inner = self.inner();
         for s in streams {
-            entries.remove(s);
+            inner.entries.remove(s);
+        }
+    }
+
+    /// After a batch that took `lost` from the cache lost its race: marks shared every stream
+    /// of it that `book`, read since, shows at another revision (another instance moved it).
+    pub(super) fn mark_moved(&self, lost: &Served, book: &Book) {
+        let mut inner = self.inner();
+        let until = Instant::now() + SHARED_FOR;
+        for (s, rev) in &lost.revs {
+            if book.rev(s).is_some_and(|now| now != *rev) {
+                tracing::debug!(stream = %s, "stream moved by another instance; read, not held");
+                room_for(&mut inner.shared, s);
+                inner.shared.insert(s.clone(), until);
+            }
         }
     }
 
     /// Drops every entry (the database may have changed under them).
     pub(super) fn clear(&self) {
-        self.entries().clear();
+        self.inner().entries.clear();
     }
 }
 

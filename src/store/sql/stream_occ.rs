@@ -73,10 +73,12 @@ impl SqlStore {
         wanted: &Wanted,
         mut apply: impl FnMut(&mut Book) -> R,
     ) -> Result<(R, Changes), StoreError> {
+        // What the last attempt took from the cache, if it lost.
+        let mut lost = Served::default();
         for attempt in 1..=ATTEMPTS {
             let mut book = Book::default();
             let (served, rest) = self.stream_cache.serve(wanted, &mut book);
-            let tried = self.try_batch(wanted, &rest, &served, &mut book, &mut apply);
+            let tried = self.try_batch(wanted, &rest, (&served, &lost), &mut book, &mut apply);
             // After an error the database may not be the one the cache saw.
             match tried.await.inspect_err(|_| self.stream_cache.clear())? {
                 Some(done) => return Ok(done),
@@ -89,6 +91,7 @@ impl SqlStore {
                     if served.is_empty() && attempt < ATTEMPTS {
                         tokio::time::sleep(backoff(attempt)).await;
                     }
+                    lost = served;
                 }
             }
         }
@@ -98,15 +101,18 @@ impl SqlStore {
     }
 
     /// One attempt: reads `rest`, decides on the book, writes; `None` if the write lost a race.
+    /// `served` is what it took from the cache, `lost` what the attempt before took (if it
+    /// lost).
     async fn try_batch<R>(
         &self,
         wanted: &Wanted,
         rest: &Wanted,
-        served: &Served,
+        (served, lost): (&Served, &Served),
         book: &mut Book,
         apply: &mut impl FnMut(&mut Book) -> R,
     ) -> Result<Option<(R, Changes)>, StoreError> {
         self.read_snapshot(rest, book).await?;
+        self.stream_cache.mark_moved(lost, book);
         load_reviews(&self.pool, rest, book).await?;
         for s in &wanted.create {
             if book.stream(s).is_none() {

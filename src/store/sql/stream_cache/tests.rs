@@ -194,7 +194,7 @@ fn sequences_above_the_last_assigned_need_no_read_but_older_ones_not_held_do() {
         }
     ));
     // Seq 1 is held; drop it and ask again.
-    cache.entries().get_mut("c").unwrap().intents.clear();
+    cache.inner().entries.get_mut("c").unwrap().intents.clear();
     let again = batch(&cache, &[commit("c", 1, "x")], |rest, book| {
         assert_eq!(rest.by_seq, BTreeSet::from([("c".to_owned(), 1)]));
         let c = Counters {
@@ -242,15 +242,15 @@ fn entries_hold_a_bounded_window_and_forget_parked_commits_they_drop() {
     // Commits 1; 2..=40 cascade. All committed, so the window keeps the last few.
     let r = batch(&cache, &[commit("e", 1, "i1")], parked);
     assert_eq!(r.outcomes[0], Outcome::Committed { version: 1 });
-    let entries = cache.entries();
-    let e = &entries["e"];
+    let inner = cache.inner();
+    let e = &inner.entries["e"];
     assert_eq!((e.counters.last_committed, e.rev), (40, 4));
     assert_eq!(
         e.intents.keys().copied().collect::<Vec<_>>(),
         [37, 38, 39, 40]
     );
     assert!(e.parked_known);
-    drop(entries);
+    drop(inner);
 
     // 40 parked, none committable: only 16 held, so the parked set is no longer known.
     let cache = StreamCache::default();
@@ -269,9 +269,9 @@ fn entries_hold_a_bounded_window_and_forget_parked_commits_they_drop() {
         r.outcomes[0],
         Outcome::Waiting { repeat: true, .. }
     ));
-    let entries = cache.entries();
-    assert_eq!((entries["e"].intents.len(), entries["e"].rev), (INTENTS, 3));
-    assert!(!entries["e"].parked_known);
+    let e = &cache.inner().entries["e"];
+    assert_eq!((e.intents.len(), e.rev), (INTENTS, 3));
+    assert!(!e.parked_known);
 }
 
 #[test]
@@ -286,7 +286,7 @@ fn an_older_revision_never_replaces_a_newer_one_and_the_cache_is_bounded() {
     };
     batch(&cache, &[intake("f", "x")], at(9));
     cache.forget(&BTreeSet::new());
-    assert_eq!(cache.entries()["f"].rev, 10);
+    assert_eq!(cache.inner().entries["f"].rev, 10);
     // A batch that read revision 4 (and wrote 5) arrives late.
     let mut book = Book::default();
     at(4)(&rules::wanted(&[intake("f", "y")]), &mut book);
@@ -302,13 +302,45 @@ fn an_older_revision_never_replaces_a_newer_one_and_the_cache_is_bounded() {
     assert!(matches!(outcomes, Outcome::Accepted { .. }));
     let changes = book.changes();
     cache.remember(&book, &changes, &Served::default(), &wanted);
-    assert_eq!(cache.entries()["f"].rev, 10);
+    assert_eq!(cache.inner().entries["f"].rev, 10);
 
     for n in 0..STREAMS + 10 {
         batch(&cache, &[intake(&format!("s{n}"), "x")], nothing);
     }
-    assert_eq!(cache.entries().len(), STREAMS);
+    assert_eq!(cache.inner().entries.len(), STREAMS);
     cache.forget(&BTreeSet::from(["f".to_owned()]));
     cache.clear();
-    assert!(cache.entries().is_empty());
+    assert!(cache.inner().entries.is_empty());
+}
+
+#[test]
+fn a_stream_another_instance_moved_is_read_not_held() {
+    let cache = StreamCache::default();
+    batch(&cache, &[intake("g", "x"), intake("h", "x")], nothing);
+    let wanted = rules::wanted(&[intake("g", "y"), intake("h", "y")]);
+    let (lost, _) = cache.serve(&wanted, &mut Book::default());
+    assert_eq!(lost.revs.len(), 2);
+    // The batch lost; the read after it finds g moved on (revision 5), h where it was.
+    cache.forget(&wanted.streams);
+    let mut book = Book::default();
+    book.load_stream("g".into(), Counters::default(), 5);
+    book.load_stream("h".into(), Counters::default(), 1);
+    cache.mark_moved(&lost, &book);
+
+    let read_both = |rest: &Wanted, book: &mut Book| {
+        for s in &rest.streams {
+            book.load_stream(s.clone(), Counters::default(), if s == "g" { 5 } else { 1 });
+        }
+    };
+    batch(&cache, &[intake("g", "y"), intake("h", "y")], read_both);
+    let again = batch(
+        &cache,
+        &[intake("g", "z"), intake("h", "z")],
+        |rest, book| {
+            assert_eq!(rest.streams, BTreeSet::from(["g".to_owned()]));
+            read_both(rest, book);
+        },
+    );
+    assert_eq!(served(&again), [("h", 2)]);
+    assert!(!cache.inner().entries.contains_key("g"));
 }
