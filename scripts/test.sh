@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Runs the whole test suite against real servers. Installs redis-server and PostgreSQL from
-# Debian's packages when they are missing; the tests start their own throwaway instances on
-# free ports in temporary directories.
+# Debian's packages when they are missing, and unpacks promtool (for the alert rules); the
+# tests start their own throwaway instances on free ports in temporary directories.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
 need=()
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v redis-cli >/dev/null 2>&1 || need+=(redis-tools)
@@ -12,11 +14,27 @@ ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 command -v curl >/dev/null 2>&1 || need+=(curl)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"
-  sudo=""
-  [ "$(id -u)" -eq 0 ] || sudo="sudo"
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
 fi
+
+# promtool (for the alert rules' tests) comes from Debian's prometheus package: only its
+# binaries are unpacked, under target/tools, so no Prometheus service is installed or started.
+if [ -z "${PROMTOOL:-}" ]; then
+  if command -v promtool >/dev/null 2>&1; then
+    PROMTOOL=$(command -v promtool)
+  else
+    tools="$PWD/target/tools"
+    if [ ! -x "$tools/usr/bin/promtool" ]; then
+      mkdir -p "$tools"
+      fetch() { (cd "$tools" && apt-get download -q prometheus >/dev/null 2>&1); }
+      fetch || { $sudo apt-get update -qq; fetch; }
+      dpkg-deb -x "$tools"/prometheus_*.deb "$tools" && rm -f "$tools"/prometheus_*.deb
+    fi
+    PROMTOOL="$tools/usr/bin/promtool"
+  fi
+fi
+export PROMTOOL
 
 export CI="${CI:-}"
 cargo fmt --all -- --check
