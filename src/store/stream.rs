@@ -91,6 +91,35 @@ pub struct Intent {
     pub replays: i64,
 }
 
+impl Intent {
+    /// A new intent at `seq`, ready for dispatch: no lease, no commit, no replay yet.
+    pub fn arrived(
+        stream: String,
+        seq: i64,
+        intent_id: String,
+        (priority, intent_type, payload): (i64, String, String),
+        arrived_at: i64,
+    ) -> Self {
+        Self {
+            stream,
+            seq,
+            intent_id,
+            priority,
+            intent_type,
+            payload,
+            arrived_at,
+            state: IntentState::Ready,
+            worker: String::new(),
+            lease_until: 0,
+            expected_version: -1,
+            waiting_since: 0,
+            committed_version: 0,
+            committed_at: 0,
+            replays: 0,
+        }
+    }
+}
+
 /// Whether a review item still needs a human.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReviewState {

@@ -347,23 +347,14 @@ fn intake(book: &mut Book, n: NewIntent, now: i64) -> Outcome {
     };
     c.assigned += 1;
     book.set_stream(&n.stream, c);
-    book.insert_intent(Intent {
-        stream: n.stream,
-        seq: c.assigned,
-        intent_id: n.intent_id,
-        priority: n.priority,
-        intent_type: n.intent_type,
-        payload: n.payload,
-        arrived_at: now,
-        state: IntentState::Ready,
-        worker: String::new(),
-        lease_until: 0,
-        expected_version: -1,
-        waiting_since: 0,
-        committed_version: 0,
-        committed_at: 0,
-        replays: 0,
-    });
+    let what = (n.priority, n.intent_type, n.payload);
+    book.insert_intent(Intent::arrived(
+        n.stream,
+        c.assigned,
+        n.intent_id,
+        what,
+        now,
+    ));
     Outcome::Accepted {
         seq: c.assigned,
         created: true,

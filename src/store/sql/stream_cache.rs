@@ -39,17 +39,16 @@ struct Entry {
 impl Entry {
     /// Whether the entry holds everything `wanted` asks of `stream`.
     fn covers(&self, stream: &str, wanted: &Wanted) -> bool {
-        let mine = |s: &String| s == stream;
         let ids_known = wanted
             .by_id
-            .iter()
-            .filter(|(s, _)| mine(s))
+            .range((stream.to_owned(), String::new())..)
+            .take_while(|(s, _)| s == stream)
             .all(|(_, id)| self.intents.values().any(|i| &i.intent_id == id));
         // A sequence above the last assigned has no intent.
         let seqs_known = wanted
             .by_seq
-            .iter()
-            .filter(|(s, _)| mine(s))
+            .range((stream.to_owned(), i64::MIN)..)
+            .take_while(|(s, _)| s == stream)
             .all(|(_, seq)| self.intents.contains_key(seq) || *seq > self.counters.assigned);
         ids_known && seqs_known && (self.parked_known || !wanted.parked.contains(stream))
     }
@@ -219,6 +218,9 @@ impl StreamCache {
     /// After a batch that took `lost` from the cache lost its race: marks shared every stream
     /// of it that `book`, read since, shows at another revision (another instance moved it).
     pub(super) fn mark_moved(&self, lost: &Served, book: &Book) {
+        if lost.is_empty() {
+            return;
+        }
         let mut inner = self.inner();
         let until = Instant::now() + SHARED_FOR;
         for (s, rev) in &lost.revs {

@@ -42,23 +42,10 @@ fn replay(stream: &str, id: &str) -> Write {
 }
 
 fn intent(stream: &str, seq: i64, state: IntentState) -> Intent {
-    Intent {
-        stream: stream.into(),
-        seq,
-        intent_id: format!("i{seq}"),
-        priority: 0,
-        intent_type: "book".into(),
-        payload: "{}".into(),
-        arrived_at: 1_000,
-        state,
-        worker: String::new(),
-        lease_until: 0,
-        expected_version: -1,
-        waiting_since: 0,
-        committed_version: 0,
-        committed_at: 0,
-        replays: 0,
-    }
+    let what = (0, "book".to_owned(), "{}".to_owned());
+    let mut i = Intent::arrived(stream.into(), seq, format!("i{seq}"), what, 1_000);
+    i.state = state;
+    i
 }
 
 /// What one batch did.
