@@ -38,7 +38,7 @@ impl Fences {
         let sql = self.tier.durable();
         let outcome = bounded(sql.timeout(), sql.fence_check(resource.as_str(), token))
             .await
-            .map_err(|e| Blocked::Unavailable(e.to_string()))?;
+            .map_err(|e| Blocked::database(&e))?;
         Ok(match outcome {
             Ok(()) => FenceOutcome::Accepted { highest: token },
             Err(highest) => FenceOutcome::Stale { highest },

@@ -16,6 +16,7 @@ pub mod group_commit;
 pub mod idem;
 pub mod key;
 pub mod lock;
+pub mod logging;
 pub mod metrics_names;
 pub mod periodic;
 pub mod reserve;

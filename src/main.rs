@@ -1,7 +1,6 @@
 //! The `warden` binary: wires configuration to the library; no logic of its own.
 
 use clap::{Parser, Subcommand};
-use tracing_subscriber::EnvFilter;
 
 use warden::bench::BenchArgs;
 
@@ -40,14 +39,8 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    // Logs go to stderr, so subcommands' reports on stdout stay clean.
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .json()
-        .with_current_span(true)
-        .with_span_list(false)
-        .with_env_filter(EnvFilter::try_from_env("WARDEN_LOG").unwrap_or_else(|_| "info".into()))
-        .init();
+    // Logs go to stderr (so subcommands' reports on stdout stay clean), off the request path.
+    let _log = warden::logging::init();
     let result = match Cli::parse().command {
         Command::Serve(settings) => match settings.resolve() {
             Ok(config) => warden::api::serve(config, shutdown_signal())

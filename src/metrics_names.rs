@@ -50,3 +50,5 @@ pub const STREAM_CACHE: &str = "warden_stream_cache_total";
 /// Counter: PostgreSQL tables analyzed because they outgrew their planner statistics, by
 /// `table`.
 pub const SQL_ANALYZED: &str = "warden_sql_analyze_total";
+/// Counter: log lines dropped because the writer's queue was full.
+pub const LOG_DROPPED: &str = "warden_log_lines_dropped_total";

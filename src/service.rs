@@ -45,10 +45,6 @@ impl Warden {
     pub async fn start(config: &Config) -> Result<Self, StoreError> {
         let sql =
             SqlStore::connect(&config.database_url, config.sql_pool, config.sql_timeout).await?;
-        let redis = match &config.redis_url {
-            Some(url) => Some(RedisStore::connect(url, config.redis_timeout)?),
-            None => None,
-        };
         let tier_cfg = TierConfig {
             breaker_failures: config.breaker_failures,
             breaker_open: config.breaker_open,
@@ -56,8 +52,16 @@ impl Warden {
             tier_lease: config.tier_lease,
             safe_mode: config.safe_mode,
         };
+        let redis = match &config.redis_url {
+            Some(url) => Some(
+                RedisStore::connect(url, config.redis_timeout)?
+                    .marking_releases_for(tier_cfg.arming_window()),
+            ),
+            None => None,
+        };
         let tier = Arc::new(Tier::new(tier_cfg, sql, redis));
         tier.refresh().await?;
+        tier.start_up().await;
         let idempotency = Idempotency::start(tier.clone());
         let reservations = Reservations::start(tier.clone());
         let streams = Streams::start(

@@ -277,6 +277,16 @@ async fn malformed_idempotency_requests_claim_nothing() {
     let big = format!(r#"{{"token":1,"response":"{}"}}"#, "x".repeat(5000));
     let cases: Vec<Case> = vec![
         ("POST", begin.clone(), js, body("{"), 400, "malformed_json"),
+        // serde fills a struct from an array by position; a body must be an object.
+        (
+            "POST",
+            begin.clone(),
+            js,
+            body("[null, null]"),
+            422,
+            "invalid_body",
+        ),
+        ("POST", begin.clone(), js, body(" []"), 422, "invalid_body"),
         (
             "POST",
             begin.clone(),
@@ -632,10 +642,14 @@ async fn malformed_reservation_requests_change_no_stock() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn correlation_id_is_echoed_and_logged() {
     let dir = tempfile::tempdir().unwrap();
-    let w = Warden::start(&[(
-        "WARDEN_DATABASE_URL",
-        format!("sqlite://{}/w.db", dir.path().display()),
-    )]);
+    let w = Warden::start(&[
+        (
+            "WARDEN_DATABASE_URL",
+            format!("sqlite://{}/w.db", dir.path().display()),
+        ),
+        // One line per answer is opt-in (debug); the default logs refusals only.
+        ("WARDEN_LOG", "info,warden=debug".into()),
+    ]);
     w.wait_ready_on("sql", Duration::from_secs(10)).await;
     let r = w
         .http

@@ -155,6 +155,13 @@ async fn acquire_contract(e: &Env) {
     assert_eq!((s, r["state"].as_str()), (409, Some("not_owner")));
     let (s, r) = w.release("c-a", "alice", t).await;
     assert_eq!((s, r["state"].as_str()), (200, Some("released")));
+    // A released lease is gone: a repeat says so, with a reason, and changes nothing.
+    let (s, r) = w.release("c-a", "alice", t).await;
+    assert_eq!(
+        (s, r["state"].as_str(), r["reason"].as_str()),
+        (409, Some("lock_lost"), Some("expired")),
+        "{r}"
+    );
     let (s, r) = w.get("/v1/locks/c-a").await;
     assert_eq!((s, r["state"].as_str()), (404, Some("not_held")));
 
@@ -193,8 +200,28 @@ async fn extend_and_expiry(e: &Env) {
     let (s, b) = w.acquire("c-y", "bob", 1000, 0).await;
     assert_eq!(s, 200);
     assert!(token(&b) > token(&short));
-    let (s, _) = w.release("c-y", "alice", token(&short)).await;
-    assert_eq!(s, 409);
+    let (s, r) = w.release("c-y", "alice", token(&short)).await;
+    assert_eq!(
+        (s, r["state"].as_str(), r["reason"].as_str()),
+        (409, Some("lock_lost"), Some("superseded")),
+        "{r}"
+    );
+    assert_eq!(w.get("/v1/locks/c-y").await.1["owner"], "bob");
+
+    // An expired lease nobody took since: extend says it expired.
+    let (_, z) = w.acquire("c-z", "alice", 100, 0).await;
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    let (s, r) = w
+        .post(
+            "/v1/locks/c-z/extend",
+            json!({"owner": "alice", "fencing_token": token(&z), "ttl_ms": 1000}),
+        )
+        .await;
+    assert_eq!(
+        (s, r["state"].as_str(), r["reason"].as_str()),
+        (409, Some("lock_lost"), Some("expired")),
+        "{r}"
+    );
 }
 
 async fn wait_is_fifo(e: &Env) {

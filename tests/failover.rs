@@ -67,6 +67,7 @@ async fn redis_killed_during_contention() {
                 c,
                 vec!["hot".into()],
                 300,
+                Duration::from_millis(5),
                 history.clone(),
                 stop.clone(),
             ))
@@ -283,6 +284,7 @@ async fn two_instances_never_grant_on_different_tiers_at_once() {
                 c,
                 keys.clone(),
                 250,
+                Duration::from_millis(5),
                 history.clone(),
                 stop.clone(),
             )));

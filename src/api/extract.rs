@@ -1,16 +1,18 @@
 //! Extractors whose rejections are problem documents: malformed JSON, missing or mistyped
 //! fields, oversized bodies and bad path keys all become 4xx answers with stable codes.
 
+use axum::body::Bytes;
 use axum::extract::rejection::{JsonRejection, PathRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
-use axum::http::StatusCode;
+use axum::http::{header, HeaderMap, StatusCode};
 use serde::de::DeserializeOwned;
 
 use super::problem::ApiError;
 use crate::key::Key;
 
-/// A JSON body; rejections become problems.
+/// A JSON object body; rejections become problems. Only an object is a body: serde would
+/// otherwise fill a struct from a JSON array by position.
 pub struct Body<T>(pub T);
 
 impl<S, T> FromRequest<S> for Body<T>
@@ -21,11 +23,65 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(req, state).await {
+        if !json_content_type(req.headers()) {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "Unsupported media type",
+                "send the body as application/json",
+            ));
+        }
+        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+            let detail = rejection.body_text();
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::new(
+                    rejection.status(),
+                    "body_too_large",
+                    "Body too large",
+                    detail,
+                )
+            } else {
+                unreadable(detail)
+            }
+        })?;
+        let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+        let valid_json = || serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).is_ok();
+        if first.is_some_and(|&b| b != b'{') && valid_json() {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_body",
+                "Invalid body",
+                "the body must be a JSON object",
+            ));
+        }
+        match axum::Json::<T>::from_bytes(&bytes) {
             Ok(axum::Json(v)) => Ok(Body(v)),
             Err(rejection) => Err(json_problem(rejection)),
         }
     }
+}
+
+/// `application/json`, or an `application/…+json` type, with any parameters.
+fn json_content_type(headers: &HeaderMap) -> bool {
+    let Some(value) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let essence = value.split(';').next().unwrap_or_default().trim();
+    let essence = essence.to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+fn unreadable(detail: String) -> ApiError {
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
+        "unreadable_body",
+        "Unreadable body",
+        detail,
+    )
 }
 
 fn json_problem(rejection: JsonRejection) -> ApiError {
@@ -43,24 +99,7 @@ fn json_problem(rejection: JsonRejection) -> ApiError {
             "Malformed JSON",
             detail,
         ),
-        JsonRejection::MissingJsonContentType(_) => ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            "Unsupported media type",
-            "send the body as application/json",
-        ),
-        other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "body_too_large",
-            "Body too large",
-            detail,
-        ),
-        _ => ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "unreadable_body",
-            "Unreadable body",
-            detail,
-        ),
+        _ => unreadable(detail),
     }
 }
 
@@ -96,6 +135,18 @@ pub fn in_range(field: &str, value: i64, lo: i64, hi: i64) -> Result<i64, ApiErr
 pub fn token(field: &str, value: i64) -> Result<i64, ApiError> {
     in_range(field, value, 1, crate::store::MAX_TOKEN)
 }
+
+/// The codes of refused identity fields (`invalid_` and the field's name), for the OpenAPI
+/// document.
+pub const FIELD_CODES: [&str; 7] = [
+    "invalid_owner",
+    "invalid_user",
+    "invalid_worker",
+    "invalid_actor",
+    "invalid_intent_id",
+    "invalid_intent_type",
+    "invalid_idempotency_key",
+];
 
 /// Validates an owner identity (same rules as keys).
 pub fn owner(raw: &str) -> Result<String, ApiError> {

@@ -15,7 +15,7 @@ use super::problem::ApiError;
 use super::AppState;
 use crate::clock::rfc3339;
 use crate::fence::FenceOutcome;
-use crate::lock::{AcquireRequest, Acquired, MAX_TTL_MS, MAX_WAIT_MS};
+use crate::lock::{AcquireRequest, Acquired, LostReason, Touch, MAX_TTL_MS, MAX_WAIT_MS};
 use crate::tier::{Blocked, Mode};
 
 /// `POST /v1/locks/{key}/acquire` body.
@@ -77,9 +77,12 @@ pub struct LockAnswer {
     /// For `lock_busy` and safe blocks: when a retry may succeed, in ms.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retry_after_ms: Option<i64>,
-    /// For safe blocks: why nothing was granted.
+    /// For safe blocks, why nothing was done: `failover_grace`, `tier_lease_expired`,
+    /// `redis_unavailable`, `database_unavailable`, `both_tiers_down`, `epoch_changing`,
+    /// `safe_mode` or `token_space_exhausted`. For `lock_lost`, why the lease is gone:
+    /// `expired`, `superseded` or `tier_switched`.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
+    pub reason: Option<&'static str>,
 }
 
 /// Answer of the fence endpoint.
@@ -107,15 +110,11 @@ fn reply(op: &Op, key: &str, status: StatusCode, answer: LockAnswer) -> Response
 }
 
 pub(super) fn blocked(op: &Op, key: &str, state: &'static str, b: Blocked) -> Response {
-    let retry_after_ms = match &b {
-        Blocked::Grace { retry_after_ms } => Some((*retry_after_ms).max(1)),
-        _ => None,
-    };
-    tracing::warn!(reason = %b.reason(), state, "safe block");
+    tracing::warn!(reason = b.reason(), state, "safe block");
     let answer = LockAnswer {
         state,
         reason: Some(b.reason()),
-        retry_after_ms,
+        retry_after_ms: b.retry_after_ms(),
         ..LockAnswer::default()
     };
     reply(op, key, StatusCode::SERVICE_UNAVAILABLE, answer)
@@ -170,10 +169,16 @@ pub async fn acquire(
     })
 }
 
-fn not_owner(op: &Op, key: &str, mode: Mode) -> Response {
+/// The 409 answers of extend and release: `not_owner`, or `lock_lost` with its reason.
+fn refused(op: &Op, key: &str, mode: Mode, lost: Option<LostReason>) -> Response {
     let answer = LockAnswer {
-        state: "not_owner",
+        state: if lost.is_some() {
+            "lock_lost"
+        } else {
+            "not_owner"
+        },
         mode: Some(mode.as_str()),
+        reason: lost.map(LostReason::as_str),
         ..LockAnswer::default()
     };
     reply(op, key, StatusCode::CONFLICT, answer)
@@ -196,7 +201,7 @@ pub async fn extend(
     let ttl = in_range("ttl_ms", body.ttl_ms, 1, MAX_TTL_MS)?;
     let k = key.as_str();
     Ok(match app.locks.extend(&key, &who, tok, ttl).await {
-        Ok((Some(expires_at), mode)) => {
+        Ok((Touch::Done(expires_at), mode)) => {
             let answer = LockAnswer {
                 state: "extended",
                 mode: Some(mode.as_str()),
@@ -207,7 +212,8 @@ pub async fn extend(
             };
             reply(&op, k, StatusCode::OK, answer)
         }
-        Ok((None, mode)) => not_owner(&op, k, mode),
+        Ok((Touch::NotOwner, mode)) => refused(&op, k, mode, None),
+        Ok((Touch::Lost(why), mode)) => refused(&op, k, mode, Some(why)),
         Err(b) => blocked(&op, k, "safe_block", b),
     })
 }
@@ -228,7 +234,7 @@ pub async fn release(
     let tok = token("fencing_token", body.fencing_token)?;
     let k = key.as_str();
     Ok(match app.locks.release(&key, &who, tok).await {
-        Ok((true, mode)) => {
+        Ok((Touch::Done(()), mode)) => {
             let answer = LockAnswer {
                 state: "released",
                 mode: Some(mode.as_str()),
@@ -236,7 +242,8 @@ pub async fn release(
             };
             reply(&op, k, StatusCode::OK, answer)
         }
-        Ok((false, mode)) => not_owner(&op, k, mode),
+        Ok((Touch::NotOwner, mode)) => refused(&op, k, mode, None),
+        Ok((Touch::Lost(why), mode)) => refused(&op, k, mode, Some(why)),
         Err(b) => blocked(&op, k, "safe_block", b),
     })
 }

@@ -5,13 +5,14 @@ pub mod extract;
 mod idem;
 mod locks;
 pub mod observe;
+mod openapi;
 mod ops;
 pub mod problem;
 mod reserve;
 mod review;
 mod streams;
 
-pub use ops::ApiDoc;
+pub use openapi::ApiDoc;
 
 use std::future::Future;
 use std::sync::{Arc, OnceLock};

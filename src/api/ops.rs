@@ -8,6 +8,8 @@ use axum::{Json, Router};
 use serde::Serialize;
 use utoipa::{OpenApi, ToSchema};
 
+use super::openapi::ApiDoc;
+
 use super::AppState;
 use crate::clock::rfc3339;
 
@@ -26,9 +28,9 @@ pub struct StatusAnswer {
     pub safe_mode: bool,
     /// Whether this instance may grant now.
     pub ready: bool,
-    /// Why not, when not ready.
+    /// Why not, when not ready: a stable reason code (see the safe-block answers).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub blocked_reason: Option<String>,
+    pub blocked_reason: Option<&'static str>,
     /// Reason of the last tier switch.
     pub switch_reason: Option<String>,
     /// First instant the current epoch grants (RFC 3339).
@@ -95,50 +97,13 @@ pub async fn status(State(app): State<AppState>) -> Json<StatusAnswer> {
 /// Prometheus text exposition.
 #[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text")))]
 pub async fn metrics(State(app): State<AppState>) -> Response {
+    crate::logging::publish_dropped();
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         app.metrics.render(),
     )
         .into_response()
 }
-
-/// The OpenAPI document of this API, generated from the handlers.
-#[derive(OpenApi)]
-#[openapi(
-    info(
-        title = "Warden",
-        description = "Fenced locks, idempotency keys, causal streams and flash-sale reservations over Redis with a durable SQL tier"
-    ),
-    paths(
-        super::locks::acquire,
-        super::locks::extend,
-        super::locks::release,
-        super::locks::read,
-        super::locks::fence_check,
-        super::idem::begin,
-        super::idem::complete,
-        super::idem::fail,
-        super::idem::extend,
-        super::reserve::set_total,
-        super::reserve::read,
-        super::reserve::reserve,
-        super::reserve::confirm,
-        super::reserve::release,
-        super::streams::intake,
-        super::streams::claim,
-        super::streams::commit,
-        super::streams::replay,
-        super::streams::read,
-        super::review::list,
-        super::review::resolve,
-        healthz,
-        readyz,
-        status,
-        metrics,
-        openapi
-    )
-)]
-pub struct ApiDoc;
 
 /// The OpenAPI document.
 #[utoipa::path(get, path = "/openapi.json", responses((status = 200, description = "OpenAPI 3.1")))]

@@ -233,12 +233,7 @@ fn replay(op: &Op, key: &str, raw: &str) -> Response {
         }
         Err(e) => {
             tracing::error!(error = %e, "recorded reservation answer unreadable");
-            blocked(
-                op,
-                key,
-                "safe_block",
-                Blocked::Unavailable("recorded answer unreadable".into()),
-            )
+            blocked(op, key, "safe_block", Blocked::DatabaseUnavailable)
         }
     }
 }

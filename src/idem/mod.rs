@@ -112,10 +112,6 @@ pub struct Idempotency {
     waiters: Waiters,
 }
 
-fn unavailable(e: StoreError) -> Blocked {
-    Blocked::Unavailable(e.to_string())
-}
-
 /// What a refused or lost claim leaves the caller with.
 fn classify(rec: Option<&IdemRecord>, fingerprint: &str, now: i64) -> Begun {
     let busy = Begun::InProgress { retry_after_ms: 1 };
@@ -154,7 +150,7 @@ impl Idempotency {
     async fn write(&self, w: IdemWrite) -> Result<IdemWritten, Blocked> {
         bounded(self.tier.durable().timeout(), self.writer.submit(w))
             .await
-            .map_err(unavailable)
+            .map_err(|e| Blocked::database(&e))
     }
 
     /// Begins `req.key`, waiting up to `req.wait_ms` for a claim in progress to finish.

@@ -84,7 +84,7 @@ pub enum RunError<E> {
     #[error("result not recorded: {reason}")]
     NotRecorded {
         /// Why.
-        reason: String,
+        reason: &'static str,
     },
     /// A recorded result does not decode as `T`, or `T` does not encode.
     #[error("result encoding: {0}")]
@@ -168,7 +168,7 @@ impl Idempotency {
         match self.complete(&key, token, json).await {
             Ok((Finished::Completed { .. }, _)) => Ok(Ran::Executed(value)),
             Ok(_) => Err(RunError::NotRecorded {
-                reason: "the claim was taken over".into(),
+                reason: "the claim was taken over",
             }),
             Err(b) => Err(RunError::NotRecorded { reason: b.reason() }),
         }

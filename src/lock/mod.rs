@@ -5,10 +5,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+mod rules;
+
+pub use rules::{LostReason, Touch};
+
 use crate::key::Key;
-use crate::store::{AcquireReply, Lease, LockStore, StoreError, MAX_TOKEN};
-use crate::tier::{Blocked, Mode, Tier};
+use crate::store::{token_parts, AcquireReply, Lease, LockStore, StoreError, Touched, MAX_TOKEN};
+use crate::tier::{Backend, Blocked, Mode, Tier};
 use crate::waiters::Waiters;
+use rules::Miss;
 
 /// Longest lock TTL accepted, in milliseconds.
 pub const MAX_TTL_MS: i64 = 3_600_000;
@@ -67,8 +72,36 @@ pub struct Locks {
     waiters: Waiters,
 }
 
-fn unavailable(e: StoreError) -> Blocked {
-    Blocked::Unavailable(e.to_string())
+/// An extend (to a TTL from now) or a release.
+#[derive(Debug, Clone, Copy)]
+enum Step {
+    Extend(i64),
+    Release,
+}
+
+impl Step {
+    async fn run(
+        self,
+        store: &impl LockStore,
+        key: &Key,
+        owner: &str,
+        token: i64,
+        epoch: i64,
+        now: i64,
+    ) -> Result<Touched, StoreError> {
+        match self {
+            Self::Extend(ttl_ms) => store.extend(key, owner, token, ttl_ms, epoch, now).await,
+            Self::Release => store.release(key, owner, token, epoch, now).await,
+        }
+    }
+}
+
+fn map_done<T>(touch: Touch<Lease>, f: impl FnOnce(Lease) -> T) -> Touch<T> {
+    match touch {
+        Touch::Done(lease) => Touch::Done(f(lease)),
+        Touch::NotOwner => Touch::NotOwner,
+        Touch::Lost(why) => Touch::Lost(why),
+    }
 }
 
 impl Locks {
@@ -89,8 +122,10 @@ impl Locks {
             if req.wait_ms <= 0 || matches!(first, Acquired::Granted(_)) {
                 return first;
             }
-            if let Acquired::Blocked(Blocked::SafeMode | Blocked::Unavailable(_)) = first {
-                return first;
+            if let Acquired::Blocked(b) = &first {
+                if !matches!(b, Blocked::Grace { .. } | Blocked::EpochChanging) {
+                    return first;
+                }
             }
         }
         let deadline = tokio::time::Instant::now() + Duration::from_millis(req.wait_ms as u64);
@@ -108,6 +143,7 @@ impl Locks {
                         let left = (*retry_after_ms).max(1) as u64;
                         tokio::time::Instant::now() + Duration::from_millis(left)
                     }
+                    Acquired::Blocked(Blocked::EpochChanging) => tokio::time::Instant::now() + POLL,
                     _ => break answer,
                 };
                 if wake_at >= deadline {
@@ -130,7 +166,7 @@ impl Locks {
                 Err(b) => return Acquired::Blocked(b),
             };
             if let Err(e) = self.tier.note_ttl(req.ttl_ms).await {
-                return Acquired::Blocked(unavailable(e));
+                return Acquired::Blocked(Blocked::database(&e));
             }
             let mode = active.backend.mode();
             let now = self.tier.now();
@@ -138,9 +174,8 @@ impl Locks {
                 .backend
                 .acquire(&req.key, &req.owner, req.ttl_ms, active.epoch, now)
                 .await;
-            self.tier.record(mode, &reply);
-            let (lease, fresh) = match reply {
-                Err(e) => return Acquired::Blocked(unavailable(e)),
+            let (lease, fresh) = match self.tier.settle(mode, reply) {
+                Err(b) => return Acquired::Blocked(b),
                 Ok(AcquireReply::Granted(l)) => (l, true),
                 Ok(AcquireReply::Held(l)) => (l, false),
                 Ok(AcquireReply::Busy { expires_at }) => {
@@ -164,7 +199,7 @@ impl Locks {
                     token = lease.token,
                     "fencing token beyond 2^53; refusing grant"
                 );
-                return Acquired::Blocked(Blocked::Unavailable("token space exhausted".into()));
+                return Acquired::Blocked(Blocked::TokenSpaceExhausted);
             }
             return Acquired::Granted(Grant {
                 owner: lease.owner,
@@ -174,47 +209,132 @@ impl Locks {
                 fresh,
             });
         }
-        Acquired::Blocked(Blocked::Unavailable("tier epoch kept changing".into()))
+        Acquired::Blocked(Blocked::EpochChanging)
     }
 
-    /// Extends the caller's live lease to `ttl_ms` from now. `Ok(None)`: not the owner.
+    /// Extends the caller's live lease to `ttl_ms` from now; answers its new expiry.
     pub async fn extend(
         &self,
         key: &Key,
         owner: &str,
         token: i64,
         ttl_ms: i64,
-    ) -> Result<(Option<i64>, Mode), Blocked> {
-        let active = self.tier.active(false)?;
-        self.tier.note_ttl(ttl_ms).await.map_err(unavailable)?;
-        let mode = active.backend.mode();
-        let r = active
-            .backend
-            .extend(key, owner, token, ttl_ms, self.tier.now())
-            .await;
-        self.tier.record(mode, &r);
-        Ok((r.map_err(unavailable)?, mode))
+    ) -> Result<(Touch<i64>, Mode), Blocked> {
+        if let Err(e) = self.tier.note_ttl(ttl_ms).await {
+            return Err(Blocked::database(&e));
+        }
+        let (touch, mode) = self.touch(Step::Extend(ttl_ms), key, owner, token).await?;
+        Ok((map_done(touch, |l| l.expires_at), mode))
     }
 
-    /// Releases the caller's live lease. `Ok(false)`: not the owner.
+    /// Releases the caller's live lease.
     pub async fn release(
         &self,
         key: &Key,
         owner: &str,
         token: i64,
-    ) -> Result<(bool, Mode), Blocked> {
-        let active = self.tier.active(false)?;
-        let mode = active.backend.mode();
-        let r = active
-            .backend
-            .release(key, owner, token, self.tier.now())
-            .await;
-        self.tier.record(mode, &r);
-        let released = r.map_err(unavailable)?;
-        if released {
+    ) -> Result<(Touch<()>, Mode), Blocked> {
+        let (touch, mode) = self.touch(Step::Release, key, owner, token).await?;
+        if let Touch::Done(_) = touch {
             self.waiters.released(key.as_str());
         }
-        Ok((released, mode))
+        Ok((map_done(touch, drop), mode))
+    }
+
+    /// Runs `step` on the lease `(owner, token)` wherever it is visible: on the active tier,
+    /// and — on Redis, for a lease of an earlier epoch that Redis does not hold — on SQL, where
+    /// a lease granted before the fail-back lives until arming has copied it (an extend made
+    /// there is copied into Redis too). Never answers `not_owner` for a lease that is live on
+    /// either tier.
+    async fn touch(
+        &self,
+        step: Step,
+        key: &Key,
+        owner: &str,
+        token: i64,
+    ) -> Result<(Touch<Lease>, Mode), Blocked> {
+        for _ in 0..EPOCH_RETRIES {
+            let active = self.tier.active(false)?;
+            let mode = active.backend.mode();
+            let (epoch, now) = (active.epoch, self.tier.now());
+            let r = step
+                .run(&active.backend, key, owner, token, epoch, now)
+                .await;
+            let current = match self.tier.settle(mode, r)? {
+                Touched::Done(lease) => {
+                    if mode == Mode::Primary && token_parts(token).0 < epoch {
+                        self.follow_on_sql(step, key, owner, token, epoch, now)
+                            .await;
+                    }
+                    return Ok((Touch::Done(lease), mode));
+                }
+                Touched::EpochMismatch => {
+                    let _ = self.tier.refresh().await;
+                    continue;
+                }
+                Touched::Missed { current } => current,
+            };
+            let miss = Miss {
+                owner,
+                token,
+                current: current.as_ref(),
+                epoch,
+                keeps_records: mode == Mode::Fallback,
+            };
+            let decided = miss.decide();
+            let Backend::Redis(redis) = active.backend else {
+                return Ok((decided, mode));
+            };
+            if !miss.older_epoch() || decided == Touch::Lost(LostReason::Superseded) {
+                return Ok((decided, mode));
+            }
+            let sql = Backend::Sql(self.tier.durable());
+            let r = step.run(&sql, key, owner, token, epoch, now).await;
+            let current = match self.tier.settle(Mode::Fallback, r)? {
+                Touched::Done(lease) => {
+                    if let Step::Release = step {
+                        return Ok((Touch::Done(lease), mode));
+                    }
+                    let r = redis.seed_lease(key.as_str(), &lease, now).await;
+                    return Ok(match self.tier.settle(mode, r)? {
+                        true => (Touch::Done(lease), mode),
+                        false => (Touch::Lost(LostReason::Superseded), mode),
+                    });
+                }
+                Touched::EpochMismatch => {
+                    let _ = self.tier.refresh().await;
+                    continue;
+                }
+                Touched::Missed { current } => current,
+            };
+            let on_sql = Miss {
+                current: current.as_ref(),
+                keeps_records: true,
+                ..miss
+            };
+            return Ok((on_sql.decide(), mode));
+        }
+        Err(Blocked::EpochChanging)
+    }
+
+    /// After Redis released a lease of an earlier epoch (a SQL lease arming copied in), ends it
+    /// on SQL too, so a later arming cannot copy it back. Best effort: a failure is logged.
+    async fn follow_on_sql(
+        &self,
+        step: Step,
+        key: &Key,
+        owner: &str,
+        token: i64,
+        epoch: i64,
+        now: i64,
+    ) {
+        if let Step::Extend(_) = step {
+            return;
+        }
+        let sql = Backend::Sql(self.tier.durable());
+        if let Err(e) = step.run(&sql, key, owner, token, epoch, now).await {
+            tracing::warn!(error = %e, "release not copied to sql; the lease lapses there");
+        }
     }
 
     /// The live lease on `key`, if any.
@@ -222,7 +342,6 @@ impl Locks {
         let active = self.tier.active(false)?;
         let mode = active.backend.mode();
         let r = active.backend.get(key, self.tier.now()).await;
-        self.tier.record(mode, &r);
-        Ok((r.map_err(unavailable)?, mode))
+        Ok((self.tier.settle(mode, r)?, mode))
     }
 }

@@ -103,10 +103,6 @@ pub struct Reservations {
     seeding: Waiters,
 }
 
-fn unavailable(e: StoreError) -> Blocked {
-    Blocked::Unavailable(e.to_string())
-}
-
 impl Reservations {
     /// Starts the service (and its group-commit writer) over `tier`.
     pub fn start(tier: Arc<Tier>) -> Arc<Self> {
@@ -144,8 +140,7 @@ impl Reservations {
         let result = async {
             let _turn = slot.queue.lock().await;
             let r = redis.stock(sku, epoch).await;
-            self.tier.record(Mode::Primary, &r);
-            if r.map_err(unavailable)?.is_some() {
+            if self.tier.settle(Mode::Primary, r)?.is_some() {
                 return Ok(());
             }
             self.seed(redis, sku, epoch, false).await
@@ -171,8 +166,7 @@ impl Reservations {
             .unwrap_or_default();
         let live = self.tier.on_durable(sql.live_holds(sku)).await?;
         let r = redis.seed_stock(sku, stock, &live, epoch, force).await;
-        self.tier.record(Mode::Primary, &r);
-        if r.map_err(unavailable)? {
+        if self.tier.settle(Mode::Primary, r)? {
             metrics::counter!(m::STOCK_SEEDED).increment(1);
             tracing::info!(
                 sku,
@@ -201,8 +195,7 @@ impl Reservations {
             let reply = match active.backend {
                 Backend::Redis(redis) => {
                     let r = redis.reserve(&hold, active.epoch).await;
-                    self.tier.record(mode, &r);
-                    match r.map_err(unavailable)? {
+                    match self.tier.settle(mode, r)? {
                         ReserveReply::Reserved(stock) => {
                             return self.make_durable(redis, hold, stock).await
                         }
@@ -241,9 +234,7 @@ impl Reservations {
             };
             return Ok((answer, mode));
         }
-        Err(Blocked::Unavailable(
-            "stock copy kept changing epoch".into(),
-        ))
+        Err(Blocked::EpochChanging)
     }
 
     /// Writes a hold Redis granted to SQL before answering; undoes it on Redis if SQL refuses
@@ -274,7 +265,7 @@ impl Reservations {
                 tracing::warn!(sku = %hold.sku, "sql refused a hold redis granted: counts differ");
                 Ok((Reserved::OutOfStock { remaining: 0 }, Mode::Primary))
             }
-            Err(e) => Err(unavailable(e)),
+            Err(e) => Err(Blocked::database(&e)),
         }
     }
 
@@ -325,8 +316,7 @@ impl Reservations {
         };
         for _ in 0..ATTEMPTS {
             let r = redis.stock(sku, active.epoch).await;
-            self.tier.record(mode, &r);
-            match r.map_err(unavailable)? {
+            match self.tier.settle(mode, r)? {
                 Some(s) if s.total == 0 && s.reserved == 0 && s.confirmed == 0 => {
                     // A copy seeded for an unknown SKU: SQL says whether it exists.
                     let known = self.tier.on_durable(self.tier.durable().stock(sku)).await?;
@@ -336,9 +326,7 @@ impl Reservations {
                 None => self.seed_stale(redis, sku, active.epoch).await?,
             }
         }
-        Err(Blocked::Unavailable(
-            "stock copy kept changing epoch".into(),
-        ))
+        Err(Blocked::EpochChanging)
     }
 
     /// Sets the total stock of `sku` (creating it), unless holds and sales exceed it.
@@ -358,8 +346,7 @@ impl Reservations {
         };
         for _ in 0..ATTEMPTS {
             let r = redis.set_total(sku, total, active.epoch).await;
-            self.tier.record(mode, &r);
-            match r.map_err(unavailable)? {
+            match self.tier.settle(mode, r)? {
                 None => self.seed_stale(redis, sku, active.epoch).await?,
                 Some(Err(s)) => return Ok((TotalSet::BelowHeld(s), mode)),
                 Some(Ok(s)) => {
@@ -374,9 +361,7 @@ impl Reservations {
                 }
             }
         }
-        Err(Blocked::Unavailable(
-            "stock copy kept changing epoch".into(),
-        ))
+        Err(Blocked::EpochChanging)
     }
 
     /// Returns every hold past its deadline to stock; how many.

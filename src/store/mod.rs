@@ -67,6 +67,22 @@ pub enum AcquireReply {
     },
 }
 
+/// The outcome of one atomic extend or release step on one store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Touched {
+    /// Done; the lease as it now stands (an extend's new expiry).
+    Done(Lease),
+    /// The caller's `(owner, token)` is not a live lease of the key here. `current` is the
+    /// key's lease record if the store keeps one: live, or (SQL) ended, with its token.
+    Missed {
+        /// The key's lease record in this store, if any.
+        current: Option<Lease>,
+    },
+    /// The store is not at the caller's epoch (SQL checks it in the same statement): the
+    /// caller's view of the tier is stale.
+    EpochMismatch,
+}
+
 /// Atomic lock steps, implemented once per backend.
 pub trait LockStore: Send + Sync {
     /// Grants `key` to `owner` for `ttl_ms` if it is free, as of `epoch`. Tokens are
@@ -80,24 +96,27 @@ pub trait LockStore: Send + Sync {
         epoch: i64,
         now: i64,
     ) -> impl Future<Output = Result<AcquireReply, StoreError>> + Send;
-    /// Extends the live lease `(owner, token)`; returns its new expiry, or `None` if the caller
-    /// does not hold it.
+    /// Extends the live lease `(owner, token)` to `ttl_ms` from now, as of `epoch`.
     fn extend(
         &self,
         key: &Key,
         owner: &str,
         token: i64,
         ttl_ms: i64,
+        epoch: i64,
         now: i64,
-    ) -> impl Future<Output = Result<Option<i64>, StoreError>> + Send;
-    /// Ends the live lease `(owner, token)`; `false` if the caller does not hold it.
+    ) -> impl Future<Output = Result<Touched, StoreError>> + Send;
+    /// Ends the live lease `(owner, token)`, as of `epoch`. A store that may still receive a
+    /// copy of an older epoch's lease (Redis while it is armed) remembers the release, so the
+    /// copy cannot bring it back.
     fn release(
         &self,
         key: &Key,
         owner: &str,
         token: i64,
+        epoch: i64,
         now: i64,
-    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Touched, StoreError>> + Send;
     /// The live lease on `key`, if any.
     fn get(
         &self,

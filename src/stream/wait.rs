@@ -46,7 +46,10 @@ pub(super) async fn commit(
             repeat: false,
         } => next_expected,
         Outcome::Waiting { next_expected, .. } => return Ok(Committed::Waiting { next_expected }),
-        other => return Err(Blocked::Unavailable(format!("commit answered {other:?}"))),
+        other => {
+            tracing::error!(answer = ?other, "a commit answered out of its kind");
+            return Err(Blocked::DatabaseUnavailable);
+        }
     };
     if req.wait_ms <= 0 {
         return Ok(Committed::Waiting { next_expected });

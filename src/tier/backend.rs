@@ -3,7 +3,7 @@
 use crate::key::Key;
 use crate::store::redis::RedisStore;
 use crate::store::sql::SqlStore;
-use crate::store::{bounded, AcquireReply, Lease, LockStore, StoreError};
+use crate::store::{bounded, AcquireReply, Lease, LockStore, StoreError, Touched};
 
 /// Which tier answered: `primary` is Redis, `fallback` is SQL.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,11 +64,15 @@ impl LockStore for Backend<'_> {
         owner: &str,
         token: i64,
         ttl_ms: i64,
+        epoch: i64,
         now: i64,
-    ) -> Result<Option<i64>, StoreError> {
+    ) -> Result<Touched, StoreError> {
         match self {
-            Self::Redis(s) => s.extend(key, owner, token, ttl_ms, now).await,
-            Self::Sql(s) => bounded(s.timeout(), s.extend(key, owner, token, ttl_ms, now)).await,
+            Self::Redis(s) => s.extend(key, owner, token, ttl_ms, epoch, now).await,
+            Self::Sql(s) => {
+                let call = s.extend(key, owner, token, ttl_ms, epoch, now);
+                bounded(s.timeout(), call).await
+            }
         }
     }
 
@@ -77,11 +81,12 @@ impl LockStore for Backend<'_> {
         key: &Key,
         owner: &str,
         token: i64,
+        epoch: i64,
         now: i64,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Touched, StoreError> {
         match self {
-            Self::Redis(s) => s.release(key, owner, token, now).await,
-            Self::Sql(s) => bounded(s.timeout(), s.release(key, owner, token, now)).await,
+            Self::Redis(s) => s.release(key, owner, token, epoch, now).await,
+            Self::Sql(s) => bounded(s.timeout(), s.release(key, owner, token, epoch, now)).await,
         }
     }
 

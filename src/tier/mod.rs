@@ -1,12 +1,15 @@
 //! Tier router: exactly one tier grants at a time (G2), chosen by a row in SQL that every
-//! instance shares, cached under a short lease; every switch bumps the durable epoch (G1) and
-//! opens a grace during which the new epoch grants nothing.
+//! instance shares, cached under a short lease; every switch bumps the durable epoch (G1), and
+//! a new epoch grants nothing while leases it cannot see may be live (see `switch`).
 
 mod backend;
+mod blocked;
 mod breaker;
 mod supervisor;
+mod switch;
 
 pub use backend::{Backend, Mode};
+pub use blocked::Blocked;
 pub use breaker::{Breaker, BreakerState};
 
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
@@ -16,7 +19,6 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
 use crate::clock::now_ms;
-use crate::key::Key;
 use crate::metrics_names as m;
 use crate::store::redis::RedisStore;
 use crate::store::sql::{SqlStore, TierRow};
@@ -56,34 +58,11 @@ pub struct TierConfig {
     pub safe_mode: bool,
 }
 
-/// Why no tier may act now.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Blocked {
-    /// An operator put Warden in safe mode.
-    SafeMode,
-    /// No tier can be used: the reason says why.
-    Unavailable(String),
-    /// The current epoch grants nothing yet: old-tier leases may be live.
-    Grace {
-        /// How long until grants are allowed, in milliseconds.
-        retry_after_ms: i64,
-    },
-}
-
-impl Blocked {
-    /// A short reason for answers and logs.
-    pub fn reason(&self) -> String {
-        match self {
-            Self::SafeMode => "safe_mode".into(),
-            Self::Unavailable(r) => r.clone(),
-            Self::Grace { .. } => "failover_grace".into(),
-        }
-    }
-}
-
-impl From<StoreError> for Blocked {
-    fn from(e: StoreError) -> Self {
-        Self::Unavailable(e.to_string())
+impl TierConfig {
+    /// How long after an arming began, unfinished, a missing gate is taken for one not
+    /// written yet (and a release racing the arming is remembered in Redis).
+    pub fn arming_window(&self) -> Duration {
+        (self.tier_lease * 4).max(Duration::from_secs(10))
     }
 }
 
@@ -194,30 +173,23 @@ impl Tier {
         if self.safe_mode.load(Ordering::Relaxed) {
             return Err(Blocked::SafeMode);
         }
-        let slot = self.cached.read().unwrap_or_else(|p| p.into_inner());
-        let Some(c) = slot.as_ref() else {
-            return Err(Blocked::Unavailable("tier state not loaded yet".into()));
-        };
-        if Instant::now() > c.lease_until {
-            return Err(Blocked::Unavailable(
-                "tier lease expired: database unreachable".into(),
-            ));
-        }
         let redis_usable = self.redis.is_some() && self.breaker.state() == BreakerState::Closed;
-        let backend = if c.row.tier == REDIS && sql_fallback && !redis_usable {
-            Backend::Sql(&self.sql)
-        } else if c.row.tier == REDIS {
-            let Some(redis) = &self.redis else {
-                return Err(Blocked::Unavailable(
-                    "active tier is redis but this instance has no redis_url".into(),
-                ));
-            };
-            if self.breaker.state() != BreakerState::Closed {
-                return Err(Blocked::Unavailable("redis breaker open".into()));
-            }
-            Backend::Redis(redis)
-        } else {
-            Backend::Sql(&self.sql)
+        let slot = self.cached.read().unwrap_or_else(|p| p.into_inner());
+        let lease_valid = slot
+            .as_ref()
+            .is_some_and(|c| Instant::now() <= c.lease_until);
+        let Some(c) = slot.as_ref().filter(|_| lease_valid) else {
+            return Err(if self.redis.is_some() && !redis_usable {
+                Blocked::BothTiersDown
+            } else {
+                Blocked::TierLeaseExpired
+            });
+        };
+        let backend = match (c.row.tier == REDIS, &self.redis) {
+            (false, _) => Backend::Sql(&self.sql),
+            (true, Some(redis)) if redis_usable => Backend::Redis(redis),
+            (true, _) if sql_fallback => Backend::Sql(&self.sql),
+            (true, _) => return Err(Blocked::RedisUnavailable),
         };
         let now = self.now();
         if granting && now < c.row.grants_from {
@@ -227,6 +199,28 @@ impl Tier {
         }
         let epoch = c.row.epoch;
         Ok(Active { backend, epoch })
+    }
+
+    /// Whether this instance can grant now: a tier it can act on, past any grace, and — on
+    /// Redis — with every gate of the epoch armed (before that Redis grants nothing).
+    fn ready(&self) -> Result<(), Blocked> {
+        let active = self.active(true)?;
+        if let Backend::Redis(_) = active.backend {
+            let armed = self.cached().is_some_and(|c| {
+                c.row.redis_armed_epoch >= c.row.epoch && c.row.redis_arming_since == 0
+            });
+            if !armed {
+                return Err(Blocked::EpochChanging);
+            }
+        }
+        Ok(())
+    }
+
+    /// Feeds a store result to the breaker and turns a failure into the stable reason of the
+    /// tier that failed (its text goes to the log).
+    pub fn settle<T>(&self, mode: Mode, result: Result<T, StoreError>) -> Result<T, Blocked> {
+        self.record(mode, &result);
+        result.map_err(|e| Blocked::store(mode, &e))
     }
 
     /// Feeds a store result to the breaker. Only Redis infrastructure errors count.
@@ -330,170 +324,6 @@ impl Tier {
         Ok(())
     }
 
-    /// Handles a Redis gate that is not at `epoch` for `key`'s slot (or a fixed slot): refreshes
-    /// a stale cache, arms Redis for the current epoch, or — when Redis lost a gate it had been
-    /// armed with — switches to a new epoch so no token can repeat (G1).
-    ///
-    /// Concurrent callers are coalesced: while one handles a mismatch (or a switch is under
-    /// way), the others wait for it and return, to retry against what it found. A burst of
-    /// requests meeting an unarmed gate then costs one check, not one check each in turn
-    /// (measured: begin p95 about 40 ms for the seconds after Redis came back empty).
-    pub async fn on_epoch_mismatch(&self, epoch: i64, key: Option<&Key>) {
-        let Some(redis) = &self.redis else { return };
-        let Ok(_guard) = self.switching.try_lock() else {
-            drop(self.switching.lock().await);
-            return;
-        };
-        let row = match self.refresh().await {
-            Ok(row) => row,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot reread tier state");
-                return;
-            }
-        };
-        if row.epoch != epoch || row.tier != REDIS {
-            return;
-        }
-        // Reread under the lock: another request may have armed the gate meanwhile.
-        let found = match redis.gate_epoch(key.map(Key::as_str)).await {
-            Ok(found) => found,
-            Err(e) => {
-                self.record(Mode::Primary, &Err::<(), _>(e));
-                return;
-            }
-        };
-        match found {
-            Some(f) if f == row.epoch => {}
-            Some(f) if f > row.epoch => {
-                // The database is behind Redis (restored from a backup?): move the epoch past
-                // the gate one switch at a time; Redis grants nothing until it catches up.
-                tracing::error!(
-                    redis_epoch = f,
-                    sql_epoch = row.epoch,
-                    "database epoch behind redis"
-                );
-                let detail = format!("redis gate {f} ahead of database epoch {}", row.epoch);
-                self.switch(&row, REDIS, reason::EPOCH_BEHIND, &detail)
-                    .await;
-            }
-            // Another instance is still writing this epoch's gates: a missing one is not
-            // evidence of data loss. Slots without a gate grant nothing meanwhile; an arming
-            // that never finishes (its instance died) counts as lost after the window.
-            _ if row.redis_armed_epoch >= row.epoch
-                && row.redis_arming_since > 0
-                && self.now() - row.redis_arming_since < self.arming_window() => {}
-            _ if row.redis_armed_epoch >= row.epoch => {
-                let detail = format!("epoch gate {found:?}, armed for {}", row.epoch);
-                self.switch(&row, REDIS, reason::REDIS_DATA_LOSS, &detail)
-                    .await;
-            }
-            _ if self.now() >= row.grants_from => self.arm(row.epoch).await,
-            _ => {}
-        }
-    }
-
-    /// Moves the active tier to a new epoch because `epoch` ran out of counter values, so no
-    /// token ever spills into the next epoch's range (G1).
-    pub async fn on_counter_exhausted(&self, epoch: i64) {
-        let _guard = self.switching.lock().await;
-        match self.refresh().await {
-            Ok(row) if row.epoch == epoch => {
-                let tier = if row.tier == REDIS { REDIS } else { SQL };
-                let detail = "2^32 - 1 grants in one epoch";
-                self.switch(&row, tier, reason::COUNTER_EXHAUSTED, detail)
-                    .await;
-            }
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "cannot reread tier state"),
-        }
-    }
-
-    /// Arms Redis for `epoch`: records it in SQL, copies every live SQL lease into Redis so
-    /// no SQL-granted lease is ignored, then raises the gate that lets Redis grant.
-    async fn arm(&self, epoch: i64) {
-        let Some(redis) = &self.redis else { return };
-        let result: Result<usize, StoreError> = async {
-            let limit = self.sql.timeout();
-            if !bounded(limit, self.sql.mark_redis_armed(epoch, self.now())).await? {
-                return Ok(0);
-            }
-            let now = self.now();
-            let mut copied = 0;
-            for (key, lease) in bounded(limit, self.sql.live_leases(now)).await? {
-                copied += usize::from(redis.seed_lease(&key, &lease, now).await?);
-            }
-            redis.arm_epoch(epoch).await?;
-            bounded(limit, self.sql.finish_arming(epoch)).await?;
-            Ok(copied)
-        }
-        .await;
-        match result {
-            Ok(copied) => {
-                tracing::info!(epoch, copied_sql_leases = copied, "redis armed for epoch");
-                // Arming all slots can outlast the tier lease while the supervisor waits on
-                // the switch lock: renew it now rather than at the next tick.
-                let _ = self.refresh().await;
-            }
-            Err(e) => {
-                tracing::warn!(epoch, error = %e, "arming redis failed");
-                self.record(Mode::Primary, &Err::<(), _>(e));
-            }
-        }
-    }
-
-    /// How long after an arming began, unfinished, a missing gate is taken for one not
-    /// written yet.
-    fn arming_window(&self) -> i64 {
-        (self.cfg.tier_lease * 4)
-            .max(Duration::from_secs(10))
-            .as_millis() as i64
-    }
-
-    fn grace_for(&self, to: &str, why: &str, row: &TierRow) -> Duration {
-        let lease = self.cfg.tier_lease;
-        // Leases of the old epoch stay visible to the new one when the tier keeps its data
-        // (same tier) or copies it (SQL leases into Redis at fail-back): only other instances'
-        // tier leases must run out. Otherwise old leases may be live where nobody can see them.
-        let visible = (to == REDIS && why == reason::REDIS_RECOVERED)
-            || why == reason::COUNTER_EXHAUSTED
-            || why == reason::EPOCH_BEHIND;
-        if visible {
-            return lease;
-        }
-        let grace = self
-            .cfg
-            .failover_grace
-            .unwrap_or(Duration::from_millis(row.max_ttl_ms.max(0) as u64));
-        lease.max(grace)
-    }
-
-    /// Switches the shared tier to `to` with a new epoch, unless another instance already
-    /// moved past `row.epoch`.
-    async fn switch(&self, row: &TierRow, to: &str, why: &'static str, detail: &str) {
-        let now = self.now();
-        let grace = self.grace_for(to, why, row);
-        let grants_from = now + grace.as_millis() as i64;
-        let started = Instant::now();
-        match self
-            .sql
-            .switch_tier(row.epoch, to, why, now, grants_from)
-            .await
-        {
-            Ok(Some(new)) => {
-                tracing::warn!(
-                    from = %row.tier, to, reason = why, detail, old_epoch = row.epoch,
-                    epoch = new.epoch, grace_ms = grace.as_millis() as u64, "tier switch"
-                );
-                metrics::counter!(m::TIER_SWITCHES, "reason" => why).increment(1);
-                self.install(new, started);
-            }
-            Ok(None) => {
-                let _ = self.refresh().await;
-            }
-            Err(e) => tracing::warn!(error = %e, to, reason = why, "tier switch failed"),
-        }
-    }
-
     /// Puts the instance in or out of safe mode.
     pub fn set_safe_mode(&self, on: bool) {
         self.safe_mode.store(on, Ordering::Relaxed);
@@ -507,7 +337,7 @@ impl Tier {
             epoch: c.as_ref().map(|c| c.row.epoch),
             breaker: self.breaker.state(),
             safe_mode: self.safe_mode.load(Ordering::Relaxed),
-            ready: self.active(true).map(drop),
+            ready: self.ready(),
             reason: c.as_ref().map(|c| c.row.reason.clone()),
             grants_from: c.as_ref().map(|c| c.row.grants_from),
             redis_configured: self.redis.is_some(),

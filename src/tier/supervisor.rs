@@ -59,6 +59,26 @@ impl Tier {
         }
     }
 
+    /// Brings a starting instance to where it can serve, before it answers anything: one
+    /// supervision step (so the first instance on a fresh database with Redis reachable
+    /// switches to Redis and arms it here, without a grace), then, while another instance is
+    /// arming Redis for the current epoch, a wait for it (at most the arming window). An
+    /// instance that joins running ones finds Redis armed and serves at once.
+    pub async fn start_up(&self) {
+        self.tick().await;
+        let deadline = Instant::now() + Duration::from_millis(self.arming_window() as u64);
+        while Instant::now() < deadline {
+            match self.cached() {
+                Some(c) if c.row.tier == REDIS && self.arming_elsewhere(&c.row) => {}
+                _ => return,
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            if let Err(e) = self.refresh().await {
+                tracing::warn!(error = %e, "tier lease not renewed: database unreachable");
+            }
+        }
+    }
+
     /// One supervision step.
     pub async fn tick(&self) {
         let row = match self.refresh().await {

@@ -20,6 +20,17 @@ pub struct Grant {
     pub ttl: Duration,
     /// When the client sent its release (if it did).
     pub release_sent: Option<Instant>,
+    /// When the release was answered, with its status, state and reason.
+    pub release: Option<Released>,
+}
+
+/// A release as the client saw it.
+#[derive(Debug, Clone)]
+pub struct Released {
+    pub answered: Instant,
+    pub status: u16,
+    pub state: String,
+    pub reason: String,
 }
 
 impl Grant {
@@ -32,15 +43,48 @@ impl Grant {
 }
 
 #[derive(Clone, Default)]
-pub struct History(Arc<Mutex<Vec<Grant>>>);
+pub struct History {
+    grants: Arc<Mutex<Vec<Grant>>>,
+    /// Every 503 answer seen (acquires and releases).
+    refusals: Arc<Mutex<Vec<Value>>>,
+}
 
 impl History {
     pub fn push(&self, g: Grant) {
-        self.0.lock().unwrap().push(g);
+        self.grants.lock().unwrap().push(g);
     }
 
     pub fn grants(&self) -> Vec<Grant> {
-        self.0.lock().unwrap().clone()
+        self.grants.lock().unwrap().clone()
+    }
+
+    pub fn refused(&self, answer: Value) {
+        self.refusals.lock().unwrap().push(answer);
+    }
+
+    pub fn refusals(&self) -> Vec<Value> {
+        self.refusals.lock().unwrap().clone()
+    }
+
+    /// G1 as answered: no grant returns a token at or below one answered before it was
+    /// requested, except the owner's own retry of a lease it still held (its release was not
+    /// answered `released`). A released grant is never handed back.
+    pub fn assert_no_token_handed_back(&self) {
+        let g = self.grants();
+        for a in &g {
+            for b in &g {
+                if a.key != b.key || b.requested <= a.answered || b.token > a.token {
+                    continue;
+                }
+                let released = a.release.as_ref().is_some_and(|r| r.state == "released");
+                let own_retry = b.token == a.token && b.owner == a.owner && !released;
+                assert!(
+                    own_retry,
+                    "token {} answered after {} was answered:\n {a:?}\n {b:?}",
+                    b.token, a.token
+                );
+            }
+        }
     }
 
     /// G1: a grant requested after another was answered has a larger token.
@@ -83,13 +127,15 @@ impl History {
     }
 }
 
-/// One contending client: acquire (no wait), hold briefly, release; until `stop` is set.
+/// One contending client: acquire (no wait), hold for `hold`, release; until `stop` is set.
+#[allow(clippy::too_many_arguments)]
 pub async fn contend(
     w: Arc<Warden>,
     instance: usize,
     client: usize,
     keys: Vec<String>,
     ttl_ms: i64,
+    hold: Duration,
     history: History,
     stop: Arc<std::sync::atomic::AtomicBool>,
 ) -> usize {
@@ -126,13 +172,36 @@ pub async fn contend(
                     answered,
                     ttl: Duration::from_millis(ttl_ms as u64),
                     release_sent: None,
+                    release: None,
                 };
-                tokio::time::sleep(Duration::from_millis(5)).await;
+                tokio::time::sleep(hold).await;
                 g.release_sent = Some(Instant::now());
-                let _ = w.release(key, &owner, token).await;
+                let r = w
+                    .http
+                    .post(format!("{}/v1/locks/{key}/release", w.base()))
+                    .json(&serde_json::json!({"owner": owner, "fencing_token": token}))
+                    .send()
+                    .await;
+                if let Ok(r) = r {
+                    let status = r.status().as_u16();
+                    let v: Value = r.json().await.unwrap_or(Value::Null);
+                    if status == 503 {
+                        history.refused(v.clone());
+                    }
+                    g.release = Some(Released {
+                        answered: Instant::now(),
+                        status,
+                        state: v["state"].as_str().unwrap_or_default().to_owned(),
+                        reason: v["reason"].as_str().unwrap_or_default().to_owned(),
+                    });
+                }
                 history.push(g);
             }
-            409 | 503 => tokio::time::sleep(Duration::from_millis(5)).await,
+            409 => tokio::time::sleep(Duration::from_millis(5)).await,
+            503 => {
+                history.refused(v);
+                tokio::time::sleep(Duration::from_millis(5)).await
+            }
             other => panic!("unexpected status {other}: {v}"),
         }
     }

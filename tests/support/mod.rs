@@ -552,6 +552,23 @@ impl Warden {
         }
     }
 
+    /// Polls `/readyz` every 2 ms until it answers 200, as a newcomer's health check would.
+    pub async fn wait_readyz(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let (s, v) = self.get("/readyz").await;
+            if s == 200 {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "/readyz never 200: {v}\n{}",
+                self.tail_log()
+            );
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+
     pub fn tail_log(&self) -> String {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();

@@ -4,11 +4,13 @@ use redis::Value;
 
 use super::{slot_keys, tagged, unexpected, RedisStore};
 use crate::key::Key;
-use crate::store::{token_base, token_parts, AcquireReply, Lease, LockStore, StoreError};
+use crate::store::{token_base, token_parts, AcquireReply, Lease, LockStore, StoreError, Touched};
 
 impl RedisStore {
-    /// Copies a lease granted on the SQL tier into Redis (fail-back), unless Redis holds a
-    /// newer one. Returns whether it was written.
+    /// Copies a lease granted on the SQL tier into Redis (arming at fail-back, or an extend
+    /// made on SQL meanwhile), unless Redis holds a newer one or the lease was released here.
+    /// The same lease already here keeps the later expiry. Returns whether the lease is in
+    /// Redis now.
     pub async fn seed_lease(&self, key: &str, lease: &Lease, now: i64) -> Result<bool, StoreError> {
         let remaining = lease.expires_at - now;
         if remaining <= 0 {
@@ -16,7 +18,11 @@ impl RedisStore {
         }
         let (epoch, ctr) = token_parts(lease.token);
         let mut inv = self.scripts.seed_lease.key(tagged(key, "lock"));
-        inv.arg(&lease.owner).arg(epoch).arg(ctr).arg(remaining);
+        inv.key(tagged(key, "gone"))
+            .arg(&lease.owner)
+            .arg(epoch)
+            .arg(ctr)
+            .arg(remaining);
         self.eval::<i64>(&inv).await.map(|n| n == 1)
     }
 }
@@ -27,6 +33,34 @@ fn lease_of(owner: String, epoch: i64, ctr: i64, pttl: i64, now: i64) -> Lease {
         token: token_base(epoch) + ctr,
         expires_at: now + pttl.max(0),
     }
+}
+
+/// Reads `{owner, epoch, ctr, pttl_ms}` starting at `items[at]`.
+fn lease_at(items: &[Value], at: usize, now: i64) -> Option<Lease> {
+    let owner: String = redis::from_redis_value_ref(items.get(at)?).ok()?;
+    let epoch: i64 = redis::from_redis_value_ref(items.get(at + 1)?).ok()?;
+    let ctr: i64 = redis::from_redis_value_ref(items.get(at + 2)?).ok()?;
+    let pttl: i64 = redis::from_redis_value_ref(items.get(at + 3)?).ok()?;
+    Some(lease_of(owner, epoch, ctr, pttl, now))
+}
+
+/// Parses the `{'done'}` / `{'missed'[, lease…]}` reply of the extend and release scripts.
+fn touched(reply: &Value, done: impl FnOnce() -> Lease, now: i64) -> Result<Touched, StoreError> {
+    let parsed = (|| {
+        let Value::Array(items) = reply else {
+            return None;
+        };
+        let state: String = redis::from_redis_value_ref(items.first()?).ok()?;
+        match state.as_str() {
+            "done" => Some(Touched::Done(done())),
+            "missed" if items.len() == 1 => Some(Touched::Missed { current: None }),
+            "missed" => Some(Touched::Missed {
+                current: Some(lease_at(items, 1, now)?),
+            }),
+            _ => None,
+        }
+    })();
+    parsed.ok_or_else(|| unexpected(reply))
 }
 
 impl LockStore for RedisStore {
@@ -61,11 +95,7 @@ impl LockStore for RedisStore {
                     found: (found >= 0).then_some(found),
                 });
             }
-            let holder: String = redis::from_redis_value_ref(items.get(1)?).ok()?;
-            let lease_epoch: i64 = redis::from_redis_value_ref(items.get(2)?).ok()?;
-            let ctr: i64 = redis::from_redis_value_ref(items.get(3)?).ok()?;
-            let pttl: i64 = redis::from_redis_value_ref(items.get(4)?).ok()?;
-            let lease = lease_of(holder, lease_epoch, ctr, pttl, now);
+            let lease = lease_at(items, 1, now)?;
             Some(match state.as_str() {
                 "granted" => AcquireReply::Granted(lease),
                 "held" => AcquireReply::Held(lease),
@@ -83,13 +113,19 @@ impl LockStore for RedisStore {
         owner: &str,
         token: i64,
         ttl_ms: i64,
+        _epoch: i64,
         now: i64,
-    ) -> Result<Option<i64>, StoreError> {
-        let (epoch, ctr) = token_parts(token);
+    ) -> Result<Touched, StoreError> {
+        let (lease_epoch, ctr) = token_parts(token);
         let mut inv = self.scripts.extend.key(tagged(key.as_str(), "lock"));
-        inv.arg(owner).arg(epoch).arg(ctr).arg(ttl_ms);
-        let done: i64 = self.eval(&inv).await?;
-        Ok((done == 1).then_some(now + ttl_ms))
+        inv.arg(owner).arg(lease_epoch).arg(ctr).arg(ttl_ms);
+        let reply: Value = self.eval(&inv).await?;
+        let done = || Lease {
+            owner: owner.to_owned(),
+            token,
+            expires_at: now + ttl_ms,
+        };
+        touched(&reply, done, now)
     }
 
     async fn release(
@@ -97,13 +133,24 @@ impl LockStore for RedisStore {
         key: &Key,
         owner: &str,
         token: i64,
-        _now: i64,
-    ) -> Result<bool, StoreError> {
-        let (epoch, ctr) = token_parts(token);
+        epoch: i64,
+        now: i64,
+    ) -> Result<Touched, StoreError> {
+        let (lease_epoch, ctr) = token_parts(token);
         let mut inv = self.scripts.release.key(tagged(key.as_str(), "lock"));
-        inv.arg(owner).arg(epoch).arg(ctr);
-        let done: i64 = self.eval(&inv).await?;
-        Ok(done == 1)
+        inv.key(tagged(key.as_str(), "gone"))
+            .arg(owner)
+            .arg(lease_epoch)
+            .arg(ctr)
+            .arg(epoch)
+            .arg(self.release_mark.as_millis() as u64);
+        let reply: Value = self.eval(&inv).await?;
+        let done = || Lease {
+            owner: owner.to_owned(),
+            token,
+            expires_at: now,
+        };
+        touched(&reply, done, now)
     }
 
     async fn get(&self, key: &Key, now: i64) -> Result<Option<Lease>, StoreError> {

@@ -28,8 +28,19 @@ macro_rules! drawing_script {
     };
 }
 
+/// Prepends the shared lease functions (`lua/lease.lua`) to a script that reads a lease.
+macro_rules! lease_script {
+    ($file:literal) => {
+        concat!(include_str!("lua/lease.lua"), include_str!($file))
+    };
+}
+
 /// Source of the acquire script (benchmarks run it raw through `redis-benchmark`).
-pub const ACQUIRE_LUA: &str = drawing_script!("lua/acquire.lua");
+pub const ACQUIRE_LUA: &str = concat!(
+    include_str!("lua/token.lua"),
+    include_str!("lua/lease.lua"),
+    include_str!("lua/acquire.lua")
+);
 /// Source of the reserve script (benchmarks run it raw too).
 pub const RESERVE_LUA: &str = include_str!("lua/res_reserve.lua");
 /// Source of the idempotency begin script (benchmarks run it raw too).
@@ -58,10 +69,10 @@ impl Scripts {
     fn load() -> Self {
         Self {
             acquire: Script::new(ACQUIRE_LUA),
-            extend: Script::new(include_str!("lua/extend.lua")),
-            release: Script::new(include_str!("lua/release.lua")),
-            get: Script::new(include_str!("lua/get.lua")),
-            seed_lease: Script::new(include_str!("lua/seed_lease.lua")),
+            extend: Script::new(lease_script!("lua/extend.lua")),
+            release: Script::new(lease_script!("lua/release.lua")),
+            get: Script::new(lease_script!("lua/get.lua")),
+            seed_lease: Script::new(lease_script!("lua/seed_lease.lua")),
             arm_epoch: Script::new(include_str!("lua/arm_epoch.lua")),
             idem_begin: Script::new(IDEM_BEGIN_LUA),
             idem_seed: Script::new(include_str!("lua/idem_seed.lua")),
@@ -79,6 +90,8 @@ pub struct RedisStore {
     conn: Conn,
     timeout: Duration,
     scripts: Scripts,
+    /// How long a release of an older epoch's lease is remembered (see `lua/release.lua`).
+    release_mark: Duration,
 }
 
 impl RedisStore {
@@ -89,7 +102,15 @@ impl RedisStore {
             conn: Conn::open(url, timeout).map_err(classify)?,
             timeout,
             scripts: Scripts::load(),
+            release_mark: Duration::from_secs(10),
         })
+    }
+
+    /// Remembers releases of older epochs' leases for `window`: as long as an arming may
+    /// still copy such a lease in from SQL.
+    pub fn marking_releases_for(mut self, window: Duration) -> Self {
+        self.release_mark = window;
+        self
     }
 
     /// Runs one script invocation under the per-call timeout.

@@ -1,10 +1,12 @@
-//! SQL lock steps. Acquire is one conditional upsert that also checks the tier epoch, so a
-//! stale instance cannot grant on SQL and two grants of one key serialize on its row. The
-//! per-key counter restarts at each epoch; rows of older epochs are reaped once expired.
+//! SQL lock steps. Acquire, extend and release are each one conditional statement that also
+//! checks the tier epoch, so an instance acting on a stale view of the tier changes no lease
+//! (fail-back copies SQL leases into Redis knowing none changes behind it), and two grants of
+//! one key serialize on its row. The per-key counter restarts at each epoch; rows of older
+//! epochs are reaped once expired.
 
 use super::{classify, col, SqlStore};
 use crate::key::Key;
-use crate::store::{token_base, AcquireReply, Lease, LockStore, StoreError};
+use crate::store::{token_base, AcquireReply, Lease, LockStore, StoreError, Touched};
 
 const ACQUIRE: &str = "
 INSERT INTO warden_locks (lock_key, owner, counter, token, expires_at)
@@ -24,13 +26,17 @@ const CURRENT: &str = "SELECT owner, token, expires_at FROM warden_locks WHERE l
 
 const EPOCH: &str = "SELECT epoch FROM warden_tier WHERE id = 1";
 
-const EXTEND: &str = "
+/// `$4` is the new expiry (0 for a release).
+const TOUCH: &str = "
 UPDATE warden_locks SET expires_at = $4
-WHERE lock_key = $1 AND owner = $2 AND token = $3 AND expires_at > $5";
+WHERE lock_key = $1 AND owner = $2 AND token = $3 AND expires_at > $5
+  AND EXISTS (SELECT 1 FROM warden_tier WHERE id = 1 AND epoch = $6)";
 
-const RELEASE: &str = "
-UPDATE warden_locks SET expires_at = 0
-WHERE lock_key = $1 AND owner = $2 AND token = $3 AND expires_at > $4";
+/// After a touch changed nothing: the tier's epoch and the key's lease record, if any.
+const MISSED: &str = "
+SELECT t.epoch, l.owner, l.token, l.expires_at
+FROM warden_tier t LEFT JOIN warden_locks l ON l.lock_key = $1
+WHERE t.id = 1";
 
 const LIVE: &str = "
 SELECT lock_key, owner, token, expires_at FROM warden_locks WHERE expires_at > $1";
@@ -76,6 +82,54 @@ impl SqlStore {
                 Ok((key, lease))
             })
             .collect()
+    }
+
+    /// Sets the expiry of the live lease `(owner, token)` to `expires_at` as of `epoch`.
+    async fn touch(
+        &self,
+        key: &Key,
+        owner: &str,
+        token: i64,
+        expires_at: i64,
+        epoch: i64,
+        now: i64,
+    ) -> Result<Touched, StoreError> {
+        let done = sqlx::query(TOUCH)
+            .bind(key.as_str())
+            .bind(owner)
+            .bind(token)
+            .bind(expires_at)
+            .bind(now)
+            .bind(epoch)
+            .execute(&self.pool)
+            .await
+            .map_err(classify)?;
+        if done.rows_affected() == 1 {
+            return Ok(Touched::Done(Lease {
+                owner: owner.to_owned(),
+                token,
+                expires_at: expires_at.max(now),
+            }));
+        }
+        let row = sqlx::query(MISSED)
+            .bind(key.as_str())
+            .fetch_one(&self.pool)
+            .await
+            .map_err(classify)?;
+        let found: i64 = col(&row, 0)?;
+        if found != epoch {
+            return Ok(Touched::EpochMismatch);
+        }
+        let owner: Option<String> = col(&row, 1)?;
+        let current = match owner {
+            Some(owner) => Some(Lease {
+                owner,
+                token: col(&row, 2)?,
+                expires_at: col(&row, 3)?,
+            }),
+            None => None,
+        };
+        Ok(Touched::Missed { current })
     }
 
     async fn current(&self, key: &Key) -> Result<Option<Lease>, StoreError> {
@@ -134,19 +188,11 @@ impl LockStore for SqlStore {
         owner: &str,
         token: i64,
         ttl_ms: i64,
+        epoch: i64,
         now: i64,
-    ) -> Result<Option<i64>, StoreError> {
-        let expires_at = now + ttl_ms;
-        let done = sqlx::query(EXTEND)
-            .bind(key.as_str())
-            .bind(owner)
-            .bind(token)
-            .bind(expires_at)
-            .bind(now)
-            .execute(&self.pool)
+    ) -> Result<Touched, StoreError> {
+        self.touch(key, owner, token, now + ttl_ms, epoch, now)
             .await
-            .map_err(classify)?;
-        Ok((done.rows_affected() == 1).then_some(expires_at))
     }
 
     async fn release(
@@ -154,17 +200,10 @@ impl LockStore for SqlStore {
         key: &Key,
         owner: &str,
         token: i64,
+        epoch: i64,
         now: i64,
-    ) -> Result<bool, StoreError> {
-        let done = sqlx::query(RELEASE)
-            .bind(key.as_str())
-            .bind(owner)
-            .bind(token)
-            .bind(now)
-            .execute(&self.pool)
-            .await
-            .map_err(classify)?;
-        Ok(done.rows_affected() == 1)
+    ) -> Result<Touched, StoreError> {
+        self.touch(key, owner, token, 0, epoch, now).await
     }
 
     async fn get(&self, key: &Key, now: i64) -> Result<Option<Lease>, StoreError> {

@@ -10,9 +10,9 @@ local refusal = epoch_refusal(KEYS[1], ARGV[1])
 if refusal then return refusal end
 local cur = redis.call('HMGET', KEYS[2], 'owner', 'epoch', 'ctr')
 if cur[1] then
-  local state = 'busy'
-  if cur[1] == ARGV[2] then state = 'held' end
-  return {state, cur[1], tonumber(cur[2]), tonumber(cur[3]), redis.call('PTTL', KEYS[2])}
+  local reply = lease_reply(KEYS[2], cur)
+  table.insert(reply, 1, cur[1] == ARGV[2] and 'held' or 'busy')
+  return reply
 end
 local ctr = draw_counter(KEYS[3])
 if not ctr then return {'exhausted'} end

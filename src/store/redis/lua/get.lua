@@ -3,4 +3,4 @@
 -- Returns: {owner, lease_epoch, lease_ctr, pttl_ms} or nil when no lease is live
 local cur = redis.call('HMGET', KEYS[1], 'owner', 'epoch', 'ctr')
 if not cur[1] then return nil end
-return {cur[1], tonumber(cur[2]), tonumber(cur[3]), redis.call('PTTL', KEYS[1])}
+return lease_reply(KEYS[1], cur)

@@ -1,0 +1,153 @@
+//! What an extend or release that found no lease of the caller's means, decided once from the
+//! facts the stores return: a pure function, so every tier answers `not_owner` and `lock_lost`
+//! by the same rule.
+
+use crate::store::{token_parts, Lease};
+
+/// Why a holder's lease is gone (`reason` of `lock_lost`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LostReason {
+    /// Its TTL ran out (or it was already released).
+    Expired,
+    /// A later grant of the key took its place.
+    Superseded,
+    /// It was granted on a tier that is no longer active and cannot be seen from the active one
+    /// (a Redis lease after Redis failed).
+    TierSwitched,
+}
+
+impl LostReason {
+    /// The stable reason code.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Expired => "expired",
+            Self::Superseded => "superseded",
+            Self::TierSwitched => "tier_switched",
+        }
+    }
+}
+
+/// The answer to an extend or release.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Touch<T> {
+    /// Done: the extended lease's expiry, or `()` for a release.
+    Done(T),
+    /// A live lease of the key is held under another owner or token.
+    NotOwner,
+    /// The caller's lease is gone.
+    Lost(LostReason),
+}
+
+/// Facts about a step that found no live lease `(owner, token)` in one store.
+#[derive(Debug, Clone, Copy)]
+pub struct Miss<'a> {
+    /// The caller's identity.
+    pub owner: &'a str,
+    /// The caller's token.
+    pub token: i64,
+    /// The key's lease record in that store, if any (live, or ended where the store keeps it).
+    pub current: Option<&'a Lease>,
+    /// The epoch the step ran at.
+    pub epoch: i64,
+    /// Whether the store keeps a record of every grant of the key (SQL does; an ended Redis
+    /// lease leaves no trace).
+    pub keeps_records: bool,
+}
+
+impl Miss<'_> {
+    /// Whether the caller's token was drawn in an epoch before the one the step ran at.
+    pub fn older_epoch(&self) -> bool {
+        token_parts(self.token).0 < self.epoch
+    }
+
+    /// What the miss means.
+    pub fn decide<T>(&self) -> Touch<T> {
+        match self.current {
+            Some(l) if l.token == self.token && l.owner != self.owner => Touch::NotOwner,
+            Some(l) if l.token == self.token => Touch::Lost(LostReason::Expired),
+            Some(l) if l.token > self.token => Touch::Lost(LostReason::Superseded),
+            // A token of an earlier epoch the store has no record of: granted on a tier the
+            // active one cannot see.
+            _ if self.older_epoch() => Touch::Lost(LostReason::TierSwitched),
+            // SQL keeps every grant's row: this epoch never granted this token for the key.
+            _ if self.keeps_records => Touch::NotOwner,
+            // Redis holds a lease with a smaller token: the caller's token was never granted.
+            Some(_) => Touch::NotOwner,
+            // Redis forgets an expired lease: this epoch's token with nothing left is expired.
+            None => Touch::Lost(LostReason::Expired),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::token_base;
+
+    fn lease(owner: &str, token: i64, expires_at: i64) -> Lease {
+        Lease {
+            owner: owner.into(),
+            token,
+            expires_at,
+        }
+    }
+
+    fn decide(current: Option<&Lease>, token: i64, epoch: i64, keeps: bool) -> Touch<()> {
+        Miss {
+            owner: "a",
+            token,
+            current,
+            epoch,
+            keeps_records: keeps,
+        }
+        .decide()
+    }
+
+    const LOST_EXPIRED: Touch<()> = Touch::Lost(LostReason::Expired);
+    const SUPERSEDED: Touch<()> = Touch::Lost(LostReason::Superseded);
+    const SWITCHED: Touch<()> = Touch::Lost(LostReason::TierSwitched);
+
+    #[test]
+    fn the_callers_own_token_is_expired_or_someone_elses() {
+        let t = token_base(3) + 7;
+        for keeps in [true, false] {
+            assert_eq!(decide(Some(&lease("a", t, 0)), t, 3, keeps), LOST_EXPIRED);
+            assert_eq!(
+                decide(Some(&lease("b", t, 99)), t, 3, keeps),
+                Touch::NotOwner
+            );
+        }
+    }
+
+    #[test]
+    fn a_later_grant_supersedes_whatever_the_tier() {
+        let t = token_base(3) + 7;
+        for (epoch, keeps) in [(3, true), (3, false), (4, true), (4, false)] {
+            let later = lease("b", t + 1, 99);
+            assert_eq!(decide(Some(&later), t, epoch, keeps), SUPERSEDED);
+        }
+        let next_epoch = lease("a", token_base(4) + 1, 99);
+        assert_eq!(decide(Some(&next_epoch), t, 4, false), SUPERSEDED);
+    }
+
+    #[test]
+    fn an_earlier_epochs_token_without_a_record_was_lost_with_its_tier() {
+        let t = token_base(2) + 5;
+        assert_eq!(decide(None, t, 3, true), SWITCHED);
+        assert_eq!(decide(None, t, 3, false), SWITCHED);
+    }
+
+    #[test]
+    fn this_epochs_token_without_a_record_depends_on_what_the_store_keeps() {
+        let t = token_base(3) + 5;
+        assert_eq!(
+            decide(None, t, 3, true),
+            Touch::NotOwner,
+            "sql keeps every row"
+        );
+        assert_eq!(decide(None, t, 3, false), LOST_EXPIRED, "redis forgets");
+        let smaller = lease("b", t - 1, 99);
+        assert_eq!(decide(Some(&smaller), t, 3, false), Touch::NotOwner);
+        assert_eq!(decide(Some(&smaller), t, 3, true), Touch::NotOwner);
+    }
+}

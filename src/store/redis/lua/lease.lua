@@ -1,0 +1,27 @@
+-- Shared by the scripts that read a lock lease (prepended to each; one atomic step).
+-- lease_reply(key, cur): {owner, epoch, ctr, pttl_ms} of the live lease whose HMGET of
+--   'owner', 'epoch', 'ctr' is `cur`.
+-- missed(key, cur): the reply of a step that found no lease of the caller's: {'missed'} when
+--   no lease is live, else {'missed', owner, epoch, ctr, pttl_ms} of the live one.
+-- mark_released(gone_key, epoch, ctr, ttl_ms): remembers that the lease (epoch, ctr) was
+--   released, for as long as an arming may still copy it in from SQL.
+-- was_released(gone_key, epoch, ctr): whether that release is remembered.
+local function lease_reply(key, cur)
+  return {cur[1], tonumber(cur[2]), tonumber(cur[3]), redis.call('PTTL', key)}
+end
+
+local function missed(key, cur)
+  if not cur[1] then return {'missed'} end
+  local reply = lease_reply(key, cur)
+  table.insert(reply, 1, 'missed')
+  return reply
+end
+
+local function mark_released(gone_key, epoch, ctr, ttl_ms)
+  redis.call('SADD', gone_key, epoch .. ':' .. ctr)
+  redis.call('PEXPIRE', gone_key, ttl_ms)
+end
+
+local function was_released(gone_key, epoch, ctr)
+  return redis.call('SISMEMBER', gone_key, epoch .. ':' .. ctr) == 1
+end

@@ -1,0 +1,74 @@
+//! Logging stays off the request path: with stderr blocked (a pipe nobody reads), requests are
+//! still answered promptly, the lines that do not fit are dropped and counted, and the lines
+//! that are written carry the request's `correlation_id`.
+
+mod support;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use futures::future::join_all;
+use serde_json::json;
+use support::{free_port, metric};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blocked_log_drops_and_counts_lines_instead_of_stalling_requests() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    // stderr is a pipe this test never reads: once its buffer is full the writer blocks.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_warden"))
+        .arg("serve")
+        .env("WARDEN_LISTEN", format!("127.0.0.1:{port}"))
+        .env("WARDEN_CONFIG", dir.path().join("none.toml"))
+        .env_remove("WARDEN_REDIS_URL")
+        .env(
+            "WARDEN_DATABASE_URL",
+            format!("sqlite://{}/w.db", dir.path().display()),
+        )
+        .env("WARDEN_LOG", "debug")
+        .env("WARDEN_LOG_BUFFER_LINES", "64")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while http.get(format!("{base}/readyz")).send().await.is_err() {
+        assert!(Instant::now() < deadline, "warden did not start");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+
+    // Far more than a pipe holds: every answer is logged at debug, with sqlx's own lines.
+    let started = Instant::now();
+    for round in 0..20 {
+        let calls = (0..50).map(|i| {
+            http.post(format!("{base}/v1/locks/log-{round}-{i}/acquire"))
+                .json(&json!({"owner": "o", "ttl_ms": 60_000}))
+                .send()
+        });
+        for r in join_all(calls).await {
+            assert_eq!(r.expect("answered while the log is blocked").status(), 200);
+        }
+    }
+    let took = started.elapsed();
+    let text = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let dropped = metric(&text, "warden_log_lines_dropped_total");
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(dropped > 0.0, "no line dropped\n{text}");
+    assert!(
+        took < Duration::from_secs(30),
+        "1000 acquires took {took:?}"
+    );
+}

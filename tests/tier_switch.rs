@@ -1,0 +1,320 @@
+//! Tier switches and start-up as a newcomer meets them (DESIGN §3): right after `/readyz`
+//! answers 200 nothing is refused for a start-up reason, on a fresh database, when joining
+//! running instances and when two start together; leases stay extendable and releasable
+//! across a switch wherever they are visible, and answer `lock_lost` where they are not;
+//! every 503 carries a stable reason code.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::future::join_all;
+use serde_json::{json, Value};
+use support::{fast_failover, Postgres, Redis, Warden};
+use warden::tier::Blocked;
+
+/// Settings a newcomer starts with: a database, a Redis, and nothing tuned.
+fn defaults(pg: &Postgres, redis: &Redis) -> Vec<(&'static str, String)> {
+    vec![
+        ("WARDEN_DATABASE_URL", pg.url()),
+        ("WARDEN_REDIS_URL", redis.url()),
+    ]
+}
+
+/// Sends `n` acquires of fresh keys at once and asserts every one is granted on Redis.
+async fn burst_granted_on_redis(w: &Warden, tag: &str, n: usize) {
+    let keys: Vec<String> = (0..n).map(|i| format!("{tag}-{i}")).collect();
+    let calls = keys.iter().map(|k| w.acquire(k, "o", 30_000, 0));
+    for (s, v) in join_all(calls).await {
+        assert_eq!(
+            (s, v["state"].as_str()),
+            (200, Some("lock_acquired_primary")),
+            "{v}\n{}",
+            w.tail_log()
+        );
+    }
+}
+
+/// Every write path right after readiness: locks, a reservation and an idempotency key.
+async fn everything_answers_at_once(w: &Warden, tag: &str) {
+    burst_granted_on_redis(w, tag, 16).await;
+    let sku = format!("{tag}-sku");
+    assert_eq!(w.put_total(&sku, 5).await.0, 200);
+    let (s, v) = w
+        .post(
+            &format!("/v1/inventory/{sku}/reservations"),
+            json!({"user_id": "u1", "quantity": 1}),
+        )
+        .await;
+    assert_eq!((s, v["state"].as_str()), (201, Some("reserved")), "{v}");
+    let (s, v) = w
+        .idem(&format!("{tag}-idem"), "begin", json!({"lease_ms": 5000}))
+        .await;
+    assert_eq!((s, v["state"].as_str()), (201, Some("started")), "{v}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fresh_database_serves_on_redis_as_soon_as_ready() {
+    let pg = Postgres::start();
+    let redis = Redis::start();
+    let w = Warden::start(&defaults(&pg, &redis));
+    w.wait_readyz(Duration::from_secs(20)).await;
+    let status = w.status().await;
+    assert_eq!(status["tier"], "redis", "{status}");
+    assert!(status["blocked_reason"].is_null(), "{status}");
+    everything_answers_at_once(&w, "fresh").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_joining_instance_serves_as_soon_as_ready_and_the_first_goes_on() {
+    let pg = Postgres::start();
+    let redis = Redis::start();
+    let a = Arc::new(Warden::start(&defaults(&pg, &redis)));
+    a.wait_readyz(Duration::from_secs(20)).await;
+    let epoch = a.status().await["epoch"].as_i64().unwrap();
+
+    // The first instance keeps granting while the second one starts.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let busy = {
+        let (a, stop) = (a.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut i = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let (s, v) = a.acquire(&format!("first-{i}"), "o", 30_000, 0).await;
+                assert_eq!((s, v["mode"].as_str()), (200, Some("primary")), "{v}");
+                i += 1;
+            }
+            i
+        })
+    };
+    let b = Warden::start(&defaults(&pg, &redis));
+    b.wait_readyz(Duration::from_secs(20)).await;
+    everything_answers_at_once(&b, "joined").await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(busy.await.unwrap() > 0);
+    assert_eq!(
+        b.status().await["epoch"].as_i64(),
+        Some(epoch),
+        "joining switches nothing"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn instances_started_together_on_a_fresh_database_both_serve_at_once() {
+    let pg = Postgres::start();
+    let redis = Redis::start();
+    let env = defaults(&pg, &redis);
+    let starts = [env.clone(), env].map(|env| std::thread::spawn(move || Warden::start(&env)));
+    let [a, b] = starts.map(|s| s.join().unwrap());
+    for (w, tag) in [(&a, "a"), (&b, "b")] {
+        w.wait_readyz(Duration::from_secs(20)).await;
+        everything_answers_at_once(w, tag).await;
+    }
+    assert_eq!(a.status().await["epoch"], b.status().await["epoch"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn releases_across_a_fail_back_are_never_lost() {
+    let pg = Postgres::start();
+    let mut redis = Redis::start();
+    let w = Arc::new(Warden::start(&fast_failover(&pg, Some(redis.url()))));
+    w.wait_ready_on("redis", Duration::from_secs(10)).await;
+    redis.kill();
+    w.wait_ready_on("sql", Duration::from_secs(15)).await;
+    // Many live SQL leases: fail-back copies each into Redis while it arms.
+    const N: usize = 400;
+    let grants: Vec<i64> = join_all((0..N).map(|i| {
+        let w = w.clone();
+        async move {
+            let (s, v) = w
+                .acquire(&format!("fb-{i}"), &format!("o{i}"), 60_000, 0)
+                .await;
+            assert_eq!((s, v["mode"].as_str()), (200, Some("fallback")), "{v}");
+            v["fencing_token"].as_i64().unwrap()
+        }
+    }))
+    .await;
+
+    redis.restart(); // empty
+                     // Releases spread over the fail-back: before the switch, while Redis is armed, after.
+    let mut answers: Vec<(u16, Value)> = Vec::new();
+    let mut pending = Vec::new();
+    for (i, token) in grants.iter().copied().enumerate() {
+        let w = w.clone();
+        pending.push(tokio::spawn(async move {
+            w.release(&format!("fb-{i}"), &format!("o{i}"), token).await
+        }));
+        tokio::time::sleep(Duration::from_millis(4)).await;
+    }
+    for p in pending {
+        answers.push(p.await.unwrap());
+    }
+    for (i, (s, v)) in answers.iter().enumerate() {
+        assert_eq!(
+            (*s, v["state"].as_str()),
+            (200, Some("released")),
+            "release of fb-{i}: {v}\n{}",
+            w.tail_log()
+        );
+    }
+    let modes: Vec<&str> = answers
+        .iter()
+        .filter_map(|a| a.1["mode"].as_str())
+        .collect();
+    assert!(modes.contains(&"primary"), "some released after the switch");
+
+    w.wait_ready_on("redis", Duration::from_secs(20)).await;
+    // Every released key is free, and its old owner never gets its old grant back.
+    for (i, old) in grants.iter().copied().enumerate() {
+        let (s, v) = w
+            .acquire(&format!("fb-{i}"), &format!("o{i}"), 10_000, 0)
+            .await;
+        assert_eq!(
+            (s, v["mode"].as_str()),
+            (200, Some("primary")),
+            "fb-{i}: {v}"
+        );
+        assert!(v["fencing_token"].as_i64().unwrap() > old, "fb-{i}: {v}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn extends_across_a_fail_back_reach_the_lease_wherever_it_is() {
+    let pg = Postgres::start();
+    let mut redis = Redis::start();
+    let w = Arc::new(Warden::start(&fast_failover(&pg, Some(redis.url()))));
+    w.wait_ready_on("redis", Duration::from_secs(10)).await;
+    redis.kill();
+    w.wait_ready_on("sql", Duration::from_secs(15)).await;
+    let (s, v) = w.acquire("ext", "holder", 2_000, 0).await;
+    assert_eq!((s, v["mode"].as_str()), (200, Some("fallback")), "{v}");
+    let token = v["fencing_token"].as_i64().unwrap();
+
+    redis.restart();
+    // Keep extending through the fail-back: each extend must reach the lease.
+    let started = Instant::now();
+    let mut modes = Vec::new();
+    while started.elapsed() < Duration::from_secs(4) {
+        let body = json!({"owner": "holder", "fencing_token": token, "ttl_ms": 2_000});
+        let (s, v) = w.post("/v1/locks/ext/extend", body).await;
+        assert_eq!((s, v["state"].as_str()), (200, Some("extended")), "{v}");
+        modes.push(v["mode"].as_str().unwrap().to_owned());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(modes.iter().any(|m| m == "primary"), "{modes:?}");
+    // Redis honours the extended lease: nobody else gets the key.
+    w.wait_ready_on("redis", Duration::from_secs(10)).await;
+    let (s, v) = w.acquire("ext", "intruder", 1_000, 0).await;
+    assert_eq!((s, v["state"].as_str()), (409, Some("lock_busy")), "{v}");
+    let (s, v) = w.release("ext", "holder", token).await;
+    assert_eq!((s, v["state"].as_str()), (200, Some("released")), "{v}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_lost_with_redis_answers_lock_lost_tier_switched() {
+    let pg = Postgres::start();
+    let mut redis = Redis::start();
+    let w = Warden::start(&fast_failover(&pg, Some(redis.url())));
+    w.wait_ready_on("redis", Duration::from_secs(10)).await;
+    let (s, v) = w.acquire("lost", "holder", 60_000, 0).await;
+    assert_eq!((s, v["mode"].as_str()), (200, Some("primary")), "{v}");
+    let token = v["fencing_token"].as_i64().unwrap();
+
+    redis.kill();
+    // Until the switch, Redis-tier calls are refused with a stable reason.
+    let (s, v) = w.acquire("other", "x", 1_000, 0).await;
+    assert_eq!(s, 503, "{v}");
+    assert_stable_reason(&v);
+    w.wait_ready_on("sql", Duration::from_secs(15)).await;
+
+    let body = json!({"owner": "holder", "fencing_token": token, "ttl_ms": 60_000});
+    let (s, v) = w.post("/v1/locks/lost/extend", body).await;
+    assert_eq!(
+        (s, v["state"].as_str(), v["reason"].as_str()),
+        (409, Some("lock_lost"), Some("tier_switched")),
+        "{v}"
+    );
+    let (s, v) = w.release("lost", "holder", token).await;
+    assert_eq!(
+        (s, v["state"].as_str(), v["reason"].as_str()),
+        (409, Some("lock_lost"), Some("tier_switched")),
+        "{v}"
+    );
+    // On SQL the key is free (after the grace) and its next token is larger.
+    let (s, v) = w.acquire("lost", "next", 1_000, 0).await;
+    assert_eq!((s, v["mode"].as_str()), (200, Some("fallback")), "{v}");
+    assert!(v["fencing_token"].as_i64().unwrap() > token);
+    // The holder's own acquire is a new grant, never the lost one.
+    let (s, v) = w
+        .release("lost", "next", v["fencing_token"].as_i64().unwrap())
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let (s, v) = w.acquire("lost", "holder", 1_000, 0).await;
+    assert_eq!(s, 200, "{v}");
+    assert!(v["fencing_token"].as_i64().unwrap() > token);
+}
+
+/// A 503 answer's `reason` is one of the documented codes, and no internal text leaks.
+fn assert_stable_reason(v: &Value) {
+    let reason = v["reason"].as_str().unwrap_or_default();
+    assert!(Blocked::REASONS.contains(&reason), "unstable reason: {v}");
+    if reason == "failover_grace" {
+        assert!(v["retry_after_ms"].as_i64().unwrap() > 0, "{v}");
+    }
+    let text = v.to_string();
+    for leak in ["error", "store", "timed out", "connection", "epoch kept"] {
+        assert!(!text.contains(leak), "internal text in {text}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_refusal_of_an_outage_carries_a_stable_reason() {
+    let mut pg = Postgres::start();
+    let mut redis = Redis::start();
+    let w = Warden::start(&fast_failover(&pg, Some(redis.url())));
+    w.wait_ready_on("redis", Duration::from_secs(10)).await;
+
+    // Redis gone: refusals name it (or the failover grace), then SQL serves.
+    redis.kill();
+    let mut reasons = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (s, v) = w.acquire("sr", "o", 1_000, 0).await;
+        if s == 200 {
+            break;
+        }
+        assert_eq!(s, 503, "{v}");
+        assert_stable_reason(&v);
+        reasons.push(v["reason"].as_str().unwrap().to_owned());
+        assert!(Instant::now() < deadline, "never served on sql: {v}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        reasons.iter().any(|r| r == "redis_unavailable"),
+        "{reasons:?}"
+    );
+    assert!(reasons.iter().any(|r| r == "failover_grace"), "{reasons:?}");
+
+    // Both gone: every answer is a safe block with a stable reason; the status says why.
+    pg.stop();
+    tokio::time::sleep(Duration::from_millis(800)).await; // the tier lease (400 ms) runs out
+    let calls = [
+        (
+            "/v1/locks/sr2/acquire",
+            json!({"owner": "o", "ttl_ms": 1000}),
+        ),
+        ("/v1/idempotency/sr2/begin", json!({"lease_ms": 1000})),
+    ];
+    for (path, body) in calls {
+        let (s, v) = w.post(path, body).await;
+        assert_eq!(s, 503, "{path}: {v}");
+        assert_stable_reason(&v);
+        assert_eq!(v["reason"], "both_tiers_down", "{path}: {v}");
+    }
+    let (s, v) = w.get("/readyz").await;
+    assert_eq!(
+        (s, v["blocked_reason"].as_str()),
+        (503, Some("both_tiers_down"))
+    );
+}
