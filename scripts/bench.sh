@@ -3,13 +3,14 @@
 #   primary  = Warden on Redis (PostgreSQL, fsync on, as its durable tier), with a raw
 #              redis-benchmark EVAL baseline of the same Lua step on the same Redis;
 #   fallback = Warden on PostgreSQL alone.
-# Usage: scripts/bench.sh [seconds per row] [suites, default "locks idempotency flash-sale streams"]
-# (prints figures; asserts nothing)
+# Usage: scripts/bench.sh [seconds per row] [suites, default "locks locks-wrk idempotency flash-sale streams"]
+# Warden runs with its default settings (logging included). Prints figures; asserts nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs="${1:-5}"
-suites="${2:-locks idempotency flash-sale streams}"
+suites="${2:-locks locks-wrk idempotency flash-sale streams}"
 command -v redis-benchmark >/dev/null || { echo "needs redis-tools (scripts/test.sh installs it)"; exit 1; }
+case " $suites " in *" locks-wrk "*) command -v wrk >/dev/null || { echo "needs wrk (apt-get install wrk)"; exit 1; } ;; esac
 cargo build --release --quiet
 bin=target/release/warden
 dir=$(mktemp -d); chown postgres "$dir" 2>/dev/null || true
@@ -32,8 +33,8 @@ as_pg "$pgbin/pg_ctl" -D "$dir/data" -o "-p $pp -k $dir -c listen_addresses=127.
 as_pg "$pgbin/createdb" -h "$dir" -p "$pp" -U postgres fallback
 start_warden() { # start_warden TIER DATABASE env VAR=…
   tier=$1 db=$2; shift 2
-  WARDEN_LOG=warn WARDEN_LISTEN="127.0.0.1:$wp" WARDEN_DATABASE_URL="postgres://postgres@127.0.0.1:$pp/$db" \
-    WARDEN_SQL_POOL=32 WARDEN_CONFIG=/nonexistent "$@" "$bin" serve >"$dir/warden.log" 2>&1 &
+  WARDEN_LISTEN="127.0.0.1:$wp" WARDEN_DATABASE_URL="postgres://postgres@127.0.0.1:$pp/$db" \
+    WARDEN_CONFIG=/nonexistent "$@" "$bin" serve >"$dir/warden.log" 2>&1 &
   wpid=$!
   for _ in $(seq 100); do
     curl -sf "127.0.0.1:$wp/readyz" 2>/dev/null | grep -q "\"tier\":\"$tier\"" && return; sleep 0.1

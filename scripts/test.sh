@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the whole test suite against real servers. Installs redis-server and PostgreSQL from
-# Debian's packages when they are missing, and unpacks promtool (for the alert rules); the
+# Debian's packages when they are missing, unpacks promtool (for the alert rules) and installs
+# schemathesis from PyPI into a throwaway virtualenv (for the OpenAPI conformance run); the
 # tests start their own throwaway instances on free ports in temporary directories.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,6 +13,8 @@ command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v redis-cli >/dev/null 2>&1 || need+=(redis-tools)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 command -v curl >/dev/null 2>&1 || need+=(curl)
+command -v python3 >/dev/null 2>&1 || need+=(python3)
+python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"
   $sudo apt-get update -qq
@@ -35,6 +38,18 @@ if [ -z "${PROMTOOL:-}" ]; then
   fi
 fi
 export PROMTOOL
+
+# schemathesis (the OpenAPI conformance test) from PyPI, in a virtualenv under target/.
+if [ -z "${SCHEMATHESIS:-}" ]; then
+  venv="$PWD/target/schemathesis"
+  if [ ! -x "$venv/bin/schemathesis" ]; then
+    rm -rf "$venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q "schemathesis==4.32.5"
+  fi
+  SCHEMATHESIS="$venv/bin/schemathesis"
+fi
+export SCHEMATHESIS
 
 export CI="${CI:-}"
 cargo fmt --all -- --check

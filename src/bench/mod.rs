@@ -9,6 +9,7 @@ mod flash;
 mod idem;
 mod locks;
 mod streams;
+mod wrk;
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -19,7 +20,8 @@ use serde_json::Value;
 /// Arguments of `warden bench`.
 #[derive(clap::Args, Debug)]
 pub struct BenchArgs {
-    /// What to measure: `locks`, `idempotency`, `flash-sale` or `streams`.
+    /// What to measure: `locks`, `locks-wrk` (wrk drives the acquires), `idempotency`,
+    /// `flash-sale` or `streams`.
     #[arg(default_value = "locks")]
     pub suite: String,
     /// Base URL of the Warden under test.
@@ -208,11 +210,12 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
     let tag = format!("{}", crate::clock::now_ms());
     match args.suite.as_str() {
         "locks" => locks::run(&args, mode, epoch, &tag).await,
+        "locks-wrk" => wrk::run(&args, mode, epoch).await,
         "idempotency" => idem::run(&args, mode, epoch, &tag).await,
         "flash-sale" => flash::run(&args, mode, epoch, &tag).await,
         "streams" => streams::run(&args, mode, &tag).await,
         other => Err(format!(
-            "unknown bench suite {other:?} (available: locks, idempotency, flash-sale, streams)"
+            "unknown bench suite {other:?} (available: locks, locks-wrk, idempotency, flash-sale, streams)"
         )),
     }
 }

@@ -1,0 +1,97 @@
+//! `warden bench locks-wrk`: acquires of new keys driven by an external load generator (wrk,
+//! one thread, one connection per client), against the raw acquire script in the same run.
+
+use super::{baseline, BenchArgs};
+use crate::store::redis::ACQUIRE_LUA;
+
+/// What one wrk run measured.
+struct Measured {
+    rate: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    non_2xx: u64,
+}
+
+/// A wrk latency such as `812.00us`, `2.10ms` or `1.01s`, in ms.
+fn millis(text: &str) -> Option<f64> {
+    let (num, scale) = if let Some(n) = text.strip_suffix("us") {
+        (n, 0.001)
+    } else if let Some(n) = text.strip_suffix("ms") {
+        (n, 1.0)
+    } else {
+        (text.strip_suffix('s')?, 1000.0)
+    };
+    num.parse::<f64>().ok().map(|v| v * scale)
+}
+
+/// Reads requests/s, p50, p99 and non-2xx answers from wrk's `--latency` report.
+fn parse(report: &str) -> Option<Measured> {
+    let field = |label: &str| {
+        report.lines().find_map(|l| {
+            let rest = l.trim().strip_prefix(label)?;
+            rest.split_whitespace().next().map(str::to_owned)
+        })
+    };
+    Some(Measured {
+        rate: field("Requests/sec:")?.parse().ok()?,
+        p50_ms: millis(&field("50%")?)?,
+        p99_ms: millis(&field("99%")?)?,
+        non_2xx: field("Non-2xx or 3xx responses:").map_or(Some(0), |n| n.parse().ok())?,
+    })
+}
+
+fn wrk(args: &BenchArgs, clients: usize, script: &std::path::Path) -> Result<Measured, String> {
+    let out = std::process::Command::new("wrk")
+        .args(["-t1", "--latency", "-c", &clients.to_string()])
+        .args(["-d", &format!("{}s", args.seconds)])
+        .arg("-s")
+        .arg(script)
+        .arg(&args.url)
+        .output()
+        .map_err(|e| format!("wrk (Debian package wrk): {e}"))?;
+    let report = String::from_utf8_lossy(&out.stdout);
+    parse(&report).ok_or_else(|| format!("cannot read wrk's report: {report}"))
+}
+
+/// Runs the wrk lock suite.
+pub(crate) async fn run(args: &BenchArgs, mode: &str, epoch: i64) -> Result<(), String> {
+    let dir = std::env::temp_dir().join(format!("warden-wrk-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let script = dir.join("acquire.lua");
+    std::fs::write(&script, include_str!("wrk_acquire.lua")).map_err(|e| e.to_string())?;
+    for &c in &args.clients {
+        let m = wrk(args, c, &script)?;
+        let argv = [epoch.to_string(), "owner".into(), "1000".into()];
+        let base = args.redis_port.map(|p| {
+            let key = "warden:{rb}:__rand_int__:lock";
+            let layout = baseline::slot_layout(key);
+            let n = baseline::requests(m.rate);
+            baseline::eval(p, c, n, ACQUIRE_LUA, &layout, &argv)
+        });
+        println!(
+            "{mode:8} wrk acquire (new keys) clients {c:3}: {:9.0} acquires/s  non-2xx {:5}  p50 {:.2} ms  p99 {:.2} ms{}",
+            m.rate,
+            m.non_2xx,
+            m.p50_ms,
+            m.p99_ms,
+            baseline::column(base, m.rate)
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_a_wrk_latency_report() {
+        let report = "Running 5s test @ http://127.0.0.1:1\n  1 threads and 64 connections\n  Latency Distribution\n     50%  812.00us\n     75%    1.20ms\n     90%    2.00ms\n     99%    4.10ms\n  100000 requests in 5.00s, 20.00MB read\n  Non-2xx or 3xx responses: 3\nRequests/sec:  20000.50\nTransfer/sec:      4.00MB\n";
+        let m = parse(report).unwrap();
+        assert_eq!((m.rate, m.non_2xx), (20000.5, 3));
+        assert!((m.p50_ms - 0.812).abs() < 1e-9 && (m.p99_ms - 4.1).abs() < 1e-9);
+        assert_eq!(millis("1.50s"), Some(1500.0));
+        assert!(parse("garbage").is_none());
+    }
+}
