@@ -18,12 +18,14 @@ response_schema_conformance,negative_data_rejection";
 /// `schemathesis`: `$SCHEMATHESIS`, else the one on `PATH`. Without it the test fails under
 /// `CI` and is skipped (with a message) elsewhere; `scripts/test.sh` installs it.
 fn schemathesis() -> Option<PathBuf> {
-    let found = std::env::var_os("SCHEMATHESIS").map(PathBuf::from).or_else(|| {
-        let path = std::env::var_os("PATH")?;
-        std::env::split_paths(&path)
-            .map(|d| d.join("schemathesis"))
-            .find(|p| p.is_file())
-    });
+    let found = std::env::var_os("SCHEMATHESIS")
+        .map(PathBuf::from)
+        .or_else(|| {
+            let path = std::env::var_os("PATH")?;
+            std::env::split_paths(&path)
+                .map(|d| d.join("schemathesis"))
+                .find(|p| p.is_file())
+        });
     if found.is_none() {
         assert!(
             std::env::var_os("CI").is_none_or(|v| v.is_empty()),
@@ -63,5 +65,8 @@ async fn every_operation_answers_as_documented() {
         String::from_utf8_lossy(&out.stderr),
         w.tail_log()
     );
-    assert!(report.contains("Tested: "), "no operation tested:\n{report}");
+    assert!(
+        report.contains("Tested: "),
+        "no operation tested:\n{report}"
+    );
 }

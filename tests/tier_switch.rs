@@ -114,14 +114,20 @@ async fn instances_started_together_on_a_fresh_database_both_serve_at_once() {
     assert_eq!(a.status().await["epoch"], b.status().await["epoch"]);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn releases_across_a_fail_back_are_never_lost() {
+/// A Warden that served on Redis, then on SQL once Redis was SIGKILLed.
+async fn serving_on_sql_after_redis_died() -> (Postgres, Redis, Arc<Warden>) {
     let pg = Postgres::start();
     let mut redis = Redis::start();
     let w = Arc::new(Warden::start(&fast_failover(&pg, Some(redis.url()))));
     w.wait_ready_on("redis", Duration::from_secs(10)).await;
     redis.kill();
     w.wait_ready_on("sql", Duration::from_secs(15)).await;
+    (pg, redis, w)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn releases_across_a_fail_back_are_never_lost() {
+    let (_pg, mut redis, w) = serving_on_sql_after_redis_died().await;
     // Many live SQL leases: fail-back copies each into Redis while it arms.
     const N: usize = 400;
     let grants: Vec<i64> = join_all((0..N).map(|i| {
@@ -181,12 +187,7 @@ async fn releases_across_a_fail_back_are_never_lost() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn extends_across_a_fail_back_reach_the_lease_wherever_it_is() {
-    let pg = Postgres::start();
-    let mut redis = Redis::start();
-    let w = Arc::new(Warden::start(&fast_failover(&pg, Some(redis.url()))));
-    w.wait_ready_on("redis", Duration::from_secs(10)).await;
-    redis.kill();
-    w.wait_ready_on("sql", Duration::from_secs(15)).await;
+    let (_pg, mut redis, w) = serving_on_sql_after_redis_died().await;
     let (s, v) = w.acquire("ext", "holder", 2_000, 0).await;
     assert_eq!((s, v["mode"].as_str()), (200, Some("fallback")), "{v}");
     let token = v["fencing_token"].as_i64().unwrap();

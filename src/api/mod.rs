@@ -131,14 +131,35 @@ pub async fn serve_on(
     tracing::info!(%addr, database = %redact(&config.database_url),
         redis = config.redis_url.is_some(), "listening");
     let app = app(state(&warden), config.max_body_bytes);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let upkeep = tokio::spawn(metrics_upkeep(async {
+        let _ = stopped.await;
+    }));
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             shutdown.await;
             tracing::info!("shutting down");
         })
         .await?;
+    let _ = stop.send(());
+    let _ = upkeep.await;
     warden.shutdown().await;
     Ok(())
+}
+
+/// How often histogram samples are folded into their buckets.
+const METRICS_UPKEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Folds recorded histogram samples into their buckets every few seconds. The recorder keeps
+/// each sample until then: without this, a Warden nobody scrapes would hold every latency it
+/// ever measured.
+async fn metrics_upkeep(stop: impl Future<Output = ()>) {
+    let handle = metrics_handle();
+    crate::periodic::every(METRICS_UPKEEP_EVERY, stop, || {
+        handle.run_upkeep();
+        std::future::ready(())
+    })
+    .await
 }
 
 /// Hides a password in a URL for logging.

@@ -121,8 +121,12 @@ impl Tier {
             }
             return;
         }
+        // Fail-back waits until SQL has served for the breaker's open period after its grace:
+        // a fail-back as soon as the grace ends (a Redis that only this instance can reach,
+        // a long TTL) would leave SQL never granting at all.
+        let serving_since = row.changed_at.max(row.grants_from);
         let damped = row.reason != "init"
-            && self.now() - row.changed_at < self.cfg.breaker_open.as_millis() as i64;
+            && self.now() - serving_since < self.cfg.breaker_open.as_millis() as i64;
         if !on_redis && damped {
             return;
         }
