@@ -11,8 +11,9 @@ secs="${1:-5}"
 suites="${2:-locks locks-wrk idempotency flash-sale streams}"
 command -v redis-benchmark >/dev/null || { echo "needs redis-tools (scripts/test.sh installs it)"; exit 1; }
 case " $suites " in *" locks-wrk "*) command -v wrk >/dev/null || { echo "needs wrk (apt-get install wrk)"; exit 1; } ;; esac
-cargo build --release --quiet
+cargo build --release --quiet --workspace
 bin=target/release/warden
+bench=target/release/warden-bench
 dir=$(mktemp -d); chown postgres "$dir" 2>/dev/null || true
 port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
 rp=$(port); pp=$(port); wp=$(port)
@@ -46,9 +47,9 @@ echo "# machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB; $(redi
 for suite in $suites; do
   clients=1,16,64; [ "$suite" = flash-sale ] && clients=64,256
   start_warden redis postgres env WARDEN_REDIS_URL="redis://127.0.0.1:$rp/"
-  "$bin" bench "$suite" --url "http://127.0.0.1:$wp" --seconds "$secs" --clients "$clients" --redis-port "$rp"
+  "$bench" "$suite" --url "http://127.0.0.1:$wp" --seconds "$secs" --clients "$clients" --redis-port "$rp"
   kill "$wpid"; wait "$wpid" 2>/dev/null || true
   start_warden sql fallback env
-  "$bin" bench "$suite" --url "http://127.0.0.1:$wp" --seconds "$secs" --clients "$clients"
+  "$bench" "$suite" --url "http://127.0.0.1:$wp" --seconds "$secs" --clients "$clients"
   kill "$wpid"; wait "$wpid" 2>/dev/null || true
 done

@@ -53,5 +53,5 @@ export SCHEMATHESIS
 
 export CI="${CI:-}"
 cargo fmt --all -- --check
-cargo clippy --all-targets --quiet -- -D warnings
-cargo test --all-targets --no-fail-fast 2>&1
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+cargo test --workspace --all-targets --no-fail-fast 2>&1

@@ -2,26 +2,23 @@
 //!
 //! Dependencies run one way: [`api`] → domain modules ([`lock`], [`fence`], [`idem`],
 //! [`reserve`], [`stream`]) → [`tier`] →
-//! [`store`]. [`service::Warden`] runs them in-process; the binary only wires
-//! [`config::Config`] to [`api::serve`].
+//! [`store`]; [`runtime`] holds the infrastructure they share. [`service::Warden`] runs them
+//! in-process; the binary only wires [`config::Config`] to [`api::serve`]. The load generator
+//! is a crate of its own (`bench/`, binary `warden-bench`).
 #![warn(missing_docs)]
 #![warn(clippy::await_holding_lock)]
 
 pub mod api;
-pub mod bench;
-pub mod clock;
 pub mod config;
 pub mod fence;
-pub mod group_commit;
 pub mod idem;
 pub mod key;
 pub mod lock;
 pub mod logging;
 pub mod metrics_names;
-pub mod periodic;
 pub mod reserve;
+pub mod runtime;
 pub mod service;
 pub mod store;
 pub mod stream;
 pub mod tier;
-mod waiters;

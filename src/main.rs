@@ -2,8 +2,6 @@
 
 use clap::{Parser, Subcommand};
 
-use warden::bench::BenchArgs;
-
 /// mimalloc: glibc's allocator showed lock contention between arenas in the lock benchmark
 /// (see BENCHMARKS.md).
 #[global_allocator]
@@ -25,8 +23,6 @@ struct Cli {
 enum Command {
     /// Run the HTTP service.
     Serve(Settings),
-    /// Drive a running Warden and print throughput and latency percentiles.
-    Bench(BenchArgs),
     /// Compare every SKU's Redis stock copy with SQL; print and count each difference.
     Reconcile {
         /// Reseed differing Redis copies from SQL (the durable truth).
@@ -48,7 +44,6 @@ async fn main() -> std::process::ExitCode {
                 .map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),
         },
-        Command::Bench(args) => warden::bench::run(args).await,
         Command::Reconcile { fix, settings } => match settings.resolve() {
             Ok(config) => warden::service::reconcile(&config, fix)
                 .await

@@ -13,13 +13,13 @@ use crate::config::Config;
 use crate::fence::Fences;
 use crate::idem::Idempotency;
 use crate::lock::Locks;
-use crate::periodic::every;
 use crate::reserve::Reservations;
+use crate::runtime::periodic::every;
 use crate::store::redis::RedisStore;
 use crate::store::sql::SqlStore;
 use crate::store::StoreError;
 use crate::stream::{StreamConfig, Streams};
-use crate::tier::{Tier, TierConfig};
+use crate::tier::{Tier, TierConfig, TierName};
 
 /// The services of one Warden instance.
 pub struct Warden {
@@ -178,7 +178,11 @@ async fn reconcile_periodically(
 pub async fn reconcile(config: &Config, fix: bool) -> Result<String, String> {
     let warden = Warden::start(config).await.map_err(|e| e.to_string())?;
     let found = warden.reservations.reconcile(fix).await;
-    let tier = warden.tier.status().tier.unwrap_or_default();
+    let tier = warden
+        .tier
+        .status()
+        .tier
+        .map_or("unknown", TierName::as_str);
     warden.shutdown().await;
     let found = found.map_err(|e| e.to_string())?;
     let mut report = format!("tier {tier}: {} mismatching sku(s)\n", found.len());

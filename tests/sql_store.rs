@@ -6,8 +6,8 @@ mod support;
 
 use std::time::Duration;
 
-use warden::clock::now_ms;
 use warden::key::Key;
+use warden::runtime::clock::now_ms;
 use warden::store::idem::{IdemState, IdemWrite, IdemWritten};
 use warden::store::sql::SqlStore;
 use warden::store::{token_base, AcquireReply, LockStore};
@@ -115,7 +115,7 @@ async fn reaper_keeps_tokens_growing(sql: SqlStore) {
     );
 
     let switched = sql
-        .switch_tier(e1, "sql", "test", now, now)
+        .switch_tier(e1, warden::store::TierName::Sql, "test", now, now)
         .await
         .unwrap()
         .unwrap();

@@ -11,17 +11,17 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use utoipa::ToSchema;
 
+use super::answer::{blocked, SafeBlockAnswer};
 use super::extract::{in_range, token, Body, PathKey};
-use super::locks::{blocked, LockAnswer};
 use super::observe::Op;
 use super::problem::{state_problem, ApiError, Problem};
 use super::AppState;
-use crate::clock::rfc3339;
 use crate::idem::{
     BeginRequest, Begun, Finished, DEFAULT_LEASE_MS, DEFAULT_TTL_MS, MAX_FINGERPRINT, MAX_LEASE_MS,
     MAX_TTL_MS, MAX_WAIT_MS,
 };
 use crate::key::Key;
+use crate::runtime::clock::rfc3339;
 use crate::tier::Mode;
 
 /// `POST /v1/idempotency/{key}/begin` body.
@@ -164,7 +164,7 @@ fn begin_request(key: Key, body: BeginBody) -> Result<BeginRequest, ApiError> {
         (status = 200, description = "completed (the saved response)", body = IdemAnswer),
         (status = 409, description = "in_progress", body = IdemAnswer),
         (status = 422, description = "fingerprint_mismatch or bad input", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "safe_block", body = LockAnswer)))]
+        (status = 503, description = "safe_block", body = SafeBlockAnswer)))]
 pub async fn begin(
     State(app): State<AppState>,
     PathKey(key): PathKey,
@@ -271,7 +271,7 @@ fn finished(
     params(("key" = String, Path, description = "idempotency key")),
     responses((status = 200, description = "completed (durable in SQL)", body = IdemAnswer),
         (status = 409, description = "conflict: the token is not the key's claim", body = IdemAnswer),
-        (status = 503, description = "safe_block", body = LockAnswer)))]
+        (status = 503, description = "safe_block", body = SafeBlockAnswer)))]
 pub async fn complete(
     State(app): State<AppState>,
     PathKey(key): PathKey,
@@ -289,7 +289,7 @@ pub async fn complete(
     params(("key" = String, Path, description = "idempotency key")),
     responses((status = 200, description = "released", body = IdemAnswer),
         (status = 409, description = "conflict", body = IdemAnswer),
-        (status = 503, description = "safe_block", body = LockAnswer)))]
+        (status = 503, description = "safe_block", body = SafeBlockAnswer)))]
 pub async fn fail(
     State(app): State<AppState>,
     PathKey(key): PathKey,
@@ -306,7 +306,7 @@ pub async fn fail(
     params(("key" = String, Path, description = "idempotency key")),
     responses((status = 200, description = "extended", body = IdemAnswer),
         (status = 409, description = "conflict", body = IdemAnswer),
-        (status = 503, description = "safe_block", body = LockAnswer)))]
+        (status = 503, description = "safe_block", body = SafeBlockAnswer)))]
 pub async fn extend(
     State(app): State<AppState>,
     PathKey(key): PathKey,

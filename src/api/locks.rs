@@ -9,14 +9,15 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::answer::{blocked, SafeBlockAnswer};
 use super::extract::{in_range, owner, token, Body, PathKey};
 use super::observe::Op;
 use super::problem::ApiError;
 use super::AppState;
-use crate::clock::rfc3339;
 use crate::fence::FenceOutcome;
 use crate::lock::{AcquireRequest, Acquired, LostReason, Touch, MAX_TTL_MS, MAX_WAIT_MS};
-use crate::tier::{Blocked, Mode};
+use crate::runtime::clock::rfc3339;
+use crate::tier::Mode;
 
 /// `POST /v1/locks/{key}/acquire` body.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -74,13 +75,10 @@ pub struct LockAnswer {
     /// Lease expiry, RFC 3339 UTC.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<String>,
-    /// For `lock_busy` and safe blocks: when a retry may succeed, in ms.
+    /// For `lock_busy`: when a retry may succeed, in ms.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retry_after_ms: Option<i64>,
-    /// For safe blocks, why nothing was done: `failover_grace`, `tier_lease_expired`,
-    /// `redis_unavailable`, `database_unavailable`, `both_tiers_down`, `epoch_changing`,
-    /// `safe_mode` or `token_space_exhausted`. For `lock_lost`, why the lease is gone:
-    /// `expired`, `superseded` or `tier_switched`.
+    /// For `lock_lost`, why the lease is gone: `expired`, `superseded` or `tier_switched`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<&'static str>,
 }
@@ -109,24 +107,13 @@ fn reply(op: &Op, key: &str, status: StatusCode, answer: LockAnswer) -> Response
     (status, Json(answer)).into_response()
 }
 
-pub(super) fn blocked(op: &Op, key: &str, state: &'static str, b: Blocked) -> Response {
-    tracing::warn!(reason = b.reason(), state, "safe block");
-    let answer = LockAnswer {
-        state,
-        reason: Some(b.reason()),
-        retry_after_ms: b.retry_after_ms(),
-        ..LockAnswer::default()
-    };
-    reply(op, key, StatusCode::SERVICE_UNAVAILABLE, answer)
-}
-
 /// Acquires a lock.
 #[utoipa::path(post, path = "/v1/locks/{key}/acquire", request_body = AcquireBody,
     params(("key" = String, Path, description = "lock key")),
     responses(
         (status = 200, description = "lock_acquired_primary / lock_acquired_fallback", body = LockAnswer),
         (status = 409, description = "lock_busy", body = LockAnswer),
-        (status = 503, description = "lock_acquire_failed_safe_block", body = LockAnswer),
+        (status = 503, description = "lock_acquire_failed_safe_block", body = SafeBlockAnswer),
         (status = 400, description = "bad input", body = super::problem::Problem, content_type = "application/problem+json")))]
 pub async fn acquire(
     State(app): State<AppState>,
@@ -189,7 +176,7 @@ fn refused(op: &Op, key: &str, mode: Mode, lost: Option<LostReason>) -> Response
     params(("key" = String, Path, description = "lock key")),
     responses((status = 200, description = "extended", body = LockAnswer),
         (status = 409, description = "not_owner", body = LockAnswer),
-        (status = 503, description = "safe_block", body = LockAnswer)))]
+        (status = 503, description = "safe_block", body = SafeBlockAnswer)))]
 pub async fn extend(
     State(app): State<AppState>,
     PathKey(key): PathKey,
@@ -223,7 +210,7 @@ pub async fn extend(
     params(("key" = String, Path, description = "lock key")),
     responses((status = 200, description = "released", body = LockAnswer),
         (status = 409, description = "not_owner", body = LockAnswer),
-        (status = 503, description = "safe_block", body = LockAnswer)))]
+        (status = 503, description = "safe_block", body = SafeBlockAnswer)))]
 pub async fn release(
     State(app): State<AppState>,
     PathKey(key): PathKey,
@@ -253,7 +240,7 @@ pub async fn release(
     params(("key" = String, Path, description = "lock key")),
     responses((status = 200, description = "held", body = LockAnswer),
         (status = 404, description = "not_held", body = LockAnswer),
-        (status = 503, description = "safe_block", body = LockAnswer)))]
+        (status = 503, description = "safe_block", body = SafeBlockAnswer)))]
 pub async fn read(State(app): State<AppState>, PathKey(key): PathKey) -> Response {
     let op = Op::start("lock_get");
     let k = key.as_str();
@@ -286,7 +273,7 @@ pub async fn read(State(app): State<AppState>, PathKey(key): PathKey) -> Respons
     params(("resource" = String, Path, description = "fenced resource")),
     responses((status = 200, description = "accepted", body = FenceAnswer),
         (status = 409, description = "stale_token", body = FenceAnswer),
-        (status = 503, description = "safe_block", body = LockAnswer)))]
+        (status = 503, description = "safe_block", body = SafeBlockAnswer)))]
 pub async fn fence_check(
     State(app): State<AppState>,
     PathKey(resource): PathKey,

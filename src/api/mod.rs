@@ -1,6 +1,7 @@
 //! HTTP layer: routing, extraction and answers. It calls domain modules only; every malformed
 //! request is refused here with a problem document before any state is touched (G8).
 
+mod answer;
 pub mod extract;
 mod idem;
 mod locks;
@@ -155,7 +156,7 @@ const METRICS_UPKEEP_EVERY: std::time::Duration = std::time::Duration::from_secs
 /// ever measured.
 async fn metrics_upkeep(stop: impl Future<Output = ()>) {
     let handle = metrics_handle();
-    crate::periodic::every(METRICS_UPKEEP_EVERY, stop, || {
+    crate::runtime::periodic::every(METRICS_UPKEEP_EVERY, stop, || {
         handle.run_upkeep();
         std::future::ready(())
     })

@@ -11,7 +11,8 @@ use utoipa::{OpenApi, ToSchema};
 use super::openapi::ApiDoc;
 
 use super::AppState;
-use crate::clock::rfc3339;
+use crate::runtime::clock::rfc3339;
+use crate::tier::TierName;
 
 /// `GET /v1/status` answer.
 #[derive(Debug, Serialize, ToSchema)]
@@ -19,7 +20,7 @@ pub struct StatusAnswer {
     /// Always `ok`.
     pub state: &'static str,
     /// Active tier: `redis` or `sql` (null before the tier row was read).
-    pub tier: Option<String>,
+    pub tier: Option<&'static str>,
     /// Current epoch (integer).
     pub epoch: Option<i64>,
     /// Breaker: `closed`, `open` or `half_open`.
@@ -61,7 +62,7 @@ fn status_answer(app: &AppState) -> StatusAnswer {
     let s = app.tier.status();
     StatusAnswer {
         state: "ok",
-        tier: s.tier,
+        tier: s.tier.map(TierName::as_str),
         epoch: s.epoch,
         breaker: s.breaker.as_str(),
         safe_mode: s.safe_mode,

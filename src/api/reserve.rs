@@ -11,18 +11,18 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use utoipa::ToSchema;
 
+use super::answer::{blocked, SafeBlockAnswer};
 use super::extract::{in_range, owner, Body, PathKey};
-use super::locks::{blocked, LockAnswer};
 use super::observe::Op;
 use super::problem::{state_problem, ApiError, Problem};
 use super::AppState;
-use crate::clock::rfc3339;
 use crate::idem::{BeginRequest, Begun};
 use crate::key::Key;
 use crate::reserve::{
     ReserveRequest, Reserved, Settled, TotalSet, DEFAULT_TTL_MS, MAX_QUANTITY, MAX_TOTAL,
     MAX_TTL_MS,
 };
+use crate::runtime::clock::rfc3339;
 use crate::store::reserve::{HoldState, Stock};
 use crate::tier::{Blocked, Mode};
 
@@ -114,7 +114,7 @@ fn stock_answer(sku: &str, s: Stock, mode: Mode) -> StockAnswer {
     params(("sku" = String, Path, description = "SKU")),
     responses((status = 200, description = "the stock record", body = StockAnswer),
         (status = 409, description = "total_below_held: holds and sales exceed the total", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "safe_block", body = LockAnswer)))]
+        (status = 503, description = "safe_block", body = SafeBlockAnswer)))]
 pub async fn set_total(
     State(app): State<AppState>,
     PathKey(sku): PathKey,
@@ -151,7 +151,7 @@ pub async fn set_total(
     params(("sku" = String, Path, description = "SKU")),
     responses((status = 200, description = "the stock record", body = StockAnswer),
         (status = 404, description = "unknown_sku", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "safe_block", body = LockAnswer)))]
+        (status = 503, description = "safe_block", body = SafeBlockAnswer)))]
 pub async fn read(State(app): State<AppState>, PathKey(sku): PathKey) -> Response {
     let op = Op::start("inventory_get");
     let k = sku.as_str();
@@ -276,7 +276,7 @@ fn idempotency_key(
     responses((status = 201, description = "reserved", body = ReservationAnswer),
         (status = 409, description = "out_of_stock / already_reserved / in_progress", body = ReservationAnswer),
         (status = 422, description = "bad input or fingerprint_mismatch", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "safe_block", body = LockAnswer)))]
+        (status = 503, description = "safe_block", body = SafeBlockAnswer)))]
 pub async fn reserve(
     State(app): State<AppState>,
     PathKey(sku): PathKey,
@@ -413,7 +413,7 @@ async fn settle(app: &AppState, op: &'static str, id: &Key, to: HoldState) -> Re
         (status = 410, description = "expired", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "already_released", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "unknown_reservation", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "safe_block", body = LockAnswer)))]
+        (status = 503, description = "safe_block", body = SafeBlockAnswer)))]
 pub async fn confirm(State(app): State<AppState>, PathKey(id): PathKey) -> Response {
     settle(&app, "reservation_confirm", &id, HoldState::Confirmed).await
 }
@@ -425,7 +425,7 @@ pub async fn confirm(State(app): State<AppState>, PathKey(id): PathKey) -> Respo
         (status = 410, description = "expired", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "already_confirmed", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "unknown_reservation", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "safe_block", body = LockAnswer)))]
+        (status = 503, description = "safe_block", body = SafeBlockAnswer)))]
 pub async fn release(State(app): State<AppState>, PathKey(id): PathKey) -> Response {
     settle(&app, "reservation_release", &id, HoldState::Released).await
 }

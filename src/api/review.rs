@@ -10,12 +10,12 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::answer::{blocked, SafeBlockAnswer};
 use super::extract::{identity, in_range, Body, PathKey};
-use super::locks::{blocked, LockAnswer};
 use super::observe::Op;
 use super::problem::{state_problem, ApiError, Problem};
 use super::AppState;
-use crate::clock::rfc3339;
+use crate::runtime::clock::rfc3339;
 use crate::store::stream::{ReviewFilter, ReviewItem, ReviewState};
 use crate::stream::rules::{Action, Outcome};
 use crate::stream::MAX_REVIEW_PAGE;
@@ -125,7 +125,7 @@ fn view(r: ReviewItem) -> ReviewView {
         ("limit" = Option<i64>, Query, description = "1..=1000, default 100")),
     responses((status = 200, description = "the items", body = ReviewAnswer),
         (status = 422, description = "bad input", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "safe_block", body = LockAnswer)))]
+        (status = 503, description = "safe_block", body = SafeBlockAnswer)))]
 pub async fn list(
     State(app): State<AppState>,
     query: Result<Query<ReviewQuery>, QueryRejection>,
@@ -168,7 +168,7 @@ pub async fn list(
         (status = 404, description = "unknown_review_item", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "already_resolved or action_refused", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "bad input", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "safe_block", body = LockAnswer)))]
+        (status = 503, description = "safe_block", body = SafeBlockAnswer)))]
 pub async fn resolve(
     State(app): State<AppState>,
     PathKey(id): PathKey,

@@ -11,12 +11,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use utoipa::ToSchema;
 
+use super::answer::{blocked, SafeBlockAnswer};
 use super::extract::{identity, in_range, Body, PathKey, PathKeys};
-use super::locks::{blocked, LockAnswer};
 use super::observe::Op;
 use super::problem::{state_problem, ApiError, Problem};
 use super::AppState;
-use crate::clock::rfc3339;
+use crate::runtime::clock::rfc3339;
 use crate::store::stream::{Counters, Intent};
 use crate::store::MAX_TOKEN;
 use crate::stream::rules::{NewIntent, Outcome};
@@ -226,7 +226,7 @@ fn intent_id(raw: &str) -> Result<String, ApiError> {
         (status = 200, description = "accepted: a repeat of intent_id, same commit_sequence", body = StreamAnswer),
         (status = 409, description = "intent_conflict: intent_id exists with other content", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "bad input", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "safe_block", body = LockAnswer)))]
+        (status = 503, description = "safe_block", body = SafeBlockAnswer)))]
 pub async fn intake(
     State(app): State<AppState>,
     PathKey(stream): PathKey,
@@ -299,7 +299,7 @@ pub async fn intake(
 #[utoipa::path(post, path = "/v1/dispatch/claim", request_body = ClaimBody,
     responses((status = 200, description = "claimed: the leased intents (maybe none)", body = StreamAnswer),
         (status = 422, description = "bad input", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "safe_block", body = LockAnswer)))]
+        (status = 503, description = "safe_block", body = SafeBlockAnswer)))]
 pub async fn claim(
     State(app): State<AppState>,
     Body(body): Body<ClaimBody>,
@@ -330,7 +330,7 @@ pub async fn claim(
         (status = 202, description = "waiting_previous_commit: parked until its predecessor commits", body = StreamAnswer),
         (status = 409, description = "blocked_conflict with reason", body = StreamAnswer),
         (status = 422, description = "bad input", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "safe_block", body = LockAnswer)))]
+        (status = 503, description = "safe_block", body = SafeBlockAnswer)))]
 pub async fn commit(
     State(app): State<AppState>,
     PathKey(stream): PathKey,
@@ -396,7 +396,7 @@ pub async fn commit(
         (status = 409, description = "conflict_blocked: the stream is at another version", body = StreamAnswer),
         (status = 410, description = "expired_manual: older than its type's TTL; now in manual review", body = StreamAnswer),
         (status = 404, description = "unknown_intent", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "safe_block", body = LockAnswer)))]
+        (status = 503, description = "safe_block", body = SafeBlockAnswer)))]
 pub async fn replay(
     State(app): State<AppState>,
     PathKeys(stream, id): PathKeys,
@@ -460,7 +460,7 @@ pub async fn replay(
     params(("stream" = String, Path, description = "stream")),
     responses((status = 200, description = "next_sequence, last_committed, version, waiting", body = StreamAnswer),
         (status = 404, description = "unknown_stream", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "safe_block", body = LockAnswer)))]
+        (status = 503, description = "safe_block", body = SafeBlockAnswer)))]
 pub async fn read(State(app): State<AppState>, PathKey(stream): PathKey) -> Response {
     let op = Op::start("stream_get");
     let k = stream.as_str();

@@ -10,14 +10,14 @@ pub use run::{Claim, Ran, RunError, RunOptions};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::group_commit::{GroupCommit, GroupCommitConfig};
 use crate::key::Key;
 use crate::metrics_names as m;
+use crate::runtime::group_commit::{GroupCommit, GroupCommitConfig};
+use crate::runtime::waiters::Waiters;
 use crate::store::idem::{fingerprints_conflict, IdemRecord, IdemState, IdemWrite, IdemWritten};
 use crate::store::redis::{IdemBegin, RedisStore};
 use crate::store::{bounded, token_base, StoreError};
 use crate::tier::{Backend, Blocked, Mode, Tier};
-use crate::waiters::Waiters;
 
 /// Longest claim lease, ms.
 pub const MAX_LEASE_MS: i64 = 3_600_000;

@@ -10,9 +10,9 @@ mod rules;
 pub use rules::{LostReason, Touch};
 
 use crate::key::Key;
+use crate::runtime::waiters::Waiters;
 use crate::store::{token_parts, AcquireReply, Lease, LockStore, StoreError, Touched, MAX_TOKEN};
 use crate::tier::{Backend, Blocked, Mode, Tier};
-use crate::waiters::Waiters;
 use rules::Miss;
 
 /// Longest lock TTL accepted, in milliseconds.

@@ -12,14 +12,14 @@ pub use reconcile::Mismatch;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::group_commit::{GroupCommit, GroupCommitConfig};
 use crate::key::Key;
 use crate::metrics_names as m;
+use crate::runtime::group_commit::{GroupCommit, GroupCommitConfig};
+use crate::runtime::waiters::Waiters;
 use crate::store::redis::RedisStore;
 use crate::store::reserve::{Hold, HoldState, ReserveReply, Stock, Transitioned};
 use crate::store::{bounded, StoreError};
 use crate::tier::{Active, Backend, Blocked, Mode, Tier};
-use crate::waiters::Waiters;
 
 /// Longest hold, ms (24 h).
 pub const MAX_TTL_MS: i64 = 86_400_000;
@@ -383,7 +383,7 @@ impl Reservations {
 
     /// Runs the expiry reaper until `stop` completes.
     pub async fn reap(self: Arc<Self>, stop: impl std::future::Future<Output = ()>) {
-        crate::periodic::every(REAP_EVERY, stop, || async {
+        crate::runtime::periodic::every(REAP_EVERY, stop, || async {
             match self.expire_due().await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(expired = n, "holds returned to stock"),

@@ -33,6 +33,32 @@ pub async fn bounded<T>(
         .unwrap_or(Err(StoreError::Timeout))
 }
 
+/// The two tiers, as the shared tier row names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TierName {
+    /// The Redis primary tier.
+    Redis,
+    /// The SQL durable tier.
+    Sql,
+}
+
+impl TierName {
+    /// The name stored in the tier row and shown in `/v1/status`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Redis => "redis",
+            Self::Sql => "sql",
+        }
+    }
+
+    /// The tier a stored name means.
+    pub fn parse(name: &str) -> Option<Self> {
+        [Self::Redis, Self::Sql]
+            .into_iter()
+            .find(|t| t.as_str() == name)
+    }
+}
+
 /// A lock lease as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Lease {

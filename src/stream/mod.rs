@@ -17,12 +17,12 @@ use std::time::Duration;
 
 use futures::future::join_all;
 
-use crate::group_commit::{GroupCommit, GroupCommitConfig};
 use crate::metrics_names as m;
+use crate::runtime::group_commit::{GroupCommit, GroupCommitConfig};
+use crate::runtime::waiters::Waiters;
 use crate::store::stream::{Counters, Intent, IntentState, ReviewFilter, ReviewItem, StreamChange};
 use crate::store::{bounded, StoreError};
 use crate::tier::{Backend, Blocked, Mode, Tier};
-use crate::waiters::Waiters;
 use rules::{Action, NewIntent, Op, Outcome, Refusal, TtlTable, Write};
 
 /// Longest `wait_ms` of a commit.
@@ -304,7 +304,7 @@ impl Streams {
     /// Sweeps overdue commits and refreshes the queue gauges until `stop` completes.
     pub async fn run_background(self: Arc<Self>, stop: impl std::future::Future<Output = ()>) {
         let period = (self.cfg.causal_wait / 4).clamp(Duration::from_millis(20), TICK);
-        crate::periodic::every(period, stop, || async {
+        crate::runtime::periodic::every(period, stop, || async {
             match self.sweep().await {
                 Ok(0) => {}
                 Ok(n) => tracing::warn!(moved = n, "parked commits timed out into manual review"),

@@ -11,9 +11,9 @@ use tokio::time::Instant;
 
 use super::rules::{Op, Outcome, Refusal};
 use super::{CommitRequest, Committed, Streams};
+use crate::runtime::waiters::KeySlot;
 use crate::store::stream::IntentState;
 use crate::tier::{Backend, Blocked, Mode};
-use crate::waiters::KeySlot;
 
 /// Recheck period with a Redis copy to watch.
 const POLL_COPY: Duration = Duration::from_millis(20);

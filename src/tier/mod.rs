@@ -18,16 +18,12 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
-use crate::clock::now_ms;
 use crate::metrics_names as m;
+use crate::runtime::clock::now_ms;
 use crate::store::redis::RedisStore;
 use crate::store::sql::{SqlStore, TierRow};
+pub use crate::store::TierName;
 use crate::store::{bounded, StoreError};
-
-/// Tier name of Redis in the shared row.
-pub const REDIS: &str = "redis";
-/// Tier name of SQL in the shared row.
-pub const SQL: &str = "sql";
 
 /// Switch reasons (metric label values; details go to the log line).
 pub mod reason {
@@ -77,8 +73,8 @@ pub struct Active<'a> {
 /// A snapshot for `/v1/status` and `/readyz`.
 #[derive(Debug, Clone)]
 pub struct Status {
-    /// `redis` or `sql`, if known.
-    pub tier: Option<String>,
+    /// The active tier, if known.
+    pub tier: Option<TierName>,
     /// Current epoch, if known.
     pub epoch: Option<i64>,
     /// Breaker state.
@@ -185,7 +181,7 @@ impl Tier {
                 Blocked::TierLeaseExpired
             });
         };
-        let backend = match (c.row.tier == REDIS, &self.redis) {
+        let backend = match (c.row.tier == TierName::Redis, &self.redis) {
             (false, _) => Backend::Sql(&self.sql),
             (true, Some(redis)) if redis_usable => Backend::Redis(redis),
             (true, _) if sql_fallback => Backend::Sql(&self.sql),
@@ -290,9 +286,9 @@ impl Tier {
         metrics::gauge!(m::BREAKER_STATE).set(self.breaker.state().gauge());
         if let Some(c) = c {
             metrics::gauge!(m::TIER_EPOCH).set(c.row.epoch as f64);
-            for t in [REDIS, SQL] {
+            for t in [TierName::Redis, TierName::Sql] {
                 let on = if c.row.tier == t { 1.0 } else { 0.0 };
-                metrics::gauge!(m::TIER_ACTIVE, "tier" => t).set(on);
+                metrics::gauge!(m::TIER_ACTIVE, "tier" => t.as_str()).set(on);
             }
         }
     }
@@ -333,7 +329,7 @@ impl Tier {
     pub fn status(&self) -> Status {
         let c = self.cached();
         Status {
-            tier: c.as_ref().map(|c| c.row.tier.clone()),
+            tier: c.as_ref().map(|c| c.row.tier),
             epoch: c.as_ref().map(|c| c.row.epoch),
             breaker: self.breaker.state(),
             safe_mode: self.safe_mode.load(Ordering::Relaxed),

@@ -5,7 +5,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::{reason, BreakerState, Mode, Tier, REDIS, SQL};
+use super::{reason, BreakerState, Mode, Tier, TierName};
 use crate::metrics_names as m;
 
 /// How often expired SQL lease rows of earlier epochs are deleted.
@@ -69,7 +69,7 @@ impl Tier {
         let deadline = Instant::now() + Duration::from_millis(self.arming_window() as u64);
         while Instant::now() < deadline {
             match self.cached() {
-                Some(c) if c.row.tier == REDIS && self.arming_elsewhere(&c.row) => {}
+                Some(c) if c.row.tier == TierName::Redis && self.arming_elsewhere(&c.row) => {}
                 _ => return,
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
@@ -89,17 +89,17 @@ impl Tier {
             }
         };
         let Some(redis) = &self.redis else {
-            if row.tier == REDIS {
+            if row.tier == TierName::Redis {
                 // An instance without Redis cannot serve the Redis tier: it moves every
                 // instance to SQL (with the full failover grace) rather than stall forever.
                 let _guard = self.switching.lock().await;
                 let detail = "this instance has no redis_url";
-                self.switch(&row, SQL, reason::REDIS_UNREACHABLE, detail)
+                self.switch(&row, TierName::Sql, reason::REDIS_UNREACHABLE, detail)
                     .await;
             }
             return;
         };
-        let on_redis = row.tier == REDIS;
+        let on_redis = row.tier == TierName::Redis;
         let state = self.breaker.state();
         if on_redis && state == BreakerState::Closed {
             // Checks the epoch gate even without traffic: arms a new epoch, detects data loss.
@@ -116,7 +116,7 @@ impl Tier {
         if state == BreakerState::Open {
             if on_redis {
                 let detail = self.breaker.last_error();
-                self.switch(&row, SQL, reason::REDIS_UNREACHABLE, &detail)
+                self.switch(&row, TierName::Sql, reason::REDIS_UNREACHABLE, &detail)
                     .await;
             }
             return;
@@ -133,8 +133,13 @@ impl Tier {
         let probe = redis.gate_epoch(None).await;
         self.record(Mode::Primary, &probe);
         if probe.is_ok() && !on_redis {
-            self.switch(&row, REDIS, reason::REDIS_RECOVERED, "probe succeeded")
-                .await;
+            self.switch(
+                &row,
+                TierName::Redis,
+                reason::REDIS_RECOVERED,
+                "probe succeeded",
+            )
+            .await;
         }
     }
 }

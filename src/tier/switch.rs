@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use futures::stream::{self, StreamExt, TryStreamExt};
 
-use super::{reason, Mode, Tier, REDIS, SQL};
+use super::{reason, Mode, Tier, TierName};
 use crate::key::Key;
 use crate::metrics_names as m;
 use crate::store::sql::TierRow;
@@ -40,7 +40,7 @@ impl Tier {
                 return;
             }
         };
-        if row.epoch != epoch || row.tier != REDIS {
+        if row.epoch != epoch || row.tier != TierName::Redis {
             return;
         }
         // Reread under the lock: another request may have armed the gate meanwhile.
@@ -62,7 +62,7 @@ impl Tier {
                     "database epoch behind redis"
                 );
                 let detail = format!("redis gate {f} ahead of database epoch {}", row.epoch);
-                self.switch(&row, REDIS, reason::EPOCH_BEHIND, &detail)
+                self.switch(&row, TierName::Redis, reason::EPOCH_BEHIND, &detail)
                     .await;
             }
             // Another instance is still writing this epoch's gates: a missing one is not
@@ -71,7 +71,7 @@ impl Tier {
             _ if self.arming_elsewhere(&row) => self.await_arming(epoch).await,
             _ if row.redis_armed_epoch >= row.epoch => {
                 let detail = format!("epoch gate {found:?}, armed for {}", row.epoch);
-                self.switch(&row, REDIS, reason::REDIS_DATA_LOSS, &detail)
+                self.switch(&row, TierName::Redis, reason::REDIS_DATA_LOSS, &detail)
                     .await;
             }
             _ if self.now() >= row.grants_from => self.arm(row.epoch).await,
@@ -106,7 +106,7 @@ impl Tier {
         let _guard = self.switching.lock().await;
         match self.refresh().await {
             Ok(row) if row.epoch == epoch => {
-                let tier = if row.tier == REDIS { REDIS } else { SQL };
+                let tier = row.tier;
                 let detail = "2^32 - 1 grants in one epoch";
                 self.switch(&row, tier, reason::COUNTER_EXHAUSTED, detail)
                     .await;
@@ -192,7 +192,13 @@ impl Tier {
 
     /// Switches the shared tier to `to` with a new epoch, unless another instance already
     /// moved past `row.epoch`. A switch to Redis without a grace arms it at once.
-    pub(super) async fn switch(&self, row: &TierRow, to: &str, why: &'static str, detail: &str) {
+    pub(super) async fn switch(
+        &self,
+        row: &TierRow,
+        to: TierName,
+        why: &'static str,
+        detail: &str,
+    ) {
         let now = self.now();
         let grace = self.grace_for(why, row);
         let grants_from = now + grace.as_millis() as i64;
@@ -204,20 +210,28 @@ impl Tier {
         {
             Ok(Some(new)) => {
                 tracing::warn!(
-                    from = %row.tier, to, reason = why, detail, old_epoch = row.epoch,
-                    epoch = new.epoch, grace_ms = grace.as_millis() as u64, "tier switch"
+                    from = row.tier.as_str(),
+                    to = to.as_str(),
+                    reason = why,
+                    detail,
+                    old_epoch = row.epoch,
+                    epoch = new.epoch,
+                    grace_ms = grace.as_millis() as u64,
+                    "tier switch"
                 );
                 metrics::counter!(m::TIER_SWITCHES, "reason" => why).increment(1);
                 let epoch = new.epoch;
                 self.install(new, started);
-                if to == REDIS && grace.is_zero() {
+                if to == TierName::Redis && grace.is_zero() {
                     self.arm(epoch).await;
                 }
             }
             Ok(None) => {
                 let _ = self.refresh().await;
             }
-            Err(e) => tracing::warn!(error = %e, to, reason = why, "tier switch failed"),
+            Err(e) => {
+                tracing::warn!(error = %e, to = to.as_str(), reason = why, "tier switch failed")
+            }
         }
     }
 }

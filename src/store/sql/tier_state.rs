@@ -2,7 +2,7 @@
 //! current epoch may start granting, and what Redis was last armed for.
 
 use super::{classify, col, SqlStore};
-use crate::store::StoreError;
+use crate::store::{StoreError, TierName};
 
 /// The tier row's columns, in [`TierRow`] order (a macro so statements stay `&'static str`).
 macro_rules! columns {
@@ -14,8 +14,8 @@ macro_rules! columns {
 /// The tier row as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TierRow {
-    /// `redis` or `sql`.
-    pub tier: String,
+    /// The active tier.
+    pub tier: TierName,
     /// Current epoch.
     pub epoch: i64,
     /// No grant in this epoch before this instant (epoch ms): old-tier leases may be live.
@@ -34,7 +34,11 @@ pub struct TierRow {
 
 fn row_of(row: &sqlx::any::AnyRow) -> Result<TierRow, StoreError> {
     Ok(TierRow {
-        tier: col(row, 0)?,
+        tier: {
+            let name: String = col(row, 0)?;
+            TierName::parse(&name)
+                .ok_or_else(|| StoreError::Unavailable(format!("unknown tier {name:?} in row")))?
+        },
         epoch: col(row, 1)?,
         grants_from: col(row, 2)?,
         reason: col(row, 3)?,
@@ -64,7 +68,7 @@ impl SqlStore {
     pub async fn switch_tier(
         &self,
         expected: i64,
-        tier: &str,
+        tier: TierName,
         reason: &str,
         now: i64,
         grants_from: i64,
@@ -75,7 +79,7 @@ impl SqlStore {
              WHERE id = 1 AND epoch = $5 RETURNING ",
             columns!()
         ))
-        .bind(tier)
+        .bind(tier.as_str())
         .bind(reason)
         .bind(now)
         .bind(grants_from)

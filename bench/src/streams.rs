@@ -9,7 +9,7 @@ use serde_json::json;
 
 use super::client::Conn;
 use super::{baseline, drive, BenchArgs, Run, Step};
-use crate::store::redis::STREAM_RAISE_LUA;
+use warden::store::redis::STREAM_RAISE_LUA;
 
 /// Streams driven per row.
 const STREAMS: usize = 1_000;

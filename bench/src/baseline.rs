@@ -1,7 +1,7 @@
 //! The same-run baseline: raw `redis-benchmark` EVAL of a Warden Lua step on the same Redis,
 //! with random keys or arguments, at the same client count.
 
-use crate::store::redis::slot_keys;
+use warden::store::redis::slot_keys;
 
 /// `KEYS = [gate, key, counter]` of `key`'s slot: the layout of the token-drawing scripts.
 pub(crate) fn slot_layout(key: &str) -> Vec<String> {

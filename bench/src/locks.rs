@@ -1,11 +1,11 @@
-//! `warden bench locks`: acquire+release pairs on one key per client, and acquires of new keys
+//! `warden-bench locks`: acquire+release pairs on one key per client, and acquires of new keys
 //! against the raw acquire script.
 
 use serde_json::json;
 
 use super::client::Conn;
 use super::{baseline, drive, BenchArgs, Run, Step};
-use crate::store::redis::ACQUIRE_LUA;
+use warden::store::redis::ACQUIRE_LUA;
 
 /// Acquire then release the client's own key.
 #[derive(Clone)]

@@ -5,7 +5,7 @@ use serde_json::json;
 
 use super::client::Conn;
 use super::{baseline, drive, BenchArgs, Run, Step};
-use crate::store::redis::IDEM_BEGIN_LUA;
+use warden::store::redis::IDEM_BEGIN_LUA;
 
 /// Begin a new key, then complete it.
 #[derive(Clone)]

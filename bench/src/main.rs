@@ -1,7 +1,8 @@
-//! `warden bench <suite>`: drives a running Warden over HTTP and prints throughput and latency
+//! `warden-bench <suite>`: drives a running Warden over HTTP and prints throughput and latency
 //! percentiles per operation, in the mode the target runs in; with `--redis-port` it also runs
 //! raw `redis-benchmark` EVAL of the same Lua step on the same Redis, and prints the ratio.
-//! Figures are measured, never asserted.
+//! Figures are measured, never asserted. A crate of its own, so Warden's production build
+//! carries none of its dependencies.
 
 mod baseline;
 mod client;
@@ -17,8 +18,12 @@ use std::time::{Duration, Instant};
 use client::Conn;
 use serde_json::Value;
 
-/// Arguments of `warden bench`.
-#[derive(clap::Args, Debug)]
+/// Arguments of `warden-bench`.
+#[derive(clap::Parser, Debug)]
+#[command(
+    name = "warden-bench",
+    about = "Drive a running Warden and print throughput and latency percentiles"
+)]
 pub struct BenchArgs {
     /// What to measure: `locks`, `locks-wrk` (wrk drives the acquires), `idempotency`,
     /// `flash-sale` or `streams`.
@@ -200,14 +205,26 @@ async fn target(url: &str) -> Result<(&'static str, i64), String> {
     Ok((mode, status["epoch"].as_i64().unwrap_or(0)))
 }
 
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let args = <BenchArgs as clap::Parser>::parse();
+    match run(args).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("warden-bench: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 /// Runs the benchmark.
-pub async fn run(args: BenchArgs) -> Result<(), String> {
+async fn run(args: BenchArgs) -> Result<(), String> {
     let (mode, epoch) = target(&args.url).await?;
     println!(
-        "# warden bench {}: target {} mode {mode} epoch {epoch}, {} s per row",
+        "# warden-bench {}: target {} mode {mode} epoch {epoch}, {} s per row",
         args.suite, args.url, args.seconds
     );
-    let tag = format!("{}", crate::clock::now_ms());
+    let tag = format!("{}", warden::runtime::clock::now_ms());
     match args.suite.as_str() {
         "locks" => locks::run(&args, mode, epoch, &tag).await,
         "locks-wrk" => wrk::run(&args, mode, epoch).await,

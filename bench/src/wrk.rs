@@ -1,8 +1,8 @@
-//! `warden bench locks-wrk`: acquires of new keys driven by an external load generator (wrk,
+//! `warden-bench locks-wrk`: acquires of new keys driven by an external load generator (wrk,
 //! one thread, one connection per client), against the raw acquire script in the same run.
 
 use super::{baseline, BenchArgs};
-use crate::store::redis::ACQUIRE_LUA;
+use warden::store::redis::ACQUIRE_LUA;
 
 /// What one wrk run measured.
 struct Measured {

@@ -9,7 +9,7 @@ use serde_json::json;
 
 use super::client::Conn;
 use super::{baseline, drive, BenchArgs, Run, Samples, Step};
-use crate::store::redis::RESERVE_LUA;
+use warden::store::redis::RESERVE_LUA;
 
 /// Reserve one unit of the SKU for a buyer nobody used before.
 #[derive(Clone)]

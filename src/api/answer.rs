@@ -1,0 +1,38 @@
+//! Answers every capability shares, defined once: the safe block (HTTP 503) that any operation
+//! needing a tier answers when none can be trusted, with its stable reason.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::observe::Op;
+use crate::tier::Blocked;
+
+/// The 503 answer of a safe block (G7).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SafeBlockAnswer {
+    /// `safe_block`, or the operation's own safe-block state
+    /// (`lock_acquire_failed_safe_block`).
+    pub state: &'static str,
+    /// Why nothing was done: `failover_grace`, `tier_lease_expired`, `redis_unavailable`,
+    /// `database_unavailable`, `both_tiers_down`, `epoch_changing`, `safe_mode` or
+    /// `token_space_exhausted`.
+    pub reason: &'static str,
+    /// For `failover_grace`: when a retry may succeed, in ms.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_after_ms: Option<i64>,
+}
+
+/// Answers 503 `state` for block `b`: counted with the operation, and logged with its reason.
+pub(super) fn blocked(op: &Op, key: &str, state: &'static str, b: Blocked) -> Response {
+    tracing::warn!(reason = b.reason(), state, "safe block");
+    op.finish(key, state, "none");
+    let answer = SafeBlockAnswer {
+        state,
+        reason: b.reason(),
+        retry_after_ms: b.retry_after_ms(),
+    };
+    (StatusCode::SERVICE_UNAVAILABLE, Json(answer)).into_response()
+}
