@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use crate::key::Key;
+use crate::outcome::{StateDoc, Terminal};
 use crate::store::bounded;
 use crate::tier::{Blocked, Tier};
 
@@ -20,6 +21,28 @@ pub enum FenceOutcome {
         /// Highest token recorded.
         highest: i64,
     },
+}
+
+impl Terminal for FenceOutcome {
+    const STATES: &'static [StateDoc] = &[
+        StateDoc {
+            state: "accepted",
+            status: 200,
+            meaning: "the token is the highest seen (now recorded)",
+        },
+        StateDoc {
+            state: "stale_token",
+            status: 409,
+            meaning: "a larger token was seen: its holder was superseded; `highest`",
+        },
+    ];
+
+    fn state(&self) -> &'static str {
+        match self {
+            Self::Accepted { .. } => "accepted",
+            Self::Stale { .. } => "stale_token",
+        }
+    }
 }
 
 /// The fence service. Fences live in SQL: they are business facts that must survive Redis.

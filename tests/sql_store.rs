@@ -10,7 +10,8 @@ use warden::key::Key;
 use warden::runtime::clock::now_ms;
 use warden::store::idem::{IdemState, IdemWrite, IdemWritten};
 use warden::store::sql::SqlStore;
-use warden::store::{token_base, AcquireReply, LockStore};
+use warden::store::{AcquireReply, LockStore};
+use warden::token::token_base;
 
 fn claim(key: &str, token: Option<i64>, base: i64, now: i64, ttl: i64) -> IdemWrite {
     IdemWrite::Claim {

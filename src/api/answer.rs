@@ -8,6 +8,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::observe::Op;
+use crate::outcome::Terminal;
 use crate::tier::Blocked;
 
 /// The 503 answer of a safe block (G7).
@@ -23,6 +24,11 @@ pub struct SafeBlockAnswer {
     /// For `failover_grace`: when a retry may succeed, in ms.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retry_after_ms: Option<i64>,
+}
+
+/// The HTTP status of an outcome.
+pub(super) fn status_of(outcome: &impl Terminal) -> StatusCode {
+    StatusCode::from_u16(outcome.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
 }
 
 /// Answers 503 `state` for block `b`: counted with the operation, and logged with its reason.

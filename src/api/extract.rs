@@ -133,7 +133,7 @@ pub fn in_range(field: &str, value: i64, lo: i64, hi: i64) -> Result<i64, ApiErr
 
 /// Checks a token field: 1..=2^53 - 1.
 pub fn token(field: &str, value: i64) -> Result<i64, ApiError> {
-    in_range(field, value, 1, crate::store::MAX_TOKEN)
+    in_range(field, value, 1, crate::token::MAX_TOKEN)
 }
 
 /// The codes of refused identity fields (`invalid_` and the field's name), for the OpenAPI

@@ -2,20 +2,20 @@
 //! terminal state.
 
 use axum::extract::State;
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::answer::{blocked, SafeBlockAnswer};
+use super::answer::{blocked, status_of};
 use super::extract::{in_range, owner, token, Body, PathKey};
 use super::observe::Op;
 use super::problem::ApiError;
 use super::AppState;
 use crate::fence::FenceOutcome;
-use crate::lock::{AcquireRequest, Acquired, LostReason, Touch, MAX_TTL_MS, MAX_WAIT_MS};
+use crate::lock::{AcquireRequest, Acquired, Read, Touch, MAX_TTL_MS, MAX_WAIT_MS};
+use crate::outcome::Terminal;
 use crate::runtime::clock::rfc3339;
 use crate::tier::Mode;
 
@@ -102,19 +102,14 @@ pub fn router() -> Router<AppState> {
         .route("/v1/fences/{resource}/check", post(fence_check))
 }
 
-fn reply(op: &Op, key: &str, status: StatusCode, answer: LockAnswer) -> Response {
+fn reply(op: &Op, key: &str, outcome: &impl Terminal, answer: LockAnswer) -> Response {
     op.finish(key, answer.state, answer.mode.unwrap_or("none"));
-    (status, Json(answer)).into_response()
+    (status_of(outcome), Json(answer)).into_response()
 }
 
 /// Acquires a lock.
 #[utoipa::path(post, path = "/v1/locks/{key}/acquire", request_body = AcquireBody,
-    params(("key" = String, Path, description = "lock key")),
-    responses(
-        (status = 200, description = "lock_acquired_primary / lock_acquired_fallback", body = LockAnswer),
-        (status = 409, description = "lock_busy", body = LockAnswer),
-        (status = 503, description = "lock_acquire_failed_safe_block", body = SafeBlockAnswer),
-        (status = 400, description = "bad input", body = super::problem::Problem, content_type = "application/problem+json")))]
+    params(("key" = String, Path, description = "lock key")))]
 pub async fn acquire(
     State(app): State<AppState>,
     PathKey(key): PathKey,
@@ -128,55 +123,44 @@ pub async fn acquire(
         key,
     };
     let k = req.key.as_str();
-    Ok(match app.locks.acquire(&req).await {
-        Acquired::Granted(g) => {
-            let state = match g.mode {
-                Mode::Primary => "lock_acquired_primary",
-                Mode::Fallback => "lock_acquired_fallback",
-            };
-            let answer = LockAnswer {
-                state,
-                mode: Some(g.mode.as_str()),
-                owner: Some(g.owner),
-                fencing_token: Some(g.token),
-                expires_at: Some(rfc3339(g.expires_at)),
-                ..LockAnswer::default()
-            };
-            reply(&op, k, StatusCode::OK, answer)
-        }
-        Acquired::Busy { retry_after_ms } => {
-            let answer = LockAnswer {
-                state: "lock_busy",
-                retry_after_ms: Some(retry_after_ms),
-                ..LockAnswer::default()
-            };
-            reply(&op, k, StatusCode::CONFLICT, answer)
-        }
-        Acquired::Blocked(b) => blocked(&op, k, "lock_acquire_failed_safe_block", b),
-    })
-}
-
-/// The 409 answers of extend and release: `not_owner`, or `lock_lost` with its reason.
-fn refused(op: &Op, key: &str, mode: Mode, lost: Option<LostReason>) -> Response {
-    let answer = LockAnswer {
-        state: if lost.is_some() {
-            "lock_lost"
-        } else {
-            "not_owner"
-        },
-        mode: Some(mode.as_str()),
-        reason: lost.map(LostReason::as_str),
+    let outcome = app.locks.acquire(&req).await;
+    let mut answer = LockAnswer {
+        state: outcome.state(),
         ..LockAnswer::default()
     };
-    reply(op, key, StatusCode::CONFLICT, answer)
+    match &outcome {
+        Acquired::Granted(g) => {
+            answer.mode = Some(g.mode.as_str());
+            answer.owner = Some(g.owner.clone());
+            answer.fencing_token = Some(g.token);
+            answer.expires_at = Some(rfc3339(g.expires_at));
+        }
+        Acquired::Busy { retry_after_ms } => answer.retry_after_ms = Some(*retry_after_ms),
+        Acquired::Blocked(b) => return Ok(blocked(&op, k, outcome.state(), *b)),
+    }
+    Ok(reply(&op, k, &outcome, answer))
+}
+
+/// The answer of an extend or release that found no lease of the caller's, or the start of
+/// one that did.
+fn touched<T>(touch: &Touch<T>, mode: Mode) -> LockAnswer
+where
+    Touch<T>: Terminal,
+{
+    LockAnswer {
+        state: touch.state(),
+        mode: Some(mode.as_str()),
+        reason: match touch {
+            Touch::Lost(why) => Some(why.as_str()),
+            _ => None,
+        },
+        ..LockAnswer::default()
+    }
 }
 
 /// Extends a lease held by the caller.
 #[utoipa::path(post, path = "/v1/locks/{key}/extend", request_body = ExtendBody,
-    params(("key" = String, Path, description = "lock key")),
-    responses((status = 200, description = "extended", body = LockAnswer),
-        (status = 409, description = "not_owner", body = LockAnswer),
-        (status = 503, description = "safe_block", body = SafeBlockAnswer)))]
+    params(("key" = String, Path, description = "lock key")))]
 pub async fn extend(
     State(app): State<AppState>,
     PathKey(key): PathKey,
@@ -187,30 +171,22 @@ pub async fn extend(
     let tok = token("fencing_token", body.fencing_token)?;
     let ttl = in_range("ttl_ms", body.ttl_ms, 1, MAX_TTL_MS)?;
     let k = key.as_str();
-    Ok(match app.locks.extend(&key, &who, tok, ttl).await {
-        Ok((Touch::Done(expires_at), mode)) => {
-            let answer = LockAnswer {
-                state: "extended",
-                mode: Some(mode.as_str()),
-                owner: Some(who),
-                fencing_token: Some(tok),
-                expires_at: Some(rfc3339(expires_at)),
-                ..LockAnswer::default()
-            };
-            reply(&op, k, StatusCode::OK, answer)
-        }
-        Ok((Touch::NotOwner, mode)) => refused(&op, k, mode, None),
-        Ok((Touch::Lost(why), mode)) => refused(&op, k, mode, Some(why)),
-        Err(b) => blocked(&op, k, "safe_block", b),
-    })
+    let (touch, mode) = match app.locks.extend(&key, &who, tok, ttl).await {
+        Ok(done) => done,
+        Err(b) => return Ok(blocked(&op, k, b.state(), b)),
+    };
+    let mut answer = touched(&touch, mode);
+    if let Touch::Done(expires_at) = touch {
+        answer.owner = Some(who);
+        answer.fencing_token = Some(tok);
+        answer.expires_at = Some(rfc3339(expires_at));
+    }
+    Ok(reply(&op, k, &touch, answer))
 }
 
 /// Releases a lease held by the caller.
 #[utoipa::path(post, path = "/v1/locks/{key}/release", request_body = ReleaseBody,
-    params(("key" = String, Path, description = "lock key")),
-    responses((status = 200, description = "released", body = LockAnswer),
-        (status = 409, description = "not_owner", body = LockAnswer),
-        (status = 503, description = "safe_block", body = SafeBlockAnswer)))]
+    params(("key" = String, Path, description = "lock key")))]
 pub async fn release(
     State(app): State<AppState>,
     PathKey(key): PathKey,
@@ -221,59 +197,37 @@ pub async fn release(
     let tok = token("fencing_token", body.fencing_token)?;
     let k = key.as_str();
     Ok(match app.locks.release(&key, &who, tok).await {
-        Ok((Touch::Done(()), mode)) => {
-            let answer = LockAnswer {
-                state: "released",
-                mode: Some(mode.as_str()),
-                ..LockAnswer::default()
-            };
-            reply(&op, k, StatusCode::OK, answer)
-        }
-        Ok((Touch::NotOwner, mode)) => refused(&op, k, mode, None),
-        Ok((Touch::Lost(why), mode)) => refused(&op, k, mode, Some(why)),
-        Err(b) => blocked(&op, k, "safe_block", b),
+        Ok((touch, mode)) => reply(&op, k, &touch, touched(&touch, mode)),
+        Err(b) => blocked(&op, k, b.state(), b),
     })
 }
 
 /// Reads the live lease on a key.
 #[utoipa::path(get, path = "/v1/locks/{key}",
-    params(("key" = String, Path, description = "lock key")),
-    responses((status = 200, description = "held", body = LockAnswer),
-        (status = 404, description = "not_held", body = LockAnswer),
-        (status = 503, description = "safe_block", body = SafeBlockAnswer)))]
+    params(("key" = String, Path, description = "lock key")))]
 pub async fn read(State(app): State<AppState>, PathKey(key): PathKey) -> Response {
     let op = Op::start("lock_get");
     let k = key.as_str();
-    match app.locks.get(&key).await {
-        Ok((Some(lease), mode)) => {
-            let answer = LockAnswer {
-                state: "held",
-                mode: Some(mode.as_str()),
-                owner: Some(lease.owner),
-                fencing_token: Some(lease.token),
-                expires_at: Some(rfc3339(lease.expires_at)),
-                ..LockAnswer::default()
-            };
-            reply(&op, k, StatusCode::OK, answer)
-        }
-        Ok((None, mode)) => {
-            let answer = LockAnswer {
-                state: "not_held",
-                mode: Some(mode.as_str()),
-                ..LockAnswer::default()
-            };
-            reply(&op, k, StatusCode::NOT_FOUND, answer)
-        }
-        Err(b) => blocked(&op, k, "safe_block", b),
+    let (read, mode) = match app.locks.get(&key).await {
+        Ok(read) => read,
+        Err(b) => return blocked(&op, k, b.state(), b),
+    };
+    let mut answer = LockAnswer {
+        state: read.state(),
+        mode: Some(mode.as_str()),
+        ..LockAnswer::default()
+    };
+    if let Read::Held(lease) = &read {
+        answer.owner = Some(lease.owner.clone());
+        answer.fencing_token = Some(lease.token);
+        answer.expires_at = Some(rfc3339(lease.expires_at));
     }
+    reply(&op, k, &read, answer)
 }
 
 /// Checks a fencing token against a resource, recording the highest.
 #[utoipa::path(post, path = "/v1/fences/{resource}/check", request_body = FenceBody,
-    params(("resource" = String, Path, description = "fenced resource")),
-    responses((status = 200, description = "accepted", body = FenceAnswer),
-        (status = 409, description = "stale_token", body = FenceAnswer),
-        (status = 503, description = "safe_block", body = SafeBlockAnswer)))]
+    params(("resource" = String, Path, description = "fenced resource")))]
 pub async fn fence_check(
     State(app): State<AppState>,
     PathKey(resource): PathKey,
@@ -282,23 +236,17 @@ pub async fn fence_check(
     let op = Op::start("fence_check");
     let tok = token("token", body.token)?;
     let r = resource.as_str();
-    Ok(match app.fences.check(&resource, tok).await {
-        Ok(FenceOutcome::Accepted { highest }) => {
-            op.finish(r, "accepted", "fallback");
-            let answer = FenceAnswer {
-                state: "accepted",
-                highest,
-            };
-            (StatusCode::OK, Json(answer)).into_response()
-        }
-        Ok(FenceOutcome::Stale { highest }) => {
-            op.finish(r, "stale_token", "fallback");
-            let answer = FenceAnswer {
-                state: "stale_token",
-                highest,
-            };
-            (StatusCode::CONFLICT, Json(answer)).into_response()
-        }
-        Err(b) => blocked(&op, r, "safe_block", b),
-    })
+    let outcome = match app.fences.check(&resource, tok).await {
+        Ok(outcome) => outcome,
+        Err(b) => return Ok(blocked(&op, r, b.state(), b)),
+    };
+    op.finish(r, outcome.state(), "fallback");
+    let highest = match outcome {
+        FenceOutcome::Accepted { highest } | FenceOutcome::Stale { highest } => highest,
+    };
+    let answer = FenceAnswer {
+        state: outcome.state(),
+        highest,
+    };
+    Ok((status_of(&outcome), Json(answer)).into_response())
 }

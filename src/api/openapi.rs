@@ -2,11 +2,17 @@
 //! every operation lists every status it can answer — the refusals of malformed input that
 //! the extractors give before any handler runs included, each with its stable codes.
 
-use utoipa::openapi::path::{Operation, ParameterIn};
+use std::collections::BTreeMap;
+
+use utoipa::openapi::path::{HttpMethod, Operation, ParameterIn};
 use utoipa::openapi::{Content, OpenApi as Document, Ref, RefOr, Response};
 use utoipa::{Modify, OpenApi};
 
 use super::extract::FIELD_CODES;
+use crate::fence::FenceOutcome;
+use crate::lock::{Acquired, Read, Touch};
+use crate::outcome::{StateDoc, Terminal};
+use crate::tier::Blocked;
 
 /// The OpenAPI document of this API, generated from the handlers.
 #[derive(OpenApi)]
@@ -43,9 +49,119 @@ use super::extract::FIELD_CODES;
         super::ops::metrics,
         super::ops::openapi
     ),
-    modifiers(&InputProblems)
+    components(schemas(
+        super::locks::LockAnswer,
+        super::locks::FenceAnswer,
+        super::answer::SafeBlockAnswer,
+        super::problem::Problem
+    )),
+    modifiers(&OutcomeResponses, &InputProblems)
 )]
 pub struct ApiDoc;
+
+/// The operations whose answers are outcome enums: path, method, every state the outcome can
+/// take, the schema of its answers, and whether a safe block (503) may come instead.
+fn outcomes() -> [(
+    &'static str,
+    HttpMethod,
+    &'static [StateDoc],
+    &'static str,
+    bool,
+); 5] {
+    [
+        (
+            "/v1/locks/{key}/acquire",
+            HttpMethod::Post,
+            Acquired::STATES,
+            "LockAnswer",
+            false,
+        ),
+        (
+            "/v1/locks/{key}/extend",
+            HttpMethod::Post,
+            <Touch<i64>>::STATES,
+            "LockAnswer",
+            true,
+        ),
+        (
+            "/v1/locks/{key}/release",
+            HttpMethod::Post,
+            <Touch<()>>::STATES,
+            "LockAnswer",
+            true,
+        ),
+        (
+            "/v1/locks/{key}",
+            HttpMethod::Get,
+            Read::STATES,
+            "LockAnswer",
+            true,
+        ),
+        (
+            "/v1/fences/{resource}/check",
+            HttpMethod::Post,
+            FenceOutcome::STATES,
+            "FenceAnswer",
+            true,
+        ),
+    ]
+}
+
+/// The safe-block states an operation adds to its outcome's, if it may be blocked.
+fn safe_blocks(may_block: bool) -> &'static [StateDoc] {
+    if may_block {
+        Blocked::STATES
+    } else {
+        &[]
+    }
+}
+
+/// Documents each outcome-driven operation's answers from its outcome's states: one response
+/// per status, naming every state answered with it. A 503 is always a [`SafeBlockAnswer`].
+///
+/// [`SafeBlockAnswer`]: super::answer::SafeBlockAnswer
+struct OutcomeResponses;
+
+impl Modify for OutcomeResponses {
+    fn modify(&self, doc: &mut Document) {
+        for (path, method, states, schema, may_block) in outcomes() {
+            let Some(item) = doc.paths.paths.get_mut(path) else {
+                continue;
+            };
+            let op = match method {
+                HttpMethod::Get => item.get.as_mut(),
+                HttpMethod::Post => item.post.as_mut(),
+                _ => None,
+            };
+            let Some(op) = op else { continue };
+            let blocked = safe_blocks(may_block);
+            let mut by_status: BTreeMap<u16, Vec<&StateDoc>> = BTreeMap::new();
+            for d in states.iter().chain(blocked) {
+                by_status.entry(d.status).or_default().push(d);
+            }
+            for (status, docs) in by_status {
+                let body = if status == 503 {
+                    "SafeBlockAnswer"
+                } else {
+                    schema
+                };
+                let description = docs
+                    .iter()
+                    .map(|d| format!("`{}`: {}", d.state, d.meaning))
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                let content = Content::new(Some(Ref::from_schema_name(body)));
+                let response = Response::builder()
+                    .description(description)
+                    .content("application/json", content)
+                    .build();
+                op.responses
+                    .responses
+                    .insert(status.to_string(), RefOr::T(response));
+            }
+        }
+    }
+}
 
 /// Media type of every refusal.
 const PROBLEM_JSON: &str = "application/problem+json";
@@ -123,5 +239,31 @@ fn add_problem(op: &mut Operation, status: &str, codes: &[&str]) {
             .content
             .entry(PROBLEM_JSON.to_owned())
             .or_insert(content);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outcome_operations_list_every_state_of_their_outcome() {
+        let doc = ApiDoc::openapi();
+        for (path, method, states, _, may_block) in outcomes() {
+            let item = &doc.paths.paths[path];
+            let op = match method {
+                HttpMethod::Get => item.get.as_ref(),
+                _ => item.post.as_ref(),
+            };
+            let op = op.unwrap_or_else(|| panic!("{path} has no such operation"));
+            let blocked = safe_blocks(may_block);
+            for d in states.iter().chain(blocked) {
+                let Some(RefOr::T(r)) = op.responses.responses.get(&d.status.to_string()) else {
+                    panic!("{path}: no {} response", d.status);
+                };
+                assert!(r.description.contains(d.state), "{path}: {}", r.description);
+                assert!(r.content.contains_key("application/json"), "{path}");
+            }
+        }
     }
 }

@@ -18,12 +18,12 @@ use super::problem::{state_problem, ApiError, Problem};
 use super::AppState;
 use crate::runtime::clock::rfc3339;
 use crate::store::stream::{Counters, Intent};
-use crate::store::MAX_TOKEN;
 use crate::stream::rules::{NewIntent, Outcome};
 use crate::stream::{
     CommitRequest, Committed, MAX_CLAIM, MAX_LEASE_MS, MAX_PRIORITY, MAX_TYPE_BYTES, MAX_WAIT_MS,
 };
 use crate::tier::Mode;
+use crate::token::MAX_TOKEN;
 
 /// Dispatch lease when none is given, ms.
 const DEFAULT_LEASE_MS: i64 = 30_000;

@@ -16,8 +16,9 @@ use crate::runtime::group_commit::{GroupCommit, GroupCommitConfig};
 use crate::runtime::waiters::Waiters;
 use crate::store::idem::{fingerprints_conflict, IdemRecord, IdemState, IdemWrite, IdemWritten};
 use crate::store::redis::{IdemBegin, RedisStore};
-use crate::store::{bounded, token_base, StoreError};
+use crate::store::{bounded, StoreError};
 use crate::tier::{Backend, Blocked, Mode, Tier};
+use crate::token::token_base;
 
 /// Longest claim lease, ms.
 pub const MAX_LEASE_MS: i64 = 3_600_000;

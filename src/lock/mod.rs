@@ -5,14 +5,16 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+mod outcome;
 mod rules;
 
 pub use rules::{LostReason, Touch};
 
 use crate::key::Key;
 use crate::runtime::waiters::Waiters;
-use crate::store::{token_parts, AcquireReply, Lease, LockStore, StoreError, Touched, MAX_TOKEN};
+use crate::store::{AcquireReply, Lease, LockStore, StoreError, Touched};
 use crate::tier::{Backend, Blocked, Mode, Tier};
+use crate::token::{token_parts, MAX_TOKEN};
 use rules::Miss;
 
 /// Longest lock TTL accepted, in milliseconds.
@@ -51,6 +53,15 @@ pub enum Acquired {
     },
     /// No tier may grant now (G7).
     Blocked(Blocked),
+}
+
+/// The answer to a read of a key's lease.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Read {
+    /// The live lease.
+    Held(Lease),
+    /// No live lease.
+    NotHeld,
 }
 
 /// A validated acquire request.
@@ -338,10 +349,11 @@ impl Locks {
     }
 
     /// The live lease on `key`, if any.
-    pub async fn get(&self, key: &Key) -> Result<(Option<Lease>, Mode), Blocked> {
+    pub async fn get(&self, key: &Key) -> Result<(Read, Mode), Blocked> {
         let active = self.tier.active(false)?;
         let mode = active.backend.mode();
         let r = active.backend.get(key, self.tier.now()).await;
-        Ok((self.tier.settle(mode, r)?, mode))
+        let read = self.tier.settle(mode, r)?.map_or(Read::NotHeld, Read::Held);
+        Ok((read, mode))
     }
 }

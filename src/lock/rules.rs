@@ -2,7 +2,8 @@
 //! facts the stores return: a pure function, so every tier answers `not_owner` and `lock_lost`
 //! by the same rule.
 
-use crate::store::{token_parts, Lease};
+use crate::store::Lease;
+use crate::token::token_parts;
 
 /// Why a holder's lease is gone (`reason` of `lock_lost`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,7 +83,7 @@ impl Miss<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::token_base;
+    use crate::token::token_base;
 
     fn lease(owner: &str, token: i64, expires_at: i64) -> Lease {
         Lease {

@@ -150,17 +150,3 @@ pub trait LockStore: Send + Sync {
         now: i64,
     ) -> impl Future<Output = Result<Option<Lease>, StoreError>> + Send;
 }
-
-/// First token of an epoch: `epoch << 32`. Counters add to it, so every token of a later
-/// epoch is larger than every token of an earlier one.
-pub fn token_base(epoch: i64) -> i64 {
-    epoch << 32
-}
-
-/// Splits a token into `(epoch, counter)`.
-pub fn token_parts(token: i64) -> (i64, i64) {
-    (token >> 32, token & 0xffff_ffff)
-}
-
-/// Tokens stay below 2^53 so every JSON client reads them exactly.
-pub const MAX_TOKEN: i64 = (1 << 53) - 1;

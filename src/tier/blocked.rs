@@ -3,6 +3,7 @@
 //! never into an answer.
 
 use super::Mode;
+use crate::outcome::{StateDoc, Terminal};
 use crate::store::StoreError;
 
 /// Why a request was refused with a safe block (HTTP 503).
@@ -85,6 +86,18 @@ impl Blocked {
     pub fn database(e: &StoreError) -> Self {
         tracing::warn!(error = %e, tier = "sql", "store call failed");
         Self::DatabaseUnavailable
+    }
+}
+
+impl Terminal for Blocked {
+    const STATES: &'static [StateDoc] = &[StateDoc {
+        state: "safe_block",
+        status: 503,
+        meaning: "no tier may act now; `reason` says why (and `retry_after_ms` when known)",
+    }];
+
+    fn state(&self) -> &'static str {
+        "safe_block"
     }
 }
 

@@ -7,7 +7,8 @@ use redis::Value;
 use super::{slot_keys, tagged, unexpected, RedisStore};
 use crate::key::Key;
 use crate::store::idem::{IdemRecord, IdemState};
-use crate::store::{token_base, token_parts, StoreError};
+use crate::store::StoreError;
+use crate::token::{token_base, token_parts};
 
 /// What the hot copy answered to a `begin`.
 #[derive(Debug, Clone, PartialEq, Eq)]

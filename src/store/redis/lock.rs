@@ -4,7 +4,8 @@ use redis::Value;
 
 use super::{slot_keys, tagged, unexpected, RedisStore};
 use crate::key::Key;
-use crate::store::{token_base, token_parts, AcquireReply, Lease, LockStore, StoreError, Touched};
+use crate::store::{AcquireReply, Lease, LockStore, StoreError, Touched};
+use crate::token::{token_base, token_parts};
 
 impl RedisStore {
     /// Copies a lease granted on the SQL tier into Redis (arming at fail-back, or an extend

@@ -6,7 +6,8 @@
 
 use super::{classify, col, SqlStore};
 use crate::key::Key;
-use crate::store::{token_base, AcquireReply, Lease, LockStore, StoreError, Touched};
+use crate::store::{AcquireReply, Lease, LockStore, StoreError, Touched};
+use crate::token::{token_base, token_parts, COUNTER_MAX};
 
 const ACQUIRE: &str = "
 INSERT INTO warden_locks (lock_key, owner, counter, token, expires_at)
@@ -14,11 +15,11 @@ SELECT $1, $2, 1, $3 + 1, $4
 WHERE EXISTS (SELECT 1 FROM warden_tier WHERE id = 1 AND epoch = $5)
 ON CONFLICT (lock_key) DO UPDATE SET
     owner = excluded.owner,
-    counter = CASE WHEN warden_locks.token / 4294967296 = $5 THEN warden_locks.counter + 1 ELSE 1 END,
-    token = $3 + CASE WHEN warden_locks.token / 4294967296 = $5 THEN warden_locks.counter + 1 ELSE 1 END,
+    counter = CASE WHEN warden_locks.token >= $3 THEN warden_locks.counter + 1 ELSE 1 END,
+    token = $3 + CASE WHEN warden_locks.token >= $3 THEN warden_locks.counter + 1 ELSE 1 END,
     expires_at = excluded.expires_at
 WHERE warden_locks.expires_at <= $6
-  AND (warden_locks.token / 4294967296 <> $5 OR warden_locks.counter < 4294967295)
+  AND (warden_locks.token < $3 OR warden_locks.counter < $7)
   AND EXISTS (SELECT 1 FROM warden_tier WHERE id = 1 AND epoch = $5)
 RETURNING owner, token, expires_at";
 
@@ -158,6 +159,7 @@ impl LockStore for SqlStore {
             .bind(now + ttl_ms)
             .bind(epoch)
             .bind(now)
+            .bind(COUNTER_MAX)
             .fetch_optional(&self.pool)
             .await
             .map_err(classify)?;
@@ -169,7 +171,7 @@ impl LockStore for SqlStore {
             Some(l) if l.expires_at > now => Ok(AcquireReply::Busy {
                 expires_at: l.expires_at,
             }),
-            Some(l) if l.token >> 32 == epoch && l.token & 0xffff_ffff >= 0xffff_ffff => {
+            Some(l) if token_parts(l.token) == (epoch, COUNTER_MAX) => {
                 Ok(AcquireReply::CounterExhausted)
             }
             _ => {
