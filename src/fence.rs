@@ -25,16 +25,16 @@ pub enum FenceOutcome {
 
 impl Terminal for FenceOutcome {
     const STATES: &'static [StateDoc] = &[
-        StateDoc {
-            state: "accepted",
-            status: 200,
-            meaning: "the token is the highest seen (now recorded)",
-        },
-        StateDoc {
-            state: "stale_token",
-            status: 409,
-            meaning: "a larger token was seen: its holder was superseded; `highest`",
-        },
+        StateDoc::json(
+            "accepted",
+            200,
+            "the token is the highest seen (now recorded)",
+        ),
+        StateDoc::json(
+            "stale_token",
+            409,
+            "a larger token was seen: its holder was superseded; `highest`",
+        ),
     ];
 
     fn state(&self) -> &'static str {

@@ -12,6 +12,29 @@ pub struct StateDoc {
     pub status: u16,
     /// What it means, for the OpenAPI document.
     pub meaning: &'static str,
+    /// Whether it is answered as an `application/problem+json` document (a refusal that also
+    /// carries `state`) rather than a plain JSON answer.
+    pub problem: bool,
+}
+
+impl StateDoc {
+    /// A state answered as a plain JSON answer.
+    pub const fn json(state: &'static str, status: u16, meaning: &'static str) -> Self {
+        Self {
+            state,
+            status,
+            meaning,
+            problem: false,
+        }
+    }
+
+    /// A state answered as a problem document.
+    pub const fn problem(state: &'static str, status: u16, meaning: &'static str) -> Self {
+        Self {
+            problem: true,
+            ..Self::json(state, status, meaning)
+        }
+    }
 }
 
 /// The outcome of a domain operation: its terminal state and status.

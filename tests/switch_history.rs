@@ -52,8 +52,9 @@ async fn one_run(run: usize) {
         })
         .collect();
     tokio::time::sleep_until((started + Duration::from_secs(3)).into()).await;
-    redis.kill();
+    // Taken before the kill: the process dies inside `kill`, before it returns.
     let killed = Instant::now();
+    redis.kill();
     tokio::time::sleep_until((started + Duration::from_secs(11)).into()).await;
     redis.restart(); // empty
     let restarted = Instant::now();

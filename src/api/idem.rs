@@ -3,7 +3,6 @@
 //! Saved responses are kept as raw JSON and replayed byte for byte.
 
 use axum::extract::State;
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
@@ -11,16 +10,17 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use utoipa::ToSchema;
 
-use super::answer::{blocked, SafeBlockAnswer};
+use super::answer::{blocked, status_of};
 use super::extract::{in_range, token, Body, PathKey};
 use super::observe::Op;
-use super::problem::{state_problem, ApiError, Problem};
+use super::problem::{state_problem, ApiError};
 use super::AppState;
 use crate::idem::{
     BeginRequest, Begun, Finished, DEFAULT_LEASE_MS, DEFAULT_TTL_MS, MAX_FINGERPRINT, MAX_LEASE_MS,
     MAX_TTL_MS, MAX_WAIT_MS,
 };
 use crate::key::Key;
+use crate::outcome::Terminal;
 use crate::runtime::clock::rfc3339;
 use crate::tier::Mode;
 
@@ -49,7 +49,7 @@ pub struct CompleteBody {
     /// Token of the claim.
     pub token: i64,
     /// The result to save (any JSON), replayed byte for byte to later callers.
-    #[schema(value_type = Object)]
+    #[schema(value_type = serde_json::Value)]
     pub response: Box<RawValue>,
 }
 
@@ -82,7 +82,7 @@ pub struct IdemAnswer {
     pub token: Option<i64>,
     /// The saved response (`completed`).
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<serde_json::Value>)]
     pub response: Option<Box<RawValue>>,
     /// End of the claim's lease, RFC 3339 UTC.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -104,9 +104,9 @@ pub fn router() -> Router<AppState> {
         .route("/v1/idempotency/{key}/extend", post(extend))
 }
 
-fn answer(op: &Op, key: &str, status: StatusCode, a: IdemAnswer) -> Response {
+fn answer(op: &Op, key: &str, outcome: &impl Terminal, a: IdemAnswer) -> Response {
     op.finish(key, a.state, a.mode.unwrap_or("none"));
-    (status, axum::Json(a)).into_response()
+    (status_of(outcome), axum::Json(a)).into_response()
 }
 
 /// Saved responses were valid JSON when stored; a record that is not is reported, not sent.
@@ -116,11 +116,11 @@ fn raw(response: String) -> Option<Box<RawValue>> {
         .ok()
 }
 
-fn mismatch(op: &Op, key: &str, mode: Mode) -> Response {
-    op.finish(key, "fingerprint_mismatch", mode.as_str());
+fn mismatch(op: &Op, key: &str, begun: &Begun, mode: Mode) -> Response {
+    op.finish(key, begun.state(), mode.as_str());
     state_problem(
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "fingerprint_mismatch",
+        status_of(begun),
+        begun.state(),
         "Fingerprint mismatch",
         "this idempotency key was used with a different request",
         mode,
@@ -158,13 +158,7 @@ fn begin_request(key: Key, body: BeginBody) -> Result<BeginRequest, ApiError> {
 
 /// Begins an idempotency key.
 #[utoipa::path(post, path = "/v1/idempotency/{key}/begin", request_body = BeginBody,
-    params(("key" = String, Path, description = "idempotency key")),
-    responses(
-        (status = 201, description = "started", body = IdemAnswer),
-        (status = 200, description = "completed (the saved response)", body = IdemAnswer),
-        (status = 409, description = "in_progress", body = IdemAnswer),
-        (status = 422, description = "fingerprint_mismatch or bad input", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "safe_block", body = SafeBlockAnswer)))]
+    params(("key" = String, Path, description = "idempotency key")))]
 pub async fn begin(
     State(app): State<AppState>,
     PathKey(key): PathKey,
@@ -173,48 +167,30 @@ pub async fn begin(
     let op = Op::start("idem_begin");
     let req = begin_request(key, body)?;
     let k = req.key.as_str();
-    Ok(match app.idempotency.begin(&req).await {
-        Ok((begun, mode)) => {
-            let m = Some(mode.as_str());
-            match begun {
-                Begun::Started {
-                    token,
-                    lease_until,
-                    expires_at,
-                } => {
-                    let a = IdemAnswer {
-                        state: "started",
-                        mode: m,
-                        token: Some(token),
-                        lease_expires_at: Some(rfc3339(lease_until)),
-                        expires_at: Some(rfc3339(expires_at)),
-                        ..IdemAnswer::default()
-                    };
-                    answer(&op, k, StatusCode::CREATED, a)
-                }
-                Begun::Completed { response } => {
-                    let a = IdemAnswer {
-                        state: "completed",
-                        mode: m,
-                        response: raw(response),
-                        ..IdemAnswer::default()
-                    };
-                    answer(&op, k, StatusCode::OK, a)
-                }
-                Begun::InProgress { retry_after_ms } => {
-                    let a = IdemAnswer {
-                        state: "in_progress",
-                        mode: m,
-                        retry_after_ms: Some(retry_after_ms),
-                        ..IdemAnswer::default()
-                    };
-                    answer(&op, k, StatusCode::CONFLICT, a)
-                }
-                Begun::FingerprintMismatch => mismatch(&op, k, mode),
-            }
+    let (begun, mode) = match app.idempotency.begin(&req).await {
+        Ok(done) => done,
+        Err(b) => return Ok(blocked(&op, k, b.state(), b)),
+    };
+    let mut a = IdemAnswer {
+        state: begun.state(),
+        mode: Some(mode.as_str()),
+        ..IdemAnswer::default()
+    };
+    match &begun {
+        Begun::Started {
+            token,
+            lease_until,
+            expires_at,
+        } => {
+            a.token = Some(*token);
+            a.lease_expires_at = Some(rfc3339(*lease_until));
+            a.expires_at = Some(rfc3339(*expires_at));
         }
-        Err(b) => blocked(&op, k, "safe_block", b),
-    })
+        Begun::Completed { response } => a.response = raw(response.clone()),
+        Begun::InProgress { retry_after_ms } => a.retry_after_ms = Some(*retry_after_ms),
+        Begun::FingerprintMismatch => return Ok(mismatch(&op, k, &begun, mode)),
+    }
+    Ok(answer(&op, k, &begun, a))
 }
 
 fn finished(
@@ -224,54 +200,24 @@ fn finished(
 ) -> Response {
     let (finished, mode) = match result {
         Ok(r) => r,
-        Err(b) => return blocked(op, key, "safe_block", b),
+        Err(b) => return blocked(op, key, b.state(), b),
     };
-    let m = Some(mode.as_str());
-    let (status, a) = match finished {
-        Finished::Completed { response } => (
-            StatusCode::OK,
-            IdemAnswer {
-                state: "completed",
-                mode: m,
-                response: raw(response),
-                ..IdemAnswer::default()
-            },
-        ),
-        Finished::Released => (
-            StatusCode::OK,
-            IdemAnswer {
-                state: "released",
-                mode: m,
-                ..IdemAnswer::default()
-            },
-        ),
-        Finished::Extended { lease_until } => (
-            StatusCode::OK,
-            IdemAnswer {
-                state: "extended",
-                mode: m,
-                lease_expires_at: Some(rfc3339(lease_until)),
-                ..IdemAnswer::default()
-            },
-        ),
-        Finished::Conflict => (
-            StatusCode::CONFLICT,
-            IdemAnswer {
-                state: "conflict",
-                mode: m,
-                ..IdemAnswer::default()
-            },
-        ),
+    let mut a = IdemAnswer {
+        state: finished.state(),
+        mode: Some(mode.as_str()),
+        ..IdemAnswer::default()
     };
-    answer(op, key, status, a)
+    match &finished {
+        Finished::Completed { response } => a.response = raw(response.clone()),
+        Finished::Extended { lease_until } => a.lease_expires_at = Some(rfc3339(*lease_until)),
+        Finished::Released | Finished::Conflict => {}
+    }
+    answer(op, key, &finished, a)
 }
 
 /// Records the result of a claim.
 #[utoipa::path(post, path = "/v1/idempotency/{key}/complete", request_body = CompleteBody,
-    params(("key" = String, Path, description = "idempotency key")),
-    responses((status = 200, description = "completed (durable in SQL)", body = IdemAnswer),
-        (status = 409, description = "conflict: the token is not the key's claim", body = IdemAnswer),
-        (status = 503, description = "safe_block", body = SafeBlockAnswer)))]
+    params(("key" = String, Path, description = "idempotency key")))]
 pub async fn complete(
     State(app): State<AppState>,
     PathKey(key): PathKey,
@@ -286,10 +232,7 @@ pub async fn complete(
 
 /// Gives up a claim: a later begin may run again.
 #[utoipa::path(post, path = "/v1/idempotency/{key}/fail", request_body = FailBody,
-    params(("key" = String, Path, description = "idempotency key")),
-    responses((status = 200, description = "released", body = IdemAnswer),
-        (status = 409, description = "conflict", body = IdemAnswer),
-        (status = 503, description = "safe_block", body = SafeBlockAnswer)))]
+    params(("key" = String, Path, description = "idempotency key")))]
 pub async fn fail(
     State(app): State<AppState>,
     PathKey(key): PathKey,
@@ -303,10 +246,7 @@ pub async fn fail(
 
 /// Renews the lease of a claim still running.
 #[utoipa::path(post, path = "/v1/idempotency/{key}/extend", request_body = ExtendLeaseBody,
-    params(("key" = String, Path, description = "idempotency key")),
-    responses((status = 200, description = "extended", body = IdemAnswer),
-        (status = 409, description = "conflict", body = IdemAnswer),
-        (status = 503, description = "safe_block", body = SafeBlockAnswer)))]
+    params(("key" = String, Path, description = "idempotency key")))]
 pub async fn extend(
     State(app): State<AppState>,
     PathKey(key): PathKey,

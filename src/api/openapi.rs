@@ -10,6 +10,7 @@ use utoipa::{Modify, OpenApi};
 
 use super::extract::FIELD_CODES;
 use crate::fence::FenceOutcome;
+use crate::idem::{Begun, Finished};
 use crate::lock::{Acquired, Read, Touch};
 use crate::outcome::{StateDoc, Terminal};
 use crate::tier::Blocked;
@@ -52,6 +53,7 @@ use crate::tier::Blocked;
     components(schemas(
         super::locks::LockAnswer,
         super::locks::FenceAnswer,
+        super::idem::IdemAnswer,
         super::answer::SafeBlockAnswer,
         super::problem::Problem
     )),
@@ -59,60 +61,103 @@ use crate::tier::Blocked;
 )]
 pub struct ApiDoc;
 
-/// The operations whose answers are outcome enums: path, method, every state the outcome can
-/// take, the schema of its answers, and whether a safe block (503) may come instead.
-fn outcomes() -> [(
-    &'static str,
-    HttpMethod,
-    &'static [StateDoc],
-    &'static str,
-    bool,
-); 5] {
-    [
-        (
-            "/v1/locks/{key}/acquire",
-            HttpMethod::Post,
-            Acquired::STATES,
-            "LockAnswer",
-            false,
-        ),
-        (
-            "/v1/locks/{key}/extend",
-            HttpMethod::Post,
-            <Touch<i64>>::STATES,
-            "LockAnswer",
-            true,
-        ),
-        (
-            "/v1/locks/{key}/release",
-            HttpMethod::Post,
-            <Touch<()>>::STATES,
-            "LockAnswer",
-            true,
-        ),
-        (
-            "/v1/locks/{key}",
-            HttpMethod::Get,
-            Read::STATES,
-            "LockAnswer",
-            true,
-        ),
-        (
-            "/v1/fences/{resource}/check",
-            HttpMethod::Post,
-            FenceOutcome::STATES,
-            "FenceAnswer",
-            true,
-        ),
-    ]
+/// An operation whose answers are an outcome enum's states.
+struct Documented {
+    path: &'static str,
+    method: HttpMethod,
+    /// Every state the operation can answer (a safe block aside).
+    states: &'static [StateDoc],
+    /// The schema of its JSON answers.
+    schema: &'static str,
+    /// Whether a safe block (503) may come instead.
+    may_block: bool,
 }
 
-/// The safe-block states an operation adds to its outcome's, if it may be blocked.
-fn safe_blocks(may_block: bool) -> &'static [StateDoc] {
-    if may_block {
-        Blocked::STATES
-    } else {
-        &[]
+const fn post(
+    path: &'static str,
+    states: &'static [StateDoc],
+    schema: &'static str,
+    may_block: bool,
+) -> Documented {
+    Documented {
+        path,
+        method: HttpMethod::Post,
+        states,
+        schema,
+        may_block,
+    }
+}
+
+/// The operations whose answers are outcome enums.
+const OUTCOMES: &[Documented] = &[
+    post(
+        "/v1/locks/{key}/acquire",
+        Acquired::STATES,
+        "LockAnswer",
+        false,
+    ),
+    post(
+        "/v1/locks/{key}/extend",
+        <Touch<i64>>::STATES,
+        "LockAnswer",
+        true,
+    ),
+    post(
+        "/v1/locks/{key}/release",
+        <Touch<()>>::STATES,
+        "LockAnswer",
+        true,
+    ),
+    Documented {
+        method: HttpMethod::Get,
+        ..post("/v1/locks/{key}", Read::STATES, "LockAnswer", true)
+    },
+    post(
+        "/v1/fences/{resource}/check",
+        FenceOutcome::STATES,
+        "FenceAnswer",
+        true,
+    ),
+    post(
+        "/v1/idempotency/{key}/begin",
+        Begun::STATES,
+        "IdemAnswer",
+        true,
+    ),
+    post(
+        "/v1/idempotency/{key}/complete",
+        Finished::COMPLETE_STATES,
+        "IdemAnswer",
+        true,
+    ),
+    post(
+        "/v1/idempotency/{key}/fail",
+        Finished::FAIL_STATES,
+        "IdemAnswer",
+        true,
+    ),
+    post(
+        "/v1/idempotency/{key}/extend",
+        Finished::EXTEND_STATES,
+        "IdemAnswer",
+        true,
+    ),
+];
+
+impl Documented {
+    /// Its operation in `doc`, if present.
+    fn operation<'d>(&self, doc: &'d mut Document) -> Option<&'d mut Operation> {
+        let item = doc.paths.paths.get_mut(self.path)?;
+        match self.method {
+            HttpMethod::Get => item.get.as_mut(),
+            _ => item.post.as_mut(),
+        }
+    }
+
+    /// Every state it can answer, the safe block included where it may come.
+    fn all_states(&self) -> impl Iterator<Item = &'static StateDoc> {
+        let blocked: &'static [StateDoc] = if self.may_block { Blocked::STATES } else { &[] };
+        self.states.iter().chain(blocked)
     }
 }
 
@@ -124,36 +169,29 @@ struct OutcomeResponses;
 
 impl Modify for OutcomeResponses {
     fn modify(&self, doc: &mut Document) {
-        for (path, method, states, schema, may_block) in outcomes() {
-            let Some(item) = doc.paths.paths.get_mut(path) else {
+        for documented in OUTCOMES {
+            let Some(op) = documented.operation(doc) else {
                 continue;
             };
-            let op = match method {
-                HttpMethod::Get => item.get.as_mut(),
-                HttpMethod::Post => item.post.as_mut(),
-                _ => None,
-            };
-            let Some(op) = op else { continue };
-            let blocked = safe_blocks(may_block);
             let mut by_status: BTreeMap<u16, Vec<&StateDoc>> = BTreeMap::new();
-            for d in states.iter().chain(blocked) {
+            for d in documented.all_states() {
                 by_status.entry(d.status).or_default().push(d);
             }
             for (status, docs) in by_status {
-                let body = if status == 503 {
-                    "SafeBlockAnswer"
-                } else {
-                    schema
-                };
                 let description = docs
                     .iter()
                     .map(|d| format!("`{}`: {}", d.state, d.meaning))
                     .collect::<Vec<_>>()
                     .join("; ");
+                let (media, body) = match (status, docs.iter().any(|d| d.problem)) {
+                    (503, _) => ("application/json", "SafeBlockAnswer"),
+                    (_, true) => (PROBLEM_JSON, "Problem"),
+                    _ => ("application/json", documented.schema),
+                };
                 let content = Content::new(Some(Ref::from_schema_name(body)));
                 let response = Response::builder()
                     .description(description)
-                    .content("application/json", content)
+                    .content(media, content)
                     .build();
                 op.responses
                     .responses
@@ -248,21 +286,24 @@ mod tests {
 
     #[test]
     fn outcome_operations_list_every_state_of_their_outcome() {
-        let doc = ApiDoc::openapi();
-        for (path, method, states, _, may_block) in outcomes() {
-            let item = &doc.paths.paths[path];
-            let op = match method {
-                HttpMethod::Get => item.get.as_ref(),
-                _ => item.post.as_ref(),
-            };
-            let op = op.unwrap_or_else(|| panic!("{path} has no such operation"));
-            let blocked = safe_blocks(may_block);
-            for d in states.iter().chain(blocked) {
+        let mut doc = ApiDoc::openapi();
+        for documented in OUTCOMES {
+            let states: Vec<&StateDoc> = documented.all_states().collect();
+            let path = documented.path;
+            let op = documented
+                .operation(&mut doc)
+                .unwrap_or_else(|| panic!("{path} has no such operation"));
+            for d in states {
                 let Some(RefOr::T(r)) = op.responses.responses.get(&d.status.to_string()) else {
                     panic!("{path}: no {} response", d.status);
                 };
                 assert!(r.description.contains(d.state), "{path}: {}", r.description);
-                assert!(r.content.contains_key("application/json"), "{path}");
+                let media = if d.problem && d.status != 503 {
+                    PROBLEM_JSON
+                } else {
+                    "application/json"
+                };
+                assert!(r.content.contains_key(media), "{path}: {}", d.state);
             }
         }
     }

@@ -41,7 +41,7 @@ pub struct IntakeBody {
     /// Type (1–128 bytes); selects the replay TTL.
     pub intent_type: String,
     /// Any JSON, handed to the worker as sent.
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<serde_json::Value>)]
     pub payload: Option<Box<RawValue>>,
 }
 
@@ -103,7 +103,7 @@ pub struct IntentView {
     /// Type.
     pub intent_type: String,
     /// The payload as sent.
-    #[schema(value_type = Object)]
+    #[schema(value_type = serde_json::Value)]
     pub payload: Box<RawValue>,
     /// Arrival, RFC 3339 UTC.
     pub arrived_at: String,

@@ -3,6 +3,7 @@
 //! conditional SQL write, group-committed, made before the answer — so SQL arbitrates between
 //! tiers and instances, and Redis is only the hot copy that answers repeats in one round trip.
 
+mod outcome;
 mod run;
 
 pub use run::{Claim, Ran, RunError, RunOptions};

@@ -4,21 +4,13 @@ use super::{Acquired, Read, Touch};
 use crate::outcome::{StateDoc, Terminal};
 use crate::tier::Mode;
 
-const fn doc(state: &'static str, status: u16, meaning: &'static str) -> StateDoc {
-    StateDoc {
-        state,
-        status,
-        meaning,
-    }
-}
-
 /// The 409 answers extend and release share.
-const NOT_OWNER: StateDoc = doc(
+const NOT_OWNER: StateDoc = StateDoc::json(
     "not_owner",
     409,
     "a live lease of the key is held under another owner or token",
 );
-const LOCK_LOST: StateDoc = doc(
+const LOCK_LOST: StateDoc = StateDoc::json(
     "lock_lost",
     409,
     "the caller's lease is gone; `reason`: expired, superseded or tier_switched",
@@ -26,18 +18,18 @@ const LOCK_LOST: StateDoc = doc(
 
 impl Terminal for Acquired {
     const STATES: &'static [StateDoc] = &[
-        doc(
+        StateDoc::json(
             "lock_acquired_primary",
             200,
             "granted by Redis, with its fencing token",
         ),
-        doc(
+        StateDoc::json(
             "lock_acquired_fallback",
             200,
             "granted by SQL, with its fencing token",
         ),
-        doc("lock_busy", 409, "held by another owner; `retry_after_ms`"),
-        doc(
+        StateDoc::json("lock_busy", 409, "held by another owner; `retry_after_ms`"),
+        StateDoc::json(
             "lock_acquire_failed_safe_block",
             503,
             "no tier may grant now; `reason` says why",
@@ -65,7 +57,7 @@ fn refused<T>(touch: &Touch<T>) -> &'static str {
 
 impl Terminal for Touch<i64> {
     const STATES: &'static [StateDoc] = &[
-        doc("extended", 200, "the lease runs `ttl_ms` from now"),
+        StateDoc::json("extended", 200, "the lease runs `ttl_ms` from now"),
         NOT_OWNER,
         LOCK_LOST,
     ];
@@ -80,7 +72,7 @@ impl Terminal for Touch<i64> {
 
 impl Terminal for Touch<()> {
     const STATES: &'static [StateDoc] = &[
-        doc("released", 200, "the lease is ended; the key is free"),
+        StateDoc::json("released", 200, "the lease is ended; the key is free"),
         NOT_OWNER,
         LOCK_LOST,
     ];
@@ -95,8 +87,8 @@ impl Terminal for Touch<()> {
 
 impl Terminal for Read {
     const STATES: &'static [StateDoc] = &[
-        doc("held", 200, "the live lease: owner, token, expiry"),
-        doc("not_held", 404, "no live lease"),
+        StateDoc::json("held", 200, "the live lease: owner, token, expiry"),
+        StateDoc::json("not_held", 404, "no live lease"),
     ];
 
     fn state(&self) -> &'static str {

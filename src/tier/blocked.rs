@@ -90,11 +90,11 @@ impl Blocked {
 }
 
 impl Terminal for Blocked {
-    const STATES: &'static [StateDoc] = &[StateDoc {
-        state: "safe_block",
-        status: 503,
-        meaning: "no tier may act now; `reason` says why (and `retry_after_ms` when known)",
-    }];
+    const STATES: &'static [StateDoc] = &[StateDoc::json(
+        "safe_block",
+        503,
+        "no tier may act now; `reason` says why (and `retry_after_ms` when known)",
+    )];
 
     fn state(&self) -> &'static str {
         "safe_block"
