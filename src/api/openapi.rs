@@ -13,6 +13,7 @@ use crate::fence::FenceOutcome;
 use crate::idem::{Begun, Finished};
 use crate::lock::{Acquired, Read, Touch};
 use crate::outcome::{StateDoc, Terminal};
+use crate::reserve::{Settled, TotalSet};
 use crate::tier::Blocked;
 
 /// The OpenAPI document of this API, generated from the handlers.
@@ -54,6 +55,8 @@ use crate::tier::Blocked;
         super::locks::LockAnswer,
         super::locks::FenceAnswer,
         super::idem::IdemAnswer,
+        super::reserve::StockAnswer,
+        super::reserve::ReservationAnswer,
         super::answer::SafeBlockAnswer,
         super::problem::Problem
     )),
@@ -73,74 +76,68 @@ struct Documented {
     may_block: bool,
 }
 
-const fn post(
-    path: &'static str,
-    states: &'static [StateDoc],
-    schema: &'static str,
-    may_block: bool,
-) -> Documented {
+/// A POST answering `states` as `schema`, or a safe block.
+const fn post(path: &'static str, states: &'static [StateDoc], schema: &'static str) -> Documented {
     Documented {
         path,
         method: HttpMethod::Post,
         states,
         schema,
-        may_block,
+        may_block: true,
     }
+}
+
+/// The same with another method.
+const fn with(method: HttpMethod, doc: Documented) -> Documented {
+    Documented { method, ..doc }
 }
 
 /// The operations whose answers are outcome enums.
 const OUTCOMES: &[Documented] = &[
-    post(
-        "/v1/locks/{key}/acquire",
-        Acquired::STATES,
-        "LockAnswer",
-        false,
-    ),
-    post(
-        "/v1/locks/{key}/extend",
-        <Touch<i64>>::STATES,
-        "LockAnswer",
-        true,
-    ),
-    post(
-        "/v1/locks/{key}/release",
-        <Touch<()>>::STATES,
-        "LockAnswer",
-        true,
-    ),
     Documented {
-        method: HttpMethod::Get,
-        ..post("/v1/locks/{key}", Read::STATES, "LockAnswer", true)
+        may_block: false, // its own safe-block state is one of its outcome's
+        ..post("/v1/locks/{key}/acquire", Acquired::STATES, "LockAnswer")
     },
+    post("/v1/locks/{key}/extend", <Touch<i64>>::STATES, "LockAnswer"),
+    post("/v1/locks/{key}/release", <Touch<()>>::STATES, "LockAnswer"),
+    with(
+        HttpMethod::Get,
+        post("/v1/locks/{key}", Read::STATES, "LockAnswer"),
+    ),
     post(
         "/v1/fences/{resource}/check",
         FenceOutcome::STATES,
         "FenceAnswer",
-        true,
     ),
-    post(
-        "/v1/idempotency/{key}/begin",
-        Begun::STATES,
-        "IdemAnswer",
-        true,
-    ),
+    post("/v1/idempotency/{key}/begin", Begun::STATES, "IdemAnswer"),
     post(
         "/v1/idempotency/{key}/complete",
         Finished::COMPLETE_STATES,
         "IdemAnswer",
-        true,
     ),
     post(
         "/v1/idempotency/{key}/fail",
         Finished::FAIL_STATES,
         "IdemAnswer",
-        true,
     ),
     post(
         "/v1/idempotency/{key}/extend",
         Finished::EXTEND_STATES,
         "IdemAnswer",
-        true,
+    ),
+    with(
+        HttpMethod::Put,
+        post("/v1/inventory/{sku}", TotalSet::STATES, "StockAnswer"),
+    ),
+    post(
+        "/v1/reservations/{id}/confirm",
+        Settled::CONFIRM_STATES,
+        "ReservationAnswer",
+    ),
+    post(
+        "/v1/reservations/{id}/release",
+        Settled::RELEASE_STATES,
+        "ReservationAnswer",
     ),
 ];
 
@@ -150,6 +147,7 @@ impl Documented {
         let item = doc.paths.paths.get_mut(self.path)?;
         match self.method {
             HttpMethod::Get => item.get.as_mut(),
+            HttpMethod::Put => item.put.as_mut(),
             _ => item.post.as_mut(),
         }
     }

@@ -11,13 +11,14 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use utoipa::ToSchema;
 
-use super::answer::{blocked, SafeBlockAnswer};
+use super::answer::{blocked, status_of, SafeBlockAnswer};
 use super::extract::{in_range, owner, Body, PathKey};
 use super::observe::Op;
 use super::problem::{state_problem, ApiError, Problem};
 use super::AppState;
 use crate::idem::{BeginRequest, Begun};
 use crate::key::Key;
+use crate::outcome::Terminal;
 use crate::reserve::{
     ReserveRequest, Reserved, Settled, TotalSet, DEFAULT_TTL_MS, MAX_QUANTITY, MAX_TOTAL,
     MAX_TTL_MS,
@@ -111,10 +112,7 @@ fn stock_answer(sku: &str, s: Stock, mode: Mode) -> StockAnswer {
 
 /// Sets the total stock of a SKU (creating it).
 #[utoipa::path(put, path = "/v1/inventory/{sku}", request_body = TotalBody,
-    params(("sku" = String, Path, description = "SKU")),
-    responses((status = 200, description = "the stock record", body = StockAnswer),
-        (status = 409, description = "total_below_held: holds and sales exceed the total", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "safe_block", body = SafeBlockAnswer)))]
+    params(("sku" = String, Path, description = "SKU")))]
 pub async fn set_total(
     State(app): State<AppState>,
     PathKey(sku): PathKey,
@@ -123,26 +121,26 @@ pub async fn set_total(
     let op = Op::start("inventory_set");
     let total = in_range("total", body.total, 0, MAX_TOTAL)?;
     let k = sku.as_str();
-    Ok(match app.reservations.set_total(&sku, total).await {
-        Ok((TotalSet::Set(s), mode)) => {
-            op.finish(k, "stock", mode.as_str());
-            Json(stock_answer(k, s, mode)).into_response()
-        }
-        Ok((TotalSet::BelowHeld(s), mode)) => {
-            op.finish(k, "total_below_held", mode.as_str());
+    let (set, mode) = match app.reservations.set_total(&sku, total).await {
+        Ok(done) => done,
+        Err(b) => return Ok(blocked(&op, k, b.state(), b)),
+    };
+    op.finish(k, set.state(), mode.as_str());
+    Ok(match set {
+        TotalSet::Set(s) => Json(stock_answer(k, s, mode)).into_response(),
+        TotalSet::BelowHeld(s) => {
             let detail = format!(
                 "total {total} is below the {} units held and {} sold",
                 s.reserved, s.confirmed
             );
             state_problem(
-                StatusCode::CONFLICT,
-                "total_below_held",
+                status_of(&set),
+                set.state(),
                 "Total below held",
                 detail,
                 mode,
             )
         }
-        Err(b) => blocked(&op, k, "safe_block", b),
     })
 }
 
@@ -179,41 +177,25 @@ fn reservation_answer(
     result: &Result<(Reserved, Mode), Blocked>,
 ) -> Option<(StatusCode, ReservationAnswer)> {
     let (reserved, mode) = result.as_ref().ok()?;
-    let m = Some(mode.as_str());
-    Some(match reserved {
+    let mut a = ReservationAnswer {
+        state: reserved.state(),
+        mode: Some(mode.as_str()),
+        ..ReservationAnswer::default()
+    };
+    match reserved {
         Reserved::Reserved {
             id,
             expires_at,
             remaining,
-        } => (
-            StatusCode::CREATED,
-            ReservationAnswer {
-                state: "reserved",
-                mode: m,
-                reservation_id: Some(id.clone()),
-                expires_at: Some(rfc3339(*expires_at)),
-                remaining: Some(*remaining),
-            },
-        ),
-        Reserved::OutOfStock { remaining } => (
-            StatusCode::CONFLICT,
-            ReservationAnswer {
-                state: "out_of_stock",
-                mode: m,
-                remaining: Some(*remaining),
-                ..ReservationAnswer::default()
-            },
-        ),
-        Reserved::AlreadyReserved { id } => (
-            StatusCode::CONFLICT,
-            ReservationAnswer {
-                state: "already_reserved",
-                mode: m,
-                reservation_id: Some(id.clone()),
-                ..ReservationAnswer::default()
-            },
-        ),
-    })
+        } => {
+            a.reservation_id = Some(id.clone());
+            a.expires_at = Some(rfc3339(*expires_at));
+            a.remaining = Some(*remaining);
+        }
+        Reserved::OutOfStock { remaining } => a.remaining = Some(*remaining),
+        Reserved::AlreadyReserved { id } => a.reservation_id = Some(id.clone()),
+    }
+    Some((status_of(reserved), a))
 }
 
 /// A recorded answer: status and body.
@@ -369,23 +351,15 @@ async fn settle(app: &AppState, op: &'static str, id: &Key, to: HoldState) -> Re
     let id = id.as_str();
     let (settled, mode) = match app.reservations.settle(id, to).await {
         Ok(r) => r,
-        Err(b) => return blocked(&op, id, "safe_block", b),
+        Err(b) => return blocked(&op, id, b.state(), b),
     };
-    let (status, state, title) = match settled {
-        Settled::Done(HoldState::Confirmed) => (StatusCode::OK, "confirmed", ""),
-        Settled::Done(_) => (StatusCode::OK, "released", ""),
-        Settled::Expired => (StatusCode::GONE, "expired", "Reservation expired"),
-        Settled::Conflict(HoldState::Confirmed) => (
-            StatusCode::CONFLICT,
-            "already_confirmed",
-            "Already confirmed",
-        ),
-        Settled::Conflict(_) => (StatusCode::CONFLICT, "already_released", "Already released"),
-        Settled::Missing => (
-            StatusCode::NOT_FOUND,
-            "unknown_reservation",
-            "Unknown reservation",
-        ),
+    let (status, state) = (status_of(&settled), settled.state());
+    let title = match settled {
+        Settled::Done(_) => "",
+        Settled::Expired => "Reservation expired",
+        Settled::Conflict(HoldState::Confirmed) => "Already confirmed",
+        Settled::Conflict(_) => "Already released",
+        Settled::Missing => "Unknown reservation",
     };
     op.finish(id, state, mode.as_str());
     if status.is_success() {
@@ -408,24 +382,14 @@ async fn settle(app: &AppState, op: &'static str, id: &Key, to: HoldState) -> Re
 
 /// Confirms (pays for) a reservation.
 #[utoipa::path(post, path = "/v1/reservations/{id}/confirm",
-    params(("id" = String, Path, description = "reservation id")),
-    responses((status = 200, description = "confirmed", body = ReservationAnswer),
-        (status = 410, description = "expired", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "already_released", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "unknown_reservation", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "safe_block", body = SafeBlockAnswer)))]
+    params(("id" = String, Path, description = "reservation id")))]
 pub async fn confirm(State(app): State<AppState>, PathKey(id): PathKey) -> Response {
     settle(&app, "reservation_confirm", &id, HoldState::Confirmed).await
 }
 
 /// Releases a reservation: its units return to stock.
 #[utoipa::path(post, path = "/v1/reservations/{id}/release",
-    params(("id" = String, Path, description = "reservation id")),
-    responses((status = 200, description = "released", body = ReservationAnswer),
-        (status = 410, description = "expired", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "already_confirmed", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "unknown_reservation", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "safe_block", body = SafeBlockAnswer)))]
+    params(("id" = String, Path, description = "reservation id")))]
 pub async fn release(State(app): State<AppState>, PathKey(id): PathKey) -> Response {
     settle(&app, "reservation_release", &id, HoldState::Released).await
 }

@@ -5,6 +5,7 @@
 //! `held` once, by a conditional SQL update (confirm, release, or the expiry reaper), and the
 //! hot copy follows. Hot copies are seeded from SQL per SKU and epoch.
 
+mod outcome;
 mod reconcile;
 
 pub use reconcile::Mismatch;
