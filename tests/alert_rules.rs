@@ -1,29 +1,12 @@
 //! The shipped Prometheus alert rules (`deploy/prometheus`) are valid, behave as their unit
 //! tests say (`promtool test rules`), and name only metrics Warden exports.
 
-use std::path::{Path, PathBuf};
+mod support;
+
+use std::path::Path;
 use std::process::Command;
 
 const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/prometheus");
-
-/// `promtool`: `$PROMTOOL`, else the one on `PATH`. Without it the test fails under `CI` and
-/// is skipped (with a message) elsewhere.
-fn promtool() -> Option<PathBuf> {
-    let found = std::env::var_os("PROMTOOL").map(PathBuf::from).or_else(|| {
-        let path = std::env::var_os("PATH")?;
-        std::env::split_paths(&path)
-            .map(|d| d.join("promtool"))
-            .find(|p| p.is_file())
-    });
-    if found.is_none() {
-        assert!(
-            std::env::var_os("CI").is_none_or(|v| v.is_empty()),
-            "promtool not found (scripts/test.sh fetches it)"
-        );
-        eprintln!("skipped: promtool not found (scripts/test.sh fetches it)");
-    }
-    found
-}
 
 fn run(promtool: &Path, args: &[&str]) {
     let out = Command::new(promtool)
@@ -41,7 +24,9 @@ fn run(promtool: &Path, args: &[&str]) {
 
 #[test]
 fn the_rules_pass_promtool_and_their_unit_tests() {
-    let Some(promtool) = promtool() else { return };
+    let Some(promtool) = support::tool("PROMTOOL", "promtool") else {
+        return;
+    };
     run(&promtool, &["check", "rules", "warden.rules.yml"]);
     run(&promtool, &["test", "rules", "warden.rules.test.yml"]);
 }

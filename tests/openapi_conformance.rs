@@ -5,7 +5,6 @@
 
 mod support;
 
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
@@ -15,30 +14,11 @@ use support::{Postgres, Redis, Warden};
 const CHECKS: &str = "not_a_server_error,status_code_conformance,content_type_conformance,\
 response_schema_conformance,negative_data_rejection";
 
-/// `schemathesis`: `$SCHEMATHESIS`, else the one on `PATH`. Without it the test fails under
-/// `CI` and is skipped (with a message) elsewhere; `scripts/test.sh` installs it.
-fn schemathesis() -> Option<PathBuf> {
-    let found = std::env::var_os("SCHEMATHESIS")
-        .map(PathBuf::from)
-        .or_else(|| {
-            let path = std::env::var_os("PATH")?;
-            std::env::split_paths(&path)
-                .map(|d| d.join("schemathesis"))
-                .find(|p| p.is_file())
-        });
-    if found.is_none() {
-        assert!(
-            std::env::var_os("CI").is_none_or(|v| v.is_empty()),
-            "schemathesis not found (scripts/test.sh installs it)"
-        );
-        eprintln!("skipped: schemathesis not found (scripts/test.sh installs it)");
-    }
-    found
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_operation_answers_as_documented() {
-    let Some(bin) = schemathesis() else { return };
+    let Some(bin) = support::tool("SCHEMATHESIS", "schemathesis") else {
+        return;
+    };
     let pg = Postgres::start();
     let redis = Redis::start();
     let w = Warden::start(&[

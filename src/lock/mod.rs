@@ -12,7 +12,7 @@ pub use rules::{LostReason, Touch};
 
 use crate::key::Key;
 use crate::runtime::waiters::Waiters;
-use crate::store::{AcquireReply, Lease, LockStore, StoreError, Touched};
+use crate::store::{AcquireReply, Holder, Lease, LockStore, Step, Touched};
 use crate::tier::{Backend, Blocked, Mode, Tier};
 use crate::token::{token_parts, MAX_TOKEN};
 use rules::Miss;
@@ -81,30 +81,6 @@ pub struct AcquireRequest {
 pub struct Locks {
     tier: Arc<Tier>,
     waiters: Waiters,
-}
-
-/// An extend (to a TTL from now) or a release.
-#[derive(Debug, Clone, Copy)]
-enum Step {
-    Extend(i64),
-    Release,
-}
-
-impl Step {
-    async fn run(
-        self,
-        store: &impl LockStore,
-        key: &Key,
-        owner: &str,
-        token: i64,
-        epoch: i64,
-        now: i64,
-    ) -> Result<Touched, StoreError> {
-        match self {
-            Self::Extend(ttl_ms) => store.extend(key, owner, token, ttl_ms, epoch, now).await,
-            Self::Release => store.release(key, owner, token, epoch, now).await,
-        }
-    }
 }
 
 fn map_done<T>(touch: Touch<Lease>, f: impl FnOnce(Lease) -> T) -> Touch<T> {
@@ -234,7 +210,9 @@ impl Locks {
         if let Err(e) = self.tier.note_ttl(ttl_ms).await {
             return Err(Blocked::database(&e));
         }
-        let (touch, mode) = self.touch(Step::Extend(ttl_ms), key, owner, token).await?;
+        let (touch, mode) = self
+            .touch(Step::Extend { ttl_ms }, key, owner, token)
+            .await?;
         Ok((map_done(touch, |l| l.expires_at), mode))
     }
 
@@ -264,18 +242,16 @@ impl Locks {
         owner: &str,
         token: i64,
     ) -> Result<(Touch<Lease>, Mode), Blocked> {
+        let holder = Holder { key, owner, token };
         for _ in 0..EPOCH_RETRIES {
             let active = self.tier.active(false)?;
             let mode = active.backend.mode();
             let (epoch, now) = (active.epoch, self.tier.now());
-            let r = step
-                .run(&active.backend, key, owner, token, epoch, now)
-                .await;
+            let r = active.backend.touch(holder, step, epoch, now).await;
             let current = match self.tier.settle(mode, r)? {
                 Touched::Done(lease) => {
                     if mode == Mode::Primary && token_parts(token).0 < epoch {
-                        self.follow_on_sql(step, key, owner, token, epoch, now)
-                            .await;
+                        self.follow_on_sql(step, holder, epoch, now).await;
                     }
                     return Ok((Touch::Done(lease), mode));
                 }
@@ -300,7 +276,7 @@ impl Locks {
                 return Ok((decided, mode));
             }
             let sql = Backend::Sql(self.tier.durable());
-            let r = step.run(&sql, key, owner, token, epoch, now).await;
+            let r = sql.touch(holder, step, epoch, now).await;
             let current = match self.tier.settle(Mode::Fallback, r)? {
                 Touched::Done(lease) => {
                     if let Step::Release = step {
@@ -330,20 +306,12 @@ impl Locks {
 
     /// After Redis released a lease of an earlier epoch (a SQL lease arming copied in), ends it
     /// on SQL too, so a later arming cannot copy it back. Best effort: a failure is logged.
-    async fn follow_on_sql(
-        &self,
-        step: Step,
-        key: &Key,
-        owner: &str,
-        token: i64,
-        epoch: i64,
-        now: i64,
-    ) {
-        if let Step::Extend(_) = step {
+    async fn follow_on_sql(&self, step: Step, holder: Holder<'_>, epoch: i64, now: i64) {
+        if let Step::Extend { .. } = step {
             return;
         }
         let sql = Backend::Sql(self.tier.durable());
-        if let Err(e) = step.run(&sql, key, owner, token, epoch, now).await {
+        if let Err(e) = sql.touch(holder, step, epoch, now).await {
             tracing::warn!(error = %e, "release not copied to sql; the lease lapses there");
         }
     }

@@ -93,6 +93,29 @@ pub enum AcquireReply {
     },
 }
 
+/// A lease as its holder names it in an extend or release.
+#[derive(Debug, Clone, Copy)]
+pub struct Holder<'a> {
+    /// Lock key.
+    pub key: &'a Key,
+    /// Holder identity.
+    pub owner: &'a str,
+    /// Fencing token of the grant.
+    pub token: i64,
+}
+
+/// What an extend or release does to a holder's lease.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// The lease runs `ttl_ms` from now.
+    Extend {
+        /// New lease length from now, ms.
+        ttl_ms: i64,
+    },
+    /// The lease ends.
+    Release,
+}
+
 /// The outcome of one atomic extend or release step on one store.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Touched {
@@ -122,24 +145,13 @@ pub trait LockStore: Send + Sync {
         epoch: i64,
         now: i64,
     ) -> impl Future<Output = Result<AcquireReply, StoreError>> + Send;
-    /// Extends the live lease `(owner, token)` to `ttl_ms` from now, as of `epoch`.
-    fn extend(
+    /// Runs `step` on the live lease `holder`, as of `epoch`. A store that may still receive
+    /// a copy of an older epoch's lease (Redis while it is armed) remembers a release, so the
+    /// copy cannot bring the lease back.
+    fn touch(
         &self,
-        key: &Key,
-        owner: &str,
-        token: i64,
-        ttl_ms: i64,
-        epoch: i64,
-        now: i64,
-    ) -> impl Future<Output = Result<Touched, StoreError>> + Send;
-    /// Ends the live lease `(owner, token)`, as of `epoch`. A store that may still receive a
-    /// copy of an older epoch's lease (Redis while it is armed) remembers the release, so the
-    /// copy cannot bring it back.
-    fn release(
-        &self,
-        key: &Key,
-        owner: &str,
-        token: i64,
+        holder: Holder<'_>,
+        step: Step,
         epoch: i64,
         now: i64,
     ) -> impl Future<Output = Result<Touched, StoreError>> + Send;

@@ -3,7 +3,7 @@
 use crate::key::Key;
 use crate::store::redis::RedisStore;
 use crate::store::sql::SqlStore;
-use crate::store::{bounded, AcquireReply, Lease, LockStore, StoreError, Touched};
+use crate::store::{bounded, AcquireReply, Holder, Lease, LockStore, Step, StoreError, Touched};
 
 /// Which tier answered: `primary` is Redis, `fallback` is SQL.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,35 +58,16 @@ impl LockStore for Backend<'_> {
         }
     }
 
-    async fn extend(
+    async fn touch(
         &self,
-        key: &Key,
-        owner: &str,
-        token: i64,
-        ttl_ms: i64,
+        holder: Holder<'_>,
+        step: Step,
         epoch: i64,
         now: i64,
     ) -> Result<Touched, StoreError> {
         match self {
-            Self::Redis(s) => s.extend(key, owner, token, ttl_ms, epoch, now).await,
-            Self::Sql(s) => {
-                let call = s.extend(key, owner, token, ttl_ms, epoch, now);
-                bounded(s.timeout(), call).await
-            }
-        }
-    }
-
-    async fn release(
-        &self,
-        key: &Key,
-        owner: &str,
-        token: i64,
-        epoch: i64,
-        now: i64,
-    ) -> Result<Touched, StoreError> {
-        match self {
-            Self::Redis(s) => s.release(key, owner, token, epoch, now).await,
-            Self::Sql(s) => bounded(s.timeout(), s.release(key, owner, token, epoch, now)).await,
+            Self::Redis(s) => s.touch(holder, step, epoch, now).await,
+            Self::Sql(s) => bounded(s.timeout(), s.touch(holder, step, epoch, now)).await,
         }
     }
 

@@ -26,6 +26,25 @@ pub fn metric(text: &str, series: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// An external tool the suite needs: `$<env>`, else `name` on `PATH`. Without it a test fails
+/// under `CI` and is skipped (with a message) elsewhere; `scripts/test.sh` provides each.
+pub fn tool(env: &str, name: &str) -> Option<PathBuf> {
+    let found = std::env::var_os(env).map(PathBuf::from).or_else(|| {
+        let path = std::env::var_os("PATH")?;
+        std::env::split_paths(&path)
+            .map(|d| d.join(name))
+            .find(|p| p.is_file())
+    });
+    if found.is_none() {
+        assert!(
+            std::env::var_os("CI").is_none_or(|v| v.is_empty()),
+            "{name} not found (scripts/test.sh provides it)"
+        );
+        eprintln!("skipped: {name} not found (scripts/test.sh provides it)");
+    }
+    found
+}
+
 /// A port nobody listens on right now.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")

@@ -4,7 +4,7 @@ use redis::Value;
 
 use super::{slot_keys, tagged, unexpected, RedisStore};
 use crate::key::Key;
-use crate::store::{AcquireReply, Lease, LockStore, StoreError, Touched};
+use crate::store::{AcquireReply, Holder, Lease, LockStore, Step, StoreError, Touched};
 use crate::token::{token_base, token_parts};
 
 impl RedisStore {
@@ -108,48 +108,37 @@ impl LockStore for RedisStore {
         parsed.ok_or_else(|| unexpected(&reply))
     }
 
-    async fn extend(
+    async fn touch(
         &self,
-        key: &Key,
-        owner: &str,
-        token: i64,
-        ttl_ms: i64,
-        _epoch: i64,
-        now: i64,
-    ) -> Result<Touched, StoreError> {
-        let (lease_epoch, ctr) = token_parts(token);
-        let mut inv = self.scripts.extend.key(tagged(key.as_str(), "lock"));
-        inv.arg(owner).arg(lease_epoch).arg(ctr).arg(ttl_ms);
-        let reply: Value = self.eval(&inv).await?;
-        let done = || Lease {
-            owner: owner.to_owned(),
-            token,
-            expires_at: now + ttl_ms,
-        };
-        touched(&reply, done, now)
-    }
-
-    async fn release(
-        &self,
-        key: &Key,
-        owner: &str,
-        token: i64,
+        holder: Holder<'_>,
+        step: Step,
         epoch: i64,
         now: i64,
     ) -> Result<Touched, StoreError> {
-        let (lease_epoch, ctr) = token_parts(token);
-        let mut inv = self.scripts.release.key(tagged(key.as_str(), "lock"));
-        inv.key(tagged(key.as_str(), "gone"))
-            .arg(owner)
-            .arg(lease_epoch)
-            .arg(ctr)
-            .arg(epoch)
-            .arg(self.release_mark.as_millis() as u64);
+        let (lease_epoch, ctr) = token_parts(holder.token);
+        let lock = tagged(holder.key.as_str(), "lock");
+        let (inv, expires_at) = match step {
+            Step::Extend { ttl_ms } => {
+                let mut inv = self.scripts.extend.key(lock);
+                inv.arg(holder.owner).arg(lease_epoch).arg(ctr).arg(ttl_ms);
+                (inv, now + ttl_ms)
+            }
+            Step::Release => {
+                let mut inv = self.scripts.release.key(lock);
+                inv.key(tagged(holder.key.as_str(), "gone"))
+                    .arg(holder.owner)
+                    .arg(lease_epoch)
+                    .arg(ctr)
+                    .arg(epoch)
+                    .arg(self.release_mark.as_millis() as u64);
+                (inv, now)
+            }
+        };
         let reply: Value = self.eval(&inv).await?;
         let done = || Lease {
-            owner: owner.to_owned(),
-            token,
-            expires_at: now,
+            owner: holder.owner.to_owned(),
+            token: holder.token,
+            expires_at,
         };
         touched(&reply, done, now)
     }

@@ -6,7 +6,7 @@
 
 use super::{classify, col, SqlStore};
 use crate::key::Key;
-use crate::store::{AcquireReply, Lease, LockStore, StoreError, Touched};
+use crate::store::{AcquireReply, Holder, Lease, LockStore, Step, StoreError, Touched};
 use crate::token::{token_base, token_parts, COUNTER_MAX};
 
 const ACQUIRE: &str = "
@@ -85,54 +85,6 @@ impl SqlStore {
             .collect()
     }
 
-    /// Sets the expiry of the live lease `(owner, token)` to `expires_at` as of `epoch`.
-    async fn touch(
-        &self,
-        key: &Key,
-        owner: &str,
-        token: i64,
-        expires_at: i64,
-        epoch: i64,
-        now: i64,
-    ) -> Result<Touched, StoreError> {
-        let done = sqlx::query(TOUCH)
-            .bind(key.as_str())
-            .bind(owner)
-            .bind(token)
-            .bind(expires_at)
-            .bind(now)
-            .bind(epoch)
-            .execute(&self.pool)
-            .await
-            .map_err(classify)?;
-        if done.rows_affected() == 1 {
-            return Ok(Touched::Done(Lease {
-                owner: owner.to_owned(),
-                token,
-                expires_at: expires_at.max(now),
-            }));
-        }
-        let row = sqlx::query(MISSED)
-            .bind(key.as_str())
-            .fetch_one(&self.pool)
-            .await
-            .map_err(classify)?;
-        let found: i64 = col(&row, 0)?;
-        if found != epoch {
-            return Ok(Touched::EpochMismatch);
-        }
-        let owner: Option<String> = col(&row, 1)?;
-        let current = match owner {
-            Some(owner) => Some(Lease {
-                owner,
-                token: col(&row, 2)?,
-                expires_at: col(&row, 3)?,
-            }),
-            None => None,
-        };
-        Ok(Touched::Missed { current })
-    }
-
     async fn current(&self, key: &Key) -> Result<Option<Lease>, StoreError> {
         let row = sqlx::query(CURRENT)
             .bind(key.as_str())
@@ -184,28 +136,55 @@ impl LockStore for SqlStore {
         }
     }
 
-    async fn extend(
+    /// One conditional statement sets the expiry of the live lease `holder` (0 for a release)
+    /// as of `epoch`; when it changes nothing, a read says why.
+    async fn touch(
         &self,
-        key: &Key,
-        owner: &str,
-        token: i64,
-        ttl_ms: i64,
+        holder: Holder<'_>,
+        step: Step,
         epoch: i64,
         now: i64,
     ) -> Result<Touched, StoreError> {
-        self.touch(key, owner, token, now + ttl_ms, epoch, now)
+        let expires_at = match step {
+            Step::Extend { ttl_ms } => now + ttl_ms,
+            Step::Release => 0,
+        };
+        let done = sqlx::query(TOUCH)
+            .bind(holder.key.as_str())
+            .bind(holder.owner)
+            .bind(holder.token)
+            .bind(expires_at)
+            .bind(now)
+            .bind(epoch)
+            .execute(&self.pool)
             .await
-    }
-
-    async fn release(
-        &self,
-        key: &Key,
-        owner: &str,
-        token: i64,
-        epoch: i64,
-        now: i64,
-    ) -> Result<Touched, StoreError> {
-        self.touch(key, owner, token, 0, epoch, now).await
+            .map_err(classify)?;
+        if done.rows_affected() == 1 {
+            return Ok(Touched::Done(Lease {
+                owner: holder.owner.to_owned(),
+                token: holder.token,
+                expires_at: expires_at.max(now),
+            }));
+        }
+        let row = sqlx::query(MISSED)
+            .bind(holder.key.as_str())
+            .fetch_one(&self.pool)
+            .await
+            .map_err(classify)?;
+        let found: i64 = col(&row, 0)?;
+        if found != epoch {
+            return Ok(Touched::EpochMismatch);
+        }
+        let owner: Option<String> = col(&row, 1)?;
+        let current = match owner {
+            Some(owner) => Some(Lease {
+                owner,
+                token: col(&row, 2)?,
+                expires_at: col(&row, 3)?,
+            }),
+            None => None,
+        };
+        Ok(Touched::Missed { current })
     }
 
     async fn get(&self, key: &Key, now: i64) -> Result<Option<Lease>, StoreError> {
