@@ -14,6 +14,7 @@ use crate::idem::{Begun, Finished};
 use crate::lock::{Acquired, Read, Touch};
 use crate::outcome::{StateDoc, Terminal};
 use crate::reserve::{Settled, TotalSet};
+use crate::stream::Committed;
 use crate::tier::Blocked;
 
 /// The OpenAPI document of this API, generated from the handlers.
@@ -57,6 +58,7 @@ use crate::tier::Blocked;
         super::idem::IdemAnswer,
         super::reserve::StockAnswer,
         super::reserve::ReservationAnswer,
+        super::streams::StreamAnswer,
         super::answer::SafeBlockAnswer,
         super::problem::Problem
     )),
@@ -138,6 +140,11 @@ const OUTCOMES: &[Documented] = &[
         "/v1/reservations/{id}/release",
         Settled::RELEASE_STATES,
         "ReservationAnswer",
+    ),
+    post(
+        "/v1/streams/{stream}/commits",
+        Committed::STATES,
+        "StreamAnswer",
     ),
 ];
 

@@ -11,11 +11,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use utoipa::ToSchema;
 
-use super::answer::{blocked, SafeBlockAnswer};
+use super::answer::{blocked, status_of, SafeBlockAnswer};
 use super::extract::{identity, in_range, Body, PathKey, PathKeys};
 use super::observe::Op;
 use super::problem::{state_problem, ApiError, Problem};
 use super::AppState;
+use crate::outcome::Terminal;
 use crate::runtime::clock::rfc3339;
 use crate::store::stream::{Counters, Intent};
 use crate::stream::rules::{NewIntent, Outcome};
@@ -324,13 +325,7 @@ pub async fn claim(
 
 /// Commits an intent in causal order.
 #[utoipa::path(post, path = "/v1/streams/{stream}/commits", request_body = CommitBody,
-    params(("stream" = String, Path, description = "stream")),
-    responses(
-        (status = 200, description = "committed_causal with the new version", body = StreamAnswer),
-        (status = 202, description = "waiting_previous_commit: parked until its predecessor commits", body = StreamAnswer),
-        (status = 409, description = "blocked_conflict with reason", body = StreamAnswer),
-        (status = 422, description = "bad input", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "safe_block", body = SafeBlockAnswer)))]
+    params(("stream" = String, Path, description = "stream")))]
 pub async fn commit(
     State(app): State<AppState>,
     PathKey(stream): PathKey,
@@ -350,7 +345,7 @@ pub async fn commit(
     let k = stream.as_str();
     let (committed, mode) = match app.streams.commit(&req).await {
         Ok(r) => r,
-        Err(b) => return Ok(blocked(&op, k, "safe_block", b)),
+        Err(b) => return Ok(blocked(&op, k, b.state(), b)),
     };
     let base = StreamAnswer {
         mode: Some(mode.as_str()),
@@ -359,33 +354,23 @@ pub async fn commit(
         commit_sequence: Some(req.seq),
         ..StreamAnswer::default()
     };
-    Ok(match committed {
+    let mut a = StreamAnswer {
+        state: committed.state(),
+        ..base
+    };
+    match &committed {
         Committed::Causal { version } => {
-            let a = StreamAnswer {
-                state: "committed_causal",
-                version: Some(version),
-                last_committed: Some(req.seq),
-                ..base
-            };
-            answer(&op, k, StatusCode::OK, a)
+            a.version = Some(*version);
+            a.last_committed = Some(req.seq);
         }
-        Committed::Waiting { next_expected } => {
-            let a = StreamAnswer {
-                state: "waiting_previous_commit",
-                next_expected: Some(next_expected),
-                ..base
-            };
-            answer(&op, k, StatusCode::ACCEPTED, a)
-        }
+        Committed::Waiting { next_expected } => a.next_expected = Some(*next_expected),
         Committed::Blocked { why, counters: c } => {
-            let a = StreamAnswer {
-                state: "blocked_conflict",
-                reason: Some(why.as_str()),
-                ..base
-            };
-            answer(&op, k, StatusCode::CONFLICT, counters(a, c))
+            a.reason = Some(why.as_str());
+            a = counters(a, *c);
         }
-    })
+    }
+    op.finish(k, a.state, a.mode.unwrap_or("none"));
+    Ok((status_of(&committed), Json(a)).into_response())
 }
 
 /// Authorises a replay: TTL first, then the version, both before any effect.

@@ -8,6 +8,7 @@
 //! the answer's path, never ahead of SQL) that parked commits on other instances watch for
 //! their turn.
 
+mod outcome;
 pub mod rules;
 mod wait;
 
