@@ -14,7 +14,7 @@ use crate::idem::{Begun, Finished};
 use crate::lock::{Acquired, Read, Touch};
 use crate::outcome::{StateDoc, Terminal};
 use crate::reserve::{Settled, TotalSet};
-use crate::stream::Committed;
+use crate::stream::{Committed, Intake, Read as StreamRead, Replay};
 use crate::tier::Blocked;
 
 /// The OpenAPI document of this API, generated from the handlers.
@@ -145,6 +145,20 @@ const OUTCOMES: &[Documented] = &[
         "/v1/streams/{stream}/commits",
         Committed::STATES,
         "StreamAnswer",
+    ),
+    post(
+        "/v1/streams/{stream}/intents",
+        Intake::STATES,
+        "StreamAnswer",
+    ),
+    post(
+        "/v1/streams/{stream}/intents/{intent_id}/replay",
+        Replay::STATES,
+        "StreamAnswer",
+    ),
+    with(
+        HttpMethod::Get,
+        post("/v1/streams/{stream}", StreamRead::STATES, "StreamAnswer"),
     ),
 ];
 

@@ -19,11 +19,11 @@ use super::AppState;
 use crate::outcome::Terminal;
 use crate::runtime::clock::rfc3339;
 use crate::store::stream::{Counters, Intent};
-use crate::stream::rules::{NewIntent, Outcome};
+use crate::stream::rules::NewIntent;
 use crate::stream::{
-    CommitRequest, Committed, MAX_CLAIM, MAX_LEASE_MS, MAX_PRIORITY, MAX_TYPE_BYTES, MAX_WAIT_MS,
+    CommitRequest, Committed, Intake, Read, Replay, MAX_CLAIM, MAX_LEASE_MS, MAX_PRIORITY,
+    MAX_TYPE_BYTES, MAX_WAIT_MS,
 };
-use crate::tier::Mode;
 use crate::token::MAX_TOKEN;
 
 /// Dispatch lease when none is given, ms.
@@ -184,9 +184,9 @@ pub fn router() -> Router<AppState> {
         .route("/v1/dispatch/claim", post(claim))
 }
 
-fn answer(op: &Op, key: &str, status: StatusCode, a: StreamAnswer) -> Response {
+fn answer(op: &Op, key: &str, outcome: &impl Terminal, a: StreamAnswer) -> Response {
     op.finish(key, a.state, a.mode.unwrap_or("none"));
-    (status, Json(a)).into_response()
+    (status_of(outcome), Json(a)).into_response()
 }
 
 fn view(i: Intent, leased: bool) -> IntentView {
@@ -221,13 +221,7 @@ fn intent_id(raw: &str) -> Result<String, ApiError> {
 
 /// Accepts an intent and assigns its `commit_sequence`.
 #[utoipa::path(post, path = "/v1/streams/{stream}/intents", request_body = IntakeBody,
-    params(("stream" = String, Path, description = "stream (e.g. one contact)")),
-    responses(
-        (status = 201, description = "accepted with commit_sequence", body = StreamAnswer),
-        (status = 200, description = "accepted: a repeat of intent_id, same commit_sequence", body = StreamAnswer),
-        (status = 409, description = "intent_conflict: intent_id exists with other content", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "bad input", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "safe_block", body = SafeBlockAnswer)))]
+    params(("stream" = String, Path, description = "stream (e.g. one contact)")))]
 pub async fn intake(
     State(app): State<AppState>,
     PathKey(stream): PathKey,
@@ -261,38 +255,32 @@ pub async fn intake(
         intent_type: ty,
         payload,
     };
-    Ok(match app.streams.intake(n).await {
-        Ok((Outcome::Accepted { seq, created }, mode)) => {
-            let status = if created {
-                StatusCode::CREATED
-            } else {
-                StatusCode::OK
-            };
+    let (intake, mode) = match app.streams.intake(n).await {
+        Ok(done) => done,
+        Err(b) => return Ok(blocked(&op, k, b.state(), b)),
+    };
+    Ok(match intake {
+        Intake::Accepted { seq, .. } => {
             let a = StreamAnswer {
-                state: "accepted",
+                state: intake.state(),
                 mode: Some(mode.as_str()),
                 stream: Some(k.to_owned()),
                 intent_id: Some(id),
                 commit_sequence: Some(seq),
                 ..StreamAnswer::default()
             };
-            answer(&op, k, status, a)
+            answer(&op, k, &intake, a)
         }
-        Ok((other, mode)) => {
-            let seq = match other {
-                Outcome::IntentConflict { seq } => seq,
-                _ => 0,
-            };
-            op.finish(k, "intent_conflict", mode.as_str());
+        Intake::Conflict { seq } => {
+            op.finish(k, intake.state(), mode.as_str());
             state_problem(
-                StatusCode::CONFLICT,
-                "intent_conflict",
+                status_of(&intake),
+                intake.state(),
                 "Intent conflict",
                 format!("intent_id {id} is sequence {seq} of this stream, with another type, priority or payload"),
                 mode,
             )
         }
-        Err(b) => blocked(&op, k, "safe_block", b),
     })
 }
 
@@ -317,9 +305,10 @@ pub async fn claim(
                 intents: Some(leased.into_iter().map(|i| view(i, true)).collect()),
                 ..StreamAnswer::default()
             };
-            answer(&op, &worker, StatusCode::OK, a)
+            op.finish(&worker, a.state, a.mode.unwrap_or("none"));
+            (StatusCode::OK, Json(a)).into_response()
         }
-        Err(b) => blocked(&op, &worker, "safe_block", b),
+        Err(b) => blocked(&op, &worker, b.state(), b),
     })
 }
 
@@ -375,13 +364,7 @@ pub async fn commit(
 
 /// Authorises a replay: TTL first, then the version, both before any effect.
 #[utoipa::path(post, path = "/v1/streams/{stream}/intents/{intent_id}/replay", request_body = ReplayBody,
-    params(("stream" = String, Path, description = "stream"), ("intent_id" = String, Path, description = "intent")),
-    responses(
-        (status = 200, description = "replayed: the intent, at the stream's version", body = StreamAnswer),
-        (status = 409, description = "conflict_blocked: the stream is at another version", body = StreamAnswer),
-        (status = 410, description = "expired_manual: older than its type's TTL; now in manual review", body = StreamAnswer),
-        (status = 404, description = "unknown_intent", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "safe_block", body = SafeBlockAnswer)))]
+    params(("stream" = String, Path, description = "stream"), ("intent_id" = String, Path, description = "intent")))]
 pub async fn replay(
     State(app): State<AppState>,
     PathKeys(stream, id): PathKeys,
@@ -390,100 +373,77 @@ pub async fn replay(
     let op = Op::start("stream_replay");
     let as_of = in_range("as_of_version", body.as_of_version, 0, MAX_TOKEN)?;
     let k = stream.as_str();
-    let (out, mode) = match app.streams.replay(k, id.as_str(), as_of).await {
+    let (replay, mode) = match app.streams.replay(k, id.as_str(), as_of).await {
         Ok(r) => r,
-        Err(b) => return Ok(blocked(&op, k, "safe_block", b)),
+        Err(b) => return Ok(blocked(&op, k, b.state(), b)),
     };
-    let base = StreamAnswer {
+    let mut a = StreamAnswer {
+        state: replay.state(),
         mode: Some(mode.as_str()),
         stream: Some(k.to_owned()),
         intent_id: Some(id.as_str().to_owned()),
         ..StreamAnswer::default()
     };
-    Ok(match out {
-        Outcome::Replayed { intent, version } => {
-            let a = StreamAnswer {
-                state: "replayed",
-                version: Some(version),
-                commit_sequence: Some(intent.seq),
-                intent: Some(view(*intent, false)),
-                ..base
-            };
-            answer(&op, k, StatusCode::OK, a)
+    match &replay {
+        Replay::Replayed { intent, version } => {
+            a.version = Some(*version);
+            a.commit_sequence = Some(intent.seq);
+            a.intent = Some(view((**intent).clone(), false));
         }
-        Outcome::ReplayConflict { version } => {
-            let a = StreamAnswer {
-                state: "conflict_blocked",
-                version: Some(version),
-                ..base
-            };
-            answer(&op, k, StatusCode::CONFLICT, a)
-        }
-        Outcome::Expired { review_id } => {
-            let a = StreamAnswer {
-                state: "expired_manual",
-                review_id: Some(review_id),
-                ..base
-            };
-            answer(&op, k, StatusCode::GONE, a)
-        }
-        _ => {
-            op.finish(k, "unknown_intent", mode.as_str());
-            state_problem(
-                StatusCode::NOT_FOUND,
-                "unknown_intent",
+        Replay::Conflict { version } => a.version = Some(*version),
+        Replay::Expired { review_id } => a.review_id = Some(review_id.clone()),
+        Replay::Unknown => {
+            op.finish(k, replay.state(), mode.as_str());
+            return Ok(state_problem(
+                status_of(&replay),
+                replay.state(),
                 "Unknown intent",
                 "no intent with this id in this stream",
                 mode,
-            )
+            ));
         }
-    })
+    }
+    Ok(answer(&op, k, &replay, a))
 }
 
 /// A stream's counters and parked commits.
 #[utoipa::path(get, path = "/v1/streams/{stream}",
-    params(("stream" = String, Path, description = "stream")),
-    responses((status = 200, description = "next_sequence, last_committed, version, waiting", body = StreamAnswer),
-        (status = 404, description = "unknown_stream", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "safe_block", body = SafeBlockAnswer)))]
+    params(("stream" = String, Path, description = "stream")))]
 pub async fn read(State(app): State<AppState>, PathKey(stream): PathKey) -> Response {
     let op = Op::start("stream_get");
     let k = stream.as_str();
-    match app.streams.state(k).await {
-        Ok((Some(s), mode)) => {
-            let waiting = s
-                .waiting
-                .into_iter()
-                .map(|i| WaitingCommit {
-                    commit_sequence: i.seq,
-                    intent_id: i.intent_id,
-                    waiting_since: rfc3339(i.waiting_since),
-                })
-                .collect();
-            let a = StreamAnswer {
-                state: "stream",
-                mode: Some(mode.as_str()),
-                stream: Some(k.to_owned()),
-                next_sequence: Some(s.counters.assigned + 1),
-                last_committed: Some(s.counters.last_committed),
-                version: Some(s.counters.version),
-                waiting: Some(waiting),
-                ..StreamAnswer::default()
-            };
-            answer(&op, k, StatusCode::OK, a)
-        }
-        Ok((None, mode)) => unknown_stream(&op, k, mode),
-        Err(b) => blocked(&op, k, "safe_block", b),
-    }
-}
-
-fn unknown_stream(op: &Op, k: &str, mode: Mode) -> Response {
-    op.finish(k, "unknown_stream", mode.as_str());
-    state_problem(
-        StatusCode::NOT_FOUND,
-        "unknown_stream",
-        "Unknown stream",
-        "no intent was ever accepted on this stream",
-        mode,
-    )
+    let (read, mode) = match app.streams.state(k).await {
+        Ok(r) => r,
+        Err(b) => return blocked(&op, k, b.state(), b),
+    };
+    let Read::Found(st) = &read else {
+        op.finish(k, read.state(), mode.as_str());
+        return state_problem(
+            status_of(&read),
+            read.state(),
+            "Unknown stream",
+            "no intent was ever accepted on this stream",
+            mode,
+        );
+    };
+    let waiting = st
+        .waiting
+        .iter()
+        .map(|i| WaitingCommit {
+            commit_sequence: i.seq,
+            intent_id: i.intent_id.clone(),
+            waiting_since: rfc3339(i.waiting_since),
+        })
+        .collect();
+    let a = StreamAnswer {
+        state: read.state(),
+        mode: Some(mode.as_str()),
+        stream: Some(k.to_owned()),
+        next_sequence: Some(st.counters.assigned + 1),
+        last_committed: Some(st.counters.last_committed),
+        version: Some(st.counters.version),
+        waiting: Some(waiting),
+        ..StreamAnswer::default()
+    };
+    answer(&op, k, &read, a)
 }

@@ -98,6 +98,56 @@ pub enum Committed {
     },
 }
 
+/// The answer to an intake.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Intake {
+    /// Accepted with its sequence; `created` is false on a repeat of the same intent.
+    Accepted {
+        /// Its `commit_sequence`.
+        seq: i64,
+        /// Whether this intake stored it (false: a repeat answered with the same sequence).
+        created: bool,
+    },
+    /// The `intent_id` exists in the stream with another type, priority or payload.
+    Conflict {
+        /// The existing intent's sequence.
+        seq: i64,
+    },
+}
+
+/// The answer to a replay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Replay {
+    /// Authorised: the intent, at the stream's version.
+    Replayed {
+        /// The intent.
+        intent: Box<Intent>,
+        /// The stream's version.
+        version: i64,
+    },
+    /// The stream is at another version.
+    Conflict {
+        /// The stream's version.
+        version: i64,
+    },
+    /// Older than its type's TTL: now in manual review.
+    Expired {
+        /// The review item holding it.
+        review_id: String,
+    },
+    /// No such intent in the stream.
+    Unknown,
+}
+
+/// The answer to a read of a stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Read {
+    /// Its counters and parked commits.
+    Found(StreamState),
+    /// The stream never had an intent.
+    Unknown,
+}
+
 /// A stream's state.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StreamState {
@@ -150,11 +200,18 @@ impl Streams {
         self.tier.on_durable(self.writer.submit(w)).await
     }
 
-    /// Accepts an intent: [`Outcome::Accepted`] with its sequence (the same one on a repeat),
-    /// or [`Outcome::IntentConflict`].
-    pub async fn intake(&self, n: NewIntent) -> Result<(Outcome, Mode), Blocked> {
+    /// Accepts an intent, with its sequence (the same one on a repeat).
+    pub async fn intake(&self, n: NewIntent) -> Result<(Intake, Mode), Blocked> {
         let mode = self.mode()?;
-        Ok((self.write(Op::Intake(n)).await?, mode))
+        let intake = match self.write(Op::Intake(n)).await? {
+            Outcome::Accepted { seq, created } => Intake::Accepted { seq, created },
+            Outcome::IntentConflict { seq } => Intake::Conflict { seq },
+            other => {
+                tracing::error!(answer = ?other, "an intake answered out of its kind");
+                return Err(Blocked::DatabaseUnavailable);
+            }
+        };
+        Ok((intake, mode))
     }
 
     /// Commits an intent in causal order, waiting up to `wait_ms` for its turn.
@@ -168,21 +225,26 @@ impl Streams {
     }
 
     /// Authorises a replay: TTL of its type first, then `as_of_version`, both before any
-    /// effect. [`Outcome::Replayed`], [`Outcome::Expired`] (now in review),
-    /// [`Outcome::ReplayConflict`] or [`Outcome::UnknownIntent`].
+    /// effect.
     pub async fn replay(
         &self,
         stream: &str,
         intent_id: &str,
         as_of_version: i64,
-    ) -> Result<(Outcome, Mode), Blocked> {
+    ) -> Result<(Replay, Mode), Blocked> {
         let mode = self.mode()?;
         let op = Op::Replay {
             stream: stream.to_owned(),
             intent_id: intent_id.to_owned(),
             as_of_version,
         };
-        Ok((self.write(op).await?, mode))
+        let replay = match self.write(op).await? {
+            Outcome::Replayed { intent, version } => Replay::Replayed { intent, version },
+            Outcome::ReplayConflict { version } => Replay::Conflict { version },
+            Outcome::Expired { review_id } => Replay::Expired { review_id },
+            _ => Replay::Unknown,
+        };
+        Ok((replay, mode))
     }
 
     /// Leases up to `limit` ready intents to `worker` for `lease_ms`, by priority (highest
@@ -204,21 +266,21 @@ impl Streams {
         Ok((leased, mode))
     }
 
-    /// The counters and parked commits of `stream`; `None` if it never had an intent.
-    pub async fn state(&self, stream: &str) -> Result<(Option<StreamState>, Mode), Blocked> {
+    /// The counters and parked commits of `stream`.
+    pub async fn state(&self, stream: &str) -> Result<(Read, Mode), Blocked> {
         let mode = self.mode()?;
         let sql = self.tier.durable();
         let Some(counters) = self.tier.on_durable(sql.stream_counters(stream)).await? else {
-            return Ok((None, mode));
+            return Ok((Read::Unknown, mode));
         };
         if counters.assigned == 0 {
-            return Ok((None, mode));
+            return Ok((Read::Unknown, mode));
         }
         let waiting = self
             .tier
             .on_durable(sql.waiting_commits(stream, WAITING_SHOWN))
             .await?;
-        Ok((Some(StreamState { counters, waiting }), mode))
+        Ok((Read::Found(StreamState { counters, waiting }), mode))
     }
 
     /// A page of the review queue, oldest first.

@@ -1,7 +1,97 @@
-//! The terminal states of a causal commit, each with its HTTP status, in one place.
+//! The terminal states of the stream operations, each with its HTTP status, in one place.
 
-use super::Committed;
+use super::{Committed, Intake, Read, Replay};
 use crate::outcome::{StateDoc, Terminal};
+
+const ACCEPTED: StateDoc = StateDoc::json("accepted", 201, "stored, with its `commit_sequence`");
+
+impl Terminal for Intake {
+    const STATES: &'static [StateDoc] = &[
+        ACCEPTED,
+        StateDoc::json(
+            "accepted",
+            200,
+            "a repeat of `intent_id`: the same `commit_sequence`",
+        ),
+        StateDoc::problem(
+            "intent_conflict",
+            409,
+            "`intent_id` exists in the stream with another type, priority or payload",
+        ),
+    ];
+
+    fn state(&self) -> &'static str {
+        match self {
+            Self::Accepted { .. } => ACCEPTED.state,
+            Self::Conflict { .. } => "intent_conflict",
+        }
+    }
+
+    /// A repeat is answered 200, a new intent 201: the one state with two statuses.
+    fn status(&self) -> u16 {
+        match self {
+            Self::Accepted { created: true, .. } => 201,
+            Self::Accepted { created: false, .. } => 200,
+            Self::Conflict { .. } => 409,
+        }
+    }
+}
+
+impl Terminal for Replay {
+    const STATES: &'static [StateDoc] = &[
+        StateDoc::json(
+            "replayed",
+            200,
+            "authorised: the intent, at the stream's `version`",
+        ),
+        StateDoc::json(
+            "conflict_blocked",
+            409,
+            "the stream is at another `version`: nothing replayed",
+        ),
+        StateDoc::json(
+            "expired_manual",
+            410,
+            "older than its type's TTL: now in manual review (`review_id`)",
+        ),
+        StateDoc::problem(
+            "unknown_intent",
+            404,
+            "no intent with this id in this stream",
+        ),
+    ];
+
+    fn state(&self) -> &'static str {
+        match self {
+            Self::Replayed { .. } => "replayed",
+            Self::Conflict { .. } => "conflict_blocked",
+            Self::Expired { .. } => "expired_manual",
+            Self::Unknown => "unknown_intent",
+        }
+    }
+}
+
+impl Terminal for Read {
+    const STATES: &'static [StateDoc] = &[
+        StateDoc::json(
+            "stream",
+            200,
+            "`next_sequence`, `last_committed`, `version` and the parked commits",
+        ),
+        StateDoc::problem(
+            "unknown_stream",
+            404,
+            "no intent was ever accepted on this stream",
+        ),
+    ];
+
+    fn state(&self) -> &'static str {
+        match self {
+            Self::Found(_) => "stream",
+            Self::Unknown => "unknown_stream",
+        }
+    }
+}
 
 impl Terminal for Committed {
     const STATES: &'static [StateDoc] = &[
@@ -51,5 +141,27 @@ mod tests {
         ];
         assert_listed(&committed);
         assert_eq!(committed.map(|c| c.status()), [200, 202, 409]);
+        let intakes = [
+            Intake::Accepted {
+                seq: 1,
+                created: true,
+            },
+            Intake::Accepted {
+                seq: 1,
+                created: false,
+            },
+            Intake::Conflict { seq: 1 },
+        ];
+        assert_listed(&intakes);
+        assert_eq!(intakes.map(|i| i.status()), [201, 200, 409]);
+        let replays = [
+            Replay::Conflict { version: 1 },
+            Replay::Expired {
+                review_id: "r".into(),
+            },
+            Replay::Unknown,
+        ];
+        assert_eq!(replays.map(|r| r.status()), [409, 410, 404]);
+        assert_eq!(Read::Unknown.status(), 404);
     }
 }
