@@ -1,11 +1,12 @@
-//! G8 on the causal stream, dispatch and review endpoints, through the real binary: every
-//! malformed request gets a 4xx problem document with a stable code and assigns, parks, leases
-//! and resolves nothing.
+//! G8 on the causal stream, dispatch and review endpoints, in-process (the real router and
+//! service, no socket: nothing here needs a process to die): every malformed request gets a
+//! 4xx problem document with a stable code and assigns, parks, leases and resolves nothing.
 
 mod support;
 
 use serde_json::json;
-use support::problems::{assert_problems, small_warden, Case};
+use support::in_process::InProcess;
+use support::problems::{assert_problems, Case};
 
 fn case<'a>(method: &'a str, path: &str, body: &str, status: u16, code: &'a str) -> Case<'a> {
     let ctype = (!body.is_empty()).then_some("application/json");
@@ -21,7 +22,7 @@ fn case<'a>(method: &'a str, path: &str, body: &str, status: u16, code: &'a str)
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_stream_requests_change_nothing() {
-    let (_dir, w) = small_warden().await;
+    let w = InProcess::start(4096).await;
     let (s, v) = w
         .post(
             "/v1/streams/s/intents",
@@ -306,4 +307,5 @@ async fn malformed_stream_requests_change_nothing() {
         m.contains("warden_bad_input_total{code=\"invalid_intent_id\"}"),
         "counted"
     );
+    w.stop().await;
 }

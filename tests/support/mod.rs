@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod history;
+pub mod in_process;
 pub mod problems;
 pub mod proxy;
 

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use super::in_process::InProcess;
 use super::Warden;
 
 pub async fn raw(
@@ -34,10 +35,46 @@ pub async fn raw(
 /// method, path, content type, body, expected status, expected code
 pub type Case<'a> = (&'a str, String, Option<&'a str>, Vec<u8>, u16, &'a str);
 
+/// What answers raw requests: a `warden serve` process, or the router in-process.
+pub trait Target {
+    /// Sends one request; returns status, content type and the body as JSON.
+    fn send(
+        &self,
+        method: &str,
+        path: &str,
+        ctype: Option<&str>,
+        body: Vec<u8>,
+    ) -> impl std::future::Future<Output = (u16, String, Value)>;
+}
+
+impl Target for Warden {
+    async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        ctype: Option<&str>,
+        body: Vec<u8>,
+    ) -> (u16, String, Value) {
+        raw(self, method, path, ctype, body).await
+    }
+}
+
+impl Target for InProcess {
+    async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        ctype: Option<&str>,
+        body: Vec<u8>,
+    ) -> (u16, String, Value) {
+        self.raw(method, path, ctype, body).await
+    }
+}
+
 /// Every case gets its status and a complete problem document with its code.
-pub async fn assert_problems(w: &Warden, cases: Vec<Case<'_>>) {
+pub async fn assert_problems(w: &impl Target, cases: Vec<Case<'_>>) {
     for (method, path, ctype, body, status, code) in cases {
-        let (s, ct, v) = raw(w, method, &path, ctype, body.clone()).await;
+        let (s, ct, v) = w.send(method, &path, ctype, body.clone()).await;
         let shown = String::from_utf8_lossy(&body);
         assert_eq!(s, status, "{method} {path} {shown}: {v}");
         assert_eq!(ct, "application/problem+json", "{method} {path}");

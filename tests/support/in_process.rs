@@ -1,0 +1,105 @@
+//! An in-process Warden for suites that need no process to die (pure input validation, G8):
+//! the real `api::app()` router over a real `service::Warden` on a fresh SQLite file, driven
+//! with `oneshot` — no socket, no child process.
+
+use axum::body::Body;
+use axum::http::Request;
+use serde_json::Value;
+use tower::ServiceExt;
+
+/// A Warden running inside the test process.
+pub struct InProcess {
+    app: axum::Router,
+    warden: Option<warden::service::Warden>,
+    _dir: tempfile::TempDir,
+}
+
+impl InProcess {
+    /// Starts one on a fresh SQLite file with a `max_body_bytes` body limit.
+    pub async fn start(max_body_bytes: usize) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = warden::config::Settings {
+            database_url: Some(format!("sqlite://{}/w.db", dir.path().display())),
+            max_body_bytes: Some(max_body_bytes),
+            config: dir.path().join("none.toml"),
+            ..Default::default()
+        };
+        let config = settings.resolve().expect("valid settings");
+        let warden = warden::service::Warden::start(&config)
+            .await
+            .expect("warden starts");
+        let app = warden::api::app(warden::api::state(&warden), config.max_body_bytes);
+        Self {
+            app,
+            warden: Some(warden),
+            _dir: dir,
+        }
+    }
+
+    /// Sends one request; returns status, content type and the body as JSON (null if none).
+    pub async fn raw(
+        &self,
+        method: &str,
+        path: &str,
+        ctype: Option<&str>,
+        body: Vec<u8>,
+    ) -> (u16, String, Value) {
+        let (status, ct, bytes) = self.bytes(method, path, ctype, body).await;
+        (
+            status,
+            ct,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
+    /// The Prometheus text of `/metrics`.
+    pub async fn metrics(&self) -> String {
+        let (_, _, bytes) = self.bytes("GET", "/metrics", None, Vec::new()).await;
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+
+    async fn bytes(
+        &self,
+        method: &str,
+        path: &str,
+        ctype: Option<&str>,
+        body: Vec<u8>,
+    ) -> (u16, String, axum::body::Bytes) {
+        let mut req = Request::builder().method(method).uri(path);
+        if let Some(c) = ctype {
+            req = req.header("content-type", c);
+        }
+        let req = req.body(Body::from(body)).expect("a request");
+        let res = self.app.clone().oneshot(req).await.expect("infallible");
+        let status = res.status().as_u16();
+        let ct = res
+            .headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap_or_default().to_owned())
+            .unwrap_or_default();
+        let bytes = axum::body::to_bytes(res.into_body(), usize::MAX)
+            .await
+            .expect("a body");
+        (status, ct, bytes)
+    }
+
+    /// POST JSON; returns status and body.
+    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        let body = serde_json::to_vec(&body).unwrap();
+        let (s, _, v) = self.raw("POST", path, Some("application/json"), body).await;
+        (s, v)
+    }
+
+    /// GET; returns status and body.
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let (s, _, v) = self.raw("GET", path, None, Vec::new()).await;
+        (s, v)
+    }
+
+    /// Stops its background tasks and closes its pool.
+    pub async fn stop(mut self) {
+        if let Some(w) = self.warden.take() {
+            w.shutdown().await;
+        }
+    }
+}
