@@ -54,7 +54,8 @@ async fn main() -> std::process::ExitCode {
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!(error = %e, "warden stopped");
+            warden::runtime::correlation::task_span("shutdown")
+                .in_scope(|| tracing::error!(error = %e, "warden stopped"));
             eprintln!("warden: {e}");
             std::process::ExitCode::FAILURE
         }

@@ -122,7 +122,7 @@ const PLANNER_STATS_EVERY: Duration = Duration::from_secs(1);
 async fn keep_planner_stats(sql: SqlStore, stop: impl std::future::Future<Output = ()>) {
     let failing = AtomicBool::new(false);
     let failing = &failing;
-    every(PLANNER_STATS_EVERY, stop, || {
+    every("planner_stats", PLANNER_STATS_EVERY, stop, || {
         let sql = sql.clone();
         async move {
             match sql.refresh_planner_stats().await {
@@ -148,7 +148,7 @@ async fn reap_idempotency(
     period: Duration,
     stop: impl std::future::Future<Output = ()>,
 ) {
-    every(period, stop, || async {
+    every("idempotency_reaper", period, stop, || async {
         match idem.reap().await {
             Ok(0) => {}
             Ok(n) => tracing::info!(deleted = n, "expired idempotency records reaped"),
@@ -166,7 +166,7 @@ async fn reconcile_periodically(
     reservations: Arc<Reservations>,
     stop: impl std::future::Future<Output = ()>,
 ) {
-    every(RECONCILE_EVERY, stop, || async {
+    every("reconcile", RECONCILE_EVERY, stop, || async {
         if let Err(e) = reservations.reconcile(false).await {
             tracing::warn!(error = %e, "reconciliation failed");
         }

@@ -72,3 +72,40 @@ async fn a_blocked_log_drops_and_counts_lines_instead_of_stalling_requests() {
         "1000 acquires took {took:?}"
     );
 }
+
+/// Every log line carries a `correlation_id`: requests', and those of work no request asked
+/// for — start-up, the tier supervisor's switches and arming, background loops, shutdown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_log_line_carries_a_correlation_id_through_a_failover() {
+    let pg = support::Postgres::start();
+    let mut redis = support::Redis::start();
+    let mut env = support::fast_failover(&pg, Some(redis.url()));
+    env.push(("WARDEN_LOG", "debug".into()));
+    let mut w = support::Warden::start(&env);
+    w.wait_ready_on("redis", Duration::from_secs(10)).await;
+    assert_eq!(w.acquire("log-a", "o", 1_000, 0).await.0, 200);
+    redis.kill();
+    w.wait_ready_on("sql", Duration::from_secs(15)).await;
+    assert_eq!(w.acquire("log-b", "o", 1_000, 0).await.0, 200);
+    redis.restart();
+    w.wait_ready_on("redis", Duration::from_secs(15)).await;
+    assert_eq!(w.terminate().map(|s| s.success()), Some(true));
+
+    let log = std::fs::read_to_string(&w.log).unwrap();
+    let mut lines = 0;
+    for line in log.lines().filter(|l| l.starts_with('{')) {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let id = v["span"]["correlation_id"].as_str().unwrap_or_default();
+        assert!(!id.is_empty(), "no correlation_id: {line}");
+        lines += 1;
+    }
+    for expected in [
+        "tier switch",
+        "redis armed for epoch",
+        "listening",
+        "shutting down",
+    ] {
+        assert!(log.contains(expected), "no {expected:?} line");
+    }
+    assert!(lines > 20, "{lines} lines");
+}

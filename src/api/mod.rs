@@ -28,10 +28,12 @@ use crate::fence::Fences;
 use crate::idem::Idempotency;
 use crate::lock::Locks;
 use crate::reserve::Reservations;
+use crate::runtime::correlation::task_span;
 use crate::service::Warden;
 use crate::store::StoreError;
 use crate::stream::Streams;
 use crate::tier::Tier;
+use tracing::Instrument;
 
 /// Shared state of every handler.
 #[derive(Clone)]
@@ -127,10 +129,13 @@ pub async fn serve_on(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
-    let warden = Warden::start(&config).await?;
+    let startup = task_span("startup");
+    let warden = Warden::start(&config).instrument(startup.clone()).await?;
     let addr = listener.local_addr()?;
-    tracing::info!(%addr, database = %redact(&config.database_url),
-        redis = config.redis_url.is_some(), "listening");
+    startup.in_scope(|| {
+        tracing::info!(%addr, database = %redact(&config.database_url),
+            redis = config.redis_url.is_some(), "listening")
+    });
     let app = app(state(&warden), config.max_body_bytes);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let upkeep = tokio::spawn(metrics_upkeep(async {
@@ -139,7 +144,7 @@ pub async fn serve_on(
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             shutdown.await;
-            tracing::info!("shutting down");
+            task_span("shutdown").in_scope(|| tracing::info!("shutting down"));
         })
         .await?;
     let _ = stop.send(());
@@ -156,7 +161,7 @@ const METRICS_UPKEEP_EVERY: std::time::Duration = std::time::Duration::from_secs
 /// ever measured.
 async fn metrics_upkeep(stop: impl Future<Output = ()>) {
     let handle = metrics_handle();
-    crate::runtime::periodic::every(METRICS_UPKEEP_EVERY, stop, || {
+    crate::runtime::periodic::every("metrics_upkeep", METRICS_UPKEEP_EVERY, stop, || {
         handle.run_upkeep();
         std::future::ready(())
     })

@@ -11,6 +11,7 @@ use axum::response::Response;
 use tracing::Instrument;
 
 use crate::metrics_names as m;
+use crate::runtime::correlation::new_id;
 
 /// Header carrying the correlation id.
 pub const CORRELATION_HEADER: &str = "x-correlation-id";
@@ -22,16 +23,6 @@ fn valid_id(v: &HeaderValue) -> Option<String> {
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b));
     ok.then(|| s.to_owned())
-}
-
-/// A fresh correlation id: a random per-process prefix and a counter (unique, and cheaper than a
-/// random UUID per request).
-fn new_id() -> String {
-    static PREFIX: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
-    let prefix = PREFIX.get_or_init(|| uuid::Uuid::new_v4().simple().to_string()[..12].to_owned());
-    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    format!("{prefix}-{n:x}")
 }
 
 /// Middleware: correlation id span, echo header, access log at debug level.

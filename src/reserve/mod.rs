@@ -384,7 +384,7 @@ impl Reservations {
 
     /// Runs the expiry reaper until `stop` completes.
     pub async fn reap(self: Arc<Self>, stop: impl std::future::Future<Output = ()>) {
-        crate::runtime::periodic::every(REAP_EVERY, stop, || async {
+        crate::runtime::periodic::every("hold_reaper", REAP_EVERY, stop, || async {
             match self.expire_due().await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(expired = n, "holds returned to stock"),

@@ -9,7 +9,9 @@ use std::time::Instant;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use crate::metrics_names as m;
+use crate::runtime::correlation::task_span;
 use crate::store::StoreError;
+use tracing::Instrument;
 
 /// How many writes may wait for a batch before submitters feel back-pressure.
 const QUEUE: usize = 65_536;
@@ -94,7 +96,8 @@ async fn run<W, O, F, Fut>(
         }
         let (writes, replies): (Vec<W>, Vec<Reply<O>>) = buf.drain(..).unzip();
         let flush = flush.clone();
-        tokio::spawn(async move {
+        let span = task_span(name);
+        let batch = async move {
             let started = Instant::now();
             metrics::histogram!(m::GROUP_COMMIT_BATCH, "writer" => name)
                 .record(writes.len() as f64);
@@ -119,7 +122,8 @@ async fn run<W, O, F, Fut>(
                     fail_all(replies, &e);
                 }
             }
-        });
+        };
+        tokio::spawn(batch.instrument(span));
     }
 }
 

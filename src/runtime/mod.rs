@@ -2,6 +2,7 @@
 //! commit, per-key waiters, periodic background loops and the clock.
 
 pub mod clock;
+pub mod correlation;
 pub mod group_commit;
 pub mod periodic;
 pub mod waiters;

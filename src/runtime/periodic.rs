@@ -4,9 +4,18 @@
 use std::future::Future;
 use std::time::Duration;
 
-/// Runs `step` every `period` until `stop` completes.
-pub async fn every<F, Fut>(period: Duration, stop: impl Future<Output = ()>, mut step: F)
-where
+use tracing::Instrument;
+
+use super::correlation::task_span;
+
+/// Runs `step` every `period` until `stop` completes; each step in a span of task `task` with
+/// a correlation id of its own.
+pub async fn every<F, Fut>(
+    task: &'static str,
+    period: Duration,
+    stop: impl Future<Output = ()>,
+    mut step: F,
+) where
     F: FnMut() -> Fut,
     Fut: Future<Output = ()>,
 {
@@ -16,6 +25,6 @@ where
             _ = &mut stop => return,
             _ = tokio::time::sleep(period) => {}
         }
-        step().await;
+        step().instrument(task_span(task)).await;
     }
 }

@@ -25,6 +25,7 @@ use crate::store::stream::{Counters, Intent, IntentState, ReviewFilter, ReviewIt
 use crate::store::{bounded, StoreError};
 use crate::tier::{Backend, Blocked, Mode, Tier};
 use rules::{Action, NewIntent, Op, Outcome, Refusal, TtlTable, Write};
+use tracing::Instrument;
 
 /// Longest `wait_ms` of a commit.
 pub const MAX_WAIT_MS: i64 = 60_000;
@@ -367,7 +368,7 @@ impl Streams {
     /// Sweeps overdue commits and refreshes the queue gauges until `stop` completes.
     pub async fn run_background(self: Arc<Self>, stop: impl std::future::Future<Output = ()>) {
         let period = (self.cfg.causal_wait / 4).clamp(Duration::from_millis(20), TICK);
-        crate::runtime::periodic::every(period, stop, || async {
+        crate::runtime::periodic::every("stream_sweep", period, stop, || async {
             match self.sweep().await {
                 Ok(0) => {}
                 Ok(n) => tracing::warn!(moved = n, "parked commits timed out into manual review"),
@@ -436,7 +437,7 @@ fn raise_copies(tier: Arc<Tier>, streams: Vec<StreamChange>) {
     if streams.is_empty() {
         return;
     }
-    tokio::spawn(async move {
+    let raise = async move {
         let Ok(active) = tier.active_durable() else {
             return;
         };
@@ -449,5 +450,6 @@ fn raise_copies(tier: Arc<Tier>, streams: Vec<StreamChange>) {
         for r in join_all(raises).await {
             tier.record(Mode::Primary, &r);
         }
-    });
+    };
+    tokio::spawn(raise.in_current_span());
 }

@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 
 use super::{reason, BreakerState, Mode, Tier, TierName};
 use crate::metrics_names as m;
+use crate::runtime::correlation::task_span;
+use tracing::Instrument;
 
 /// How often expired SQL lease rows of earlier epochs are deleted.
 const REAP_EVERY: Duration = Duration::from_secs(30);
@@ -22,18 +24,21 @@ impl Tier {
         let renew = async {
             loop {
                 tokio::time::sleep(tick).await;
-                if let Err(e) = self.refresh().await {
-                    tracing::warn!(error = %e, "tier lease not renewed: database unreachable");
+                let renewal = self.refresh().instrument(task_span("tier_lease"));
+                if let Err(e) = renewal.await {
+                    task_span("tier_lease").in_scope(|| {
+                        tracing::warn!(error = %e, "tier lease not renewed: database unreachable")
+                    });
                 }
             }
         };
         let supervise = async {
             tokio::pin!(shutdown);
             loop {
-                self.tick().await;
+                self.tick().instrument(task_span("tier_supervisor")).await;
                 if Instant::now() >= next_reap {
                     next_reap = Instant::now() + REAP_EVERY;
-                    self.reap().await;
+                    self.reap().instrument(task_span("lease_reaper")).await;
                 }
                 tokio::select! {
                     _ = &mut shutdown => return,
