@@ -32,8 +32,8 @@ pub struct Settings {
     /// How long the breaker stays open before probing, in milliseconds.
     #[arg(long, env = "WARDEN_BREAKER_OPEN_MS")]
     pub breaker_open_ms: Option<u64>,
-    /// Upper bound on how long a new tier waits out old-tier leases (default: the longest lock
-    /// TTL ever granted).
+    /// How long an old-tier lease may outlive a failover (default: the longest lock TTL ever
+    /// granted); a failover grants nothing for one tier lease plus this.
     #[arg(long, env = "WARDEN_FAILOVER_GRACE_MS")]
     pub failover_grace_ms: Option<u64>,
     /// How long an instance may act on its cached tier and epoch, in milliseconds.
