@@ -31,8 +31,14 @@ pub(super) fn status_of(outcome: &impl Terminal) -> StatusCode {
     StatusCode::from_u16(outcome.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
 }
 
-/// Answers 503 `state` for block `b`: counted with the operation, and logged with its reason.
-pub(super) fn blocked(op: &Op, key: &str, state: &'static str, b: Blocked) -> Response {
+/// Answers 503 `safe_block` for block `b`: counted with the operation, and logged with its
+/// reason.
+pub(super) fn blocked(op: &Op, key: &str, b: Blocked) -> Response {
+    blocked_as(op, key, b.state(), b)
+}
+
+/// [`blocked`] with the operation's own safe-block state (`lock_acquire_failed_safe_block`).
+pub(super) fn blocked_as(op: &Op, key: &str, state: &'static str, b: Blocked) -> Response {
     tracing::warn!(reason = b.reason(), state, "safe block");
     op.finish(key, state, "none");
     let answer = SafeBlockAnswer {

@@ -169,7 +169,7 @@ pub async fn begin(
     let k = req.key.as_str();
     let (begun, mode) = match app.idempotency.begin(&req).await {
         Ok(done) => done,
-        Err(b) => return Ok(blocked(&op, k, b.state(), b)),
+        Err(b) => return Ok(blocked(&op, k, b)),
     };
     let mut a = IdemAnswer {
         state: begun.state(),
@@ -200,7 +200,7 @@ fn finished(
 ) -> Response {
     let (finished, mode) = match result {
         Ok(r) => r,
-        Err(b) => return blocked(op, key, b.state(), b),
+        Err(b) => return blocked(op, key, b),
     };
     let mut a = IdemAnswer {
         state: finished.state(),

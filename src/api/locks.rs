@@ -8,7 +8,7 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::answer::{blocked, status_of};
+use super::answer::{blocked, blocked_as, status_of};
 use super::extract::{in_range, owner, token, Body, PathKey};
 use super::observe::Op;
 use super::problem::ApiError;
@@ -136,7 +136,7 @@ pub async fn acquire(
             answer.expires_at = Some(rfc3339(g.expires_at));
         }
         Acquired::Busy { retry_after_ms } => answer.retry_after_ms = Some(*retry_after_ms),
-        Acquired::Blocked(b) => return Ok(blocked(&op, k, outcome.state(), *b)),
+        Acquired::Blocked(b) => return Ok(blocked_as(&op, k, outcome.state(), *b)),
     }
     Ok(reply(&op, k, &outcome, answer))
 }
@@ -173,7 +173,7 @@ pub async fn extend(
     let k = key.as_str();
     let (touch, mode) = match app.locks.extend(&key, &who, tok, ttl).await {
         Ok(done) => done,
-        Err(b) => return Ok(blocked(&op, k, b.state(), b)),
+        Err(b) => return Ok(blocked(&op, k, b)),
     };
     let mut answer = touched(&touch, mode);
     if let Touch::Done(expires_at) = touch {
@@ -198,7 +198,7 @@ pub async fn release(
     let k = key.as_str();
     Ok(match app.locks.release(&key, &who, tok).await {
         Ok((touch, mode)) => reply(&op, k, &touch, touched(&touch, mode)),
-        Err(b) => blocked(&op, k, b.state(), b),
+        Err(b) => blocked(&op, k, b),
     })
 }
 
@@ -210,7 +210,7 @@ pub async fn read(State(app): State<AppState>, PathKey(key): PathKey) -> Respons
     let k = key.as_str();
     let (read, mode) = match app.locks.get(&key).await {
         Ok(read) => read,
-        Err(b) => return blocked(&op, k, b.state(), b),
+        Err(b) => return blocked(&op, k, b),
     };
     let mut answer = LockAnswer {
         state: read.state(),
@@ -238,7 +238,7 @@ pub async fn fence_check(
     let r = resource.as_str();
     let outcome = match app.fences.check(&resource, tok).await {
         Ok(outcome) => outcome,
-        Err(b) => return Ok(blocked(&op, r, b.state(), b)),
+        Err(b) => return Ok(blocked(&op, r, b)),
     };
     op.finish(r, outcome.state(), "fallback");
     let highest = match outcome {

@@ -123,7 +123,7 @@ pub async fn set_total(
     let k = sku.as_str();
     let (set, mode) = match app.reservations.set_total(&sku, total).await {
         Ok(done) => done,
-        Err(b) => return Ok(blocked(&op, k, b.state(), b)),
+        Err(b) => return Ok(blocked(&op, k, b)),
     };
     op.finish(k, set.state(), mode.as_str());
     Ok(match set {
@@ -168,7 +168,7 @@ pub async fn read(State(app): State<AppState>, PathKey(sku): PathKey) -> Respons
                 mode,
             )
         }
-        Err(b) => blocked(&op, k, "safe_block", b),
+        Err(b) => blocked(&op, k, b),
     }
 }
 
@@ -215,7 +215,7 @@ fn replay(op: &Op, key: &str, raw: &str) -> Response {
         }
         Err(e) => {
             tracing::error!(error = %e, "recorded reservation answer unreadable");
-            blocked(op, key, "safe_block", Blocked::DatabaseUnavailable)
+            blocked(op, key, Blocked::DatabaseUnavailable)
         }
     }
 }
@@ -294,12 +294,7 @@ pub async fn reserve(
                 op.finish(k, a.state, a.mode.unwrap_or("none"));
                 (status, Json(a)).into_response()
             }
-            None => blocked(
-                &op,
-                k,
-                "safe_block",
-                result.err().unwrap_or(Blocked::SafeMode),
-            ),
+            None => blocked(&op, k, result.err().unwrap_or(Blocked::SafeMode)),
         });
     };
     let idem = &app.idempotency;
@@ -323,17 +318,12 @@ pub async fn reserve(
                 mode,
             ));
         }
-        Err(b) => return Ok(blocked(&op, k, "safe_block", b)),
+        Err(b) => return Ok(blocked(&op, k, b)),
     };
     let result = app.reservations.reserve(&req).await;
     let Some((status, a)) = reservation_answer(&result) else {
         let _ = idem.fail(&claim.key, token).await;
-        return Ok(blocked(
-            &op,
-            k,
-            "safe_block",
-            result.err().unwrap_or(Blocked::SafeMode),
-        ));
+        return Ok(blocked(&op, k, result.err().unwrap_or(Blocked::SafeMode)));
     };
     let body = serde_json::to_string(&a).unwrap_or_default();
     let recorded = format!(r#"{{"status":{},"body":{body}}}"#, status.as_u16());
@@ -351,7 +341,7 @@ async fn settle(app: &AppState, op: &'static str, id: &Key, to: HoldState) -> Re
     let id = id.as_str();
     let (settled, mode) = match app.reservations.settle(id, to).await {
         Ok(r) => r,
-        Err(b) => return blocked(&op, id, b.state(), b),
+        Err(b) => return blocked(&op, id, b),
     };
     let (status, state) = (status_of(&settled), settled.state());
     let title = match settled {

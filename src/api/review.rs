@@ -157,7 +157,7 @@ pub async fn list(
             })
             .into_response()
         }
-        Err(b) => blocked(&op, "review", "safe_block", b),
+        Err(b) => blocked(&op, "review", b),
     })
 }
 
@@ -184,7 +184,7 @@ pub async fn resolve(
     let k = id.as_str();
     let (out, mode) = match app.streams.resolve(k, action, &actor, &body.note).await {
         Ok(r) => r,
-        Err(b) => return Ok(blocked(&op, k, "safe_block", b)),
+        Err(b) => return Ok(blocked(&op, k, b)),
     };
     let refusal = |status, code, title, detail: String| {
         op.finish(k, code, mode.as_str());

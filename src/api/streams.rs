@@ -257,7 +257,7 @@ pub async fn intake(
     };
     let (intake, mode) = match app.streams.intake(n).await {
         Ok(done) => done,
-        Err(b) => return Ok(blocked(&op, k, b.state(), b)),
+        Err(b) => return Ok(blocked(&op, k, b)),
     };
     Ok(match intake {
         Intake::Accepted { seq, .. } => {
@@ -308,7 +308,7 @@ pub async fn claim(
             op.finish(&worker, a.state, a.mode.unwrap_or("none"));
             (StatusCode::OK, Json(a)).into_response()
         }
-        Err(b) => blocked(&op, &worker, b.state(), b),
+        Err(b) => blocked(&op, &worker, b),
     })
 }
 
@@ -334,7 +334,7 @@ pub async fn commit(
     let k = stream.as_str();
     let (committed, mode) = match app.streams.commit(&req).await {
         Ok(r) => r,
-        Err(b) => return Ok(blocked(&op, k, b.state(), b)),
+        Err(b) => return Ok(blocked(&op, k, b)),
     };
     let base = StreamAnswer {
         mode: Some(mode.as_str()),
@@ -375,7 +375,7 @@ pub async fn replay(
     let k = stream.as_str();
     let (replay, mode) = match app.streams.replay(k, id.as_str(), as_of).await {
         Ok(r) => r,
-        Err(b) => return Ok(blocked(&op, k, b.state(), b)),
+        Err(b) => return Ok(blocked(&op, k, b)),
     };
     let mut a = StreamAnswer {
         state: replay.state(),
@@ -414,7 +414,7 @@ pub async fn read(State(app): State<AppState>, PathKey(stream): PathKey) -> Resp
     let k = stream.as_str();
     let (read, mode) = match app.streams.state(k).await {
         Ok(r) => r,
-        Err(b) => return blocked(&op, k, b.state(), b),
+        Err(b) => return blocked(&op, k, b),
     };
     let Read::Found(st) = &read else {
         op.finish(k, read.state(), mode.as_str());
