@@ -171,10 +171,41 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_failed_batch_fails_every_write_in_it() {
-        let gc = GroupCommit::start("test", GroupCommitConfig::default(), |_: Vec<u8>| async {
-            Err::<Vec<u8>, _>(StoreError::Timeout)
+    async fn a_failed_batch_fails_every_write_in_it_and_no_other() {
+        let batches = Arc::new(std::sync::Mutex::new(Vec::<Vec<u32>>::new()));
+        let seen = batches.clone();
+        let cfg = GroupCommitConfig {
+            max_batch: 64,
+            concurrency: 1,
+        };
+        // A batch holding write 13 fails as a whole; the others commit.
+        let gc = GroupCommit::start("test", cfg, move |w: Vec<u32>| {
+            seen.lock().unwrap().push(w.clone());
+            async move {
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                if w.contains(&13) {
+                    Err(StoreError::Timeout)
+                } else {
+                    Ok(w)
+                }
+            }
         });
-        assert!(matches!(gc.submit(1).await, Err(StoreError::Timeout)));
+        let calls = (0..200u32).map(|i| {
+            let gc = gc.clone();
+            tokio::spawn(async move { (i, gc.submit(i).await) })
+        });
+        let results = futures::future::join_all(calls).await;
+        let batches = batches.lock().unwrap().clone();
+        let failed = batches.iter().find(|b| b.contains(&13)).unwrap().clone();
+        assert!(failed.len() > 1, "write 13 shared its batch: {failed:?}");
+        assert!(batches.len() > 1, "other batches ran: {batches:?}");
+        for r in results {
+            let (i, out) = r.unwrap();
+            if failed.contains(&i) {
+                assert!(matches!(out, Err(StoreError::Timeout)), "{i}: {out:?}");
+            } else {
+                assert_eq!(out.unwrap(), i, "{i} committed with its own outcome");
+            }
+        }
     }
 }
