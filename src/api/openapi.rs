@@ -13,7 +13,7 @@ use crate::fence::FenceOutcome;
 use crate::idem::{Begun, Finished};
 use crate::lock::{Acquired, Read, Touch};
 use crate::outcome::{StateDoc, Terminal};
-use crate::reserve::{Settled, TotalSet};
+use crate::reserve::{Settled, StockRead, TotalSet};
 use crate::stream::{Committed, Intake, Read as StreamRead, Replay};
 use crate::tier::Blocked;
 
@@ -150,6 +150,10 @@ const OUTCOMES: &[Documented] = &[
         "/v1/streams/{stream}/intents",
         Intake::STATES,
         "StreamAnswer",
+    ),
+    with(
+        HttpMethod::Get,
+        post("/v1/inventory/{sku}", StockRead::STATES, "StockAnswer"),
     ),
     post(
         "/v1/streams/{stream}/intents/{intent_id}/replay",

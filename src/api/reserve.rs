@@ -20,8 +20,8 @@ use crate::idem::{BeginRequest, Begun};
 use crate::key::Key;
 use crate::outcome::Terminal;
 use crate::reserve::{
-    ReserveRequest, Reserved, Settled, TotalSet, DEFAULT_TTL_MS, MAX_QUANTITY, MAX_TOTAL,
-    MAX_TTL_MS,
+    ReserveRequest, Reserved, Settled, StockRead, TotalSet, DEFAULT_TTL_MS, MAX_QUANTITY,
+    MAX_TOTAL, MAX_TTL_MS,
 };
 use crate::runtime::clock::rfc3339;
 use crate::store::reserve::{HoldState, Stock};
@@ -146,29 +146,24 @@ pub async fn set_total(
 
 /// Reads the stock of a SKU.
 #[utoipa::path(get, path = "/v1/inventory/{sku}",
-    params(("sku" = String, Path, description = "SKU")),
-    responses((status = 200, description = "the stock record", body = StockAnswer),
-        (status = 404, description = "unknown_sku", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "safe_block", body = SafeBlockAnswer)))]
+    params(("sku" = String, Path, description = "SKU")))]
 pub async fn read(State(app): State<AppState>, PathKey(sku): PathKey) -> Response {
     let op = Op::start("inventory_get");
     let k = sku.as_str();
-    match app.reservations.stock(&sku).await {
-        Ok((Some(s), mode)) => {
-            op.finish(k, "stock", mode.as_str());
-            Json(stock_answer(k, s, mode)).into_response()
-        }
-        Ok((None, mode)) => {
-            op.finish(k, "unknown_sku", mode.as_str());
-            state_problem(
-                StatusCode::NOT_FOUND,
-                "unknown_sku",
-                "Unknown SKU",
-                "no stock was ever set for this SKU",
-                mode,
-            )
-        }
-        Err(b) => blocked(&op, k, b),
+    let (read, mode) = match app.reservations.stock(&sku).await {
+        Ok((stock, mode)) => (StockRead::from(stock), mode),
+        Err(b) => return blocked(&op, k, b),
+    };
+    op.finish(k, read.state(), mode.as_str());
+    match read {
+        StockRead::Found(s) => Json(stock_answer(k, s, mode)).into_response(),
+        StockRead::Unknown => state_problem(
+            status_of(&read),
+            read.state(),
+            "Unknown SKU",
+            "no stock was ever set for this SKU",
+            mode,
+        ),
     }
 }
 

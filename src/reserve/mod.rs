@@ -6,6 +6,8 @@
 //! hot copy follows. Hot copies are seeded from SQL per SKU and epoch.
 
 mod outcome;
+
+pub use outcome::StockRead;
 mod reconcile;
 
 pub use reconcile::Mismatch;

@@ -3,7 +3,40 @@
 
 use super::{Reserved, Settled, TotalSet};
 use crate::outcome::{StateDoc, Terminal};
-use crate::store::reserve::HoldState;
+use crate::store::reserve::{HoldState, Stock};
+
+/// The answer to a read of a SKU's stock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StockRead {
+    /// Its counts.
+    Found(Stock),
+    /// No stock was ever set for it.
+    Unknown,
+}
+
+impl From<Option<Stock>> for StockRead {
+    fn from(stock: Option<Stock>) -> Self {
+        stock.map_or(Self::Unknown, Self::Found)
+    }
+}
+
+impl Terminal for StockRead {
+    const STATES: &'static [StateDoc] = &[
+        StateDoc::json(
+            "stock",
+            200,
+            "`total`, `available`, `reserved`, `confirmed` (always adding up)",
+        ),
+        StateDoc::problem("unknown_sku", 404, "no stock was ever set for this SKU"),
+    ];
+
+    fn state(&self) -> &'static str {
+        match self {
+            Self::Found(_) => "stock",
+            Self::Unknown => "unknown_sku",
+        }
+    }
+}
 
 const CONFIRMED: StateDoc = StateDoc::json("confirmed", 200, "the hold is sold (now or before)");
 const RELEASED: StateDoc = StateDoc::json("released", 200, "the units are back in stock");
@@ -92,7 +125,6 @@ impl Terminal for TotalSet {
 mod tests {
     use super::*;
     use crate::outcome::assert_listed;
-    use crate::store::reserve::Stock;
 
     #[test]
     fn every_reservation_outcome_has_a_listed_state_and_status() {
@@ -119,5 +151,7 @@ mod tests {
         assert_eq!(settled.map(|s| s.status()), [200, 200, 410, 409, 409, 404]);
         let stock = Stock::default();
         assert_listed(&[TotalSet::Set(stock), TotalSet::BelowHeld(stock)]);
+        assert_listed(&[StockRead::Found(stock), StockRead::Unknown]);
+        assert_eq!(StockRead::from(None).status(), 404);
     }
 }
