@@ -1,6 +1,7 @@
 //! The rules on an in-memory book: sequences, causal commits, cascades, reviews, replays.
 
 use super::*;
+use crate::store::stream::Counters;
 
 fn book(streams: &[&str]) -> Book {
     let mut b = Book::default();
