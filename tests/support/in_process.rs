@@ -7,6 +7,8 @@ use axum::http::Request;
 use serde_json::Value;
 use tower::ServiceExt;
 
+use super::problems::Target;
+
 /// A Warden running inside the test process.
 pub struct InProcess {
     app: axum::Router,
@@ -36,40 +38,17 @@ impl InProcess {
         }
     }
 
-    /// Sends one request; returns status, content type and the body as JSON (null if none).
-    pub async fn raw(
-        &self,
-        method: &str,
-        path: &str,
-        ctype: Option<&str>,
-        body: Vec<u8>,
-    ) -> (u16, String, Value) {
-        let (status, ct, bytes) = self.bytes(method, path, ctype, body).await;
-        (
-            status,
-            ct,
-            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-        )
-    }
-
     /// The Prometheus text of `/metrics`.
     pub async fn metrics(&self) -> String {
-        let (_, _, bytes) = self.bytes("GET", "/metrics", None, Vec::new()).await;
+        let req = Request::get("/metrics")
+            .body(Body::empty())
+            .expect("a request");
+        let (_, _, bytes) = self.call(req).await;
         String::from_utf8_lossy(&bytes).into_owned()
     }
 
-    async fn bytes(
-        &self,
-        method: &str,
-        path: &str,
-        ctype: Option<&str>,
-        body: Vec<u8>,
-    ) -> (u16, String, axum::body::Bytes) {
-        let mut req = Request::builder().method(method).uri(path);
-        if let Some(c) = ctype {
-            req = req.header("content-type", c);
-        }
-        let req = req.body(Body::from(body)).expect("a request");
+    /// Runs one request through the router: status, content type and body.
+    async fn call(&self, req: Request<Body>) -> (u16, String, axum::body::Bytes) {
         let res = self.app.clone().oneshot(req).await.expect("infallible");
         let status = res.status().as_u16();
         let ct = res
@@ -86,13 +65,15 @@ impl InProcess {
     /// POST JSON; returns status and body.
     pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
         let body = serde_json::to_vec(&body).unwrap();
-        let (s, _, v) = self.raw("POST", path, Some("application/json"), body).await;
+        let (s, _, v) = self
+            .send("POST", path, Some("application/json"), body)
+            .await;
         (s, v)
     }
 
     /// GET; returns status and body.
     pub async fn get(&self, path: &str) -> (u16, Value) {
-        let (s, _, v) = self.raw("GET", path, None, Vec::new()).await;
+        let (s, _, v) = self.send("GET", path, None, Vec::new()).await;
         (s, v)
     }
 
@@ -101,5 +82,24 @@ impl InProcess {
         if let Some(w) = self.warden.take() {
             w.shutdown().await;
         }
+    }
+}
+
+impl Target for InProcess {
+    async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        ctype: Option<&str>,
+        body: Vec<u8>,
+    ) -> (u16, String, Value) {
+        let mut req = Request::builder().method(method).uri(path);
+        if let Some(c) = ctype {
+            req = req.header("content-type", c);
+        }
+        let req = req.body(Body::from(body)).expect("a request");
+        let (status, ct, bytes) = self.call(req).await;
+        let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        (status, ct, json)
     }
 }

@@ -5,32 +5,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::in_process::InProcess;
 use super::Warden;
-
-pub async fn raw(
-    w: &Warden,
-    method: &str,
-    path: &str,
-    ctype: Option<&str>,
-    body: Vec<u8>,
-) -> (u16, String, Value) {
-    let mut req = w
-        .http
-        .request(method.parse().unwrap(), format!("{}{path}", w.base()))
-        .body(body);
-    if let Some(c) = ctype {
-        req = req.header("content-type", c);
-    }
-    let r = req.send().await.unwrap();
-    let status = r.status().as_u16();
-    let ct = r
-        .headers()
-        .get("content-type")
-        .map(|v| v.to_str().unwrap().to_owned())
-        .unwrap_or_default();
-    (status, ct, r.json().await.unwrap_or(Value::Null))
-}
 
 /// method, path, content type, body, expected status, expected code
 pub type Case<'a> = (&'a str, String, Option<&'a str>, Vec<u8>, u16, &'a str);
@@ -55,19 +30,21 @@ impl Target for Warden {
         ctype: Option<&str>,
         body: Vec<u8>,
     ) -> (u16, String, Value) {
-        raw(self, method, path, ctype, body).await
-    }
-}
-
-impl Target for InProcess {
-    async fn send(
-        &self,
-        method: &str,
-        path: &str,
-        ctype: Option<&str>,
-        body: Vec<u8>,
-    ) -> (u16, String, Value) {
-        self.raw(method, path, ctype, body).await
+        let mut req = self
+            .http
+            .request(method.parse().unwrap(), format!("{}{path}", self.base()))
+            .body(body);
+        if let Some(c) = ctype {
+            req = req.header("content-type", c);
+        }
+        let r = req.send().await.unwrap();
+        let status = r.status().as_u16();
+        let ct = r
+            .headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default();
+        (status, ct, r.json().await.unwrap_or(Value::Null))
     }
 }
 
