@@ -13,7 +13,7 @@ use crate::fence::FenceOutcome;
 use crate::idem::{Begun, Finished};
 use crate::lock::{Acquired, Read, Touch};
 use crate::outcome::{StateDoc, Terminal};
-use crate::reserve::{Settled, StockRead, TotalSet};
+use crate::reserve::{ReservedOnce, Settled, StockRead, TotalSet};
 use crate::stream::{Committed, Intake, Read as StreamRead, Replay};
 use crate::tier::Blocked;
 
@@ -130,6 +130,11 @@ const OUTCOMES: &[Documented] = &[
     with(
         HttpMethod::Put,
         post("/v1/inventory/{sku}", TotalSet::STATES, "StockAnswer"),
+    ),
+    post(
+        "/v1/inventory/{sku}/reservations",
+        ReservedOnce::STATES,
+        "ReservationAnswer",
     ),
     post(
         "/v1/reservations/{id}/confirm",

@@ -8,29 +8,26 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
 use utoipa::ToSchema;
 
-use super::answer::{blocked, status_of, SafeBlockAnswer};
+use super::answer::{blocked, status_of};
 use super::extract::{in_range, owner, Body, PathKey};
 use super::observe::Op;
-use super::problem::{state_problem, ApiError, Problem};
+use super::problem::{state_problem, ApiError};
 use super::AppState;
-use crate::idem::{BeginRequest, Begun};
+use crate::idem::BeginRequest;
 use crate::key::Key;
 use crate::outcome::Terminal;
 use crate::reserve::{
-    ReserveRequest, Reserved, Settled, StockRead, TotalSet, DEFAULT_TTL_MS, MAX_QUANTITY,
-    MAX_TOTAL, MAX_TTL_MS,
+    claim_for, ReserveRequest, Reserved, ReservedOnce, Settled, StockRead, TotalSet,
+    DEFAULT_TTL_MS, MAX_QUANTITY, MAX_TOTAL, MAX_TTL_MS,
 };
 use crate::runtime::clock::rfc3339;
 use crate::store::reserve::{HoldState, Stock};
-use crate::tier::{Blocked, Mode};
+use crate::tier::Mode;
 
 /// Header that makes a reservation retry-safe.
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
-/// How long an `Idempotency-Key` of a reservation is remembered, ms.
-const IDEMPOTENCY_TTL_MS: i64 = 86_400_000;
 
 /// `PUT /v1/inventory/{sku}` body.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -167,11 +164,8 @@ pub async fn read(State(app): State<AppState>, PathKey(sku): PathKey) -> Respons
     }
 }
 
-/// The status and JSON text of a reservation answer (what an `Idempotency-Key` replays).
-fn reservation_answer(
-    result: &Result<(Reserved, Mode), Blocked>,
-) -> Option<(StatusCode, ReservationAnswer)> {
-    let (reserved, mode) = result.as_ref().ok()?;
+/// The status and body of a reservation's answer (what an `Idempotency-Key` replays).
+fn reservation_answer(reserved: &Reserved, mode: Mode) -> (StatusCode, ReservationAnswer) {
     let mut a = ReservationAnswer {
         state: reserved.state(),
         mode: Some(mode.as_str()),
@@ -190,34 +184,12 @@ fn reservation_answer(
         Reserved::OutOfStock { remaining } => a.remaining = Some(*remaining),
         Reserved::AlreadyReserved { id } => a.reservation_id = Some(id.clone()),
     }
-    Some((status_of(reserved), a))
+    (status_of(reserved), a)
 }
 
-/// A recorded answer: status and body.
-#[derive(Serialize, Deserialize)]
-struct Recorded {
-    status: u16,
-    body: Box<RawValue>,
-}
-
-fn replay(op: &Op, key: &str, raw: &str) -> Response {
-    match serde_json::from_str::<Recorded>(raw) {
-        Ok(r) => {
-            op.finish(key, "replayed", "none");
-            let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::OK);
-            let ct = [(axum::http::header::CONTENT_TYPE, "application/json")];
-            (status, ct, String::from(Box::<str>::from(r.body))).into_response()
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "recorded reservation answer unreadable");
-            blocked(op, key, Blocked::DatabaseUnavailable)
-        }
-    }
-}
-
+/// The claim of a request sent with an `Idempotency-Key`, if it was.
 fn idempotency_key(
     headers: &HeaderMap,
-    sku: &Key,
     req: &ReserveRequest,
 ) -> Result<Option<BeginRequest>, ApiError> {
     let Some(raw) = headers.get(IDEMPOTENCY_KEY) else {
@@ -232,28 +204,15 @@ fn idempotency_key(
         )
     };
     let value = raw.to_str().map_err(|e| bad(e.to_string()))?;
-    let key = Key::parse(&format!("reservation:{}:{value}", sku.as_str()))
-        .map_err(|e| bad(format!("Idempotency-Key: {e}")))?;
-    let request = format!("{}\u{0}{}\u{0}{}", req.user_id, req.quantity, req.ttl_ms);
-    let fingerprint =
-        uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, request.as_bytes()).to_string();
-    Ok(Some(BeginRequest {
-        key,
-        fingerprint,
-        lease_ms: 10_000,
-        ttl_ms: IDEMPOTENCY_TTL_MS,
-        wait_ms: 2_000,
-    }))
+    claim_for(value, req)
+        .map(Some)
+        .map_err(|e| bad(format!("Idempotency-Key: {e}")))
 }
 
 /// Holds units of a SKU for a user.
 #[utoipa::path(post, path = "/v1/inventory/{sku}/reservations", request_body = ReserveBody,
     params(("sku" = String, Path, description = "SKU"),
-        ("Idempotency-Key" = Option<String>, Header, description = "a retry with the same key returns the same reservation")),
-    responses((status = 201, description = "reserved", body = ReservationAnswer),
-        (status = 409, description = "out_of_stock / already_reserved / in_progress", body = ReservationAnswer),
-        (status = 422, description = "bad input or fingerprint_mismatch", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "safe_block", body = SafeBlockAnswer)))]
+        ("Idempotency-Key" = Option<String>, Header, description = "a retry with the same key and request gets the first answer back, byte for byte")))]
 pub async fn reserve(
     State(app): State<AppState>,
     PathKey(sku): PathKey,
@@ -280,54 +239,52 @@ pub async fn reserve(
         )?,
         sku,
     };
-    let claim = idempotency_key(&headers, &req.sku, &req)?;
+    let claim = idempotency_key(&headers, &req)?;
     let k = req.sku.as_str();
     let Some(claim) = claim else {
         let result = app.reservations.reserve(&req).await;
-        return Ok(match reservation_answer(&result) {
-            Some((status, a)) => {
-                op.finish(k, a.state, a.mode.unwrap_or("none"));
+        return Ok(match result {
+            Ok((reserved, mode)) => {
+                let (status, a) = reservation_answer(&reserved, mode);
+                op.finish(k, a.state, mode.as_str());
                 (status, Json(a)).into_response()
             }
-            None => blocked(&op, k, result.err().unwrap_or(Blocked::SafeMode)),
+            Err(b) => blocked(&op, k, b),
         });
     };
-    let idem = &app.idempotency;
-    let token = match idem.begin(&claim).await {
-        Ok((Begun::Started { token, .. }, _)) => token,
-        Ok((Begun::Completed { response }, _)) => return Ok(replay(&op, k, &response)),
-        Ok((Begun::InProgress { retry_after_ms }, mode)) => {
-            op.finish(k, "in_progress", mode.as_str());
-            let body =
-                serde_json::json!({"state": "in_progress", "retry_after_ms": retry_after_ms});
-            return Ok((StatusCode::CONFLICT, Json(body)).into_response());
-        }
-        Ok((Begun::FingerprintMismatch, mode)) => {
-            op.finish(k, "fingerprint_mismatch", mode.as_str());
-            let detail = "this Idempotency-Key was used with a different reservation request";
-            return Ok(state_problem(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "fingerprint_mismatch",
-                "Fingerprint mismatch",
-                detail,
-                mode,
-            ));
-        }
+    let render = |reserved: &Reserved, mode: Mode| {
+        serde_json::to_string(&reservation_answer(reserved, mode).1).unwrap_or_default()
+    };
+    let once = app
+        .reservations
+        .reserve_once(&app.idempotency, &claim, &req, render)
+        .await;
+    let (once, mode) = match once {
+        Ok(done) => done,
         Err(b) => return Ok(blocked(&op, k, b)),
     };
-    let result = app.reservations.reserve(&req).await;
-    let Some((status, a)) = reservation_answer(&result) else {
-        let _ = idem.fail(&claim.key, token).await;
-        return Ok(blocked(&op, k, result.err().unwrap_or(Blocked::SafeMode)));
-    };
-    let body = serde_json::to_string(&a).unwrap_or_default();
-    let recorded = format!(r#"{{"status":{},"body":{body}}}"#, status.as_u16());
-    if let Err(b) = idem.complete(&claim.key, token, recorded).await {
-        tracing::warn!(reason = %b.reason(), "reservation answer not recorded under its Idempotency-Key");
-    }
-    op.finish(k, a.state, a.mode.unwrap_or("none"));
-    let ct = [(axum::http::header::CONTENT_TYPE, "application/json")];
-    Ok((status, ct, body).into_response())
+    let status = status_of(&once);
+    let json = [(axum::http::header::CONTENT_TYPE, "application/json")];
+    Ok(match once {
+        ReservedOnce::Ran(reserved, body) => {
+            op.finish(k, reserved.state(), mode.as_str());
+            (status, json, body).into_response()
+        }
+        ReservedOnce::Replayed(r) => {
+            op.finish(k, "replayed", "none");
+            (status, json, String::from(Box::<str>::from(r.body))).into_response()
+        }
+        ReservedOnce::InProgress { retry_after_ms } => {
+            op.finish(k, once.state(), mode.as_str());
+            let body = serde_json::json!({"state": once.state(), "retry_after_ms": retry_after_ms});
+            (status, Json(body)).into_response()
+        }
+        ReservedOnce::FingerprintMismatch => {
+            op.finish(k, once.state(), mode.as_str());
+            let detail = "this Idempotency-Key was used with a different reservation request";
+            state_problem(status, once.state(), "Fingerprint mismatch", detail, mode)
+        }
+    })
 }
 
 /// Moves reservation `id` to `to` and answers with the terminal state.

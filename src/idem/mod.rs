@@ -6,7 +6,7 @@
 mod outcome;
 mod run;
 
-pub use run::{Claim, Ran, RunError, RunOptions};
+pub use run::{Claim, Once, Ran, RunError, RunOptions};
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use super::{BeginRequest, Begun, Finished, Idempotency, DEFAULT_LEASE_MS, DEFAULT_TTL_MS};
 use crate::key::Key;
-use crate::tier::Blocked;
+use crate::tier::{Blocked, Mode};
 
 /// Options of [`Idempotency::run_with`].
 #[derive(Debug, Clone, Copy)]
@@ -56,6 +56,28 @@ impl<T> Ran<T> {
             Self::Executed(v) | Self::Replayed(v) => v,
         }
     }
+}
+
+/// How one idempotent execution went ([`Idempotency::once`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Once<T> {
+    /// The work ran here. `recorded` is `Err(reason)` when its result could not be recorded
+    /// (the claim was taken over, or no tier was reachable): its effect happened anyway.
+    Executed {
+        /// The work's result.
+        value: T,
+        /// Whether the result is recorded under the key.
+        recorded: Result<(), &'static str>,
+    },
+    /// The work had already run: its recorded result, as recorded.
+    Replayed(String),
+    /// Another executor holds a live claim.
+    InProgress {
+        /// When its lease ends at the latest.
+        retry_after_ms: i64,
+    },
+    /// The key was used with another fingerprint.
+    FingerprintMismatch,
 }
 
 /// Why a run produced no result.
@@ -126,29 +148,61 @@ impl Idempotency {
     {
         let key = Key::parse(key).map_err(|e| RunError::InvalidKey(e.to_string()))?;
         let req = BeginRequest {
-            key: key.clone(),
+            key,
             fingerprint: fingerprint.to_owned(),
             lease_ms: opts.lease_ms,
             ttl_ms: opts.ttl_ms.max(opts.lease_ms),
             wait_ms: opts.wait_ms,
         };
-        let token = match self.begin(&req).await.map_err(RunError::Blocked)?.0 {
+        let encode = |v: &T| serde_json::to_string(v).map_err(|e| e.to_string());
+        match self.once(&req, encode, work).await?.0 {
+            Once::Executed {
+                value,
+                recorded: Ok(()),
+            } => Ok(Ran::Executed(value)),
+            Once::Executed {
+                recorded: Err(reason),
+                ..
+            } => Err(RunError::NotRecorded { reason }),
+            Once::Replayed(raw) => decode(&raw).map(Ran::Replayed),
+            Once::InProgress { retry_after_ms } => Err(RunError::InProgress { retry_after_ms }),
+            Once::FingerprintMismatch => Err(RunError::FingerprintMismatch),
+        }
+    }
+
+    /// The workflow under [`Idempotency::run_with`], for callers that answer every case
+    /// themselves and record their result in their own form (`encode`): begins `req`, runs
+    /// `work` on `started` while renewing the lease, then completes with `encode`'s text, or
+    /// fails the claim when the work errs. The mode is the one the begin answered in.
+    pub async fn once<T, E, F, Fut>(
+        &self,
+        req: &BeginRequest,
+        encode: impl FnOnce(&T) -> Result<String, String>,
+        work: F,
+    ) -> Result<(Once<T>, Mode), RunError<E>>
+    where
+        F: FnOnce(Claim) -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        let (begun, mode) = self.begin(req).await.map_err(RunError::Blocked)?;
+        let token = match begun {
             Begun::Started { token, .. } => token,
-            Begun::Completed { response } => return decode(&response).map(Ran::Replayed),
+            Begun::Completed { response } => return Ok((Once::Replayed(response), mode)),
             Begun::InProgress { retry_after_ms } => {
-                return Err(RunError::InProgress { retry_after_ms })
+                return Ok((Once::InProgress { retry_after_ms }, mode))
             }
-            Begun::FingerprintMismatch => return Err(RunError::FingerprintMismatch),
+            Begun::FingerprintMismatch => return Ok((Once::FingerprintMismatch, mode)),
         };
+        let key = &req.key;
         let result = {
             let work = work(Claim { token });
             tokio::pin!(work);
-            let beat = Duration::from_millis((opts.lease_ms / 3).max(1) as u64);
+            let beat = Duration::from_millis((req.lease_ms / 3).max(1) as u64);
             loop {
                 tokio::select! {
                     out = &mut work => break out,
                     _ = tokio::time::sleep(beat) => {
-                        if let Ok((Finished::Conflict, _)) = self.extend(&key, token, opts.lease_ms).await {
+                        if let Ok((Finished::Conflict, _)) = self.extend(key, token, req.lease_ms).await {
                             tracing::warn!(key = %key.as_str(), token, "claim lost while running");
                         }
                     }
@@ -158,20 +212,22 @@ impl Idempotency {
         let value = match result {
             Ok(v) => v,
             Err(e) => {
-                if let Err(b) = self.fail(&key, token).await {
+                if let Err(b) = self.fail(key, token).await {
                     tracing::warn!(reason = %b.reason(), "claim not released; it lapses with its lease");
                 }
                 return Err(RunError::Failed(e));
             }
         };
-        let json = serde_json::to_string(&value).map_err(|e| RunError::Encoding(e.to_string()))?;
-        match self.complete(&key, token, json).await {
-            Ok((Finished::Completed { .. }, _)) => Ok(Ran::Executed(value)),
-            Ok(_) => Err(RunError::NotRecorded {
-                reason: "the claim was taken over",
-            }),
-            Err(b) => Err(RunError::NotRecorded { reason: b.reason() }),
+        let text = encode(&value).map_err(RunError::Encoding)?;
+        let recorded = match self.complete(key, token, text).await {
+            Ok((Finished::Completed { .. }, _)) => Ok(()),
+            Ok(_) => Err("the claim was taken over"),
+            Err(b) => Err(b.reason()),
+        };
+        if let Err(reason) = recorded {
+            tracing::warn!(key = %key.as_str(), token, reason, "result not recorded under its key");
         }
+        Ok((Once::Executed { value, recorded }, mode))
     }
 }
 

@@ -5,11 +5,12 @@
 //! `held` once, by a conditional SQL update (confirm, release, or the expiry reaper), and the
 //! hot copy follows. Hot copies are seeded from SQL per SKU and epoch.
 
+mod once;
 mod outcome;
-
-pub use outcome::StockRead;
 mod reconcile;
 
+pub use once::{claim_for, Recorded, ReservedOnce, KEY_TTL_MS};
+pub use outcome::StockRead;
 pub use reconcile::Mismatch;
 
 use std::sync::Arc;
