@@ -4,6 +4,7 @@
 //! tiers and instances, and Redis is only the hot copy that answers repeats in one round trip.
 
 mod outcome;
+pub mod rules;
 mod run;
 
 pub use run::{Claim, Once, Ran, RunError, RunOptions};
@@ -15,10 +16,9 @@ use crate::key::Key;
 use crate::metrics_names as m;
 use crate::runtime::group_commit::{GroupCommit, GroupCommitConfig};
 use crate::runtime::waiters::Waiters;
-use crate::store::idem::{fingerprints_conflict, IdemRecord, IdemState, IdemWrite, IdemWritten};
-use crate::store::redis::{IdemBegin, RedisStore};
+use crate::store::idem::{IdemBegin, IdemCopy, IdemRecord, IdemState, IdemWrite, IdemWritten};
 use crate::store::{bounded, StoreError};
-use crate::tier::{Backend, Blocked, Mode, Tier};
+use crate::tier::{Blocked, Mode, Primary, Tier};
 use crate::token::token_base;
 
 /// Longest claim lease, ms.
@@ -114,26 +114,6 @@ pub struct Idempotency {
     waiters: Waiters,
 }
 
-/// What a refused or lost claim leaves the caller with.
-fn classify(rec: Option<&IdemRecord>, fingerprint: &str, now: i64) -> Begun {
-    let busy = Begun::InProgress { retry_after_ms: 1 };
-    let Some(rec) = rec.filter(|r| r.live(now)) else {
-        return busy;
-    };
-    if fingerprints_conflict(&rec.fingerprint, fingerprint) {
-        return Begun::FingerprintMismatch;
-    }
-    match rec.state {
-        IdemState::Completed => Begun::Completed {
-            response: rec.response.clone().unwrap_or_default(),
-        },
-        IdemState::InProgress if rec.lease_until > now => Begun::InProgress {
-            retry_after_ms: rec.lease_until - now,
-        },
-        _ => busy,
-    }
-}
-
 impl Idempotency {
     /// Starts the service (and its group-commit writer) over `tier`.
     pub fn start(tier: Arc<Tier>) -> Arc<Self> {
@@ -189,26 +169,17 @@ impl Idempotency {
         for _ in 0..EPOCH_RETRIES {
             let active = self.tier.active_durable()?;
             let now = self.tier.now();
-            let Backend::Redis(redis) = active.backend else {
+            let Some(hot) = active.primary() else {
                 return self.claim(None, req, active.epoch, now).await;
             };
-            let reply = redis
-                .idem_begin(
-                    &req.key,
-                    active.epoch,
-                    now,
-                    &req.fingerprint,
-                    req.lease_ms,
-                    req.ttl_ms,
-                )
+            let (fp, lease, ttl) = (&req.fingerprint, req.lease_ms, req.ttl_ms);
+            let reply = hot
+                .call(|r| r.idem_begin(&req.key, active.epoch, now, fp, lease, ttl))
                 .await;
-            self.tier.record(Mode::Primary, &reply);
             let primary = |b: Begun| Ok((b, Mode::Primary));
             match reply {
                 Ok(IdemBegin::Started { token }) => {
-                    return self
-                        .claim(Some((redis, token)), req, active.epoch, now)
-                        .await
+                    return self.claim(Some((hot, token)), req, active.epoch, now).await
                 }
                 Ok(IdemBegin::Completed { response, .. }) => {
                     return primary(Begun::Completed { response })
@@ -242,7 +213,7 @@ impl Idempotency {
     /// when the key is not free there; the hot copy is then corrected from the durable record.
     async fn claim(
         &self,
-        drawn: Option<(&RedisStore, i64)>,
+        drawn: Option<(Primary<'_>, i64)>,
         req: &BeginRequest,
         epoch: i64,
         now: i64,
@@ -268,10 +239,10 @@ impl Idempotency {
                 lease_until: rec.lease_until,
                 expires_at: rec.expires_at,
             },
-            Ok(IdemWritten::Refused(rec)) => classify(rec.as_ref(), &req.fingerprint, now),
+            Ok(IdemWritten::Refused(rec)) => rules::refused(rec.as_ref(), &req.fingerprint, now),
             Err(_) => Begun::InProgress { retry_after_ms: 1 },
         };
-        if let Some((redis, token)) = drawn {
+        if let Some((hot, token)) = drawn {
             // Our hot claim stands only if SQL took it; otherwise the durable record (or
             // nothing) replaces it, so the copy never holds a claim nobody owns.
             let durable = match &written {
@@ -281,18 +252,10 @@ impl Idempotency {
             };
             if let Some(rec) = durable {
                 metrics::counter!(m::IDEM_RESEEDED, "op" => "begin").increment(1);
-                self.heal(redis, &rec, Some(token), now).await;
+                heal(hot, &rec, Some(token), now).await;
             }
         }
         written.map(|_| (begun, mode))
-    }
-
-    async fn heal(&self, redis: &RedisStore, rec: &IdemRecord, replace: Option<i64>, now: i64) {
-        let r = redis.idem_seed(rec, replace, now).await;
-        self.tier.record(Mode::Primary, &r);
-        if let Err(e) = r {
-            tracing::warn!(error = %e, key = %rec.key, "hot copy not updated; sql stays authoritative");
-        }
     }
 
     /// Records `response` (raw JSON) as the result of the claim `token`.
@@ -352,16 +315,13 @@ impl Idempotency {
         let (rec, applied) = match self.write(write(now)).await? {
             IdemWritten::Applied(rec) => (Some(rec), true),
             IdemWritten::Refused(rec) => {
-                let retry = rec.as_ref().is_some_and(|r| {
-                    r.token == token && r.state == target && target != IdemState::InProgress
-                });
+                let retry = rules::already_applied(rec.as_ref(), token, target);
                 (rec, retry)
             }
         };
-        let mut mode = Mode::Fallback;
-        if let (Backend::Redis(redis), Some(rec)) = (active.backend, &rec) {
-            mode = Mode::Primary;
-            self.heal(redis, rec, Some(token), now).await;
+        let mode = active.mode();
+        if let (Some(hot), Some(rec)) = (active.primary(), &rec) {
+            heal(hot, rec, Some(token), now).await;
         }
         if applied && target != IdemState::InProgress {
             self.waiters.wake_all(key.as_str());
@@ -397,6 +357,13 @@ impl Idempotency {
     }
 }
 
+/// Brings the hot copy in line with the durable `rec` (best effort: SQL stays authoritative).
+async fn heal(hot: Primary<'_>, rec: &IdemRecord, replace: Option<i64>, now: i64) {
+    if let Err(e) = hot.call(|r| r.idem_seed(rec, replace, now)).await {
+        tracing::warn!(error = %e, key = %rec.key, "hot copy not updated; sql stays authoritative");
+    }
+}
+
 /// A released record of `token`: seeding it deletes the hot copy holding that token.
 fn released(key: &str, token: i64) -> IdemRecord {
     IdemRecord {
@@ -407,50 +374,5 @@ fn released(key: &str, token: i64) -> IdemRecord {
         lease_until: 0,
         expires_at: 0,
         response: None,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn rec(state: IdemState, lease_until: i64) -> IdemRecord {
-        IdemRecord {
-            key: "k".into(),
-            state,
-            token: 5,
-            fingerprint: "a".into(),
-            lease_until,
-            expires_at: 1_000,
-            response: Some("{}".into()),
-        }
-    }
-
-    #[test]
-    fn a_refused_claim_answers_from_the_durable_record() {
-        let done = rec(IdemState::Completed, 0);
-        assert_eq!(
-            classify(Some(&done), "a", 10),
-            Begun::Completed {
-                response: "{}".into()
-            }
-        );
-        assert_eq!(classify(Some(&done), "b", 10), Begun::FingerprintMismatch);
-        assert_eq!(
-            classify(Some(&done), "", 10),
-            classify(Some(&done), "a", 10)
-        );
-        let running = rec(IdemState::InProgress, 110);
-        assert_eq!(
-            classify(Some(&running), "a", 10),
-            Begun::InProgress {
-                retry_after_ms: 100
-            }
-        );
-        // Expired records never answer.
-        assert_eq!(
-            classify(Some(&done), "b", 2_000),
-            Begun::InProgress { retry_after_ms: 1 }
-        );
     }
 }

@@ -12,8 +12,8 @@ pub use rules::{LostReason, Touch};
 
 use crate::key::Key;
 use crate::runtime::waiters::Waiters;
-use crate::store::{AcquireReply, Holder, Lease, LockStore, Step, Touched};
-use crate::tier::{Backend, Blocked, Mode, Tier};
+use crate::store::{AcquireReply, Holder, Lease, LeaseCopy, LockStore, Step, Touched};
+use crate::tier::{Blocked, Mode, Tier};
 use crate::token::{token_parts, MAX_TOKEN};
 use rules::Miss;
 
@@ -155,13 +155,11 @@ impl Locks {
             if let Err(e) = self.tier.note_ttl(req.ttl_ms).await {
                 return Acquired::Blocked(Blocked::database(&e));
             }
-            let mode = active.backend.mode();
+            let mode = active.mode();
             let now = self.tier.now();
-            let reply = active
-                .backend
-                .acquire(&req.key, &req.owner, req.ttl_ms, active.epoch, now)
-                .await;
-            let (lease, fresh) = match self.tier.settle(mode, reply) {
+            let (key, owner, ttl, epoch) = (&req.key, &req.owner, req.ttl_ms, active.epoch);
+            let reply = active.settle(|b| b.acquire(key, owner, ttl, epoch, now));
+            let (lease, fresh) = match reply.await {
                 Err(b) => return Acquired::Blocked(b),
                 Ok(AcquireReply::Granted(l)) => (l, true),
                 Ok(AcquireReply::Held(l)) => (l, false),
@@ -245,10 +243,9 @@ impl Locks {
         let holder = Holder { key, owner, token };
         for _ in 0..EPOCH_RETRIES {
             let active = self.tier.active(false)?;
-            let mode = active.backend.mode();
+            let mode = active.mode();
             let (epoch, now) = (active.epoch, self.tier.now());
-            let r = active.backend.touch(holder, step, epoch, now).await;
-            let current = match self.tier.settle(mode, r)? {
+            let current = match active.settle(|b| b.touch(holder, step, epoch, now)).await? {
                 Touched::Done(lease) => {
                     if mode == Mode::Primary && token_parts(token).0 < epoch {
                         self.follow_on_sql(step, holder, epoch, now).await;
@@ -269,21 +266,24 @@ impl Locks {
                 keeps_records: mode == Mode::Fallback,
             };
             let decided = miss.decide();
-            let Backend::Redis(redis) = active.backend else {
+            let Some(hot) = active.primary() else {
                 return Ok((decided, mode));
             };
             if !miss.older_epoch() || decided == Touch::Lost(LostReason::Superseded) {
                 return Ok((decided, mode));
             }
-            let sql = Backend::Sql(self.tier.durable());
-            let r = sql.touch(holder, step, epoch, now).await;
-            let current = match self.tier.settle(Mode::Fallback, r)? {
+            let sql = self.tier.durable();
+            let current = match self
+                .tier
+                .on_durable(sql.touch(holder, step, epoch, now))
+                .await?
+            {
                 Touched::Done(lease) => {
                     if let Step::Release = step {
                         return Ok((Touch::Done(lease), mode));
                     }
-                    let r = redis.seed_lease(key.as_str(), &lease, now).await;
-                    return Ok(match self.tier.settle(mode, r)? {
+                    let seeded = hot.settle(|r| r.seed_lease(key.as_str(), &lease, now));
+                    return Ok(match seeded.await? {
                         true => (Touch::Done(lease), mode),
                         false => (Touch::Lost(LostReason::Superseded), mode),
                     });
@@ -310,18 +310,26 @@ impl Locks {
         if let Step::Extend { .. } = step {
             return;
         }
-        let sql = Backend::Sql(self.tier.durable());
-        if let Err(e) = sql.touch(holder, step, epoch, now).await {
-            tracing::warn!(error = %e, "release not copied to sql; the lease lapses there");
+        let sql = self.tier.durable();
+        if let Err(b) = self
+            .tier
+            .on_durable(sql.touch(holder, step, epoch, now))
+            .await
+        {
+            tracing::warn!(
+                reason = b.reason(),
+                "release not copied to sql; the lease lapses there"
+            );
         }
     }
 
     /// The live lease on `key`, if any.
     pub async fn get(&self, key: &Key) -> Result<(Read, Mode), Blocked> {
         let active = self.tier.active(false)?;
-        let mode = active.backend.mode();
-        let r = active.backend.get(key, self.tier.now()).await;
-        let read = self.tier.settle(mode, r)?.map_or(Read::NotHeld, Read::Held);
+        let mode = active.mode();
+        let now = self.tier.now();
+        let read = active.settle(|b| b.get(key, now)).await?;
+        let read = read.map_or(Read::NotHeld, Read::Held);
         Ok((read, mode))
     }
 }

@@ -20,10 +20,9 @@ use crate::key::Key;
 use crate::metrics_names as m;
 use crate::runtime::group_commit::{GroupCommit, GroupCommitConfig};
 use crate::runtime::waiters::Waiters;
-use crate::store::redis::RedisStore;
-use crate::store::reserve::{Hold, HoldState, ReserveReply, Stock, Transitioned};
+use crate::store::reserve::{Hold, HoldState, ReserveReply, Stock, StockCopy, Transitioned};
 use crate::store::{bounded, StoreError};
-use crate::tier::{Active, Backend, Blocked, Mode, Tier};
+use crate::tier::{Active, Blocked, Mode, Primary, Tier};
 
 /// Longest hold, ms (24 h).
 pub const MAX_TTL_MS: i64 = 86_400_000;
@@ -129,9 +128,9 @@ impl Reservations {
         match self.tier.active(true) {
             Err(grace @ Blocked::Grace { .. }) => {
                 let active = self.tier.active(false)?;
-                match active.backend {
-                    Backend::Sql(_) => Ok(active),
-                    Backend::Redis(_) => Err(grace),
+                match active.mode() {
+                    Mode::Fallback => Ok(active),
+                    Mode::Primary => Err(grace),
                 }
             }
             other => other,
@@ -139,15 +138,14 @@ impl Reservations {
     }
 
     /// Seeds a stale copy of `sku`, once for a burst of requests that all found it stale.
-    async fn seed_stale(&self, redis: &RedisStore, sku: &str, epoch: i64) -> Result<(), Blocked> {
+    async fn seed_stale(&self, hot: Primary<'_>, sku: &str, epoch: i64) -> Result<(), Blocked> {
         let slot = self.seeding.join(sku);
         let result = async {
             let _turn = slot.queue.lock().await;
-            let r = redis.stock(sku, epoch).await;
-            if self.tier.settle(Mode::Primary, r)?.is_some() {
+            if hot.settle(|r| r.stock(sku, epoch)).await?.is_some() {
                 return Ok(());
             }
-            self.seed(redis, sku, epoch, false).await
+            self.seed(hot, sku, epoch, false).await
         }
         .await;
         self.seeding.leave(sku, slot);
@@ -157,7 +155,7 @@ impl Reservations {
     /// Replaces the hot copy of `sku` with SQL's counts and live holds at `epoch`.
     async fn seed(
         &self,
-        redis: &RedisStore,
+        hot: Primary<'_>,
         sku: &str,
         epoch: i64,
         force: bool,
@@ -169,8 +167,8 @@ impl Reservations {
             .await?
             .unwrap_or_default();
         let live = self.tier.on_durable(sql.live_holds(sku)).await?;
-        let r = redis.seed_stock(sku, stock, &live, epoch, force).await;
-        if self.tier.settle(Mode::Primary, r)? {
+        let seeded = hot.settle(|r| r.seed_stock(sku, stock, &live, epoch, force));
+        if seeded.await? {
             metrics::counter!(m::STOCK_SEEDED).increment(1);
             tracing::info!(
                 sku,
@@ -195,33 +193,30 @@ impl Reservations {
         };
         for _ in 0..ATTEMPTS {
             let active = self.pick()?;
-            let mode = active.backend.mode();
-            let reply = match active.backend {
-                Backend::Redis(redis) => {
-                    let r = redis.reserve(&hold, active.epoch).await;
-                    match self.tier.settle(mode, r)? {
-                        ReserveReply::Reserved(stock) => {
-                            return self.make_durable(redis, hold, stock).await
-                        }
-                        ReserveReply::Stale => {
-                            self.seed_stale(redis, &hold.sku, active.epoch).await?;
-                            continue;
-                        }
-                        other => other,
+            let mode = active.mode();
+            let reply = if let Some(hot) = active.primary() {
+                match hot.settle(|r| r.reserve(&hold, active.epoch)).await? {
+                    ReserveReply::Reserved(stock) => {
+                        return self.make_durable(hot, hold, stock).await
                     }
+                    ReserveReply::Stale => {
+                        self.seed_stale(hot, &hold.sku, active.epoch).await?;
+                        continue;
+                    }
+                    other => other,
                 }
-                Backend::Sql(sql) => {
-                    match self
-                        .tier
-                        .on_durable(sql.reserve(&hold, active.epoch, self.tier.now()))
-                        .await?
-                    {
-                        ReserveReply::Stale => {
-                            let _ = self.tier.refresh().await;
-                            continue;
-                        }
-                        other => other,
+            } else {
+                let sql = self.tier.durable();
+                match self
+                    .tier
+                    .on_durable(sql.reserve(&hold, active.epoch, self.tier.now()))
+                    .await?
+                {
+                    ReserveReply::Stale => {
+                        let _ = self.tier.refresh().await;
+                        continue;
                     }
+                    other => other,
                 }
             };
             let answer = match reply {
@@ -245,7 +240,7 @@ impl Reservations {
     /// it (SQL's counts say it does not fit) or the write fails.
     async fn make_durable(
         &self,
-        redis: &RedisStore,
+        hot: Primary<'_>,
         hold: Hold,
         stock: Stock,
     ) -> Result<(Reserved, Mode), Blocked> {
@@ -262,8 +257,10 @@ impl Reservations {
             };
             return Ok((answer, Mode::Primary));
         }
-        let undo = redis.settle(&hold.sku, &hold.id, HoldState::Released).await;
-        self.tier.record(Mode::Primary, &undo);
+        let undo = hot.call(|r| r.settle(&hold.sku, &hold.id, HoldState::Released));
+        if let Err(e) = undo.await {
+            tracing::warn!(error = %e, sku = %hold.sku, "refused hold not undone on the hot copy; reconcile will report it");
+        }
         match written {
             Ok(_) => {
                 tracing::warn!(sku = %hold.sku, "sql refused a hold redis granted: counts differ");
@@ -281,7 +278,7 @@ impl Reservations {
             .tier
             .on_durable(self.tier.durable().transition(id, to, now))
             .await?;
-        let mode = active.backend.mode();
+        let mode = active.mode();
         let settled = match moved {
             Transitioned::Done(h) => {
                 self.follow(&active, &h, to).await;
@@ -298,10 +295,8 @@ impl Reservations {
 
     /// Makes the hot copy follow a hold that left `held` in SQL.
     async fn follow(&self, active: &Active<'_>, h: &Hold, to: HoldState) {
-        if let Backend::Redis(redis) = active.backend {
-            let r = redis.settle(&h.sku, &h.id, to).await;
-            self.tier.record(Mode::Primary, &r);
-            if let Err(e) = r {
+        if let Some(hot) = active.primary() {
+            if let Err(e) = hot.call(|r| r.settle(&h.sku, &h.id, to)).await {
                 tracing::warn!(error = %e, sku = %h.sku, "hot copy not settled; reconcile will report it");
             }
         }
@@ -310,24 +305,23 @@ impl Reservations {
     /// The counts of `sku`, or `None` for an unknown SKU.
     pub async fn stock(&self, sku: &Key) -> Result<(Option<Stock>, Mode), Blocked> {
         let active = self.tier.active(false)?;
-        let mode = active.backend.mode();
+        let mode = active.mode();
         let sku = sku.as_str();
-        let Backend::Redis(redis) = active.backend else {
+        let Some(hot) = active.primary() else {
             return Ok((
                 self.tier.on_durable(self.tier.durable().stock(sku)).await?,
                 mode,
             ));
         };
         for _ in 0..ATTEMPTS {
-            let r = redis.stock(sku, active.epoch).await;
-            match self.tier.settle(mode, r)? {
+            match hot.settle(|r| r.stock(sku, active.epoch)).await? {
                 Some(s) if s.total == 0 && s.reserved == 0 && s.confirmed == 0 => {
                     // A copy seeded for an unknown SKU: SQL says whether it exists.
                     let known = self.tier.on_durable(self.tier.durable().stock(sku)).await?;
                     return Ok((known.map(|_| s), mode));
                 }
                 Some(s) => return Ok((Some(s), mode)),
-                None => self.seed_stale(redis, sku, active.epoch).await?,
+                None => self.seed_stale(hot, sku, active.epoch).await?,
             }
         }
         Err(Blocked::EpochChanging)
@@ -336,10 +330,10 @@ impl Reservations {
     /// Sets the total stock of `sku` (creating it), unless holds and sales exceed it.
     pub async fn set_total(&self, sku: &Key, total: i64) -> Result<(TotalSet, Mode), Blocked> {
         let active = self.pick()?;
-        let mode = active.backend.mode();
+        let mode = active.mode();
         let sku = sku.as_str();
         let sql = self.tier.durable();
-        let Backend::Redis(redis) = active.backend else {
+        let Some(hot) = active.primary() else {
             return Ok((
                 match self.tier.on_durable(sql.set_total(sku, total)).await? {
                     Ok(s) => TotalSet::Set(s),
@@ -349,16 +343,18 @@ impl Reservations {
             ));
         };
         for _ in 0..ATTEMPTS {
-            let r = redis.set_total(sku, total, active.epoch).await;
-            match self.tier.settle(mode, r)? {
-                None => self.seed_stale(redis, sku, active.epoch).await?,
+            match hot
+                .settle(|r| r.set_total(sku, total, active.epoch))
+                .await?
+            {
+                None => self.seed_stale(hot, sku, active.epoch).await?,
                 Some(Err(s)) => return Ok((TotalSet::BelowHeld(s), mode)),
                 Some(Ok(s)) => {
                     return match self.tier.on_durable(sql.set_total(sku, total)).await? {
                         Ok(_) => Ok((TotalSet::Set(s), mode)),
                         Err(durable) => {
                             // SQL knows holds the copy does not: the copy is wrong, not SQL.
-                            self.seed(redis, sku, active.epoch, true).await?;
+                            self.seed(hot, sku, active.epoch, true).await?;
                             Ok((TotalSet::BelowHeld(durable), mode))
                         }
                     };

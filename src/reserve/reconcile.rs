@@ -7,8 +7,8 @@ use std::time::Duration;
 use super::Reservations;
 use crate::metrics_names as m;
 use crate::store::reserve::Stock;
+use crate::store::reserve::StockCopy;
 use crate::store::StoreError;
-use crate::tier::Backend;
 
 /// How long a difference must last to be reported (in-flight holds differ briefly).
 const SETTLE: Duration = Duration::from_millis(300);
@@ -33,14 +33,14 @@ impl Reservations {
         let Ok(active) = self.tier.active(false) else {
             return Err(StoreError::Unavailable("no usable tier".into()));
         };
-        let Backend::Redis(redis) = active.backend else {
+        let Some(primary) = active.primary() else {
             return Ok(Vec::new());
         };
         let sql = self.tier.durable();
         let mut found = Vec::new();
         for sku in sql.skus().await? {
             let differs = || async {
-                let hot = redis.stock(&sku, active.epoch).await?;
+                let hot = primary.call(|r| r.stock(&sku, active.epoch)).await?;
                 let durable = sql.stock(&sku).await?.unwrap_or_default();
                 Ok::<_, StoreError>(hot.filter(|h| *h != durable).map(|h| (h, durable)))
             };
@@ -51,7 +51,7 @@ impl Reservations {
             let Some((hot, durable)) = differs().await? else {
                 continue;
             };
-            let fixed = fix && self.seed(redis, &sku, active.epoch, true).await.is_ok();
+            let fixed = fix && self.seed(primary, &sku, active.epoch, true).await.is_ok();
             let label = if fixed { "true" } else { "false" };
             metrics::counter!(m::RECONCILE_MISMATCHES, "fixed" => label).increment(1);
             tracing::warn!(sku, ?hot, ?durable, fixed, "redis stock differs from sql");

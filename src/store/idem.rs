@@ -2,6 +2,70 @@
 //! ever replaced by a record that ranks at least as high ([`IdemRecord::outranks`]), so a
 //! stale copy can delay an answer but never change a recorded one.
 
+use std::future::Future;
+
+use crate::key::Key;
+use crate::store::StoreError;
+
+/// What the hot copy answered to a `begin`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IdemBegin {
+    /// Claimed here with `token`; not yet durable.
+    Started {
+        /// The drawn token.
+        token: i64,
+    },
+    /// A completed record.
+    Completed {
+        /// Token of the claim that completed.
+        token: i64,
+        /// Raw JSON response.
+        response: String,
+    },
+    /// A live claim.
+    InProgress {
+        /// Its token.
+        token: i64,
+        /// Its lease end, epoch ms.
+        lease_until: i64,
+    },
+    /// A live record with another fingerprint.
+    Mismatch,
+    /// The slot's counter is spent for this epoch.
+    CounterExhausted,
+    /// The slot's gate is not at the caller's epoch.
+    EpochMismatch {
+        /// The gate's epoch, `None` when missing.
+        found: Option<i64>,
+    },
+}
+
+/// The hot copy of idempotency records (the Redis tier): it answers repeats in one round trip
+/// and draws claim tokens, but never has the last word — SQL arbitrates every claim.
+pub trait IdemCopy: Send + Sync {
+    /// Begins `key` on the copy at `epoch`: a live record answers; a free key is claimed with
+    /// a token drawn from its slot's counter (behind the epoch gate).
+    fn idem_begin(
+        &self,
+        key: &Key,
+        epoch: i64,
+        now: i64,
+        fingerprint: &str,
+        lease_ms: i64,
+        ttl_ms: i64,
+    ) -> impl Future<Output = Result<IdemBegin, StoreError>> + Send;
+
+    /// Makes the copy of `rec.key` match the durable `rec`, unless the copy ranks higher; a
+    /// copy holding `replace` (a token this caller drew) is always replaced. Returns whether
+    /// the copy now matches.
+    fn idem_seed(
+        &self,
+        rec: &IdemRecord,
+        replace: Option<i64>,
+        now: i64,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+}
+
 /// Lifecycle of a record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IdemState {

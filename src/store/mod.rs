@@ -162,3 +162,17 @@ pub trait LockStore: Send + Sync {
         now: i64,
     ) -> impl Future<Output = Result<Option<Lease>, StoreError>> + Send;
 }
+
+/// A lock store that takes copies of leases granted on the other tier (Redis while it is
+/// armed, and after an extend made on SQL meanwhile).
+pub trait LeaseCopy: Send + Sync {
+    /// Copies `lease` of `key`, unless a newer lease is held here or this one was released
+    /// here; the same lease already here keeps the later expiry. Returns whether the lease is
+    /// here now.
+    fn seed_lease(
+        &self,
+        key: &str,
+        lease: &Lease,
+        now: i64,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+}

@@ -1,6 +1,57 @@
 //! Inventory and holds as both tiers store them. Counts only move by whole holds: a hold adds
 //! its quantity to `reserved` once, and leaves it once (to `confirmed`, or back to stock).
 
+use std::future::Future;
+
+use crate::store::StoreError;
+
+/// The hot copy of each SKU's stock and live holds (the Redis tier): one atomic step per
+/// reserve, valid only in the epoch it was seeded from SQL in.
+pub trait StockCopy: Send + Sync {
+    /// The atomic reserve step at `epoch`.
+    fn reserve(
+        &self,
+        h: &Hold,
+        epoch: i64,
+    ) -> impl Future<Output = Result<ReserveReply, StoreError>> + Send;
+
+    /// Ends hold `id` of `sku` on the copy (`to`: confirmed, released or expired); `false` if
+    /// it was not live here.
+    fn settle(
+        &self,
+        sku: &str,
+        id: &str,
+        to: HoldState,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Replaces the copy of `sku` with `stock` and `live` holds from SQL, marked with `epoch`;
+    /// with `force` false, only if the copy is not at `epoch` yet.
+    fn seed_stock(
+        &self,
+        sku: &str,
+        stock: Stock,
+        live: &[Hold],
+        epoch: i64,
+        force: bool,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Sets the total at `epoch`: `Ok(None)` when the copy is stale, `Ok(Some(Err(c)))` when
+    /// live holds and sales exceed it.
+    fn set_total(
+        &self,
+        sku: &str,
+        total: i64,
+        epoch: i64,
+    ) -> impl Future<Output = Result<Option<Result<Stock, Stock>>, StoreError>> + Send;
+
+    /// The counts of `sku` on the copy, if it was seeded at `epoch`.
+    fn stock(
+        &self,
+        sku: &str,
+        epoch: i64,
+    ) -> impl Future<Output = Result<Option<Stock>, StoreError>> + Send;
+}
+
 /// The counts of one SKU. `available` is derived, so the four always add up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Stock {

@@ -3,6 +3,26 @@
 //! same transaction. Nothing in a book is durable until that transaction commits.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::future::Future;
+
+use crate::store::StoreError;
+
+/// The hot copy of each stream's counters (the Redis tier): raised only to values SQL has
+/// committed, so it may lag but never leads, and "already committed" may be trusted from it.
+pub trait StreamCopy: Send + Sync {
+    /// Raises the copy of `stream` to `c` (field by field; never lowers).
+    fn stream_raise(
+        &self,
+        stream: &str,
+        c: Counters,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The copy of `stream`, if any: a lower bound of SQL's counters.
+    fn stream_copy(
+        &self,
+        stream: &str,
+    ) -> impl Future<Output = Result<Option<Counters>, StoreError>> + Send;
+}
 
 /// The counters of one stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -21,9 +21,11 @@ use futures::future::join_all;
 use crate::metrics_names as m;
 use crate::runtime::group_commit::{GroupCommit, GroupCommitConfig};
 use crate::runtime::waiters::Waiters;
-use crate::store::stream::{Counters, Intent, IntentState, ReviewFilter, ReviewItem, StreamChange};
+use crate::store::stream::{
+    Counters, Intent, IntentState, ReviewFilter, ReviewItem, StreamChange, StreamCopy,
+};
 use crate::store::{bounded, StoreError};
-use crate::tier::{Backend, Blocked, Mode, Tier};
+use crate::tier::{Blocked, Mode, Tier};
 use rules::{Action, NewIntent, Op, Outcome, Refusal, TtlTable, Write};
 use tracing::Instrument;
 
@@ -190,7 +192,7 @@ impl Streams {
     }
 
     fn mode(&self) -> Result<Mode, Blocked> {
-        Ok(self.tier.active_durable()?.backend.mode())
+        Ok(self.tier.active_durable()?.mode())
     }
 
     async fn write(&self, op: Op) -> Result<Outcome, Blocked> {
@@ -441,15 +443,13 @@ fn raise_copies(tier: Arc<Tier>, streams: Vec<StreamChange>) {
         let Ok(active) = tier.active_durable() else {
             return;
         };
-        let Backend::Redis(redis) = active.backend else {
+        let Some(hot) = active.primary() else {
             return;
         };
         let raises = streams
             .iter()
-            .map(|s| redis.stream_raise(&s.stream, s.counters));
-        for r in join_all(raises).await {
-            tier.record(Mode::Primary, &r);
-        }
+            .map(|s| hot.call(|r| r.stream_raise(&s.stream, s.counters)));
+        join_all(raises).await;
     };
     tokio::spawn(raise.in_current_span());
 }

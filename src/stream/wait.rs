@@ -12,8 +12,8 @@ use tokio::time::Instant;
 use super::rules::{Op, Outcome, Refusal};
 use super::{CommitRequest, Committed, Streams};
 use crate::runtime::waiters::KeySlot;
-use crate::store::stream::IntentState;
-use crate::tier::{Backend, Blocked, Mode};
+use crate::store::stream::{IntentState, StreamCopy};
+use crate::tier::{Blocked, Mode};
 
 /// Recheck period with a Redis copy to watch.
 const POLL_COPY: Duration = Duration::from_millis(20);
@@ -92,11 +92,10 @@ impl Streams {
         let Ok(active) = self.tier.active_durable() else {
             return false;
         };
-        let Backend::Redis(redis) = active.backend else {
+        let Some(hot) = active.primary() else {
             return false;
         };
-        let copy = redis.stream_copy(&req.stream).await;
-        self.tier.record(Mode::Primary, &copy);
+        let copy = hot.call(|r| r.stream_copy(&req.stream)).await;
         matches!(copy, Ok(Some(c)) if c.last_committed >= req.seq)
     }
 

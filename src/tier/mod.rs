@@ -5,12 +5,14 @@
 mod backend;
 mod blocked;
 mod breaker;
+mod primary;
 mod supervisor;
 mod switch;
 
 pub use backend::{Backend, Mode};
 pub use blocked::Blocked;
 pub use breaker::{Breaker, BreakerState};
+pub use primary::Primary;
 
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::RwLock;
@@ -68,6 +70,37 @@ pub struct Active<'a> {
     pub backend: Backend<'a>,
     /// The epoch grants are made in.
     pub epoch: i64,
+    tier: &'a Tier,
+}
+
+impl<'a> Active<'a> {
+    /// The primary tier, when it is the one to act on (every call through it feeds the
+    /// breaker).
+    pub fn primary(&self) -> Option<Primary<'a>> {
+        match self.backend {
+            Backend::Redis(store) => Some(Primary::new(store, self.tier)),
+            Backend::Sql(_) => None,
+        }
+    }
+
+    /// The mode this operation answers in.
+    pub fn mode(&self) -> Mode {
+        self.backend.mode()
+    }
+
+    /// Runs one lock-store call on the active backend (bounded by its timeout), feeds the
+    /// result to the breaker, and turns a failure into the stable reason of the tier that
+    /// failed.
+    pub async fn settle<'s, T, Fut>(
+        &'s self,
+        f: impl FnOnce(&'s Backend<'a>) -> Fut,
+    ) -> Result<T, Blocked>
+    where
+        Fut: std::future::Future<Output = Result<T, StoreError>>,
+    {
+        let result = f(&self.backend).await;
+        self.tier.settle(self.mode(), result)
+    }
 }
 
 /// A snapshot for `/v1/status` and `/readyz`.
@@ -194,7 +227,11 @@ impl Tier {
             });
         }
         let epoch = c.row.epoch;
-        Ok(Active { backend, epoch })
+        Ok(Active {
+            backend,
+            epoch,
+            tier: self,
+        })
     }
 
     /// Whether this instance can grant now: a tier it can act on, past any grace, and — on
@@ -214,13 +251,13 @@ impl Tier {
 
     /// Feeds a store result to the breaker and turns a failure into the stable reason of the
     /// tier that failed (its text goes to the log).
-    pub fn settle<T>(&self, mode: Mode, result: Result<T, StoreError>) -> Result<T, Blocked> {
+    fn settle<T>(&self, mode: Mode, result: Result<T, StoreError>) -> Result<T, Blocked> {
         self.record(mode, &result);
         result.map_err(|e| Blocked::store(mode, &e))
     }
 
     /// Feeds a store result to the breaker. Only Redis infrastructure errors count.
-    pub fn record<T>(&self, mode: Mode, result: &Result<T, StoreError>) {
+    fn record<T>(&self, mode: Mode, result: &Result<T, StoreError>) {
         if mode != Mode::Primary {
             return;
         }

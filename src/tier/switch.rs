@@ -10,7 +10,7 @@ use super::{reason, Mode, Tier, TierName};
 use crate::key::Key;
 use crate::metrics_names as m;
 use crate::store::sql::TierRow;
-use crate::store::{bounded, StoreError};
+use crate::store::{bounded, LeaseCopy, StoreError};
 
 /// How many SQL leases are copied into Redis concurrently while arming.
 const SEED_CONCURRENCY: usize = 64;

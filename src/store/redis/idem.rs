@@ -6,42 +6,9 @@ use redis::Value;
 
 use super::{slot_keys, tagged, unexpected, RedisStore};
 use crate::key::Key;
-use crate::store::idem::{IdemRecord, IdemState};
+use crate::store::idem::{IdemBegin, IdemCopy, IdemRecord, IdemState};
 use crate::store::StoreError;
 use crate::token::{token_base, token_parts};
-
-/// What the hot copy answered to a `begin`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum IdemBegin {
-    /// Claimed here with `token`; not yet durable.
-    Started {
-        /// The drawn token.
-        token: i64,
-    },
-    /// A completed record.
-    Completed {
-        /// Token of the claim that completed.
-        token: i64,
-        /// Raw JSON response.
-        response: String,
-    },
-    /// A live claim.
-    InProgress {
-        /// Its token.
-        token: i64,
-        /// Its lease end, epoch ms.
-        lease_until: i64,
-    },
-    /// A live record with another fingerprint.
-    Mismatch,
-    /// The slot's counter is spent for this epoch.
-    CounterExhausted,
-    /// The slot's gate is not at the caller's epoch.
-    EpochMismatch {
-        /// The gate's epoch, `None` when missing.
-        found: Option<i64>,
-    },
-}
 
 fn record_key(key: &str) -> String {
     tagged(key, "idem")
@@ -59,9 +26,8 @@ fn int(items: &[Value], i: usize) -> Option<i64> {
     redis::from_redis_value_ref(items.get(i)?).ok()
 }
 
-impl RedisStore {
-    /// Begins `key` on the hot copy at `epoch`.
-    pub async fn idem_begin(
+impl IdemCopy for RedisStore {
+    async fn idem_begin(
         &self,
         key: &Key,
         epoch: i64,
@@ -111,10 +77,7 @@ impl RedisStore {
         parsed.ok_or_else(|| unexpected(&reply))
     }
 
-    /// Makes the hot copy of `rec.key` match the durable `rec`, unless the copy ranks higher;
-    /// a copy holding `replace` (a token this caller drew) is always replaced. Returns whether
-    /// the copy now matches.
-    pub async fn idem_seed(
+    async fn idem_seed(
         &self,
         rec: &IdemRecord,
         replace: Option<i64>,

@@ -4,15 +4,11 @@ use redis::Value;
 
 use super::{slot_keys, tagged, unexpected, RedisStore};
 use crate::key::Key;
-use crate::store::{AcquireReply, Holder, Lease, LockStore, Step, StoreError, Touched};
+use crate::store::{AcquireReply, Holder, Lease, LeaseCopy, LockStore, Step, StoreError, Touched};
 use crate::token::{token_base, token_parts};
 
-impl RedisStore {
-    /// Copies a lease granted on the SQL tier into Redis (arming at fail-back, or an extend
-    /// made on SQL meanwhile), unless Redis holds a newer one or the lease was released here.
-    /// The same lease already here keeps the later expiry. Returns whether the lease is in
-    /// Redis now.
-    pub async fn seed_lease(&self, key: &str, lease: &Lease, now: i64) -> Result<bool, StoreError> {
+impl LeaseCopy for RedisStore {
+    async fn seed_lease(&self, key: &str, lease: &Lease, now: i64) -> Result<bool, StoreError> {
         let remaining = lease.expires_at - now;
         if remaining <= 0 {
             return Ok(false);

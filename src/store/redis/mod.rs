@@ -13,7 +13,6 @@ use std::time::Duration;
 use redis::{FromRedisValue, RedisError, Script, ScriptInvocation};
 
 use conn::Conn;
-pub use idem::IdemBegin;
 pub use slots::{all_slots, slot_keys, SlotKeys};
 
 use super::{bounded, StoreError};

@@ -5,7 +5,7 @@
 use redis::Value;
 
 use super::{tagged, unexpected, RedisStore};
-use crate::store::reserve::{Hold, HoldState, ReserveReply, Stock};
+use crate::store::reserve::{Hold, HoldState, ReserveReply, Stock, StockCopy};
 use crate::store::StoreError;
 
 /// The three keys of one SKU's hot copy.
@@ -41,9 +41,8 @@ fn state(reply: &Value) -> Result<(String, &[Value]), StoreError> {
     Ok((s, items))
 }
 
-impl RedisStore {
-    /// The atomic reserve step at `epoch`.
-    pub async fn reserve(&self, h: &Hold, epoch: i64) -> Result<ReserveReply, StoreError> {
+impl StockCopy for RedisStore {
+    async fn reserve(&self, h: &Hold, epoch: i64) -> Result<ReserveReply, StoreError> {
         let [inv, users, holds] = keys(&h.sku);
         let mut call = self.scripts.res_reserve.key(inv);
         call.key(users)
@@ -67,18 +66,14 @@ impl RedisStore {
         parsed.ok_or_else(|| unexpected(&reply))
     }
 
-    /// Ends hold `id` of `sku` on the hot copy (`to`: confirmed, released or expired); `false`
-    /// if it was not live here.
-    pub async fn settle(&self, sku: &str, id: &str, to: HoldState) -> Result<bool, StoreError> {
+    async fn settle(&self, sku: &str, id: &str, to: HoldState) -> Result<bool, StoreError> {
         let [inv, users, holds] = keys(sku);
         let mut call = self.scripts.res_settle.key(inv);
         call.key(users).key(holds).arg(id).arg(to.as_str());
         self.eval::<i64>(&call).await.map(|n| n == 1)
     }
 
-    /// Replaces the hot copy of `sku` with `stock` and `live` holds from SQL, marked with
-    /// `epoch`; with `force` false, only if the copy is not at `epoch` yet.
-    pub async fn seed_stock(
+    async fn seed_stock(
         &self,
         sku: &str,
         stock: Stock,
@@ -102,9 +97,7 @@ impl RedisStore {
         self.eval::<i64>(&call).await.map(|n| n == 1)
     }
 
-    /// Sets the total at `epoch`: `Ok(None)` when the copy is stale, `Ok(Some(Err(c)))` when
-    /// live holds and sales exceed it.
-    pub async fn set_total(
+    async fn set_total(
         &self,
         sku: &str,
         total: i64,
@@ -124,8 +117,7 @@ impl RedisStore {
         parsed.ok_or_else(|| unexpected(&reply))
     }
 
-    /// The counts of `sku` on the hot copy, if it was seeded at `epoch`.
-    pub async fn stock(&self, sku: &str, epoch: i64) -> Result<Option<Stock>, StoreError> {
+    async fn stock(&self, sku: &str, epoch: i64) -> Result<Option<Stock>, StoreError> {
         let [inv, _, _] = keys(sku);
         let mut cmd = redis::cmd("HMGET");
         cmd.arg(inv)

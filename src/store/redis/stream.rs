@@ -3,7 +3,7 @@
 //! reader may trust "already committed" from it without asking SQL.
 
 use super::{tagged, RedisStore};
-use crate::store::stream::Counters;
+use crate::store::stream::{Counters, StreamCopy};
 use crate::store::StoreError;
 
 /// How long an idle stream's copy is kept, ms (it is rebuilt by the next raise).
@@ -13,9 +13,8 @@ fn copy_key(stream: &str) -> String {
     tagged(stream, "stream")
 }
 
-impl RedisStore {
-    /// Raises the copy of `stream` to `c` (field by field; never lowers).
-    pub async fn stream_raise(&self, stream: &str, c: Counters) -> Result<(), StoreError> {
+impl StreamCopy for RedisStore {
+    async fn stream_raise(&self, stream: &str, c: Counters) -> Result<(), StoreError> {
         let mut inv = self.scripts.stream_raise.key(copy_key(stream));
         inv.arg(c.assigned)
             .arg(c.last_committed)
@@ -24,8 +23,7 @@ impl RedisStore {
         self.eval::<i64>(&inv).await.map(drop)
     }
 
-    /// The copy of `stream`, if any: a lower bound of SQL's counters.
-    pub async fn stream_copy(&self, stream: &str) -> Result<Option<Counters>, StoreError> {
+    async fn stream_copy(&self, stream: &str) -> Result<Option<Counters>, StoreError> {
         let mut get = redis::cmd("HMGET");
         get.arg(copy_key(stream))
             .arg("assigned")

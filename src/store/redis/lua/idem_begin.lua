@@ -1,6 +1,7 @@
 -- Begins an idempotency key on the hot copy: answers from a live record, or claims the key
 -- with a token drawn from the slot counter (the caller then makes the claim durable in SQL,
--- which may still refuse it).
+-- which may still refuse it). Who may claim is the rule of `idem::rules::on_begin`, written
+-- here so the check and the claim are one step; tests/idem_rule.rs checks the two agree.
 -- KEYS[1] epoch gate of the slot, KEYS[2] record hash, KEYS[3] grant counter of the slot
 -- ARGV[1] epoch, ARGV[2] now (ms), ARGV[3] fingerprint ('' = none), ARGV[4] lease_ms,
 -- ARGV[5] ttl_ms
