@@ -14,7 +14,9 @@ use crate::idem::{Begun, Finished};
 use crate::lock::{Acquired, Read, Touch};
 use crate::outcome::{StateDoc, Terminal};
 use crate::reserve::{ReservedOnce, Settled, StockRead, TotalSet};
-use crate::stream::{Committed, Intake, Read as StreamRead, Replay};
+use crate::stream::{
+    Claimed, Committed, Intake, Read as StreamRead, Replay, Resolution, ReviewPage,
+};
 use crate::tier::Blocked;
 
 /// The OpenAPI document of this API, generated from the handlers.
@@ -59,6 +61,7 @@ use crate::tier::Blocked;
         super::reserve::StockAnswer,
         super::reserve::ReservationAnswer,
         super::streams::StreamAnswer,
+        super::review::ReviewAnswer,
         super::answer::SafeBlockAnswer,
         super::problem::Problem
     )),
@@ -169,6 +172,16 @@ const OUTCOMES: &[Documented] = &[
         HttpMethod::Get,
         post("/v1/streams/{stream}", StreamRead::STATES, "StreamAnswer"),
     ),
+    post("/v1/dispatch/claim", Claimed::STATES, "StreamAnswer"),
+    with(
+        HttpMethod::Get,
+        post("/v1/review", ReviewPage::STATES, "ReviewAnswer"),
+    ),
+    post(
+        "/v1/review/{id}/resolve",
+        Resolution::STATES,
+        "ReviewAnswer",
+    ),
 ];
 
 impl Documented {
@@ -267,7 +280,7 @@ fn refusals(op: &Operation) -> Vec<(&'static str, Vec<&'static str>)> {
     }
     if has(ParameterIn::Query) {
         bad_request.push("invalid_query");
-        unprocessable.push("invalid_query");
+        unprocessable.extend(["invalid_query", "out_of_range"]);
     }
     if op.request_body.is_some() {
         bad_request.extend(["malformed_json", "unreadable_body"]);

@@ -95,9 +95,10 @@ pub fn router() -> Router<AppState> {
         .route("/v1/reservations/{id}/release", post(release))
 }
 
+/// The stock record of `sku`; its state is `stock` in every outcome that answers one.
 fn stock_answer(sku: &str, s: Stock, mode: Mode) -> StockAnswer {
     StockAnswer {
-        state: "stock".into(),
+        state: StockRead::Found(s).state().into(),
         mode: mode.as_str().into(),
         sku: sku.into(),
         total: s.total,
@@ -263,26 +264,26 @@ pub async fn reserve(
         Ok(done) => done,
         Err(b) => return Ok(blocked(&op, k, b)),
     };
-    let status = status_of(&once);
+    let (status, state) = (status_of(&once), once.state());
+    // A replay answers in no mode of its own: nothing was decided now.
+    let answered_in = match once {
+        ReservedOnce::Replayed(_) => "none",
+        _ => mode.as_str(),
+    };
+    op.finish(k, state, answered_in);
     let json = [(axum::http::header::CONTENT_TYPE, "application/json")];
     Ok(match once {
-        ReservedOnce::Ran(reserved, body) => {
-            op.finish(k, reserved.state(), mode.as_str());
-            (status, json, body).into_response()
-        }
+        ReservedOnce::Ran(_, body) => (status, json, body).into_response(),
         ReservedOnce::Replayed(r) => {
-            op.finish(k, "replayed", "none");
             (status, json, String::from(Box::<str>::from(r.body))).into_response()
         }
         ReservedOnce::InProgress { retry_after_ms } => {
-            op.finish(k, once.state(), mode.as_str());
-            let body = serde_json::json!({"state": once.state(), "retry_after_ms": retry_after_ms});
+            let body = serde_json::json!({"state": state, "retry_after_ms": retry_after_ms});
             (status, Json(body)).into_response()
         }
         ReservedOnce::FingerprintMismatch => {
-            op.finish(k, once.state(), mode.as_str());
             let detail = "this Idempotency-Key was used with a different reservation request";
-            state_problem(status, once.state(), "Fingerprint mismatch", detail, mode)
+            state_problem(status, state, "Fingerprint mismatch", detail, mode)
         }
     })
 }

@@ -10,15 +10,16 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::answer::{blocked, SafeBlockAnswer};
+use super::answer::{blocked, status_of};
 use super::extract::{identity, in_range, Body, PathKey};
 use super::observe::Op;
-use super::problem::{state_problem, ApiError, Problem};
+use super::problem::{state_problem, ApiError};
 use super::AppState;
+use crate::outcome::Terminal;
 use crate::runtime::clock::rfc3339;
 use crate::store::stream::{ReviewFilter, ReviewItem, ReviewState};
-use crate::stream::rules::{Action, Outcome};
-use crate::stream::MAX_REVIEW_PAGE;
+use crate::stream::rules::Action;
+use crate::stream::{Resolution, MAX_REVIEW_PAGE};
 
 /// Longest resolution note, bytes.
 const MAX_NOTE_BYTES: usize = 2_048;
@@ -122,10 +123,7 @@ fn view(r: ReviewItem) -> ReviewView {
 /// The manual review queue, oldest first.
 #[utoipa::path(get, path = "/v1/review", params(
         ("state" = Option<String>, Query, description = "open (default), resolved or all"),
-        ("limit" = Option<i64>, Query, description = "1..=1000, default 100")),
-    responses((status = 200, description = "the items", body = ReviewAnswer),
-        (status = 422, description = "bad input", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "safe_block", body = SafeBlockAnswer)))]
+        ("limit" = Option<i64>, Query, description = "1..=1000, default 100")))]
 pub async fn list(
     State(app): State<AppState>,
     query: Result<Query<ReviewQuery>, QueryRejection>,
@@ -147,12 +145,12 @@ pub async fn list(
     };
     let limit = in_range("limit", q.limit.unwrap_or(100), 1, MAX_REVIEW_PAGE)?;
     Ok(match app.streams.reviews(filter, limit).await {
-        Ok((items, mode)) => {
-            op.finish("review", "review", mode.as_str());
+        Ok((page, mode)) => {
+            op.finish("review", page.state(), mode.as_str());
             Json(ReviewAnswer {
-                state: "review",
+                state: page.state(),
                 mode: mode.as_str(),
-                items: Some(items.into_iter().map(view).collect()),
+                items: Some(page.0.into_iter().map(view).collect()),
                 item: None,
             })
             .into_response()
@@ -163,12 +161,7 @@ pub async fn list(
 
 /// Resolves a review item; the action and the actor are recorded and audited.
 #[utoipa::path(post, path = "/v1/review/{id}/resolve", request_body = ResolveBody,
-    params(("id" = String, Path, description = "review item id")),
-    responses((status = 200, description = "resolved", body = ReviewAnswer),
-        (status = 404, description = "unknown_review_item", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "already_resolved or action_refused", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "bad input", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "safe_block", body = SafeBlockAnswer)))]
+    params(("id" = String, Path, description = "review item id")))]
 pub async fn resolve(
     State(app): State<AppState>,
     PathKey(id): PathKey,
@@ -186,38 +179,25 @@ pub async fn resolve(
         Ok(r) => r,
         Err(b) => return Ok(blocked(&op, k, b)),
     };
-    let refusal = |status, code, title, detail: String| {
-        op.finish(k, code, mode.as_str());
-        state_problem(status, code, title, detail, mode)
-    };
+    let (status, state) = (status_of(&out), out.state());
+    op.finish(k, state, mode.as_str());
+    let refusal = |title, detail: String| state_problem(status, state, title, detail, mode);
     Ok(match out {
-        Outcome::Resolved { item, fresh: true } => {
-            op.finish(k, "resolved", mode.as_str());
-            Json(ReviewAnswer {
-                state: "resolved",
-                mode: mode.as_str(),
-                items: None,
-                item: Some(view(*item)),
-            })
-            .into_response()
-        }
-        Outcome::Resolved { item, .. } => refusal(
-            StatusCode::CONFLICT,
-            "already_resolved",
+        Resolution::Resolved(item) => Json(ReviewAnswer {
+            state,
+            mode: mode.as_str(),
+            items: None,
+            item: Some(view(*item)),
+        })
+        .into_response(),
+        Resolution::AlreadyResolved(item) => refusal(
             "Already resolved",
             format!("resolved by {} with {}", item.actor, item.action),
         ),
-        Outcome::ActionRefused { state } => refusal(
-            StatusCode::CONFLICT,
-            "action_refused",
+        Resolution::ActionRefused(intent) => refusal(
             "Action refused",
-            format!("the intent is {}: it cannot be requeued", state.as_str()),
+            format!("the intent is {}: it cannot be requeued", intent.as_str()),
         ),
-        _ => refusal(
-            StatusCode::NOT_FOUND,
-            "unknown_review_item",
-            "Unknown review item",
-            "no review item with this id".into(),
-        ),
+        Resolution::Unknown => refusal("Unknown review item", "no review item with this id".into()),
     })
 }

@@ -11,10 +11,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use utoipa::ToSchema;
 
-use super::answer::{blocked, status_of, SafeBlockAnswer};
+use super::answer::{blocked, status_of};
 use super::extract::{identity, in_range, Body, PathKey, PathKeys};
 use super::observe::Op;
-use super::problem::{state_problem, ApiError, Problem};
+use super::problem::{state_problem, ApiError};
 use super::AppState;
 use crate::outcome::Terminal;
 use crate::runtime::clock::rfc3339;
@@ -285,10 +285,7 @@ pub async fn intake(
 }
 
 /// Leases ready intents to a worker: priority (highest first), then arrival.
-#[utoipa::path(post, path = "/v1/dispatch/claim", request_body = ClaimBody,
-    responses((status = 200, description = "claimed: the leased intents (maybe none)", body = StreamAnswer),
-        (status = 422, description = "bad input", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "safe_block", body = SafeBlockAnswer)))]
+#[utoipa::path(post, path = "/v1/dispatch/claim", request_body = ClaimBody)]
 pub async fn claim(
     State(app): State<AppState>,
     Body(body): Body<ClaimBody>,
@@ -298,11 +295,11 @@ pub async fn claim(
     let limit = in_range("limit", body.limit, 1, MAX_CLAIM)?;
     let lease = in_range("lease_ms", body.lease_ms, 1, MAX_LEASE_MS)?;
     Ok(match app.streams.claim(&worker, limit, lease).await {
-        Ok((leased, mode)) => {
+        Ok((claimed, mode)) => {
             let a = StreamAnswer {
-                state: "claimed",
+                state: claimed.state(),
                 mode: Some(mode.as_str()),
-                intents: Some(leased.into_iter().map(|i| view(i, true)).collect()),
+                intents: Some(claimed.0.into_iter().map(|i| view(i, true)).collect()),
                 ..StreamAnswer::default()
             };
             op.finish(&worker, a.state, a.mode.unwrap_or("none"));

@@ -142,6 +142,27 @@ pub enum Replay {
     Unknown,
 }
 
+/// The answer to a review resolution.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resolution {
+    /// Resolved by this request; the item as it now stands.
+    Resolved(Box<ReviewItem>),
+    /// Resolved before (by whom and how: the item).
+    AlreadyResolved(Box<ReviewItem>),
+    /// The action does not fit the intent's state (its state).
+    ActionRefused(IntentState),
+    /// No such review item.
+    Unknown,
+}
+
+/// The answer to a dispatch claim: the intents leased to the worker (maybe none).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claimed(pub Vec<Intent>);
+
+/// A page of the review queue, oldest first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReviewPage(pub Vec<ReviewItem>);
+
 /// The answer to a read of a stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Read {
@@ -257,7 +278,7 @@ impl Streams {
         worker: &str,
         limit: i64,
         lease_ms: i64,
-    ) -> Result<(Vec<Intent>, Mode), Blocked> {
+    ) -> Result<(Claimed, Mode), Blocked> {
         let mode = self.mode()?;
         let now = self.tier.now();
         let sql = self.tier.durable();
@@ -266,7 +287,7 @@ impl Streams {
             .on_durable(sql.claim_intents(worker, limit, now + lease_ms, now))
             .await?;
         metrics::counter!(m::DISPATCHED).increment(leased.len() as u64);
-        Ok((leased, mode))
+        Ok((Claimed(leased), mode))
     }
 
     /// The counters and parked commits of `stream`.
@@ -291,31 +312,30 @@ impl Streams {
         &self,
         filter: ReviewFilter,
         limit: i64,
-    ) -> Result<(Vec<ReviewItem>, Mode), Blocked> {
+    ) -> Result<(ReviewPage, Mode), Blocked> {
         let mode = self.mode()?;
         let items = self
             .tier
             .on_durable(self.tier.durable().review_items(filter, limit))
             .await?;
-        Ok((items, mode))
+        Ok((ReviewPage(items), mode))
     }
 
     /// Resolves review item `id` with `action` by `actor` (audited in the same transaction).
-    /// [`Outcome::Resolved`], [`Outcome::UnknownReview`] or [`Outcome::ActionRefused`].
     pub async fn resolve(
         &self,
         id: &str,
         action: Action,
         actor: &str,
         note: &str,
-    ) -> Result<(Outcome, Mode), Blocked> {
+    ) -> Result<(Resolution, Mode), Blocked> {
         let mode = self.mode()?;
         let Some(item) = self
             .tier
             .on_durable(self.tier.durable().review_item(id))
             .await?
         else {
-            return Ok((Outcome::UnknownReview, mode));
+            return Ok((Resolution::Unknown, mode));
         };
         let op = Op::Resolve {
             id: id.to_owned(),
@@ -325,12 +345,17 @@ impl Streams {
             actor: actor.to_owned(),
             note: note.to_owned(),
         };
-        let out = self.write(op).await?;
-        if let Outcome::Resolved { item, fresh: true } = &out {
-            tracing::warn!(review_id = %item.id, action = %item.action, actor = %item.actor,
-                stream = %item.stream, intent_id = %item.intent_id, "review item resolved");
-        }
-        Ok((out, mode))
+        let resolution = match self.write(op).await? {
+            Outcome::Resolved { item, fresh: true } => {
+                tracing::warn!(review_id = %item.id, action = %item.action, actor = %item.actor,
+                    stream = %item.stream, intent_id = %item.intent_id, "review item resolved");
+                Resolution::Resolved(item)
+            }
+            Outcome::Resolved { item, .. } => Resolution::AlreadyResolved(item),
+            Outcome::ActionRefused { state } => Resolution::ActionRefused(state),
+            _ => Resolution::Unknown,
+        };
+        Ok((resolution, mode))
     }
 
     /// Sends every commit parked longer than the causal wait timeout to manual review; how

@@ -1,6 +1,6 @@
 //! The terminal states of the stream operations, each with its HTTP status, in one place.
 
-use super::{Committed, Intake, Read, Replay};
+use super::{Claimed, Committed, Intake, Read, Replay, Resolution, ReviewPage};
 use crate::outcome::{StateDoc, Terminal};
 
 const ACCEPTED: StateDoc = StateDoc::json("accepted", 201, "stored, with its `commit_sequence`");
@@ -122,6 +122,60 @@ impl Terminal for Committed {
     }
 }
 
+impl Terminal for Resolution {
+    const STATES: &'static [StateDoc] = &[
+        StateDoc::json(
+            "resolved",
+            200,
+            "resolved by this request; the item with its action and actor",
+        ),
+        StateDoc::problem(
+            "already_resolved",
+            409,
+            "resolved before; `detail` names by whom and how",
+        ),
+        StateDoc::problem(
+            "action_refused",
+            409,
+            "the action does not fit the intent's state (only a parked commit can be requeued)",
+        ),
+        StateDoc::problem("unknown_review_item", 404, "no review item with this id"),
+    ];
+
+    fn state(&self) -> &'static str {
+        match self {
+            Self::Resolved(_) => "resolved",
+            Self::AlreadyResolved(_) => "already_resolved",
+            Self::ActionRefused(_) => "action_refused",
+            Self::Unknown => "unknown_review_item",
+        }
+    }
+}
+
+impl Terminal for Claimed {
+    const STATES: &'static [StateDoc] = &[StateDoc::json(
+        "claimed",
+        200,
+        "the intents leased to the worker, by priority then arrival (maybe none)",
+    )];
+
+    fn state(&self) -> &'static str {
+        "claimed"
+    }
+}
+
+impl Terminal for ReviewPage {
+    const STATES: &'static [StateDoc] = &[StateDoc::json(
+        "review",
+        200,
+        "a page of review items, oldest first",
+    )];
+
+    fn state(&self) -> &'static str {
+        "review"
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -163,5 +217,33 @@ mod tests {
         ];
         assert_eq!(replays.map(|r| r.status()), [409, 410, 404]);
         assert_eq!(Read::Unknown.status(), 404);
+        assert_listed(&[Claimed(Vec::new())]);
+        assert_listed(&[ReviewPage(Vec::new())]);
+    }
+
+    #[test]
+    fn every_resolution_has_a_listed_state_and_status() {
+        let item = Box::new(crate::store::stream::ReviewItem {
+            id: "rv".into(),
+            created_at: 1,
+            reason: "causal_timeout".into(),
+            stream: "s".into(),
+            intent_id: "i".into(),
+            seq: 1,
+            detail: String::new(),
+            state: crate::store::stream::ReviewState::Open,
+            action: String::new(),
+            actor: String::new(),
+            note: String::new(),
+            resolved_at: 0,
+        });
+        let resolutions = [
+            Resolution::Resolved(item.clone()),
+            Resolution::AlreadyResolved(item),
+            Resolution::ActionRefused(crate::store::stream::IntentState::Committed),
+            Resolution::Unknown,
+        ];
+        assert_listed(&resolutions);
+        assert_eq!(resolutions.map(|r| r.status()), [200, 409, 409, 404]);
     }
 }
