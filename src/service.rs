@@ -167,8 +167,8 @@ async fn reconcile_periodically(
     stop: impl std::future::Future<Output = ()>,
 ) {
     every("reconcile", RECONCILE_EVERY, stop, || async {
-        if let Err(e) = reservations.reconcile(false).await {
-            tracing::warn!(error = %e, "reconciliation failed");
+        if let Err(b) = reservations.reconcile(false).await {
+            tracing::warn!(reason = b.reason(), "reconciliation failed");
         }
     })
     .await
@@ -184,7 +184,7 @@ pub async fn reconcile(config: &Config, fix: bool) -> Result<String, String> {
         .tier
         .map_or("unknown", TierName::as_str);
     warden.shutdown().await;
-    let found = found.map_err(|e| e.to_string())?;
+    let found = found.map_err(|b| format!("reconciliation blocked: {}", b.reason()))?;
     let mut report = format!("tier {tier}: {} mismatching sku(s)\n", found.len());
     for m in found {
         report.push_str(&format!(

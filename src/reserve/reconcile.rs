@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use super::Reservations;
 use crate::metrics_names as m;
-use crate::store::reserve::Stock;
-use crate::store::reserve::StockCopy;
+use crate::store::reserve::{Stock, StockCopy};
 use crate::store::StoreError;
+use crate::tier::Blocked;
 
 /// How long a difference must last to be reported (in-flight holds differ briefly).
 const SETTLE: Duration = Duration::from_millis(300);
@@ -29,10 +29,8 @@ pub struct Mismatch {
 impl Reservations {
     /// Compares every SKU seeded on Redis in this epoch with SQL; reseeds differing copies
     /// when `fix`. Nothing to compare when the active tier is SQL.
-    pub async fn reconcile(&self, fix: bool) -> Result<Vec<Mismatch>, StoreError> {
-        let Ok(active) = self.tier.active(false) else {
-            return Err(StoreError::Unavailable("no usable tier".into()));
-        };
+    pub async fn reconcile(&self, fix: bool) -> Result<Vec<Mismatch>, Blocked> {
+        let active = self.tier.active(false)?;
         let Some(primary) = active.primary() else {
             return Ok(Vec::new());
         };

@@ -69,9 +69,9 @@ impl<W: Send + 'static, O: Send + 'static> GroupCommit<W, O> {
         self.queue
             .send((write, tx))
             .await
-            .map_err(|_| StoreError::Unavailable("group commit writer stopped".into()))?;
+            .map_err(|_| StoreError::Lost("group commit writer stopped".into()))?;
         rx.await
-            .unwrap_or_else(|_| Err(StoreError::Unavailable("group commit dropped".into())))
+            .unwrap_or_else(|_| Err(StoreError::Lost("group commit dropped".into())))
     }
 }
 
@@ -115,7 +115,7 @@ async fn run<W, O, F, Fut>(
                 Ok(outcomes) => {
                     let e = format!("batch of {n} answered {} outcomes", outcomes.len());
                     tracing::error!(writer = name, "{e}");
-                    fail_all(replies, &StoreError::Unavailable(e));
+                    fail_all(replies, &StoreError::Lost(e));
                 }
                 Err(e) => {
                     tracing::warn!(writer = name, error = %e, writes = n, "group commit failed");

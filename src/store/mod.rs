@@ -9,18 +9,44 @@ pub mod sql;
 pub mod stream;
 
 use std::future::Future;
+use std::sync::Arc;
 
 use crate::key::Key;
 
 /// A failure of the storage infrastructure itself; the only kind that may trip the breaker.
+/// Its text (with the underlying error as its source) goes to logs only: answers carry the
+/// stable reason of the tier that failed, and metrics the stable [`StoreError::code`].
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
-    /// The server could not be reached or answered with an infrastructure error.
-    #[error("store unavailable: {0}")]
-    Unavailable(String),
+    /// Redis could not be reached, or answered a command with an error.
+    #[error("redis failed: {0}")]
+    Redis(#[source] Arc<::redis::RedisError>),
+    /// The database could not be reached, or answered a statement with an error.
+    #[error("database failed: {0}")]
+    Sql(#[source] Arc<sqlx::Error>),
+    /// A store holds or answered something Warden never writes (a foreign writer, or a bug).
+    #[error("unexpected store contents: {0}")]
+    Corrupt(String),
+    /// A write was lost inside Warden before reaching the store (its writer stopped, or a
+    /// batch came back incomplete).
+    #[error("write lost: {0}")]
+    Lost(String),
     /// The call did not finish within its timeout.
     #[error("store call timed out")]
     Timeout,
+}
+
+impl StoreError {
+    /// A stable name of the kind of failure (a metric label).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Redis(_) => "redis_error",
+            Self::Sql(_) => "database_error",
+            Self::Corrupt(_) => "corrupt",
+            Self::Lost(_) => "write_lost",
+            Self::Timeout => "timeout",
+        }
+    }
 }
 
 /// Runs `call` for at most `limit`: no request waits on a stalled server longer than that.
@@ -175,4 +201,20 @@ pub trait LeaseCopy: Send + Sync {
         lease: &Lease,
         now: i64,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_store_error_keeps_its_cause_as_source_and_has_a_stable_code() {
+        let e = StoreError::Sql(Arc::new(sqlx::Error::PoolClosed));
+        assert_eq!(e.code(), "database_error");
+        let source = std::error::Error::source(&e).expect("the sqlx error is its source");
+        assert_eq!(source.to_string(), sqlx::Error::PoolClosed.to_string());
+        assert!(e.to_string().contains(&source.to_string()), "{e}");
+        assert!(std::error::Error::source(&StoreError::Timeout).is_none());
+        assert_eq!(StoreError::Lost("x".into()).code(), "write_lost");
+    }
 }

@@ -78,13 +78,13 @@ impl Blocked {
 
     /// A failed Redis call; its error text is logged here.
     pub fn redis(e: &StoreError) -> Self {
-        tracing::warn!(error = %e, tier = "redis", "store call failed");
+        tracing::warn!(error = %e, code = e.code(), tier = "redis", "store call failed");
         Self::RedisUnavailable
     }
 
     /// A failed database call; its error text is logged here.
     pub fn database(e: &StoreError) -> Self {
-        tracing::warn!(error = %e, tier = "sql", "store call failed");
+        tracing::warn!(error = %e, code = e.code(), tier = "sql", "store call failed");
         Self::DatabaseUnavailable
     }
 }

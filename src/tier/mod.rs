@@ -266,7 +266,7 @@ impl Tier {
             Err(e) => {
                 let kind = match e {
                     StoreError::Timeout => "timeout",
-                    StoreError::Unavailable(_) => "unavailable",
+                    _ => "unavailable",
                 };
                 metrics::counter!(m::REDIS_FAILURES, "kind" => kind).increment(1);
                 if self.breaker.failure(&e.to_string()) {

@@ -160,13 +160,13 @@ fn classify(e: RedisError) -> StoreError {
     if e.is_timeout() {
         StoreError::Timeout
     } else {
-        StoreError::Unavailable(e.to_string())
+        StoreError::Redis(std::sync::Arc::new(e))
     }
 }
 
 /// A script answered something it never returns: a bug or a foreign script under our name.
 fn unexpected(v: &redis::Value) -> StoreError {
-    StoreError::Unavailable(format!("unexpected script reply: {v:?}"))
+    StoreError::Corrupt(format!("unexpected script reply: {v:?}"))
 }
 
 /// `warden:{key}:suffix`: the hash tag keeps all of one key's Redis keys in one Cluster slot.

@@ -26,7 +26,7 @@ fn record(row: &AnyRow) -> Result<IdemRecord, StoreError> {
     Ok(IdemRecord {
         key: col(row, 0)?,
         state: IdemState::parse(&state)
-            .ok_or_else(|| StoreError::Unavailable(format!("unknown idempotency state {state}")))?,
+            .ok_or_else(|| StoreError::Corrupt(format!("unknown idempotency state {state}")))?,
         token: col(row, 2)?,
         fingerprint: col(row, 3)?,
         lease_until: col(row, 4)?,

@@ -17,7 +17,7 @@ mod tier_state;
 pub use tier_state::TierRow;
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use sqlx::any::{AnyPoolOptions, AnyRow};
@@ -55,7 +55,7 @@ impl SqlStore {
         sqlx::migrate!("./migrations")
             .run(&pool)
             .await
-            .map_err(|e| StoreError::Unavailable(format!("migration failed: {e}")))?;
+            .map_err(|e| StoreError::Sql(Arc::new(sqlx::Error::Migrate(Box::new(e)))))?;
         Ok(Self {
             pool,
             control,
@@ -259,7 +259,7 @@ fn classify(e: sqlx::Error) -> StoreError {
     }
     match e {
         sqlx::Error::PoolTimedOut => StoreError::Timeout,
-        other => StoreError::Unavailable(other.to_string()),
+        other => StoreError::Sql(Arc::new(other)),
     }
 }
 

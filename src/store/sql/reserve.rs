@@ -56,7 +56,7 @@ fn hold(row: &AnyRow) -> Result<Hold, StoreError> {
         user_id: col(row, 2)?,
         quantity: col(row, 3)?,
         state: HoldState::parse(&state)
-            .ok_or_else(|| StoreError::Unavailable(format!("unknown hold state {state}")))?,
+            .ok_or_else(|| StoreError::Corrupt(format!("unknown hold state {state}")))?,
         expires_at: col(row, 5)?,
     })
 }

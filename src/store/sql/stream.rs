@@ -64,7 +64,7 @@ pub(super) fn intent_from(row: &AnyRow, at: usize) -> Result<Intent, StoreError>
         payload: col(row, c(5))?,
         arrived_at: col(row, c(6))?,
         state: IntentState::parse(&state)
-            .ok_or_else(|| StoreError::Unavailable(format!("unknown intent state {state}")))?,
+            .ok_or_else(|| StoreError::Corrupt(format!("unknown intent state {state}")))?,
         worker: col(row, c(8))?,
         lease_until: col(row, c(9))?,
         expected_version: col(row, c(10))?,

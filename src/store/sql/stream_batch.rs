@@ -267,7 +267,7 @@ fn check_inserted(inserted: u64, expected: usize) -> Result<(), StoreError> {
     if inserted == expected as u64 {
         Ok(())
     } else {
-        Err(StoreError::Unavailable(format!(
+        Err(StoreError::Lost(format!(
             "{inserted} of {expected} new intents inserted"
         )))
     }

@@ -95,7 +95,7 @@ impl SqlStore {
                 }
             }
         }
-        Err(StoreError::Unavailable(format!(
+        Err(StoreError::Lost(format!(
             "stream batch lost {ATTEMPTS} races in a row"
         )))
     }

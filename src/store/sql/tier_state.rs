@@ -37,7 +37,7 @@ fn row_of(row: &sqlx::any::AnyRow) -> Result<TierRow, StoreError> {
         tier: {
             let name: String = col(row, 0)?;
             TierName::parse(&name)
-                .ok_or_else(|| StoreError::Unavailable(format!("unknown tier {name:?} in row")))?
+                .ok_or_else(|| StoreError::Corrupt(format!("unknown tier {name:?} in row")))?
         },
         epoch: col(row, 1)?,
         grants_from: col(row, 2)?,
