@@ -1,108 +1,394 @@
-//! Configuration: flags override environment variables, which override an optional
-//! `warden.toml`, which overrides the built-in defaults. Every limit lives here, not in code paths.
+//! Configuration: one nested tree, merged once — the defaults here, then `warden.toml`, then
+//! environment variables, then flags — and validated before anything starts. Every setting is
+//! a field below with its default in its section's `Default`; its environment variable is
+//! derived from its path (`redis.timeout_ms` is `WARDEN_REDIS_TIMEOUT_MS`), so adding a
+//! setting is one field, one default and one line in `docs/configuration.md` (a test checks
+//! the document lists every variable).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::Args;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 
+use crate::runtime::group_commit::GroupCommitConfig;
 use crate::stream::rules::TtlTable;
 
-/// Settings as given on the command line or in the environment; unset fields fall through to
-/// `warden.toml`, then to the defaults.
-#[derive(Args, Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Settings {
-    /// HTTP listen address.
-    #[arg(long, env = "WARDEN_LISTEN")]
-    pub listen: Option<String>,
-    /// Redis URL of the primary tier (`redis://…`); unset runs on SQL alone.
-    #[arg(long, env = "WARDEN_REDIS_URL")]
-    pub redis_url: Option<String>,
-    /// SQL URL of the durable tier: `postgres://…` or `sqlite://…`.
-    #[arg(long, env = "WARDEN_DATABASE_URL")]
-    pub database_url: Option<String>,
-    /// Per-call Redis timeout in milliseconds; a timeout counts as a failure.
-    #[arg(long, env = "WARDEN_REDIS_TIMEOUT_MS")]
-    pub redis_timeout_ms: Option<u64>,
-    /// Consecutive Redis failures that open the breaker.
-    #[arg(long, env = "WARDEN_BREAKER_FAILURES")]
-    pub breaker_failures: Option<u32>,
-    /// How long the breaker stays open before probing, in milliseconds.
-    #[arg(long, env = "WARDEN_BREAKER_OPEN_MS")]
-    pub breaker_open_ms: Option<u64>,
-    /// How long an old-tier lease may outlive a failover (default: the longest lock TTL ever
-    /// granted); a failover grants nothing for one tier lease plus this.
-    #[arg(long, env = "WARDEN_FAILOVER_GRACE_MS")]
-    pub failover_grace_ms: Option<u64>,
-    /// How long an instance may act on its cached tier and epoch, in milliseconds.
-    #[arg(long, env = "WARDEN_TIER_LEASE_MS")]
-    pub tier_lease_ms: Option<u64>,
-    /// Largest request body, in bytes.
-    #[arg(long, env = "WARDEN_MAX_BODY_BYTES")]
-    pub max_body_bytes: Option<usize>,
-    /// Start in safe mode: no grant is issued.
-    #[arg(long, env = "WARDEN_SAFE_MODE")]
-    pub safe_mode: Option<bool>,
-    /// SQL connection pool size.
-    #[arg(long, env = "WARDEN_SQL_POOL")]
-    pub sql_pool: Option<u32>,
-    /// Per-call SQL timeout in milliseconds on request paths (a stalled database answers 503).
-    #[arg(long, env = "WARDEN_SQL_TIMEOUT_MS")]
-    pub sql_timeout_ms: Option<u64>,
-    /// How often expired business records (idempotency keys, …) are deleted, in milliseconds.
-    #[arg(long, env = "WARDEN_REAP_INTERVAL_MS")]
-    pub reap_interval_ms: Option<u64>,
-    /// How long a parked causal commit waits for its predecessor before it goes to manual
-    /// review, in milliseconds.
-    #[arg(long, env = "WARDEN_CAUSAL_WAIT_TIMEOUT_MS")]
-    pub causal_wait_timeout_ms: Option<u64>,
-    /// Replay TTL per intent type: `type=ms,type=ms` (e.g. `cancel=3600000,book=86400000`).
-    #[arg(long, env = "WARDEN_INTENT_TTLS")]
-    pub intent_ttls: Option<String>,
-    /// Replay TTL of intent types not in `intent_ttls`, in milliseconds.
-    #[arg(long, env = "WARDEN_INTENT_TTL_DEFAULT_MS")]
-    pub intent_ttl_default_ms: Option<u64>,
+/// Prefix of every environment variable.
+const ENV_PREFIX: &str = "WARDEN_";
+
+/// Names kept from the flat configuration of earlier versions: each still sets its setting,
+/// as an environment variable and as a top-level key of `warden.toml`.
+const LEGACY: &[(&str, &str)] = &[
+    ("sql_pool", "database.pool"),
+    ("sql_timeout_ms", "database.timeout_ms"),
+    ("failover_grace_ms", "tier.failover_grace_ms"),
+    ("reap_interval_ms", "idempotency.reap_interval_ms"),
+    ("causal_wait_timeout_ms", "streams.causal_wait_timeout_ms"),
+    ("intent_ttls", "streams.intent_ttls"),
+    ("intent_ttl_default_ms", "streams.intent_ttl_default_ms"),
+    ("redis_url", "redis.url"),
+    ("database_url", "database.url"),
+    ("redis_timeout_ms", "redis.timeout_ms"),
+    ("breaker_failures", "breaker.failures"),
+    ("breaker_open_ms", "breaker.open_ms"),
+    ("tier_lease_ms", "tier.lease_ms"),
+    ("log", "log.filter"),
+];
+
+/// The flags of `serve` and the other commands that start a Warden. Flags win over
+/// everything; any setting can be given with `--set path=value`.
+#[derive(Args, Debug, Clone, Default)]
+pub struct Flags {
     /// Path of the optional TOML file.
     #[arg(long, env = "WARDEN_CONFIG", default_value = "warden.toml")]
-    #[serde(skip)]
     pub config: PathBuf,
+    /// HTTP listen address (`listen`).
+    #[arg(long)]
+    pub listen: Option<String>,
+    /// Redis URL of the primary tier (`redis.url`); unset runs on SQL alone.
+    #[arg(long)]
+    pub redis_url: Option<String>,
+    /// SQL URL of the durable tier (`database.url`): `postgres://…` or `sqlite://…`.
+    #[arg(long)]
+    pub database_url: Option<String>,
+    /// Any setting by its path, e.g. `--set tier.lease_ms=1000` (repeatable).
+    #[arg(long = "set", value_name = "PATH=VALUE")]
+    pub set: Vec<String>,
 }
 
 /// Resolved configuration.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// HTTP listen address.
     pub listen: String,
-    /// Primary tier, if any.
-    pub redis_url: Option<String>,
-    /// Durable tier.
-    pub database_url: String,
-    /// Per-call Redis timeout.
-    pub redis_timeout: Duration,
-    /// Consecutive failures that open the breaker.
-    pub breaker_failures: u32,
-    /// Breaker open period.
-    pub breaker_open: Duration,
-    /// Fixed failover grace, or `None` for "the longest lock TTL granted".
-    pub failover_grace: Option<Duration>,
-    /// Tier lease.
-    pub tier_lease: Duration,
-    /// Largest request body in bytes.
+    /// Largest request body, bytes (larger ones get 413).
     pub max_body_bytes: usize,
-    /// Safe mode at start.
+    /// Start in safe mode: grant nothing.
     pub safe_mode: bool,
-    /// SQL pool size.
-    pub sql_pool: u32,
-    /// Per-call SQL timeout on request paths.
-    pub sql_timeout: Duration,
-    /// Reaper period for expired business records.
-    pub reap_interval: Duration,
-    /// How long a parked causal commit waits before it goes to manual review.
-    pub causal_wait_timeout: Duration,
-    /// Replay TTLs by intent type.
-    pub intent_ttls: TtlTable,
+    /// The primary tier.
+    pub redis: RedisSettings,
+    /// The durable tier.
+    pub database: DatabaseSettings,
+    /// The Redis breaker.
+    pub breaker: BreakerSettings,
+    /// Tier leases, failover and arming.
+    pub tier: TierSettings,
+    /// Idempotency keys.
+    pub idempotency: IdempotencySettings,
+    /// Locks.
+    pub locks: LockSettings,
+    /// Reservations.
+    pub reservations: ReservationSettings,
+    /// Causal streams.
+    pub streams: StreamSettings,
+    /// Logging.
+    pub log: LogSettings,
+    /// Metrics.
+    pub metrics: MetricsSettings,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            max_body_bytes: 64 * 1024,
+            safe_mode: false,
+            redis: RedisSettings::default(),
+            database: DatabaseSettings::default(),
+            breaker: BreakerSettings::default(),
+            tier: TierSettings::default(),
+            idempotency: IdempotencySettings::default(),
+            locks: LockSettings::default(),
+            reservations: ReservationSettings::default(),
+            streams: StreamSettings::default(),
+            log: LogSettings::default(),
+            metrics: MetricsSettings::default(),
+        }
+    }
+}
+
+/// `redis.*`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RedisSettings {
+    /// `redis://…` enables the primary tier (a comma-separated list selects Redis Cluster);
+    /// empty runs on SQL alone.
+    pub url: String,
+    /// Per-call timeout, ms; a timeout counts as a failure.
+    pub timeout_ms: u64,
+    /// Slot gates armed at once when a new epoch is armed.
+    pub arm_concurrency: usize,
+}
+
+impl Default for RedisSettings {
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            timeout_ms: 50,
+            arm_concurrency: 64,
+        }
+    }
+}
+
+/// `database.*`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseSettings {
+    /// `postgres://…` or `sqlite://…` (created if missing).
+    pub url: String,
+    /// Connection pool size (SQLite uses at most 4).
+    pub pool: u32,
+    /// Per-call timeout on request paths, ms (also the pool's acquire timeout).
+    pub timeout_ms: u64,
+    /// A connection idle longer than this is pinged before use, ms.
+    pub ping_if_idle_ms: u64,
+    /// How often table sizes are compared with PostgreSQL's planner statistics, ms.
+    pub planner_stats_every_ms: u64,
+}
+
+impl Default for DatabaseSettings {
+    fn default() -> Self {
+        Self {
+            url: "sqlite://./warden.db".into(),
+            pool: 16,
+            timeout_ms: 2_000,
+            ping_if_idle_ms: 250,
+            planner_stats_every_ms: 1_000,
+        }
+    }
+}
+
+/// `breaker.*`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BreakerSettings {
+    /// Consecutive Redis failures that open the breaker.
+    pub failures: u32,
+    /// How long it stays open before probing, ms; also how long SQL serves (from the end of
+    /// its grace) before fail-back.
+    pub open_ms: u64,
+}
+
+impl Default for BreakerSettings {
+    fn default() -> Self {
+        Self {
+            failures: 3,
+            open_ms: 30_000,
+        }
+    }
+}
+
+/// `tier.*`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TierSettings {
+    /// How long an instance acts on its cached tier and epoch, ms.
+    pub lease_ms: u64,
+    /// How long an old tier's lease may outlive a failover, ms; unset: the longest lock TTL
+    /// ever granted.
+    pub failover_grace_ms: Option<u64>,
+    /// How often a waiting instance rechecks an arming in progress, ms.
+    pub arming_poll_ms: u64,
+    /// SQL leases copied into Redis at once while arming.
+    pub seed_concurrency: usize,
+    /// How often ended SQL lease rows are deleted, ms.
+    pub lease_reap_every_ms: u64,
+}
+
+impl Default for TierSettings {
+    fn default() -> Self {
+        Self {
+            lease_ms: 2_000,
+            failover_grace_ms: None,
+            arming_poll_ms: 10,
+            seed_concurrency: 64,
+            lease_reap_every_ms: 30_000,
+        }
+    }
+}
+
+/// The batching of one group-commit writer.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WriterSettings {
+    /// Most writes in one transaction.
+    pub max_batch: usize,
+    /// Transactions in flight at once.
+    pub concurrency: usize,
+}
+
+impl From<WriterSettings> for GroupCommitConfig {
+    fn from(w: WriterSettings) -> Self {
+        Self {
+            max_batch: w.max_batch,
+            concurrency: w.concurrency,
+        }
+    }
+}
+
+/// `idempotency.*`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IdempotencySettings {
+    /// How often expired records are deleted, ms.
+    pub reap_interval_ms: u64,
+    /// Expired records deleted per statement.
+    pub reap_batch: i64,
+    /// How often a waiting `begin` rechecks a claim held through another instance, ms.
+    pub wait_poll_ms: u64,
+    /// Claims and completions: one batch in flight, since on a loaded machine PostgreSQL's
+    /// CPU is the limit and one larger batch beats two overlapping ones (docs/benchmarks.md).
+    pub writer: WriterSettings,
+}
+
+impl Default for IdempotencySettings {
+    fn default() -> Self {
+        Self {
+            reap_interval_ms: 10_000,
+            reap_batch: 10_000,
+            wait_poll_ms: 20,
+            writer: WriterSettings {
+                max_batch: 512,
+                concurrency: 1,
+            },
+        }
+    }
+}
+
+/// `locks.*`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LockSettings {
+    /// How often a waiting acquire retries a lock held through another instance, ms.
+    pub wait_poll_ms: u64,
+}
+
+impl Default for LockSettings {
+    fn default() -> Self {
+        Self { wait_poll_ms: 20 }
+    }
+}
+
+/// `reservations.*`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReservationSettings {
+    /// How often holds past their deadline are returned to stock, ms.
+    pub reap_every_ms: u64,
+    /// Holds expired per reaper pass, at most.
+    pub reap_batch: i64,
+    /// How often Redis stock copies are compared with SQL, ms (reported; `warden reconcile
+    /// --fix` corrects them).
+    pub reconcile_every_ms: u64,
+    /// How long a difference must last before it is reported, ms (a hold in flight).
+    pub reconcile_settle_ms: u64,
+    /// Holds Redis granted, made durable.
+    pub writer: WriterSettings,
+}
+
+impl Default for ReservationSettings {
+    fn default() -> Self {
+        Self {
+            reap_every_ms: 200,
+            reap_batch: 1_000,
+            reconcile_every_ms: 30_000,
+            reconcile_settle_ms: 300,
+            writer: WriterSettings {
+                max_batch: 512,
+                concurrency: 2,
+            },
+        }
+    }
+}
+
+/// `streams.*`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StreamSettings {
+    /// How long a parked commit waits for its predecessor before manual review, ms.
+    pub causal_wait_timeout_ms: u64,
+    /// Replay TTL per intent type, `type=ms,type=ms`.
+    pub intent_ttls: String,
+    /// Replay TTL of types not listed, ms.
+    pub intent_ttl_default_ms: u64,
+    /// Parked commits sent to review per sweep, at most.
+    pub sweep_batch: i64,
+    /// How often gauges are refreshed and overdue commits swept, at most, ms.
+    pub tick_ms: u64,
+    /// How often a parked commit checks the Redis copy for its turn, ms.
+    pub wait_poll_copy_ms: u64,
+    /// How often it checks SQL when there is no copy, ms.
+    pub wait_poll_sql_ms: u64,
+    /// Intakes and commits: one batch in flight (a batch is two statements however many
+    /// writes it holds, so larger batches beat overlapping ones; and this instance's batches
+    /// never race each other).
+    pub writer: WriterSettings,
+}
+
+impl Default for StreamSettings {
+    fn default() -> Self {
+        Self {
+            causal_wait_timeout_ms: 30_000,
+            intent_ttls: String::new(),
+            intent_ttl_default_ms: 86_400_000,
+            sweep_batch: 500,
+            tick_ms: 250,
+            wait_poll_copy_ms: 20,
+            wait_poll_sql_ms: 50,
+            writer: WriterSettings {
+                max_batch: 512,
+                concurrency: 1,
+            },
+        }
+    }
+}
+
+impl StreamSettings {
+    /// The replay TTL table.
+    pub fn ttl_table(&self) -> Result<TtlTable, ConfigError> {
+        ttl_table(&self.intent_ttls, self.intent_ttl_default_ms)
+    }
+}
+
+/// `log.*`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSettings {
+    /// Log filter (JSON lines on stderr); `info,warden=debug` adds one line per answer.
+    pub filter: String,
+    /// Lines queued for the writer thread; lines beyond are dropped and counted.
+    pub buffer_lines: usize,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self {
+            filter: "info".into(),
+            buffer_lines: 65_536,
+        }
+    }
+}
+
+/// `metrics.*`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsSettings {
+    /// How often derived gauges (queue depths, upkeep) are refreshed, ms.
+    pub upkeep_ms: u64,
+}
+
+impl Default for MetricsSettings {
+    fn default() -> Self {
+        Self { upkeep_ms: 5_000 }
+    }
+}
+
+/// Milliseconds as a duration.
+pub fn ms(v: u64) -> Duration {
+    Duration::from_millis(v)
 }
 
 /// A configuration that cannot be used.
@@ -116,73 +402,167 @@ pub enum ConfigError {
         /// What went wrong.
         reason: String,
     },
-    /// A value is out of range.
+    /// A value is out of range, of the wrong type, or names no setting.
     #[error("{0}")]
     Invalid(String),
 }
 
-impl Settings {
-    /// Fills every unset field from `other`.
-    fn or(self, other: Settings) -> Settings {
-        Settings {
-            listen: self.listen.or(other.listen),
-            redis_url: self.redis_url.or(other.redis_url),
-            database_url: self.database_url.or(other.database_url),
-            redis_timeout_ms: self.redis_timeout_ms.or(other.redis_timeout_ms),
-            breaker_failures: self.breaker_failures.or(other.breaker_failures),
-            breaker_open_ms: self.breaker_open_ms.or(other.breaker_open_ms),
-            failover_grace_ms: self.failover_grace_ms.or(other.failover_grace_ms),
-            tier_lease_ms: self.tier_lease_ms.or(other.tier_lease_ms),
-            max_body_bytes: self.max_body_bytes.or(other.max_body_bytes),
-            safe_mode: self.safe_mode.or(other.safe_mode),
-            sql_pool: self.sql_pool.or(other.sql_pool),
-            sql_timeout_ms: self.sql_timeout_ms.or(other.sql_timeout_ms),
-            reap_interval_ms: self.reap_interval_ms.or(other.reap_interval_ms),
-            causal_wait_timeout_ms: self.causal_wait_timeout_ms.or(other.causal_wait_timeout_ms),
-            intent_ttls: self.intent_ttls.or(other.intent_ttls),
-            intent_ttl_default_ms: self.intent_ttl_default_ms.or(other.intent_ttl_default_ms),
-            config: self.config,
-        }
-    }
-
-    fn from_file(path: &Path) -> Result<Settings, ConfigError> {
-        let text = match std::fs::read_to_string(path) {
-            Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Settings::default()),
-            Err(e) => return Err(file_error(path, e)),
-        };
-        toml::from_str(&text).map_err(|e| file_error(path, e))
-    }
-
-    /// Resolves flags/environment (already in `self`) over the TOML file over the defaults.
+impl Flags {
+    /// Resolves the configuration from the process environment.
     pub fn resolve(self) -> Result<Config, ConfigError> {
-        let file = Settings::from_file(&self.config)?;
-        let s = self.or(file);
-        let config = Config {
-            listen: s.listen.unwrap_or_else(|| "127.0.0.1:8080".into()),
-            redis_url: s.redis_url.filter(|u| !u.is_empty()),
-            database_url: s
-                .database_url
-                .unwrap_or_else(|| "sqlite://./warden.db".into()),
-            redis_timeout: Duration::from_millis(s.redis_timeout_ms.unwrap_or(50)),
-            breaker_failures: s.breaker_failures.unwrap_or(3),
-            breaker_open: Duration::from_millis(s.breaker_open_ms.unwrap_or(30_000)),
-            failover_grace: s.failover_grace_ms.map(Duration::from_millis),
-            tier_lease: Duration::from_millis(s.tier_lease_ms.unwrap_or(2_000)),
-            max_body_bytes: s.max_body_bytes.unwrap_or(64 * 1024),
-            safe_mode: s.safe_mode.unwrap_or(false),
-            sql_pool: s.sql_pool.unwrap_or(16),
-            sql_timeout: Duration::from_millis(s.sql_timeout_ms.unwrap_or(2_000)),
-            reap_interval: Duration::from_millis(s.reap_interval_ms.unwrap_or(10_000).max(10)),
-            causal_wait_timeout: Duration::from_millis(s.causal_wait_timeout_ms.unwrap_or(30_000)),
-            intent_ttls: ttl_table(
-                s.intent_ttls.as_deref().unwrap_or(""),
-                s.intent_ttl_default_ms.unwrap_or(86_400_000),
-            )?,
-        };
+        self.resolve_with(|name| std::env::var(name).ok())
+    }
+
+    /// Resolves defaults ← `warden.toml` ← `env` ← flags into one validated [`Config`].
+    pub fn resolve_with(self, env: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let defaults = serde_json::to_value(Config::default()).expect("defaults serialize");
+        let mut tree = defaults.clone();
+        let file = read_file(&self.config)?;
+        merge(&mut tree, file);
+        let mut leaves = Vec::new();
+        collect_leaves(&defaults, String::new(), &mut leaves);
+        let legacy = LEGACY
+            .iter()
+            .map(|(old, path)| (env_name(old), path.to_string()));
+        let by_env = leaves
+            .iter()
+            .map(|(path, _)| (env_name(path), path.clone()));
+        for (name, path) in legacy.chain(by_env) {
+            if let Some(raw) = env(&name) {
+                set(&mut tree, &defaults, &path, &raw)
+                    .map_err(|e| ConfigError::Invalid(format!("{name}: {e}")))?;
+            }
+        }
+        let named = [
+            ("listen", self.listen),
+            ("redis.url", self.redis_url),
+            ("database.url", self.database_url),
+        ];
+        for (path, value) in named {
+            if let Some(v) = value {
+                set(&mut tree, &defaults, path, &v).map_err(ConfigError::Invalid)?;
+            }
+        }
+        for entry in &self.set {
+            let (path, raw) = entry.split_once('=').ok_or_else(|| {
+                ConfigError::Invalid(format!("--set {entry:?}: expected path=value"))
+            })?;
+            set(&mut tree, &defaults, path.trim(), raw)
+                .map_err(|e| ConfigError::Invalid(format!("--set {entry:?}: {e}")))?;
+        }
+        let config: Config =
+            serde_json::from_value(tree).map_err(|e| ConfigError::Invalid(e.to_string()))?;
         config.validate()?;
         Ok(config)
     }
+}
+
+/// `WARDEN_` and the path in capitals, dots as underscores.
+fn env_name(path: &str) -> String {
+    format!("{ENV_PREFIX}{}", path.replace('.', "_").to_uppercase())
+}
+
+/// Every setting's path and default, in document order.
+fn collect_leaves(v: &Value, prefix: String, out: &mut Vec<(String, Value)>) {
+    match v {
+        Value::Object(map) => {
+            for (k, child) in map {
+                let path = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                collect_leaves(child, path, out);
+            }
+        }
+        leaf => out.push((prefix, leaf.clone())),
+    }
+}
+
+/// Every setting's environment variable and default (for the documentation test).
+pub fn documented_variables() -> Vec<(String, Value)> {
+    let defaults = serde_json::to_value(Config::default()).expect("defaults serialize");
+    let mut leaves = Vec::new();
+    collect_leaves(&defaults, String::new(), &mut leaves);
+    leaves
+        .into_iter()
+        .map(|(path, v)| (env_name(&path), v))
+        .collect()
+}
+
+/// Deep-merges `over` into `base`: tables merge key by key, anything else replaces.
+fn merge(base: &mut Value, over: Value) {
+    match (base, over) {
+        (Value::Object(b), Value::Object(o)) => {
+            for (k, v) in o {
+                match b.get_mut(&k) {
+                    Some(slot) => merge(slot, v),
+                    None => {
+                        b.insert(k, v);
+                    }
+                }
+            }
+        }
+        (slot, v) => *slot = v,
+    }
+}
+
+/// Sets the setting at `path` from text, typed like its default (a number, a flag, text; an
+/// unset optional number takes a number).
+fn set(tree: &mut Value, defaults: &Value, path: &str, raw: &str) -> Result<(), String> {
+    let default = path
+        .split('.')
+        .try_fold(defaults, |v, k| v.get(k))
+        .filter(|v| !v.is_object())
+        .ok_or_else(|| format!("no setting named {path}"))?;
+    let raw = raw.trim();
+    let value = match default {
+        Value::String(_) => Value::String(raw.to_owned()),
+        Value::Bool(_) => Value::Bool(match raw {
+            "true" | "1" | "yes" | "on" => true,
+            "false" | "0" | "no" | "off" => false,
+            _ => return Err(format!("{raw:?} is not true or false")),
+        }),
+        Value::Null if raw.is_empty() => Value::Null,
+        _ => serde_json::from_str::<serde_json::Number>(raw)
+            .map(Value::Number)
+            .map_err(|_| format!("{raw:?} is not a number"))?,
+    };
+    let mut slot = tree;
+    for k in path.split('.') {
+        slot = slot
+            .as_object_mut()
+            .ok_or_else(|| format!("no setting named {path}"))?
+            .entry(k)
+            .or_insert(Value::Null);
+    }
+    *slot = value;
+    Ok(())
+}
+
+/// The TOML file as a tree (empty when absent), with legacy top-level keys moved to their
+/// paths.
+fn read_file(path: &Path) -> Result<Value, ConfigError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Value::Object(Map::new())),
+        Err(e) => return Err(file_error(path, e)),
+    };
+    let table: toml::Table = toml::from_str(&text).map_err(|e| file_error(path, e))?;
+    let mut tree = serde_json::to_value(table).map_err(|e| file_error(path, e))?;
+    let moved: Vec<Value> = LEGACY
+        .iter()
+        .filter_map(|(old, new)| {
+            let v = tree.as_object_mut()?.remove(*old)?;
+            Some(new.rsplit('.').fold(v, |inner, k| {
+                Value::Object(Map::from_iter([(k.to_owned(), inner)]))
+            }))
+        })
+        .collect();
+    for nested in moved {
+        merge(&mut tree, nested);
+    }
+    Ok(tree)
 }
 
 /// Parses `type=ms,type=ms` into a TTL table over `default_ms`.
@@ -221,47 +601,193 @@ fn file_error(path: &Path, e: impl std::fmt::Display) -> ConfigError {
 impl Config {
     fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |m: &str| Err(ConfigError::Invalid(m.into()));
-        if self.breaker_failures == 0 {
-            return invalid("breaker_failures must be at least 1");
+        if self.breaker.failures == 0 {
+            return invalid("breaker.failures must be at least 1");
         }
-        if self.redis_timeout.is_zero() || self.tier_lease.is_zero() || self.sql_timeout.is_zero() {
-            return invalid("redis_timeout_ms, sql_timeout_ms and tier_lease_ms must be positive");
+        let positive = [
+            ("redis.timeout_ms", self.redis.timeout_ms),
+            ("database.timeout_ms", self.database.timeout_ms),
+            ("tier.lease_ms", self.tier.lease_ms),
+            (
+                "streams.causal_wait_timeout_ms",
+                self.streams.causal_wait_timeout_ms,
+            ),
+            ("idempotency.wait_poll_ms", self.idempotency.wait_poll_ms),
+            ("locks.wait_poll_ms", self.locks.wait_poll_ms),
+            ("tier.arming_poll_ms", self.tier.arming_poll_ms),
+            ("streams.tick_ms", self.streams.tick_ms),
+            ("streams.wait_poll_copy_ms", self.streams.wait_poll_copy_ms),
+            ("streams.wait_poll_sql_ms", self.streams.wait_poll_sql_ms),
+            ("metrics.upkeep_ms", self.metrics.upkeep_ms),
+            (
+                "reservations.reap_every_ms",
+                self.reservations.reap_every_ms,
+            ),
+            (
+                "reservations.reconcile_every_ms",
+                self.reservations.reconcile_every_ms,
+            ),
+            ("tier.lease_reap_every_ms", self.tier.lease_reap_every_ms),
+            (
+                "database.planner_stats_every_ms",
+                self.database.planner_stats_every_ms,
+            ),
+        ];
+        if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
+            return Err(ConfigError::Invalid(format!("{name} must be positive")));
         }
-        if self.causal_wait_timeout.is_zero() {
-            return invalid("causal_wait_timeout_ms must be positive");
-        }
-        if self.sql_pool == 0 {
-            return invalid("sql_pool must be at least 1");
-        }
-        if !(self.database_url.starts_with("postgres://")
-            || self.database_url.starts_with("postgresql://")
-            || self.database_url.starts_with("sqlite:"))
+        let counts = [
+            ("database.pool", self.database.pool as usize),
+            ("redis.arm_concurrency", self.redis.arm_concurrency),
+            ("tier.seed_concurrency", self.tier.seed_concurrency),
+            ("log.buffer_lines", self.log.buffer_lines),
+            (
+                "idempotency.reap_batch",
+                self.idempotency.reap_batch.max(0) as usize,
+            ),
+            (
+                "reservations.reap_batch",
+                self.reservations.reap_batch.max(0) as usize,
+            ),
+            (
+                "streams.sweep_batch",
+                self.streams.sweep_batch.max(0) as usize,
+            ),
+        ];
+        let writers = [
+            ("idempotency.writer", self.idempotency.writer),
+            ("reservations.writer", self.reservations.writer),
+            ("streams.writer", self.streams.writer),
+        ];
+        let writer_counts = writers
+            .iter()
+            .flat_map(|(name, w)| [(*name, w.max_batch), (*name, w.concurrency)]);
+        if let Some((name, _)) = counts
+            .into_iter()
+            .chain(writer_counts)
+            .find(|(_, v)| *v == 0)
         {
-            return invalid("database_url must start with postgres:// or sqlite:");
+            return Err(ConfigError::Invalid(format!("{name} must be at least 1")));
         }
+        let url = &self.database.url;
+        if !(url.starts_with("postgres://")
+            || url.starts_with("postgresql://")
+            || url.starts_with("sqlite:"))
+        {
+            return invalid("database.url must start with postgres:// or sqlite:");
+        }
+        self.streams.ttl_table()?;
         Ok(())
+    }
+
+    /// The Redis URL, if the primary tier is configured.
+    pub fn redis_url(&self) -> Option<&str> {
+        Some(self.redis.url.as_str()).filter(|u| !u.is_empty())
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
+
     use super::*;
 
-    #[test]
-    fn flags_over_file_over_defaults() {
-        let dir = tempfile::tempdir().unwrap();
+    fn flags(dir: &tempfile::TempDir, toml: &str) -> Flags {
         let path = dir.path().join("warden.toml");
-        std::fs::write(&path, "listen = \"0.0.0.0:9\"\nbreaker_failures = 7\n").unwrap();
-        let flags = Settings {
-            listen: Some("127.0.0.1:1".into()),
+        std::fs::write(&path, toml).unwrap();
+        Flags {
             config: path,
-            ..Settings::default()
-        };
-        let c = flags.resolve().unwrap();
-        assert_eq!(c.listen, "127.0.0.1:1");
-        assert_eq!(c.breaker_failures, 7);
-        assert_eq!(c.database_url, "sqlite://./warden.db");
-        assert_eq!(c.redis_timeout, Duration::from_millis(50));
+            ..Flags::default()
+        }
+    }
+
+    fn env(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |k| vars.get(k).cloned()
+    }
+
+    #[test]
+    fn flags_over_environment_over_file_over_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let toml =
+            "listen = \"0.0.0.0:9\"\n[breaker]\nfailures = 7\nopen_ms = 5\n[tier]\nlease_ms = 9\n";
+        let mut f = flags(&dir, toml);
+        f.listen = Some("127.0.0.1:1".into());
+        f.set = vec!["tier.lease_ms = 11".into()];
+        let vars = env(&[("WARDEN_BREAKER_OPEN_MS", "6"), ("WARDEN_LISTEN", "x:2")]);
+        let c = f.resolve_with(vars).unwrap();
+        assert_eq!(c.listen, "127.0.0.1:1", "a flag wins");
+        assert_eq!(c.breaker.open_ms, 6, "the environment wins over the file");
+        assert_eq!(c.breaker.failures, 7, "the file wins over the default");
+        assert_eq!(c.tier.lease_ms, 11, "--set wins over the file");
+        assert_eq!(c.database.url, "sqlite://./warden.db");
+        assert_eq!(c.redis.timeout_ms, 50);
+        assert_eq!(c.redis_url(), None);
+    }
+
+    #[test]
+    fn legacy_flat_names_still_set_their_settings() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = flags(&dir, "sql_pool = 3\ncausal_wait_timeout_ms = 40\n");
+        let vars = env(&[
+            ("WARDEN_FAILOVER_GRACE_MS", "800"),
+            ("WARDEN_INTENT_TTLS", "cancel=5"),
+            ("WARDEN_LOG", "warn"),
+        ]);
+        let c = f.resolve_with(vars).unwrap();
+        assert_eq!(c.database.pool, 3);
+        assert_eq!(c.streams.causal_wait_timeout_ms, 40);
+        assert_eq!(c.tier.failover_grace_ms, Some(800));
+        assert_eq!(c.streams.ttl_table().unwrap().of("cancel"), 5);
+        assert_eq!(c.log.filter, "warn");
+    }
+
+    #[test]
+    fn nested_writers_and_optional_numbers_are_typed_from_text() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut f = flags(
+            &dir,
+            "[idempotency.writer]\nmax_batch = 64\nconcurrency = 2\n",
+        );
+        f.set = vec!["streams.writer.concurrency=3".into(), "safe_mode=on".into()];
+        let c = f
+            .resolve_with(env(&[("WARDEN_TIER_FAILOVER_GRACE_MS", "1500")]))
+            .unwrap();
+        assert_eq!(
+            (
+                c.idempotency.writer.max_batch,
+                c.idempotency.writer.concurrency
+            ),
+            (64, 2)
+        );
+        assert_eq!(c.streams.writer.concurrency, 3);
+        assert_eq!(c.tier.failover_grace_ms, Some(1_500));
+        assert!(c.safe_mode);
+    }
+
+    #[test]
+    fn mistakes_are_errors_that_name_the_setting() {
+        let dir = tempfile::tempdir().unwrap();
+        let err =
+            |f: Flags, vars: &[(&str, &str)]| f.resolve_with(env(vars)).unwrap_err().to_string();
+        assert!(err(flags(&dir, "nonsense = 1"), &[]).contains("nonsense"));
+        assert!(err(flags(&dir, "[tier]\nlease = 1"), &[]).contains("lease"));
+        assert!(err(flags(&dir, ""), &[("WARDEN_TIER_LEASE_MS", "soon")])
+            .contains("WARDEN_TIER_LEASE_MS"));
+        assert!(err(flags(&dir, ""), &[("WARDEN_SAFE_MODE", "maybe")]).contains("WARDEN_SAFE_MODE"));
+        assert!(
+            err(flags(&dir, ""), &[("WARDEN_BREAKER_FAILURES", "0")]).contains("breaker.failures")
+        );
+        assert!(
+            err(flags(&dir, ""), &[("WARDEN_DATABASE_URL", "mysql://x")]).contains("database.url")
+        );
+        let mut f = flags(&dir, "");
+        f.set = vec!["tier.nope=1".into()];
+        assert!(err(f, &[]).contains("tier.nope"));
+        assert!(err(flags(&dir, "[streams]\nintent_ttls = \"cancel\""), &[]).contains("cancel"));
     }
 
     #[test]
@@ -278,14 +804,19 @@ mod tests {
     }
 
     #[test]
-    fn bad_file_is_an_error() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("warden.toml");
-        std::fs::write(&path, "nonsense = 1").unwrap();
-        let flags = Settings {
-            config: path,
-            ..Settings::default()
-        };
-        assert!(flags.resolve().is_err());
+    fn every_variable_is_documented_once() {
+        let doc = include_str!("../docs/configuration.md");
+        for (name, _) in documented_variables() {
+            let rows = doc.matches(&format!("| `{name}` |")).count();
+            assert_eq!(rows, 1, "{name} has {rows} rows in docs/configuration.md");
+        }
+        let known: Vec<String> = documented_variables().into_iter().map(|(n, _)| n).collect();
+        for row in doc.lines().filter(|l| l.starts_with("| `WARDEN_")) {
+            let name = row.split('`').nth(1).unwrap_or_default();
+            assert!(
+                known.iter().any(|k| k == name),
+                "{name} is documented but not a setting"
+            );
+        }
     }
 }

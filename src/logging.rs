@@ -7,26 +7,18 @@ use std::sync::OnceLock;
 use tracing_appender::non_blocking::{ErrorCounter, NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::EnvFilter;
 
+use crate::config::LogSettings;
 use crate::metrics_names as m;
-
-/// Lines queued for the writer thread before new ones are dropped, unless
-/// `WARDEN_LOG_BUFFER_LINES` says otherwise.
-pub const DEFAULT_BUFFER_LINES: usize = 65_536;
 
 static DROPPED: OnceLock<ErrorCounter> = OnceLock::new();
 
-/// Installs the process's JSON logger on stderr (filter `WARDEN_LOG`, default `info`; queue
-/// size `WARDEN_LOG_BUFFER_LINES`). Keep the guard for the life of the process: dropping it
-/// flushes the queue.
-pub fn init() -> WorkerGuard {
-    let lines = std::env::var("WARDEN_LOG_BUFFER_LINES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .filter(|&n: &usize| n > 0)
-        .unwrap_or(DEFAULT_BUFFER_LINES);
+/// Installs the process's JSON logger on stderr with `log.filter` and a queue of
+/// `log.buffer_lines`. Keep the guard for the life of the process: dropping it flushes the
+/// queue.
+pub fn init(log: &LogSettings) -> WorkerGuard {
     let (writer, guard) = NonBlockingBuilder::default()
         .lossy(true)
-        .buffered_lines_limit(lines)
+        .buffered_lines_limit(log.buffer_lines)
         .thread_name("warden-log")
         .finish(std::io::stderr());
     let _ = DROPPED.set(writer.error_counter());
@@ -35,9 +27,18 @@ pub fn init() -> WorkerGuard {
         .json()
         .with_current_span(true)
         .with_span_list(false)
-        .with_env_filter(EnvFilter::try_from_env("WARDEN_LOG").unwrap_or_else(|_| "info".into()))
+        .with_env_filter(filter(&log.filter))
         .init();
     guard
+}
+
+/// The filter `spec` names; a filter that does not parse falls back to `info` (said on stderr,
+/// since the logger is not up yet).
+fn filter(spec: &str) -> EnvFilter {
+    EnvFilter::try_new(spec).unwrap_or_else(|e| {
+        eprintln!("warden: log.filter {spec:?} ignored ({e}); logging at info");
+        EnvFilter::new("info")
+    })
 }
 
 /// Publishes how many log lines were dropped so far (called when metrics are rendered).

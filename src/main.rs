@@ -6,7 +6,7 @@ use clap::{Parser, Subcommand};
 /// (see BENCHMARKS.md).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-use warden::config::Settings;
+use warden::config::Flags;
 
 #[derive(Parser)]
 #[command(
@@ -22,34 +22,39 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the HTTP service.
-    Serve(Settings),
+    Serve(Flags),
     /// Compare every SKU's Redis stock copy with SQL; print and count each difference.
     Reconcile {
         /// Reseed differing Redis copies from SQL (the durable truth).
         #[arg(long)]
         fix: bool,
         #[command(flatten)]
-        settings: Settings,
+        flags: Flags,
     },
 }
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
+    let command = Cli::parse().command;
+    let flags = match &command {
+        Command::Serve(flags) | Command::Reconcile { flags, .. } => flags.clone(),
+    };
+    let config = match flags.resolve() {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("warden: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
     // Logs go to stderr (so subcommands' reports on stdout stay clean), off the request path.
-    let _log = warden::logging::init();
-    let result = match Cli::parse().command {
-        Command::Serve(settings) => match settings.resolve() {
-            Ok(config) => warden::api::serve(config, shutdown_signal())
-                .await
-                .map_err(|e| e.to_string()),
-            Err(e) => Err(e.to_string()),
-        },
-        Command::Reconcile { fix, settings } => match settings.resolve() {
-            Ok(config) => warden::service::reconcile(&config, fix)
-                .await
-                .map(|report| print!("{report}")),
-            Err(e) => Err(e.to_string()),
-        },
+    let _log = warden::logging::init(&config.log);
+    let result = match command {
+        Command::Serve(_) => warden::api::serve(config, shutdown_signal())
+            .await
+            .map_err(|e| e.to_string()),
+        Command::Reconcile { fix, .. } => warden::service::reconcile(&config, fix)
+            .await
+            .map(|report| print!("{report}")),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

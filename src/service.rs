@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::config::Config;
+use crate::config::{ms, Config, ConfigError};
 use crate::fence::Fences;
 use crate::idem::Idempotency;
 use crate::lock::Locks;
@@ -39,38 +39,40 @@ pub struct Warden {
     tasks: Vec<JoinHandle<()>>,
 }
 
+/// Why an instance could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A store could not be opened or read.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The configuration cannot be used.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+}
+
 impl Warden {
     /// Connects the tiers (running SQL migrations), loads the tier state and starts the
     /// background tasks.
-    pub async fn start(config: &Config) -> Result<Self, StoreError> {
+    pub async fn start(config: &Config) -> Result<Self, StartError> {
+        let db = &config.database;
         let sql =
-            SqlStore::connect(&config.database_url, config.sql_pool, config.sql_timeout).await?;
-        let tier_cfg = TierConfig {
-            breaker_failures: config.breaker_failures,
-            breaker_open: config.breaker_open,
-            failover_grace: config.failover_grace,
-            tier_lease: config.tier_lease,
-            safe_mode: config.safe_mode,
-        };
-        let redis = match &config.redis_url {
+            SqlStore::connect_pinging(&db.url, db.pool, ms(db.timeout_ms), ms(db.ping_if_idle_ms))
+                .await?;
+        let tier_cfg = TierConfig::from_config(config);
+        let redis = match config.redis_url() {
             Some(url) => Some(
-                RedisStore::connect(url, config.redis_timeout)?
-                    .marking_releases_for(tier_cfg.arming_window()),
+                RedisStore::connect(url, ms(config.redis.timeout_ms))?
+                    .marking_releases_for(tier_cfg.arming_window())
+                    .arming_concurrently(config.redis.arm_concurrency),
             ),
             None => None,
         };
         let tier = Arc::new(Tier::new(tier_cfg, sql, redis));
         tier.refresh().await?;
         tier.start_up().await;
-        let idempotency = Idempotency::start(tier.clone());
-        let reservations = Reservations::start(tier.clone());
-        let streams = Streams::start(
-            tier.clone(),
-            StreamConfig {
-                causal_wait: config.causal_wait_timeout,
-                ttls: config.intent_ttls.clone(),
-            },
-        );
+        let idempotency = Idempotency::start(tier.clone(), &config.idempotency);
+        let reservations = Reservations::start(tier.clone(), &config.reservations);
+        let streams = Streams::start(tier.clone(), StreamConfig::new(&config.streams)?);
         let (stop, stop_rx) = watch::channel(false);
         let stopped = |mut rx: watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|s| *s).await;
@@ -78,23 +80,25 @@ impl Warden {
         let supervisor = tokio::spawn(tier.clone().supervise(stopped(stop_rx.clone())));
         let reaper = tokio::spawn(reap_idempotency(
             idempotency.clone(),
-            config.reap_interval,
+            ms(config.idempotency.reap_interval_ms.max(10)),
             stopped(stop_rx.clone()),
         ));
         let holds = tokio::spawn(reservations.clone().reap(stopped(stop_rx.clone())));
         let reconcile = tokio::spawn(reconcile_periodically(
             reservations.clone(),
+            ms(config.reservations.reconcile_every_ms),
             stopped(stop_rx.clone()),
         ));
         let stream_tasks = tokio::spawn(streams.clone().run_background(stopped(stop_rx.clone())));
         let planner = tokio::spawn(keep_planner_stats(
             tier.durable().clone(),
+            ms(config.database.planner_stats_every_ms),
             stopped(stop_rx.clone()),
         ));
         Ok(Self {
             reservations,
             streams,
-            locks: Arc::new(Locks::new(tier.clone())),
+            locks: Arc::new(Locks::new(tier.clone(), &config.locks)),
             fences: Arc::new(Fences::new(tier.clone())),
             idempotency,
             tier,
@@ -113,16 +117,17 @@ impl Warden {
     }
 }
 
-/// How often table sizes are compared with their planner statistics.
-const PLANNER_STATS_EVERY: Duration = Duration::from_secs(1);
-
 /// Keeps PostgreSQL's planner statistics in step with table growth (see
 /// [`SqlStore::refresh_planner_stats`]). A database that refuses (say, a role that may not
 /// analyze) is reported once; the loop goes on, in case that changes.
-async fn keep_planner_stats(sql: SqlStore, stop: impl std::future::Future<Output = ()>) {
+async fn keep_planner_stats(
+    sql: SqlStore,
+    period: Duration,
+    stop: impl std::future::Future<Output = ()>,
+) {
     let failing = AtomicBool::new(false);
     let failing = &failing;
-    every("planner_stats", PLANNER_STATS_EVERY, stop, || {
+    every("planner_stats", period, stop, || {
         let sql = sql.clone();
         async move {
             match sql.refresh_planner_stats().await {
@@ -158,15 +163,14 @@ async fn reap_idempotency(
     .await
 }
 
-/// How often Redis stock copies are compared with SQL (reported, not fixed: `warden
+/// Compares Redis stock copies with SQL every `period` (reported, not fixed: `warden
 /// reconcile --fix` corrects them).
-const RECONCILE_EVERY: Duration = Duration::from_secs(30);
-
 async fn reconcile_periodically(
     reservations: Arc<Reservations>,
+    period: Duration,
     stop: impl std::future::Future<Output = ()>,
 ) {
-    every("reconcile", RECONCILE_EVERY, stop, || async {
+    every("reconcile", period, stop, || async {
         if let Err(b) = reservations.reconcile(false).await {
             tracing::warn!(reason = b.reason(), "reconciliation failed");
         }

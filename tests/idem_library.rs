@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use support::{Postgres, Redis};
-use warden::config::Settings;
+use warden::config::Flags;
 use warden::idem::{BeginRequest, Begun, Ran, RunError, RunOptions};
 use warden::key::Key;
 use warden::service::Warden;
@@ -26,12 +26,12 @@ async fn run_executes_once_releases_on_error_and_keeps_long_work_claimed() {
     let pg = Postgres::start();
     let redis = Redis::start();
     let dir = tempfile::tempdir().unwrap();
-    let config = Settings {
+    let config = Flags {
         database_url: Some(pg.url()),
         redis_url: Some(redis.url()),
-        tier_lease_ms: Some(400),
+        set: vec!["tier.lease_ms=400".into()],
         config: dir.path().join("none.toml"),
-        ..Settings::default()
+        ..Flags::default()
     }
     .resolve()
     .unwrap();

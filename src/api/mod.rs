@@ -23,14 +23,13 @@ use axum::Router;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio::net::TcpListener;
 
-use crate::config::Config;
+use crate::config::{ms, Config};
 use crate::fence::Fences;
 use crate::idem::Idempotency;
 use crate::lock::Locks;
 use crate::reserve::Reservations;
 use crate::runtime::correlation::task_span;
-use crate::service::Warden;
-use crate::store::StoreError;
+use crate::service::{StartError, Warden};
 use crate::stream::Streams;
 use crate::tier::Tier;
 use tracing::Instrument;
@@ -57,9 +56,9 @@ pub struct AppState {
 /// Why the service could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
-    /// A store could not be set up.
-    #[error("store: {0}")]
-    Store(#[from] StoreError),
+    /// The instance could not start (a store, or the configuration).
+    #[error("start: {0}")]
+    Start(#[from] StartError),
     /// The listener failed.
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
@@ -133,12 +132,12 @@ pub async fn serve_on(
     let warden = Warden::start(&config).instrument(startup.clone()).await?;
     let addr = listener.local_addr()?;
     startup.in_scope(|| {
-        tracing::info!(%addr, database = %redact(&config.database_url),
-            redis = config.redis_url.is_some(), "listening")
+        tracing::info!(%addr, database = %redact(&config.database.url),
+            redis = config.redis_url().is_some(), "listening")
     });
     let app = app(state(&warden), config.max_body_bytes);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let upkeep = tokio::spawn(metrics_upkeep(async {
+    let upkeep = tokio::spawn(metrics_upkeep(ms(config.metrics.upkeep_ms), async {
         let _ = stopped.await;
     }));
     axum::serve(listener, app)
@@ -153,15 +152,12 @@ pub async fn serve_on(
     Ok(())
 }
 
-/// How often histogram samples are folded into their buckets.
-const METRICS_UPKEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
-
-/// Folds recorded histogram samples into their buckets every few seconds. The recorder keeps
+/// Folds recorded histogram samples into their buckets every `period`. The recorder keeps
 /// each sample until then: without this, a Warden nobody scrapes would hold every latency it
 /// ever measured.
-async fn metrics_upkeep(stop: impl Future<Output = ()>) {
+async fn metrics_upkeep(period: std::time::Duration, stop: impl Future<Output = ()>) {
     let handle = metrics_handle();
-    crate::runtime::periodic::every("metrics_upkeep", METRICS_UPKEEP_EVERY, stop, || {
+    crate::runtime::periodic::every("metrics_upkeep", period, stop, || {
         handle.run_upkeep();
         std::future::ready(())
     })

@@ -12,9 +12,10 @@ pub use run::{Claim, Once, Ran, RunError, RunOptions};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::config::{ms, IdempotencySettings};
 use crate::key::Key;
 use crate::metrics_names as m;
-use crate::runtime::group_commit::{GroupCommit, GroupCommitConfig};
+use crate::runtime::group_commit::GroupCommit;
 use crate::runtime::waiters::Waiters;
 use crate::store::idem::{IdemBegin, IdemCopy, IdemRecord, IdemState, IdemWrite, IdemWritten};
 use crate::store::{bounded, StoreError};
@@ -33,19 +34,8 @@ pub const DEFAULT_LEASE_MS: i64 = 30_000;
 pub const MAX_WAIT_MS: i64 = 60_000;
 /// Longest fingerprint, bytes.
 pub const MAX_FINGERPRINT: usize = 512;
-/// How often a waiting begin rechecks a claim held through another instance.
-const POLL: Duration = Duration::from_millis(20);
 /// How many times a begin follows an epoch change on Redis before SQL answers it alone.
 const EPOCH_RETRIES: usize = 2;
-/// One batch in flight: on a loaded machine PostgreSQL's CPU is the limit and one larger batch
-/// beats two overlapping ones (measured after connections stopped pinging before each query:
-/// 8 082 and 9 142 pairs/s against 7 315 with two; BENCHMARKS.md).
-const IDEM_WRITER: GroupCommitConfig = GroupCommitConfig {
-    max_batch: 512,
-    concurrency: 1,
-};
-/// Expired records deleted per reaper statement.
-const REAP_BATCH: i64 = 10_000;
 
 /// A validated `begin`.
 #[derive(Debug, Clone)]
@@ -110,20 +100,22 @@ pub enum Finished {
 /// The idempotency service.
 pub struct Idempotency {
     tier: Arc<Tier>,
+    cfg: IdempotencySettings,
     writer: GroupCommit<IdemWrite, IdemWritten>,
     waiters: Waiters,
 }
 
 impl Idempotency {
     /// Starts the service (and its group-commit writer) over `tier`.
-    pub fn start(tier: Arc<Tier>) -> Arc<Self> {
+    pub fn start(tier: Arc<Tier>, cfg: &IdempotencySettings) -> Arc<Self> {
         let sql = tier.durable().clone();
-        let writer = GroupCommit::start("idempotency", IDEM_WRITER, move |w| {
+        let writer = GroupCommit::start("idempotency", cfg.writer.into(), move |w| {
             let sql = sql.clone();
             async move { sql.apply_idem(w).await }
         });
         Arc::new(Self {
             tier,
+            cfg: cfg.clone(),
             writer,
             waiters: Waiters::default(),
         })
@@ -151,7 +143,8 @@ impl Idempotency {
             let Ok((Begun::InProgress { retry_after_ms }, _)) = &answer else {
                 break answer;
             };
-            let poll = Duration::from_millis((*retry_after_ms).max(1) as u64).min(POLL);
+            let poll = Duration::from_millis((*retry_after_ms).max(1) as u64)
+                .min(ms(self.cfg.wait_poll_ms));
             let wake_at = (tokio::time::Instant::now() + poll).min(deadline);
             if tokio::time::Instant::now() >= deadline {
                 break answer;
@@ -347,10 +340,11 @@ impl Idempotency {
         let sql = self.tier.durable();
         let mut total = 0;
         loop {
-            let n = sql.reap_idem(self.tier.now(), REAP_BATCH).await?;
+            let batch = self.cfg.reap_batch;
+            let n = sql.reap_idem(self.tier.now(), batch).await?;
             metrics::counter!(m::IDEM_REAPED, "tier" => "sql").increment(n);
             total += n;
-            if n < REAP_BATCH as u64 {
+            if n < batch as u64 {
                 return Ok(total);
             }
         }

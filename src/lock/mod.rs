@@ -10,6 +10,7 @@ mod rules;
 
 pub use rules::{LostReason, Touch};
 
+use crate::config::LockSettings;
 use crate::key::Key;
 use crate::runtime::waiters::Waiters;
 use crate::store::{AcquireReply, Holder, Lease, LeaseCopy, LockStore, Step, Touched};
@@ -21,8 +22,6 @@ use rules::Miss;
 pub const MAX_TTL_MS: i64 = 3_600_000;
 /// Longest `wait_ms` accepted.
 pub const MAX_WAIT_MS: i64 = 60_000;
-/// How often the head waiter rechecks a key held through another instance.
-const POLL: Duration = Duration::from_millis(20);
 /// How many times one attempt follows an epoch change before giving up.
 const EPOCH_RETRIES: usize = 3;
 
@@ -81,6 +80,8 @@ pub struct AcquireRequest {
 pub struct Locks {
     tier: Arc<Tier>,
     waiters: Waiters,
+    /// How often a waiting acquire retries a lock held through another instance.
+    poll: Duration,
 }
 
 fn map_done<T>(touch: Touch<Lease>, f: impl FnOnce(Lease) -> T) -> Touch<T> {
@@ -93,10 +94,11 @@ fn map_done<T>(touch: Touch<Lease>, f: impl FnOnce(Lease) -> T) -> Touch<T> {
 
 impl Locks {
     /// Locks over `tier`.
-    pub fn new(tier: Arc<Tier>) -> Self {
+    pub fn new(tier: Arc<Tier>, cfg: &LockSettings) -> Self {
         Self {
             tier,
             waiters: Waiters::default(),
+            poll: crate::config::ms(cfg.wait_poll_ms),
         }
     }
 
@@ -123,14 +125,16 @@ impl Locks {
                 let answer = self.try_once(req).await;
                 let wake_at = match &answer {
                     Acquired::Busy { retry_after_ms } => {
-                        let poll = (*retry_after_ms).clamp(1, POLL.as_millis() as i64);
+                        let poll = (*retry_after_ms).clamp(1, self.poll.as_millis() as i64);
                         tokio::time::Instant::now() + Duration::from_millis(poll as u64)
                     }
                     Acquired::Blocked(Blocked::Grace { retry_after_ms }) => {
                         let left = (*retry_after_ms).max(1) as u64;
                         tokio::time::Instant::now() + Duration::from_millis(left)
                     }
-                    Acquired::Blocked(Blocked::EpochChanging) => tokio::time::Instant::now() + POLL,
+                    Acquired::Blocked(Blocked::EpochChanging) => {
+                        tokio::time::Instant::now() + self.poll
+                    }
                     _ => break answer,
                 };
                 if wake_at >= deadline {

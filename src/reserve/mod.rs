@@ -14,11 +14,11 @@ pub use outcome::StockRead;
 pub use reconcile::Mismatch;
 
 use std::sync::Arc;
-use std::time::Duration;
 
+use crate::config::{ms, ReservationSettings};
 use crate::key::Key;
 use crate::metrics_names as m;
-use crate::runtime::group_commit::{GroupCommit, GroupCommitConfig};
+use crate::runtime::group_commit::GroupCommit;
 use crate::runtime::waiters::Waiters;
 use crate::store::reserve::{Hold, HoldState, ReserveReply, Stock, StockCopy, Transitioned};
 use crate::store::{bounded, StoreError};
@@ -32,10 +32,6 @@ pub const DEFAULT_TTL_MS: i64 = 600_000;
 pub const MAX_QUANTITY: i64 = 1_000_000;
 /// Largest total stock of one SKU.
 pub const MAX_TOTAL: i64 = 1 << 40;
-/// How often the reaper looks for holds past their deadline.
-const REAP_EVERY: Duration = Duration::from_millis(200);
-/// Holds expired per reaper pass, at most.
-const REAP_BATCH: i64 = 1_000;
 /// Attempts of one request across a reseed or an epoch change.
 const ATTEMPTS: usize = 3;
 
@@ -101,6 +97,7 @@ pub enum TotalSet {
 /// The reservation service.
 pub struct Reservations {
     tier: Arc<Tier>,
+    cfg: ReservationSettings,
     writer: GroupCommit<Hold, bool>,
     /// One seeding per SKU at a time: a burst that finds a stale copy reads SQL once.
     seeding: Waiters,
@@ -108,14 +105,15 @@ pub struct Reservations {
 
 impl Reservations {
     /// Starts the service (and its group-commit writer) over `tier`.
-    pub fn start(tier: Arc<Tier>) -> Arc<Self> {
+    pub fn start(tier: Arc<Tier>, cfg: &ReservationSettings) -> Arc<Self> {
         let sql = tier.durable().clone();
-        let writer = GroupCommit::start("holds", GroupCommitConfig::default(), move |h| {
+        let writer = GroupCommit::start("holds", cfg.writer.into(), move |h| {
             let sql = sql.clone();
             async move { sql.record_holds(h).await }
         });
         Arc::new(Self {
             tier,
+            cfg: cfg.clone(),
             writer,
             seeding: Waiters::default(),
         })
@@ -369,7 +367,7 @@ impl Reservations {
         let sql = self.tier.durable();
         let now = self.tier.now();
         let mut n = 0;
-        for id in sql.due_holds(now, REAP_BATCH).await? {
+        for id in sql.due_holds(now, self.cfg.reap_batch).await? {
             if let Transitioned::Done(h) = sql.transition(&id, HoldState::Expired, now).await? {
                 if let Ok(active) = self.tier.active(false) {
                     self.follow(&active, &h, HoldState::Expired).await;
@@ -383,7 +381,7 @@ impl Reservations {
 
     /// Runs the expiry reaper until `stop` completes.
     pub async fn reap(self: Arc<Self>, stop: impl std::future::Future<Output = ()>) {
-        crate::runtime::periodic::every("hold_reaper", REAP_EVERY, stop, || async {
+        crate::runtime::periodic::every("hold_reaper", ms(self.cfg.reap_every_ms), stop, || async {
             match self.expire_due().await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(expired = n, "holds returned to stock"),

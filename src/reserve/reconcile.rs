@@ -2,16 +2,11 @@
 //! difference seen twice, a moment apart, is reported (metric and log line); with `fix`, the
 //! copy is reseeded from SQL, which is always the truth.
 
-use std::time::Duration;
-
 use super::Reservations;
 use crate::metrics_names as m;
 use crate::store::reserve::{Stock, StockCopy};
 use crate::store::StoreError;
 use crate::tier::Blocked;
-
-/// How long a difference must last to be reported (in-flight holds differ briefly).
-const SETTLE: Duration = Duration::from_millis(300);
 
 /// One SKU whose copies differ.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,7 +40,7 @@ impl Reservations {
             if differs().await?.is_none() {
                 continue;
             }
-            tokio::time::sleep(SETTLE).await;
+            tokio::time::sleep(crate::config::ms(self.cfg.reconcile_settle_ms)).await;
             let Some((hot, durable)) = differs().await? else {
                 continue;
             };

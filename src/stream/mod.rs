@@ -18,8 +18,9 @@ use std::time::Duration;
 
 use futures::future::join_all;
 
+use crate::config::{ms, ConfigError, StreamSettings};
 use crate::metrics_names as m;
-use crate::runtime::group_commit::{GroupCommit, GroupCommitConfig};
+use crate::runtime::group_commit::GroupCommit;
 use crate::runtime::waiters::Waiters;
 use crate::store::stream::{
     Counters, Intent, IntentState, ReviewFilter, ReviewItem, StreamChange, StreamCopy,
@@ -43,17 +44,6 @@ pub const MAX_TYPE_BYTES: usize = 128;
 pub const WAITING_SHOWN: i64 = 100;
 /// Most review items in one page.
 pub const MAX_REVIEW_PAGE: i64 = 1_000;
-/// Parked commits sent to review per sweep, at most.
-const SWEEP_BATCH: i64 = 500;
-/// One batch in flight: a stream batch is two statements however many writes it holds, and on
-/// a loaded machine PostgreSQL's CPU is the limit, so larger batches beat overlapping ones
-/// (measured: BENCHMARKS.md). It also means this instance's batches never race each other.
-const STREAM_WRITER: GroupCommitConfig = GroupCommitConfig {
-    max_batch: 512,
-    concurrency: 1,
-};
-/// How often gauges are refreshed and overdue commits swept, at most.
-const TICK: Duration = Duration::from_millis(250);
 
 /// Stream settings.
 #[derive(Debug, Clone)]
@@ -62,6 +52,19 @@ pub struct StreamConfig {
     pub causal_wait: Duration,
     /// Replay TTLs by intent type.
     pub ttls: TtlTable,
+    /// The rest, as configured.
+    pub settings: StreamSettings,
+}
+
+impl StreamConfig {
+    /// The stream settings of `s`.
+    pub fn new(s: &StreamSettings) -> Result<Self, ConfigError> {
+        Ok(Self {
+            causal_wait: ms(s.causal_wait_timeout_ms),
+            ttls: s.ttl_table()?,
+            settings: s.clone(),
+        })
+    }
 }
 
 /// A validated commit.
@@ -201,7 +204,7 @@ impl Streams {
         let parked = Arc::new(Waiters::default());
         let ttls = Arc::new(cfg.ttls.clone());
         let (t, p) = (tier.clone(), parked.clone());
-        let writer = GroupCommit::start("streams", STREAM_WRITER, move |w| {
+        let writer = GroupCommit::start("streams", cfg.settings.writer.into(), move |w| {
             flush(t.clone(), p.clone(), ttls.clone(), w)
         });
         Arc::new(Self {
@@ -365,7 +368,7 @@ impl Streams {
         let sql = self.tier.durable();
         let due = self
             .tier
-            .on_durable(sql.overdue_commits(older_than, SWEEP_BATCH))
+            .on_durable(sql.overdue_commits(older_than, self.cfg.settings.sweep_batch))
             .await?;
         let ops = due.into_iter().map(|(stream, seq)| {
             self.write(Op::Timeout {
@@ -394,7 +397,8 @@ impl Streams {
 
     /// Sweeps overdue commits and refreshes the queue gauges until `stop` completes.
     pub async fn run_background(self: Arc<Self>, stop: impl std::future::Future<Output = ()>) {
-        let period = (self.cfg.causal_wait / 4).clamp(Duration::from_millis(20), TICK);
+        let period = (self.cfg.causal_wait / 4)
+            .clamp(Duration::from_millis(20), ms(self.cfg.settings.tick_ms));
         crate::runtime::periodic::every("stream_sweep", period, stop, || async {
             match self.sweep().await {
                 Ok(0) => {}

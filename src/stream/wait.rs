@@ -11,14 +11,11 @@ use tokio::time::Instant;
 
 use super::rules::{Op, Outcome, Refusal};
 use super::{CommitRequest, Committed, Streams};
+use crate::config::ms;
 use crate::runtime::waiters::KeySlot;
 use crate::store::stream::{IntentState, StreamCopy};
 use crate::tier::{Blocked, Mode};
 
-/// Recheck period with a Redis copy to watch.
-const POLL_COPY: Duration = Duration::from_millis(20);
-/// Recheck period on SQL alone.
-const POLL_SQL: Duration = Duration::from_millis(50);
 /// With a copy, SQL is read every this many ticks anyway (a copy may lag).
 const SQL_EVERY: u32 = 10;
 
@@ -56,7 +53,12 @@ pub(super) async fn commit(
     }
     let deadline = Instant::now() + Duration::from_millis(req.wait_ms as u64);
     let primary = mode == Mode::Primary;
-    let poll = if primary { POLL_COPY } else { POLL_SQL };
+    let settings = &s.cfg.settings;
+    let poll = ms(if primary {
+        settings.wait_poll_copy_ms
+    } else {
+        settings.wait_poll_sql_ms
+    });
     let mut tick = 0u32;
     while Instant::now() < deadline {
         let wake_at = (Instant::now() + poll).min(deadline);

@@ -54,6 +54,29 @@ pub struct TierConfig {
     pub tier_lease: Duration,
     /// Safe mode at start.
     pub safe_mode: bool,
+    /// How often a waiting instance rechecks an arming in progress.
+    pub arming_poll: Duration,
+    /// SQL leases copied into Redis at once while arming.
+    pub seed_concurrency: usize,
+    /// How often ended SQL lease rows are deleted.
+    pub lease_reap_every: Duration,
+}
+
+impl TierConfig {
+    /// The tier settings of `c`.
+    pub fn from_config(c: &crate::config::Config) -> Self {
+        use crate::config::ms;
+        Self {
+            breaker_failures: c.breaker.failures,
+            breaker_open: ms(c.breaker.open_ms),
+            failover_grace: c.tier.failover_grace_ms.map(ms),
+            tier_lease: ms(c.tier.lease_ms),
+            safe_mode: c.safe_mode,
+            arming_poll: ms(c.tier.arming_poll_ms),
+            seed_concurrency: c.tier.seed_concurrency,
+            lease_reap_every: ms(c.tier.lease_reap_every_ms),
+        }
+    }
 }
 
 impl TierConfig {

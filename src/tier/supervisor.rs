@@ -10,15 +10,12 @@ use crate::metrics_names as m;
 use crate::runtime::correlation::task_span;
 use tracing::Instrument;
 
-/// How often expired SQL lease rows of earlier epochs are deleted.
-const REAP_EVERY: Duration = Duration::from_secs(30);
-
 impl Tier {
     /// Runs until `shutdown` completes. Ticks at a quarter of the tier lease, and at once when
     /// the breaker opens.
     pub async fn supervise(self: Arc<Self>, shutdown: impl Future<Output = ()>) {
         let tick = (self.cfg.tier_lease / 4).max(Duration::from_millis(20));
-        let mut next_reap = Instant::now() + REAP_EVERY;
+        let mut next_reap = Instant::now() + self.cfg.lease_reap_every;
         // The lease is renewed on its own schedule: a tick that waits on the switch lock
         // (another request arming 16 384 slots) must not let the lease run out meanwhile.
         let renew = async {
@@ -37,7 +34,7 @@ impl Tier {
             loop {
                 self.tick().instrument(task_span("tier_supervisor")).await;
                 if Instant::now() >= next_reap {
-                    next_reap = Instant::now() + REAP_EVERY;
+                    next_reap = Instant::now() + self.cfg.lease_reap_every;
                     self.reap().instrument(task_span("lease_reaper")).await;
                 }
                 tokio::select! {

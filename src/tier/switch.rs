@@ -12,11 +12,6 @@ use crate::metrics_names as m;
 use crate::store::sql::TierRow;
 use crate::store::{bounded, LeaseCopy, StoreError};
 
-/// How many SQL leases are copied into Redis concurrently while arming.
-const SEED_CONCURRENCY: usize = 64;
-/// How often a request waiting for another instance's arming rereads the tier row.
-const ARMING_POLL: Duration = Duration::from_millis(10);
-
 impl Tier {
     /// Handles a Redis gate that is not at `epoch` for `key`'s slot (or a fixed slot): refreshes
     /// a stale cache, arms Redis for the current epoch, waits for another instance that is
@@ -92,7 +87,7 @@ impl Tier {
     async fn await_arming(&self, epoch: i64) {
         let deadline = Instant::now() + self.cfg.tier_lease;
         while Instant::now() < deadline {
-            tokio::time::sleep(ARMING_POLL).await;
+            tokio::time::sleep(self.cfg.arming_poll).await;
             match self.refresh().await {
                 Ok(row) if row.epoch == epoch && self.arming_elsewhere(&row) => {}
                 _ => return,
@@ -133,7 +128,7 @@ impl Tier {
             let leases = bounded(limit, self.sql.live_leases(now)).await?;
             let copied = stream::iter(leases)
                 .map(|(key, lease)| async move { redis.seed_lease(&key, &lease, now).await })
-                .buffer_unordered(SEED_CONCURRENCY)
+                .buffer_unordered(self.cfg.seed_concurrency)
                 .try_fold(0, |n, written| async move { Ok(n + usize::from(written)) })
                 .await?;
             redis.arm_epoch(epoch).await?;

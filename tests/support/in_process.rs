@@ -20,13 +20,13 @@ impl InProcess {
     /// Starts one on a fresh SQLite file with a `max_body_bytes` body limit.
     pub async fn start(max_body_bytes: usize) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let settings = warden::config::Settings {
+        let flags = warden::config::Flags {
             database_url: Some(format!("sqlite://{}/w.db", dir.path().display())),
-            max_body_bytes: Some(max_body_bytes),
+            set: vec![format!("max_body_bytes={max_body_bytes}")],
             config: dir.path().join("none.toml"),
             ..Default::default()
         };
-        let config = settings.resolve().expect("valid settings");
+        let config = flags.resolve().expect("valid settings");
         let warden = warden::service::Warden::start(&config)
             .await
             .expect("warden starts");

@@ -17,9 +17,6 @@ pub use slots::{all_slots, slot_keys, SlotKeys};
 
 use super::{bounded, StoreError};
 
-/// How many gates are armed concurrently.
-const ARM_CONCURRENCY: usize = 64;
-
 /// Prepends the shared token functions (`lua/token.lua`) to a script that draws tokens.
 macro_rules! drawing_script {
     ($file:literal) => {
@@ -91,6 +88,8 @@ pub struct RedisStore {
     scripts: Scripts,
     /// How long a release of an older epoch's lease is remembered (see `lua/release.lua`).
     release_mark: Duration,
+    /// How many slot gates are armed at once.
+    arm_concurrency: usize,
 }
 
 impl RedisStore {
@@ -102,6 +101,7 @@ impl RedisStore {
             timeout,
             scripts: Scripts::load(),
             release_mark: Duration::from_secs(10),
+            arm_concurrency: 64,
         })
     }
 
@@ -109,6 +109,12 @@ impl RedisStore {
     /// still copy such a lease in from SQL.
     pub fn marking_releases_for(mut self, window: Duration) -> Self {
         self.release_mark = window;
+        self
+    }
+
+    /// Arms `n` slot gates at once (at least one).
+    pub fn arming_concurrently(mut self, n: usize) -> Self {
+        self.arm_concurrency = n.max(1);
         self
     }
 
@@ -148,7 +154,7 @@ impl RedisStore {
                 inv.key(slot.counter).arg(epoch);
                 self.eval::<i64>(&inv).await
             })
-            .buffer_unordered(ARM_CONCURRENCY)
+            .buffer_unordered(self.arm_concurrency)
             .try_for_each(|_| async { Ok(()) })
             .await
     }

@@ -42,6 +42,16 @@ impl SqlStore {
     /// Connects and runs pending migrations. A `sqlite:` database file is created if missing.
     /// `timeout` bounds each call made on a request path ([`SqlStore::timeout`]).
     pub async fn connect(url: &str, pool_size: u32, timeout: Duration) -> Result<Self, StoreError> {
+        Self::connect_pinging(url, pool_size, timeout, PING_IF_IDLE).await
+    }
+
+    /// [`SqlStore::connect`], pinging a connection idle for `ping_if_idle` before its use.
+    pub async fn connect_pinging(
+        url: &str,
+        pool_size: u32,
+        timeout: Duration,
+        ping_if_idle: Duration,
+    ) -> Result<Self, StoreError> {
         sqlx::any::install_default_drivers();
         let is_sqlite = url.starts_with("sqlite:");
         let url = with_param(url, is_sqlite);
@@ -50,8 +60,9 @@ impl SqlStore {
         } else {
             pool_size
         };
-        let pool = open_pool(&url, size, timeout, is_sqlite).await?;
-        let control = open_pool(&url, CONTROL_CONNECTIONS, timeout, is_sqlite).await?;
+        let pool = open_pool(&url, size, timeout, is_sqlite, ping_if_idle).await?;
+        let control =
+            open_pool(&url, CONTROL_CONNECTIONS, timeout, is_sqlite, ping_if_idle).await?;
         sqlx::migrate!("./migrations")
             .run(&pool)
             .await
@@ -162,7 +173,8 @@ pub(crate) fn rows_sql(rows: usize, width: usize) -> String {
     out
 }
 
-/// A pooled connection idle at least this long is pinged before use.
+/// A pooled connection idle at least this long is pinged before use, unless
+/// `database.ping_if_idle_ms` says otherwise.
 const PING_IF_IDLE: Duration = Duration::from_millis(250);
 
 /// When a statement last lost its connection, as [`process_ms`] + 1 (0: never).
@@ -201,6 +213,7 @@ async fn open_pool(
     size: u32,
     timeout: Duration,
     sqlite: bool,
+    ping_if_idle: Duration,
 ) -> Result<AnyPool, StoreError> {
     AnyPoolOptions::new()
         .max_connections(size)
@@ -212,9 +225,9 @@ async fn open_pool(
         // connections left from before it are replaced before use instead of each failing a
         // request once the database is back.
         .test_before_acquire(false)
-        .before_acquire(|conn, meta| {
+        .before_acquire(move |conn, meta| {
             Box::pin(async move {
-                if meta.idle_for >= PING_IF_IDLE || idle_since_a_break(meta.idle_for) {
+                if meta.idle_for >= ping_if_idle || idle_since_a_break(meta.idle_for) {
                     sqlx::Connection::ping(conn).await?;
                 }
                 Ok(true)
