@@ -323,73 +323,58 @@ async fn fences(e: &Env) {
     assert_eq!(v["highest"].as_i64(), Some(tb));
 }
 
-macro_rules! conformance {
-    ($($backend:ident),*) => {$(
+/// One test per case and backend (`lock::fences::redis`, …): a failing case hides no other,
+/// and each runs on servers of its own.
+macro_rules! on_every_backend {
+    ($($case:ident => $run:path),* $(,)?) => {$(
+        mod $case {
+            on_every_backend!(@backends $run; sqlite, postgres, redis, redis_cluster);
+        }
+    )*};
+    (@backends $run:path; $($backend:ident),*) => {$(
         #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
         async fn $backend() {
             let e = crate::$backend().await;
-            acquire_contract(&e).await;
-            extend_and_expiry(&e).await;
-            wait_is_fifo(&e).await;
-            contention_grants_one(&e).await;
-            fences(&e).await;
+            $run(&e).await;
         }
     )*};
 }
 
-mod lock_conformance {
-    use super::*;
-    conformance!(sqlite, postgres, redis, redis_cluster);
+mod lock {
+    on_every_backend! {
+        acquire_contract => crate::acquire_contract,
+        extend_and_expiry => crate::extend_and_expiry,
+        wait_is_fifo => crate::wait_is_fifo,
+        contention_grants_one => crate::contention_grants_one,
+        fences => crate::fences,
+    }
 }
 
-macro_rules! idempotency_conformance {
-    ($($backend:ident),*) => {$(
-        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-        async fn $backend() {
-            let e = crate::$backend().await;
-            crate::idem::contract(&e).await;
-            crate::idem::fail_and_lease_expiry(&e).await;
-            crate::idem::one_of_forty_starts(&e).await;
-            crate::idem::wait_returns_the_result(&e).await;
-        }
-    )*};
+mod idempotency {
+    on_every_backend! {
+        contract => crate::idem::contract,
+        fail_and_lease_expiry => crate::idem::fail_and_lease_expiry,
+        one_of_forty_starts => crate::idem::one_of_forty_starts,
+        wait_returns_the_result => crate::idem::wait_returns_the_result,
+    }
 }
 
-mod idempotency_conformance {
-    idempotency_conformance!(sqlite, postgres, redis, redis_cluster);
+mod reservation {
+    on_every_backend! {
+        thousand_buyers_for_a_hundred => crate::reserve::thousand_buyers_for_a_hundred,
+        hold_lifecycle => crate::reserve::hold_lifecycle,
+        holds_expire_back_to_stock => crate::reserve::holds_expire_back_to_stock,
+        idempotency_key_returns_the_same_reservation =>
+            crate::reserve::idempotency_key_returns_the_same_reservation,
+    }
 }
 
-macro_rules! reservation_conformance {
-    ($($backend:ident),*) => {$(
-        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-        async fn $backend() {
-            let e = crate::$backend().await;
-            crate::reserve::thousand_buyers_for_a_hundred(&e).await;
-            crate::reserve::hold_lifecycle(&e).await;
-            crate::reserve::holds_expire_back_to_stock(&e).await;
-            crate::reserve::idempotency_key_returns_the_same_reservation(&e).await;
-        }
-    )*};
-}
-
-mod reservation_conformance {
-    reservation_conformance!(sqlite, postgres, redis, redis_cluster);
-}
-
-macro_rules! stream_conformance {
-    ($($backend:ident),*) => {$(
-        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-        async fn $backend() {
-            let e = crate::$backend().await;
-            crate::stream::priority_never_reorders_commits(&e).await;
-            crate::stream::conflicts_gaps_and_review(&e).await;
-            crate::stream::replay_fences(&e).await;
-            crate::stream::intake_is_idempotent(&e).await;
-            crate::stream::expired_leases_return_to_the_queue(&e).await;
-        }
-    )*};
-}
-
-mod stream_conformance {
-    stream_conformance!(sqlite, postgres, redis, redis_cluster);
+mod causal_stream {
+    on_every_backend! {
+        priority_never_reorders_commits => crate::stream::priority_never_reorders_commits,
+        conflicts_gaps_and_review => crate::stream::conflicts_gaps_and_review,
+        replay_fences => crate::stream::replay_fences,
+        intake_is_idempotent => crate::stream::intake_is_idempotent,
+        expired_leases_return_to_the_queue => crate::stream::expired_leases_return_to_the_queue,
+    }
 }
