@@ -137,7 +137,7 @@ fn fail_all<O>(replies: Vec<Reply<O>>, e: &StoreError) {
 mod tests {
     use super::*;
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn each_write_gets_its_own_outcome_and_batches_form_under_load() {
         let sizes = Arc::new(std::sync::Mutex::new(Vec::new()));
         let seen = sizes.clone();
@@ -170,7 +170,7 @@ mod tests {
         assert!(sizes.iter().all(|&s| s <= 64));
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn a_failed_batch_fails_every_write_in_it_and_no_other() {
         let batches = Arc::new(std::sync::Mutex::new(Vec::<Vec<u32>>::new()));
         let seen = batches.clone();

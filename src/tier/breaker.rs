@@ -2,7 +2,10 @@
 //! a fixed period, then lets one probe decide. Domain answers never reach it.
 
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+// Tokio's clock (the system clock outside tests), so tests can pause and advance it.
+use tokio::time::Instant;
 
 /// What the breaker currently allows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,8 +110,8 @@ impl Breaker {
 mod tests {
     use super::*;
 
-    #[test]
-    fn opens_after_threshold_and_half_opens() {
+    #[tokio::test(start_paused = true)]
+    async fn opens_after_threshold_and_half_opens() {
         let b = Breaker::new(3, Duration::from_millis(20));
         assert!(!b.failure("x"));
         assert!(!b.failure("x"));
@@ -118,11 +121,11 @@ mod tests {
         assert!(b.failure("boom"));
         assert_eq!(b.state(), BreakerState::Open);
         assert_eq!(b.last_error(), "boom");
-        std::thread::sleep(Duration::from_millis(30));
+        tokio::time::advance(Duration::from_millis(30)).await;
         assert_eq!(b.state(), BreakerState::HalfOpen);
         assert!(b.failure("again"), "a failed probe reopens");
         assert_eq!(b.state(), BreakerState::Open);
-        std::thread::sleep(Duration::from_millis(30));
+        tokio::time::advance(Duration::from_millis(30)).await;
         b.success();
         assert_eq!(b.state(), BreakerState::Closed);
     }
