@@ -48,7 +48,7 @@ impl InProcess {
     }
 
     /// Runs one request through the router: status, content type and body.
-    async fn call(&self, req: Request<Body>) -> (u16, String, axum::body::Bytes) {
+    pub async fn call(&self, req: Request<Body>) -> (u16, String, axum::body::Bytes) {
         let res = self.app.clone().oneshot(req).await.expect("infallible");
         let status = res.status().as_u16();
         let ct = res
@@ -69,6 +69,31 @@ impl InProcess {
             .send("POST", path, Some("application/json"), body)
             .await;
         (s, v)
+    }
+
+    /// Sends JSON with `method` and extra `headers`; returns status and body.
+    pub async fn json(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Value,
+    ) -> (u16, Value) {
+        let mut req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("content-type", "application/json");
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
+        let req = req
+            .body(Body::from(serde_json::to_vec(&body).unwrap()))
+            .expect("a request");
+        let (status, _, bytes) = self.call(req).await;
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
     }
 
     /// GET; returns status and body.
