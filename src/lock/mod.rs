@@ -8,7 +8,7 @@ use std::time::Duration;
 mod outcome;
 mod rules;
 
-pub use rules::{LostReason, Touch};
+pub use rules::{on_acquire, LostReason, OnAcquire, Touch};
 
 use crate::config::LockSettings;
 use crate::key::Key;

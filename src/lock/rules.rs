@@ -1,9 +1,32 @@
-//! What an extend or release that found no lease of the caller's means, decided once from the
-//! facts the stores return: a pure function, so every tier answers `not_owner` and `lock_lost`
+//! The lock rules, each decided once from the facts the stores return: who an acquire finds on
+//! a key ([`on_acquire`], which both atomic grant steps also write — `acquire.lua` and the SQL
+//! grant — and `tests/lock_rule.rs` checks they agree), and what an extend or release that found
+//! no lease of the caller's means ([`Miss`]), so every tier answers `not_owner` and `lock_lost`
 //! by the same rule.
 
 use crate::store::Lease;
 use crate::token::token_parts;
+
+/// What an acquire finds on a key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnAcquire {
+    /// The key is free (no lease, or it expired or was released): a new grant.
+    Grant,
+    /// The caller's own live lease: handed back as it is (an owner's retry gets its grant
+    /// back, with the same token).
+    Held,
+    /// Another owner's live lease.
+    Busy,
+}
+
+/// The acquire rule over the key's lease record, if any, at `now`.
+pub fn on_acquire(current: Option<&Lease>, owner: &str, now: i64) -> OnAcquire {
+    match current.filter(|l| l.expires_at > now) {
+        None => OnAcquire::Grant,
+        Some(l) if l.owner == owner => OnAcquire::Held,
+        Some(_) => OnAcquire::Busy,
+    }
+}
 
 /// Why a holder's lease is gone (`reason` of `lock_lost`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
