@@ -1,13 +1,14 @@
 //! Warden: a coordination service whose grants stay safe across Redis loss.
 //!
-//! Dependencies run one way: [`api`] → domain modules ([`lock`], [`fence`], [`idem`],
-//! [`reserve`], [`stream`]) → [`tier`] →
+//! Dependencies run one way: [`api`] → domain modules ([`access`], [`lock`], [`fence`],
+//! [`idem`], [`reserve`], [`stream`]) → [`tier`] →
 //! [`store`]; [`runtime`] holds the infrastructure they share. [`service::Warden`] runs them
 //! in-process; the binary only wires [`config::Config`] to [`api::serve`]. The load generator
 //! is a crate of its own (`bench/`, binary `warden-bench`).
 #![warn(missing_docs)]
 #![warn(clippy::await_holding_lock)]
 
+pub mod access;
 pub mod api;
 pub mod config;
 pub mod fence;

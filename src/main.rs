@@ -23,6 +23,13 @@ struct Cli {
 enum Command {
     /// Run the HTTP service.
     Serve(Flags),
+    /// Create, list or revoke access tokens (the same configuration as `serve`).
+    Token {
+        #[command(subcommand)]
+        action: TokenAction,
+        #[command(flatten)]
+        flags: Flags,
+    },
     /// Compare every SKU's Redis stock copy with SQL; print and count each difference.
     Reconcile {
         /// Reseed differing Redis copies from SQL (the durable truth).
@@ -33,11 +40,77 @@ enum Command {
     },
 }
 
+#[derive(Subcommand, Clone)]
+enum TokenAction {
+    /// Create a token and print it (the only time its secret is shown).
+    Create {
+        /// Who it is: the actor recorded for its audited actions.
+        #[arg(long)]
+        name: String,
+        /// Its tenant.
+        #[arg(long, default_value = "default")]
+        tenant: String,
+        /// Comma-separated scopes, e.g. `locks,idempotency` or `admin`.
+        #[arg(long, value_delimiter = ',', required = true)]
+        scopes: Vec<String>,
+        /// Lifetime in ms (none by default).
+        #[arg(long)]
+        ttl_ms: Option<i64>,
+    },
+    /// List every token (never a secret).
+    List,
+    /// Revoke a token by its id.
+    Revoke {
+        /// The token's public id.
+        id: String,
+    },
+}
+
+/// The token command `action` asks for, checked as the HTTP API checks it.
+fn token_command(action: TokenAction) -> Result<warden::service::TokenCommand, String> {
+    use warden::service::TokenCommand;
+    Ok(match action {
+        TokenAction::Create {
+            name,
+            tenant,
+            scopes,
+            ttl_ms,
+        } => {
+            if name.is_empty() || name.len() > 128 || name.chars().any(char::is_control) {
+                return Err("--name: 1–128 bytes without control characters".into());
+            }
+            if !warden::access::valid_tenant(&tenant) {
+                return Err(
+                    "--tenant: 1–63 of a-z 0-9 _ -, starting with a letter or digit".into(),
+                );
+            }
+            let scopes = warden::access::Scopes::parse_text(&scopes.join(" "))
+                .map_err(|unknown| format!("--scopes: no scope named {unknown:?}"))?;
+            if scopes == warden::access::Scopes::default() {
+                return Err("--scopes: at least one".into());
+            }
+            if ttl_ms.is_some_and(|t| t < 1) {
+                return Err("--ttl-ms: at least 1".into());
+            }
+            TokenCommand::Create(warden::access::NewToken {
+                name,
+                tenant,
+                scopes,
+                ttl_ms,
+            })
+        }
+        TokenAction::List => TokenCommand::List,
+        TokenAction::Revoke { id } => TokenCommand::Revoke(id),
+    })
+}
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let command = Cli::parse().command;
     let flags = match &command {
-        Command::Serve(flags) | Command::Reconcile { flags, .. } => flags.clone(),
+        Command::Serve(flags) | Command::Reconcile { flags, .. } | Command::Token { flags, .. } => {
+            flags.clone()
+        }
     };
     let config = match flags.resolve() {
         Ok(config) => config,
@@ -55,6 +128,12 @@ async fn main() -> std::process::ExitCode {
         Command::Reconcile { fix, .. } => warden::service::reconcile(&config, fix)
             .await
             .map(|report| print!("{report}")),
+        Command::Token { action, .. } => match token_command(action) {
+            Ok(command) => warden::service::token(&config, command)
+                .await
+                .map(|report| print!("{report}")),
+            Err(e) => Err(e),
+        },
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

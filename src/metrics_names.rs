@@ -16,6 +16,8 @@ pub const TIER_SWITCHES: &str = "warden_tier_switches_total";
 pub const REDIS_FAILURES: &str = "warden_redis_failures_total";
 /// Counter: requests refused as malformed, by `code`.
 pub const BAD_INPUT: &str = "warden_bad_input_total";
+/// Requests refused for their credentials (`code`: `unauthenticated`, `forbidden`).
+pub const ACCESS_DENIED: &str = "warden_access_denied_total";
 /// Counter: expired SQL lease rows of earlier epochs deleted by the reaper.
 pub const LEASES_REAPED: &str = "warden_leases_reaped_total";
 /// Histogram: writes per group-commit transaction, by `writer`.

@@ -9,6 +9,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::access::Access;
 use crate::config::{ms, Config, ConfigError};
 use crate::fence::Fences;
 use crate::idem::Idempotency;
@@ -23,6 +24,8 @@ use crate::tier::{Tier, TierConfig, TierName};
 
 /// The services of one Warden instance.
 pub struct Warden {
+    /// Tokens, tenants and scopes.
+    pub access: Arc<Access>,
     /// Tier router.
     pub tier: Arc<Tier>,
     /// Fenced locks.
@@ -70,6 +73,8 @@ impl Warden {
         let tier = Arc::new(Tier::new(tier_cfg, sql, redis));
         tier.refresh().await?;
         tier.start_up().await;
+        let access =
+            Access::start(tier.clone(), config.auth_mode()?, ms(config.tier.lease_ms)).await;
         let idempotency = Idempotency::start(tier.clone(), &config.idempotency);
         let reservations = Reservations::start(tier.clone(), &config.reservations);
         let streams = Streams::start(tier.clone(), StreamConfig::new(&config.streams)?);
@@ -96,6 +101,7 @@ impl Warden {
             stopped(stop_rx.clone()),
         ));
         Ok(Self {
+            access,
             reservations,
             streams,
             locks: Arc::new(Locks::new(tier.clone(), &config.locks)),
@@ -204,4 +210,52 @@ pub async fn reconcile(config: &Config, fix: bool) -> Result<String, String> {
         ));
     }
     Ok(report)
+}
+
+/// What `warden token` does.
+#[derive(Debug, Clone)]
+pub enum TokenCommand {
+    /// Creates a token and prints it once.
+    Create(crate::access::NewToken),
+    /// Prints every token (never a secret).
+    List,
+    /// Revokes a token by its id.
+    Revoke(String),
+}
+
+/// Runs one `warden token` command against the configured database; the report for stdout.
+pub async fn token(config: &Config, command: TokenCommand) -> Result<String, String> {
+    let warden = Warden::start(config).await.map_err(|e| e.to_string())?;
+    let access = warden.access.clone();
+    let blocked = |b: crate::tier::Blocked| format!("blocked: {}", b.reason());
+    let report = match command {
+        TokenCommand::Create(new) => access.create(new).await.map_err(blocked).map(|c| {
+            format!(
+                "{}\n# id {} name {} tenant {} scopes {} (the token is shown only now)\n",
+                c.text, c.token.id, c.token.name, c.token.tenant, c.token.scopes
+            )
+        }),
+        TokenCommand::List => access.list().await.map_err(blocked).map(|l| {
+            l.0.iter()
+                .map(|t| {
+                    let state = if t.revoked_at != 0 {
+                        "revoked"
+                    } else {
+                        "valid"
+                    };
+                    format!(
+                        "{} {} tenant={} scopes={} {state}\n",
+                        t.id, t.name, t.tenant, t.scopes
+                    )
+                })
+                .collect()
+        }),
+        TokenCommand::Revoke(id) => match access.revoke(&id).await.map_err(blocked) {
+            Ok(crate::access::Revoked::Revoked(t)) => Ok(format!("revoked {}\n", t.id)),
+            Ok(crate::access::Revoked::Unknown) => Err(format!("no token with id {id}")),
+            Err(e) => Err(e),
+        },
+    };
+    warden.shutdown().await;
+    report
 }

@@ -2,6 +2,7 @@
 //! request is refused here with a problem document before any state is touched (G8).
 
 mod answer;
+pub mod auth;
 pub mod extract;
 mod idem;
 mod locks;
@@ -12,6 +13,7 @@ pub mod problem;
 mod reserve;
 mod review;
 mod streams;
+mod tokens;
 
 pub use openapi::ApiDoc;
 
@@ -23,6 +25,7 @@ use axum::Router;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio::net::TcpListener;
 
+use crate::access::Access;
 use crate::config::{ms, Config};
 use crate::fence::Fences;
 use crate::idem::Idempotency;
@@ -37,6 +40,8 @@ use tracing::Instrument;
 /// Shared state of every handler.
 #[derive(Clone)]
 pub struct AppState {
+    /// Tokens and the callers they name.
+    pub access: Arc<Access>,
     /// Tier router.
     pub tier: Arc<Tier>,
     /// Lock service.
@@ -87,6 +92,7 @@ pub fn metrics_handle() -> PrometheusHandle {
 /// The shared handler state over a running [`Warden`].
 pub fn state(warden: &Warden) -> AppState {
     AppState {
+        access: warden.access.clone(),
         tier: warden.tier.clone(),
         locks: warden.locks.clone(),
         fences: warden.fences.clone(),
@@ -106,6 +112,11 @@ pub fn app(state: AppState, max_body_bytes: usize) -> Router {
         .merge(streams::router())
         .merge(review::router())
         .merge(ops::router())
+        .merge(tokens::router())
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::guard,
+        ))
         .fallback(problem::not_found)
         .method_not_allowed_fallback(problem::method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body_bytes))
@@ -140,6 +151,7 @@ pub async fn serve_on(
     let upkeep = tokio::spawn(metrics_upkeep(ms(config.metrics.upkeep_ms), async {
         let _ = stopped.await;
     }));
+    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             shutdown.await;

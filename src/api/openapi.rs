@@ -8,7 +8,9 @@ use utoipa::openapi::path::{HttpMethod, Operation, ParameterIn};
 use utoipa::openapi::{Content, OpenApi as Document, Ref, RefOr, Response};
 use utoipa::{Modify, OpenApi};
 
+use super::auth::{need, Need};
 use super::extract::FIELD_CODES;
+use crate::access::{Created, Listed, Revoked};
 use crate::fence::FenceOutcome;
 use crate::idem::{Begun, Finished};
 use crate::lock::{Acquired, Read, Touch};
@@ -52,7 +54,10 @@ use crate::tier::Blocked;
         super::ops::readyz,
         super::ops::status,
         super::ops::metrics,
-        super::ops::openapi
+        super::ops::openapi,
+        super::tokens::create,
+        super::tokens::list,
+        super::tokens::revoke
     ),
     components(schemas(
         super::locks::LockAnswer,
@@ -62,10 +67,11 @@ use crate::tier::Blocked;
         super::reserve::ReservationAnswer,
         super::streams::StreamAnswer,
         super::review::ReviewAnswer,
+        super::tokens::TokenAnswer,
         super::answer::SafeBlockAnswer,
         super::problem::Problem
     )),
-    modifiers(&OutcomeResponses, &InputProblems)
+    modifiers(&OutcomeResponses, &InputProblems, &AccessProblems)
 )]
 pub struct ApiDoc;
 
@@ -182,6 +188,15 @@ const OUTCOMES: &[Documented] = &[
         Resolution::STATES,
         "ReviewAnswer",
     ),
+    post("/v1/tokens", Created::STATES, "TokenAnswer"),
+    with(
+        HttpMethod::Get,
+        post("/v1/tokens", Listed::STATES, "TokenAnswer"),
+    ),
+    with(
+        HttpMethod::Delete,
+        post("/v1/tokens/{id}", Revoked::STATES, "TokenAnswer"),
+    ),
 ];
 
 impl Documented {
@@ -191,6 +206,7 @@ impl Documented {
         match self.method {
             HttpMethod::Get => item.get.as_mut(),
             HttpMethod::Put => item.put.as_mut(),
+            HttpMethod::Delete => item.delete.as_mut(),
             _ => item.post.as_mut(),
         }
     }
@@ -268,6 +284,41 @@ impl Modify for InputProblems {
     }
 }
 
+/// Adds the refusals of the access check to every operation that needs a token: 401
+/// `unauthenticated` and 403 `forbidden` (G9), and declares the bearer scheme.
+struct AccessProblems;
+
+impl Modify for AccessProblems {
+    fn modify(&self, doc: &mut Document) {
+        use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+        let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+        for (path, item) in doc.paths.paths.iter_mut() {
+            let ops = [
+                (axum::http::Method::GET, &mut item.get),
+                (axum::http::Method::POST, &mut item.post),
+                (axum::http::Method::PUT, &mut item.put),
+                (axum::http::Method::DELETE, &mut item.delete),
+            ];
+            for (method, op) in ops {
+                let Some(op) = op.as_mut() else { continue };
+                if need(&method, path) == Some(Need::Public) {
+                    continue;
+                }
+                op.security = Some(vec![utoipa::openapi::security::SecurityRequirement::new(
+                    "bearer",
+                    Vec::<String>::new(),
+                )]);
+                add_refusal(op, "401", "no valid token", &["unauthenticated"]);
+                add_refusal(op, "403", "the token lacks the scope", &["forbidden"]);
+            }
+        }
+    }
+}
+
 /// The statuses and stable codes of the malformed-input refusals `op` can answer.
 fn refusals(op: &Operation) -> Vec<(&'static str, Vec<&'static str>)> {
     let params = op.parameters.as_deref().unwrap_or_default();
@@ -301,11 +352,13 @@ fn refusals(op: &Operation) -> Vec<(&'static str, Vec<&'static str>)> {
 /// Documents a problem answer with `status` on `op`: a new response naming `codes`, or, where
 /// the status is documented already (a domain refusal), the problem media type added to it.
 fn add_problem(op: &mut Operation, status: &str, codes: &[&str]) {
+    add_refusal(op, status, "malformed input", codes);
+}
+
+/// Documents refusals answered with `status`: `what` they are, and their codes.
+fn add_refusal(op: &mut Operation, status: &str, what: &str, codes: &[&str]) {
     let content = Content::new(Some(Ref::from_schema_name("Problem")));
-    let malformed = format!(
-        "malformed input (problem+json `code`: {})",
-        codes.join(", ")
-    );
+    let malformed = format!("{what} (problem+json `code`: {})", codes.join(", "));
     let entry = op.responses.responses.entry(status.to_owned());
     let response = entry.or_insert_with(|| RefOr::T(Response::new("")));
     if let RefOr::T(response) = response {

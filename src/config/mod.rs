@@ -28,6 +28,9 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// Start in safe mode: grant nothing.
     pub safe_mode: bool,
+    /// `protected`: while no token was ever created, loopback requests are served as tenant
+    /// `default` with every scope; `required`: every request needs a token.
+    pub auth: String,
     /// The primary tier.
     pub redis: RedisSettings,
     /// The durable tier.
@@ -56,6 +59,7 @@ impl Default for Config {
             listen: "127.0.0.1:8080".into(),
             max_body_bytes: 64 * 1024,
             safe_mode: false,
+            auth: "protected".into(),
             redis: RedisSettings::default(),
             database: DatabaseSettings::default(),
             breaker: BreakerSettings::default(),
@@ -479,7 +483,14 @@ impl Config {
             return invalid("database.url must start with postgres:// or sqlite:");
         }
         self.streams.ttl_table()?;
+        self.auth_mode()?;
         Ok(())
+    }
+
+    /// The authentication mode (`auth`).
+    pub fn auth_mode(&self) -> Result<crate::access::AuthMode, ConfigError> {
+        crate::access::AuthMode::parse(&self.auth)
+            .ok_or_else(|| ConfigError::Invalid("auth must be protected or required".into()))
     }
 
     /// The Redis URL, if the primary tier is configured.

@@ -13,8 +13,10 @@ mod stream_batch;
 mod stream_cache;
 mod stream_occ;
 mod tier_state;
+mod tokens;
 
 pub use tier_state::TierRow;
+pub use tokens::StoredToken;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};

@@ -1,0 +1,175 @@
+//! Deny by default at the edge (G9): every route names what it needs in one table — nothing,
+//! any valid token, or one scope — and a route missing from the table is refused. A refused
+//! request never reaches a handler, so it changes nothing; it is answered 401
+//! `unauthenticated` (with `WWW-Authenticate: Bearer`) or 403 `forbidden`, counted by code.
+
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
+use axum::http::{header, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use super::answer::SafeBlockAnswer;
+use super::problem::Problem;
+use super::AppState;
+use crate::access::{Denied, Scope};
+use crate::metrics_names as m;
+use crate::outcome::Terminal;
+
+/// What a route needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Need {
+    /// Nothing: health, readiness and the OpenAPI document.
+    Public,
+    /// Any valid token.
+    Authenticated,
+    /// A token with this scope.
+    Scope(Scope),
+}
+
+/// What `method` on the route `path` (as routed, `{param}`s unfilled) needs; `None` for a route
+/// this table does not know, which is refused.
+pub fn need(method: &Method, path: &str) -> Option<Need> {
+    let scope = match path {
+        "/healthz" | "/readyz" | "/openapi.json" => return Some(Need::Public),
+        "/v1/status" => return Some(Need::Authenticated),
+        "/metrics" => Scope::Metrics,
+        "/v1/tokens" | "/v1/tokens/{id}" => Scope::Admin,
+        "/v1/inventory/{sku}" if method == Method::PUT => Scope::Inventory,
+        "/v1/inventory/{sku}" | "/v1/inventory/{sku}/reservations" => Scope::Reservations,
+        "/v1/review" | "/v1/review/{id}/resolve" => Scope::Review,
+        "/v1/dispatch/claim" => Scope::Streams,
+        p if p.starts_with("/v1/locks/") || p.starts_with("/v1/fences/") => Scope::Locks,
+        p if p.starts_with("/v1/idempotency/") => Scope::Idempotency,
+        p if p.starts_with("/v1/reservations/") => Scope::Reservations,
+        p if p.starts_with("/v1/streams/") => Scope::Streams,
+        _ => return None,
+    };
+    Some(Need::Scope(scope))
+}
+
+/// The middleware: authenticates, checks the route's scope, and hands the caller to the
+/// handler as a request extension.
+pub async fn guard(State(app): State<AppState>, mut req: Request, next: Next) -> Response {
+    let path = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_default();
+    let need = need(req.method(), &path);
+    if need == Some(Need::Public) {
+        return next.run(req).await;
+    }
+    // In-process callers (the router used as a library) have no peer address: they are local.
+    let loopback = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .is_none_or(|c| c.0.ip().is_loopback());
+    let header = match req.headers().get(header::AUTHORIZATION) {
+        None => None,
+        Some(v) => match v.to_str() {
+            Ok(v) => Some(v),
+            Err(_) => return denied(Denied::Malformed),
+        },
+    };
+    let principal = match app.access.authenticate(header, loopback).await {
+        Err(blocked) => {
+            tracing::warn!(reason = blocked.reason(), "caller not checked: safe block");
+            let answer = SafeBlockAnswer {
+                state: blocked.state(),
+                reason: blocked.reason(),
+                retry_after_ms: blocked.retry_after_ms(),
+            };
+            return (StatusCode::SERVICE_UNAVAILABLE, axum::Json(answer)).into_response();
+        }
+        Ok(Err(d)) => return denied(d),
+        Ok(Ok(p)) => p,
+    };
+    match need {
+        Some(Need::Scope(s)) if !principal.scopes.has(s) => return denied(Denied::Forbidden(s)),
+        None => {
+            tracing::error!(%path, "a route names no scope: refused by default");
+            return denied(Denied::Forbidden(Scope::Admin));
+        }
+        _ => {}
+    }
+    req.extensions_mut().insert(principal);
+    next.run(req).await
+}
+
+/// The 401 or 403 answer of `d`, counted and logged (never with the token).
+fn denied(d: Denied) -> Response {
+    let code = d.code();
+    metrics::counter!(m::ACCESS_DENIED, "code" => code).increment(1);
+    tracing::info!(code, detail = %d.detail(), "request refused");
+    let (status, title) = match d {
+        Denied::Forbidden(_) => (StatusCode::FORBIDDEN, "Forbidden"),
+        _ => (StatusCode::UNAUTHORIZED, "Unauthenticated"),
+    };
+    let body = Problem {
+        kind: format!("/problems/{code}"),
+        title: title.into(),
+        status: status.as_u16(),
+        detail: d.detail(),
+        code: code.into(),
+    };
+    let json = serde_json::to_vec(&body).unwrap_or_default();
+    let mut res = (
+        status,
+        [(header::CONTENT_TYPE, "application/problem+json")],
+        json,
+    )
+        .into_response();
+    if status == StatusCode::UNAUTHORIZED {
+        let challenge = match d {
+            Denied::Missing => "Bearer",
+            _ => "Bearer error=\"invalid_token\"",
+        };
+        res.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static(challenge),
+        );
+    }
+    res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use utoipa::OpenApi;
+
+    #[test]
+    fn every_documented_operation_names_what_it_needs() {
+        let doc = super::super::ApiDoc::openapi();
+        for (path, item) in &doc.paths.paths {
+            let ops = [
+                (Method::GET, item.get.is_some()),
+                (Method::POST, item.post.is_some()),
+                (Method::PUT, item.put.is_some()),
+                (Method::DELETE, item.delete.is_some()),
+            ];
+            for (method, present) in ops {
+                if present {
+                    assert!(
+                        need(&method, path).is_some(),
+                        "{method} {path} names no scope"
+                    );
+                }
+            }
+        }
+        assert_eq!(
+            need(&Method::PUT, "/v1/inventory/{sku}"),
+            Some(Need::Scope(Scope::Inventory))
+        );
+        assert_eq!(
+            need(&Method::GET, "/v1/inventory/{sku}"),
+            Some(Need::Scope(Scope::Reservations))
+        );
+        assert_eq!(
+            need(&Method::POST, "/v1/review/{id}/resolve"),
+            Some(Need::Scope(Scope::Review))
+        );
+        assert_eq!(need(&Method::GET, "/v1/new-thing"), None);
+    }
+}

@@ -1,0 +1,212 @@
+//! Token endpoints (scope `admin`): create (the secret is in that answer only), list (never a
+//! secret) and revoke.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::answer::{blocked, status_of};
+use super::extract::{identity, in_range, Body};
+use super::observe::Op;
+use super::problem::{state_problem, ApiError};
+use super::AppState;
+use crate::access::{valid_tenant, NewToken, Revoked, Scopes};
+use crate::outcome::Terminal;
+use crate::runtime::clock::rfc3339;
+use crate::store::sql::StoredToken;
+use crate::tier::Mode;
+
+/// Longest token lifetime, ms (10 years).
+const MAX_TOKEN_TTL_MS: i64 = 10 * 365 * 86_400_000;
+/// Most scopes named in one request.
+const MAX_SCOPES: usize = 16;
+
+/// `POST /v1/tokens` body.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct TokenBody {
+    /// Who the token is (1–128 bytes): the actor recorded for its audited actions.
+    pub name: String,
+    /// Its tenant: 1–63 of `a-z 0-9 _ -`, starting with a letter or digit.
+    pub tenant: String,
+    /// Scope names (1–16): `locks`, `idempotency`, `streams`, `review`, `reservations`,
+    /// `inventory`, `ratelimit`, `ratelimit.admin`, `sessions`, `kv`, `cache`, `incidents`,
+    /// `guard`, `audit`, `metrics`, `admin`.
+    pub scopes: Vec<String>,
+    /// Lifetime in ms (1..=10 years); absent for none.
+    #[serde(default)]
+    pub ttl_ms: Option<i64>,
+}
+
+/// One token, as listed (never its secret).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokenView {
+    /// Public id.
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// Tenant.
+    pub tenant: String,
+    /// Scopes.
+    pub scopes: Vec<String>,
+    /// Created, RFC 3339.
+    pub created_at: String,
+    /// Expiry, RFC 3339, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+    /// Revocation, RFC 3339, if revoked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revoked_at: Option<String>,
+    /// Last use, RFC 3339 (to the minute), if ever used.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_used_at: Option<String>,
+}
+
+/// Answer of the token endpoints.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokenAnswer {
+    /// `token_created`, `tokens` or `token_revoked`.
+    pub state: &'static str,
+    /// `token_created` only: `wdn_<id>_<secret>`, shown this once.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    /// The token concerned (`token_created`, `token_revoked`).
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub view: Option<TokenView>,
+    /// `tokens`: every token.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tokens: Option<Vec<TokenView>>,
+}
+
+/// The token routes.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/tokens", post(create).get(list))
+        .route("/v1/tokens/{id}", delete(revoke))
+}
+
+fn view(t: StoredToken) -> TokenView {
+    let time = |ms: i64| (ms != 0).then(|| rfc3339(ms));
+    TokenView {
+        scopes: Scopes::parse_text(&t.scopes)
+            .map(|s| s.names().map(str::to_owned).collect())
+            .unwrap_or_default(),
+        created_at: rfc3339(t.created_at),
+        expires_at: time(t.expires_at),
+        revoked_at: time(t.revoked_at),
+        last_used_at: time(t.last_used_at),
+        id: t.id,
+        name: t.name,
+        tenant: t.tenant,
+    }
+}
+
+fn invalid(code: &'static str, title: &'static str, detail: String) -> ApiError {
+    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, title, detail)
+}
+
+/// Creates a token.
+#[utoipa::path(post, path = "/v1/tokens", request_body = TokenBody)]
+pub async fn create(
+    State(app): State<AppState>,
+    Body(body): Body<TokenBody>,
+) -> Result<Response, ApiError> {
+    let op = Op::start("token_create");
+    let name = identity("name", "invalid_name", "Invalid name", &body.name)?;
+    if name.len() > 128 {
+        return Err(invalid(
+            "invalid_name",
+            "Invalid name",
+            "name: 1–128 bytes".into(),
+        ));
+    }
+    if !valid_tenant(&body.tenant) {
+        let detail = "tenant: 1–63 of a-z 0-9 _ -, starting with a letter or digit".into();
+        return Err(invalid("invalid_tenant", "Invalid tenant", detail));
+    }
+    if body.scopes.is_empty() || body.scopes.len() > MAX_SCOPES {
+        return Err(ApiError::out_of_range("scopes", "1..=16 names"));
+    }
+    let scopes = Scopes::parse_text(&body.scopes.join(" ")).map_err(|unknown| {
+        invalid(
+            "invalid_scope",
+            "Invalid scope",
+            format!("no scope named {unknown:?}"),
+        )
+    })?;
+    let ttl_ms = body
+        .ttl_ms
+        .map(|t| in_range("ttl_ms", t, 1, MAX_TOKEN_TTL_MS))
+        .transpose()?;
+    let new = NewToken {
+        name,
+        tenant: body.tenant,
+        scopes,
+        ttl_ms,
+    };
+    let created = match app.access.create(new).await {
+        Ok(c) => c,
+        Err(b) => return Ok(blocked(&op, "tokens", b)),
+    };
+    op.finish(&created.token.id, created.state(), "none");
+    let answer = TokenAnswer {
+        state: created.state(),
+        token: Some(created.text.clone()),
+        view: Some(view(created.token.clone())),
+        tokens: None,
+    };
+    Ok((status_of(&created), Json(answer)).into_response())
+}
+
+/// Lists every token (never a secret).
+#[utoipa::path(get, path = "/v1/tokens")]
+pub async fn list(State(app): State<AppState>) -> Response {
+    let op = Op::start("token_list");
+    let listed = match app.access.list().await {
+        Ok(l) => l,
+        Err(b) => return blocked(&op, "tokens", b),
+    };
+    let (status, state) = (status_of(&listed), listed.state());
+    op.finish("tokens", state, "none");
+    let answer = TokenAnswer {
+        state,
+        token: None,
+        view: None,
+        tokens: Some(listed.0.into_iter().map(view).collect()),
+    };
+    (status, Json(answer)).into_response()
+}
+
+/// Revokes a token: refused at once here, and on every instance within one tier lease.
+#[utoipa::path(delete, path = "/v1/tokens/{id}",
+    params(("id" = String, Path, description = "the token's public id")))]
+pub async fn revoke(State(app): State<AppState>, Path(id): Path<String>) -> Response {
+    let op = Op::start("token_revoke");
+    let revoked = match app.access.revoke(&id).await {
+        Ok(r) => r,
+        Err(b) => return blocked(&op, "tokens", b),
+    };
+    let (status, state) = (status_of(&revoked), revoked.state());
+    op.finish(&id, state, "none");
+    match revoked {
+        Revoked::Revoked(t) => {
+            let answer = TokenAnswer {
+                state,
+                token: None,
+                view: Some(view(t)),
+                tokens: None,
+            };
+            (status, Json(answer)).into_response()
+        }
+        Revoked::Unknown => state_problem(
+            status,
+            state,
+            "Unknown token",
+            "no token with this id",
+            Mode::Fallback,
+        ),
+    }
+}

@@ -1,0 +1,138 @@
+//! Access tokens as stored: one row per token, keyed by its public id, holding a hash of its
+//! secret (never the secret). Rows are never deleted, only revoked.
+
+use super::{classify, col, SqlStore};
+use crate::store::StoreError;
+
+/// The columns, in [`StoredToken`] order (a macro so statements stay `&'static str`).
+macro_rules! columns {
+    () => {
+        "id, name, tenant, scopes, secret_hash, created_at, expires_at, revoked_at, last_used_at"
+    };
+}
+
+const INSERT: &str = concat!(
+    "INSERT INTO warden_tokens (",
+    columns!(),
+    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+);
+const BY_ID: &str = concat!("SELECT ", columns!(), " FROM warden_tokens WHERE id = $1");
+const ALL: &str = concat!(
+    "SELECT ",
+    columns!(),
+    " FROM warden_tokens ORDER BY created_at, id"
+);
+
+/// A token as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredToken {
+    /// Public id (the `<id>` of `wdn_<id>_<secret>`).
+    pub id: String,
+    /// Who it is: the actor recorded for its audited actions.
+    pub name: String,
+    /// The tenant whose objects it acts on.
+    pub tenant: String,
+    /// Scope names, space-separated.
+    pub scopes: String,
+    /// SHA-256 of the secret, hex.
+    pub secret_hash: String,
+    /// Created, epoch ms.
+    pub created_at: i64,
+    /// Expiry, epoch ms; 0 for none.
+    pub expires_at: i64,
+    /// Revocation, epoch ms; 0 while valid.
+    pub revoked_at: i64,
+    /// Last use, epoch ms (written at most once a minute); 0 if never used.
+    pub last_used_at: i64,
+}
+
+fn token_of(row: &sqlx::any::AnyRow) -> Result<StoredToken, StoreError> {
+    Ok(StoredToken {
+        id: col(row, 0)?,
+        name: col(row, 1)?,
+        tenant: col(row, 2)?,
+        scopes: col(row, 3)?,
+        secret_hash: col(row, 4)?,
+        created_at: col(row, 5)?,
+        expires_at: col(row, 6)?,
+        revoked_at: col(row, 7)?,
+        last_used_at: col(row, 8)?,
+    })
+}
+
+impl SqlStore {
+    /// Stores a new token.
+    pub async fn insert_token(&self, t: &StoredToken) -> Result<(), StoreError> {
+        sqlx::query(INSERT)
+            .bind(&t.id)
+            .bind(&t.name)
+            .bind(&t.tenant)
+            .bind(&t.scopes)
+            .bind(&t.secret_hash)
+            .bind(t.created_at)
+            .bind(t.expires_at)
+            .bind(t.revoked_at)
+            .bind(t.last_used_at)
+            .execute(&self.pool)
+            .await
+            .map_err(classify)?;
+        Ok(())
+    }
+
+    /// The token with public id `id`, if any.
+    pub async fn token(&self, id: &str) -> Result<Option<StoredToken>, StoreError> {
+        let row = sqlx::query(BY_ID)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(classify)?;
+        row.as_ref().map(token_of).transpose()
+    }
+
+    /// Every token, oldest first.
+    pub async fn tokens(&self) -> Result<Vec<StoredToken>, StoreError> {
+        let rows = sqlx::query(ALL)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(classify)?;
+        rows.iter().map(token_of).collect()
+    }
+
+    /// Revokes token `id` at `now` (a revoked token keeps its first revocation time). The
+    /// token as it now stands, or `None` if there is no such token.
+    pub async fn revoke_token(
+        &self,
+        id: &str,
+        now: i64,
+    ) -> Result<Option<StoredToken>, StoreError> {
+        sqlx::query("UPDATE warden_tokens SET revoked_at = $2 WHERE id = $1 AND revoked_at = 0")
+            .bind(id)
+            .bind(now)
+            .execute(&self.pool)
+            .await
+            .map_err(classify)?;
+        self.token(id).await
+    }
+
+    /// Records that token `id` was used at `now`.
+    pub async fn token_used(&self, id: &str, now: i64) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE warden_tokens SET last_used_at = $2 WHERE id = $1 AND last_used_at < $2",
+        )
+        .bind(id)
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .map_err(classify)?;
+        Ok(())
+    }
+
+    /// Whether any token was ever created.
+    pub async fn any_token(&self) -> Result<bool, StoreError> {
+        let row = sqlx::query("SELECT id FROM warden_tokens LIMIT 1")
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(classify)?;
+        Ok(row.is_some())
+    }
+}
