@@ -20,8 +20,7 @@ use crate::store::sql::StoredToken;
 use crate::tier::{Blocked, Tier};
 use secret::Presented;
 
-/// The tenant of objects made before tenants existed, and of protected-mode requests.
-pub const DEFAULT_TENANT: &str = "default";
+pub use crate::key::DEFAULT_TENANT;
 /// How often a token's last use is written, at most.
 const LAST_USED_EVERY_MS: i64 = 60_000;
 
@@ -320,7 +319,7 @@ impl Access {
 }
 
 /// The caller of protected mode: tenant `default`, every scope.
-fn local_principal() -> Arc<Principal> {
+pub fn local_principal() -> Arc<Principal> {
     Arc::new(Principal {
         token_id: None,
         name: "local".into(),

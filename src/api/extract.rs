@@ -1,6 +1,8 @@
 //! Extractors whose rejections are problem documents: malformed JSON, missing or mistyped
 //! fields, oversized bodies and bad path keys all become 4xx answers with stable codes.
 
+use std::sync::Arc;
+
 use axum::body::Bytes;
 use axum::extract::rejection::{JsonRejection, PathRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
@@ -9,6 +11,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use serde::de::DeserializeOwned;
 
 use super::problem::ApiError;
+use crate::access::Principal;
 use crate::key::Key;
 
 /// A JSON object body; rejections become problems. Only an object is a body: serde would
@@ -106,6 +109,26 @@ fn json_problem(rejection: JsonRejection) -> ApiError {
 /// The `{key}` (or `{resource}`) path segment, validated as a [`Key`].
 pub struct PathKey(pub Key);
 
+/// The caller, as the access check found it (the local caller of protected mode for a router
+/// used in-process without the check).
+pub struct Caller(pub Arc<Principal>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Caller(tenant_of(parts)))
+    }
+}
+
+fn tenant_of(parts: &Parts) -> Arc<Principal> {
+    parts
+        .extensions
+        .get::<Arc<Principal>>()
+        .cloned()
+        .unwrap_or_else(crate::access::local_principal)
+}
+
 impl<S: Send + Sync> FromRequestParts<S> for PathKey {
     type Rejection = ApiError;
 
@@ -116,7 +139,7 @@ impl<S: Send + Sync> FromRequestParts<S> for PathKey {
                 .map_err(|e: PathRejection| {
                     ApiError::invalid_key(format!("key is not valid UTF-8: {}", e.body_text()))
                 })?;
-        Key::parse(&raw)
+        Key::scoped(&tenant_of(parts).tenant, &raw)
             .map(PathKey)
             .map_err(|e| ApiError::invalid_key(e.to_string()))
     }
@@ -183,7 +206,8 @@ impl<S: Send + Sync> FromRequestParts<S> for PathKeys {
                 .map_err(|e: PathRejection| {
                     ApiError::invalid_key(format!("key is not valid UTF-8: {}", e.body_text()))
                 })?;
-        let parse = |raw: &str| Key::parse(raw).map_err(|e| ApiError::invalid_key(e.to_string()));
-        Ok(PathKeys(parse(&a)?, parse(&b)?))
+        let invalid = |e: crate::key::KeyError| ApiError::invalid_key(e.to_string());
+        let first = Key::scoped(&tenant_of(parts).tenant, &a).map_err(invalid)?;
+        Ok(PathKeys(first, Key::parse(&b).map_err(invalid)?))
     }
 }

@@ -16,7 +16,7 @@ use super::observe::Op;
 use super::problem::{state_problem, ApiError};
 use super::AppState;
 use crate::idem::BeginRequest;
-use crate::key::Key;
+use crate::key::{name_of, Key};
 use crate::outcome::Terminal;
 use crate::reserve::{
     claim_for, ReserveRequest, Reserved, ReservedOnce, Settled, StockRead, TotalSet,
@@ -100,7 +100,7 @@ fn stock_answer(sku: &str, s: Stock, mode: Mode) -> StockAnswer {
     StockAnswer {
         state: StockRead::Found(s).state().into(),
         mode: mode.as_str().into(),
-        sku: sku.into(),
+        sku: name_of(sku).into(),
         total: s.total,
         available: s.available(),
         reserved: s.reserved,
@@ -178,12 +178,12 @@ fn reservation_answer(reserved: &Reserved, mode: Mode) -> (StatusCode, Reservati
             expires_at,
             remaining,
         } => {
-            a.reservation_id = Some(id.clone());
+            a.reservation_id = Some(name_of(id).to_owned());
             a.expires_at = Some(rfc3339(*expires_at));
             a.remaining = Some(*remaining);
         }
         Reserved::OutOfStock { remaining } => a.remaining = Some(*remaining),
-        Reserved::AlreadyReserved { id } => a.reservation_id = Some(id.clone()),
+        Reserved::AlreadyReserved { id } => a.reservation_id = Some(name_of(id).to_owned()),
     }
     (status_of(reserved), a)
 }
@@ -309,7 +309,7 @@ async fn settle(app: &AppState, op: &'static str, id: &Key, to: HoldState) -> Re
         let a = ReservationAnswer {
             state,
             mode: Some(mode.as_str()),
-            reservation_id: Some(id.to_owned()),
+            reservation_id: Some(name_of(id).to_owned()),
             ..ReservationAnswer::default()
         };
         return (status, Json(a)).into_response();

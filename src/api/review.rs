@@ -11,10 +11,11 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::answer::{blocked, status_of};
-use super::extract::{identity, in_range, Body, PathKey};
+use super::extract::{identity, in_range, Body, Caller, PathKey};
 use super::observe::Op;
 use super::problem::{state_problem, ApiError};
 use super::AppState;
+use crate::key::{name_of, prefix};
 use crate::outcome::Terminal;
 use crate::runtime::clock::rfc3339;
 use crate::store::stream::{ReviewFilter, ReviewItem, ReviewState};
@@ -107,7 +108,7 @@ fn view(r: ReviewItem) -> ReviewView {
     ReviewView {
         id: r.id,
         reason: r.reason,
-        stream: r.stream,
+        stream: name_of(&r.stream).to_owned(),
         intent_id: r.intent_id,
         commit_sequence: r.seq,
         detail: r.detail,
@@ -126,6 +127,7 @@ fn view(r: ReviewItem) -> ReviewView {
         ("limit" = Option<i64>, Query, description = "1..=1000, default 100")))]
 pub async fn list(
     State(app): State<AppState>,
+    Caller(caller): Caller,
     query: Result<Query<ReviewQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let op = Op::start("review_list");
@@ -144,19 +146,25 @@ pub async fn list(
         _ => return Err(ApiError::out_of_range("state", "open, resolved or all")),
     };
     let limit = in_range("limit", q.limit.unwrap_or(100), 1, MAX_REVIEW_PAGE)?;
-    Ok(match app.streams.reviews(filter, limit).await {
-        Ok((page, mode)) => {
-            op.finish("review", page.state(), mode.as_str());
-            Json(ReviewAnswer {
-                state: page.state(),
-                mode: mode.as_str(),
-                items: Some(page.0.into_iter().map(view).collect()),
-                item: None,
-            })
-            .into_response()
-        }
-        Err(b) => blocked(&op, "review", b),
-    })
+    Ok(
+        match app
+            .streams
+            .reviews(filter, limit, &prefix(&caller.tenant))
+            .await
+        {
+            Ok((page, mode)) => {
+                op.finish("review", page.state(), mode.as_str());
+                Json(ReviewAnswer {
+                    state: page.state(),
+                    mode: mode.as_str(),
+                    items: Some(page.0.into_iter().map(view).collect()),
+                    item: None,
+                })
+                .into_response()
+            }
+            Err(b) => blocked(&op, "review", b),
+        },
+    )
 }
 
 /// Resolves a review item; the action and the actor are recorded and audited.
@@ -164,18 +172,30 @@ pub async fn list(
     params(("id" = String, Path, description = "review item id")))]
 pub async fn resolve(
     State(app): State<AppState>,
+    Caller(caller): Caller,
     PathKey(id): PathKey,
     Body(body): Body<ResolveBody>,
 ) -> Result<Response, ApiError> {
     let op = Op::start("review_resolve");
     let action = Action::parse(&body.action)
         .ok_or_else(|| ApiError::out_of_range("action", "requeue or dismiss"))?;
-    let actor = identity("actor", "invalid_actor", "Invalid actor", &body.actor)?;
+    let typed = identity("actor", "invalid_actor", "Invalid actor", &body.actor)?;
+    // The actor is the token's name; only the token-less local caller of protected mode has
+    // no identity but the one it types.
+    let actor = match caller.token_id {
+        Some(_) => caller.name.clone(),
+        None => typed,
+    };
     if body.note.len() > MAX_NOTE_BYTES {
         return Err(ApiError::out_of_range("note", "0..=2048 bytes"));
     }
-    let k = id.as_str();
-    let (out, mode) = match app.streams.resolve(k, action, &actor, &body.note).await {
+    // Review ids are made by Warden, not named per tenant: the item's stream says whose it is.
+    let (k, scope) = (id.name(), prefix(&caller.tenant));
+    let (out, mode) = match app
+        .streams
+        .resolve(k, action, &actor, &body.note, &scope)
+        .await
+    {
         Ok(r) => r,
         Err(b) => return Ok(blocked(&op, k, b)),
     };

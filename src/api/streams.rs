@@ -12,10 +12,11 @@ use serde_json::value::RawValue;
 use utoipa::ToSchema;
 
 use super::answer::{blocked, status_of};
-use super::extract::{identity, in_range, Body, PathKey, PathKeys};
+use super::extract::{identity, in_range, Body, Caller, PathKey, PathKeys};
 use super::observe::Op;
 use super::problem::{state_problem, ApiError};
 use super::AppState;
+use crate::key::{name_of, prefix};
 use crate::outcome::Terminal;
 use crate::runtime::clock::rfc3339;
 use crate::store::stream::{Counters, Intent};
@@ -196,7 +197,7 @@ fn view(i: Intent, leased: bool) -> IntentView {
     });
     IntentView {
         lease_expires_at: leased.then(|| rfc3339(i.lease_until)),
-        stream: i.stream,
+        stream: name_of(&i.stream).to_owned(),
         intent_id: i.intent_id,
         commit_sequence: i.seq,
         dispatch_priority: i.priority,
@@ -288,25 +289,32 @@ pub async fn intake(
 #[utoipa::path(post, path = "/v1/dispatch/claim", request_body = ClaimBody)]
 pub async fn claim(
     State(app): State<AppState>,
+    Caller(caller): Caller,
     Body(body): Body<ClaimBody>,
 ) -> Result<Response, ApiError> {
     let op = Op::start("dispatch_claim");
     let worker = identity("worker", "invalid_worker", "Invalid worker", &body.worker)?;
     let limit = in_range("limit", body.limit, 1, MAX_CLAIM)?;
     let lease = in_range("lease_ms", body.lease_ms, 1, MAX_LEASE_MS)?;
-    Ok(match app.streams.claim(&worker, limit, lease).await {
-        Ok((claimed, mode)) => {
-            let a = StreamAnswer {
-                state: claimed.state(),
-                mode: Some(mode.as_str()),
-                intents: Some(claimed.0.into_iter().map(|i| view(i, true)).collect()),
-                ..StreamAnswer::default()
-            };
-            op.finish(&worker, a.state, a.mode.unwrap_or("none"));
-            (StatusCode::OK, Json(a)).into_response()
-        }
-        Err(b) => blocked(&op, &worker, b),
-    })
+    Ok(
+        match app
+            .streams
+            .claim(&worker, limit, lease, &prefix(&caller.tenant))
+            .await
+        {
+            Ok((claimed, mode)) => {
+                let a = StreamAnswer {
+                    state: claimed.state(),
+                    mode: Some(mode.as_str()),
+                    intents: Some(claimed.0.into_iter().map(|i| view(i, true)).collect()),
+                    ..StreamAnswer::default()
+                };
+                op.finish(&worker, a.state, a.mode.unwrap_or("none"));
+                (StatusCode::OK, Json(a)).into_response()
+            }
+            Err(b) => blocked(&op, &worker, b),
+        },
+    )
 }
 
 /// Commits an intent in causal order.
@@ -319,7 +327,7 @@ pub async fn commit(
 ) -> Result<Response, ApiError> {
     let op = Op::start("stream_commit");
     let req = CommitRequest {
-        stream: stream.as_str().to_owned(),
+        stream: stream.name().to_owned(),
         seq: in_range("commit_sequence", body.commit_sequence, 1, MAX_TOKEN)?,
         intent_id: intent_id(&body.intent_id)?,
         expected_version: body

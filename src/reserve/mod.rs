@@ -182,7 +182,8 @@ impl Reservations {
     pub async fn reserve(&self, req: &ReserveRequest) -> Result<(Reserved, Mode), Blocked> {
         let now = self.tier.now();
         let hold = Hold {
-            id: format!("r_{}", uuid::Uuid::new_v4().simple()),
+            // Made in the SKU's tenant, so only that tenant's confirm and release name it.
+            id: format!("{}r_{}", req.sku.prefix(), uuid::Uuid::new_v4().simple()),
             sku: req.sku.as_str().to_owned(),
             user_id: req.user_id.clone(),
             quantity: req.quantity,

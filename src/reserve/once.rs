@@ -7,7 +7,7 @@ use serde_json::value::RawValue;
 
 use super::{Reservations, ReserveRequest, Reserved};
 use crate::idem::{BeginRequest, Idempotency, Once, RunError};
-use crate::key::{Key, KeyError};
+use crate::key::KeyError;
 use crate::outcome::{StateDoc, Terminal};
 use crate::tier::{Blocked, Mode};
 
@@ -22,7 +22,9 @@ const CLAIM_WAIT_MS: i64 = 2_000;
 /// to the SKU, and the fingerprint names the request (user, quantity, hold length), so the
 /// same key sent with another request is refused rather than replayed.
 pub fn claim_for(key_value: &str, req: &ReserveRequest) -> Result<BeginRequest, KeyError> {
-    let key = Key::parse(&format!("reservation:{}:{key_value}", req.sku.as_str()))?;
+    let key = req
+        .sku
+        .sibling(&format!("reservation:{}:{key_value}", req.sku.name()))?;
     let request = format!("{}\u{0}{}\u{0}{}", req.user_id, req.quantity, req.ttl_ms);
     let fingerprint =
         uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, request.as_bytes()).to_string();
@@ -153,6 +155,7 @@ impl Reservations {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::key::Key;
     use crate::outcome::assert_listed;
 
     fn req(user: &str, quantity: i64) -> ReserveRequest {

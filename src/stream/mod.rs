@@ -281,13 +281,14 @@ impl Streams {
         worker: &str,
         limit: i64,
         lease_ms: i64,
+        tenant_prefix: &str,
     ) -> Result<(Claimed, Mode), Blocked> {
         let mode = self.mode()?;
         let now = self.tier.now();
         let sql = self.tier.durable();
         let leased = self
             .tier
-            .on_durable(sql.claim_intents(worker, limit, now + lease_ms, now))
+            .on_durable(sql.claim_intents(worker, limit, now + lease_ms, now, tenant_prefix))
             .await?;
         metrics::counter!(m::DISPATCHED).increment(leased.len() as u64);
         Ok((Claimed(leased), mode))
@@ -315,28 +316,36 @@ impl Streams {
         &self,
         filter: ReviewFilter,
         limit: i64,
+        tenant_prefix: &str,
     ) -> Result<(ReviewPage, Mode), Blocked> {
         let mode = self.mode()?;
         let items = self
             .tier
-            .on_durable(self.tier.durable().review_items(filter, limit))
+            .on_durable(
+                self.tier
+                    .durable()
+                    .review_items(filter, limit, tenant_prefix),
+            )
             .await?;
         Ok((ReviewPage(items), mode))
     }
 
-    /// Resolves review item `id` with `action` by `actor` (audited in the same transaction).
+    /// Resolves review item `id` of the tenant whose prefix is `tenant_prefix` with `action`
+    /// by `actor` (audited in the same transaction). Another tenant's item is unknown here.
     pub async fn resolve(
         &self,
         id: &str,
         action: Action,
         actor: &str,
         note: &str,
+        tenant_prefix: &str,
     ) -> Result<(Resolution, Mode), Blocked> {
         let mode = self.mode()?;
         let Some(item) = self
             .tier
             .on_durable(self.tier.durable().review_item(id))
             .await?
+            .filter(|i| crate::key::prefix_of(&i.stream) == tenant_prefix)
         else {
             return Ok((Resolution::Unknown, mode));
         };

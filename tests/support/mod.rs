@@ -73,15 +73,20 @@ fn require(bin: &str) -> PathBuf {
     panic!("{bin} not found: run scripts/test.sh, which installs redis-server and postgresql");
 }
 
-fn wait_until(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
+fn wait_until(what: &str, timeout: Duration, ok: impl FnMut() -> bool) {
+    assert!(poll_until(timeout, ok), "timed out waiting for {what}");
+}
+
+/// Whether `ok` holds within `timeout`, polled every 25 ms.
+fn poll_until(timeout: Duration, mut ok: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {
         if ok() {
-            return;
+            return true;
         }
         std::thread::sleep(Duration::from_millis(25));
     }
-    panic!("timed out waiting for {what}");
+    false
 }
 
 fn signal(pid: u32, sig: &str) {
@@ -389,6 +394,8 @@ impl Drop for Postgres {
 /// A `warden serve` process.
 pub struct Warden {
     pub port: u16,
+    /// The address it listens on (`127.0.0.1` unless started with [`Warden::start_on`]).
+    host: &'static str,
     env: Vec<(String, String)>,
     child: Option<Child>,
     pub log: PathBuf,
@@ -399,8 +406,14 @@ pub struct Warden {
 impl Warden {
     /// Starts `warden serve` with `env` (plus a free `WARDEN_LISTEN`) and waits for `/healthz`.
     pub fn start(env: &[(&str, String)]) -> Self {
+        Self::start_on("127.0.0.1", env)
+    }
+
+    /// [`Warden::start`], listening on `host` (`0.0.0.0` to be reachable from outside).
+    pub fn start_on(host: &'static str, env: &[(&str, String)]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let mut w = Warden {
+            host,
             port: free_port(),
             env: env
                 .iter()
@@ -428,7 +441,7 @@ impl Warden {
             .unwrap();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_warden"));
         cmd.arg("serve")
-            .env("WARDEN_LISTEN", format!("127.0.0.1:{}", self.port))
+            .env("WARDEN_LISTEN", format!("{}:{}", self.host, self.port))
             .env("WARDEN_CONFIG", self._dir.path().join("none.toml"))
             .env_remove("WARDEN_REDIS_URL")
             .envs(self.env.iter().map(|(k, v)| (k, v)))
@@ -436,13 +449,18 @@ impl Warden {
             .stderr(log);
         self.child = Some(cmd.spawn().expect("spawn warden"));
         let url = format!("{}/healthz", self.base());
-        wait_until("warden /healthz", Duration::from_secs(20), || {
+        let up = poll_until(Duration::from_secs(20), || {
             std::process::Command::new("curl")
                 .args(["-sf", "-o", "/dev/null", &url])
                 .status()
                 .map(|s| s.success())
                 .unwrap_or(false)
         });
+        assert!(
+            up,
+            "warden /healthz never answered; its log:\n{}",
+            self.tail_log()
+        );
     }
 
     /// SIGKILL.
@@ -555,11 +573,11 @@ impl Warden {
         self.get("/v1/status").await.1
     }
 
-    /// Waits until `/v1/status` reports `tier` and ready.
+    /// Waits until `/readyz` (public, whatever the access mode) reports `tier` and ready.
     pub async fn wait_ready_on(&self, tier: &str, timeout: Duration) {
         let deadline = Instant::now() + timeout;
         loop {
-            let s = self.status().await;
+            let s = self.get("/readyz").await.1;
             if s["tier"] == tier && s["ready"] == true {
                 return;
             }

@@ -17,12 +17,22 @@ pub(super) const REVIEW_COLS: &str =
     "id, created_at, reason, stream, intent_id, commit_sequence, detail, \
     state, action, actor, note, resolved_at";
 
+/// Rows of one tenant, by their `column`: `$p` is the tenant's prefix as stored (empty for the
+/// default tenant, whose names hold no separator: `$sep`), `$n` its length in characters.
+fn of_tenant(column: &str, p: usize, n: usize, sep: usize) -> String {
+    format!(
+        "((${p} = '' AND REPLACE({column}, ${sep}, '') = {column}) \
+         OR (${p} <> '' AND SUBSTR({column}, 1, CAST(${n} AS INTEGER)) = ${p}))"
+    )
+}
+
 /// Leases the first ready intents (priority, then arrival). `{lock}` is `FOR UPDATE SKIP
 /// LOCKED` on PostgreSQL, so concurrent claims take different intents; SQLite serialises.
 const CLAIM: &str = "UPDATE warden_intents SET state = 'leased', worker = $1, lease_until = $2
 WHERE (stream, commit_sequence) IN (
     SELECT stream, commit_sequence FROM warden_intents
     WHERE state IN ('ready', 'leased') AND (state = 'ready' OR lease_until <= $3)
+      AND {tenant}
     ORDER BY dispatch_priority DESC, arrived_at, stream, commit_sequence
     LIMIT $4 {lock})
   AND (state = 'ready' OR (state = 'leased' AND lease_until <= $3))
@@ -149,18 +159,25 @@ impl SqlStore {
         limit: i64,
         lease_until: i64,
         now: i64,
+        tenant_prefix: &str,
     ) -> Result<Vec<Intent>, StoreError> {
         let lock = if self.sqlite {
             ""
         } else {
             "FOR UPDATE SKIP LOCKED"
         };
-        let sql = CLAIM.replace("{lock}", lock).replace("{cols}", INTENT_COLS);
+        let sql = CLAIM
+            .replace("{lock}", lock)
+            .replace("{cols}", INTENT_COLS)
+            .replace("{tenant}", &of_tenant("stream", 5, 6, 7));
         let rows = sqlx::query(AssertSqlSafe(sql))
             .bind(worker)
             .bind(lease_until)
             .bind(now)
             .bind(limit)
+            .bind(tenant_prefix)
+            .bind(tenant_prefix.chars().count() as i64)
+            .bind(crate::key::TENANT_SEP.to_string())
             .fetch_all(&self.pool)
             .await
             .map_err(classify)?;
@@ -196,17 +213,23 @@ impl SqlStore {
         &self,
         filter: ReviewFilter,
         limit: i64,
+        tenant_prefix: &str,
     ) -> Result<Vec<ReviewItem>, StoreError> {
         let cond = match filter {
-            ReviewFilter::Open => "WHERE state = 'open'",
-            ReviewFilter::Resolved => "WHERE state = 'resolved'",
+            ReviewFilter::Open => "state = 'open' AND",
+            ReviewFilter::Resolved => "state = 'resolved' AND",
             ReviewFilter::All => "",
         };
+        let tenant = of_tenant("stream", 2, 3, 4);
         let sql = format!(
-            "SELECT {REVIEW_COLS} FROM warden_review {cond} ORDER BY created_at, id LIMIT $1"
+            "SELECT {REVIEW_COLS} FROM warden_review WHERE {cond} {tenant} \
+             ORDER BY created_at, id LIMIT $1"
         );
         let rows = sqlx::query(AssertSqlSafe(sql))
             .bind(limit)
+            .bind(tenant_prefix)
+            .bind(tenant_prefix.chars().count() as i64)
+            .bind(crate::key::TENANT_SEP.to_string())
             .fetch_all(&self.pool)
             .await
             .map_err(classify)?;
