@@ -10,31 +10,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use support::{Postgres, Redis, Warden};
-
-/// `warden token create` against the same database as `w`: the token text.
-fn cli_token(db: &str, name: &str, tenant: &str, scopes: &str, ttl_ms: Option<i64>) -> String {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_warden"));
-    cmd.args([
-        "token", "create", "--name", name, "--tenant", tenant, "--scopes", scopes,
-    ])
-    .env("WARDEN_DATABASE_URL", db)
-    .env("WARDEN_CONFIG", "/nonexistent/warden.toml")
-    .env_remove("WARDEN_REDIS_URL");
-    if let Some(ttl) = ttl_ms {
-        cmd.args(["--ttl-ms", &ttl.to_string()]);
-    }
-    let out = cmd.output().expect("warden token create");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).unwrap();
-    let token = text.lines().next().unwrap_or_default().to_owned();
-    assert!(token.starts_with("wdn_"), "{text}");
-    token
-}
+use support::{cli_token, Postgres, Redis, Warden};
 
 /// Sends `method path` with `token` (if any) and `body`: status, `code`-bearing JSON, and the
 /// `WWW-Authenticate` header.
@@ -417,6 +393,36 @@ async fn tenants_see_and_touch_only_their_own_objects() {
         "{v}"
     );
 
+    // An admin acts on another tenant only by naming it; others may not.
+    let admin = bearer(&cli_token(&pg.url(), "ops", "default", "admin,locks", None));
+    let as_clinic = |auth: &String| {
+        w.http
+            .get(format!("{}/v1/locks/k", w.base()))
+            .header("authorization", auth.as_str())
+            .header("x-warden-tenant", "clinic")
+    };
+    let v: Value = as_clinic(&admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["owner"], "nurse", "{v}");
+    assert_eq!(
+        as_clinic(&shop).send().await.unwrap().status().as_u16(),
+        403
+    );
+    let bad = w
+        .http
+        .get(format!("{}/v1/locks/k", w.base()))
+        .header("authorization", admin.as_str())
+        .header("x-warden-tenant", "Not A Tenant")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status().as_u16(), 400);
+
     // Fences: the same resource is two fences.
     assert_eq!(
         post(&clinic, "/v1/fences/res/check", json!({"token": 100}))
@@ -545,4 +551,42 @@ async fn protected_mode_serves_loopback_until_the_first_token_and_strangers_neve
     let token = bearer(created["token"].as_str().unwrap());
     let (s, v, _) = call(&w, "POST", "/v1/locks/c/acquire", Some(&token), &body).await;
     assert_eq!(s, 200, "{v}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_metrics_listener_serves_prometheus_without_a_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let scrape = support::free_port();
+    let w = Warden::start(&[
+        (
+            "WARDEN_DATABASE_URL",
+            format!("sqlite://{}/w.db", dir.path().display()),
+        ),
+        ("WARDEN_AUTH", "required".into()),
+        ("WARDEN_METRICS_LISTEN", format!("127.0.0.1:{scrape}")),
+    ]);
+    w.wait_readyz(Duration::from_secs(10)).await;
+    let (s, _, _) = call(&w, "GET", "/metrics", None, &Value::Null).await;
+    assert_eq!(s, 401, "the main listener's /metrics needs a token");
+    let r = w
+        .http
+        .get(format!("http://127.0.0.1:{scrape}/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let text = r.text().await.unwrap();
+    assert!(text.contains("warden_access_denied_total"), "{text}");
+    let other = w
+        .http
+        .post(format!("http://127.0.0.1:{scrape}/v1/locks/k/acquire"))
+        .json(&json!({"owner": "o", "ttl_ms": 1000}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        other.status().as_u16(),
+        404,
+        "the metrics listener serves nothing else"
+    );
 }

@@ -25,8 +25,14 @@ async fn every_operation_answers_as_documented() {
         ("WARDEN_DATABASE_URL", pg.url()),
         ("WARDEN_REDIS_URL", redis.url()),
         ("WARDEN_LOG", "warn".into()),
+        ("WARDEN_AUTH", "required".into()),
     ]);
     w.wait_ready_on("redis", Duration::from_secs(20)).await;
+    // Every scope, so positive cases reach their handlers; negative cases without it must be
+    // refused (401), as documented.
+    let scopes = "locks,idempotency,streams,review,reservations,inventory,metrics,admin";
+    let token = support::cli_token(&pg.url(), "schemathesis", "default", scopes, None);
+    let auth = format!("Authorization: Bearer {token}");
     let url = format!("{}/openapi.json", w.base());
     // schemathesis keeps a cache in its working directory: not in the repository.
     let scratch = tempfile::tempdir().unwrap();
@@ -34,7 +40,7 @@ async fn every_operation_answers_as_documented() {
     let out = tokio::task::spawn_blocking(move || {
         Command::new(bin)
             .current_dir(cwd)
-            .args(["run", &url, "--checks", CHECKS])
+            .args(["run", &url, "--checks", CHECKS, "--header", &auth])
             .args(["--max-examples", "25", "--workers", "2"])
             .env("NO_COLOR", "1")
             .output()

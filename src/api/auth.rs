@@ -10,10 +10,12 @@ use axum::http::{header, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
+use std::sync::Arc;
+
 use super::answer::SafeBlockAnswer;
-use super::problem::Problem;
+use super::problem::{ApiError, Problem};
 use super::AppState;
-use crate::access::{Denied, Scope};
+use crate::access::{valid_tenant, Denied, Principal, Scope};
 use crate::metrics_names as m;
 use crate::outcome::Terminal;
 
@@ -86,6 +88,11 @@ pub async fn guard(State(app): State<AppState>, mut req: Request, next: Next) ->
         Ok(Err(d)) => return denied(d),
         Ok(Ok(p)) => p,
     };
+    let principal = match acting_for(&req, principal) {
+        Ok(p) => p,
+        Err(Err(bad)) => return bad.into_response(),
+        Err(Ok(d)) => return denied(d),
+    };
     match need {
         Some(Need::Scope(s)) if !principal.scopes.has(s) => return denied(Denied::Forbidden(s)),
         None => {
@@ -96,6 +103,43 @@ pub async fn guard(State(app): State<AppState>, mut req: Request, next: Next) ->
     }
     req.extensions_mut().insert(principal);
     next.run(req).await
+}
+
+/// Header by which an `admin` token acts on another tenant's objects.
+pub const ACT_AS: &str = "x-warden-tenant";
+
+/// The caller as it acts: an `admin` token may name another tenant with [`ACT_AS`].
+/// Refused as a bad header (`Err(Err)`) or for want of `admin` (`Err(Ok)`).
+fn acting_for(
+    req: &Request,
+    caller: Arc<Principal>,
+) -> Result<Arc<Principal>, Result<Denied, ApiError>> {
+    let Some(raw) = req.headers().get(ACT_AS) else {
+        return Ok(caller);
+    };
+    let tenant = raw
+        .to_str()
+        .ok()
+        .filter(|t| valid_tenant(t))
+        .ok_or_else(|| {
+            let detail = "X-Warden-Tenant: 1–63 of a-z 0-9 _ -, starting with a letter or digit";
+            Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_tenant",
+                "Invalid tenant",
+                detail,
+            ))
+        })?;
+    if !caller.scopes.has(Scope::Admin) {
+        return Err(Ok(Denied::Forbidden(Scope::Admin)));
+    }
+    if tenant != caller.tenant {
+        tracing::info!(token_id = ?caller.token_id, tenant, "admin acting for another tenant");
+    }
+    Ok(Arc::new(Principal {
+        tenant: tenant.to_owned(),
+        ..(*caller).clone()
+    }))
 }
 
 /// The 401 or 403 answer of `d`, counted and logged (never with the token).

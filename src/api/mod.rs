@@ -146,11 +146,31 @@ pub async fn serve_on(
         tracing::info!(%addr, database = %redact(&config.database.url),
             redis = config.redis_url().is_some(), "listening")
     });
-    let app = app(state(&warden), config.max_body_bytes);
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let upkeep = tokio::spawn(metrics_upkeep(ms(config.metrics.upkeep_ms), async {
-        let _ = stopped.await;
-    }));
+    let state = state(&warden);
+    let app = app(state.clone(), config.max_body_bytes);
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let until_stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let upkeep = tokio::spawn(metrics_upkeep(
+        ms(config.metrics.upkeep_ms),
+        until_stopped(stopped.clone()),
+    ));
+    let scrape = match config.metrics.listen.as_str() {
+        "" => None,
+        at => {
+            let listener = TcpListener::bind(at).await?;
+            startup.in_scope(
+                || tracing::info!(addr = %at, "metrics listening (no token needed there)"),
+            );
+            let only_metrics = Router::new()
+                .route("/metrics", axum::routing::get(ops::metrics))
+                .with_state(state);
+            let serve = axum::serve(listener, only_metrics)
+                .with_graceful_shutdown(until_stopped(stopped.clone()));
+            Some(tokio::spawn(std::future::IntoFuture::into_future(serve)))
+        }
+    };
     let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
@@ -158,8 +178,11 @@ pub async fn serve_on(
             task_span("shutdown").in_scope(|| tracing::info!("shutting down"));
         })
         .await?;
-    let _ = stop.send(());
+    let _ = stop.send(true);
     let _ = upkeep.await;
+    if let Some(scrape) = scrape {
+        let _ = scrape.await;
+    }
     warden.shutdown().await;
     Ok(())
 }

@@ -68,6 +68,7 @@ use crate::tier::Blocked;
         super::streams::StreamAnswer,
         super::review::ReviewAnswer,
         super::tokens::TokenAnswer,
+        super::tokens::TokenList,
         super::answer::SafeBlockAnswer,
         super::problem::Problem
     )),
@@ -191,7 +192,7 @@ const OUTCOMES: &[Documented] = &[
     post("/v1/tokens", Created::STATES, "TokenAnswer"),
     with(
         HttpMethod::Get,
-        post("/v1/tokens", Listed::STATES, "TokenAnswer"),
+        post("/v1/tokens", Listed::STATES, "TokenList"),
     ),
     with(
         HttpMethod::Delete,
@@ -314,6 +315,12 @@ impl Modify for AccessProblems {
                 )]);
                 add_refusal(op, "401", "no valid token", &["unauthenticated"]);
                 add_refusal(op, "403", "the token lacks the scope", &["forbidden"]);
+                add_refusal(
+                    op,
+                    "400",
+                    "an X-Warden-Tenant that names no tenant",
+                    &["invalid_tenant"],
+                );
             }
         }
     }

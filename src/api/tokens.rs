@@ -65,20 +65,26 @@ pub struct TokenView {
     pub last_used_at: Option<String>,
 }
 
-/// Answer of the token endpoints.
+/// Answer of a token's creation or revocation.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct TokenAnswer {
-    /// `token_created`, `tokens` or `token_revoked`.
+    /// `token_created` or `token_revoked`.
     pub state: &'static str,
     /// `token_created` only: `wdn_<id>_<secret>`, shown this once.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token: Option<String>,
-    /// The token concerned (`token_created`, `token_revoked`).
-    #[serde(flatten, skip_serializing_if = "Option::is_none")]
-    pub view: Option<TokenView>,
-    /// `tokens`: every token.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub tokens: Option<Vec<TokenView>>,
+    /// The token concerned.
+    #[serde(flatten)]
+    pub view: TokenView,
+}
+
+/// Answer of the token list.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokenList {
+    /// `tokens`.
+    pub state: &'static str,
+    /// Every token.
+    pub tokens: Vec<TokenView>,
 }
 
 /// The token routes.
@@ -155,8 +161,7 @@ pub async fn create(
     let answer = TokenAnswer {
         state: created.state(),
         token: Some(created.text.clone()),
-        view: Some(view(created.token.clone())),
-        tokens: None,
+        view: view(created.token.clone()),
     };
     Ok((status_of(&created), Json(answer)).into_response())
 }
@@ -171,11 +176,9 @@ pub async fn list(State(app): State<AppState>) -> Response {
     };
     let (status, state) = (status_of(&listed), listed.state());
     op.finish("tokens", state, "none");
-    let answer = TokenAnswer {
+    let answer = TokenList {
         state,
-        token: None,
-        view: None,
-        tokens: Some(listed.0.into_iter().map(view).collect()),
+        tokens: listed.0.into_iter().map(view).collect(),
     };
     (status, Json(answer)).into_response()
 }
@@ -196,8 +199,7 @@ pub async fn revoke(State(app): State<AppState>, Path(id): Path<String>) -> Resp
             let answer = TokenAnswer {
                 state,
                 token: None,
-                view: Some(view(t)),
-                tokens: None,
+                view: view(t),
             };
             (status, Json(answer)).into_response()
         }

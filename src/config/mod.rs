@@ -342,11 +342,17 @@ impl Default for LogSettings {
 pub struct MetricsSettings {
     /// How often derived gauges (queue depths, upkeep) are refreshed, ms.
     pub upkeep_ms: u64,
+    /// An address serving `/metrics` alone, without a token (for a Prometheus on a private
+    /// network); empty for none (then `/metrics` needs scope `metrics`).
+    pub listen: String,
 }
 
 impl Default for MetricsSettings {
     fn default() -> Self {
-        Self { upkeep_ms: 5_000 }
+        Self {
+            upkeep_ms: 5_000,
+            listen: String::new(),
+        }
     }
 }
 

@@ -46,6 +46,30 @@ pub fn tool(env: &str, name: &str) -> Option<PathBuf> {
     found
 }
 
+/// `warden token create` on database `db` (as an operator would): the token text.
+pub fn cli_token(db: &str, name: &str, tenant: &str, scopes: &str, ttl_ms: Option<i64>) -> String {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_warden"));
+    cmd.args([
+        "token", "create", "--name", name, "--tenant", tenant, "--scopes", scopes,
+    ])
+    .env("WARDEN_DATABASE_URL", db)
+    .env("WARDEN_CONFIG", "/nonexistent/warden.toml")
+    .env_remove("WARDEN_REDIS_URL");
+    if let Some(ttl) = ttl_ms {
+        cmd.args(["--ttl-ms", &ttl.to_string()]);
+    }
+    let out = cmd.output().expect("warden token create");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let token = text.lines().next().unwrap_or_default().to_owned();
+    assert!(token.starts_with("wdn_"), "{text}");
+    token
+}
+
 /// A port nobody listens on right now.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
