@@ -224,9 +224,20 @@ pub enum TokenCommand {
 }
 
 /// Runs one `warden token` command against the configured database; the report for stdout.
+///
+/// It opens the database only: it runs no tier supervision, so it never switches or arms the
+/// tier that the serving instances share, whatever Redis it is (or is not) configured with.
 pub async fn token(config: &Config, command: TokenCommand) -> Result<String, String> {
-    let warden = Warden::start(config).await.map_err(|e| e.to_string())?;
-    let access = warden.access.clone();
+    let failed = |e: &dyn std::fmt::Display| e.to_string();
+    let db = &config.database;
+    let sql =
+        SqlStore::connect_pinging(&db.url, db.pool, ms(db.timeout_ms), ms(db.ping_if_idle_ms))
+            .await
+            .map_err(|e| failed(&e))?;
+    let tier = Arc::new(Tier::new(TierConfig::from_config(config), sql, None));
+    tier.refresh().await.map_err(|e| failed(&e))?;
+    let mode = config.auth_mode().map_err(|e| failed(&e))?;
+    let access = Access::start(tier.clone(), mode, ms(config.tier.lease_ms)).await;
     let blocked = |b: crate::tier::Blocked| format!("blocked: {}", b.reason());
     let report = match command {
         TokenCommand::Create(new) => access.create(new).await.map_err(blocked).map(|c| {
@@ -256,6 +267,6 @@ pub async fn token(config: &Config, command: TokenCommand) -> Result<String, Str
             Err(e) => Err(e),
         },
     };
-    warden.shutdown().await;
+    tier.durable().close().await;
     report
 }

@@ -238,16 +238,19 @@ async fn every_endpoint_refuses_strangers_and_wrong_scopes_before_anything_chang
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tenants_see_and_touch_only_their_own_objects() {
     let pg = Postgres::start();
-    let redis = Redis::start();
-    let w = Warden::start(&[
-        ("WARDEN_DATABASE_URL", pg.url()),
-        ("WARDEN_REDIS_URL", redis.url()),
-        ("WARDEN_AUTH", "required".into()),
-    ]);
+    let mut redis = Redis::start();
+    let mut env = support::fast_failover(&pg, Some(redis.url()));
+    env.push(("WARDEN_AUTH", "required".into()));
+    let w = Warden::start(&env);
     w.wait_ready_on("redis", Duration::from_secs(15)).await;
     let scopes = "locks,idempotency,streams,review,reservations,inventory";
     let clinic = bearer(&cli_token(&pg.url(), "clinic-app", "clinic", scopes, None));
     let shop = bearer(&cli_token(&pg.url(), "shop-app", "shop", scopes, None));
+    let (_, ready) = w.get("/readyz").await;
+    assert_eq!(
+        ready["tier"], "redis",
+        "the CLI, run without Redis, switched nothing: {ready}"
+    );
     let post = |auth: &String, path: &str, body: Value| {
         let (auth, path) = (auth.clone(), path.to_owned());
         let w = &w;
@@ -289,7 +292,13 @@ async fn tenants_see_and_touch_only_their_own_objects() {
     )
     .await;
     assert_eq!(s, 409, "the shop cannot release the clinic's lock: {v}");
-    assert_eq!(get(&clinic, "/v1/locks/k").await.1["owner"], "nurse");
+    let (s, v) = get(&clinic, "/v1/locks/k").await;
+    assert_eq!(
+        (s, v["owner"].as_str()),
+        (200, Some("nurse")),
+        "{v}\n{}",
+        w.tail_log()
+    );
 
     // Stock and reservations.
     let (s, _, _) = call(
@@ -432,6 +441,24 @@ async fn tenants_see_and_touch_only_their_own_objects() {
     );
     let (s, v) = post(&shop, "/v1/fences/res/check", json!({"token": 1})).await;
     assert_eq!((s, v["state"].as_str()), (200, Some("accepted")), "{v}");
+
+    // Across a failover to SQL and a fail-back to Redis (whose arming copies SQL's leases in),
+    // the same key stays two locks.
+    redis.kill();
+    w.wait_ready_on("sql", Duration::from_secs(15)).await;
+    let lock = |owner: &str| json!({"owner": owner, "ttl_ms": 60000});
+    let (s, v) = post(&clinic, "/v1/locks/k2/acquire", lock("nurse")).await;
+    assert_eq!((s, v["mode"].as_str()), (200, Some("fallback")), "{v}");
+    let (s, v) = post(&shop, "/v1/locks/k2/acquire", lock("cart")).await;
+    assert_eq!(s, 200, "on SQL too, the shop's k2 is its own: {v}");
+    let (s, v) = get(&shop, "/v1/inventory/sku").await;
+    assert_eq!(s, 404, "{v}");
+    redis.restart();
+    w.wait_ready_on("redis", Duration::from_secs(15)).await;
+    assert_eq!(get(&clinic, "/v1/locks/k2").await.1["owner"], "nurse");
+    assert_eq!(get(&shop, "/v1/locks/k2").await.1["owner"], "cart");
+    let (s, v) = post(&shop, "/v1/locks/k2/acquire", lock("thief")).await;
+    assert_eq!((s, v["state"].as_str()), (409, Some("lock_busy")), "{v}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
