@@ -4,6 +4,8 @@
 #              redis-benchmark EVAL baseline of the same Lua step on the same Redis;
 #   fallback = Warden on PostgreSQL alone.
 # Usage: scripts/bench.sh [seconds per row] [suites, default "locks locks-wrk idempotency flash-sale streams"]
+# Suite "auth" runs the lock suite on Redis twice on one fresh database: in protected mode with
+# no token (no check), then with WARDEN_AUTH=required and a token on every request.
 # Warden runs with its default settings (logging included). Prints figures; asserts nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -45,6 +47,21 @@ start_warden() { # start_warden TIER DATABASE env VAR=…
 
 echo "# machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB; $(redis-server --version | cut -d' ' -f3); $("$pgbin/postgres" --version)"
 for suite in $suites; do
+  if [ "$suite" = auth ]; then
+    as_pg "$pgbin/createdb" -h "$dir" -p "$pp" -U postgres auth
+    redis_env="WARDEN_REDIS_URL=redis://127.0.0.1:$rp/"
+    echo "# auth: without a token (protected mode, loopback)"
+    start_warden redis auth env "$redis_env"
+    "$bench" locks --url "http://127.0.0.1:$wp" --seconds "$secs" --clients 64 --redis-port "$rp"
+    kill "$wpid"; wait "$wpid" 2>/dev/null || true
+    token=$(WARDEN_DATABASE_URL="postgres://postgres@127.0.0.1:$pp/auth" WARDEN_CONFIG=/nonexistent \
+      "$bin" token create --name bench --scopes locks 2>/dev/null | head -1)
+    echo "# auth: WARDEN_AUTH=required, a token on every request"
+    start_warden redis auth env "$redis_env" WARDEN_AUTH=required
+    "$bench" locks --url "http://127.0.0.1:$wp" --seconds "$secs" --clients 64 --redis-port "$rp" --token "$token"
+    kill "$wpid"; wait "$wpid" 2>/dev/null || true
+    continue
+  fi
   clients=1,16,64; [ "$suite" = flash-sale ] && clients=64,256
   start_warden redis postgres env WARDEN_REDIS_URL="redis://127.0.0.1:$rp/"
   "$bench" "$suite" --url "http://127.0.0.1:$wp" --seconds "$secs" --clients "$clients" --redis-port "$rp"

@@ -10,10 +10,14 @@ use hyper_util::rt::TokioIo;
 use serde_json::Value;
 use tokio::net::TcpStream;
 
+/// The `Authorization` value every request carries, if the run has a token (`--token`).
+pub static AUTHORIZATION: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+
 /// One keep-alive connection to the target.
 pub struct Conn {
     sender: SendRequest<Full<Bytes>>,
     host: String,
+    auth: Option<String>,
 }
 
 impl Conn {
@@ -30,10 +34,18 @@ impl Conn {
             .await
             .map_err(|e| e.to_string())?;
         tokio::spawn(conn);
-        Ok(Self { sender, host })
+        let auth = AUTHORIZATION.get().cloned().flatten();
+        Ok(Self { sender, host, auth })
     }
 
-    async fn send(&mut self, req: Request<Full<Bytes>>) -> Result<(u16, Value), String> {
+    async fn send(&mut self, mut req: Request<Full<Bytes>>) -> Result<(u16, Value), String> {
+        if let Some(auth) = &self.auth {
+            let value = auth
+                .parse()
+                .map_err(|_| "the token is not a header value")?;
+            req.headers_mut()
+                .insert(hyper::header::AUTHORIZATION, value);
+        }
         self.sender.ready().await.map_err(|e| e.to_string())?;
         let resp = self
             .sender

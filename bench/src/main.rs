@@ -41,6 +41,9 @@ pub struct BenchArgs {
     /// Port of the same Redis, on 127.0.0.1, for the raw `redis-benchmark` baseline.
     #[arg(long)]
     pub redis_port: Option<u16>,
+    /// A token every request carries (`Authorization: Bearer …`).
+    #[arg(long)]
+    pub token: Option<String>,
 }
 
 /// Latency samples in microseconds.
@@ -194,9 +197,9 @@ pub(crate) async fn drive(args: &BenchArgs, clients: usize, op: impl Step) -> Ru
     total
 }
 
-/// The target's mode and epoch, from `/v1/status`.
+/// The target's mode and epoch, from `/readyz` (which needs no token).
 async fn target(url: &str) -> Result<(&'static str, i64), String> {
-    let (_, status) = Conn::connect(url).await?.get("/v1/status").await?;
+    let (_, status) = Conn::connect(url).await?.get("/readyz").await?;
     let mode = if status["tier"] == "redis" {
         "primary"
     } else {
@@ -208,6 +211,8 @@ async fn target(url: &str) -> Result<(&'static str, i64), String> {
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let args = <BenchArgs as clap::Parser>::parse();
+    let auth = args.token.as_ref().map(|t| format!("Bearer {t}"));
+    let _ = client::AUTHORIZATION.set(auth);
     match run(args).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
