@@ -48,6 +48,7 @@ start_warden() { # start_warden TIER DATABASE env VAR=…
 echo "# machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB; $(redis-server --version | cut -d' ' -f3); $("$pgbin/postgres" --version)"
 for suite in $suites; do
   if [ "$suite" = auth ]; then
+    as_pg "$pgbin/dropdb" --if-exists -h "$dir" -p "$pp" -U postgres auth
     as_pg "$pgbin/createdb" -h "$dir" -p "$pp" -U postgres auth
     redis_env="WARDEN_REDIS_URL=redis://127.0.0.1:$rp/"
     echo "# auth: without a token (protected mode, loopback)"
