@@ -184,16 +184,36 @@ async fn reconcile_periodically(
     .await
 }
 
-/// One reconciliation pass for `warden reconcile`: a report line per differing SKU.
+/// The stores of `config` and the tier row as it stands, for a one-shot command: no tier
+/// supervision runs, so the command never switches or arms the tier that the serving
+/// instances share, whatever Redis it is (or is not) configured with.
+async fn open_unsupervised(config: &Config, with_redis: bool) -> Result<Arc<Tier>, String> {
+    let failed = |e: &dyn std::fmt::Display| e.to_string();
+    let db = &config.database;
+    let sql =
+        SqlStore::connect_pinging(&db.url, db.pool, ms(db.timeout_ms), ms(db.ping_if_idle_ms))
+            .await
+            .map_err(|e| failed(&e))?;
+    let redis = match config.redis_url().filter(|_| with_redis) {
+        Some(url) => {
+            Some(RedisStore::connect(url, ms(config.redis.timeout_ms)).map_err(|e| failed(&e))?)
+        }
+        None => None,
+    };
+    let tier = Arc::new(Tier::new(TierConfig::from_config(config), sql, redis));
+    tier.refresh().await.map_err(|e| failed(&e))?;
+    Ok(tier)
+}
+
+/// One reconciliation pass for `warden reconcile`: a report line per differing SKU. It opens
+/// the stores without supervising the tier (see [`open_unsupervised`]).
 pub async fn reconcile(config: &Config, fix: bool) -> Result<String, String> {
-    let warden = Warden::start(config).await.map_err(|e| e.to_string())?;
-    let found = warden.reservations.reconcile(fix).await;
-    let tier = warden
-        .tier
-        .status()
-        .tier
-        .map_or("unknown", TierName::as_str);
-    warden.shutdown().await;
+    let tier = open_unsupervised(config, true).await?;
+    let reservations = Reservations::start(tier.clone(), &config.reservations);
+    let found = reservations.reconcile(fix).await;
+    let tier_name = tier.status().tier.map_or("unknown", TierName::as_str);
+    tier.durable().close().await;
+    let tier = tier_name;
     let found = found.map_err(|b| format!("reconciliation blocked: {}", b.reason()))?;
     let mut report = format!("tier {tier}: {} mismatching sku(s)\n", found.len());
     for m in found {
@@ -224,19 +244,10 @@ pub enum TokenCommand {
 }
 
 /// Runs one `warden token` command against the configured database; the report for stdout.
-///
-/// It opens the database only: it runs no tier supervision, so it never switches or arms the
-/// tier that the serving instances share, whatever Redis it is (or is not) configured with.
+/// It opens the database only (see [`open_unsupervised`]).
 pub async fn token(config: &Config, command: TokenCommand) -> Result<String, String> {
-    let failed = |e: &dyn std::fmt::Display| e.to_string();
-    let db = &config.database;
-    let sql =
-        SqlStore::connect_pinging(&db.url, db.pool, ms(db.timeout_ms), ms(db.ping_if_idle_ms))
-            .await
-            .map_err(|e| failed(&e))?;
-    let tier = Arc::new(Tier::new(TierConfig::from_config(config), sql, None));
-    tier.refresh().await.map_err(|e| failed(&e))?;
-    let mode = config.auth_mode().map_err(|e| failed(&e))?;
+    let tier = open_unsupervised(config, false).await?;
+    let mode = config.auth_mode().map_err(|e| e.to_string())?;
     let access = Access::start(tier.clone(), mode, ms(config.tier.lease_ms)).await;
     let blocked = |b: crate::tier::Blocked| format!("blocked: {}", b.reason());
     let report = match command {

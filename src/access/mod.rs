@@ -23,6 +23,9 @@ use secret::Presented;
 pub use crate::key::DEFAULT_TENANT;
 /// How often a token's last use is written, at most.
 const LAST_USED_EVERY_MS: i64 = 60_000;
+/// Unknown token ids remembered (each for one tier lease) so a flood of made-up tokens does
+/// not reach the database; past this many the memory starts over.
+const UNKNOWN_REMEMBERED: usize = 10_000;
 
 /// How requests without a token are treated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -125,6 +128,8 @@ pub struct Access {
     /// How long a checked token is trusted without rereading it: one tier lease.
     recheck: Duration,
     checked: RwLock<HashMap<String, Checked>>,
+    /// Ids no token has, as of when they were looked up.
+    unknown: Mutex<HashMap<String, Instant>>,
     /// Whether a token was ever created (once true, for good).
     tokens_exist: AtomicBool,
     /// When `tokens_exist` was last read while false.
@@ -139,6 +144,7 @@ impl Access {
             mode,
             recheck,
             checked: RwLock::new(HashMap::new()),
+            unknown: Mutex::new(HashMap::new()),
             tokens_exist: AtomicBool::new(false),
             existence_read: Mutex::new(None),
         });
@@ -195,8 +201,17 @@ impl Access {
         if let Some(c) = cached.filter(|c| c.at.elapsed() < self.recheck) {
             return Ok(Some(c));
         }
+        let fresh = |at: &Instant| at.elapsed() < self.recheck;
+        if self.unknown_ids().get(id).is_some_and(fresh) {
+            return Ok(None);
+        }
         let sql = self.tier.durable();
         let Some(stored) = self.tier.on_durable(sql.token(id)).await? else {
+            let mut unknown = self.unknown_ids();
+            if unknown.len() >= UNKNOWN_REMEMBERED {
+                unknown.clear();
+            }
+            unknown.insert(id.to_owned(), Instant::now());
             return Ok(None);
         };
         let scopes = Scopes::parse_text(&stored.scopes).unwrap_or_else(|unknown| {
@@ -253,10 +268,12 @@ impl Access {
             due
         };
         if due {
-            // An unreadable database counts as "tokens exist": unknown is not "open".
-            let exist = self.tier.on_durable(self.tier.durable().any_token()).await;
-            self.tokens_exist
-                .store(exist.unwrap_or(true), Ordering::Relaxed);
+            // An unreadable database leaves the answer as it was: nothing can be granted
+            // without the database anyway (the tier lease lapses), and the domain answers
+            // those requests with a safe block rather than a misleading 401.
+            if let Ok(true) = self.tier.on_durable(self.tier.durable().any_token()).await {
+                self.tokens_exist.store(true, Ordering::Relaxed);
+            }
         }
         self.tokens_exist.load(Ordering::Relaxed)
     }
@@ -282,6 +299,7 @@ impl Access {
         let sql = self.tier.durable();
         self.tier.on_durable(sql.insert_token(&stored)).await?;
         self.tokens_exist.store(true, Ordering::Relaxed);
+        self.unknown_ids().remove(&stored.id);
         tracing::warn!(token_id = %stored.id, name = %stored.name, tenant = %stored.tenant,
             scopes = %stored.scopes, "token created");
         Ok(Created {
@@ -307,6 +325,10 @@ impl Access {
         self.write_cache().remove(id);
         tracing::warn!(token_id = %token.id, name = %token.name, "token revoked");
         Ok(Revoked::Revoked(token))
+    }
+
+    fn unknown_ids(&self) -> std::sync::MutexGuard<'_, HashMap<String, Instant>> {
+        self.unknown.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn read_cache(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Checked>> {
