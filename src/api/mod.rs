@@ -13,6 +13,7 @@ pub mod problem;
 mod reserve;
 mod review;
 mod streams;
+mod tls;
 mod tokens;
 
 pub use openapi::ApiDoc;
@@ -172,12 +173,23 @@ pub async fn serve_on(
         }
     };
     let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            task_span("shutdown").in_scope(|| tracing::info!("shutting down"));
-        })
-        .await?;
+    let shutdown = async move {
+        shutdown.await;
+        task_span("shutdown").in_scope(|| tracing::info!("shutting down"));
+    };
+    match config.tls.files() {
+        None => {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await?
+        }
+        Some((cert, key)) => {
+            let tls = tls::Https::load(cert, key)
+                .instrument(startup.clone())
+                .await?;
+            tls.serve(listener, app, shutdown).await?
+        }
+    }
     let _ = stop.send(true);
     let _ = upkeep.await;
     if let Some(scrape) = scrape {

@@ -31,6 +31,8 @@ pub struct Config {
     /// `protected`: while no token was ever created, loopback requests are served as tenant
     /// `default` with every scope; `required`: every request needs a token.
     pub auth: String,
+    /// HTTPS.
+    pub tls: TlsSettings,
     /// The primary tier.
     pub redis: RedisSettings,
     /// The durable tier.
@@ -60,6 +62,7 @@ impl Default for Config {
             max_body_bytes: 64 * 1024,
             safe_mode: false,
             auth: "protected".into(),
+            tls: TlsSettings::default(),
             redis: RedisSettings::default(),
             database: DatabaseSettings::default(),
             breaker: BreakerSettings::default(),
@@ -71,6 +74,23 @@ impl Default for Config {
             log: LogSettings::default(),
             metrics: MetricsSettings::default(),
         }
+    }
+}
+
+/// `tls.*`: HTTPS on the main listener when both are set.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsSettings {
+    /// PEM certificate chain; reread on SIGHUP.
+    pub cert: String,
+    /// PEM private key; reread on SIGHUP.
+    pub key: String,
+}
+
+impl TlsSettings {
+    /// The certificate and key paths, when HTTPS is configured.
+    pub fn files(&self) -> Option<(&str, &str)> {
+        (!self.cert.is_empty() && !self.key.is_empty()).then_some((&self.cert, &self.key))
     }
 }
 
@@ -490,6 +510,9 @@ impl Config {
         }
         self.streams.ttl_table()?;
         self.auth_mode()?;
+        if self.tls.cert.is_empty() != self.tls.key.is_empty() {
+            return invalid("tls.cert and tls.key go together");
+        }
         Ok(())
     }
 

@@ -446,8 +446,11 @@ impl Warden {
             child: None,
             log: dir.path().join("warden.log"),
             _dir: dir,
+            // The helpers' client trusts a test's self-signed certificate; tests/https.rs
+            // checks verification with a client of its own.
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(10))
+                .danger_accept_invalid_certs(env.iter().any(|(k, _)| *k == "WARDEN_TLS_CERT"))
                 .build()
                 .unwrap(),
         };
@@ -475,7 +478,7 @@ impl Warden {
         let url = format!("{}/healthz", self.base());
         let up = poll_until(Duration::from_secs(20), || {
             std::process::Command::new("curl")
-                .args(["-sf", "-o", "/dev/null", &url])
+                .args(["-sfk", "-o", "/dev/null", &url])
                 .status()
                 .map(|s| s.success())
                 .unwrap_or(false)
@@ -502,7 +505,18 @@ impl Warden {
     }
 
     pub fn base(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        let scheme = if self.tls() { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
+    }
+
+    /// Whether it serves HTTPS (started with `WARDEN_TLS_CERT`).
+    pub fn tls(&self) -> bool {
+        self.env.iter().any(|(k, _)| k == "WARDEN_TLS_CERT")
+    }
+
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     /// POST JSON; returns status and body.
