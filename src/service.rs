@@ -57,14 +57,16 @@ impl Warden {
     /// Connects the tiers (running SQL migrations), loads the tier state and starts the
     /// background tasks.
     pub async fn start(config: &Config) -> Result<Self, StartError> {
+        crate::runtime::tls_provider();
         let db = &config.database;
         let sql =
             SqlStore::connect_pinging(&db.url, db.pool, ms(db.timeout_ms), ms(db.ping_if_idle_ms))
                 .await?;
         let tier_cfg = TierConfig::from_config(config);
+        let ca = config.redis_ca()?;
         let redis = match config.redis_url() {
             Some(url) => Some(
-                RedisStore::connect(url, ms(config.redis.timeout_ms))?
+                RedisStore::connect_tls(url, ms(config.redis.timeout_ms), ca.as_deref())?
                     .marking_releases_for(tier_cfg.arming_window())
                     .arming_concurrently(config.redis.arm_concurrency),
             ),
@@ -188,6 +190,7 @@ async fn reconcile_periodically(
 /// supervision runs, so the command never switches or arms the tier that the serving
 /// instances share, whatever Redis it is (or is not) configured with.
 async fn open_unsupervised(config: &Config, with_redis: bool) -> Result<Arc<Tier>, String> {
+    crate::runtime::tls_provider();
     let failed = |e: &dyn std::fmt::Display| e.to_string();
     let db = &config.database;
     let sql =
@@ -196,7 +199,9 @@ async fn open_unsupervised(config: &Config, with_redis: bool) -> Result<Arc<Tier
             .map_err(|e| failed(&e))?;
     let redis = match config.redis_url().filter(|_| with_redis) {
         Some(url) => {
-            Some(RedisStore::connect(url, ms(config.redis.timeout_ms)).map_err(|e| failed(&e))?)
+            let ca = config.redis_ca().map_err(|e| failed(&e))?;
+            let timeout = ms(config.redis.timeout_ms);
+            Some(RedisStore::connect_tls(url, timeout, ca.as_deref()).map_err(|e| failed(&e))?)
         }
         None => None,
     };

@@ -26,8 +26,7 @@ pub struct Https {
 impl Https {
     /// Reads the PEM certificate chain and key.
     pub async fn load(cert: &str, key: &str) -> std::io::Result<Self> {
-        // One provider for the process (ring), whatever else the build links.
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        crate::runtime::tls_provider();
         let config = RustlsConfig::from_pem_file(cert, key).await?;
         tracing::info!(cert, "https: certificate loaded");
         Ok(Self {

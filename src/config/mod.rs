@@ -105,6 +105,9 @@ pub struct RedisSettings {
     pub timeout_ms: u64,
     /// Slot gates armed at once when a new epoch is armed.
     pub arm_concurrency: usize,
+    /// PEM file of the root a `rediss://` server's certificate must chain to; empty for the
+    /// system's roots.
+    pub tls_ca: String,
 }
 
 impl Default for RedisSettings {
@@ -113,6 +116,7 @@ impl Default for RedisSettings {
             url: String::new(),
             timeout_ms: 50,
             arm_concurrency: 64,
+            tls_ca: String::new(),
         }
     }
 }
@@ -520,6 +524,16 @@ impl Config {
     pub fn auth_mode(&self) -> Result<crate::access::AuthMode, ConfigError> {
         crate::access::AuthMode::parse(&self.auth)
             .ok_or_else(|| ConfigError::Invalid("auth must be protected or required".into()))
+    }
+
+    /// The root certificate `redis.tls_ca` names, read (`None` when unset).
+    pub fn redis_ca(&self) -> Result<Option<Vec<u8>>, ConfigError> {
+        if self.redis.tls_ca.is_empty() {
+            return Ok(None);
+        }
+        std::fs::read(&self.redis.tls_ca)
+            .map(Some)
+            .map_err(|e| file_error(Path::new(&self.redis.tls_ca), e))
     }
 
     /// The Redis URL, if the primary tier is configured.

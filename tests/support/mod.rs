@@ -314,6 +314,15 @@ fn as_postgres(bin: &Path) -> Command {
 
 impl Postgres {
     pub fn start() -> Self {
+        Self::start_with(None)
+    }
+
+    /// A cluster that accepts TLS connections only (`hostssl`), with `cert`/`key` (PEM).
+    pub fn start_tls(cert: &str, key: &str) -> Self {
+        Self::start_with(Some((cert, key)))
+    }
+
+    fn start_with(tls: Option<(&str, &str)>) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let _ = Command::new("chown")
             .arg("-R")
@@ -329,6 +338,28 @@ impl Postgres {
             .status()
             .expect("initdb");
         assert!(status.success(), "initdb failed");
+        if let Some((cert, key)) = tls {
+            let data = dir.path().join("data");
+            std::fs::write(data.join("server.crt"), cert).unwrap();
+            std::fs::write(data.join("server.key"), key).unwrap();
+            let mut conf = std::fs::OpenOptions::new()
+                .append(true)
+                .open(data.join("postgresql.conf"))
+                .unwrap();
+            std::io::Write::write_all(&mut conf, b"\nssl = on\n").unwrap();
+            let hba = "local all all trust\nhostssl all all 127.0.0.1/32 trust\n";
+            std::fs::write(data.join("pg_hba.conf"), hba).unwrap();
+            for f in ["server.crt", "server.key", "pg_hba.conf"] {
+                let _ = Command::new("chown")
+                    .arg("postgres")
+                    .arg(data.join(f))
+                    .status();
+            }
+            let _ = Command::new("chmod")
+                .arg("600")
+                .arg(data.join("server.key"))
+                .status();
+        }
         let mut pg = Postgres {
             port: free_port(),
             dir,

@@ -60,8 +60,14 @@ pub enum Conn {
 }
 
 impl Conn {
-    /// `url` is one `redis://…` URL (single node) or a comma-separated seed list (Cluster).
-    pub fn open(url: &str, timeout: Duration) -> RedisResult<Self> {
+    /// `url` is one `redis://…` or `rediss://…` URL (single node) or a comma-separated seed
+    /// list (Cluster). `ca` (PEM) is the root a `rediss://` server's certificate must chain
+    /// to; without it the system's roots are used.
+    pub fn open(url: &str, timeout: Duration, ca: Option<&[u8]>) -> RedisResult<Self> {
+        let certs = || redis::TlsCertificates {
+            client_tls: None,
+            root_cert: ca.map(<[u8]>::to_vec),
+        };
         let connect_timeout = timeout.max(Duration::from_millis(250));
         let seeds: Vec<&str> = url
             .split(',')
@@ -69,17 +75,23 @@ impl Conn {
             .filter(|s| !s.is_empty())
             .collect();
         if seeds.len() > 1 {
-            let client = ClusterClient::builder(seeds)
+            let mut builder = ClusterClient::builder(seeds)
                 .connection_timeout(connect_timeout)
                 .response_timeout(timeout)
-                .retries(1)
-                .build()?;
+                .retries(1);
+            if ca.is_some() {
+                builder = builder.certs(certs());
+            }
+            let client = builder.build()?;
             return Ok(Self::Cluster {
                 client: Box::new(client),
                 conn: tokio::sync::RwLock::new(None),
             });
         }
-        let client = redis::Client::open(url)?;
+        let client = match ca {
+            Some(_) => redis::Client::build_with_tls(url, certs())?,
+            None => redis::Client::open(url)?,
+        };
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(connect_timeout))
             .set_response_timeout(Some(timeout))

@@ -96,8 +96,17 @@ impl RedisStore {
     /// Connects lazily: the service starts even while Redis is down, and reconnects with
     /// jittered exponential backoff. A comma-separated seed list selects Redis Cluster.
     pub fn connect(url: &str, timeout: Duration) -> Result<Self, StoreError> {
+        Self::connect_tls(url, timeout, None)
+    }
+
+    /// [`RedisStore::connect`], trusting `ca` (PEM) for a `rediss://` server's certificate.
+    pub fn connect_tls(
+        url: &str,
+        timeout: Duration,
+        ca: Option<&[u8]>,
+    ) -> Result<Self, StoreError> {
         Ok(Self {
-            conn: Conn::open(url, timeout).map_err(classify)?,
+            conn: Conn::open(url, timeout, ca).map_err(classify)?,
             timeout,
             scripts: Scripts::load(),
             release_mark: Duration::from_secs(10),
