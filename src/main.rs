@@ -121,6 +121,11 @@ async fn main() -> std::process::ExitCode {
     };
     // Logs go to stderr (so subcommands' reports on stdout stay clean), off the request path.
     let _log = warden::logging::init(&config.log);
+    for name in Flags::unknown_variables() {
+        warden::runtime::correlation::task_span("startup").in_scope(
+            || tracing::warn!(variable = %name, "environment variable names no setting; ignored"),
+        );
+    }
     let result = match command {
         Command::Serve(_) => warden::api::serve(config, shutdown_signal())
             .await

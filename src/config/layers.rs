@@ -59,6 +59,12 @@ impl Flags {
         self.resolve_with(|name| std::env::var(name).ok())
     }
 
+    /// The `WARDEN_*` variables of this process that name no setting (typos, or settings of
+    /// another version): they are ignored, and worth a warning.
+    pub fn unknown_variables() -> Vec<String> {
+        unknown_among(std::env::vars().map(|(k, _)| k))
+    }
+
     /// Resolves defaults ← `warden.toml` ← `env` ← flags into one validated [`Config`].
     pub fn resolve_with(self, env: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
         let defaults = serde_json::to_value(Config::default()).expect("defaults serialize");
@@ -101,6 +107,18 @@ impl Flags {
         config.validate()?;
         Ok(config)
     }
+}
+
+/// The names among `names` that start with `WARDEN_` and name no setting.
+fn unknown_among(names: impl Iterator<Item = String>) -> Vec<String> {
+    let mut known: Vec<String> = documented_variables().into_iter().map(|(n, _)| n).collect();
+    known.extend(LEGACY.iter().map(|(old, _)| env_name(old)));
+    known.push(env_name("config"));
+    let mut unknown: Vec<String> = names
+        .filter(|n| n.starts_with(ENV_PREFIX) && !known.contains(n))
+        .collect();
+    unknown.sort();
+    unknown
 }
 
 /// `WARDEN_` and the path in capitals, dots as underscores.
@@ -209,4 +227,23 @@ fn read_file(path: &Path) -> Result<Value, ConfigError> {
         merge(&mut tree, nested);
     }
     Ok(tree)
+}
+
+#[cfg(test)]
+mod unknown_tests {
+    use super::unknown_among;
+
+    #[test]
+    fn misspelt_variables_are_found_and_real_ones_are_not() {
+        let names = [
+            "WARDEN_REDIS_TIMEOUT_MS",
+            "WARDEN_REDIS_TIMOUT_MS",
+            "WARDEN_SQL_POOL",
+            "WARDEN_CONFIG",
+            "WARDEN_LOG",
+            "PATH",
+        ];
+        let unknown = unknown_among(names.iter().map(|s| s.to_string()));
+        assert_eq!(unknown, vec!["WARDEN_REDIS_TIMOUT_MS".to_string()]);
+    }
 }
