@@ -109,6 +109,14 @@ pub fn prefix_of(stored: &str) -> &str {
         .map_or("", |at| &stored[..at + TENANT_SEP.len_utf8()])
 }
 
+/// A stored name for an operator: `tenant/name`, or the name alone for the default tenant.
+pub fn for_operator(stored: &str) -> String {
+    match stored.split_once(TENANT_SEP) {
+        Some((tenant, name)) => format!("{tenant}/{name}"),
+        None => stored.to_owned(),
+    }
+}
+
 /// A stored name (a key, or an id made for a tenant) as its tenant sees it.
 pub fn name_of(stored: &str) -> &str {
     stored
@@ -146,6 +154,8 @@ mod tests {
         assert_eq!((a.name(), b.name(), d.name()), ("k", "k", "k"));
         assert_eq!(a.as_str(), "clinic\u{1f}k");
         assert_eq!(name_of(a.as_str()), "k");
+        assert_eq!(for_operator(a.as_str()), "clinic/k");
+        assert_eq!(for_operator(d.as_str()), "k");
         assert_eq!(a.sibling("j").unwrap().as_str(), "clinic\u{1f}j");
         assert_eq!(d.sibling("j").unwrap().as_str(), "j");
         // A default-tenant key can never be a scoped one: keys hold no control character.

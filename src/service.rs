@@ -224,7 +224,7 @@ pub async fn reconcile(config: &Config, fix: bool) -> Result<String, String> {
     for m in found {
         report.push_str(&format!(
             "{}: redis total {} reserved {} confirmed {} | sql total {} reserved {} confirmed {}{}\n",
-            m.sku,
+            crate::key::for_operator(&m.sku),
             m.redis.total,
             m.redis.reserved,
             m.redis.confirmed,
