@@ -75,30 +75,9 @@ fn token_command(action: TokenAction) -> Result<warden::service::TokenCommand, S
             tenant,
             scopes,
             ttl_ms,
-        } => {
-            if name.is_empty() || name.len() > 128 || name.chars().any(char::is_control) {
-                return Err("--name: 1–128 bytes without control characters".into());
-            }
-            if !warden::access::valid_tenant(&tenant) {
-                return Err(
-                    "--tenant: 1–63 of a-z 0-9 _ -, starting with a letter or digit".into(),
-                );
-            }
-            let scopes = warden::access::Scopes::parse_text(&scopes.join(" "))
-                .map_err(|unknown| format!("--scopes: no scope named {unknown:?}"))?;
-            if scopes == warden::access::Scopes::default() {
-                return Err("--scopes: at least one".into());
-            }
-            if ttl_ms.is_some_and(|t| t < 1) {
-                return Err("--ttl-ms: at least 1".into());
-            }
-            TokenCommand::Create(warden::access::NewToken {
-                name,
-                tenant,
-                scopes,
-                ttl_ms,
-            })
-        }
+        } => warden::access::NewToken::new(name, tenant, &scopes, ttl_ms)
+            .map(TokenCommand::Create)
+            .map_err(|r| format!("--{}: {}", r.field.replace('_', "-"), r.allowed))?,
         TokenAction::List => TokenCommand::List,
         TokenAction::Revoke { id } => TokenCommand::Revoke(id),
     })

@@ -57,23 +57,7 @@ impl Warden {
     /// Connects the tiers (running SQL migrations), loads the tier state and starts the
     /// background tasks.
     pub async fn start(config: &Config) -> Result<Self, StartError> {
-        crate::runtime::tls_provider();
-        let db = &config.database;
-        let sql =
-            SqlStore::connect_pinging(&db.url, db.pool, ms(db.timeout_ms), ms(db.ping_if_idle_ms))
-                .await?;
-        let tier_cfg = TierConfig::from_config(config);
-        let ca = config.redis_ca()?;
-        let redis = match config.redis_url() {
-            Some(url) => Some(
-                RedisStore::connect_tls(url, ms(config.redis.timeout_ms), ca.as_deref())?
-                    .marking_releases_for(tier_cfg.arming_window())
-                    .arming_concurrently(config.redis.arm_concurrency),
-            ),
-            None => None,
-        };
-        let tier = Arc::new(Tier::new(tier_cfg, sql, redis));
-        tier.refresh().await?;
+        let tier = open_tier(config, true).await?;
         tier.start_up().await;
         let access =
             Access::start(tier.clone(), config.auth_mode()?, ms(config.tier.lease_ms)).await;
@@ -190,23 +174,33 @@ async fn reconcile_periodically(
 /// supervision runs, so the command never switches or arms the tier that the serving
 /// instances share, whatever Redis it is (or is not) configured with.
 async fn open_unsupervised(config: &Config, with_redis: bool) -> Result<Arc<Tier>, String> {
+    open_tier(config, with_redis)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// Opens the stores of `config` (Redis too when `with_redis` and configured), and reads the
+/// tier row once. Nothing supervises the tier yet.
+async fn open_tier(config: &Config, with_redis: bool) -> Result<Arc<Tier>, StartError> {
     crate::runtime::tls_provider();
-    let failed = |e: &dyn std::fmt::Display| e.to_string();
     let db = &config.database;
     let sql =
         SqlStore::connect_pinging(&db.url, db.pool, ms(db.timeout_ms), ms(db.ping_if_idle_ms))
-            .await
-            .map_err(|e| failed(&e))?;
+            .await?;
+    let tier_cfg = TierConfig::from_config(config);
     let redis = match config.redis_url().filter(|_| with_redis) {
         Some(url) => {
-            let ca = config.redis_ca().map_err(|e| failed(&e))?;
-            let timeout = ms(config.redis.timeout_ms);
-            Some(RedisStore::connect_tls(url, timeout, ca.as_deref()).map_err(|e| failed(&e))?)
+            let ca = config.redis_ca()?;
+            Some(
+                RedisStore::connect_tls(url, ms(config.redis.timeout_ms), ca.as_deref())?
+                    .marking_releases_for(tier_cfg.arming_window())
+                    .arming_concurrently(config.redis.arm_concurrency),
+            )
         }
         None => None,
     };
-    let tier = Arc::new(Tier::new(TierConfig::from_config(config), sql, redis));
-    tier.refresh().await.map_err(|e| failed(&e))?;
+    let tier = Arc::new(Tier::new(tier_cfg, sql, redis));
+    tier.refresh().await?;
     Ok(tier)
 }
 

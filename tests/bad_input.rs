@@ -706,3 +706,123 @@ async fn correlation_id_is_echoed_and_logged() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_token_requests_create_nothing() {
+    let w = InProcess::start(4096).await;
+    let js = Some("application/json");
+    let tokens = "/v1/tokens".to_string();
+    let body = |s: &str| s.as_bytes().to_vec();
+    let long_name = format!(
+        r#"{{"name":"{}","tenant":"default","scopes":["locks"]}}"#,
+        "n".repeat(129)
+    );
+    let many = format!(
+        r#"{{"name":"n","tenant":"default","scopes":[{}]}}"#,
+        vec!["\"locks\""; 17].join(",")
+    );
+    let cases: Vec<Case> = vec![
+        ("POST", tokens.clone(), js, body("{"), 400, "malformed_json"),
+        ("POST", tokens.clone(), js, body("[]"), 422, "invalid_body"),
+        (
+            "POST",
+            tokens.clone(),
+            None,
+            body("{}"),
+            415,
+            "unsupported_media_type",
+        ),
+        (
+            "POST",
+            tokens.clone(),
+            js,
+            body(r#"{"name":"n","tenant":"default"}"#),
+            422,
+            "invalid_body",
+        ),
+        (
+            "POST",
+            tokens.clone(),
+            js,
+            body(r#"{"name":"","tenant":"default","scopes":["locks"]}"#),
+            422,
+            "invalid_name",
+        ),
+        (
+            "POST",
+            tokens.clone(),
+            js,
+            body(&long_name),
+            422,
+            "invalid_name",
+        ),
+        (
+            "POST",
+            tokens.clone(),
+            js,
+            body(r#"{"name":"n","tenant":"Shop A","scopes":["locks"]}"#),
+            422,
+            "invalid_tenant",
+        ),
+        (
+            "POST",
+            tokens.clone(),
+            js,
+            body(r#"{"name":"n","tenant":"default","scopes":[]}"#),
+            422,
+            "out_of_range",
+        ),
+        ("POST", tokens.clone(), js, body(&many), 422, "out_of_range"),
+        (
+            "POST",
+            tokens.clone(),
+            js,
+            body(r#"{"name":"n","tenant":"default","scopes":["root"]}"#),
+            422,
+            "invalid_scope",
+        ),
+        (
+            "POST",
+            tokens.clone(),
+            js,
+            body(r#"{"name":"n","tenant":"default","scopes":["locks"],"ttl_ms":0}"#),
+            422,
+            "out_of_range",
+        ),
+        (
+            "DELETE",
+            "/v1/tokens/nope".into(),
+            None,
+            Vec::new(),
+            404,
+            "unknown_token",
+        ),
+        (
+            "PUT",
+            tokens.clone(),
+            js,
+            body("{}"),
+            405,
+            "method_not_allowed",
+        ),
+    ];
+    assert_problems(&w, cases).await;
+    // Nothing was created: the list is empty, and protected mode still serves loopback.
+    let (s, v) = w.get("/v1/tokens").await;
+    assert_eq!(
+        (s, v["tokens"].as_array().map(Vec::len)),
+        (200, Some(0)),
+        "{v}"
+    );
+    // The OpenAPI document lists the token create's field codes.
+    let (_, spec) = w.get("/openapi.json").await;
+    let text = spec["paths"]["/v1/tokens"]["post"]["responses"]["422"].to_string();
+    for code in [
+        "invalid_name",
+        "invalid_tenant",
+        "invalid_scope",
+        "out_of_range",
+    ] {
+        assert!(text.contains(code), "{code} is not listed: {text}");
+    }
+}

@@ -133,23 +133,12 @@ async fn agree(sql: SqlStore) {
 
 #[tokio::test]
 async fn sqlite_and_lua_grant_hand_back_and_refuse_as_the_rule_does() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}/w.db", dir.path().display());
-    agree(
-        SqlStore::connect(&url, 2, Duration::from_secs(2))
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (_dir, sql) = support::sqlite_store().await;
+    agree(sql).await;
 }
 
 #[tokio::test]
 async fn postgres_and_lua_grant_hand_back_and_refuse_as_the_rule_does() {
-    let pg = support::Postgres::start();
-    agree(
-        SqlStore::connect(&pg.url(), 2, Duration::from_secs(2))
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (_pg, sql) = support::postgres_store().await;
+    agree(sql).await;
 }

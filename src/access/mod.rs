@@ -12,10 +12,11 @@ pub use outcome::{Created, Listed, Revoked};
 pub use scope::{Scope, Scopes};
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
+use crate::runtime::clock::now_ms;
 use crate::store::sql::StoredToken;
 use crate::tier::{Blocked, Tier};
 use secret::Presented;
@@ -100,6 +101,30 @@ impl Denied {
     }
 }
 
+/// Longest token lifetime, ms (10 years).
+pub const MAX_TOKEN_TTL_MS: i64 = 10 * 365 * 86_400_000;
+/// Most scopes named for one token.
+pub const MAX_SCOPES: usize = 16;
+/// Longest token name, bytes.
+pub const MAX_NAME_BYTES: usize = 128;
+
+/// Why a new token's request was refused: the field, a stable code, and what is allowed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused {
+    /// The field at fault.
+    pub field: &'static str,
+    /// Stable code: `invalid_name`, `invalid_tenant`, `invalid_scope` or `out_of_range`.
+    pub code: &'static str,
+    /// What is allowed.
+    pub allowed: String,
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.field, self.allowed)
+    }
+}
+
 /// A new token's request.
 #[derive(Debug, Clone)]
 pub struct NewToken {
@@ -111,6 +136,51 @@ pub struct NewToken {
     pub scopes: Scopes,
     /// Lifetime, ms; `None` for no expiry.
     pub ttl_ms: Option<i64>,
+}
+
+impl NewToken {
+    /// Checks a new token's request, the same for the HTTP API and the command line: a name of
+    /// 1–128 bytes without control characters, a tenant name, 1–16 known scopes, and a
+    /// lifetime of 1 ms to 10 years if any.
+    pub fn new(
+        name: String,
+        tenant: String,
+        scope_names: &[String],
+        ttl_ms: Option<i64>,
+    ) -> Result<Self, Refused> {
+        let refused = |field, code, allowed: &str| Refused {
+            field,
+            code,
+            allowed: allowed.to_owned(),
+        };
+        if name.is_empty() || name.len() > MAX_NAME_BYTES || name.chars().any(char::is_control) {
+            let detail = "1–128 bytes of UTF-8 without control characters";
+            return Err(refused("name", "invalid_name", detail));
+        }
+        if !valid_tenant(&tenant) {
+            let detail = "1–63 of a-z 0-9 _ -, starting with a letter or digit";
+            return Err(refused("tenant", "invalid_tenant", detail));
+        }
+        if scope_names.is_empty() || scope_names.len() > MAX_SCOPES {
+            return Err(refused("scopes", "out_of_range", "1..=16 names"));
+        }
+        let scopes = Scopes::parse_text(&scope_names.join(" ")).map_err(|unknown| {
+            refused(
+                "scopes",
+                "invalid_scope",
+                &format!("no scope named {unknown:?}"),
+            )
+        })?;
+        if ttl_ms.is_some_and(|t| !(1..=MAX_TOKEN_TTL_MS).contains(&t)) {
+            return Err(refused("ttl_ms", "out_of_range", "1..=315360000000 ms"));
+        }
+        Ok(Self {
+            name,
+            tenant,
+            scopes,
+            ttl_ms,
+        })
+    }
 }
 
 /// A token checked recently.
@@ -132,8 +202,9 @@ pub struct Access {
     unknown: Mutex<HashMap<String, Instant>>,
     /// Whether a token was ever created (once true, for good).
     tokens_exist: AtomicBool,
-    /// When `tokens_exist` was last read while false.
-    existence_read: Mutex<Option<Instant>>,
+    /// When `tokens_exist` is next read while false, epoch ms (0: at once): one atomic on the
+    /// protected-mode path, no lock.
+    existence_due: AtomicI64,
 }
 
 impl Access {
@@ -146,7 +217,7 @@ impl Access {
             checked: RwLock::new(HashMap::new()),
             unknown: Mutex::new(HashMap::new()),
             tokens_exist: AtomicBool::new(false),
-            existence_read: Mutex::new(None),
+            existence_due: AtomicI64::new(0),
         });
         if mode == AuthMode::Protected && !access.tokens_exist().await {
             tracing::warn!(
@@ -256,17 +327,14 @@ impl Access {
         if self.tokens_exist.load(Ordering::Relaxed) {
             return true;
         }
-        let due = {
-            let mut read = self
-                .existence_read
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            let due = read.is_none_or(|at| at.elapsed() >= self.recheck);
-            if due {
-                *read = Some(Instant::now());
-            }
-            due
-        };
+        let now = now_ms();
+        let due_at = self.existence_due.load(Ordering::Relaxed);
+        let next = now + self.recheck.as_millis() as i64;
+        let due = now >= due_at
+            && self
+                .existence_due
+                .compare_exchange(due_at, next, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok();
         if due {
             // An unreadable database leaves the answer as it was: nothing can be granted
             // without the database anyway (the tier lease lapses), and the domain answers
@@ -388,6 +456,40 @@ mod tests {
         for bad in ["", "Clinic", "-x", "a b", "a:b", &"t".repeat(64), "ção"] {
             assert!(!valid_tenant(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_new_token_is_checked_field_by_field() {
+        let ok = |scopes: &[&str]| scopes.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let new = |name: &str, tenant: &str, scopes: &[&str], ttl| {
+            NewToken::new(name.into(), tenant.into(), &ok(scopes), ttl).map_err(|r| r.code)
+        };
+        assert!(new("ops", "default", &["admin", "locks"], Some(1)).is_ok());
+        assert_eq!(
+            new("", "default", &["locks"], None).err(),
+            Some("invalid_name")
+        );
+        assert_eq!(
+            new(&"n".repeat(129), "default", &["locks"], None).err(),
+            Some("invalid_name")
+        );
+        assert_eq!(
+            new("a\nb", "default", &["locks"], None).err(),
+            Some("invalid_name")
+        );
+        assert_eq!(
+            new("ops", "Shop", &["locks"], None).err(),
+            Some("invalid_tenant")
+        );
+        assert_eq!(new("ops", "default", &[], None).err(), Some("out_of_range"));
+        assert_eq!(
+            new("ops", "default", &["root"], None).err(),
+            Some("invalid_scope")
+        );
+        assert_eq!(
+            new("ops", "default", &["locks"], Some(0)).err(),
+            Some("out_of_range")
+        );
     }
 
     #[test]

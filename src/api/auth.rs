@@ -54,12 +54,10 @@ pub fn need(method: &Method, path: &str) -> Option<Need> {
 /// The middleware: authenticates, checks the route's scope, and hands the caller to the
 /// handler as a request extension.
 pub async fn guard(State(app): State<AppState>, mut req: Request, next: Next) -> Response {
-    let path = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_default();
-    let need = need(req.method(), &path);
+    // A cheap clone (the routed path is shared), so the request stays free to change below.
+    let matched = req.extensions().get::<MatchedPath>().cloned();
+    let path = matched.as_ref().map_or("", MatchedPath::as_str);
+    let need = need(req.method(), path);
     if need == Some(Need::Public) {
         return next.run(req).await;
     }

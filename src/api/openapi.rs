@@ -282,6 +282,15 @@ impl Modify for InputProblems {
                 }
             }
         }
+        // Field codes of one operation only.
+        if let Some(op) = doc
+            .paths
+            .paths
+            .get_mut("/v1/tokens")
+            .and_then(|i| i.post.as_mut())
+        {
+            add_problem(op, "422", &super::tokens::FIELD_CODES);
+        }
     }
 }
 

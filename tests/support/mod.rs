@@ -70,6 +70,23 @@ pub fn cli_token(db: &str, name: &str, tenant: &str, scopes: &str, ttl_ms: Optio
     token
 }
 
+/// A SQL store on a fresh SQLite file (keep the directory as long as the store).
+pub async fn sqlite_store() -> (tempfile::TempDir, warden::store::sql::SqlStore) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/w.db", dir.path().display());
+    let sql = warden::store::sql::SqlStore::connect(&url, 2, Duration::from_secs(2));
+    (dir, sql.await.unwrap())
+}
+
+/// A SQL store on a fresh PostgreSQL cluster (keep the cluster as long as the store).
+pub async fn postgres_store() -> (Postgres, warden::store::sql::SqlStore) {
+    let pg = Postgres::start();
+    let url = pg.url();
+    let sql = warden::store::sql::SqlStore::connect(&url, 2, Duration::from_secs(2));
+    let sql = sql.await.unwrap();
+    (pg, sql)
+}
+
 /// A port nobody listens on right now.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
