@@ -57,7 +57,9 @@ impl Fences {
     }
 
     /// Checks `token` against `resource`, recording it when accepted.
+    /// Refused in safe mode (G10): a holder granted before it must not act on its token.
     pub async fn check(&self, resource: &Key, token: i64) -> Result<FenceOutcome, Blocked> {
+        self.tier.effects_allowed()?;
         let sql = self.tier.durable();
         let outcome = bounded(sql.timeout(), sql.fence_check(resource.as_str(), token))
             .await

@@ -10,6 +10,7 @@
 
 pub mod access;
 pub mod api;
+pub mod audit;
 pub mod config;
 pub mod fence;
 pub mod idem;

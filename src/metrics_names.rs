@@ -54,3 +54,32 @@ pub const STREAM_CACHE: &str = "warden_stream_cache_total";
 pub const SQL_ANALYZED: &str = "warden_sql_analyze_total";
 /// Counter: log lines dropped because the writer's queue was full.
 pub const LOG_DROPPED: &str = "warden_log_lines_dropped_total";
+/// Counter: side effects held back by the guard (dispatch answered empty), by `op`.
+pub const GUARD_HELD: &str = "warden_guard_held_total";
+/// Gauge: the guard's state as this instance acts on it (0 normal, 1 degraded, 2 safe mode,
+/// 3 recovering).
+pub const GUARD_STATE: &str = "warden_guard_state";
+/// Counter: guard moves, by `to` and `reason`.
+pub const GUARD_MOVES: &str = "warden_guard_moves_total";
+/// Counter: incident events, by `event` (`triggered`, `deduplicated`, `acknowledged`,
+/// `resolved`, `notify`, `safe_mode`, `ticket`).
+pub const INCIDENT_EVENTS: &str = "warden_incident_events_total";
+/// Gauge: open incidents not yet acknowledged, by `severity`.
+pub const INCIDENTS_UNACKED: &str = "warden_incidents_unacknowledged";
+/// Gauge: age of the oldest unacknowledged critical incident, seconds (0 when none).
+pub const INCIDENT_UNACKED_AGE: &str = "warden_incident_oldest_unacknowledged_seconds";
+/// Counter: webhook delivery tries, by `role` and `outcome` (`delivered`, `retry`, `dead`,
+/// `dropped`).
+pub const DELIVERIES: &str = "warden_deliveries_total";
+/// Histogram: webhook delivery latency, seconds.
+pub const DELIVERY_SECONDS: &str = "warden_delivery_duration_seconds";
+/// Gauge: outbox rows waiting to be delivered.
+pub const OUTBOX_PENDING: &str = "warden_outbox_pending";
+/// Gauge: share of answered operations served in fallback mode over the guard's window.
+pub const FALLBACK_RATE: &str = "warden_fallback_rate";
+/// Gauge: p95 of fallback lock operations over the guard's window, seconds.
+pub const FALLBACK_LOCK_P95: &str = "warden_fallback_lock_p95_seconds";
+/// Counter: health samples, by `result` (`green`, `red`).
+pub const HEALTH_SAMPLES: &str = "warden_health_samples_total";
+/// Counter: audit entries appended.
+pub const AUDIT_APPENDED: &str = "warden_audit_appended_total";

@@ -11,10 +11,14 @@ use axum::response::Response;
 use tracing::Instrument;
 
 use crate::metrics_names as m;
-use crate::runtime::correlation::new_id;
+use crate::runtime::correlation::{new_id, scope, trace_id, Correlation};
 
 /// Header carrying the correlation id.
 pub const CORRELATION_HEADER: &str = "x-correlation-id";
+
+/// The W3C trace context header; its trace id is the correlation id when no
+/// `X-Correlation-Id` is sent.
+pub const TRACEPARENT_HEADER: &str = "traceparent";
 
 fn valid_id(v: &HeaderValue) -> Option<String> {
     let s = v.to_str().ok()?;
@@ -27,15 +31,27 @@ fn valid_id(v: &HeaderValue) -> Option<String> {
 
 /// Middleware: correlation id span, echo header, access log at debug level.
 pub async fn correlate(req: Request, next: Next) -> Response {
+    let traceparent = req
+        .headers()
+        .get(TRACEPARENT_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| trace_id(v).is_some())
+        .map(str::to_owned)
+        .unwrap_or_default();
     let id = req
         .headers()
         .get(CORRELATION_HEADER)
         .and_then(valid_id)
+        .or_else(|| trace_id(&traceparent).map(str::to_owned))
         .unwrap_or_else(new_id);
     let span = tracing::info_span!("request", correlation_id = %id,
         method = %req.method(), path = %req.uri().path());
     let started = Instant::now();
-    let mut response = next.run(req).instrument(span.clone()).await;
+    let correlation = Correlation {
+        id: id.clone(),
+        traceparent,
+    };
+    let mut response = scope(correlation, next.run(req).instrument(span.clone())).await;
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(CORRELATION_HEADER, value);
     }

@@ -25,8 +25,9 @@ pub struct StatusAnswer {
     pub epoch: Option<i64>,
     /// Breaker: `closed`, `open` or `half_open`.
     pub breaker: &'static str,
-    /// Whether safe mode blocks all grants.
-    pub safe_mode: bool,
+    /// The guard: `normal`, `degraded`, `safe_mode` or `recovering` (in the last two, side
+    /// effects are refused; see `GET /v1/guard`).
+    pub guard: &'static str,
     /// Whether this instance may grant now.
     pub ready: bool,
     /// Why not, when not ready: a stable reason code (see the safe-block answers).
@@ -65,7 +66,7 @@ fn status_answer(app: &AppState) -> StatusAnswer {
         tier: s.tier.map(TierName::as_str),
         epoch: s.epoch,
         breaker: s.breaker.as_str(),
-        safe_mode: s.safe_mode,
+        guard: s.guard.as_str(),
         ready: s.ready.is_ok(),
         blocked_reason: s.ready.err().map(|b| b.reason()),
         switch_reason: s.reason,
@@ -89,7 +90,7 @@ pub async fn readyz(State(app): State<AppState>) -> Response {
     (code, Json(answer)).into_response()
 }
 
-/// Tier, epoch, breaker and safe mode.
+/// Tier, epoch, breaker and guard state.
 #[utoipa::path(get, path = "/v1/status", responses((status = 200, body = StatusAnswer)))]
 pub async fn status(State(app): State<AppState>) -> Json<StatusAnswer> {
     Json(status_answer(&app))

@@ -10,10 +10,12 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+mod guard;
 mod layers;
 #[cfg(test)]
 mod tests;
 
+pub use guard::{GuardSettings, NotifySettings};
 pub use layers::{documented_variables, Flags};
 
 use crate::runtime::group_commit::GroupCommitConfig;
@@ -26,7 +28,7 @@ pub struct Config {
     pub listen: String,
     /// Largest request body, bytes (larger ones get 413).
     pub max_body_bytes: usize,
-    /// Start in safe mode: grant nothing.
+    /// Enter safe mode at start-up (an audited manual entry, as `POST /v1/guard/enter`).
     pub safe_mode: bool,
     /// `protected`: while no token was ever created, loopback requests are served as tenant
     /// `default` with every scope; `required`: every request needs a token.
@@ -53,6 +55,10 @@ pub struct Config {
     pub log: LogSettings,
     /// Metrics.
     pub metrics: MetricsSettings,
+    /// The operational guard.
+    pub guard: GuardSettings,
+    /// Incident notifications.
+    pub notify: NotifySettings,
 }
 
 impl Default for Config {
@@ -73,6 +79,8 @@ impl Default for Config {
             streams: StreamSettings::default(),
             log: LogSettings::default(),
             metrics: MetricsSettings::default(),
+            guard: GuardSettings::default(),
+            notify: NotifySettings::default(),
         }
     }
 }
@@ -468,6 +476,12 @@ impl Config {
                 "database.planner_stats_every_ms",
                 self.database.planner_stats_every_ms,
             ),
+            ("guard.notify_interval_ms", self.guard.notify_interval_ms),
+            ("guard.health_tick_ms", self.guard.health_tick_ms),
+            ("guard.rate_window_ms", self.guard.rate_window_ms),
+            ("notify.timeout_ms", self.notify.timeout_ms),
+            ("notify.backoff_ms", self.notify.backoff_ms),
+            ("notify.poll_ms", self.notify.poll_ms),
         ];
         if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return Err(ConfigError::Invalid(format!("{name} must be positive")));

@@ -159,6 +159,9 @@ impl Idempotency {
     }
 
     async fn try_begin(&self, req: &BeginRequest) -> Result<(Begun, Mode), Blocked> {
+        if let Err(safe_mode) = self.tier.effects_allowed() {
+            return self.begin_in_safe_mode(req, safe_mode).await;
+        }
         for _ in 0..EPOCH_RETRIES {
             let active = self.tier.active_durable()?;
             let now = self.tier.now();
@@ -200,6 +203,22 @@ impl Idempotency {
         // The hot copy cannot draw a token now (its epoch is being armed): SQL answers alone.
         let active = self.tier.active_durable()?;
         self.claim(None, req, active.epoch, self.tier.now()).await
+    }
+
+    /// In safe mode (G10) a completed key still replays and a claim in progress still answers
+    /// as such, read from the durable record; a key that would be claimed is refused.
+    async fn begin_in_safe_mode(
+        &self,
+        req: &BeginRequest,
+        safe_mode: Blocked,
+    ) -> Result<(Begun, Mode), Blocked> {
+        self.tier.active_durable()?;
+        let sql = self.tier.durable();
+        let rec = self.tier.on_durable(sql.idem_record(req.key.as_str())).await?;
+        match rules::on_begin(rec.as_ref(), &req.fingerprint, self.tier.now()) {
+            rules::OnBegin::Answer(begun) => Ok((begun, Mode::Fallback)),
+            rules::OnBegin::Claim => Err(safe_mode),
+        }
     }
 
     /// Makes a claim durable: the one Redis drew (`drawn`), or one SQL draws. SQL refuses it

@@ -151,6 +151,9 @@ impl Locks {
     }
 
     async fn try_once(&self, req: &AcquireRequest) -> Acquired {
+        if let Err(b) = self.tier.effects_allowed() {
+            return Acquired::Blocked(b);
+        }
         for _ in 0..EPOCH_RETRIES {
             let active = match self.tier.active(true) {
                 Ok(a) => a,
@@ -209,6 +212,7 @@ impl Locks {
         token: i64,
         ttl_ms: i64,
     ) -> Result<(Touch<i64>, Mode), Blocked> {
+        self.tier.effects_allowed()?;
         if let Err(e) = self.tier.note_ttl(ttl_ms).await {
             return Err(Blocked::database(&e));
         }

@@ -180,6 +180,7 @@ impl Reservations {
 
     /// Reserves units for a user.
     pub async fn reserve(&self, req: &ReserveRequest) -> Result<(Reserved, Mode), Blocked> {
+        self.tier.effects_allowed()?;
         let now = self.tier.now();
         let hold = Hold {
             // Made in the SKU's tenant, so only that tenant's confirm and release name it.
@@ -269,8 +270,12 @@ impl Reservations {
         }
     }
 
-    /// Confirms (`to` = confirmed) or releases (`to` = released) reservation `id`.
+    /// Confirms (`to` = confirmed) or releases (`to` = released) reservation `id`. A confirm
+    /// is a side effect, refused in safe mode; a release is not.
     pub async fn settle(&self, id: &str, to: HoldState) -> Result<(Settled, Mode), Blocked> {
+        if to == HoldState::Confirmed {
+            self.tier.effects_allowed()?;
+        }
         let active = self.tier.active(false)?;
         let now = self.tier.now();
         let moved = self

@@ -19,3 +19,65 @@ pub fn new_id() -> String {
 pub fn task_span(task: &'static str) -> tracing::Span {
     tracing::info_span!("task", correlation_id = %new_id(), task)
 }
+
+/// The correlation of the request being served: its correlation id and, when the caller sent
+/// one, its W3C `traceparent`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Correlation {
+    /// The correlation id (echoed in `X-Correlation-Id`).
+    pub id: String,
+    /// The caller's `traceparent`, or empty.
+    pub traceparent: String,
+}
+
+tokio::task_local! {
+    static CURRENT: Correlation;
+}
+
+/// Runs `fut` with `c` as its current correlation (read by [`current`] and [`traceparent`]).
+pub async fn scope<F: std::future::Future>(c: Correlation, fut: F) -> F::Output {
+    CURRENT.scope(c, fut).await
+}
+
+/// The current request's correlation id; a fresh one outside any request.
+pub fn current() -> String {
+    CURRENT.try_with(|c| c.id.clone()).unwrap_or_else(|_| new_id())
+}
+
+/// The current request's `traceparent`, or empty.
+pub fn traceparent() -> String {
+    CURRENT
+        .try_with(|c| c.traceparent.clone())
+        .unwrap_or_default()
+}
+
+/// The trace id of a valid W3C `traceparent` (`00-<32 hex>-<16 hex>-<2 hex>`, not all zeros).
+pub fn trace_id(traceparent: &str) -> Option<&str> {
+    let parts: Vec<&str> = traceparent.split('-').collect();
+    let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit());
+    let valid = parts.len() == 4
+        && hex(parts[0], 2)
+        && parts[0] != "ff"
+        && hex(parts[1], 32)
+        && hex(parts[2], 16)
+        && hex(parts[3], 2)
+        && parts[1].bytes().any(|b| b != b'0')
+        && parts[2].bytes().any(|b| b != b'0');
+    valid.then_some(parts[1])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_traceparent_gives_its_trace_id_only_when_well_formed() {
+        let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        assert_eq!(trace_id(tp), Some("4bf92f3577b34da6a3ce929d0e0e4736"));
+        assert_eq!(trace_id("00-0000-00f067aa0ba902b7-01"), None);
+        assert_eq!(
+            trace_id("00-00000000000000000000000000000000-00f067aa0ba902b7-01"),
+            None
+        );
+    }
+}

@@ -85,6 +85,46 @@ impl TierName {
     }
 }
 
+/// The guard's state, as the shared tier row carries it (G10).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GuardState {
+    /// Side effects go on.
+    #[default]
+    Normal,
+    /// The fallback is degrading (a warning of S-PC-05-001 §10): side effects go on, watched.
+    Degraded,
+    /// Side effects are refused; ingestion, releases and reads go on.
+    SafeMode,
+    /// Still safe mode, with every exit condition but the green window met; a red health
+    /// sample restarts the window.
+    Recovering,
+}
+
+impl GuardState {
+    /// The stored and shown name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Normal => "normal",
+            Self::Degraded => "degraded",
+            Self::SafeMode => "safe_mode",
+            Self::Recovering => "recovering",
+        }
+    }
+
+    /// The state a stored name means.
+    pub fn parse(name: &str) -> Option<Self> {
+        [Self::Normal, Self::Degraded, Self::SafeMode, Self::Recovering]
+            .into_iter()
+            .find(|t| t.as_str() == name)
+    }
+
+    /// Whether side effects are refused in this state.
+    pub fn blocks_effects(self) -> bool {
+        matches!(self, Self::SafeMode | Self::Recovering)
+    }
+}
+
 /// A lock lease as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Lease {

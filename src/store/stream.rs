@@ -188,22 +188,7 @@ pub struct ReviewItem {
     pub resolved_at: i64,
 }
 
-/// One audited operator action.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Audit {
-    /// Id.
-    pub id: String,
-    /// When, epoch ms.
-    pub at: i64,
-    /// Who.
-    pub actor: String,
-    /// What.
-    pub action: String,
-    /// On what (a review item id).
-    pub subject: String,
-    /// Details.
-    pub detail: String,
-}
+pub use crate::audit::Audit;
 
 /// What a batch needs loaded and locked.
 #[derive(Debug, Default, Clone)]

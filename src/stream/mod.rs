@@ -243,6 +243,7 @@ impl Streams {
 
     /// Commits an intent in causal order, waiting up to `wait_ms` for its turn.
     pub async fn commit(&self, req: &CommitRequest) -> Result<(Committed, Mode), Blocked> {
+        self.tier.effects_allowed()?;
         let mode = self.mode()?;
         let key = parked_key(&req.stream, req.seq);
         let slot = self.parked.join(&key);
@@ -259,6 +260,7 @@ impl Streams {
         intent_id: &str,
         as_of_version: i64,
     ) -> Result<(Replay, Mode), Blocked> {
+        self.tier.effects_allowed()?;
         let mode = self.mode()?;
         let op = Op::Replay {
             stream: stream.to_owned(),
@@ -275,7 +277,8 @@ impl Streams {
     }
 
     /// Leases up to `limit` ready intents to `worker` for `lease_ms`, by priority (highest
-    /// first), then arrival. An expired lease returns its intent to the queue.
+    /// first), then arrival. An expired lease returns its intent to the queue. In safe mode
+    /// nothing is leased (G10): the queue keeps every intent, in order, for after it.
     pub async fn claim(
         &self,
         worker: &str,
@@ -284,6 +287,10 @@ impl Streams {
         tenant_prefix: &str,
     ) -> Result<(Claimed, Mode), Blocked> {
         let mode = self.mode()?;
+        if self.tier.effects_allowed().is_err() {
+            metrics::counter!(m::GUARD_HELD, "op" => "dispatch").increment(1);
+            return Ok((Claimed(Vec::new()), mode));
+        }
         let now = self.tier.now();
         let sql = self.tier.durable();
         let leased = self

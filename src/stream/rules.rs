@@ -384,17 +384,16 @@ fn resolve(
         r.note = note.to_owned();
         r.resolved_at = now;
     });
-    book.audit(Audit {
-        id: new_id("au"),
-        at: now,
-        actor: actor.to_owned(),
-        action: format!("review.{}", action.as_str()),
-        subject: id.to_owned(),
-        detail: format!(
+    book.audit(Audit::new(
+        now,
+        actor,
+        &format!("review.{}", action.as_str()),
+        id,
+        format!(
             "{} of stream {stream} intent {} (sequence {seq}): {note}",
             item.reason, item.intent_id
         ),
-    });
+    ));
     let item = book.review(id).cloned().unwrap_or(item);
     Outcome::Resolved {
         item: Box::new(item),

@@ -43,6 +43,7 @@ impl Tier {
         if slot.as_ref().is_some_and(|c| c.row.epoch > row.epoch) {
             return;
         }
+        self.guard.store(row.guard as u8, Ordering::Relaxed);
         *slot = Some(Cached {
             row,
             lease_until: read_at + self.cfg.tier_lease,

@@ -15,7 +15,7 @@ pub use blocked::Blocked;
 pub use breaker::{Breaker, BreakerState};
 pub use primary::Primary;
 
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU8, Ordering};
 use std::sync::RwLock;
 use std::time::{Duration, Instant};
 
@@ -25,7 +25,7 @@ use crate::metrics_names as m;
 use crate::store::redis::RedisStore;
 use crate::store::sql::{SqlStore, TierRow};
 pub use crate::store::TierName;
-use crate::store::{bounded, StoreError};
+use crate::store::{bounded, GuardState, StoreError};
 
 /// Switch reasons (metric label values; details go to the log line).
 pub mod reason {
@@ -52,8 +52,6 @@ pub struct TierConfig {
     pub failover_grace: Option<Duration>,
     /// Tier lease.
     pub tier_lease: Duration,
-    /// Safe mode at start.
-    pub safe_mode: bool,
     /// How often a waiting instance rechecks an arming in progress.
     pub arming_poll: Duration,
     /// SQL leases copied into Redis at once while arming.
@@ -71,7 +69,6 @@ impl TierConfig {
             breaker_open: ms(c.breaker.open_ms),
             failover_grace: c.tier.failover_grace_ms.map(ms),
             tier_lease: ms(c.tier.lease_ms),
-            safe_mode: c.safe_mode,
             arming_poll: ms(c.tier.arming_poll_ms),
             seed_concurrency: c.tier.seed_concurrency,
             lease_reap_every: ms(c.tier.lease_reap_every_ms),
@@ -135,8 +132,8 @@ pub struct Status {
     pub epoch: Option<i64>,
     /// Breaker state.
     pub breaker: BreakerState,
-    /// Safe mode.
-    pub safe_mode: bool,
+    /// The guard's state as this instance acts on it.
+    pub guard: GuardState,
     /// Whether this instance may act (lease valid, tier usable, not in grace).
     pub ready: Result<(), Blocked>,
     /// Reason of the last switch.
@@ -162,7 +159,9 @@ pub struct Tier {
     cached: RwLock<Option<Cached>>,
     /// Database clock minus local clock, in ms, measured at each refresh.
     clock_offset: AtomicI64,
-    safe_mode: AtomicBool,
+    /// The guard state of the cached row (a [`GuardState`] as `u8`), read by every side
+    /// effect: one atomic load.
+    guard: AtomicU8,
     wake: Notify,
     /// Serializes this instance's switches and armings.
     switching: tokio::sync::Mutex<()>,
@@ -176,7 +175,7 @@ impl Tier {
             sql,
             redis,
             breaker: Breaker::new(cfg.breaker_failures, cfg.breaker_open),
-            safe_mode: AtomicBool::new(cfg.safe_mode),
+            guard: AtomicU8::new(GuardState::Normal as u8),
             cfg,
             cached: RwLock::new(None),
             clock_offset: AtomicI64::new(0),
@@ -221,10 +220,27 @@ impl Tier {
         self.pick(false, true)
     }
 
-    fn pick(&self, granting: bool, sql_fallback: bool) -> Result<Active<'_>, Blocked> {
-        if self.safe_mode.load(Ordering::Relaxed) {
+    /// Refuses a side effect while the guard holds safe mode (G10): one atomic load, so
+    /// operations outside safe mode pay nothing more. Ingestion, releases and reads do not
+    /// ask.
+    pub fn effects_allowed(&self) -> Result<(), Blocked> {
+        if self.guard().blocks_effects() {
             return Err(Blocked::SafeMode);
         }
+        Ok(())
+    }
+
+    /// The guard state of the tier row this instance last read.
+    pub fn guard(&self) -> GuardState {
+        match self.guard.load(Ordering::Relaxed) {
+            x if x == GuardState::Normal as u8 => GuardState::Normal,
+            x if x == GuardState::Degraded as u8 => GuardState::Degraded,
+            x if x == GuardState::Recovering as u8 => GuardState::Recovering,
+            _ => GuardState::SafeMode,
+        }
+    }
+
+    fn pick(&self, granting: bool, sql_fallback: bool) -> Result<Active<'_>, Blocked> {
         let redis_usable = self.redis.is_some() && self.breaker.state() == BreakerState::Closed;
         let slot = self.cached.read().unwrap_or_else(|p| p.into_inner());
         let lease_valid = slot
@@ -301,11 +317,6 @@ impl Tier {
         }
     }
 
-    /// Puts the instance in or out of safe mode.
-    pub fn set_safe_mode(&self, on: bool) {
-        self.safe_mode.store(on, Ordering::Relaxed);
-    }
-
     /// A snapshot of the tier state.
     pub fn status(&self) -> Status {
         let c = self.cached();
@@ -313,7 +324,7 @@ impl Tier {
             tier: c.as_ref().map(|c| c.row.tier),
             epoch: c.as_ref().map(|c| c.row.epoch),
             breaker: self.breaker.state(),
-            safe_mode: self.safe_mode.load(Ordering::Relaxed),
+            guard: self.guard(),
             ready: self.ready(),
             reason: c.as_ref().map(|c| c.row.reason.clone()),
             grants_from: c.as_ref().map(|c| c.row.grants_from),

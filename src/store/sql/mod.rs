@@ -1,6 +1,7 @@
 //! SQL tier (PostgreSQL or SQLite through one `sqlx::Any` pool): the durable memory of Warden.
 //! Schema changes are migrations run at start-up; every statement is portable across both.
 
+mod audit;
 mod fence;
 mod idem;
 mod idem_sql;

@@ -293,7 +293,7 @@ async fn write_each(tx: &mut Tx, c: &Changes) -> Result<(), StoreError> {
     for (sql, args) in review_writes(c) {
         execute(tx, sql, &args).await?;
     }
-    Ok(())
+    super::audit::append(tx, true, &c.audits).await
 }
 
 /// The placeholders of a review item's resolution, in table order.
@@ -307,8 +307,9 @@ fn resolution<'a>(p: &mut Params<'a>, r: &'a ReviewItem) -> Vec<String> {
     ]
 }
 
-/// The statements (with their bind values) that insert new review items, resolve review items
-/// still open, and append audit rows; none when there are none.
+/// The statements (with their bind values) that insert new review items and resolve review
+/// items still open; none when there are none. Audit rows are appended to the chain apart
+/// ([`super::audit::append`]), in the same transaction.
 pub(super) fn review_writes(c: &Changes) -> Vec<(String, Vec<Arg<'_>>)> {
     let mut out = Vec::new();
     if !c.new_reviews.is_empty() {
@@ -341,22 +342,6 @@ pub(super) fn review_writes(c: &Changes) -> Vec<(String, Vec<Arg<'_>>)> {
              note = v.column5, resolved_at = v.column6 FROM (VALUES {v}) AS v \
              WHERE warden_review.id = v.column1 AND warden_review.state = 'open'"
         );
-        out.push((sql, p.args));
-    }
-    if !c.audits.is_empty() {
-        let mut p = Params::new();
-        let v = values(&mut p, c.audits.iter(), |p, a| {
-            vec![
-                p.text(&a.id),
-                p.int(a.at),
-                p.text(&a.actor),
-                p.text(&a.action),
-                p.text(&a.subject),
-                p.text(&a.detail),
-            ]
-        });
-        let sql =
-            format!("INSERT INTO warden_audit (id, at, actor, action, subject, detail) VALUES {v}");
         out.push((sql, p.args));
     }
     out

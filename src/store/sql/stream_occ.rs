@@ -121,7 +121,21 @@ impl SqlStore {
         }
         let out = apply(book);
         let changes = book.changes();
-        match write_guarded(&self.pool, &changes, &served.unchanged(&changes)).await? {
+        let unchanged = served.unchanged(&changes);
+        let written = if changes.audits.is_empty() {
+            write_guarded(&self.pool, &changes, &unchanged).await?
+        } else {
+            // Audited changes (operator actions, rare) also append to the audit chain, in one
+            // transaction with the guarded write.
+            let mut tx = self.begin_write().await?;
+            super::audit::append(&mut tx, false, &changes.audits).await?;
+            let written = write_guarded(&mut *tx, &changes, &unchanged).await?;
+            if let Written::Done = written {
+                tx.commit().await.map_err(classify)?;
+            }
+            written
+        };
+        match written {
             Written::Done => {
                 self.stream_cache.remember(book, &changes, served, wanted);
                 Ok(Some((out, changes)))
@@ -242,7 +256,7 @@ async fn write_guarded<'e>(
     if ctes.is_empty() {
         return Ok(Written::Done);
     }
-    // Review items and audit rows ride along (their stream's revision guards them).
+    // Review items ride along (their stream's revision guards them).
     let mut args = p.args;
     for (i, (sql, extra)) in review_writes(c).into_iter().enumerate() {
         let sql = renumber(&sql, args.len());

@@ -2,12 +2,12 @@
 //! current epoch may start granting, and what Redis was last armed for.
 
 use super::{classify, col, SqlStore};
-use crate::store::{StoreError, TierName};
+use crate::store::{GuardState, StoreError, TierName};
 
 /// The tier row's columns, in [`TierRow`] order (a macro so statements stay `&'static str`).
 macro_rules! columns {
     () => {
-        "tier, epoch, grants_from, reason, changed_at, max_ttl_ms, redis_armed_epoch, redis_arming_since"
+        "tier, epoch, grants_from, reason, changed_at, max_ttl_ms, redis_armed_epoch, redis_arming_since, guard"
     };
 }
 
@@ -30,6 +30,8 @@ pub struct TierRow {
     pub redis_armed_epoch: i64,
     /// While that arming is in progress, when it began (database clock, ms); 0 once done.
     pub redis_arming_since: i64,
+    /// The guard's state, shared by every instance under the tier lease.
+    pub guard: GuardState,
 }
 
 fn row_of(row: &sqlx::any::AnyRow) -> Result<TierRow, StoreError> {
@@ -46,6 +48,11 @@ fn row_of(row: &sqlx::any::AnyRow) -> Result<TierRow, StoreError> {
         max_ttl_ms: col(row, 5)?,
         redis_armed_epoch: col(row, 6)?,
         redis_arming_since: col(row, 7)?,
+        guard: {
+            let name: String = col(row, 8)?;
+            GuardState::parse(&name)
+                .ok_or_else(|| StoreError::Corrupt(format!("unknown guard state {name:?}")))?
+        },
     })
 }
 
