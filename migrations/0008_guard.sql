@@ -18,7 +18,7 @@ CREATE TABLE IF NOT EXISTS warden_guard (
     green_since BIGINT NOT NULL,
     -- last health sample (epoch ms) and whether it was green
     sampled_at BIGINT NOT NULL,
-    sample_green INTEGER NOT NULL
+    sample_green BIGINT NOT NULL
 );
 INSERT INTO warden_guard (id, episode, since, reason, actor, green_since, sampled_at, sample_green)
 VALUES (1, '', 0, 'init', 'warden', 0, 0, 1)
@@ -44,7 +44,7 @@ CREATE TABLE IF NOT EXISTS warden_incidents (
     resolved_at BIGINT NOT NULL DEFAULT 0,
     resolved_by TEXT NOT NULL DEFAULT '',
     -- notification rounds written so far (1 = the first notice)
-    attempts INTEGER NOT NULL DEFAULT 0,
+    attempts BIGINT NOT NULL DEFAULT 0,
     -- next notification round due (0: none)
     next_notify_at BIGINT NOT NULL DEFAULT 0,
     -- when this incident put Warden in safe mode (0: it did not)
@@ -54,7 +54,7 @@ CREATE TABLE IF NOT EXISTS warden_incidents (
     -- when the next-shift ticket was written (0: not yet)
     ticket_at BIGINT NOT NULL DEFAULT 0,
     -- duplicate triggers folded into this incident
-    duplicates INTEGER NOT NULL DEFAULT 0
+    duplicates BIGINT NOT NULL DEFAULT 0
 );
 CREATE UNIQUE INDEX IF NOT EXISTS warden_incidents_open
     ON warden_incidents (tenant, dedup_key) WHERE state <> 'resolved';
@@ -82,34 +82,36 @@ CREATE INDEX IF NOT EXISTS warden_recovery_actions_of ON warden_recovery_actions
 
 -- Webhook deliveries. `id` is the Standard Webhooks `webhook-id`, stable across retries; the
 -- body is fixed when the row is written. A notification round is written once per role:
--- (subject, type, round, role) is unique, so two instances never write it twice.
+-- (subject, type, round, role, failover_of) is unique, so two instances never write it
+-- twice; a dead delivery's copy for the other role names it in `failover_of`.
 CREATE TABLE IF NOT EXISTS warden_outbox (
     id TEXT PRIMARY KEY,
     subject TEXT NOT NULL,
     type TEXT NOT NULL,
-    round INTEGER NOT NULL,
+    round BIGINT NOT NULL,
     role TEXT NOT NULL,
+    failover_of TEXT NOT NULL DEFAULT '',
     body TEXT NOT NULL,
     -- pending | delivered | dead | dropped
     state TEXT NOT NULL,
-    tries INTEGER NOT NULL DEFAULT 0,
+    tries BIGINT NOT NULL DEFAULT 0,
     next_try_at BIGINT NOT NULL,
     -- a sender's claim: no other instance sends this row before it ends
     claimed_until BIGINT NOT NULL DEFAULT 0,
     created_at BIGINT NOT NULL,
     done_at BIGINT NOT NULL DEFAULT 0,
-    last_status INTEGER NOT NULL DEFAULT 0,
+    last_status BIGINT NOT NULL DEFAULT 0,
     last_error TEXT NOT NULL DEFAULT ''
 );
-CREATE UNIQUE INDEX IF NOT EXISTS warden_outbox_once ON warden_outbox (subject, type, round, role);
+CREATE UNIQUE INDEX IF NOT EXISTS warden_outbox_once ON warden_outbox (subject, type, round, role, failover_of);
 CREATE INDEX IF NOT EXISTS warden_outbox_due ON warden_outbox (state, next_try_at);
 
 -- Every try of every delivery, for the evidence pack.
 CREATE TABLE IF NOT EXISTS warden_delivery_tries (
     outbox_id TEXT NOT NULL,
-    try_no INTEGER NOT NULL,
+    try_no BIGINT NOT NULL,
     at BIGINT NOT NULL,
-    status INTEGER NOT NULL,
+    status BIGINT NOT NULL,
     latency_ms BIGINT NOT NULL,
     error TEXT NOT NULL,
     PRIMARY KEY (outbox_id, try_no)

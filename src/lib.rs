@@ -13,6 +13,7 @@ pub mod api;
 pub mod audit;
 pub mod config;
 pub mod fence;
+pub mod guard;
 pub mod idem;
 pub mod key;
 pub mod lock;

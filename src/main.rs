@@ -30,6 +30,17 @@ enum Command {
         #[command(flatten)]
         flags: Flags,
     },
+    /// Print the evidence pack of an incident (JSON): timeline, deliveries, guard moves,
+    /// tier switches, audit range.
+    Evidence {
+        /// The incident's id (`inc_…`).
+        id: String,
+        /// The tenant it belongs to.
+        #[arg(long, default_value = "default")]
+        tenant: String,
+        #[command(flatten)]
+        flags: Flags,
+    },
     /// Compare every SKU's Redis stock copy with SQL; print and count each difference.
     Reconcile {
         /// Reseed differing Redis copies from SQL (the durable truth).
@@ -87,9 +98,10 @@ fn token_command(action: TokenAction) -> Result<warden::service::TokenCommand, S
 async fn main() -> std::process::ExitCode {
     let command = Cli::parse().command;
     let flags = match &command {
-        Command::Serve(flags) | Command::Reconcile { flags, .. } | Command::Token { flags, .. } => {
-            flags.clone()
-        }
+        Command::Serve(flags)
+        | Command::Reconcile { flags, .. }
+        | Command::Token { flags, .. }
+        | Command::Evidence { flags, .. } => flags.clone(),
     };
     let config = match flags.resolve() {
         Ok(config) => config,
@@ -110,6 +122,9 @@ async fn main() -> std::process::ExitCode {
             .await
             .map_err(|e| e.to_string()),
         Command::Reconcile { fix, .. } => warden::service::reconcile(&config, fix)
+            .await
+            .map(|report| print!("{report}")),
+        Command::Evidence { id, tenant, .. } => warden::service::evidence(&config, &tenant, &id)
             .await
             .map(|report| print!("{report}")),
         Command::Token { action, .. } => match token_command(action) {

@@ -12,6 +12,7 @@ use tokio::task::JoinHandle;
 use crate::access::Access;
 use crate::config::{ms, Config, ConfigError};
 use crate::fence::Fences;
+use crate::guard::Guard;
 use crate::idem::Idempotency;
 use crate::lock::Locks;
 use crate::reserve::Reservations;
@@ -38,6 +39,8 @@ pub struct Warden {
     pub reservations: Arc<Reservations>,
     /// Causal streams, dispatch and the manual review queue.
     pub streams: Arc<Streams>,
+    /// Incidents, notifications, safe mode and the audit chain.
+    pub guard: Arc<Guard>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -59,6 +62,18 @@ impl Warden {
     pub async fn start(config: &Config) -> Result<Self, StartError> {
         let tier = open_tier(config, true).await?;
         tier.start_up().await;
+        let guard = Guard::new(tier.clone(), config)?;
+        let sealed = tier.durable().seal_unchained_audit().await?;
+        if sealed > 0 {
+            tracing::info!(entries = sealed, "audit entries from before the chain sealed into it");
+        }
+        if config.safe_mode {
+            // The start-up setting is a manual entry like any other: shared and audited.
+            let reason = "safe_mode set in the configuration at start-up";
+            if let Err(b) = guard.enter(reason, "warden:config").await {
+                tracing::error!(reason = b.reason(), "safe mode requested at start-up not entered");
+            }
+        }
         let access =
             Access::start(tier.clone(), config.auth_mode()?, ms(config.tier.lease_ms)).await;
         let idempotency = Idempotency::start(tier.clone(), &config.idempotency);
@@ -81,6 +96,7 @@ impl Warden {
             stopped(stop_rx.clone()),
         ));
         let stream_tasks = tokio::spawn(streams.clone().run_background(stopped(stop_rx.clone())));
+        let guarding = tokio::spawn(guard.clone().run(stopped(stop_rx.clone())));
         let planner = tokio::spawn(keep_planner_stats(
             tier.durable().clone(),
             ms(config.database.planner_stats_every_ms),
@@ -93,9 +109,10 @@ impl Warden {
             locks: Arc::new(Locks::new(tier.clone(), &config.locks)),
             fences: Arc::new(Fences::new(tier.clone())),
             idempotency,
+            guard,
             tier,
             stop,
-            tasks: vec![supervisor, reaper, holds, reconcile, stream_tasks, planner],
+            tasks: vec![supervisor, reaper, holds, reconcile, stream_tasks, planner, guarding],
         })
     }
 
@@ -249,8 +266,9 @@ pub async fn token(config: &Config, command: TokenCommand) -> Result<String, Str
     let mode = config.auth_mode().map_err(|e| e.to_string())?;
     let access = Access::start(tier.clone(), mode, ms(config.tier.lease_ms)).await;
     let blocked = |b: crate::tier::Blocked| format!("blocked: {}", b.reason());
+    let actor = cli_actor();
     let report = match command {
-        TokenCommand::Create(new) => access.create(new).await.map_err(blocked).map(|c| {
+        TokenCommand::Create(new) => access.create(new, &actor).await.map_err(blocked).map(|c| {
             format!(
                 "{}\n# id {} name {} tenant {} scopes {} (the token is shown only now)\n",
                 c.text, c.token.id, c.token.name, c.token.tenant, c.token.scopes
@@ -271,7 +289,7 @@ pub async fn token(config: &Config, command: TokenCommand) -> Result<String, Str
                 })
                 .collect()
         }),
-        TokenCommand::Revoke(id) => match access.revoke(&id).await.map_err(blocked) {
+        TokenCommand::Revoke(id) => match access.revoke(&id, &actor).await.map_err(blocked) {
             Ok(crate::access::Revoked::Revoked(t)) => Ok(format!("revoked {}\n", t.id)),
             Ok(crate::access::Revoked::Unknown) => Err(format!("no token with id {id}")),
             Err(e) => Err(e),
@@ -279,4 +297,29 @@ pub async fn token(config: &Config, command: TokenCommand) -> Result<String, Str
     };
     tier.durable().close().await;
     report
+}
+
+/// The actor recorded for what a one-shot command does: `cli:<user>` (the operating system
+/// user who ran it).
+pub fn cli_actor() -> String {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".into());
+    format!("cli:{user}")
+}
+
+/// The evidence pack of incident `id` (tenant `tenant`) for `warden evidence`, as JSON. It
+/// opens the database only (see [`open_unsupervised`]).
+pub async fn evidence(config: &Config, tenant: &str, id: &str) -> Result<String, String> {
+    let tier = open_unsupervised(config, false).await?;
+    let guard = Guard::new(tier.clone(), config).map_err(|e| e.to_string())?;
+    let found = guard.evidence(tenant, id).await;
+    tier.durable().close().await;
+    match found {
+        Ok(Some(pack)) => serde_json::to_string_pretty(&pack)
+            .map(|s| s + "\n")
+            .map_err(|e| e.to_string()),
+        Ok(None) => Err(format!("no incident {id} in tenant {tenant}")),
+        Err(b) => Err(format!("blocked: {}", b.reason())),
+    }
 }

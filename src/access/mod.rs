@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use crate::runtime::clock::now_ms;
+use crate::audit::Audit;
 use crate::store::sql::StoredToken;
 use crate::tier::{Blocked, Tier};
 use secret::Presented;
@@ -347,7 +348,7 @@ impl Access {
     }
 
     /// Creates a token; its secret is in the answer and nowhere else.
-    pub async fn create(&self, new: NewToken) -> Result<Created, Blocked> {
+    pub async fn create(&self, new: NewToken, actor: &str) -> Result<Created, Blocked> {
         let minted = secret::mint().map_err(|e| {
             tracing::error!(error = %e, "no randomness for a token secret");
             Blocked::DatabaseUnavailable
@@ -365,7 +366,19 @@ impl Access {
             last_used_at: 0,
         };
         let sql = self.tier.durable();
-        self.tier.on_durable(sql.insert_token(&stored)).await?;
+        let audit = Audit::new(
+            now,
+            actor,
+            "token.create",
+            &stored.id,
+            format!(
+                "token {:?} for tenant {:?} with scopes {:?}",
+                stored.name, stored.tenant, stored.scopes
+            ),
+        );
+        self.tier
+            .on_durable(sql.insert_token(&stored, &audit))
+            .await?;
         self.tokens_exist.store(true, Ordering::Relaxed);
         self.unknown_ids().remove(&stored.id);
         tracing::warn!(token_id = %stored.id, name = %stored.name, tenant = %stored.tenant,
@@ -384,10 +397,12 @@ impl Access {
 
     /// Revokes token `id`: refused here at once, and on every other instance within one tier
     /// lease.
-    pub async fn revoke(&self, id: &str) -> Result<Revoked, Blocked> {
+    pub async fn revoke(&self, id: &str, actor: &str) -> Result<Revoked, Blocked> {
         let sql = self.tier.durable();
         let now = self.tier.now();
-        let Some(token) = self.tier.on_durable(sql.revoke_token(id, now)).await? else {
+        let audit = Audit::new(now, actor, "token.revoke", id, String::new());
+        let revoked = sql.revoke_token(id, now, &audit);
+        let Some(token) = self.tier.on_durable(revoked).await? else {
             return Ok(Revoked::Unknown);
         };
         self.write_cache().remove(id);

@@ -40,6 +40,7 @@ pub(super) fn blocked(op: &Op, key: &str, b: Blocked) -> Response {
 /// [`blocked`] with the operation's own safe-block state (`lock_acquire_failed_safe_block`).
 pub(super) fn blocked_as(op: &Op, key: &str, state: &'static str, b: Blocked) -> Response {
     tracing::warn!(reason = b.reason(), state, "safe block");
+    crate::guard::monitor::record_blocked(op.name(), key, b.reason());
     op.finish(key, state, "none");
     let answer = SafeBlockAnswer {
         state,

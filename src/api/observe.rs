@@ -80,12 +80,18 @@ impl Op {
         }
     }
 
+    /// The operation's name (a metric label).
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
     /// Counts and times the terminal `state`, reached in `mode` (`none` when no tier acted).
     pub fn finish(&self, key: &str, state: &'static str, mode: &'static str) {
         let elapsed = self.started.elapsed();
         metrics::counter!(m::ANSWERS, "op" => self.name, "state" => state).increment(1);
         metrics::histogram!(m::OP_SECONDS, "op" => self.name, "mode" => mode)
             .record(elapsed.as_secs_f64());
+        crate::guard::monitor::record(self.name, mode, elapsed);
         // Every answer is counted and timed above; one log line per answer is opt-in
         // (`WARDEN_LOG=warden=debug`): refusals that need attention log their own lines.
         tracing::debug!(

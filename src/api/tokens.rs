@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::answer::{blocked, status_of};
-use super::extract::Body;
+use super::extract::{Body, Caller};
 use super::observe::Op;
 use super::problem::{state_problem, ApiError};
 use super::AppState;
@@ -112,6 +112,7 @@ fn view(t: StoredToken) -> TokenView {
 #[utoipa::path(post, path = "/v1/tokens", request_body = TokenBody)]
 pub async fn create(
     State(app): State<AppState>,
+    Caller(caller): Caller,
     Body(body): Body<TokenBody>,
 ) -> Result<Response, ApiError> {
     let op = Op::start("token_create");
@@ -129,7 +130,7 @@ pub async fn create(
             r.to_string(),
         )
     })?;
-    let created = match app.access.create(new).await {
+    let created = match app.access.create(new, &caller.name).await {
         Ok(c) => c,
         Err(b) => return Ok(blocked(&op, "tokens", b)),
     };
@@ -162,9 +163,13 @@ pub async fn list(State(app): State<AppState>) -> Response {
 /// Revokes a token: refused at once here, and on every instance within one tier lease.
 #[utoipa::path(delete, path = "/v1/tokens/{id}",
     params(("id" = String, Path, description = "the token's public id")))]
-pub async fn revoke(State(app): State<AppState>, Path(id): Path<String>) -> Response {
+pub async fn revoke(
+    State(app): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+) -> Response {
     let op = Op::start("token_revoke");
-    let revoked = match app.access.revoke(&id).await {
+    let revoked = match app.access.revoke(&id, &caller.name).await {
         Ok(r) => r,
         Err(b) => return blocked(&op, "tokens", b),
     };

@@ -2,6 +2,7 @@
 //! waiting, failover) live above them. Infrastructure failures are [`StoreError`]s; domain
 //! answers (busy, not owner) are values.
 
+pub mod guard;
 pub mod idem;
 pub mod redis;
 pub mod reserve;
@@ -46,6 +47,17 @@ impl StoreError {
             Self::Lost(_) => "write_lost",
             Self::Timeout => "timeout",
         }
+    }
+
+    /// Whether a unique index refused a row: another writer inserted the same key first (a
+    /// race to retry, not an outage).
+    pub fn is_unique_violation(&self) -> bool {
+        let Self::Sql(e) = self else {
+            return false;
+        };
+        e.as_database_error()
+            .and_then(|d| d.code())
+            .is_some_and(|c| matches!(&*c, "23505" | "2067" | "1555"))
     }
 }
 

@@ -215,6 +215,23 @@ impl Tier {
                     "tier switch"
                 );
                 metrics::counter!(m::TIER_SWITCHES, "reason" => why).increment(1);
+                // For the evidence pack: switches are in the audit chain (after the switch
+                // itself, which must not wait on it).
+                let entry = crate::audit::Audit::new(
+                    now,
+                    "warden",
+                    "tier.switch",
+                    &format!("epoch {}", new.epoch),
+                    format!(
+                        "{} -> {} ({why}): {detail}; grace {} ms",
+                        row.tier.as_str(),
+                        to.as_str(),
+                        grace.as_millis()
+                    ),
+                );
+                if let Err(e) = self.sql.audit(&[entry]).await {
+                    tracing::warn!(error = %e, "tier switch not audited");
+                }
                 let epoch = new.epoch;
                 self.install(new, started);
                 if to == TierName::Redis && grace.is_zero() {

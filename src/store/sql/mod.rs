@@ -3,9 +3,12 @@
 
 mod audit;
 mod fence;
+mod guard;
 mod idem;
+mod incidents;
 mod idem_sql;
 mod lock;
+mod outbox;
 mod params;
 mod planner_stats;
 mod reserve;
@@ -16,6 +19,8 @@ mod stream_occ;
 mod tier_state;
 mod tokens;
 
+pub use guard::GuardTx;
+pub use outbox::Settle;
 pub use tier_state::TierRow;
 pub use tokens::StoredToken;
 

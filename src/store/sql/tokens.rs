@@ -1,7 +1,9 @@
 //! Access tokens as stored: one row per token, keyed by its public id, holding a hash of its
 //! secret (never the secret). Rows are never deleted, only revoked.
 
+use super::audit::append;
 use super::{classify, col, SqlStore};
+use crate::audit::Audit;
 use crate::store::StoreError;
 
 /// The columns, in [`StoredToken`] order (a macro so statements stay `&'static str`).
@@ -61,8 +63,9 @@ fn token_of(row: &sqlx::any::AnyRow) -> Result<StoredToken, StoreError> {
 }
 
 impl SqlStore {
-    /// Stores a new token.
-    pub async fn insert_token(&self, t: &StoredToken) -> Result<(), StoreError> {
+    /// Stores a new token, with the audit entry of its creation.
+    pub async fn insert_token(&self, t: &StoredToken, audit: &Audit) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
         sqlx::query(INSERT)
             .bind(&t.id)
             .bind(&t.name)
@@ -73,10 +76,11 @@ impl SqlStore {
             .bind(t.expires_at)
             .bind(t.revoked_at)
             .bind(t.last_used_at)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await
             .map_err(classify)?;
-        Ok(())
+        append(&mut tx, self.sqlite, std::slice::from_ref(audit)).await?;
+        tx.commit().await.map_err(classify)
     }
 
     /// The token with public id `id`, if any.
@@ -98,19 +102,27 @@ impl SqlStore {
         rows.iter().map(token_of).collect()
     }
 
-    /// Revokes token `id` at `now` (a revoked token keeps its first revocation time). The
-    /// token as it now stands, or `None` if there is no such token.
+    /// Revokes token `id` at `now` (a revoked token keeps its first revocation time), with
+    /// `audit` recorded when this call revoked it. The token as it now stands, or `None` if
+    /// there is no such token.
     pub async fn revoke_token(
         &self,
         id: &str,
         now: i64,
+        audit: &Audit,
     ) -> Result<Option<StoredToken>, StoreError> {
-        sqlx::query("UPDATE warden_tokens SET revoked_at = $2 WHERE id = $1 AND revoked_at = 0")
-            .bind(id)
-            .bind(now)
-            .execute(&self.pool)
-            .await
-            .map_err(classify)?;
+        let mut tx = self.begin_write().await?;
+        let done =
+            sqlx::query("UPDATE warden_tokens SET revoked_at = $2 WHERE id = $1 AND revoked_at = 0")
+                .bind(id)
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .map_err(classify)?;
+        if done.rows_affected() == 1 {
+            append(&mut tx, self.sqlite, std::slice::from_ref(audit)).await?;
+        }
+        tx.commit().await.map_err(classify)?;
         self.token(id).await
     }
 
