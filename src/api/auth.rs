@@ -28,6 +28,9 @@ pub enum Need {
     Authenticated,
     /// A token with this scope.
     Scope(Scope),
+    /// A token with this scope acting for the operators' tenant (`default`), or an `admin`
+    /// token: state every tenant shares (the guard, the audit chain).
+    Operator(Scope),
 }
 
 /// What `method` on the route `path` (as routed, `{param}`s unfilled) needs; `None` for a route
@@ -42,6 +45,12 @@ pub fn need(method: &Method, path: &str) -> Option<Need> {
         "/v1/inventory/{sku}" | "/v1/inventory/{sku}/reservations" => Scope::Reservations,
         "/v1/review" | "/v1/review/{id}/resolve" => Scope::Review,
         "/v1/dispatch/claim" => Scope::Streams,
+        "/v1/guard" | "/v1/guard/enter" | "/v1/guard/recovery-actions" | "/v1/guard/exit" => {
+            return Some(Need::Operator(Scope::Guard))
+        }
+        "/v1/audit" | "/v1/audit/verify" => return Some(Need::Operator(Scope::Audit)),
+        "/v1/alerts/alertmanager" => Scope::Incidents,
+        p if p.starts_with("/v1/incidents") => Scope::Incidents,
         p if p.starts_with("/v1/locks/") || p.starts_with("/v1/fences/") => Scope::Locks,
         p if p.starts_with("/v1/idempotency/") => Scope::Idempotency,
         p if p.starts_with("/v1/reservations/") => Scope::Reservations,
@@ -93,6 +102,13 @@ pub async fn guard(State(app): State<AppState>, mut req: Request, next: Next) ->
     };
     match need {
         Some(Need::Scope(s)) if !principal.scopes.has(s) => return denied(Denied::Forbidden(s)),
+        Some(Need::Operator(s)) if !principal.scopes.has(s) => return denied(Denied::Forbidden(s)),
+        Some(Need::Operator(_))
+            if principal.tenant != crate::access::DEFAULT_TENANT
+                && !principal.scopes.has(Scope::Admin) =>
+        {
+            return denied(Denied::Forbidden(Scope::Admin))
+        }
         None => {
             tracing::error!(%path, "a route names no scope: refused by default");
             return denied(Denied::Forbidden(Scope::Admin));

@@ -161,7 +161,8 @@ pub fn token(field: &str, value: i64) -> Result<i64, ApiError> {
 
 /// The codes of refused identity fields (`invalid_` and the field's name), for the OpenAPI
 /// document.
-pub const FIELD_CODES: [&str; 7] = [
+pub const FIELD_CODES: [&str; 8] = [
+    "invalid_dedup_key",
     "invalid_owner",
     "invalid_user",
     "invalid_worker",

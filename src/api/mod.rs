@@ -4,7 +4,9 @@
 mod answer;
 pub mod auth;
 pub mod extract;
+mod guard;
 mod idem;
+mod incidents;
 mod locks;
 pub mod observe;
 mod openapi;
@@ -29,6 +31,7 @@ use tokio::net::TcpListener;
 use crate::access::Access;
 use crate::config::{ms, Config};
 use crate::fence::Fences;
+use crate::guard::Guard;
 use crate::idem::Idempotency;
 use crate::lock::Locks;
 use crate::reserve::Reservations;
@@ -55,6 +58,8 @@ pub struct AppState {
     pub reservations: Arc<Reservations>,
     /// Causal streams and manual review.
     pub streams: Arc<Streams>,
+    /// Incidents, the guard and the audit chain.
+    pub guard: Arc<Guard>,
     /// Metrics renderer.
     pub metrics: PrometheusHandle,
 }
@@ -100,6 +105,7 @@ pub fn state(warden: &Warden) -> AppState {
         idempotency: warden.idempotency.clone(),
         reservations: warden.reservations.clone(),
         streams: warden.streams.clone(),
+        guard: warden.guard.clone(),
         metrics: metrics_handle(),
     }
 }
@@ -114,6 +120,8 @@ pub fn app(state: AppState, max_body_bytes: usize) -> Router {
         .merge(review::router())
         .merge(ops::router())
         .merge(tokens::router())
+        .merge(incidents::router())
+        .merge(guard::router())
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::guard,
@@ -121,7 +129,10 @@ pub fn app(state: AppState, max_body_bytes: usize) -> Router {
         .fallback(problem::not_found)
         .method_not_allowed_fallback(problem::method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body_bytes))
-        .layer(axum::middleware::from_fn(observe::correlate))
+        .layer(axum::middleware::from_fn_with_state(
+            state.guard.monitor().clone(),
+            observe::correlate,
+        ))
         .with_state(state)
 }
 

@@ -4,12 +4,15 @@
 
 use std::time::Instant;
 
-use axum::extract::Request;
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
 use axum::http::HeaderValue;
 use axum::middleware::Next;
 use axum::response::Response;
 use tracing::Instrument;
 
+use crate::guard::monitor::{self, Monitor};
 use crate::metrics_names as m;
 use crate::runtime::correlation::{new_id, scope, trace_id, Correlation};
 
@@ -30,7 +33,11 @@ fn valid_id(v: &HeaderValue) -> Option<String> {
 }
 
 /// Middleware: correlation id span, echo header, access log at debug level.
-pub async fn correlate(req: Request, next: Next) -> Response {
+pub async fn correlate(
+    State(monitor): State<Arc<Monitor>>,
+    req: Request,
+    next: Next,
+) -> Response {
     let traceparent = req
         .headers()
         .get(TRACEPARENT_HEADER)
@@ -51,7 +58,8 @@ pub async fn correlate(req: Request, next: Next) -> Response {
         id: id.clone(),
         traceparent,
     };
-    let mut response = scope(correlation, next.run(req).instrument(span.clone())).await;
+    let served = next.run(req).instrument(span.clone());
+    let mut response = scope(correlation, monitor::scope(monitor, served)).await;
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(CORRELATION_HEADER, value);
     }

@@ -12,6 +12,10 @@ use super::auth::{need, Need};
 use super::extract::FIELD_CODES;
 use crate::access::{Created, Listed, Revoked};
 use crate::fence::FenceOutcome;
+use crate::guard::outcome::EVIDENCE_STATES;
+use crate::guard::{
+    AuditPage, ByIdEvent, Found, GuardMove, IncidentEvent, Noted, Recorded, Verified,
+};
 use crate::idem::{Begun, Finished};
 use crate::lock::{Acquired, Read, Touch};
 use crate::outcome::{StateDoc, Terminal};
@@ -57,7 +61,21 @@ use crate::tier::Blocked;
         super::ops::openapi,
         super::tokens::create,
         super::tokens::list,
-        super::tokens::revoke
+        super::tokens::revoke,
+        super::incidents::event,
+        super::incidents::alertmanager,
+        super::incidents::list,
+        super::incidents::one,
+        super::incidents::ack,
+        super::incidents::resolve,
+        super::incidents::note,
+        super::incidents::evidence,
+        super::guard::read,
+        super::guard::enter,
+        super::guard::recovery,
+        super::guard::exit,
+        super::guard::audit,
+        super::guard::verify
     ),
     components(schemas(
         super::locks::LockAnswer,
@@ -69,6 +87,10 @@ use crate::tier::Blocked;
         super::review::ReviewAnswer,
         super::tokens::TokenAnswer,
         super::tokens::TokenList,
+        super::incidents::IncidentAnswer,
+        super::guard::GuardAnswer,
+        super::guard::ExitRefused,
+        super::guard::AuditAnswer,
         super::answer::SafeBlockAnswer,
         super::problem::Problem
     )),
@@ -197,6 +219,50 @@ const OUTCOMES: &[Documented] = &[
     with(
         HttpMethod::Delete,
         post("/v1/tokens/{id}", Revoked::STATES, "TokenAnswer"),
+    ),
+    post("/v1/incidents", IncidentEvent::STATES, "IncidentAnswer"),
+    post(
+        "/v1/alerts/alertmanager",
+        IncidentEvent::STATES,
+        "IncidentAnswer",
+    ),
+    with(
+        HttpMethod::Get,
+        post("/v1/incidents", Found::STATES, "IncidentAnswer"),
+    ),
+    with(
+        HttpMethod::Get,
+        post("/v1/incidents/{id}", Found::STATES, "IncidentAnswer"),
+    ),
+    post("/v1/incidents/{id}/ack", ByIdEvent::STATES, "IncidentAnswer"),
+    post(
+        "/v1/incidents/{id}/resolve",
+        ByIdEvent::STATES,
+        "IncidentAnswer",
+    ),
+    post("/v1/incidents/{id}/notes", Noted::STATES, "IncidentAnswer"),
+    with(
+        HttpMethod::Get,
+        post("/v1/incidents/{id}/evidence", EVIDENCE_STATES, "IncidentAnswer"),
+    ),
+    with(
+        HttpMethod::Get,
+        post("/v1/guard", GuardMove::STATES, "GuardAnswer"),
+    ),
+    post("/v1/guard/enter", GuardMove::STATES, "GuardAnswer"),
+    post(
+        "/v1/guard/recovery-actions",
+        Recorded::STATES,
+        "GuardAnswer",
+    ),
+    post("/v1/guard/exit", GuardMove::STATES, "GuardAnswer"),
+    with(
+        HttpMethod::Get,
+        post("/v1/audit", AuditPage::STATES, "AuditAnswer"),
+    ),
+    with(
+        HttpMethod::Get,
+        post("/v1/audit/verify", Verified::STATES, "AuditAnswer"),
     ),
 ];
 

@@ -31,7 +31,7 @@ use crate::tier::{Blocked, Tier};
 
 pub use evidence::Evidence;
 pub use events::Role;
-pub use incident::{IncidentInput, Trigger};
+pub use incident::{IncidentInput, Trigger, SEVERITIES};
 pub use monitor::Monitor;
 pub use outcome::{
     AuditPage, ByIdEvent, Found, GuardMove, GuardView, IncidentEvent, Noted, Recorded, Verified,
@@ -109,6 +109,11 @@ impl Guard {
     /// The roles with an endpoint.
     fn roles(&self) -> Vec<Role> {
         self.endpoints.iter().map(|e| e.role).collect()
+    }
+
+    /// The continuous green needed to leave safe mode, ms.
+    pub fn exit_green_ms(&self) -> i64 {
+        self.timers.exit_green
     }
 
     /// The §10 monitor fed by every answered operation.

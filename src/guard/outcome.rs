@@ -231,6 +231,16 @@ impl Terminal for Recorded {
     }
 }
 
+/// The answers of the evidence pack.
+pub const EVIDENCE_STATES: &[StateDoc] = &[
+    StateDoc::json(
+        "evidence",
+        200,
+        "timeline, deliveries with every try, guard moves, tier switches, refusals, audit range",
+    ),
+    StateDoc::problem("unknown_incident", 404, "no such incident"),
+];
+
 /// A page of the audit trail.
 #[derive(Debug, Clone)]
 pub struct AuditPage(pub Vec<Sealed>);
