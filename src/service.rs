@@ -65,13 +65,19 @@ impl Warden {
         let guard = Guard::new(tier.clone(), config)?;
         let sealed = tier.durable().seal_unchained_audit().await?;
         if sealed > 0 {
-            tracing::info!(entries = sealed, "audit entries from before the chain sealed into it");
+            tracing::info!(
+                entries = sealed,
+                "audit entries from before the chain sealed into it"
+            );
         }
         if config.safe_mode {
             // The start-up setting is a manual entry like any other: shared and audited.
             let reason = "safe_mode set in the configuration at start-up";
             if let Err(b) = guard.enter(reason, "warden:config").await {
-                tracing::error!(reason = b.reason(), "safe mode requested at start-up not entered");
+                tracing::error!(
+                    reason = b.reason(),
+                    "safe mode requested at start-up not entered"
+                );
             }
         }
         let access =
@@ -112,7 +118,15 @@ impl Warden {
             guard,
             tier,
             stop,
-            tasks: vec![supervisor, reaper, holds, reconcile, stream_tasks, planner, guarding],
+            tasks: vec![
+                supervisor,
+                reaper,
+                holds,
+                reconcile,
+                stream_tasks,
+                planner,
+                guarding,
+            ],
         })
     }
 

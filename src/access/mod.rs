@@ -16,8 +16,8 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use crate::runtime::clock::now_ms;
 use crate::audit::Audit;
+use crate::runtime::clock::now_ms;
 use crate::store::sql::StoredToken;
 use crate::tier::{Blocked, Tier};
 use secret::Presented;

@@ -221,7 +221,9 @@ fn moved(app: &AppState, op: &Op, m: GuardMove) -> Response {
         GuardMove::Read(v)
         | GuardMove::SafeMode(v)
         | GuardMove::Normal(v)
-        | GuardMove::ExitArmed(v) => (status, Json(guard_answer(state, &v, window))).into_response(),
+        | GuardMove::ExitArmed(v) => {
+            (status, Json(guard_answer(state, &v, window))).into_response()
+        }
     }
 }
 
@@ -260,7 +262,11 @@ pub async fn recovery(
     let op = Op::start("guard_recovery");
     let action = text("action", &body.action, 1)?;
     let detail = text("detail", &body.detail, 0)?;
-    let out = match app.guard.record_recovery(&action, &detail, &caller.name).await {
+    let out = match app
+        .guard
+        .record_recovery(&action, &detail, &caller.name)
+        .await
+    {
         Ok(o) => o,
         Err(b) => return Ok(blocked(&op, "guard", b)),
     };
@@ -270,7 +276,13 @@ pub async fn recovery(
         Recorded::Recorded(r) => {
             let view = match app.guard.view().await {
                 Ok(GuardMove::Read(v)) => v,
-                _ => return Ok((status, Json(serde_json::json!({"state": state, "recovery_action_id": r.id}))).into_response()),
+                _ => {
+                    return Ok((
+                        status,
+                        Json(serde_json::json!({"state": state, "recovery_action_id": r.id})),
+                    )
+                        .into_response())
+                }
             };
             let mut a = guard_answer(state, &view, app.guard.exit_green_ms());
             a.recovery_action_id = Some(r.id);
@@ -322,7 +334,12 @@ pub async fn audit(
 ) -> Result<Response, ApiError> {
     let op = Op::start("audit_page");
     let Query(q) = query.map_err(|e| {
-        ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", "Invalid query", e.body_text())
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+            "Invalid query",
+            e.body_text(),
+        )
     })?;
     let after = in_range("after", q.after.unwrap_or(0), 0, i64::MAX)?;
     let limit = in_range("limit", q.limit.unwrap_or(100), 1, MAX_PAGE)?;

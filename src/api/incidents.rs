@@ -306,7 +306,10 @@ fn input_of(b: IncidentBody) -> Result<IncidentInput, ApiError> {
     match b.event_action.as_str() {
         "trigger" => {
             let summary = b.summary.or(payload.summary).unwrap_or_default();
-            let source = b.source.or(payload.source).unwrap_or_else(|| "unspecified".into());
+            let source = b
+                .source
+                .or(payload.source)
+                .unwrap_or_else(|| "unspecified".into());
             Ok(IncidentInput::Trigger(Trigger {
                 dedup_key: key.unwrap_or_else(|| format!("auto:{}", uuid::Uuid::new_v4().simple())),
                 severity: severity(b.severity.as_deref().or(payload.severity.as_deref()))?,
@@ -337,7 +340,13 @@ fn input_of(b: IncidentBody) -> Result<IncidentInput, ApiError> {
 }
 
 /// The answer to an incident outcome `out` (`status` from its table).
-fn respond(op: &Op, key: &str, status: StatusCode, state: &'static str, out: IncidentEvent) -> Response {
+fn respond(
+    op: &Op,
+    key: &str,
+    status: StatusCode,
+    state: &'static str,
+    out: IncidentEvent,
+) -> Response {
     op.finish(key, state, Mode::Fallback.as_str());
     match out {
         IncidentEvent::Unknown => state_problem(
@@ -351,7 +360,10 @@ fn respond(op: &Op, key: &str, status: StatusCode, state: &'static str, out: Inc
             status,
             state,
             "Already resolved",
-            format!("incident {} was resolved by {}: the resolution stands", i.id, i.resolved_by),
+            format!(
+                "incident {} was resolved by {}: the resolution stands",
+                i.id, i.resolved_by
+            ),
             Mode::Fallback,
         ),
         other => {
@@ -390,7 +402,11 @@ fn alert_key(a: &AmAlert) -> Result<String, ApiError> {
 }
 
 fn alert_severity(labels: &BTreeMap<String, String>) -> String {
-    match labels.get("severity").map(|s| s.to_ascii_lowercase()).as_deref() {
+    match labels
+        .get("severity")
+        .map(|s| s.to_ascii_lowercase())
+        .as_deref()
+    {
         Some("critical" | "page") => "critical",
         Some("error" | "high") => "error",
         Some("info" | "none" | "low") => "info",
@@ -407,13 +423,20 @@ fn alert_input(a: &AmAlert, body: &AlertmanagerBody) -> Result<IncidentInput, Ap
         "resolved" => Ok(IncidentInput::Resolve(key)),
         "firing" => {
             let pick = |names: &[&str], map: &BTreeMap<String, String>| {
-                names.iter().find_map(|n| map.get(*n).filter(|v| !v.is_empty()).cloned())
+                names
+                    .iter()
+                    .find_map(|n| map.get(*n).filter(|v| !v.is_empty()).cloned())
             };
             let summary = pick(&["summary", "description"], &a.annotations)
                 .or_else(|| pick(&["alertname"], &a.labels))
                 .unwrap_or_else(|| "alert".into());
-            let source = pick(&["instance", "job"], &a.labels)
-                .unwrap_or_else(|| if receiver.is_empty() { "alertmanager".into() } else { receiver.to_owned() });
+            let source = pick(&["instance", "job"], &a.labels).unwrap_or_else(|| {
+                if receiver.is_empty() {
+                    "alertmanager".into()
+                } else {
+                    receiver.to_owned()
+                }
+            });
             let sent = serde_json::json!({
                 "labels": a.labels,
                 "annotations": a.annotations,
@@ -427,7 +450,10 @@ fn alert_input(a: &AmAlert, body: &AlertmanagerBody) -> Result<IncidentInput, Ap
                 details: details(Some(sent))?,
             }))
         }
-        _ => Err(ApiError::out_of_range("alerts[].status", "firing or resolved")),
+        _ => Err(ApiError::out_of_range(
+            "alerts[].status",
+            "firing or resolved",
+        )),
     }
 }
 
@@ -489,13 +515,21 @@ pub async fn list(
 ) -> Result<Response, ApiError> {
     let op = Op::start("incident_list");
     let Query(q) = query.map_err(|e| {
-        ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", "Invalid query", e.body_text())
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+            "Invalid query",
+            e.body_text(),
+        )
     })?;
     let state = match q.state.as_deref() {
         None | Some("") => None,
         Some(s @ ("triggered" | "acknowledged" | "resolved")) => Some(s),
         Some(_) => {
-            return Err(ApiError::out_of_range("state", "triggered, acknowledged or resolved"))
+            return Err(ApiError::out_of_range(
+                "state",
+                "triggered, acknowledged or resolved",
+            ))
         }
     };
     let limit = in_range("limit", q.limit.unwrap_or(100), 1, MAX_LIST)?;
@@ -516,7 +550,13 @@ fn found(op: &Op, id: &str, found: Found) -> Response {
     op.finish(id, state, "fallback");
     match found {
         Found::One(i) => (status, Json(answer(state, Some(*i)))).into_response(),
-        _ => state_problem(status, state, "Unknown incident", "no such incident", Mode::Fallback),
+        _ => state_problem(
+            status,
+            state,
+            "Unknown incident",
+            "no such incident",
+            Mode::Fallback,
+        ),
     }
 }
 
@@ -535,8 +575,18 @@ pub async fn one(
     }
 }
 
-async fn by_id(app: AppState, caller: &crate::access::Principal, id: &str, resolve: bool, op: &Op) -> Response {
-    match app.guard.settle_by_id(&caller.tenant, id, resolve, &caller.name).await {
+async fn by_id(
+    app: AppState,
+    caller: &crate::access::Principal,
+    id: &str,
+    resolve: bool,
+    op: &Op,
+) -> Response {
+    match app
+        .guard
+        .settle_by_id(&caller.tenant, id, resolve, &caller.name)
+        .await
+    {
         Ok(out) => {
             let out = ByIdEvent(out);
             let (status, state) = (status_of(&out), out.state());
@@ -550,7 +600,11 @@ async fn by_id(app: AppState, caller: &crate::access::Principal, id: &str, resol
 /// acknowledgement after the resolution answers 409.
 #[utoipa::path(post, path = "/v1/incidents/{id}/ack",
     params(("id" = String, Path, description = "incident id")))]
-pub async fn ack(State(app): State<AppState>, Caller(caller): Caller, PathKey(id): PathKey) -> Response {
+pub async fn ack(
+    State(app): State<AppState>,
+    Caller(caller): Caller,
+    PathKey(id): PathKey,
+) -> Response {
     let op = Op::start("incident_ack");
     by_id(app, &caller, id.name(), false, &op).await
 }
@@ -578,7 +632,11 @@ pub async fn note(
 ) -> Result<Response, ApiError> {
     let op = Op::start("incident_note");
     let text = text("note", &body.note, 1, MAX_NOTE)?;
-    let out = match app.guard.note(&caller.tenant, id.name(), &text, &caller.name).await {
+    let out = match app
+        .guard
+        .note(&caller.tenant, id.name(), &text, &caller.name)
+        .await
+    {
         Ok(o) => o,
         Err(b) => return Ok(blocked(&op, id.name(), b)),
     };
@@ -586,9 +644,13 @@ pub async fn note(
     op.finish(id.name(), state, "fallback");
     Ok(match out {
         Noted::Noted(i) => (status, Json(answer(state, Some(i)))).into_response(),
-        Noted::Unknown => {
-            state_problem(status, state, "Unknown incident", "no such incident", Mode::Fallback)
-        }
+        Noted::Unknown => state_problem(
+            status,
+            state,
+            "Unknown incident",
+            "no such incident",
+            Mode::Fallback,
+        ),
     })
 }
 

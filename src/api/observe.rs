@@ -33,11 +33,7 @@ fn valid_id(v: &HeaderValue) -> Option<String> {
 }
 
 /// Middleware: correlation id span, echo header, access log at debug level.
-pub async fn correlate(
-    State(monitor): State<Arc<Monitor>>,
-    req: Request,
-    next: Next,
-) -> Response {
+pub async fn correlate(State(monitor): State<Arc<Monitor>>, req: Request, next: Next) -> Response {
     let traceparent = req
         .headers()
         .get(TRACEPARENT_HEADER)

@@ -234,7 +234,11 @@ const OUTCOMES: &[Documented] = &[
         HttpMethod::Get,
         post("/v1/incidents/{id}", Found::STATES, "IncidentAnswer"),
     ),
-    post("/v1/incidents/{id}/ack", ByIdEvent::STATES, "IncidentAnswer"),
+    post(
+        "/v1/incidents/{id}/ack",
+        ByIdEvent::STATES,
+        "IncidentAnswer",
+    ),
     post(
         "/v1/incidents/{id}/resolve",
         ByIdEvent::STATES,
@@ -243,7 +247,11 @@ const OUTCOMES: &[Documented] = &[
     post("/v1/incidents/{id}/notes", Noted::STATES, "IncidentAnswer"),
     with(
         HttpMethod::Get,
-        post("/v1/incidents/{id}/evidence", EVIDENCE_STATES, "IncidentAnswer"),
+        post(
+            "/v1/incidents/{id}/evidence",
+            EVIDENCE_STATES,
+            "IncidentAnswer",
+        ),
     ),
     with(
         HttpMethod::Get,

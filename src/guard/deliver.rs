@@ -39,13 +39,16 @@ impl Guard {
         let sql = self.tier.durable();
         let now = self.tier.now();
         let until = now + 2 * self.notify.timeout_ms as i64 + 1_000;
-        let claimed = match crate::store::bounded(sql.timeout(), sql.claim_deliveries(now, until, CLAIM)).await {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::warn!(error = %e, "outbox not read");
-                return;
-            }
-        };
+        let claimed =
+            match crate::store::bounded(sql.timeout(), sql.claim_deliveries(now, until, CLAIM))
+                .await
+            {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(error = %e, "outbox not read");
+                    return;
+                }
+            };
         let sends = claimed.into_iter().map(|d| async move {
             if let Err(e) = self.deliver(&d).await {
                 tracing::warn!(error = %e, webhook_id = %d.id, "delivery not settled; retried after its claim ends");
@@ -185,7 +188,11 @@ impl Guard {
             d.round,
             d.role,
             t.try_no,
-            if t.error.is_empty() { format!("HTTP {}", t.status) } else { t.error.clone() }
+            if t.error.is_empty() {
+                format!("HTTP {}", t.status)
+            } else {
+                t.error.clone()
+            }
         );
         match how {
             Settle::Delivered | Settle::Dropped => {
@@ -204,7 +211,9 @@ impl Guard {
                     .await?;
                 let other = role.map(Role::other);
                 let configured = self.roles();
-                if let Some(to) = other.filter(|r| d.failover_of.is_empty() && configured.contains(r)) {
+                if let Some(to) =
+                    other.filter(|r| d.failover_of.is_empty() && configured.contains(r))
+                {
                     tx.enqueue(&[events::failover_copy(d, to)], now).await?;
                 }
             }

@@ -66,7 +66,13 @@ impl Guard {
                 i.dedup_key, self.timers.notify_window, i.summary
             );
             w.deliveries.extend(ev.deliveries(&self.roles(), now));
-            w.audits.push(Audit::new(now, WARDEN, "incident.ticket", &i.id, ev.message.clone()));
+            w.audits.push(Audit::new(
+                now,
+                WARDEN,
+                "incident.ticket",
+                &i.id,
+                ev.message.clone(),
+            ));
             super::incident::count("ticket");
         }
         i.updated_at = now;

@@ -107,7 +107,11 @@ impl Guard {
             return Ok(None);
         };
         let now = self.tier.now();
-        let end = if incident.resolved_at > 0 { incident.resolved_at } else { now };
+        let end = if incident.resolved_at > 0 {
+            incident.resolved_at
+        } else {
+            now
+        };
         let (from, to) = (incident.created_at - BEFORE_MS, end + AFTER_MS);
         let mut subjects = vec![incident.id.as_str()];
         if !incident.episode.is_empty() {
@@ -127,11 +131,18 @@ impl Guard {
                     t.try_no,
                     t.status,
                     t.latency_ms,
-                    if t.error.is_empty() { String::new() } else { format!(" ({})", t.error) }
+                    if t.error.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({})", t.error)
+                    }
                 );
                 timeline.push(moment(t.at, "delivery.try", "warden", detail));
             }
-            deliveries.push(DeliveryEvidence { delivery: d, attempts });
+            deliveries.push(DeliveryEvidence {
+                delivery: d,
+                attempts,
+            });
         }
         let entries = sql.audit_between(from, to, MAX_AUDIT).await?;
         let mut tier_switches = Vec::new();

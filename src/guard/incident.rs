@@ -112,8 +112,7 @@ impl Guard {
             if rank(&t.severity) > rank(&open.severity) {
                 open.severity = t.severity.clone();
                 if open.state == state::TRIGGERED && open.next_notify_at == 0 {
-                    open.next_notify_at =
-                        rules::first_repeat(&open.severity, now, &self.timers);
+                    open.next_notify_at = rules::first_repeat(&open.severity, now, &self.timers);
                 }
             }
             tx.put_incident(&open, false).await?;
@@ -188,7 +187,10 @@ impl Guard {
         let dropped = tx.drop_repeats(&i.id, now).await?;
         let ev = self.incident_event(kind, &i, i.attempts);
         tx.enqueue(&ev.deliveries(&self.roles(), now), now).await?;
-        let detail = format!("after {} notice round(s); {dropped} repeat(s) dropped", i.attempts);
+        let detail = format!(
+            "after {} notice round(s); {dropped} repeat(s) dropped",
+            i.attempts
+        );
         tx.audit(&[Audit::new(now, actor, action, &i.id, detail)])
             .await?;
         tracing::warn!(incident_id = %i.id, actor, action, "incident settled");
@@ -243,8 +245,14 @@ impl Guard {
                 note: text.to_owned(),
             };
             tx.put_note(&note).await?;
-            tx.audit(&[Audit::new(now, actor, "incident.note", &i.id, text.to_owned())])
-                .await?;
+            tx.audit(&[Audit::new(
+                now,
+                actor,
+                "incident.note",
+                &i.id,
+                text.to_owned(),
+            )])
+            .await?;
             tx.commit().await?;
             Ok(Noted::Noted(i))
         })
@@ -269,7 +277,9 @@ impl Guard {
         limit: i64,
     ) -> Result<Found, Blocked> {
         let sql = self.tier.durable();
-        let list = self.on_sql(sql.incidents(Some(tenant), state, limit)).await?;
+        let list = self
+            .on_sql(sql.incidents(Some(tenant), state, limit))
+            .await?;
         Ok(Found::Many(list))
     }
 

@@ -29,8 +29,8 @@ use crate::runtime::correlation::task_span;
 use crate::store::StoreError;
 use crate::tier::{Blocked, Tier};
 
-pub use evidence::Evidence;
 pub use events::Role;
+pub use evidence::Evidence;
 pub use incident::{IncidentInput, Trigger, SEVERITIES};
 pub use monitor::Monitor;
 pub use outcome::{
@@ -208,7 +208,9 @@ impl Guard {
     async fn publish_gauges(&self) {
         use crate::metrics_names as m;
         let sql = self.tier.durable();
-        if let Ok((counts, oldest)) = crate::store::bounded(sql.timeout(), sql.unacked_summary()).await {
+        if let Ok((counts, oldest)) =
+            crate::store::bounded(sql.timeout(), sql.unacked_summary()).await
+        {
             for severity in ["critical", "error", "warning", "info"] {
                 let n = counts
                     .iter()

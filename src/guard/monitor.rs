@@ -129,7 +129,10 @@ impl Monitor {
         self.fallback.fetch_add(1, Ordering::Relaxed);
         if op.starts_with("lock_") {
             let ms = elapsed.as_millis() as u64;
-            let i = BOUNDS_MS.iter().position(|b| ms <= *b).unwrap_or(BOUNDS_MS.len());
+            let i = BOUNDS_MS
+                .iter()
+                .position(|b| ms <= *b)
+                .unwrap_or(BOUNDS_MS.len());
             self.lock[i].fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -186,7 +189,11 @@ impl Monitor {
         let fallback = newest.fallback - oldest.fallback;
         let lock: [u64; BUCKETS] = std::array::from_fn(|i| newest.lock[i] - oldest.lock[i]);
         let locks: u64 = lock.iter().sum();
-        let fallback_rate = if total == 0 { 0.0 } else { fallback as f64 / total as f64 };
+        let fallback_rate = if total == 0 {
+            0.0
+        } else {
+            fallback as f64 / total as f64
+        };
         let lock_p95_ms = if locks < MIN_LOCK_SAMPLES {
             0
         } else {
@@ -200,9 +207,7 @@ impl Monitor {
         };
         let c = &self.cfg;
         let rate_judged = total >= c.min_samples;
-        let over = |rate: f64, p95: u64| {
-            (rate_judged && fallback_rate > rate) || lock_p95_ms > p95
-        };
+        let over = |rate: f64, p95: u64| (rate_judged && fallback_rate > rate) || lock_p95_ms > p95;
         let level = if over(c.fallback_rate_critical, c.fallback_p95_critical_ms) {
             Level::Critical
         } else if over(c.fallback_rate_warning, c.fallback_p95_warning_ms) {
@@ -291,7 +296,10 @@ mod tests {
         let r = m.read(100);
         assert_eq!(m.hold(&r, 100), Some(Level::Warning));
         // Values dipping under the threshold do not clear it at once (no flapping).
-        let calm = Reading { level: Level::Normal, ..r };
+        let calm = Reading {
+            level: Level::Normal,
+            ..r
+        };
         assert_eq!(m.hold(&calm, 200), Some(Level::Warning));
         assert_eq!(m.hold(&r, 300), Some(Level::Warning));
         assert_eq!(m.hold(&calm, 400), Some(Level::Warning));

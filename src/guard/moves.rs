@@ -10,7 +10,7 @@ use crate::runtime::correlation;
 use crate::store::guard::{GuardRow, NewDelivery, RecoveryAction};
 use crate::store::sql::GuardTx;
 use crate::store::{GuardState, StoreError};
-use crate::tier::{BreakerState, Blocked, TierName};
+use crate::tier::{Blocked, BreakerState, TierName};
 
 use super::events::{self, Event};
 use super::outcome::{GuardMove, GuardView, Recorded};
@@ -81,7 +81,13 @@ impl Guard {
                     let ev = self.guard_event(kind, &g.episode, GuardState::SafeMode, message);
                     w.deliveries.extend(ev.deliveries(&self.roles(), now));
                 }
-                w.audits.push(Audit::new(now, actor, "guard.enter", &g.episode, reason.to_owned()));
+                w.audits.push(Audit::new(
+                    now,
+                    actor,
+                    "guard.enter",
+                    &g.episode,
+                    reason.to_owned(),
+                ));
                 metrics::counter!(crate::metrics_names::INCIDENT_EVENTS, "event" => "safe_mode")
                     .increment(1);
             }
@@ -95,7 +101,12 @@ impl Guard {
 
     /// Commits `tx` and, when the guard moved, rereads the tier row so this instance acts on
     /// the new state at once.
-    pub(super) async fn commit(&self, mut tx: GuardTx, w: Written, now: i64) -> Result<(), StoreError> {
+    pub(super) async fn commit(
+        &self,
+        mut tx: GuardTx,
+        w: Written,
+        now: i64,
+    ) -> Result<(), StoreError> {
         let moved = w.flush(&mut tx, now).await?;
         tx.commit().await?;
         if moved {
@@ -171,8 +182,14 @@ impl Guard {
             };
             tx.put_recovery(&r).await?;
             let text = format!("{action}: {detail}");
-            tx.audit(&[Audit::new(now, actor, "guard.recovery_action", &g.episode, text)])
-                .await?;
+            tx.audit(&[Audit::new(
+                now,
+                actor,
+                "guard.recovery_action",
+                &g.episode,
+                text,
+            )])
+            .await?;
             tx.commit().await?;
             Ok(Recorded::Recorded(r))
         })
@@ -211,7 +228,10 @@ impl Guard {
                 actor,
                 "guard.exit_armed",
                 &g.episode,
-                format!("{recoveries} recovery action(s); green window of {} ms starts", self.timers.exit_green),
+                format!(
+                    "{recoveries} recovery action(s); green window of {} ms starts",
+                    self.timers.exit_green
+                ),
             ));
             let episode = g.episode.clone();
             let done = self.timers.exit_green == 0;
@@ -291,7 +311,10 @@ impl Guard {
                         WARDEN,
                         "guard.green_window_restarted",
                         &g.episode,
-                        format!("red health sample: {:?}", self.tier.status().ready.err().map(|b| b.reason())),
+                        format!(
+                            "red health sample: {:?}",
+                            self.tier.status().ready.err().map(|b| b.reason())
+                        ),
                     ));
                     tracing::warn!(episode = %g.episode, "guard: red sample, green window restarted");
                 }

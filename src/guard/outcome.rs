@@ -40,7 +40,11 @@ impl IncidentEvent {
 
 impl Terminal for IncidentEvent {
     const STATES: &'static [StateDoc] = &[
-        StateDoc::json("triggered", 202, "a new incident was opened and its owners notified"),
+        StateDoc::json(
+            "triggered",
+            202,
+            "a new incident was opened and its owners notified",
+        ),
         StateDoc::json(
             "deduplicated",
             202,
@@ -179,7 +183,11 @@ pub enum GuardMove {
 impl Terminal for GuardMove {
     const STATES: &'static [StateDoc] = &[
         StateDoc::json("guard", 200, "the guard: state, episode, exit conditions"),
-        StateDoc::json("safe_mode", 200, "side effects are refused on every instance"),
+        StateDoc::json(
+            "safe_mode",
+            200,
+            "side effects are refused on every instance",
+        ),
         StateDoc::json("normal", 200, "side effects go on"),
         StateDoc::json(
             "exit_armed",
@@ -215,7 +223,11 @@ pub enum Recorded {
 
 impl Terminal for Recorded {
     const STATES: &'static [StateDoc] = &[
-        StateDoc::json("recorded", 201, "the recovery action is recorded and audited"),
+        StateDoc::json(
+            "recorded",
+            201,
+            "the recovery action is recorded and audited",
+        ),
         StateDoc::problem(
             "not_in_safe_mode",
             409,

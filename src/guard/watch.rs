@@ -53,7 +53,11 @@ impl Guard {
     }
 
     async fn raise(&self, level: Level, r: &Reading) -> Result<(), StoreError> {
-        let severity = if level == Level::Critical { "critical" } else { "warning" };
+        let severity = if level == Level::Critical {
+            "critical"
+        } else {
+            "warning"
+        };
         let summary = format!(
             "fallback rate {:.1} % over the window, fallback lock p95 {} ms",
             r.fallback_rate * 100.0,
@@ -110,25 +114,37 @@ impl Guard {
     }
 
     async fn degrade(&self, reason: &str) -> Result<(), StoreError> {
-        self.set_calm_state(GuardState::Normal, GuardState::Degraded, reason).await
+        self.set_calm_state(GuardState::Normal, GuardState::Degraded, reason)
+            .await
     }
 
     /// Resolves the §10 incident and leaves `degraded` once the window stayed normal.
     async fn calm(&self) -> Result<(), StoreError> {
         let sql = self.tier.durable();
         let open = sql.incidents(Some(OWN_TENANT), None, 20).await?;
-        for i in open.iter().filter(|i| i.dedup_key == FALLBACK_KEY && i.state != state::RESOLVED) {
-            self.settle_by_id(OWN_TENANT, &i.id, true, WARDEN).await.map_err(blocked)?;
+        for i in open
+            .iter()
+            .filter(|i| i.dedup_key == FALLBACK_KEY && i.state != state::RESOLVED)
+        {
+            self.settle_by_id(OWN_TENANT, &i.id, true, WARDEN)
+                .await
+                .map_err(blocked)?;
         }
         if self.tier.guard() == GuardState::Degraded {
             let reason = "fallback back under the warning thresholds for the whole window";
-            self.set_calm_state(GuardState::Degraded, GuardState::Normal, reason).await?;
+            self.set_calm_state(GuardState::Degraded, GuardState::Normal, reason)
+                .await?;
         }
         Ok(())
     }
 
     /// Moves the guard `from` → `to` (between `normal` and `degraded` only), audited.
-    async fn set_calm_state(&self, from: GuardState, to: GuardState, reason: &str) -> Result<(), StoreError> {
+    async fn set_calm_state(
+        &self,
+        from: GuardState,
+        to: GuardState,
+        reason: &str,
+    ) -> Result<(), StoreError> {
         let mut tx = self.tier.durable().guard_tx().await?;
         let mut g = tx.guard().await?;
         if g.state != from {
@@ -145,7 +161,8 @@ impl Guard {
             ..Written::default()
         };
         let action = format!("guard.{}", to.as_str());
-        w.audits.push(Audit::new(now, WARDEN, &action, "guard", reason.to_owned()));
+        w.audits
+            .push(Audit::new(now, WARDEN, &action, "guard", reason.to_owned()));
         tracing::warn!(to = to.as_str(), reason, "guard moved");
         metrics::counter!(m::GUARD_MOVES, "to" => to.as_str()).increment(1);
         self.commit(tx, w, now).await
@@ -178,7 +195,10 @@ impl Guard {
             source: "warden".into(),
             details: serde_json::json!({"down_from": since, "down_until": now}).to_string(),
         };
-        match self.event(OWN_TENANT, IncidentInput::Trigger(trigger), WARDEN).await {
+        match self
+            .event(OWN_TENANT, IncidentInput::Trigger(trigger), WARDEN)
+            .await
+        {
             Ok(IncidentEvent::Triggered(_) | IncidentEvent::Deduplicated(_)) => Ok(()),
             Ok(_) => Ok(()),
             Err(b) => {

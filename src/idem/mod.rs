@@ -214,7 +214,10 @@ impl Idempotency {
     ) -> Result<(Begun, Mode), Blocked> {
         self.tier.active_durable()?;
         let sql = self.tier.durable();
-        let rec = self.tier.on_durable(sql.idem_record(req.key.as_str())).await?;
+        let rec = self
+            .tier
+            .on_durable(sql.idem_record(req.key.as_str()))
+            .await?;
         match rules::on_begin(rec.as_ref(), &req.fingerprint, self.tier.now()) {
             rules::OnBegin::Answer(begun) => Ok((begun, Mode::Fallback)),
             rules::OnBegin::Claim => Err(safe_mode),

@@ -41,7 +41,9 @@ pub async fn scope<F: std::future::Future>(c: Correlation, fut: F) -> F::Output 
 
 /// The current request's correlation id; a fresh one outside any request.
 pub fn current() -> String {
-    CURRENT.try_with(|c| c.id.clone()).unwrap_or_else(|_| new_id())
+    CURRENT
+        .try_with(|c| c.id.clone())
+        .unwrap_or_else(|_| new_id())
 }
 
 /// The current request's `traceparent`, or empty.
@@ -63,7 +65,7 @@ pub fn trace_id(traceparent: &str) -> Option<&str> {
         && hex(parts[3], 2)
         && parts[1].bytes().any(|b| b != b'0')
         && parts[2].bytes().any(|b| b != b'0');
-    valid.then_some(parts[1])
+    valid.then(|| parts[1])
 }
 
 #[cfg(test)]
@@ -75,6 +77,7 @@ mod tests {
         let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
         assert_eq!(trace_id(tp), Some("4bf92f3577b34da6a3ce929d0e0e4736"));
         assert_eq!(trace_id("00-0000-00f067aa0ba902b7-01"), None);
+        assert_eq!(trace_id(""), None);
         assert_eq!(
             trace_id("00-00000000000000000000000000000000-00f067aa0ba902b7-01"),
             None

@@ -126,9 +126,14 @@ impl GuardState {
 
     /// The state a stored name means.
     pub fn parse(name: &str) -> Option<Self> {
-        [Self::Normal, Self::Degraded, Self::SafeMode, Self::Recovering]
-            .into_iter()
-            .find(|t| t.as_str() == name)
+        [
+            Self::Normal,
+            Self::Degraded,
+            Self::SafeMode,
+            Self::Recovering,
+        ]
+        .into_iter()
+        .find(|t| t.as_str() == name)
     }
 
     /// Whether side effects are refused in this state.

@@ -6,6 +6,7 @@ pub mod history;
 pub mod in_process;
 pub mod problems;
 pub mod proxy;
+pub mod webhooks;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -695,7 +696,11 @@ impl Warden {
 
     pub fn tail_log(&self) -> String {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
+        // A panic's message comes before its backtrace: keep the message lines.
+        let lines: Vec<&str> = text
+            .lines()
+            .filter(|l| !l.starts_with("  ") && !l.starts_with("stack backtrace"))
+            .collect();
         lines[lines.len().saturating_sub(30)..].join("\n")
     }
 }

@@ -10,8 +10,7 @@ use crate::store::StoreError;
 
 type Tx = sqlx::Transaction<'static, Any>;
 
-const COLS: &str =
-    "seq, prev_hash, hash, id, at, actor, action, subject, detail, correlation_id";
+const COLS: &str = "seq, prev_hash, hash, id, at, actor, action, subject, detail, correlation_id";
 
 fn sealed_of(row: &sqlx::any::AnyRow) -> Result<Sealed, StoreError> {
     Ok(Sealed {
@@ -87,9 +86,7 @@ impl SqlStore {
 
     /// Up to `limit` chained entries after number `after`, in order.
     pub async fn audit_page(&self, after: i64, limit: i64) -> Result<Vec<Sealed>, StoreError> {
-        let sql = format!(
-            "SELECT {COLS} FROM warden_audit WHERE seq > $1 ORDER BY seq LIMIT $2"
-        );
+        let sql = format!("SELECT {COLS} FROM warden_audit WHERE seq > $1 ORDER BY seq LIMIT $2");
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(after)
             .bind(limit)

@@ -112,13 +112,14 @@ impl SqlStore {
         audit: &Audit,
     ) -> Result<Option<StoredToken>, StoreError> {
         let mut tx = self.begin_write().await?;
-        let done =
-            sqlx::query("UPDATE warden_tokens SET revoked_at = $2 WHERE id = $1 AND revoked_at = 0")
-                .bind(id)
-                .bind(now)
-                .execute(&mut *tx)
-                .await
-                .map_err(classify)?;
+        let done = sqlx::query(
+            "UPDATE warden_tokens SET revoked_at = $2 WHERE id = $1 AND revoked_at = 0",
+        )
+        .bind(id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(classify)?;
         if done.rows_affected() == 1 {
             append(&mut tx, self.sqlite, std::slice::from_ref(audit)).await?;
         }
