@@ -83,3 +83,11 @@ pub const FALLBACK_LOCK_P95: &str = "warden_fallback_lock_p95_seconds";
 pub const HEALTH_SAMPLES: &str = "warden_health_samples_total";
 /// Counter: audit entries appended.
 pub const AUDIT_APPENDED: &str = "warden_audit_appended_total";
+/// Gauge: age of the oldest intent taken in but not yet claimed, seconds (the intake→claim
+/// gap of S-PC-04-002; it grows in safe mode, where nothing is dispatched).
+pub const OLDEST_UNCLAIMED: &str = "warden_stream_oldest_unclaimed_seconds";
+/// Gauge: how long the oldest expired dispatch lease has waited for a worker to take it over,
+/// seconds (0: none waiting).
+pub const TAKEOVER_PENDING: &str = "warden_stream_takeover_pending_seconds";
+/// Gauge: expired replays waiting in manual review.
+pub const REPLAY_BACKLOG: &str = "warden_stream_replay_backlog";

@@ -404,10 +404,21 @@ impl Streams {
 
     async fn gauges(&self) -> Result<(), StoreError> {
         let sql = self.tier.durable();
-        let (waiting, review, backlog) = bounded(sql.timeout(), sql.stream_gauges()).await?;
-        metrics::gauge!(m::STREAM_WAITING).set(waiting as f64);
-        metrics::gauge!(m::REVIEW_OPEN).set(review as f64);
-        metrics::gauge!(m::DISPATCH_BACKLOG).set(backlog as f64);
+        let now = self.tier.now();
+        let g = bounded(sql.timeout(), sql.stream_gauges(now)).await?;
+        let age = |since: i64| {
+            if since > 0 {
+                (now - since).max(0) as f64 / 1000.0
+            } else {
+                0.0
+            }
+        };
+        metrics::gauge!(m::STREAM_WAITING).set(g.waiting as f64);
+        metrics::gauge!(m::REVIEW_OPEN).set(g.review_open as f64);
+        metrics::gauge!(m::DISPATCH_BACKLOG).set(g.backlog as f64);
+        metrics::gauge!(m::OLDEST_UNCLAIMED).set(age(g.oldest_ready_at));
+        metrics::gauge!(m::TAKEOVER_PENDING).set(age(g.oldest_expired_lease));
+        metrics::gauge!(m::REPLAY_BACKLOG).set(g.replays_in_review as f64);
         Ok(())
     }
 

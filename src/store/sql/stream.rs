@@ -44,7 +44,30 @@ const COUNTERS: &str =
 const GAUGES: &str = "SELECT
     (SELECT COUNT(*) FROM warden_intents WHERE state = 'waiting'),
     (SELECT COUNT(*) FROM warden_review WHERE state = 'open'),
-    (SELECT COUNT(*) FROM warden_intents WHERE state IN ('ready', 'leased'))";
+    (SELECT COUNT(*) FROM warden_intents WHERE state IN ('ready', 'leased')),
+    (SELECT CAST(COALESCE(MIN(arrived_at), 0) AS BIGINT) FROM warden_intents
+        WHERE state = 'ready'),
+    (SELECT CAST(COALESCE(MIN(lease_until), 0) AS BIGINT) FROM warden_intents
+        WHERE state = 'leased' AND lease_until <= $1),
+    (SELECT COUNT(*) FROM warden_review WHERE state = 'open' AND reason = 'expired_replay')";
+
+/// The stream queue gauges, read in one statement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamGauges {
+    /// Commits parked for their predecessor.
+    pub waiting: i64,
+    /// Open review items.
+    pub review_open: i64,
+    /// Intents ready or leased.
+    pub backlog: i64,
+    /// Arrival of the oldest intent not yet claimed (0: none): the intake→claim gap.
+    pub oldest_ready_at: i64,
+    /// End of the oldest dispatch lease that expired and was not claimed again (0: none):
+    /// the takeover in progress.
+    pub oldest_expired_lease: i64,
+    /// Expired replays waiting in review.
+    pub replays_in_review: i64,
+}
 
 pub(super) fn counters(row: &AnyRow) -> Result<(String, Counters), StoreError> {
     Ok((
@@ -248,11 +271,19 @@ impl SqlStore {
     }
 
     /// Parked commits, open review items and dispatchable intents, counted.
-    pub async fn stream_gauges(&self) -> Result<(i64, i64, i64), StoreError> {
+    pub async fn stream_gauges(&self, now: i64) -> Result<StreamGauges, StoreError> {
         let row = sqlx::query(GAUGES)
+            .bind(now)
             .fetch_one(&self.pool)
             .await
             .map_err(classify)?;
-        Ok((col(&row, 0)?, col(&row, 1)?, col(&row, 2)?))
+        Ok(StreamGauges {
+            waiting: col(&row, 0)?,
+            review_open: col(&row, 1)?,
+            backlog: col(&row, 2)?,
+            oldest_ready_at: col(&row, 3)?,
+            oldest_expired_lease: col(&row, 4)?,
+            replays_in_review: col(&row, 5)?,
+        })
     }
 }
