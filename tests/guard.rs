@@ -650,3 +650,58 @@ async fn a_failing_receiver_is_retried_with_backoff_then_dead_then_the_other_rol
     assert_eq!(statuses, [500, 0, 500], "{dead}");
     assert_eq!(dead["state"], "dead");
 }
+
+/// `method` on `path` with bearer `token`: status and body.
+async fn as_token(w: &Warden, token: &str, method: &str, path: &str, body: Value) -> (u16, Value) {
+    let r = w
+        .http
+        .request(method.parse().unwrap(), format!("{}{path}", w.base()))
+        .header("authorization", format!("Bearer {token}"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let s = r.status().as_u16();
+    (s, r.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn incidents_belong_to_their_tenant_and_the_guard_to_operators() {
+    let pg = Postgres::start();
+    let recv = Receiver::start().await;
+    let w = Warden::start(&env(&pg, &recv, &[("WARDEN_AUTH", "required".into())]));
+    let clinic = support::cli_token(&pg.url(), "clinic-app", "clinic", "incidents,guard,audit", None);
+    let shop = support::cli_token(&pg.url(), "shop-app", "shop", "incidents", None);
+    let ops = support::cli_token(&pg.url(), "on-call", "default", "incidents,guard,audit", None);
+    let body = json!({"event_action": "trigger", "dedup_key": "same-key", "severity": "warning",
+        "summary": "clinic trouble", "source": "clinic"});
+    let (s, v) = as_token(&w, &clinic, "POST", "/v1/incidents", body.clone()).await;
+    assert_eq!((s, v["state"].as_str()), (202, Some("triggered")), "{v}");
+    let id = v["incident_id"].as_str().unwrap().to_owned();
+    // Another tenant's same key is another incident; the clinic's is not visible to it.
+    let (s, v) = as_token(&w, &shop, "POST", "/v1/incidents", body).await;
+    assert_eq!((s, v["state"].as_str()), (202, Some("triggered")), "{v}");
+    let (s, _) = as_token(&w, &shop, "GET", &format!("/v1/incidents/{id}"), json!({})).await;
+    assert_eq!(s, 404);
+    let (s, _) = as_token(&w, &shop, "POST", &format!("/v1/incidents/{id}/ack"), json!({})).await;
+    assert_eq!(s, 404);
+    let (_, list) = as_token(&w, &shop, "GET", "/v1/incidents", json!({})).await;
+    assert_eq!(list["incidents"].as_array().unwrap().len(), 1, "{list}");
+    // The actor of an acknowledgement is the token's name.
+    let (s, v) = as_token(&w, &clinic, "POST", &format!("/v1/incidents/{id}/ack"), json!({})).await;
+    assert_eq!((s, v["incident"]["acknowledged_by"].as_str()), (200, Some("clinic-app")), "{v}");
+    // The guard and the audit chain are every tenant's: operators only.
+    let (s, v) = as_token(&w, &clinic, "POST", "/v1/guard/enter", json!({"reason": "x"})).await;
+    assert_eq!((s, v["code"].as_str()), (403, Some("forbidden")), "{v}");
+    let (s, _) = as_token(&w, &clinic, "GET", "/v1/audit", json!({})).await;
+    assert_eq!(s, 403);
+    let (s, v) = as_token(&w, &ops, "GET", "/v1/audit?limit=1000", json!({})).await;
+    assert_eq!(s, 200, "{v}");
+    let acks: Vec<&Value> = v["entries"].as_array().unwrap().iter().filter(|e| e["action"] == "incident.ack").collect();
+    assert_eq!(acks.len(), 1, "{v}");
+    assert_eq!(acks[0]["actor"], "clinic-app");
+    let creations = v["entries"].as_array().unwrap().iter().filter(|e| e["action"] == "token.create").count();
+    assert_eq!(creations, 3, "every token creation is audited: {v}");
+    let (s, v) = as_token(&w, &ops, "POST", "/v1/guard/enter", json!({"reason": "drill"})).await;
+    assert_eq!((s, v["actor"].as_str()), (200, Some("on-call")), "{v}");
+}
