@@ -705,3 +705,68 @@ async fn incidents_belong_to_their_tenant_and_the_guard_to_operators() {
     let (s, v) = as_token(&w, &ops, "POST", "/v1/guard/enter", json!({"reason": "drill"})).await;
     assert_eq!((s, v["actor"].as_str()), (200, Some("on-call")), "{v}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_fallback_database_past_the_section_10_p95_enters_safe_mode() {
+    let pg = Postgres::start();
+    let mut redis = Redis::start();
+    let recv = Receiver::start().await;
+    let extra = [
+        ("WARDEN_REDIS_URL", redis.url()),
+        ("WARDEN_BREAKER_OPEN_MS", "60000".into()),
+        ("WARDEN_FAILOVER_GRACE_MS", "200".into()),
+        ("WARDEN_REDIS_TIMEOUT_MS", "100".into()),
+        // The lease outlives the stall, so calls in flight wait for the database instead of
+        // being refused; the rate is not judged (only the p95 is under test).
+        ("WARDEN_TIER_LEASE_MS", "3000".into()),
+        ("WARDEN_DATABASE_TIMEOUT_MS", "6000".into()),
+        ("WARDEN_GUARD_MIN_SAMPLES", "1000000000".into()),
+        ("WARDEN_GUARD_RATE_WINDOW_MS", "10000".into()),
+    ];
+    let w = std::sync::Arc::new(Warden::start(&env(&pg, &recv, &extra)));
+    w.wait_ready_on("redis", Duration::from_secs(10)).await;
+    redis.kill();
+    w.wait_ready_on("sql", Duration::from_secs(10)).await;
+    // Fast fallback calls first: normal, whatever their share.
+    for i in 0..20 {
+        assert_eq!(w.acquire(&format!("fast-{i}"), "o", 60_000, 0).await.0, 200);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(w.get("/v1/status").await.1["guard"], "normal");
+    // Then 30 lock calls while PostgreSQL stalls for 1.6 s: every one takes longer than
+    // 1200 ms.
+    pg.stall(true);
+    let calls: Vec<_> = (0..30)
+        .map(|i| {
+            let w = w.clone();
+            tokio::spawn(async move { w.acquire(&format!("slow-{i}"), "o", 60_000, 0).await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(1_600)).await;
+    pg.stall(false);
+    for c in calls {
+        let (s, v) = c.await.unwrap();
+        assert_eq!(s, 200, "{v}");
+    }
+    guard_is(&w, "safe_mode", Duration::from_secs(5)).await;
+    let (_, list) = w.get("/v1/incidents?state=triggered").await;
+    let own: Vec<&Value> = list["incidents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["dedup_key"] == "warden:fallback")
+        .collect();
+    assert_eq!(own.len(), 1, "{list}");
+    assert_eq!(own[0]["severity"], "critical", "{list}");
+    assert!(own[0]["safe_mode_at"].is_string(), "{list}");
+    let (s, v) = w.acquire("after", "o", 1_000, 0).await;
+    assert_eq!((s, v["reason"].as_str()), (503, Some("safe_mode")), "{v}");
+    let metrics = w.metrics().await;
+    assert!(support::metric(&metrics, "warden_fallback_lock_p95_seconds") > 1.2, "{metrics}");
+    // Leaving takes its acknowledgement like any other cause.
+    let id = own[0]["incident_id"].as_str().unwrap();
+    assert_eq!(w.post("/v1/guard/recovery-actions", json!({"action": "db unstalled"})).await.0, 201);
+    let (s, v) = w.post("/v1/guard/exit", json!({})).await;
+    assert_eq!((s, v["missing"][0]["condition"].as_str()), (409, Some("acknowledgement")), "{v}");
+    assert!(v["missing"][0]["detail"].as_str().unwrap().contains(id), "{v}");
+}
