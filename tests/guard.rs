@@ -670,9 +670,21 @@ async fn incidents_belong_to_their_tenant_and_the_guard_to_operators() {
     let pg = Postgres::start();
     let recv = Receiver::start().await;
     let w = Warden::start(&env(&pg, &recv, &[("WARDEN_AUTH", "required".into())]));
-    let clinic = support::cli_token(&pg.url(), "clinic-app", "clinic", "incidents,guard,audit", None);
+    let clinic = support::cli_token(
+        &pg.url(),
+        "clinic-app",
+        "clinic",
+        "incidents,guard,audit",
+        None,
+    );
     let shop = support::cli_token(&pg.url(), "shop-app", "shop", "incidents", None);
-    let ops = support::cli_token(&pg.url(), "on-call", "default", "incidents,guard,audit", None);
+    let ops = support::cli_token(
+        &pg.url(),
+        "on-call",
+        "default",
+        "incidents,guard,audit",
+        None,
+    );
     let body = json!({"event_action": "trigger", "dedup_key": "same-key", "severity": "warning",
         "summary": "clinic trouble", "source": "clinic"});
     let (s, v) = as_token(&w, &clinic, "POST", "/v1/incidents", body.clone()).await;
@@ -683,26 +695,68 @@ async fn incidents_belong_to_their_tenant_and_the_guard_to_operators() {
     assert_eq!((s, v["state"].as_str()), (202, Some("triggered")), "{v}");
     let (s, _) = as_token(&w, &shop, "GET", &format!("/v1/incidents/{id}"), json!({})).await;
     assert_eq!(s, 404);
-    let (s, _) = as_token(&w, &shop, "POST", &format!("/v1/incidents/{id}/ack"), json!({})).await;
+    let (s, _) = as_token(
+        &w,
+        &shop,
+        "POST",
+        &format!("/v1/incidents/{id}/ack"),
+        json!({}),
+    )
+    .await;
     assert_eq!(s, 404);
     let (_, list) = as_token(&w, &shop, "GET", "/v1/incidents", json!({})).await;
     assert_eq!(list["incidents"].as_array().unwrap().len(), 1, "{list}");
     // The actor of an acknowledgement is the token's name.
-    let (s, v) = as_token(&w, &clinic, "POST", &format!("/v1/incidents/{id}/ack"), json!({})).await;
-    assert_eq!((s, v["incident"]["acknowledged_by"].as_str()), (200, Some("clinic-app")), "{v}");
+    let (s, v) = as_token(
+        &w,
+        &clinic,
+        "POST",
+        &format!("/v1/incidents/{id}/ack"),
+        json!({}),
+    )
+    .await;
+    assert_eq!(
+        (s, v["incident"]["acknowledged_by"].as_str()),
+        (200, Some("clinic-app")),
+        "{v}"
+    );
     // The guard and the audit chain are every tenant's: operators only.
-    let (s, v) = as_token(&w, &clinic, "POST", "/v1/guard/enter", json!({"reason": "x"})).await;
+    let (s, v) = as_token(
+        &w,
+        &clinic,
+        "POST",
+        "/v1/guard/enter",
+        json!({"reason": "x"}),
+    )
+    .await;
     assert_eq!((s, v["code"].as_str()), (403, Some("forbidden")), "{v}");
     let (s, _) = as_token(&w, &clinic, "GET", "/v1/audit", json!({})).await;
     assert_eq!(s, 403);
     let (s, v) = as_token(&w, &ops, "GET", "/v1/audit?limit=1000", json!({})).await;
     assert_eq!(s, 200, "{v}");
-    let acks: Vec<&Value> = v["entries"].as_array().unwrap().iter().filter(|e| e["action"] == "incident.ack").collect();
+    let acks: Vec<&Value> = v["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "incident.ack")
+        .collect();
     assert_eq!(acks.len(), 1, "{v}");
     assert_eq!(acks[0]["actor"], "clinic-app");
-    let creations = v["entries"].as_array().unwrap().iter().filter(|e| e["action"] == "token.create").count();
+    let creations = v["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "token.create")
+        .count();
     assert_eq!(creations, 3, "every token creation is audited: {v}");
-    let (s, v) = as_token(&w, &ops, "POST", "/v1/guard/enter", json!({"reason": "drill"})).await;
+    let (s, v) = as_token(
+        &w,
+        &ops,
+        "POST",
+        "/v1/guard/enter",
+        json!({"reason": "drill"}),
+    )
+    .await;
     assert_eq!((s, v["actor"].as_str()), (200, Some("on-call")), "{v}");
 }
 
@@ -762,11 +816,124 @@ async fn a_stalled_fallback_database_past_the_section_10_p95_enters_safe_mode() 
     let (s, v) = w.acquire("after", "o", 1_000, 0).await;
     assert_eq!((s, v["reason"].as_str()), (503, Some("safe_mode")), "{v}");
     let metrics = w.metrics().await;
-    assert!(support::metric(&metrics, "warden_fallback_lock_p95_seconds") > 1.2, "{metrics}");
+    assert!(
+        support::metric(&metrics, "warden_fallback_lock_p95_seconds") > 1.2,
+        "{metrics}"
+    );
     // Leaving takes its acknowledgement like any other cause.
     let id = own[0]["incident_id"].as_str().unwrap();
-    assert_eq!(w.post("/v1/guard/recovery-actions", json!({"action": "db unstalled"})).await.0, 201);
+    assert_eq!(
+        w.post(
+            "/v1/guard/recovery-actions",
+            json!({"action": "db unstalled"})
+        )
+        .await
+        .0,
+        201
+    );
     let (s, v) = w.post("/v1/guard/exit", json!({})).await;
-    assert_eq!((s, v["missing"][0]["condition"].as_str()), (409, Some("acknowledgement")), "{v}");
-    assert!(v["missing"][0]["detail"].as_str().unwrap().contains(id), "{v}");
+    assert_eq!(
+        (s, v["missing"][0]["condition"].as_str()),
+        (409, Some("acknowledgement")),
+        "{v}"
+    );
+    assert!(
+        v["missing"][0]["detail"].as_str().unwrap().contains(id),
+        "{v}"
+    );
+}
+
+/// POST `body` to `path` with `X-Correlation-Id` and `traceparent` headers.
+async fn post_traced(
+    w: &Warden,
+    path: &str,
+    cid: &str,
+    tp: &str,
+    body: Value,
+) -> (u16, Value, String) {
+    let r = w
+        .http
+        .post(format!("{}{path}", w.base()))
+        .header("x-correlation-id", cid)
+        .header("traceparent", tp)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let echoed = r.headers()["x-correlation-id"].to_str().unwrap().to_owned();
+    (r.status().as_u16(), r.json().await.unwrap(), echoed)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn correlation_ids_travel_from_intake_to_claims_replays_incidents_and_webhooks() {
+    let pg = Postgres::start();
+    let recv = Receiver::start().await;
+    let w = Warden::start(&env(&pg, &recv, &[]));
+    let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let body = json!({"intent_id": "msg-1", "intent_type": "send"});
+    let (s, v, echoed) =
+        post_traced(&w, "/v1/streams/contact/intents", "req-intake-1", tp, body).await;
+    assert_eq!((s, echoed.as_str()), (201, "req-intake-1"), "{v}");
+    let (s, v) = w
+        .post(
+            "/v1/dispatch/claim",
+            json!({"worker": "w", "limit": 1, "lease_ms": 5000}),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["intents"][0]["correlation_id"], "req-intake-1", "{v}");
+    assert_eq!(v["intents"][0]["traceparent"], tp, "{v}");
+    let (s, c) = w
+        .post(
+            "/v1/streams/contact/commits",
+            json!({"commit_sequence": 1, "intent_id": "msg-1"}),
+        )
+        .await;
+    assert_eq!(s, 200, "{c}");
+    let replay = json!({"as_of_version": c["version"]});
+    let (s, r) = w
+        .post("/v1/streams/contact/intents/msg-1/replay", replay)
+        .await;
+    assert_eq!(s, 200, "{r}");
+    assert_eq!(r["intent"]["correlation_id"], "req-intake-1", "{r}");
+    // Without X-Correlation-Id, the traceparent's trace id is the correlation id.
+    let trigger = json!({"event_action": "trigger", "dedup_key": "traced", "severity": "warning",
+        "summary": "traced", "source": "t"});
+    let r = w
+        .http
+        .post(format!("{}/v1/incidents", w.base()))
+        .header("traceparent", tp)
+        .json(&trigger)
+        .send()
+        .await
+        .unwrap();
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(
+        v["incident"]["correlation_id"], "4bf92f3577b34da6a3ce929d0e0e4736",
+        "{v}"
+    );
+    assert_eq!(v["incident"]["traceparent"], tp, "{v}");
+    until(Duration::from_secs(5), "the notice", || {
+        !recv.of("owner", "incident.triggered").is_empty()
+    })
+    .await;
+    let notice = &recv.of("owner", "incident.triggered")[0].body;
+    assert_eq!(
+        notice["data"]["correlation_id"], "4bf92f3577b34da6a3ce929d0e0e4736",
+        "{notice}"
+    );
+    assert_eq!(notice["data"]["traceparent"], tp, "{notice}");
+    // Audit entries carry the correlation id of the request that made them.
+    let (_, page) = w.get("/v1/audit?limit=1000").await;
+    let trig = page["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "incident.trigger")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        trig["correlation_id"], "4bf92f3577b34da6a3ce929d0e0e4736",
+        "{trig}"
+    );
 }

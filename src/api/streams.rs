@@ -112,6 +112,11 @@ pub struct IntentView {
     /// End of the dispatch lease (claims), RFC 3339 UTC.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lease_expires_at: Option<String>,
+    /// The `X-Correlation-Id` of the request that took it in: carry it on.
+    pub correlation_id: String,
+    /// That request's W3C `traceparent`, if it sent one.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub traceparent: String,
 }
 
 /// A parked commit in a stream's state.
@@ -204,6 +209,8 @@ fn view(i: Intent, leased: bool) -> IntentView {
         intent_type: i.intent_type,
         payload,
         arrived_at: rfc3339(i.arrived_at),
+        correlation_id: i.correlation.id,
+        traceparent: i.correlation.traceparent,
     }
 }
 
@@ -255,6 +262,10 @@ pub async fn intake(
         priority,
         intent_type: ty,
         payload,
+        correlation: crate::runtime::correlation::Correlation {
+            id: crate::runtime::correlation::current(),
+            traceparent: crate::runtime::correlation::traceparent(),
+        },
     };
     let (intake, mode) = match app.streams.intake(n).await {
         Ok(done) => done,

@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
 
+use crate::runtime::correlation::Correlation;
 use crate::store::StoreError;
 
 /// The hot copy of each stream's counters (the Redis tier): raised only to values SQL has
@@ -109,6 +110,8 @@ pub struct Intent {
     pub committed_at: i64,
     /// Replays authorised so far.
     pub replays: i64,
+    /// The correlation of the request that took it in, handed to its workers.
+    pub correlation: Correlation,
 }
 
 impl Intent {
@@ -119,6 +122,7 @@ impl Intent {
         intent_id: String,
         (priority, intent_type, payload): (i64, String, String),
         arrived_at: i64,
+        correlation: Correlation,
     ) -> Self {
         Self {
             stream,
@@ -136,6 +140,7 @@ impl Intent {
             committed_version: 0,
             committed_at: 0,
             replays: 0,
+            correlation,
         }
     }
 }

@@ -123,6 +123,7 @@ fn intake(book: &mut Book, n: NewIntent, now: i64) -> Outcome {
         n.intent_id,
         what,
         now,
+        n.correlation,
     ));
     Outcome::Accepted {
         seq: c.assigned,

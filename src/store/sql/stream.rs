@@ -6,13 +6,14 @@ use sqlx::any::AnyRow;
 use sqlx::AssertSqlSafe;
 
 use super::{classify, col, SqlStore};
+use crate::runtime::correlation::Correlation;
 use crate::store::stream::{Counters, Intent, IntentState, ReviewFilter, ReviewItem, ReviewState};
 use crate::store::StoreError;
 
 pub(super) const INTENT_COLS: &str =
     "stream, commit_sequence, intent_id, dispatch_priority, intent_type, \
     payload, arrived_at, state, worker, lease_until, expected_version, waiting_since, \
-    committed_version, committed_at, replays";
+    committed_version, committed_at, replays, correlation_id, traceparent";
 pub(super) const REVIEW_COLS: &str =
     "id, created_at, reason, stream, intent_id, commit_sequence, detail, \
     state, action, actor, note, resolved_at";
@@ -105,6 +106,10 @@ pub(super) fn intent_from(row: &AnyRow, at: usize) -> Result<Intent, StoreError>
         committed_version: col(row, c(12))?,
         committed_at: col(row, c(13))?,
         replays: col(row, c(14))?,
+        correlation: Correlation {
+            id: col(row, c(15))?,
+            traceparent: col(row, c(16))?,
+        },
     })
 }
 

@@ -241,6 +241,10 @@ pub(super) fn intents_insert<'a>(p: &mut Params<'a>, rows: &'a [Intent]) -> Stri
             p.int(i.arrived_at),
         ];
         r.extend(mutable(p, i));
+        r.extend([
+            p.text(&i.correlation.id),
+            p.text(&i.correlation.traceparent),
+        ]);
         r
     });
     format!("INSERT INTO warden_intents ({INTENT_COLS}) VALUES {v} ON CONFLICT DO NOTHING")

@@ -48,6 +48,8 @@ pub struct NewIntent {
     pub intent_type: String,
     /// Raw JSON payload.
     pub payload: String,
+    /// The correlation of the request that sent it.
+    pub correlation: crate::runtime::correlation::Correlation,
 }
 
 /// What a reviewer decides.

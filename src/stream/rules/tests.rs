@@ -29,6 +29,7 @@ fn intake(b: &mut Book, stream: &str, id: &str, priority: i64) -> Outcome {
         priority,
         intent_type: "book".into(),
         payload: r#"{"a": 1, "b": 2}"#.into(),
+        correlation: Default::default(),
     };
     run(b, Op::Intake(n), 1_000)
 }
@@ -81,6 +82,7 @@ fn sequences_follow_arrival_whatever_the_priority_and_repeats_keep_theirs() {
         priority: 1,
         intent_type: "book".into(),
         payload: r#"{"b":2,"a":1}"#.into(),
+        correlation: Default::default(),
     };
     let repeat = run(&mut b, Op::Intake(respelled.clone()), 5);
     assert_eq!(

@@ -11,6 +11,7 @@ fn intake(stream: &str, id: &str) -> Write {
         priority: 0,
         intent_type: "book".into(),
         payload: "{}".into(),
+        correlation: Default::default(),
     };
     Write {
         op: Op::Intake(n),
@@ -43,7 +44,14 @@ fn replay(stream: &str, id: &str) -> Write {
 
 fn intent(stream: &str, seq: i64, state: IntentState) -> Intent {
     let what = (0, "book".to_owned(), "{}".to_owned());
-    let mut i = Intent::arrived(stream.into(), seq, format!("i{seq}"), what, 1_000);
+    let mut i = Intent::arrived(
+        stream.into(),
+        seq,
+        format!("i{seq}"),
+        what,
+        1_000,
+        Default::default(),
+    );
     i.state = state;
     i
 }

@@ -1,0 +1,5 @@
+-- Correlation end to end (S-PC-04-001): the X-Correlation-Id and W3C traceparent of the request
+-- that created an intent, a reservation or an idempotency record are stored with it and handed
+-- back to the workers that claim or replay it.
+ALTER TABLE warden_intents ADD COLUMN correlation_id TEXT NOT NULL DEFAULT '';
+ALTER TABLE warden_intents ADD COLUMN traceparent TEXT NOT NULL DEFAULT '';
