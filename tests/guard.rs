@@ -370,7 +370,7 @@ async fn safe_mode_refuses_side_effects_keeps_ingestion_and_ends_only_after_a_gr
         )
         .await,
         w.post(
-            &format!("/v1/locks/printer/extend"),
+            "/v1/locks/printer/extend",
             json!({"owner": "a", "fencing_token": token, "ttl_ms": 1000}),
         )
         .await,

@@ -643,7 +643,7 @@ pub async fn note(
     let (status, state) = (status_of(&out), out.state());
     op.finish(id.name(), state, "fallback");
     Ok(match out {
-        Noted::Noted(i) => (status, Json(answer(state, Some(i)))).into_response(),
+        Noted::Noted(i) => (status, Json(answer(state, Some(*i)))).into_response(),
         Noted::Unknown => state_problem(
             status,
             state,

@@ -254,7 +254,7 @@ impl Guard {
             )])
             .await?;
             tx.commit().await?;
-            Ok(Noted::Noted(i))
+            Ok(Noted::Noted(Box::new(i)))
         })
         .await
     }

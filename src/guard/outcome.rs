@@ -106,7 +106,7 @@ impl Terminal for ByIdEvent {
 #[derive(Debug, Clone)]
 pub enum Noted {
     /// Recorded.
-    Noted(Incident),
+    Noted(Box<Incident>),
     /// No such incident.
     Unknown,
 }

@@ -80,7 +80,7 @@ impl SqlStore {
             .map_err(classify)?;
         tx.commit().await.map_err(classify)?;
         let mut out: Vec<Delivery> = rows.iter().map(delivery_of).collect::<Result<_, _>>()?;
-        out.sort_by(|a, b| (a.next_try_at, a.created_at).cmp(&(b.next_try_at, b.created_at)));
+        out.sort_by_key(|d| (d.next_try_at, d.created_at));
         Ok(out)
     }
 
