@@ -3,3 +3,7 @@
 -- back to the workers that claim or replay it.
 ALTER TABLE warden_intents ADD COLUMN correlation_id TEXT NOT NULL DEFAULT '';
 ALTER TABLE warden_intents ADD COLUMN traceparent TEXT NOT NULL DEFAULT '';
+
+-- S-PC-05-001 §8: an intent marked sensitive is not committed while the guard is degraded; it
+-- goes to the manual review queue instead.
+ALTER TABLE warden_intents ADD COLUMN sensitive BIGINT NOT NULL DEFAULT 0;

@@ -937,3 +937,82 @@ async fn correlation_ids_travel_from_intake_to_claims_replays_incidents_and_webh
         "{trig}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_degraded_sensitive_commits_go_to_review_and_the_rest_commit() {
+    let pg = Postgres::start();
+    let mut redis = Redis::start();
+    let recv = Receiver::start().await;
+    let extra = [
+        ("WARDEN_REDIS_URL", redis.url()),
+        ("WARDEN_BREAKER_OPEN_MS", "60000".into()),
+        ("WARDEN_FAILOVER_GRACE_MS", "200".into()),
+        ("WARDEN_REDIS_TIMEOUT_MS", "100".into()),
+        ("WARDEN_GUARD_MIN_SAMPLES", "1000000000".into()),
+        // Any fallback lock call is over the warning p95, none over the critical one.
+        ("WARDEN_GUARD_FALLBACK_P95_WARNING_MS", "0".into()),
+        ("WARDEN_GUARD_FALLBACK_P95_CRITICAL_MS", "60000".into()),
+    ];
+    let w = Warden::start(&env(&pg, &recv, &extra));
+    w.wait_ready_on("redis", Duration::from_secs(10)).await;
+    redis.kill();
+    w.wait_ready_on("sql", Duration::from_secs(10)).await;
+    for i in 0..25 {
+        assert_eq!(w.acquire(&format!("k-{i}"), "o", 60_000, 0).await.0, 200);
+    }
+    guard_is(&w, "degraded", Duration::from_secs(5)).await;
+    // Degraded is not safe mode: locks are still granted.
+    assert_eq!(w.acquire("still", "o", 1_000, 0).await.0, 200);
+    for (id, sensitive) in [("whatsapp-1", true), ("log-1", false)] {
+        let body = json!({"intent_id": id, "intent_type": "send", "sensitive": sensitive});
+        assert_eq!(w.post("/v1/streams/c1/intents", body.clone()).await.0, 201);
+        assert_eq!(
+            w.post(&format!("/v1/streams/c2-{id}/intents"), body)
+                .await
+                .0,
+            201
+        );
+    }
+    let commit = |stream: &str, id: &str| {
+        let path = format!("/v1/streams/{stream}/commits");
+        let body = json!({"commit_sequence": 1, "intent_id": id});
+        let w = &w;
+        async move { w.post(&path, body).await }
+    };
+    let (s, v) = commit("c2-whatsapp-1", "whatsapp-1").await;
+    assert_eq!(
+        (s, v["reason"].as_str()),
+        (409, Some("guard_degraded")),
+        "{v}"
+    );
+    let (s, v) = commit("c2-log-1", "log-1").await;
+    assert_eq!(
+        (s, v["state"].as_str()),
+        (200, Some("committed_causal")),
+        "{v}"
+    );
+    let (_, review) = w.get("/v1/review").await;
+    let held: Vec<&Value> = review["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["reason"] == "guard_degraded")
+        .collect();
+    assert_eq!(held.len(), 1, "{review}");
+    assert_eq!(held[0]["intent_id"], "whatsapp-1");
+    // The warning stays raised while the readings stay over the threshold: no flapping.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(w.get("/v1/status").await.1["guard"], "degraded");
+    let (_, list) = w.get("/v1/incidents?state=triggered").await;
+    let own: Vec<&Value> = list["incidents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["dedup_key"] == "warden:fallback")
+        .collect();
+    assert_eq!(
+        (own.len(), own[0]["severity"].as_str()),
+        (1, Some("warning")),
+        "{list}"
+    );
+}

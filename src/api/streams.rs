@@ -45,6 +45,10 @@ pub struct IntakeBody {
     /// Any JSON, handed to the worker as sent.
     #[schema(value_type = Option<serde_json::Value>)]
     pub payload: Option<Box<RawValue>>,
+    /// A sensitive side effect (a message, a booking, a charge): while the guard is
+    /// `degraded` its commit is refused (409 `guard_degraded`) and it goes to manual review.
+    #[serde(default)]
+    pub sensitive: bool,
 }
 
 /// `POST /v1/dispatch/claim` body.
@@ -262,6 +266,7 @@ pub async fn intake(
         priority,
         intent_type: ty,
         payload,
+        sensitive: body.sensitive,
         correlation: crate::runtime::correlation::Correlation {
             id: crate::runtime::correlation::current(),
             traceparent: crate::runtime::correlation::traceparent(),

@@ -112,6 +112,8 @@ pub struct Intent {
     pub replays: i64,
     /// The correlation of the request that took it in, handed to its workers.
     pub correlation: Correlation,
+    /// Held for review instead of committed while the guard is degraded (§8).
+    pub sensitive: bool,
 }
 
 impl Intent {
@@ -141,6 +143,7 @@ impl Intent {
             committed_at: 0,
             replays: 0,
             correlation,
+            sensitive: false,
         }
     }
 }

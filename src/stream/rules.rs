@@ -61,7 +61,16 @@ pub fn apply(book: &mut Book, w: Write, ttls: &TtlTable) -> Outcome {
             seq,
             intent_id,
             expected_version,
-        } => commit(book, &stream, seq, &intent_id, expected_version, now),
+            hold_sensitive,
+        } => {
+            let c = CommitOp {
+                seq,
+                intent_id: &intent_id,
+                expected: expected_version,
+                hold_sensitive,
+            };
+            commit(book, &stream, c, now)
+        }
         Op::Timeout {
             stream,
             seq,
@@ -117,28 +126,31 @@ fn intake(book: &mut Book, n: NewIntent, now: i64) -> Outcome {
     c.assigned += 1;
     book.set_stream(&n.stream, c);
     let what = (n.priority, n.intent_type, n.payload);
-    book.insert_intent(Intent::arrived(
-        n.stream,
-        c.assigned,
-        n.intent_id,
-        what,
-        now,
-        n.correlation,
-    ));
+    let mut intent = Intent::arrived(n.stream, c.assigned, n.intent_id, what, now, n.correlation);
+    intent.sensitive = n.sensitive;
+    book.insert_intent(intent);
     Outcome::Accepted {
         seq: c.assigned,
         created: true,
     }
 }
 
-fn commit(
-    book: &mut Book,
-    stream: &str,
+/// A commit as the rules see it.
+struct CommitOp<'a> {
     seq: i64,
-    intent_id: &str,
+    intent_id: &'a str,
     expected: Option<i64>,
-    now: i64,
-) -> Outcome {
+    /// The guard is degraded: sensitive intents go to review instead of committing.
+    hold_sensitive: bool,
+}
+
+fn commit(book: &mut Book, stream: &str, op: CommitOp<'_>, now: i64) -> Outcome {
+    let CommitOp {
+        seq,
+        intent_id,
+        expected,
+        hold_sensitive,
+    } = op;
     let c = book.stream(stream).unwrap_or_default();
     let refuse = |why| Outcome::Refused { why, counters: c };
     let Some(intent) = book.intent(stream, seq) else {
@@ -160,6 +172,11 @@ fn commit(
         }
         IntentState::Ready | IntentState::Leased => {}
     }
+    if hold_sensitive && intent.sensitive {
+        let detail = "a sensitive intent's commit came while the guard was degraded".to_owned();
+        to_review(book, stream, seq, reason::GUARD_DEGRADED, detail, now);
+        return refuse(Refusal::GuardDegraded);
+    }
     let turn = seq == c.last_committed + 1;
     // A version can only grow: one already passed can never match again.
     if expected.is_some_and(|v| v != c.version && (turn || v < c.version)) {
@@ -177,7 +194,7 @@ fn commit(
         };
     }
     let version = apply_commit(book, stream, seq, now);
-    cascade(book, stream, now);
+    cascade(book, stream, hold_sensitive, now);
     Outcome::Committed { version }
 }
 
@@ -197,8 +214,9 @@ fn apply_commit(book: &mut Book, stream: &str, seq: i64, now: i64) -> i64 {
 }
 
 /// Applies parked commits while the next one is parked; a parked commit whose expected
-/// version no longer matches goes to review instead, and the stream stops there.
-fn cascade(book: &mut Book, stream: &str, now: i64) {
+/// version no longer matches goes to review instead, and the stream stops there (as does a
+/// sensitive one while the guard is degraded).
+fn cascade(book: &mut Book, stream: &str, hold_sensitive: bool, now: i64) {
     loop {
         let c = book.stream(stream).unwrap_or_default();
         let next = c.last_committed + 1;
@@ -215,6 +233,18 @@ fn cascade(book: &mut Book, stream: &str, now: i64) {
                 c.version
             );
             to_review(book, stream, next, reason::VERSION_CONFLICT, detail, now);
+            return;
+        }
+        if hold_sensitive && parked.sensitive {
+            let detail = "a sensitive intent's parked commit came due while the guard was degraded";
+            to_review(
+                book,
+                stream,
+                next,
+                reason::GUARD_DEGRADED,
+                detail.to_owned(),
+                now,
+            );
             return;
         }
         apply_commit(book, stream, next, now);

@@ -34,6 +34,7 @@ pub(super) async fn commit(
         seq: req.seq,
         intent_id: req.intent_id.clone(),
         expected_version: req.expected_version,
+        hold_sensitive: s.tier.guard() == crate::store::GuardState::Degraded,
     };
     let next_expected = match s.write(op).await? {
         Outcome::Committed { version } => return Ok(Committed::Causal { version }),

@@ -13,7 +13,7 @@ use crate::store::StoreError;
 pub(super) const INTENT_COLS: &str =
     "stream, commit_sequence, intent_id, dispatch_priority, intent_type, \
     payload, arrived_at, state, worker, lease_until, expected_version, waiting_since, \
-    committed_version, committed_at, replays, correlation_id, traceparent";
+    committed_version, committed_at, replays, correlation_id, traceparent, sensitive";
 pub(super) const REVIEW_COLS: &str =
     "id, created_at, reason, stream, intent_id, commit_sequence, detail, \
     state, action, actor, note, resolved_at";
@@ -110,6 +110,7 @@ pub(super) fn intent_from(row: &AnyRow, at: usize) -> Result<Intent, StoreError>
             id: col(row, c(15))?,
             traceparent: col(row, c(16))?,
         },
+        sensitive: col::<i64>(row, c(17))? != 0,
     })
 }
 

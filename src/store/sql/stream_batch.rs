@@ -244,6 +244,7 @@ pub(super) fn intents_insert<'a>(p: &mut Params<'a>, rows: &'a [Intent]) -> Stri
         r.extend([
             p.text(&i.correlation.id),
             p.text(&i.correlation.traceparent),
+            p.int(i64::from(i.sensitive)),
         ]);
         r
     });

@@ -28,7 +28,7 @@ const ATTEMPTS: usize = 8;
 /// Stream rows shaped as intent rows (a marker column, then one column per intent column), so
 /// both come back from one `UNION ALL`.
 const STREAM_ROWS: &str = "SELECT CAST(0 AS BIGINT), stream, assigned, '', last_committed, '',
-    '', version, '', '', rev, 0, 0, 0, 0, 0, '', '' FROM s";
+    '', version, '', '', rev, 0, 0, 0, 0, 0, '', '', 0 FROM s";
 
 /// A random pause before reading again after the `attempt`-th lost race: under 0.5 ms, the
 /// bound doubling per attempt (under 64 ms at most), so writers that keep colliding on one stream spread out instead

@@ -14,6 +14,8 @@ pub mod reason {
     pub const EXPIRED_REPLAY: &str = "expired_replay";
     /// A parked commit's `expected_version` did not match when its turn came.
     pub const VERSION_CONFLICT: &str = "version_conflict";
+    /// A sensitive intent's commit came while the guard was degraded (S-PC-05-001 §8).
+    pub const GUARD_DEGRADED: &str = "guard_degraded";
 }
 
 /// Replay TTLs per `intent_type`, with a default.
@@ -50,6 +52,8 @@ pub struct NewIntent {
     pub payload: String,
     /// The correlation of the request that sent it.
     pub correlation: crate::runtime::correlation::Correlation,
+    /// Held for review rather than committed while the guard is degraded.
+    pub sensitive: bool,
 }
 
 /// What a reviewer decides.
@@ -93,6 +97,8 @@ pub enum Op {
         intent_id: String,
         /// Must equal the stream's version when the commit applies.
         expected_version: Option<i64>,
+        /// The guard is degraded: a sensitive intent goes to review instead (§8).
+        hold_sensitive: bool,
     },
     /// Send the parked commit at `seq` to review if it waits since `older_than` or earlier.
     Timeout {
@@ -151,6 +157,8 @@ pub enum Refusal {
     VersionMismatch,
     /// The intent is held for a human.
     InReview,
+    /// The intent is sensitive and the guard degraded: it went to review (§8).
+    GuardDegraded,
 }
 
 impl Refusal {
@@ -162,6 +170,7 @@ impl Refusal {
             Self::AlreadyCommitted => "already_committed",
             Self::VersionMismatch => "version_mismatch",
             Self::InReview => "in_review",
+            Self::GuardDegraded => "guard_degraded",
         }
     }
 }

@@ -30,6 +30,7 @@ fn intake(b: &mut Book, stream: &str, id: &str, priority: i64) -> Outcome {
         intent_type: "book".into(),
         payload: r#"{"a": 1, "b": 2}"#.into(),
         correlation: Default::default(),
+        sensitive: false,
     };
     run(b, Op::Intake(n), 1_000)
 }
@@ -47,6 +48,7 @@ fn commit(b: &mut Book, seq: i64, id: &str, expected: Option<i64>) -> Outcome {
         seq,
         intent_id: id.into(),
         expected_version: expected,
+        hold_sensitive: false,
     };
     run(b, op, 2_000)
 }
@@ -83,6 +85,7 @@ fn sequences_follow_arrival_whatever_the_priority_and_repeats_keep_theirs() {
         intent_type: "book".into(),
         payload: r#"{"b":2,"a":1}"#.into(),
         correlation: Default::default(),
+        sensitive: false,
     };
     let repeat = run(&mut b, Op::Intake(respelled.clone()), 5);
     assert_eq!(
@@ -273,4 +276,64 @@ fn replay_checks_ttl_then_version_before_any_effect() {
         changes.new_intents[0].replays, 1,
         "only the authorised replay counted"
     );
+}
+
+#[test]
+fn a_sensitive_intent_goes_to_review_instead_of_committing_while_degraded() {
+    let mut b = Book::default();
+    b.new_stream("s".into());
+    for (id, sensitive) in [("send", true), ("note", false), ("charge", true)] {
+        let n = NewIntent {
+            stream: "s".into(),
+            intent_id: id.into(),
+            priority: 0,
+            intent_type: "t".into(),
+            payload: "{}".into(),
+            correlation: Default::default(),
+            sensitive,
+        };
+        run(&mut b, Op::Intake(n), 1_000);
+    }
+    let degraded = |seq: i64, id: &str| Op::Commit {
+        stream: "s".into(),
+        seq,
+        intent_id: id.into(),
+        expected_version: None,
+        hold_sensitive: true,
+    };
+    // The sensitive one is refused and held; a later one parks behind it.
+    let held = run(&mut b, degraded(1, "send"), 2_000);
+    assert!(
+        matches!(
+            held,
+            Outcome::Refused {
+                why: Refusal::GuardDegraded,
+                ..
+            }
+        ),
+        "{held:?}"
+    );
+    assert_eq!(b.intent("s", 1).unwrap().state, IntentState::Review);
+    let review = b.open_review("s", "send", reason::GUARD_DEGRADED);
+    assert!(review.is_some());
+    // Not sensitive: commits as usual (here it waits for its turn behind the held one).
+    let parked = run(&mut b, degraded(2, "note"), 2_000);
+    assert!(matches!(parked, Outcome::Waiting { .. }), "{parked:?}");
+    // Outside degraded, the same sensitive intent would simply commit.
+    let mut calm = Book::default();
+    calm.new_stream("s".into());
+    let n = NewIntent {
+        stream: "s".into(),
+        intent_id: "send".into(),
+        priority: 0,
+        intent_type: "t".into(),
+        payload: "{}".into(),
+        correlation: Default::default(),
+        sensitive: true,
+    };
+    run(&mut calm, Op::Intake(n), 1_000);
+    assert!(matches!(
+        commit(&mut calm, 1, "send", None),
+        Outcome::Committed { .. }
+    ));
 }

@@ -12,6 +12,7 @@ fn intake(stream: &str, id: &str) -> Write {
         intent_type: "book".into(),
         payload: "{}".into(),
         correlation: Default::default(),
+        sensitive: false,
     };
     Write {
         op: Op::Intake(n),
@@ -26,6 +27,7 @@ fn commit(stream: &str, seq: i64, id: &str) -> Write {
             seq,
             intent_id: id.into(),
             expected_version: None,
+            hold_sensitive: false,
         },
         now: 2_000,
     }
