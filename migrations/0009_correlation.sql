@@ -7,3 +7,11 @@ ALTER TABLE warden_intents ADD COLUMN traceparent TEXT NOT NULL DEFAULT '';
 -- S-PC-05-001 §8: an intent marked sensitive is not committed while the guard is degraded; it
 -- goes to the manual review queue instead.
 ALTER TABLE warden_intents ADD COLUMN sensitive BIGINT NOT NULL DEFAULT 0;
+
+-- The request that claimed an idempotency key: a replay of its result names it.
+ALTER TABLE warden_idem ADD COLUMN correlation_id TEXT NOT NULL DEFAULT '';
+ALTER TABLE warden_idem ADD COLUMN traceparent TEXT NOT NULL DEFAULT '';
+
+-- The request that made a reservation.
+ALTER TABLE warden_holds ADD COLUMN correlation_id TEXT NOT NULL DEFAULT '';
+ALTER TABLE warden_holds ADD COLUMN traceparent TEXT NOT NULL DEFAULT '';

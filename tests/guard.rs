@@ -896,6 +896,50 @@ async fn correlation_ids_travel_from_intake_to_claims_replays_incidents_and_webh
         .await;
     assert_eq!(s, 200, "{r}");
     assert_eq!(r["intent"]["correlation_id"], "req-intake-1", "{r}");
+    // An idempotency replay names the request that claimed the key and ran the effect.
+    let (s, b, _) = post_traced(
+        &w,
+        "/v1/idempotency/pay-1/begin",
+        "req-pay-1",
+        tp,
+        json!({}),
+    )
+    .await;
+    assert_eq!(s, 201, "{b}");
+    let done = json!({"token": b["token"], "response": {"paid": true}});
+    assert_eq!(w.idem("pay-1", "complete", done).await.0, 200);
+    let (s, r, _) = post_traced(
+        &w,
+        "/v1/idempotency/pay-1/begin",
+        "req-pay-2",
+        tp,
+        json!({}),
+    )
+    .await;
+    assert_eq!((s, r["state"].as_str()), (200, Some("completed")), "{r}");
+    assert_eq!(r["correlation_id"], "req-pay-1", "{r}");
+    assert_eq!(r["traceparent"], tp, "{r}");
+    // A reservation keeps the request that made it.
+    assert_eq!(w.put_total("sku-1", 5).await.0, 200);
+    let body = json!({"user_id": "u1", "quantity": 1});
+    let (s, h, _) = post_traced(
+        &w,
+        "/v1/inventory/sku-1/reservations",
+        "req-hold-1",
+        tp,
+        body,
+    )
+    .await;
+    assert_eq!(s, 201, "{h}");
+    sqlx::any::install_default_drivers();
+    let db = sqlx::AnyPool::connect(&pg.url()).await.unwrap();
+    let row: (String, String) =
+        sqlx::query_as("SELECT correlation_id, traceparent FROM warden_holds WHERE id = $1")
+            .bind(h["reservation_id"].as_str().unwrap())
+            .fetch_one(&db)
+            .await
+            .unwrap();
+    assert_eq!(row, ("req-hold-1".to_owned(), tp.to_owned()));
     // Without X-Correlation-Id, the traceparent's trace id is the correlation id.
     let trigger = json!({"event_action": "trigger", "dedup_key": "traced", "severity": "warning",
         "summary": "traced", "source": "t"});

@@ -11,7 +11,26 @@ use std::time::Duration;
 use warden::idem::rules::{on_begin, refused, OnBegin};
 use warden::idem::Begun;
 use warden::key::Key;
-use warden::store::idem::{IdemBegin, IdemCopy, IdemRecord, IdemState, IdemWrite, IdemWritten};
+use warden::runtime::correlation::Correlation;
+use warden::store::idem::{
+    ClaimAsk, IdemBegin, IdemCopy, IdemRecord, IdemState, IdemWrite, IdemWritten,
+};
+
+/// The correlation of the request that claimed stored record `n`: a replay must name it.
+fn stored_by(n: usize) -> Correlation {
+    Correlation {
+        id: format!("claimed-{n}"),
+        traceparent: format!("00-{:032x}-00f067aa0ba902b7-01", n + 1),
+    }
+}
+
+/// The correlation of the probing request: never the one a replay names.
+fn probe_by() -> Correlation {
+    Correlation {
+        id: "probe".into(),
+        traceparent: String::new(),
+    }
+}
 use warden::store::redis::RedisStore;
 use warden::store::sql::SqlStore;
 use warden::token::token_base;
@@ -53,6 +72,7 @@ fn cases() -> Vec<Case> {
                             expires_at: if expired { T - 100 } else { T + 5_000 },
                             response: (state == IdemState::Completed)
                                 .then(|| format!(r#"{{"n":{}}}"#, out.len())),
+                            correlation: stored_by(out.len()),
                         });
                         out.push(Case {
                             key,
@@ -90,6 +110,7 @@ async fn by_sql(sql: &SqlStore, c: &Case) -> Option<Begun> {
             lease_until: rec.lease_until,
             expires_at: rec.expires_at,
             now: WRITTEN,
+            correlation: rec.correlation.clone(),
         };
         assert!(matches!(write(sql, claim).await, IdemWritten::Applied(_)));
         let (key, token, now) = (c.key.clone(), rec.token, WRITTEN);
@@ -115,6 +136,7 @@ async fn by_sql(sql: &SqlStore, c: &Case) -> Option<Begun> {
         lease_until: T + 1_000,
         expires_at: T + 10_000,
         now: T,
+        correlation: probe_by(),
     };
     match write(sql, probe).await {
         IdemWritten::Applied(_) => None,
@@ -128,13 +150,24 @@ async fn by_lua(redis: &RedisStore, c: &Case) -> Option<Begun> {
         redis.idem_seed(rec, None, T).await.unwrap();
     }
     let key = Key::parse(&c.key).unwrap();
-    let reply = redis
-        .idem_begin(&key, EPOCH, T, c.fingerprint, 1_000, 10_000)
-        .await
-        .unwrap();
+    let correlation = probe_by();
+    let ask = ClaimAsk {
+        fingerprint: c.fingerprint,
+        lease_ms: 1_000,
+        ttl_ms: 10_000,
+        correlation: &correlation,
+    };
+    let reply = redis.idem_begin(&key, EPOCH, T, &ask).await.unwrap();
     match reply {
         IdemBegin::Started { .. } => None,
-        IdemBegin::Completed { response, .. } => Some(Begun::Completed { response }),
+        IdemBegin::Completed {
+            response,
+            correlation,
+            ..
+        } => Some(Begun::Completed {
+            response,
+            correlation,
+        }),
         IdemBegin::InProgress { lease_until, .. } => Some(Begun::InProgress {
             retry_after_ms: lease_until - T,
         }),

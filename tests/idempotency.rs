@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use support::{fast_failover, metric, Postgres, Redis, Warden};
 
-/// Begins every key and asserts it replays its own completed response; returns the modes.
+/// Begins every key and asserts it replays its own completed response, naming the request
+/// that claimed it (the same one from Redis, SQL and a reseeded copy); returns the modes.
 async fn assert_all_replay(w: &Warden, keys: usize) -> HashMap<String, usize> {
     let mut modes = HashMap::new();
     for i in 0..keys {
@@ -21,6 +22,7 @@ async fn assert_all_replay(w: &Warden, keys: usize) -> HashMap<String, usize> {
             "p-{i}: {v}"
         );
         assert_eq!(v["response"], json!({ "i": i }), "p-{i}");
+        assert_eq!(v["correlation_id"], format!("claim-{i}"), "p-{i}: {v}");
         *modes
             .entry(v["mode"].as_str().unwrap().to_owned())
             .or_default() += 1;
@@ -37,7 +39,16 @@ async fn completed_keys_replay_from_sql_when_redis_dies_and_comes_back_empty() {
     const KEYS: usize = 200;
     for i in 0..KEYS {
         let key = format!("p-{i}");
-        let (s, v) = w.idem(&key, "begin", json!({})).await;
+        let r = w
+            .http
+            .post(format!("{}/v1/idempotency/{key}/begin", w.base()))
+            .header("x-correlation-id", format!("claim-{i}"))
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap();
+        let s = r.status().as_u16();
+        let v: serde_json::Value = r.json().await.unwrap();
         assert_eq!((s, v["mode"].as_str()), (201, Some("primary")), "{v}");
         let body = json!({"token": v["token"], "response": {"i": i}});
         let (s, v) = w.idem(&key, "complete", body).await;

@@ -22,6 +22,7 @@ fn claim(key: &str, token: Option<i64>, base: i64, now: i64, ttl: i64) -> IdemWr
         lease_until: now + ttl,
         expires_at: now + ttl,
         now,
+        correlation: Default::default(),
     }
 }
 

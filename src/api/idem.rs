@@ -93,6 +93,13 @@ pub struct IdemAnswer {
     /// For `in_progress`: when the claim's lease ends at the latest, ms.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retry_after_ms: Option<i64>,
+    /// For `completed`: the `X-Correlation-Id` of the request that claimed the key and ran
+    /// the effect (carry it on).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub correlation_id: Option<String>,
+    /// For `completed`: that request's W3C `traceparent`, if it sent one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
 }
 
 /// The idempotency routes.
@@ -186,7 +193,14 @@ pub async fn begin(
             a.lease_expires_at = Some(rfc3339(*lease_until));
             a.expires_at = Some(rfc3339(*expires_at));
         }
-        Begun::Completed { response } => a.response = raw(response.clone()),
+        Begun::Completed {
+            response,
+            correlation,
+        } => {
+            a.response = raw(response.clone());
+            a.correlation_id = Some(correlation.id.clone());
+            a.traceparent = Some(correlation.traceparent.clone()).filter(|t| !t.is_empty());
+        }
         Begun::InProgress { retry_after_ms } => a.retry_after_ms = Some(*retry_after_ms),
         Begun::FingerprintMismatch => return Ok(mismatch(&op, k, &begun, mode)),
     }

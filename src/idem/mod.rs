@@ -15,9 +15,12 @@ use std::time::Duration;
 use crate::config::{ms, IdempotencySettings};
 use crate::key::Key;
 use crate::metrics_names as m;
+use crate::runtime::correlation::{self, Correlation};
 use crate::runtime::group_commit::GroupCommit;
 use crate::runtime::waiters::Waiters;
-use crate::store::idem::{IdemBegin, IdemCopy, IdemRecord, IdemState, IdemWrite, IdemWritten};
+use crate::store::idem::{
+    ClaimAsk, IdemBegin, IdemCopy, IdemRecord, IdemState, IdemWrite, IdemWritten,
+};
 use crate::store::{bounded, StoreError};
 use crate::tier::{Blocked, Mode, Primary, Tier};
 use crate::token::token_base;
@@ -68,6 +71,8 @@ pub enum Begun {
     Completed {
         /// Raw JSON response.
         response: String,
+        /// The correlation of the request that claimed the key (carry it on).
+        correlation: Correlation,
     },
     /// Someone else holds a live claim.
     InProgress {
@@ -168,17 +173,30 @@ impl Idempotency {
             let Some(hot) = active.primary() else {
                 return self.claim(None, req, active.epoch, now).await;
             };
-            let (fp, lease, ttl) = (&req.fingerprint, req.lease_ms, req.ttl_ms);
+            let correlation = correlation::here();
+            let ask = ClaimAsk {
+                fingerprint: &req.fingerprint,
+                lease_ms: req.lease_ms,
+                ttl_ms: req.ttl_ms,
+                correlation: &correlation,
+            };
             let reply = hot
-                .call(|r| r.idem_begin(&req.key, active.epoch, now, fp, lease, ttl))
+                .call(|r| r.idem_begin(&req.key, active.epoch, now, &ask))
                 .await;
             let primary = |b: Begun| Ok((b, Mode::Primary));
             match reply {
                 Ok(IdemBegin::Started { token }) => {
                     return self.claim(Some((hot, token)), req, active.epoch, now).await
                 }
-                Ok(IdemBegin::Completed { response, .. }) => {
-                    return primary(Begun::Completed { response })
+                Ok(IdemBegin::Completed {
+                    response,
+                    correlation,
+                    ..
+                }) => {
+                    return primary(Begun::Completed {
+                        response,
+                        correlation,
+                    })
                 }
                 Ok(IdemBegin::InProgress { lease_until, .. }) => {
                     return primary(Begun::InProgress {
@@ -246,6 +264,7 @@ impl Idempotency {
             lease_until: now + req.lease_ms,
             expires_at: now + req.ttl_ms,
             now,
+            correlation: correlation::here(),
         };
         let written = self.write(write).await;
         let begun = match &written {
@@ -390,5 +409,6 @@ fn released(key: &str, token: i64) -> IdemRecord {
         lease_until: 0,
         expires_at: 0,
         response: None,
+        correlation: Default::default(),
     }
 }

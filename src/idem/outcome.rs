@@ -83,6 +83,7 @@ mod tests {
             },
             Begun::Completed {
                 response: "1".into(),
+                correlation: Default::default(),
             },
             Begun::InProgress { retry_after_ms: 1 },
             Begun::FingerprintMismatch,

@@ -29,6 +29,7 @@ pub fn on_begin(rec: Option<&IdemRecord>, fingerprint: &str, now: i64) -> OnBegi
     match rec.state {
         IdemState::Completed => OnBegin::Answer(Begun::Completed {
             response: rec.response.clone().unwrap_or_default(),
+            correlation: rec.correlation.clone(),
         }),
         IdemState::InProgress if rec.lease_until > now => OnBegin::Answer(Begun::InProgress {
             retry_after_ms: rec.lease_until - now,
@@ -67,6 +68,7 @@ mod tests {
             lease_until,
             expires_at: 1_000,
             response: Some("{}".into()),
+            correlation: Default::default(),
         }
     }
 
@@ -76,7 +78,8 @@ mod tests {
         assert_eq!(
             refused(Some(&done), "a", 10),
             Begun::Completed {
-                response: "{}".into()
+                response: "{}".into(),
+                correlation: Default::default(),
             }
         );
         assert_eq!(refused(Some(&done), "b", 10), Begun::FingerprintMismatch);

@@ -187,7 +187,7 @@ impl Idempotency {
         let (begun, mode) = self.begin(req).await.map_err(RunError::Blocked)?;
         let token = match begun {
             Begun::Started { token, .. } => token,
-            Begun::Completed { response } => return Ok((Once::Replayed(response), mode)),
+            Begun::Completed { response, .. } => return Ok((Once::Replayed(response), mode)),
             Begun::InProgress { retry_after_ms } => {
                 return Ok((Once::InProgress { retry_after_ms }, mode))
             }

@@ -190,6 +190,7 @@ impl Reservations {
             quantity: req.quantity,
             state: HoldState::Held,
             expires_at: now + req.ttl_ms,
+            correlation: crate::runtime::correlation::here(),
         };
         for _ in 0..ATTEMPTS {
             let active = self.pick()?;

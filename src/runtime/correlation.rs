@@ -39,6 +39,16 @@ pub async fn scope<F: std::future::Future>(c: Correlation, fut: F) -> F::Output 
     CURRENT.scope(c, fut).await
 }
 
+/// The current request's correlation; outside any request, a fresh id and no `traceparent`.
+pub fn here() -> Correlation {
+    CURRENT
+        .try_with(Correlation::clone)
+        .unwrap_or_else(|_| Correlation {
+            id: new_id(),
+            traceparent: String::new(),
+        })
+}
+
 /// The current request's correlation id; a fresh one outside any request.
 pub fn current() -> String {
     CURRENT

@@ -5,6 +5,7 @@
 use std::future::Future;
 
 use crate::key::Key;
+use crate::runtime::correlation::Correlation;
 use crate::store::StoreError;
 
 /// What the hot copy answered to a `begin`.
@@ -21,6 +22,8 @@ pub enum IdemBegin {
         token: i64,
         /// Raw JSON response.
         response: String,
+        /// The correlation of the request that claimed it.
+        correlation: Correlation,
     },
     /// A live claim.
     InProgress {
@@ -50,9 +53,7 @@ pub trait IdemCopy: Send + Sync {
         key: &Key,
         epoch: i64,
         now: i64,
-        fingerprint: &str,
-        lease_ms: i64,
-        ttl_ms: i64,
+        ask: &ClaimAsk<'_>,
     ) -> impl Future<Output = Result<IdemBegin, StoreError>> + Send;
 
     /// Makes the copy of `rec.key` match the durable `rec`, unless the copy ranks higher; a
@@ -64,6 +65,20 @@ pub trait IdemCopy: Send + Sync {
         replace: Option<i64>,
         now: i64,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+}
+
+/// What a `begin` asks of the hot copy besides the key: the request's fingerprint, lease and
+/// record lifetimes, and its correlation (kept with a claim it makes).
+#[derive(Debug, Clone, Copy)]
+pub struct ClaimAsk<'a> {
+    /// Request fingerprint (`""` for none).
+    pub fingerprint: &'a str,
+    /// Lease of a claim, ms.
+    pub lease_ms: i64,
+    /// Lifetime of the record, ms.
+    pub ttl_ms: i64,
+    /// The correlation of the request.
+    pub correlation: &'a Correlation,
 }
 
 /// Lifecycle of a record.
@@ -124,6 +139,8 @@ pub struct IdemRecord {
     pub expires_at: i64,
     /// The saved response (raw JSON text) once completed.
     pub response: Option<String>,
+    /// The correlation of the request that claimed it (handed back with its replays).
+    pub correlation: Correlation,
 }
 
 impl IdemRecord {
@@ -166,6 +183,8 @@ pub enum IdemWrite {
         expires_at: i64,
         /// The caller's clock (database time).
         now: i64,
+        /// The correlation of the claiming request.
+        correlation: Correlation,
     },
     /// Records the result of the claim `token`, if it is still the key's claim.
     Complete {

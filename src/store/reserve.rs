@@ -117,6 +117,8 @@ pub struct Hold {
     pub state: HoldState,
     /// Deadline for confirmation, epoch ms.
     pub expires_at: i64,
+    /// The correlation of the request that made it.
+    pub correlation: crate::runtime::correlation::Correlation,
 }
 
 /// The answer of an atomic reserve step.

@@ -6,7 +6,8 @@ use redis::Value;
 
 use super::{slot_keys, tagged, unexpected, RedisStore};
 use crate::key::Key;
-use crate::store::idem::{IdemBegin, IdemCopy, IdemRecord, IdemState};
+use crate::runtime::correlation::Correlation;
+use crate::store::idem::{ClaimAsk, IdemBegin, IdemCopy, IdemRecord, IdemState};
 use crate::store::StoreError;
 use crate::token::{token_base, token_parts};
 
@@ -22,6 +23,14 @@ fn state_code(s: IdemState) -> &'static str {
     }
 }
 
+/// Item `i` as text; empty when absent (copies written before a field existed).
+fn text(items: &[Value], i: usize) -> String {
+    items
+        .get(i)
+        .and_then(|v| redis::from_redis_value_ref(v).ok())
+        .unwrap_or_default()
+}
+
 fn int(items: &[Value], i: usize) -> Option<i64> {
     redis::from_redis_value_ref(items.get(i)?).ok()
 }
@@ -32,9 +41,7 @@ impl IdemCopy for RedisStore {
         key: &Key,
         epoch: i64,
         now: i64,
-        fingerprint: &str,
-        lease_ms: i64,
-        ttl_ms: i64,
+        ask: &ClaimAsk<'_>,
     ) -> Result<IdemBegin, StoreError> {
         let rec = record_key(key.as_str());
         let slot = slot_keys(&rec);
@@ -43,9 +50,11 @@ impl IdemCopy for RedisStore {
             .key(slot.counter)
             .arg(epoch)
             .arg(now)
-            .arg(fingerprint)
-            .arg(lease_ms)
-            .arg(ttl_ms);
+            .arg(ask.fingerprint)
+            .arg(ask.lease_ms)
+            .arg(ask.ttl_ms)
+            .arg(&ask.correlation.id)
+            .arg(&ask.correlation.traceparent);
         let reply: Value = self.eval(&inv).await?;
         let Value::Array(items) = &reply else {
             return Err(unexpected(&reply));
@@ -66,6 +75,10 @@ impl IdemCopy for RedisStore {
                 "completed" => IdemBegin::Completed {
                     token: token(1)?,
                     response: redis::from_redis_value_ref(items.get(3)?).ok()?,
+                    correlation: Correlation {
+                        id: text(items, 4),
+                        traceparent: text(items, 5),
+                    },
                 },
                 "in_progress" => IdemBegin::InProgress {
                     token: token(1)?,
@@ -95,7 +108,9 @@ impl IdemCopy for RedisStore {
             .arg(rec.response.as_deref().unwrap_or(""))
             .arg(rep)
             .arg(rctr)
-            .arg(now);
+            .arg(now)
+            .arg(&rec.correlation.id)
+            .arg(&rec.correlation.traceparent);
         self.eval::<i64>(&inv).await.map(|n| n == 1)
     }
 }

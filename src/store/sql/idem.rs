@@ -10,6 +10,7 @@ use sqlx::Any;
 use super::idem_sql::{plan, statement, Kind, Parts, COLS};
 use super::params::{query, Params};
 use super::{classify, col, SqlStore};
+use crate::runtime::correlation::Correlation;
 use crate::store::idem::{IdemRecord, IdemState, IdemWrite, IdemWritten};
 use crate::store::StoreError;
 
@@ -18,8 +19,8 @@ const RAISE_FLOOR: &str =
     "UPDATE warden_counters SET value = $1 WHERE name = 'idem_floor' AND value < $1";
 const REAP: &str = "DELETE FROM warden_idem WHERE idem_key IN (
     SELECT idem_key FROM warden_idem WHERE expires_at <= $1 AND token <= $2 LIMIT $3)";
-const GET: &str = "SELECT idem_key, state, token, fingerprint, lease_until, expires_at, response
-FROM warden_idem WHERE idem_key = $1";
+const GET: &str = "SELECT idem_key, state, token, fingerprint, lease_until, expires_at, response,
+    correlation_id, traceparent FROM warden_idem WHERE idem_key = $1";
 
 fn record(row: &AnyRow) -> Result<IdemRecord, StoreError> {
     let state: String = col(row, 1)?;
@@ -32,6 +33,10 @@ fn record(row: &AnyRow) -> Result<IdemRecord, StoreError> {
         lease_until: col(row, 4)?,
         expires_at: col(row, 5)?,
         response: col(row, 6)?,
+        correlation: Correlation {
+            id: col(row, 7)?,
+            traceparent: col(row, 8)?,
+        },
     })
 }
 

@@ -10,7 +10,8 @@ use super::params::{values, Params};
 use crate::store::idem::IdemWrite;
 
 pub(super) const COLS: &str =
-    "idem_key, state, token, fingerprint, lease_until, expires_at, response";
+    "idem_key, state, token, fingerprint, lease_until, expires_at, response, correlation_id, \
+     traceparent";
 
 /// The stored row may be claimed: expired, released, or a lapsed lease whose fingerprint does
 /// not conflict — the rule of `idem::rules::on_begin`, written in SQL so the claim is one
@@ -24,26 +25,31 @@ const FREE: &str = "(warden_idem.expires_at <= {now} OR warden_idem.state = 'rel
 /// Claim rows as a query over `VALUES`: `{distinct}` drops the repeats that pad a list on
 /// PostgreSQL, and a drawn token reads the reaped floor in the same statement. (A `WHERE` is
 /// required: SQLite cannot otherwise tell the upsert's `ON` from a join's.)
-const CLAIM_ROWS: &str = "SELECT {distinct} v.column1, {token}, v.column3, v.column4, v.column5
+const CLAIM_ROWS: &str = "SELECT {distinct} v.column1, {token}, v.column3, v.column4, v.column5,
+    v.column6, v.column7
 FROM (VALUES {values}) AS v{from} WHERE {filter}";
 
 const CLAIM_GIVEN: &str =
-    "INSERT INTO warden_idem (idem_key, token, fingerprint, lease_until, expires_at)
+    "INSERT INTO warden_idem (idem_key, token, fingerprint, lease_until, expires_at,
+    correlation_id, traceparent)
 {rows}
 ON CONFLICT (idem_key) DO UPDATE SET state = 'in_progress', token = excluded.token,
     fingerprint = excluded.fingerprint, lease_until = excluded.lease_until,
-    expires_at = excluded.expires_at, response = NULL
+    expires_at = excluded.expires_at, response = NULL,
+    correlation_id = excluded.correlation_id, traceparent = excluded.traceparent
 WHERE warden_idem.token < excluded.token AND {free}
 RETURNING {cols}";
 
 const CLAIM_DRAWN: &str =
-    "INSERT INTO warden_idem (idem_key, token, fingerprint, lease_until, expires_at)
+    "INSERT INTO warden_idem (idem_key, token, fingerprint, lease_until, expires_at,
+    correlation_id, traceparent)
 {rows}
 ON CONFLICT (idem_key) DO UPDATE SET state = 'in_progress',
     token = CASE WHEN warden_idem.token >= excluded.token THEN warden_idem.token + 1
                  ELSE excluded.token END,
     fingerprint = excluded.fingerprint, lease_until = excluded.lease_until,
-    expires_at = excluded.expires_at, response = NULL
+    expires_at = excluded.expires_at, response = NULL,
+    correlation_id = excluded.correlation_id, traceparent = excluded.traceparent
 WHERE {free}
 RETURNING {cols}";
 
@@ -147,6 +153,7 @@ fn row<'a>(p: &mut Params<'a>, w: &'a IdemWrite) -> Vec<String> {
             fingerprint,
             lease_until,
             expires_at,
+            correlation,
             ..
         } => vec![
             p.text(key),
@@ -154,6 +161,8 @@ fn row<'a>(p: &mut Params<'a>, w: &'a IdemWrite) -> Vec<String> {
             p.text(fingerprint),
             p.int(*lease_until),
             p.int(*expires_at),
+            p.text(&correlation.id),
+            p.text(&correlation.traceparent),
         ],
         IdemWrite::Complete {
             key,

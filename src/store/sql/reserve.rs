@@ -9,6 +9,7 @@ use sqlx::any::AnyRow;
 use sqlx::AssertSqlSafe;
 
 use super::{classify, col, rows_sql, SqlStore};
+use crate::runtime::correlation::Correlation;
 use crate::store::reserve::{Hold, HoldState, ReserveReply, Stock, Transitioned};
 use crate::store::StoreError;
 
@@ -24,19 +25,31 @@ const TAKE: &str = "UPDATE warden_inventory SET reserved = reserved + $2
 WHERE sku = $1 AND total - reserved - confirmed >= $2
   AND ($3 < 0 OR EXISTS (SELECT 1 FROM warden_tier WHERE id = 1 AND epoch = $3))
 RETURNING total, reserved, confirmed";
-const HOLD: &str =
-    "SELECT id, sku, user_id, quantity, state, expires_at FROM warden_holds WHERE id = $1";
-const LIVE_HOLDS: &str = "SELECT id, sku, user_id, quantity, state, expires_at FROM warden_holds
-WHERE sku = $1 AND state = 'held'";
+/// A hold's columns, in the order [`hold`] reads them.
+macro_rules! hold_cols {
+    () => {
+        "id, sku, user_id, quantity, state, expires_at, correlation_id, traceparent"
+    };
+}
+const HOLD: &str = concat!("SELECT ", hold_cols!(), " FROM warden_holds WHERE id = $1");
+const LIVE_HOLDS: &str = concat!(
+    "SELECT ",
+    hold_cols!(),
+    " FROM warden_holds WHERE sku = $1 AND state = 'held'"
+);
 const DUE: &str = "SELECT id FROM warden_holds WHERE state = 'held' AND expires_at <= $1
 ORDER BY expires_at LIMIT $2";
 /// `$3` is the deadline test: confirm/release need `expires_at > now`, expiry `<= now`.
-const MOVE_LIVE: &str = "UPDATE warden_holds SET state = $2
-WHERE id = $1 AND state = 'held' AND expires_at > $3
-RETURNING id, sku, user_id, quantity, state, expires_at";
-const MOVE_DUE: &str = "UPDATE warden_holds SET state = $2
-WHERE id = $1 AND state = 'held' AND expires_at <= $3
-RETURNING id, sku, user_id, quantity, state, expires_at";
+const MOVE_LIVE: &str = concat!(
+    "UPDATE warden_holds SET state = $2 WHERE id = $1 AND state = 'held' AND expires_at > $3 \
+     RETURNING ",
+    hold_cols!()
+);
+const MOVE_DUE: &str = concat!(
+    "UPDATE warden_holds SET state = $2 WHERE id = $1 AND state = 'held' AND expires_at <= $3 \
+     RETURNING ",
+    hold_cols!()
+);
 const SETTLE: &str = "UPDATE warden_inventory
 SET reserved = reserved - $2, confirmed = confirmed + $3 WHERE sku = $1";
 
@@ -58,6 +71,10 @@ fn hold(row: &AnyRow) -> Result<Hold, StoreError> {
         state: HoldState::parse(&state)
             .ok_or_else(|| StoreError::Corrupt(format!("unknown hold state {state}")))?,
         expires_at: col(row, 5)?,
+        correlation: Correlation {
+            id: col(row, 6)?,
+            traceparent: col(row, 7)?,
+        },
     })
 }
 
@@ -263,8 +280,9 @@ async fn insert_holds(
     holds: &[&Hold],
 ) -> Result<(), StoreError> {
     let sql = format!(
-        "INSERT INTO warden_holds (id, sku, user_id, quantity, state, expires_at) VALUES {}",
-        rows_sql(holds.len(), 6)
+        "INSERT INTO warden_holds (id, sku, user_id, quantity, state, expires_at, \
+         correlation_id, traceparent) VALUES {}",
+        rows_sql(holds.len(), 8)
     );
     let mut q = sqlx::query(AssertSqlSafe(sql));
     for h in holds {
@@ -274,7 +292,9 @@ async fn insert_holds(
             .bind(h.user_id.as_str())
             .bind(h.quantity)
             .bind(HoldState::Held.as_str())
-            .bind(h.expires_at);
+            .bind(h.expires_at)
+            .bind(h.correlation.id.as_str())
+            .bind(h.correlation.traceparent.as_str());
     }
     q.execute(&mut **tx).await.map(drop).map_err(classify)
 }

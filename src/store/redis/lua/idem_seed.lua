@@ -5,7 +5,7 @@
 -- KEYS[1] record hash
 -- ARGV[1] st ('i' | 'c' | 'r' = released: delete), ARGV[2] ep, ARGV[3] ctr, ARGV[4] fp,
 -- ARGV[5] lease end, ARGV[6] expiry, ARGV[7] response, ARGV[8] replace ep, ARGV[9] replace
--- ctr (0 0 = none), ARGV[10] now
+-- ctr (0 0 = none), ARGV[10] now, ARGV[11] correlation id, ARGV[12] traceparent
 -- Returns: 1 if the copy now matches, 0 if a higher copy was kept
 local rank = {r = 0, i = 1, c = 2}
 local cur = redis.call('HMGET', KEYS[1], 'st', 'ep', 'ctr')
@@ -20,6 +20,6 @@ redis.call('DEL', KEYS[1])
 local ttl = tonumber(ARGV[6]) - tonumber(ARGV[10])
 if ARGV[1] == 'r' or ttl <= 0 then return 1 end
 redis.call('HSET', KEYS[1], 'st', ARGV[1], 'ep', ARGV[2], 'ctr', ARGV[3], 'fp', ARGV[4],
-  'lu', ARGV[5], 'ex', ARGV[6], 'resp', ARGV[7])
+  'lu', ARGV[5], 'ex', ARGV[6], 'resp', ARGV[7], 'cid', ARGV[11], 'tp', ARGV[12])
 redis.call('PEXPIRE', KEYS[1], ttl)
 return 1
