@@ -75,7 +75,7 @@ pub struct Evidence {
     pub recovery_actions: Vec<RecoveryAction>,
     /// Tier switches and breaker moves in the window (from the audit chain).
     pub tier_switches: Vec<Moment>,
-    /// This instance's §10 reading now: fallback share and fallback lock p95.
+    /// This instance's §10 reading now: fallback share, and lock p95 per mode (§9.4).
     pub fallback: serde_json::Value,
     /// Side effects this instance refused in the window, by operation, with samples.
     pub blocked: Vec<Refusals>,
@@ -176,6 +176,7 @@ impl Guard {
             "operations": r.total,
             "fallback_rate": r.fallback_rate,
             "fallback_lock_p95_ms": r.lock_p95_ms,
+            "primary_lock_p95_ms": r.primary_lock_p95_ms,
         });
         let recovery_actions = if incident.episode.is_empty() {
             Vec::new()

@@ -2,7 +2,8 @@
 //! fallback lock operations over a sliding window, judged against the warning and critical
 //! thresholds, with hysteresis — once raised, the level holds until the window has been at or
 //! under the warning thresholds for `normal_after_ms`, so values near a threshold never flap.
-//! Recording an answer costs two relaxed atomic additions (three for a fallback lock call).
+//! Recording an answer costs one or two relaxed atomic additions, and one more for a lock call
+//! (whose latency is kept per mode, for the p95 per mode of S-PC-05-001 §9.4).
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,7 +17,45 @@ const BOUNDS_MS: [u64; 20] = [
     5_000, 10_000,
 ];
 const BUCKETS: usize = BOUNDS_MS.len() + 1;
-/// Fewest fallback lock calls in the window before their p95 is judged.
+/// Latency buckets of lock calls (counts per bucket of [`BOUNDS_MS`]).
+#[derive(Debug)]
+struct Buckets([AtomicU64; BUCKETS]);
+
+impl Buckets {
+    fn new() -> Self {
+        Self(std::array::from_fn(|_| AtomicU64::new(0)))
+    }
+
+    fn record(&self, elapsed: std::time::Duration) {
+        let ms = elapsed.as_millis() as u64;
+        let i = BOUNDS_MS
+            .iter()
+            .position(|b| ms <= *b)
+            .unwrap_or(BOUNDS_MS.len());
+        self.0[i].fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn snapshot(&self) -> [u64; BUCKETS] {
+        std::array::from_fn(|i| self.0[i].load(Ordering::Relaxed))
+    }
+}
+
+/// The p95 of the calls counted in `b`, ms (the bucket's upper bound), or 0 with too few.
+fn p95(b: &[u64; BUCKETS]) -> u64 {
+    let calls: u64 = b.iter().sum();
+    if calls < MIN_LOCK_SAMPLES {
+        return 0;
+    }
+    let rank = (calls * 95).div_ceil(100);
+    let mut seen = 0;
+    let i = b.iter().position(|n| {
+        seen += n;
+        seen >= rank
+    });
+    i.map_or(0, |i| BOUNDS_MS.get(i).copied().unwrap_or(u64::MAX))
+}
+
+/// Fewest lock calls in the window before their p95 is judged.
 const MIN_LOCK_SAMPLES: u64 = 20;
 
 tokio::task_local! {
@@ -76,6 +115,8 @@ pub struct Reading {
     pub fallback_rate: f64,
     /// p95 of fallback lock calls, ms (the bucket's upper bound; 0 with too few calls).
     pub lock_p95_ms: u64,
+    /// p95 of primary lock calls, ms (likewise): the other mode, for comparison.
+    pub primary_lock_p95_ms: u64,
     /// The level the thresholds give (before hysteresis).
     pub level: Level,
 }
@@ -86,6 +127,7 @@ struct Snapshot {
     total: u64,
     fallback: u64,
     lock: [u64; BUCKETS],
+    primary_lock: [u64; BUCKETS],
 }
 
 #[derive(Debug, Default)]
@@ -99,7 +141,8 @@ struct Held {
 pub struct Monitor {
     total: AtomicU64,
     fallback: AtomicU64,
-    lock: [AtomicU64; BUCKETS],
+    lock: Buckets,
+    primary_lock: Buckets,
     window: Mutex<VecDeque<Snapshot>>,
     held: Mutex<Held>,
     refused: Mutex<std::collections::BTreeMap<(&'static str, &'static str), BlockedOps>>,
@@ -112,7 +155,8 @@ impl Monitor {
         Self {
             total: AtomicU64::new(0),
             fallback: AtomicU64::new(0),
-            lock: std::array::from_fn(|_| AtomicU64::new(0)),
+            lock: Buckets::new(),
+            primary_lock: Buckets::new(),
             window: Mutex::new(VecDeque::new()),
             held: Mutex::new(Held::default()),
             refused: Mutex::default(),
@@ -123,17 +167,16 @@ impl Monitor {
     /// Records one answer of `op` in `mode`.
     pub fn record(&self, op: &str, mode: &str, elapsed: std::time::Duration) {
         self.total.fetch_add(1, Ordering::Relaxed);
-        if mode != "fallback" {
-            return;
-        }
-        self.fallback.fetch_add(1, Ordering::Relaxed);
-        if op.starts_with("lock_") {
-            let ms = elapsed.as_millis() as u64;
-            let i = BOUNDS_MS
-                .iter()
-                .position(|b| ms <= *b)
-                .unwrap_or(BOUNDS_MS.len());
-            self.lock[i].fetch_add(1, Ordering::Relaxed);
+        let lock = op.starts_with("lock_");
+        match mode {
+            "fallback" => {
+                self.fallback.fetch_add(1, Ordering::Relaxed);
+                if lock {
+                    self.lock.record(elapsed);
+                }
+            }
+            "primary" if lock => self.primary_lock.record(elapsed),
+            _ => {}
         }
     }
 
@@ -170,7 +213,8 @@ impl Monitor {
             at,
             total: self.total.load(Ordering::Relaxed),
             fallback: self.fallback.load(Ordering::Relaxed),
-            lock: std::array::from_fn(|i| self.lock[i].load(Ordering::Relaxed)),
+            lock: self.lock.snapshot(),
+            primary_lock: self.primary_lock.snapshot(),
         }
     }
 
@@ -188,23 +232,14 @@ impl Monitor {
         let total = newest.total - oldest.total;
         let fallback = newest.fallback - oldest.fallback;
         let lock: [u64; BUCKETS] = std::array::from_fn(|i| newest.lock[i] - oldest.lock[i]);
-        let locks: u64 = lock.iter().sum();
+        let primary: [u64; BUCKETS] =
+            std::array::from_fn(|i| newest.primary_lock[i] - oldest.primary_lock[i]);
         let fallback_rate = if total == 0 {
             0.0
         } else {
             fallback as f64 / total as f64
         };
-        let lock_p95_ms = if locks < MIN_LOCK_SAMPLES {
-            0
-        } else {
-            let rank = (locks * 95).div_ceil(100);
-            let mut seen = 0;
-            let i = lock.iter().position(|n| {
-                seen += n;
-                seen >= rank
-            });
-            i.map_or(0, |i| BOUNDS_MS.get(i).copied().unwrap_or(u64::MAX))
-        };
+        let lock_p95_ms = p95(&lock);
         let c = &self.cfg;
         let rate_judged = total >= c.min_samples;
         let over = |rate: f64, p95: u64| (rate_judged && fallback_rate > rate) || lock_p95_ms > p95;
@@ -219,6 +254,7 @@ impl Monitor {
             total,
             fallback_rate,
             lock_p95_ms,
+            primary_lock_p95_ms: p95(&primary),
             level,
         }
     }
@@ -286,6 +322,8 @@ mod tests {
         feed(&m, 1_000, 30, 1_300);
         let r = m.read(100);
         assert_eq!((r.level, r.lock_p95_ms), (Level::Critical, 1_500));
+        // The primary calls' p95 is kept apart (here every one took 1 ms).
+        assert_eq!(r.primary_lock_p95_ms, 1);
     }
 
     #[test]
