@@ -820,8 +820,27 @@ async fn a_stalled_fallback_database_past_the_section_10_p95_enters_safe_mode() 
         support::metric(&metrics, "warden_fallback_lock_p95_seconds") > 1.2,
         "{metrics}"
     );
+    // The evidence pack holds what the instance saw: the slow readings and the refusal.
+    let id = own[0]["incident_id"].as_str().unwrap().to_owned();
+    let mut pack = Value::Null;
+    for _ in 0..100 {
+        pack = w.get(&format!("/v1/incidents/{id}/evidence")).await.1;
+        if pack["blocked"].as_array().is_some_and(|b| !b.is_empty()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        pack["fallback"]["max_fallback_lock_p95_ms"].as_i64() > Some(1_200),
+        "{pack}"
+    );
+    let refused = &pack["blocked"][0];
+    let what = (refused["op"].as_str(), refused["reason"].as_str());
+    assert_eq!(what, (Some("lock_acquire"), Some("safe_mode")), "{pack}");
+    assert_eq!(refused["sample_keys"], json!(["after"]), "{pack}");
+    assert_eq!(pack["affected"], json!(["after"]), "{pack}");
     // Leaving takes its acknowledgement like any other cause.
-    let id = own[0]["incident_id"].as_str().unwrap();
+    let id = id.as_str();
     assert_eq!(
         w.post(
             "/v1/guard/recovery-actions",

@@ -37,6 +37,8 @@ pub struct GuardSettings {
     /// Fewest operations in the window before the rate is judged (a handful of requests in
     /// fallback is not a rate).
     pub min_samples: u64,
+    /// How long evidence rows (refusals, readings) and finished deliveries are kept, ms.
+    pub retention_ms: u64,
 }
 
 impl Default for GuardSettings {
@@ -54,6 +56,7 @@ impl Default for GuardSettings {
             fallback_p95_warning_ms: 500,
             fallback_p95_critical_ms: 1_200,
             min_samples: 100,
+            retention_ms: 30 * 24 * 3_600_000,
         }
     }
 }

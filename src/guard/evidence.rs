@@ -1,8 +1,9 @@
 //! The evidence pack of one incident (S-PC-05-001 §9.4): everything a triage engineer needs
 //! about the episode, from the durable records — the timeline (trigger, every delivery try
 //! with its status and latency, acknowledgement, guard moves, recovery, resolution), tier
-//! switches in the window, the audit range with the head hash — plus what this instance saw:
-//! the fallback reading and the refused side effects with sample correlation ids.
+//! switches in the window, the audit range with the head hash, and what every instance saw and
+//! wrote down each tick: its refused side effects with sample correlation ids, and its
+//! fallback readings.
 
 use serde::Serialize;
 
@@ -12,8 +13,9 @@ use crate::store::guard::{Delivery, DeliveryTry, Incident, Note, RecoveryAction}
 use crate::store::StoreError;
 use crate::tier::Blocked;
 
-use super::monitor::BlockedOps;
 use super::Guard;
+use crate::store::sql::{ReadingRow, RefusalRow};
+use std::collections::BTreeMap;
 
 /// Time taken around an incident for its window: before its creation, after its end.
 const BEFORE_MS: i64 = 5 * 60_000;
@@ -46,16 +48,46 @@ pub struct DeliveryEvidence {
     pub attempts: Vec<DeliveryTry>,
 }
 
-/// Refusals of one operation.
-#[derive(Debug, Clone, Serialize)]
+/// Refusals of one operation for one reason over the window, every instance's.
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct Refusals {
     /// The operation.
-    pub op: &'static str,
+    pub op: String,
     /// The safe-block reason.
-    pub reason: &'static str,
-    /// Counts and samples.
-    #[serde(flatten)]
-    pub ops: BlockedOps,
+    pub reason: String,
+    /// How many.
+    pub count: i64,
+    /// The first minute with one, RFC 3339.
+    pub first_minute: String,
+    /// The last minute with one, RFC 3339.
+    pub last_minute: String,
+    /// The instances that refused.
+    pub instances: Vec<String>,
+    /// Keys, streams or SKUs of the latest few.
+    pub sample_keys: Vec<String>,
+    /// Their correlation ids.
+    pub sample_correlation_ids: Vec<String>,
+}
+
+/// Sums the minute rows of each (operation, reason); the latest samples win.
+fn refusals(rows: Vec<RefusalRow>) -> Vec<Refusals> {
+    let mut by: BTreeMap<(String, String), Refusals> = BTreeMap::new();
+    for r in rows {
+        let e = by.entry((r.op.clone(), r.reason.clone())).or_default();
+        if e.count == 0 {
+            e.op = r.op;
+            e.reason = r.reason;
+            e.first_minute = rfc3339(r.minute);
+        }
+        e.count += r.count;
+        e.last_minute = rfc3339(r.minute);
+        if !e.instances.contains(&r.instance) {
+            e.instances.push(r.instance);
+        }
+        e.sample_keys = r.sample_keys;
+        e.sample_correlation_ids = r.sample_correlation_ids;
+    }
+    by.into_values().collect()
 }
 
 /// The evidence pack.
@@ -75,9 +107,11 @@ pub struct Evidence {
     pub recovery_actions: Vec<RecoveryAction>,
     /// Tier switches and breaker moves in the window (from the audit chain).
     pub tier_switches: Vec<Moment>,
-    /// This instance's §10 reading now: fallback share, and lock p95 per mode (§9.4).
+    /// The §10 readings of every instance in the window (one a minute each: fallback share,
+    /// lock p95 per mode, §9.4), with the worst of each.
     pub fallback: serde_json::Value,
-    /// Side effects this instance refused in the window, by operation, with samples.
+    /// Side effects refused in the window by every instance, by operation and reason, with
+    /// sample keys and correlation ids.
     pub blocked: Vec<Refusals>,
     /// Streams, keys and SKUs named by those refusals.
     pub affected: Vec<String>,
@@ -158,25 +192,22 @@ impl Guard {
         timeline.sort_by_key(|m| m.at_ms);
         let (head_seq, head_hash) = sql.audit_head().await?;
         let audit = audit_range(&entries, head_seq, &head_hash);
-        let refusals: Vec<Refusals> = self
-            .monitor
-            .refusals_since(from)
-            .into_iter()
-            .map(|(op, reason, ops)| Refusals { op, reason, ops })
-            .collect();
+        let minute_from = from - from.rem_euclid(60_000);
+        let refusals = refusals(sql.refusals_between(minute_from, to).await?);
         let mut affected: Vec<String> = refusals
             .iter()
-            .flat_map(|r| r.ops.sample_keys.iter().cloned())
+            .flat_map(|r| r.sample_keys.iter().cloned())
             .collect();
         affected.sort();
         affected.dedup();
-        let r = self.monitor.read(now);
+        let readings = sql.readings_between(from, to).await?;
+        let worst = |f: fn(&ReadingRow) -> i64| readings.iter().map(f).max().unwrap_or(0);
         let fallback = serde_json::json!({
-            "instance_window_ms": self.cfg.rate_window_ms,
-            "operations": r.total,
-            "fallback_rate": r.fallback_rate,
-            "fallback_lock_p95_ms": r.lock_p95_ms,
-            "primary_lock_p95_ms": r.primary_lock_p95_ms,
+            "window_ms": self.cfg.rate_window_ms,
+            "max_fallback_rate": worst(|r| r.fallback_permille) as f64 / 1000.0,
+            "max_fallback_lock_p95_ms": worst(|r| r.fallback_lock_p95_ms),
+            "max_primary_lock_p95_ms": worst(|r| r.primary_lock_p95_ms),
+            "readings": readings,
         });
         let recovery_actions = if incident.episode.is_empty() {
             Vec::new()

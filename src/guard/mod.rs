@@ -10,6 +10,7 @@ mod escalate;
 pub mod events;
 mod evidence;
 mod incident;
+mod keep;
 pub mod monitor;
 mod moves;
 pub mod outcome;
@@ -60,6 +61,7 @@ pub struct Guard {
     client: reqwest::Client,
     monitor: Arc<Monitor>,
     outage: watch::Outage,
+    kept: keep::Kept,
 }
 
 impl Guard {
@@ -97,6 +99,7 @@ impl Guard {
         Ok(Arc::new(Self {
             monitor: Arc::new(Monitor::new(&config.guard)),
             outage: watch::Outage::default(),
+            kept: keep::Kept::default(),
             timers: Timers::from(&config.guard),
             cfg: config.guard.clone(),
             notify: n.clone(),
@@ -201,7 +204,10 @@ impl Guard {
         if let Err(e) = self.sample().await {
             tracing::warn!(error = %e, "health sample not recorded");
         }
-        self.watch_fallback().await;
+        let reading = self.watch_fallback().await;
+        if let Err(e) = self.keep_evidence(reading).await {
+            tracing::warn!(error = %e, "evidence not recorded; kept for the next tick");
+        }
         self.publish_gauges().await;
     }
 

@@ -199,12 +199,28 @@ impl Monitor {
             .push_back(crate::runtime::correlation::current());
     }
 
-    /// Refusals by operation and reason with a refusal at or after `since` (epoch ms).
-    pub fn refusals_since(&self, since: i64) -> Vec<(&'static str, &'static str, BlockedOps)> {
-        let all = self.refused.lock().unwrap_or_else(|p| p.into_inner());
-        all.iter()
-            .filter(|(_, b)| b.last_at >= since)
-            .map(|((op, reason), b)| (*op, *reason, b.clone()))
+    /// Puts back refusals that could not be written (merged with any recorded since).
+    pub fn restore(&self, op: &'static str, reason: &'static str, b: BlockedOps) {
+        let mut all = self.refused.lock().unwrap_or_else(|p| p.into_inner());
+        let now = all.entry((op, reason)).or_default();
+        now.count += b.count;
+        if now.first_at == 0 || (b.first_at != 0 && b.first_at < now.first_at) {
+            now.first_at = b.first_at;
+        }
+        now.last_at = now.last_at.max(b.last_at);
+        if now.sample_keys.is_empty() {
+            now.sample_keys = b.sample_keys;
+            now.sample_correlation_ids = b.sample_correlation_ids;
+        }
+    }
+
+    /// The refusals recorded since the last call, by operation and reason (the guard writes
+    /// them to SQL every health tick, where the evidence pack reads every instance's).
+    pub fn drain_refusals(&self) -> Vec<(&'static str, &'static str, BlockedOps)> {
+        let mut all = self.refused.lock().unwrap_or_else(|p| p.into_inner());
+        std::mem::take(&mut *all)
+            .into_iter()
+            .map(|((op, reason), b)| (op, reason, b))
             .collect()
     }
 

@@ -30,7 +30,8 @@ pub(super) struct Outage(Mutex<i64>);
 
 impl Guard {
     /// Reads the monitor and the tiers; raises, upgrades or resolves Warden's own incidents.
-    pub(super) async fn watch_fallback(&self) {
+    /// The reading, when Redis is configured (without it no rate is judged).
+    pub(super) async fn watch_fallback(&self) -> Option<Reading> {
         let now = self.tier.now();
         let status = self.tier.status();
         if let Err(e) = self.watch_outage(&status, now).await {
@@ -38,7 +39,7 @@ impl Guard {
         }
         if !status.redis_configured {
             // Without Redis every answer is a fallback answer by design: no §10 rate.
-            return;
+            return None;
         }
         let r = self.monitor.read(now);
         metrics::gauge!(m::FALLBACK_RATE).set(r.fallback_rate);
@@ -50,6 +51,7 @@ impl Guard {
         if let Err(e) = result {
             tracing::warn!(error = %e, "section 10 guard step failed; retried next tick");
         }
+        Some(r)
     }
 
     async fn raise(&self, level: Level, r: &Reading) -> Result<(), StoreError> {

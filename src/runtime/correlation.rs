@@ -8,11 +8,16 @@ use std::sync::OnceLock;
 /// A fresh correlation id: a random per-process prefix and a counter (unique, and cheaper than
 /// a random UUID per request).
 pub fn new_id() -> String {
-    static PREFIX: OnceLock<String> = OnceLock::new();
     static NEXT: AtomicU64 = AtomicU64::new(1);
-    let prefix = PREFIX.get_or_init(|| uuid::Uuid::new_v4().simple().to_string()[..12].to_owned());
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    format!("{prefix}-{n:x}")
+    format!("{}-{n:x}", instance_id())
+}
+
+/// This process's random id (the prefix of its correlation ids): names the instance in
+/// what it records for others to read.
+pub fn instance_id() -> &'static str {
+    static PREFIX: OnceLock<String> = OnceLock::new();
+    PREFIX.get_or_init(|| uuid::Uuid::new_v4().simple().to_string()[..12].to_owned())
 }
 
 /// A span for one piece of work no request asked for, with a fresh correlation id.

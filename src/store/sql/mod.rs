@@ -2,6 +2,7 @@
 //! Schema changes are migrations run at start-up; every statement is portable across both.
 
 mod audit;
+mod evidence;
 mod fence;
 mod guard;
 mod idem;
@@ -19,6 +20,7 @@ mod stream_occ;
 mod tier_state;
 mod tokens;
 
+pub use evidence::{ReadingRow, RefusalRow};
 pub use guard::GuardTx;
 pub use outbox::Settle;
 pub use tier_state::TierRow;
