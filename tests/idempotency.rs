@@ -214,6 +214,13 @@ async fn reaper_removes_expired_records_from_both_tiers_and_counts_them() {
         let body = json!({"token": v["token"], "response": i});
         assert_eq!(w.idem(&key, "complete", body).await.0, 200);
     }
+    // The hot copy is written by the first replay (a completion writes SQL only).
+    assert_eq!(
+        redis.cli(&["EXISTS", "warden:{r-0}:idem"]).unwrap().trim(),
+        "0"
+    );
+    let (s, v) = w.idem("r-0", "begin", json!({})).await;
+    assert_eq!((s, v["state"].as_str()), (200, Some("completed")), "{v}");
     assert_eq!(
         redis.cli(&["EXISTS", "warden:{r-0}:idem"]).unwrap().trim(),
         "1"

@@ -233,7 +233,7 @@ async fn run(args: BenchArgs) -> Result<(), String> {
     match args.suite.as_str() {
         "locks" => locks::run(&args, mode, epoch, &tag).await,
         "locks-wrk" => wrk::run(&args, mode, epoch).await,
-        "idempotency" => idem::run(&args, mode, epoch, &tag).await,
+        "idempotency" => idem::run(&args, mode, &tag).await,
         "flash-sale" => flash::run(&args, mode, epoch, &tag).await,
         "streams" => streams::run(&args, mode, &tag).await,
         other => Err(format!(

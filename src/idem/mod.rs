@@ -18,9 +18,7 @@ use crate::metrics_names as m;
 use crate::runtime::correlation::{self, Correlation};
 use crate::runtime::group_commit::GroupCommit;
 use crate::runtime::waiters::Waiters;
-use crate::store::idem::{
-    ClaimAsk, IdemBegin, IdemCopy, IdemRecord, IdemState, IdemWrite, IdemWritten,
-};
+use crate::store::idem::{IdemCopy, IdemRecord, IdemState, IdemWrite, IdemWritten};
 use crate::store::{bounded, StoreError};
 use crate::tier::{Blocked, Mode, Primary, Tier};
 use crate::token::token_base;
@@ -37,8 +35,6 @@ pub const DEFAULT_LEASE_MS: i64 = 30_000;
 pub const MAX_WAIT_MS: i64 = 60_000;
 /// Longest fingerprint, bytes.
 pub const MAX_FINGERPRINT: usize = 512;
-/// How many times a begin follows an epoch change on Redis before SQL answers it alone.
-const EPOCH_RETRIES: usize = 2;
 
 /// A validated `begin`.
 #[derive(Debug, Clone)]
@@ -167,60 +163,27 @@ impl Idempotency {
         if let Err(safe_mode) = self.tier.effects_allowed() {
             return self.begin_in_safe_mode(req, safe_mode).await;
         }
-        for _ in 0..EPOCH_RETRIES {
-            let active = self.tier.active_durable()?;
-            let now = self.tier.now();
-            let Some(hot) = active.primary() else {
-                return self.claim(None, req, active.epoch, now).await;
-            };
-            let correlation = correlation::here();
-            let ask = ClaimAsk {
-                fingerprint: &req.fingerprint,
-                lease_ms: req.lease_ms,
-                ttl_ms: req.ttl_ms,
-                correlation: &correlation,
-            };
-            let reply = hot
-                .call(|r| r.idem_begin(&req.key, active.epoch, now, &ask))
-                .await;
-            let primary = |b: Begun| Ok((b, Mode::Primary));
-            match reply {
-                Ok(IdemBegin::Started { token }) => {
-                    return self.claim(Some((hot, token)), req, active.epoch, now).await
+        let active = self.tier.active_durable()?;
+        let now = self.tier.now();
+        let hot = active.primary();
+        if let Some(hot) = &hot {
+            // The copy pays only for replays: a completed key (or one that lives with another
+            // fingerprint) answers from it in one read. Anything else is SQL's to decide.
+            match hot.call(|r| r.idem_peek(&req.key)).await {
+                Ok(Some(rec)) if rec.state == IdemState::Completed => {
+                    if let rules::OnBegin::Answer(b) =
+                        rules::on_begin(Some(&rec), &req.fingerprint, now)
+                    {
+                        return Ok((b, Mode::Primary));
+                    }
                 }
-                Ok(IdemBegin::Completed {
-                    response,
-                    correlation,
-                    ..
-                }) => {
-                    return primary(Begun::Completed {
-                        response,
-                        correlation,
-                    })
-                }
-                Ok(IdemBegin::InProgress { lease_until, .. }) => {
-                    return primary(Begun::InProgress {
-                        retry_after_ms: (lease_until - now).max(1),
-                    })
-                }
-                Ok(IdemBegin::Mismatch) => return primary(Begun::FingerprintMismatch),
-                Ok(IdemBegin::EpochMismatch { .. }) => {
-                    self.tier
-                        .on_epoch_mismatch(active.epoch, Some(&req.key))
-                        .await;
-                }
-                Ok(IdemBegin::CounterExhausted) => {
-                    self.tier.on_counter_exhausted(active.epoch).await;
-                }
+                Ok(_) => {}
                 Err(e) => {
                     tracing::warn!(error = %e, "redis failed on idempotency begin; answering from sql");
-                    return self.claim(None, req, active.epoch, now).await;
                 }
             }
         }
-        // The hot copy cannot draw a token now (its epoch is being armed): SQL answers alone.
-        let active = self.tier.active_durable()?;
-        self.claim(None, req, active.epoch, self.tier.now()).await
+        self.claim(hot, req, active.epoch, active.mode(), now).await
     }
 
     /// In safe mode (G10) a completed key still replays and a claim in progress still answers
@@ -242,23 +205,20 @@ impl Idempotency {
         }
     }
 
-    /// Makes a claim durable: the one Redis drew (`drawn`), or one SQL draws. SQL refuses it
-    /// when the key is not free there; the hot copy is then corrected from the durable record.
+    /// Claims the key in SQL, which draws the token (above every earlier one of the key, and
+    /// above the epoch's base) or refuses with the record that stands. A completed record
+    /// found there is copied to the hot tier (`hot`), so its next replays answer from it.
     async fn claim(
         &self,
-        drawn: Option<(Primary<'_>, i64)>,
+        hot: Option<Primary<'_>>,
         req: &BeginRequest,
         epoch: i64,
+        mode: Mode,
         now: i64,
     ) -> Result<(Begun, Mode), Blocked> {
-        let mode = if drawn.is_some() {
-            Mode::Primary
-        } else {
-            Mode::Fallback
-        };
         let write = IdemWrite::Claim {
             key: req.key.as_str().to_owned(),
-            token: drawn.map(|(_, t)| t),
+            token: None,
             base: token_base(epoch),
             fingerprint: req.fingerprint.clone(),
             lease_until: now + req.lease_ms,
@@ -266,30 +226,23 @@ impl Idempotency {
             now,
             correlation: correlation::here(),
         };
-        let written = self.write(write).await;
-        let begun = match &written {
-            Ok(IdemWritten::Applied(rec)) => Begun::Started {
+        let begun = match self.write(write).await? {
+            IdemWritten::Applied(rec) => Begun::Started {
                 token: rec.token,
                 lease_until: rec.lease_until,
                 expires_at: rec.expires_at,
             },
-            Ok(IdemWritten::Refused(rec)) => rules::refused(rec.as_ref(), &req.fingerprint, now),
-            Err(_) => Begun::InProgress { retry_after_ms: 1 },
-        };
-        if let Some((hot, token)) = drawn {
-            // Our hot claim stands only if SQL took it; otherwise the durable record (or
-            // nothing) replaces it, so the copy never holds a claim nobody owns.
-            let durable = match &written {
-                Ok(IdemWritten::Applied(_)) => None,
-                Ok(IdemWritten::Refused(Some(rec))) => Some(rec.clone()),
-                _ => Some(released(req.key.as_str(), token)),
-            };
-            if let Some(rec) = durable {
-                metrics::counter!(m::IDEM_RESEEDED, "op" => "begin").increment(1);
-                heal(hot, &rec, Some(token), now).await;
+            IdemWritten::Refused(rec) => {
+                if let (Some(hot), Some(done)) = (hot, rec.as_ref()) {
+                    if done.state == IdemState::Completed && done.live(now) {
+                        metrics::counter!(m::IDEM_RESEEDED, "op" => "begin").increment(1);
+                        heal(hot, done, now).await;
+                    }
+                }
+                rules::refused(rec.as_ref(), &req.fingerprint, now)
             }
-        }
-        written.map(|_| (begun, mode))
+        };
+        Ok((begun, mode))
     }
 
     /// Records `response` (raw JSON) as the result of the claim `token`.
@@ -354,9 +307,6 @@ impl Idempotency {
             }
         };
         let mode = active.mode();
-        if let (Some(hot), Some(rec)) = (active.primary(), &rec) {
-            heal(hot, rec, Some(token), now).await;
-        }
         if applied && target != IdemState::InProgress {
             self.waiters.wake_all(key.as_str());
         }
@@ -392,23 +342,9 @@ impl Idempotency {
     }
 }
 
-/// Brings the hot copy in line with the durable `rec` (best effort: SQL stays authoritative).
-async fn heal(hot: Primary<'_>, rec: &IdemRecord, replace: Option<i64>, now: i64) {
-    if let Err(e) = hot.call(|r| r.idem_seed(rec, replace, now)).await {
+/// Copies the durable `rec` to the hot tier (best effort: SQL stays authoritative).
+async fn heal(hot: Primary<'_>, rec: &IdemRecord, now: i64) {
+    if let Err(e) = hot.call(|r| r.idem_seed(rec, None, now)).await {
         tracing::warn!(error = %e, key = %rec.key, "hot copy not updated; sql stays authoritative");
-    }
-}
-
-/// A released record of `token`: seeding it deletes the hot copy holding that token.
-fn released(key: &str, token: i64) -> IdemRecord {
-    IdemRecord {
-        key: key.to_owned(),
-        state: IdemState::Released,
-        token,
-        fingerprint: String::new(),
-        lease_until: 0,
-        expires_at: 0,
-        response: None,
-        correlation: Default::default(),
     }
 }

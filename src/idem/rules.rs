@@ -1,7 +1,7 @@
 //! Who may claim an idempotency key, as one pure rule over the stored record. The same rule is
-//! written inside the atomic steps that enforce it — `idem_begin.lua` on the hot copy and the
-//! `FREE` condition of the SQL claim — and `tests/idem_rule.rs` checks all three agree on
-//! every case.
+//! written inside the atomic step that enforces it — the `FREE` condition of the SQL claim —
+//! and applied to the Redis copy's completed records, which answer replays; `tests/idem_rule.rs`
+//! checks they agree on every case.
 
 use super::Begun;
 use crate::store::idem::{fingerprints_conflict, IdemRecord, IdemState};

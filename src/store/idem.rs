@@ -8,53 +8,15 @@ use crate::key::Key;
 use crate::runtime::correlation::Correlation;
 use crate::store::StoreError;
 
-/// What the hot copy answered to a `begin`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum IdemBegin {
-    /// Claimed here with `token`; not yet durable.
-    Started {
-        /// The drawn token.
-        token: i64,
-    },
-    /// A completed record.
-    Completed {
-        /// Token of the claim that completed.
-        token: i64,
-        /// Raw JSON response.
-        response: String,
-        /// The correlation of the request that claimed it.
-        correlation: Correlation,
-    },
-    /// A live claim.
-    InProgress {
-        /// Its token.
-        token: i64,
-        /// Its lease end, epoch ms.
-        lease_until: i64,
-    },
-    /// A live record with another fingerprint.
-    Mismatch,
-    /// The slot's counter is spent for this epoch.
-    CounterExhausted,
-    /// The slot's gate is not at the caller's epoch.
-    EpochMismatch {
-        /// The gate's epoch, `None` when missing.
-        found: Option<i64>,
-    },
-}
-
-/// The hot copy of idempotency records (the Redis tier): it answers repeats in one round trip
-/// and draws claim tokens, but never has the last word — SQL arbitrates every claim.
+/// The hot copy of idempotency records (the Redis tier): it answers replays of completed keys
+/// in one round trip; SQL arbitrates and draws every claim.
 pub trait IdemCopy: Send + Sync {
-    /// Begins `key` on the copy at `epoch`: a live record answers; a free key is claimed with
-    /// a token drawn from its slot's counter (behind the epoch gate).
-    fn idem_begin(
+    /// The copy of `key`'s record, if any (a durable record seeded from SQL, or a claim an
+    /// earlier version wrote; only a completed copy answers a `begin`).
+    fn idem_peek(
         &self,
         key: &Key,
-        epoch: i64,
-        now: i64,
-        ask: &ClaimAsk<'_>,
-    ) -> impl Future<Output = Result<IdemBegin, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Option<IdemRecord>, StoreError>> + Send;
 
     /// Makes the copy of `rec.key` match the durable `rec`, unless the copy ranks higher; a
     /// copy holding `replace` (a token this caller drew) is always replaced. Returns whether
@@ -65,20 +27,6 @@ pub trait IdemCopy: Send + Sync {
         replace: Option<i64>,
         now: i64,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
-}
-
-/// What a `begin` asks of the hot copy besides the key: the request's fingerprint, lease and
-/// record lifetimes, and its correlation (kept with a claim it makes).
-#[derive(Debug, Clone, Copy)]
-pub struct ClaimAsk<'a> {
-    /// Request fingerprint (`""` for none).
-    pub fingerprint: &'a str,
-    /// Lease of a claim, ms.
-    pub lease_ms: i64,
-    /// Lifetime of the record, ms.
-    pub ttl_ms: i64,
-    /// The correlation of the request.
-    pub correlation: &'a Correlation,
 }
 
 /// Lifecycle of a record.

@@ -1,13 +1,13 @@
-//! Redis idempotency steps: the hot copy. `begin` answers from a live copy or claims the key
-//! with a token from its slot's counter (behind the epoch gate); `seed` replaces a copy with
-//! the durable record. Neither is ever the last word: SQL arbitrates every claim.
+//! Redis idempotency steps: the hot copy of durable records, read by `peek` (one `HMGET`) and
+//! written by `seed` from SQL. Redis never claims a key: SQL arbitrates and draws every claim,
+//! and the copy serves replays of completed keys.
 
 use redis::Value;
 
-use super::{slot_keys, tagged, unexpected, RedisStore};
+use super::{tagged, RedisStore};
 use crate::key::Key;
 use crate::runtime::correlation::Correlation;
-use crate::store::idem::{ClaimAsk, IdemBegin, IdemCopy, IdemRecord, IdemState};
+use crate::store::idem::{IdemCopy, IdemRecord, IdemState};
 use crate::store::StoreError;
 use crate::token::{token_base, token_parts};
 
@@ -36,58 +36,37 @@ fn int(items: &[Value], i: usize) -> Option<i64> {
 }
 
 impl IdemCopy for RedisStore {
-    async fn idem_begin(
-        &self,
-        key: &Key,
-        epoch: i64,
-        now: i64,
-        ask: &ClaimAsk<'_>,
-    ) -> Result<IdemBegin, StoreError> {
-        let rec = record_key(key.as_str());
-        let slot = slot_keys(&rec);
-        let mut inv = self.scripts.idem_begin.key(slot.gate);
-        inv.key(rec)
-            .key(slot.counter)
-            .arg(epoch)
-            .arg(now)
-            .arg(ask.fingerprint)
-            .arg(ask.lease_ms)
-            .arg(ask.ttl_ms)
-            .arg(&ask.correlation.id)
-            .arg(&ask.correlation.traceparent);
-        let reply: Value = self.eval(&inv).await?;
-        let Value::Array(items) = &reply else {
-            return Err(unexpected(&reply));
+    async fn idem_peek(&self, key: &Key) -> Result<Option<IdemRecord>, StoreError> {
+        let mut cmd = redis::cmd("HMGET");
+        cmd.arg(record_key(key.as_str()))
+            .arg(&["st", "ep", "ctr", "fp", "lu", "ex", "resp", "cid", "tp"]);
+        let items: Vec<Value> = self.query(&cmd).await?;
+        let state = match text(&items, 0).as_str() {
+            "" => return Ok(None),
+            "c" => IdemState::Completed,
+            "i" => IdemState::InProgress,
+            other => {
+                return Err(StoreError::Corrupt(format!(
+                    "idempotency copy in state {other:?}"
+                )))
+            }
         };
-        let token = |i: usize| Some(token_base(int(items, i)?) + int(items, i + 1)?);
-        let parsed = (|| {
-            let state: String = redis::from_redis_value_ref(items.first()?).ok()?;
-            Some(match state.as_str() {
-                "epoch" => {
-                    let found = int(items, 1)?;
-                    IdemBegin::EpochMismatch {
-                        found: (found >= 0).then_some(found),
-                    }
-                }
-                "exhausted" => IdemBegin::CounterExhausted,
-                "mismatch" => IdemBegin::Mismatch,
-                "started" => IdemBegin::Started { token: token(1)? },
-                "completed" => IdemBegin::Completed {
-                    token: token(1)?,
-                    response: redis::from_redis_value_ref(items.get(3)?).ok()?,
-                    correlation: Correlation {
-                        id: text(items, 4),
-                        traceparent: text(items, 5),
-                    },
-                },
-                "in_progress" => IdemBegin::InProgress {
-                    token: token(1)?,
-                    lease_until: int(items, 3)?,
-                },
-                _ => return None,
-            })
-        })();
-        parsed.ok_or_else(|| unexpected(&reply))
+        let field =
+            |i| int(&items, i).ok_or_else(|| StoreError::Corrupt("idempotency copy".into()));
+        let response = text(&items, 6);
+        Ok(Some(IdemRecord {
+            key: key.as_str().to_owned(),
+            state,
+            token: token_base(field(1)?) + field(2)?,
+            fingerprint: text(&items, 3),
+            lease_until: field(4)?,
+            expires_at: field(5)?,
+            response: (state == IdemState::Completed).then_some(response),
+            correlation: Correlation {
+                id: text(&items, 7),
+                traceparent: text(&items, 8),
+            },
+        }))
     }
 
     async fn idem_seed(

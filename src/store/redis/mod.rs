@@ -17,13 +17,6 @@ pub use slots::{all_slots, slot_keys, SlotKeys};
 
 use super::{bounded, StoreError};
 
-/// Prepends the shared token functions (`lua/token.lua`) to a script that draws tokens.
-macro_rules! drawing_script {
-    ($file:literal) => {
-        concat!(include_str!("lua/token.lua"), include_str!($file))
-    };
-}
-
 /// Prepends the shared lease functions (`lua/lease.lua`) to a script that reads a lease.
 macro_rules! lease_script {
     ($file:literal) => {
@@ -39,8 +32,6 @@ pub const ACQUIRE_LUA: &str = concat!(
 );
 /// Source of the reserve script (benchmarks run it raw too).
 pub const RESERVE_LUA: &str = include_str!("lua/res_reserve.lua");
-/// Source of the idempotency begin script (benchmarks run it raw too).
-pub const IDEM_BEGIN_LUA: &str = drawing_script!("lua/idem_begin.lua");
 /// Source of the stream copy raise script (benchmarks run it raw too).
 pub const STREAM_RAISE_LUA: &str = include_str!("lua/stream_raise.lua");
 
@@ -52,7 +43,6 @@ struct Scripts {
     get: Script,
     seed_lease: Script,
     arm_epoch: Script,
-    idem_begin: Script,
     idem_seed: Script,
     res_reserve: Script,
     res_settle: Script,
@@ -70,7 +60,6 @@ impl Scripts {
             get: Script::new(lease_script!("lua/get.lua")),
             seed_lease: Script::new(lease_script!("lua/seed_lease.lua")),
             arm_epoch: Script::new(include_str!("lua/arm_epoch.lua")),
-            idem_begin: Script::new(IDEM_BEGIN_LUA),
             idem_seed: Script::new(include_str!("lua/idem_seed.lua")),
             res_reserve: Script::new(RESERVE_LUA),
             res_settle: Script::new(include_str!("lua/res_settle.lua")),
