@@ -268,3 +268,74 @@ async fn postgres_claim_racing_the_reaper_stays_above_the_reaped_token() {
         base + 5
     );
 }
+
+fn hold(id: &str, sku: &str, user: &str, quantity: i64) -> warden::store::reserve::Hold {
+    warden::store::reserve::Hold {
+        id: id.into(),
+        sku: sku.into(),
+        user_id: user.into(),
+        quantity,
+        state: warden::store::reserve::HoldState::Held,
+        expires_at: now_ms() + 60_000,
+        correlation: Default::default(),
+    }
+}
+
+/// One batch of fallback reserves: units split in arrival order and never beyond stock, one
+/// live hold per user (within the batch too), an unknown SKU and a stale epoch refused.
+async fn reserve_batches_split_stock_in_order(sql: SqlStore) {
+    use warden::store::reserve::ReserveReply;
+    use warden::store::sql::ReserveAsk;
+    let epoch = sql.tier_row().await.unwrap().epoch;
+    sql.set_total("hot", 5).await.unwrap().unwrap();
+    let now = now_ms();
+    let ask = |h, e| ReserveAsk {
+        hold: h,
+        epoch: e,
+        now,
+    };
+    let asks = vec![
+        ask(hold("h1", "hot", "u1", 2), epoch),
+        ask(hold("h2", "hot", "u1", 1), epoch),
+        ask(hold("h3", "hot", "u2", 4), epoch),
+        ask(hold("h4", "hot", "u3", 3), epoch),
+        ask(hold("h5", "nope", "u4", 1), epoch),
+        ask(hold("h6", "hot", "u5", 1), epoch + 1),
+    ];
+    let replies = sql.reserve_batch(asks).await.unwrap();
+    let kinds: Vec<String> = replies
+        .iter()
+        .map(|r| match r {
+            ReserveReply::Reserved(s) => format!("reserved {}", s.available()),
+            ReserveReply::AlreadyReserved(id) => format!("already {id}"),
+            ReserveReply::OutOfStock(s) => format!("out {:?}", s.map(|s| s.available())),
+            ReserveReply::Stale => "stale".into(),
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "reserved 3",
+            "already h1",
+            "out Some(3)",
+            "reserved 0",
+            "out None",
+            "stale"
+        ]
+    );
+    let stock = sql.stock("hot").await.unwrap().unwrap();
+    assert_eq!((stock.total, stock.reserved, stock.confirmed), (5, 5, 0));
+    assert_eq!(sql.live_holds("hot").await.unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn sqlite_reserve_batches() {
+    let (_dir, sql) = support::sqlite_store().await;
+    reserve_batches_split_stock_in_order(sql).await;
+}
+
+#[tokio::test]
+async fn postgres_reserve_batches() {
+    let (_pg, sql) = support::postgres_store().await;
+    reserve_batches_split_stock_in_order(sql).await;
+}

@@ -21,6 +21,7 @@ use crate::metrics_names as m;
 use crate::runtime::group_commit::GroupCommit;
 use crate::runtime::waiters::Waiters;
 use crate::store::reserve::{Hold, HoldState, ReserveReply, Stock, StockCopy, Transitioned};
+use crate::store::sql::ReserveAsk;
 use crate::store::{bounded, StoreError};
 use crate::tier::{Active, Blocked, Mode, Primary, Tier};
 
@@ -99,6 +100,8 @@ pub struct Reservations {
     tier: Arc<Tier>,
     cfg: ReservationSettings,
     writer: GroupCommit<Hold, bool>,
+    /// Reserves of the fallback tier, batched: one row lock and one update per SKU a batch.
+    fallback: GroupCommit<ReserveAsk, ReserveReply>,
     /// One seeding per SKU at a time: a burst that finds a stale copy reads SQL once.
     seeding: Waiters,
 }
@@ -107,14 +110,20 @@ impl Reservations {
     /// Starts the service (and its group-commit writer) over `tier`.
     pub fn start(tier: Arc<Tier>, cfg: &ReservationSettings) -> Arc<Self> {
         let sql = tier.durable().clone();
+        let fallback_sql = sql.clone();
         let writer = GroupCommit::start("holds", cfg.writer.into(), move |h| {
             let sql = sql.clone();
             async move { sql.record_holds(h).await }
+        });
+        let fallback = GroupCommit::start("fallback_reserves", cfg.writer.into(), move |asks| {
+            let sql = fallback_sql.clone();
+            async move { sql.reserve_batch(asks).await }
         });
         Arc::new(Self {
             tier,
             cfg: cfg.clone(),
             writer,
+            fallback,
             seeding: Waiters::default(),
         })
     }
@@ -207,12 +216,12 @@ impl Reservations {
                     other => other,
                 }
             } else {
-                let sql = self.tier.durable();
-                match self
-                    .tier
-                    .on_durable(sql.reserve(&hold, active.epoch, self.tier.now()))
-                    .await?
-                {
+                let ask = ReserveAsk {
+                    hold: hold.clone(),
+                    epoch: active.epoch,
+                    now: self.tier.now(),
+                };
+                match self.tier.on_durable(self.fallback.submit(ask)).await? {
                     ReserveReply::Stale => {
                         let _ = self.tier.refresh().await;
                         continue;

@@ -13,6 +13,7 @@ mod outbox;
 mod params;
 mod planner_stats;
 mod reserve;
+mod reserve_batch;
 mod stream;
 mod stream_batch;
 mod stream_cache;
@@ -23,6 +24,7 @@ mod tokens;
 pub use evidence::{ReadingRow, RefusalRow};
 pub use guard::GuardTx;
 pub use outbox::Settle;
+pub use reserve_batch::ReserveAsk;
 pub use tier_state::TierRow;
 pub use tokens::StoredToken;
 

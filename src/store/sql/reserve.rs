@@ -18,8 +18,6 @@ ON CONFLICT (sku) DO UPDATE SET total = excluded.total
 WHERE warden_inventory.reserved + warden_inventory.confirmed <= excluded.total
 RETURNING total, reserved, confirmed";
 const STOCK: &str = "SELECT total, reserved, confirmed FROM warden_inventory WHERE sku = $1";
-const LIVE_HOLD: &str = "SELECT id FROM warden_holds
-WHERE sku = $1 AND user_id = $2 AND state = 'held' AND expires_at > $3";
 /// Takes units if they fit (and, on the fallback tier, only at epoch `$3`).
 const TAKE: &str = "UPDATE warden_inventory SET reserved = reserved + $2
 WHERE sku = $1 AND total - reserved - confirmed >= $2
@@ -107,45 +105,23 @@ impl SqlStore {
         row.as_ref().map(stock).transpose()
     }
 
-    /// The whole reserve step on the SQL tier, in one transaction at `epoch`. The units are
-    /// taken first by a conditional update, which locks the SKU's row only when it succeeds:
-    /// refusals (the common answer in a sale) never queue behind the row lock.
+    /// The whole reserve step on the SQL tier at `epoch`: a batch of one (see
+    /// [`SqlStore::reserve_batch`]).
     pub async fn reserve(
         &self,
         h: &Hold,
         epoch: i64,
         now: i64,
     ) -> Result<ReserveReply, StoreError> {
-        let mut tx = self.begin_write().await?;
-        let taken = sqlx::query(TAKE)
-            .bind(&h.sku)
-            .bind(h.quantity)
-            .bind(epoch)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(classify)?;
-        // Under the row lock when taken: one live hold per user and SKU.
-        let live: Option<String> = sqlx::query_scalar(LIVE_HOLD)
-            .bind(&h.sku)
-            .bind(&h.user_id)
-            .bind(now)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(classify)?;
-        if let Some(id) = live {
-            return Ok(ReserveReply::AlreadyReserved(id));
-        }
-        let Some(row) = taken else {
-            drop(tx);
-            if self.tier_row().await?.epoch != epoch {
-                return Ok(ReserveReply::Stale);
-            }
-            return Ok(ReserveReply::OutOfStock(self.stock(&h.sku).await?));
+        let ask = super::reserve_batch::ReserveAsk {
+            hold: h.clone(),
+            epoch,
+            now,
         };
-        let after = stock(&row)?;
-        insert_holds(&mut tx, &[h]).await?;
-        tx.commit().await.map_err(classify)?;
-        Ok(ReserveReply::Reserved(after))
+        let mut replies = self.reserve_batch(vec![ask]).await?;
+        replies
+            .pop()
+            .ok_or_else(|| StoreError::Lost("a reserve had no reply".into()))
     }
 
     /// Makes holds granted by Redis durable, in one transaction: per SKU, all of its holds'
@@ -275,7 +251,7 @@ async fn take(
     Ok(row.is_some())
 }
 
-async fn insert_holds(
+pub(super) async fn insert_holds(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     holds: &[&Hold],
 ) -> Result<(), StoreError> {
