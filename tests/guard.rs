@@ -730,6 +730,8 @@ async fn incidents_belong_to_their_tenant_and_the_guard_to_operators() {
     )
     .await;
     assert_eq!((s, v["code"].as_str()), (403, Some("forbidden")), "{v}");
+    let detail = v["detail"].as_str().unwrap_or_default();
+    assert!(detail.contains("tenant `default`"), "{v}");
     let (s, _) = as_token(&w, &clinic, "GET", "/v1/audit", json!({})).await;
     assert_eq!(s, 403);
     let (s, v) = as_token(&w, &ops, "GET", "/v1/audit?limit=1000", json!({})).await;

@@ -78,13 +78,16 @@ pub enum Denied {
     Expired,
     /// The token lacks the scope the call needs.
     Forbidden(Scope),
+    /// The call acts on state every tenant shares (the guard, the audit chain): it needs a
+    /// token of the operators' tenant, or `admin`.
+    NotOperator(Scope),
 }
 
 impl Denied {
     /// The stable code: `unauthenticated` (401) or `forbidden` (403).
     pub fn code(self) -> &'static str {
         match self {
-            Self::Forbidden(_) => "forbidden",
+            Self::Forbidden(_) | Self::NotOperator(_) => "forbidden",
             _ => "unauthenticated",
         }
     }
@@ -98,6 +101,11 @@ impl Denied {
             Self::Revoked => "the token was revoked".into(),
             Self::Expired => "the token expired".into(),
             Self::Forbidden(s) => format!("this call needs scope `{}`", s.as_str()),
+            Self::NotOperator(s) => format!(
+                "this call acts on what every tenant shares: it needs scope `{}` on a token of \
+                 tenant `{DEFAULT_TENANT}`, or scope `admin`",
+                s.as_str()
+            ),
         }
     }
 }

@@ -103,11 +103,11 @@ pub async fn guard(State(app): State<AppState>, mut req: Request, next: Next) ->
     match need {
         Some(Need::Scope(s)) if !principal.scopes.has(s) => return denied(Denied::Forbidden(s)),
         Some(Need::Operator(s)) if !principal.scopes.has(s) => return denied(Denied::Forbidden(s)),
-        Some(Need::Operator(_))
+        Some(Need::Operator(s))
             if principal.tenant != crate::access::DEFAULT_TENANT
                 && !principal.scopes.has(Scope::Admin) =>
         {
-            return denied(Denied::Forbidden(Scope::Admin))
+            return denied(Denied::NotOperator(s))
         }
         None => {
             tracing::error!(%path, "a route names no scope: refused by default");
@@ -162,7 +162,7 @@ fn denied(d: Denied) -> Response {
     metrics::counter!(m::ACCESS_DENIED, "code" => code).increment(1);
     tracing::info!(code, detail = %d.detail(), "request refused");
     let (status, title) = match d {
-        Denied::Forbidden(_) => (StatusCode::FORBIDDEN, "Forbidden"),
+        Denied::Forbidden(_) | Denied::NotOperator(_) => (StatusCode::FORBIDDEN, "Forbidden"),
         _ => (StatusCode::UNAUTHORIZED, "Unauthenticated"),
     };
     let body = Problem {
