@@ -6,19 +6,7 @@ mod support;
 
 use serde_json::json;
 use support::in_process::InProcess;
-use support::problems::{assert_problems, Case};
-
-fn case<'a>(method: &'a str, path: &str, body: &str, status: u16, code: &'a str) -> Case<'a> {
-    let ctype = (!body.is_empty()).then_some("application/json");
-    (
-        method,
-        path.to_owned(),
-        ctype,
-        body.as_bytes().to_vec(),
-        status,
-        code,
-    )
-}
+use support::problems::{assert_problems, case, Case};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_guard_requests_change_nothing() {

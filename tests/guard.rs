@@ -762,27 +762,42 @@ async fn incidents_belong_to_their_tenant_and_the_guard_to_operators() {
     assert_eq!((s, v["actor"].as_str()), (200, Some("on-call")), "{v}");
 }
 
+/// A Warden with `extra` settings that started on Redis and stays on SQL after Redis is
+/// killed (the breaker stays open); the §10 rate is not judged, only the lock p95.
+async fn on_fallback(
+    pg: &Postgres,
+    recv: &Receiver,
+    redis: &mut Redis,
+    extra: &[(&'static str, String)],
+) -> Warden {
+    let mut settings = vec![
+        ("WARDEN_REDIS_URL", redis.url()),
+        ("WARDEN_BREAKER_OPEN_MS", "60000".into()),
+        ("WARDEN_FAILOVER_GRACE_MS", "200".into()),
+        ("WARDEN_REDIS_TIMEOUT_MS", "100".into()),
+        ("WARDEN_GUARD_MIN_SAMPLES", "1000000000".into()),
+    ];
+    settings.extend(extra.iter().cloned());
+    let w = Warden::start(&env(pg, recv, &settings));
+    w.wait_ready_on("redis", Duration::from_secs(10)).await;
+    redis.kill();
+    w.wait_ready_on("sql", Duration::from_secs(10)).await;
+    w
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_fallback_database_past_the_section_10_p95_enters_safe_mode() {
     let pg = Postgres::start();
     let mut redis = Redis::start();
     let recv = Receiver::start().await;
     let extra = [
-        ("WARDEN_REDIS_URL", redis.url()),
-        ("WARDEN_BREAKER_OPEN_MS", "60000".into()),
-        ("WARDEN_FAILOVER_GRACE_MS", "200".into()),
-        ("WARDEN_REDIS_TIMEOUT_MS", "100".into()),
         // The lease outlives the stall, so calls in flight wait for the database instead of
-        // being refused; the rate is not judged (only the p95 is under test).
+        // being refused.
         ("WARDEN_TIER_LEASE_MS", "3000".into()),
         ("WARDEN_DATABASE_TIMEOUT_MS", "6000".into()),
-        ("WARDEN_GUARD_MIN_SAMPLES", "1000000000".into()),
         ("WARDEN_GUARD_RATE_WINDOW_MS", "10000".into()),
     ];
-    let w = std::sync::Arc::new(Warden::start(&env(&pg, &recv, &extra)));
-    w.wait_ready_on("redis", Duration::from_secs(10)).await;
-    redis.kill();
-    w.wait_ready_on("sql", Duration::from_secs(10)).await;
+    let w = std::sync::Arc::new(on_fallback(&pg, &recv, &mut redis, &extra).await);
     // Fast fallback calls first: normal, whatever their share.
     for i in 0..20 {
         assert_eq!(w.acquire(&format!("fast-{i}"), "o", 60_000, 0).await.0, 200);
@@ -1009,19 +1024,11 @@ async fn while_degraded_sensitive_commits_go_to_review_and_the_rest_commit() {
     let mut redis = Redis::start();
     let recv = Receiver::start().await;
     let extra = [
-        ("WARDEN_REDIS_URL", redis.url()),
-        ("WARDEN_BREAKER_OPEN_MS", "60000".into()),
-        ("WARDEN_FAILOVER_GRACE_MS", "200".into()),
-        ("WARDEN_REDIS_TIMEOUT_MS", "100".into()),
-        ("WARDEN_GUARD_MIN_SAMPLES", "1000000000".into()),
         // Any fallback lock call is over the warning p95, none over the critical one.
         ("WARDEN_GUARD_FALLBACK_P95_WARNING_MS", "0".into()),
         ("WARDEN_GUARD_FALLBACK_P95_CRITICAL_MS", "60000".into()),
     ];
-    let w = Warden::start(&env(&pg, &recv, &extra));
-    w.wait_ready_on("redis", Duration::from_secs(10)).await;
-    redis.kill();
-    w.wait_ready_on("sql", Duration::from_secs(10)).await;
+    let w = on_fallback(&pg, &recv, &mut redis, &extra).await;
     for i in 0..25 {
         assert_eq!(w.acquire(&format!("k-{i}"), "o", 60_000, 0).await.0, 200);
     }

@@ -145,6 +145,27 @@ impl<S: Send + Sync> FromRequestParts<S> for PathKey {
     }
 }
 
+/// A query string; a malformed one is refused with 400 `invalid_query`.
+pub struct QueryOf<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for QueryOf<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let axum::extract::Query(q) = axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_query",
+                    "Invalid query",
+                    e.body_text(),
+                )
+            })?;
+        Ok(Self(q))
+    }
+}
+
 /// Checks that `value` lies in `lo..=hi`.
 pub fn in_range(field: &str, value: i64, lo: i64, hi: i64) -> Result<i64, ApiError> {
     if (lo..=hi).contains(&value) {

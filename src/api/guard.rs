@@ -2,9 +2,8 @@
 //! actions, the exit request, the audit chain by pages and its verification. They act on state
 //! every tenant shares, so they need an operator (see `auth::Need::Operator`).
 
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, State};
-use axum::http::{header, StatusCode};
+use axum::extract::State;
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -12,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::answer::{blocked, status_of};
-use super::extract::{in_range, Body, Caller};
+use super::extract::{in_range, Body, Caller, QueryOf};
 use super::observe::Op;
 use super::problem::{ApiError, Problem};
 use super::AppState;
@@ -330,17 +329,9 @@ fn entry(s: Sealed) -> AuditEntry {
         ("limit" = Option<i64>, Query, description = "1..=1000, default 100")))]
 pub async fn audit(
     State(app): State<AppState>,
-    query: Result<Query<AuditQuery>, QueryRejection>,
+    QueryOf(q): QueryOf<AuditQuery>,
 ) -> Result<Response, ApiError> {
     let op = Op::start("audit_page");
-    let Query(q) = query.map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_query",
-            "Invalid query",
-            e.body_text(),
-        )
-    })?;
     let after = in_range("after", q.after.unwrap_or(0), 0, i64::MAX)?;
     let limit = in_range("limit", q.limit.unwrap_or(100), 1, MAX_PAGE)?;
     let page = match app.guard.audit_page(after, limit).await {

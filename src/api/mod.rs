@@ -6,6 +6,7 @@ pub mod auth;
 pub mod extract;
 mod guard;
 mod idem;
+mod incident_input;
 mod incidents;
 mod locks;
 pub mod observe;

@@ -1,9 +1,7 @@
 //! Manual review endpoints: the queue of intents held for a human (causal timeouts, expired
 //! replays, conflicts found when a parked commit's turn came) and its audited resolution.
 
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, State};
-use axum::http::StatusCode;
+use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -11,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::answer::{blocked, status_of};
-use super::extract::{identity, in_range, Body, Caller, PathKey};
+use super::extract::{identity, in_range, Body, Caller, PathKey, QueryOf};
 use super::observe::Op;
 use super::problem::{state_problem, ApiError};
 use super::AppState;
@@ -128,17 +126,9 @@ fn view(r: ReviewItem) -> ReviewView {
 pub async fn list(
     State(app): State<AppState>,
     Caller(caller): Caller,
-    query: Result<Query<ReviewQuery>, QueryRejection>,
+    QueryOf(q): QueryOf<ReviewQuery>,
 ) -> Result<Response, ApiError> {
     let op = Op::start("review_list");
-    let Query(q) = query.map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_query",
-            "Invalid query",
-            e.body_text(),
-        )
-    })?;
     let filter = match q.state.as_deref().unwrap_or("open") {
         "open" => ReviewFilter::Open,
         "resolved" => ReviewFilter::Resolved,

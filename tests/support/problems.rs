@@ -10,6 +10,19 @@ use super::Warden;
 /// method, path, content type, body, expected status, expected code
 pub type Case<'a> = (&'a str, String, Option<&'a str>, Vec<u8>, u16, &'a str);
 
+/// A case with a JSON body (none when `body` is empty).
+pub fn case<'a>(method: &'a str, path: &str, body: &str, status: u16, code: &'a str) -> Case<'a> {
+    let ctype = (!body.is_empty()).then_some("application/json");
+    (
+        method,
+        path.to_owned(),
+        ctype,
+        body.as_bytes().to_vec(),
+        status,
+        code,
+    )
+}
+
 /// What answers raw requests: a `warden serve` process, or the router in-process.
 pub trait Target {
     /// Sends one request; returns status, content type and the body as JSON.
