@@ -2,6 +2,7 @@
 //! temporary directories, killed and restarted to inject faults. Nothing is mocked.
 #![allow(dead_code)]
 
+pub mod guard;
 pub mod history;
 pub mod in_process;
 pub mod problems;
