@@ -1,18 +1,40 @@
 #!/usr/bin/env bash
-# Benchmarks each suite in both modes against throwaway servers on this machine:
-#   primary  = Warden on Redis (PostgreSQL, fsync on, as its durable tier), with a raw
-#              redis-benchmark EVAL baseline of the same Lua step on the same Redis;
-#   fallback = Warden on PostgreSQL alone.
-# Usage: scripts/bench.sh [seconds per row] [suites, default "locks locks-wrk idempotency flash-sale streams"]
+# Benchmarks Warden on this machine.
+#   scripts/bench.sh all [options of `warden bench all`]
+#       every suite in both modes, 3 rounds on fresh and warmed databases, scaling rows, a
+#       summary against the targets, JSON and PNG charts in docs/bench/ (warden-bench starts
+#       its own throwaway Redis and PostgreSQL).
+#   scripts/bench.sh [seconds per row] [suites, default "locks locks-wrk idempotency flash-sale streams"]
+#       each suite in both modes against throwaway servers started here:
+#       primary  = Warden on Redis (PostgreSQL, fsync on, as its durable tier), with a raw
+#                  redis-benchmark EVAL baseline of the same Lua step on the same Redis;
+#       fallback = Warden on PostgreSQL alone.
 # Suite "auth" runs the lock suite on Redis twice on one fresh database: in protected mode with
 # no token (no check), then with WARDEN_AUTH=required and a token on every request.
 # Warden runs with its default settings (logging included). Prints figures; asserts nothing.
+# Installs what it needs from Debian's packages when missing (redis-tools, wrk, DejaVu fonts).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+need=()
+command -v redis-benchmark >/dev/null 2>&1 || need+=(redis-tools)
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
+command -v wrk >/dev/null 2>&1 || need+=(wrk)
+[ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need+=(fonts-dejavu-core)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "installing: ${need[*]}"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+if [ "${1:-}" = all ]; then
+  shift
+  cargo build --release --quiet --workspace
+  exec target/release/warden bench all "$@"
+fi
 secs="${1:-5}"
 suites="${2:-locks locks-wrk idempotency flash-sale streams}"
-command -v redis-benchmark >/dev/null || { echo "needs redis-tools (scripts/test.sh installs it)"; exit 1; }
-case " $suites " in *" locks-wrk "*) command -v wrk >/dev/null || { echo "needs wrk (apt-get install wrk)"; exit 1; } ;; esac
 cargo build --release --quiet --workspace
 bin=target/release/warden
 bench=target/release/warden-bench

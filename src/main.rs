@@ -49,6 +49,40 @@ enum Command {
         #[command(flatten)]
         flags: Flags,
     },
+    /// Benchmarks: `warden bench all` runs every suite in both modes on throwaway Redis and
+    /// PostgreSQL and writes a summary, JSON and charts; `warden bench <suite> --url …` drives
+    /// a running Warden. Runs `warden-bench` from the same directory (built by
+    /// `cargo build --release --workspace`), which keeps the load generator's dependencies out
+    /// of the service.
+    Bench {
+        /// Arguments of `warden-bench` (`warden bench all --help` lists them).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+}
+
+/// Runs `warden-bench` next to this binary with `args`, with its exit status.
+fn bench(args: &[String]) -> std::process::ExitCode {
+    let bin = std::env::current_exe().map(|p| p.with_file_name("warden-bench"));
+    let status = bin.as_ref().map_err(|e| e.to_string()).and_then(|bin| {
+        std::process::Command::new(bin)
+            .args(args)
+            .status()
+            .map_err(|e| {
+                format!(
+                    "{}: {e} (cargo build --release --workspace builds it)",
+                    bin.display()
+                )
+            })
+    });
+    match status {
+        Ok(s) if s.success() => std::process::ExitCode::SUCCESS,
+        Ok(_) => std::process::ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("warden bench: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }
 
 #[derive(Subcommand, Clone)]
@@ -98,6 +132,7 @@ fn token_command(action: TokenAction) -> Result<warden::service::TokenCommand, S
 async fn main() -> std::process::ExitCode {
     let command = Cli::parse().command;
     let flags = match &command {
+        Command::Bench { args } => return bench(args),
         Command::Serve(flags)
         | Command::Reconcile { flags, .. }
         | Command::Token { flags, .. }
@@ -133,6 +168,7 @@ async fn main() -> std::process::ExitCode {
                 .map(|report| print!("{report}")),
             Err(e) => Err(e),
         },
+        Command::Bench { .. } => unreachable!("answered before configuration"),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -1,6 +1,7 @@
 //! The same-run baseline: raw `redis-benchmark` EVAL of a Warden Lua step on the same Redis,
 //! with random keys or arguments, at the same client count.
 
+use super::row::{Baseline, Row};
 use warden::store::redis::slot_keys;
 
 /// `KEYS = [gate, key, counter]` of `key`'s slot: the layout of the token-drawing scripts.
@@ -9,16 +10,17 @@ pub(crate) fn slot_layout(key: &str) -> Vec<String> {
     vec![slot.gate, key.to_owned(), slot.counter]
 }
 
-/// Runs `script` with `keys` and `argv` (`__rand_int__` in any of them makes every call touch
-/// new data); returns requests/s and p99 ms.
+/// Runs `script` (named `what` in reports) with `keys` and `argv` (`__rand_int__` in any of
+/// them makes every call touch new data).
 pub(crate) fn eval(
     port: u16,
     clients: usize,
     requests: usize,
+    what: &str,
     script: &str,
     keys: &[String],
     argv: &[String],
-) -> Result<(f64, f64), String> {
+) -> Result<Baseline, String> {
     let out = std::process::Command::new("redis-benchmark")
         .args(["-h", "127.0.0.1", "-p", &port.to_string()])
         .args(["-c", &clients.to_string(), "-n", &requests.to_string()])
@@ -37,20 +39,21 @@ pub(crate) fn eval(
         .filter_map(|c| c.trim_matches('"').parse().ok())
         .collect();
     match (cols.first(), cols.get(5)) {
-        (Some(rps), Some(p99)) => Ok((*rps, *p99)),
+        (Some(rps), Some(p99)) => Ok(Baseline {
+            what: format!("redis-benchmark EVAL {what}"),
+            rate: *rps,
+            p99_ms: *p99,
+        }),
         _ => Err(format!("cannot parse redis-benchmark output: {text}")),
     }
 }
 
-/// The baseline column of a row measured at `rate` ops/s: `| raw …  ratio r`.
-pub(crate) fn column(result: Option<Result<(f64, f64), String>>, rate: f64) -> String {
+/// Puts a measured baseline on `row`; a failed one is reported on stderr and left off.
+pub(crate) fn attach(row: &mut Row, result: Option<Result<Baseline, String>>) {
     match result {
-        Some(Ok((rps, p99))) => format!(
-            "  | raw redis-benchmark EVAL: {rps:9.0} req/s p99 {p99:.2} ms  ratio {:.2}",
-            rate / rps
-        ),
-        Some(Err(e)) => format!("  | baseline failed: {e}"),
-        None => String::new(),
+        Some(Ok(b)) => row.baseline = Some(b),
+        Some(Err(e)) => eprintln!("baseline of {} failed: {e}", row.path),
+        None => {}
     }
 }
 

@@ -8,16 +8,25 @@ use std::time::Instant;
 use serde_json::json;
 
 use super::client::Conn;
-use super::{baseline, drive, BenchArgs, Run, Samples, Step};
+use super::drive::{drive, pick, Run, Step};
+use super::row::Row;
+use super::{baseline, BenchArgs};
 use warden::store::redis::RESERVE_LUA;
 
-/// Reserve one unit of the SKU for a buyer nobody used before.
+/// Reserve one unit for a buyer nobody used before, of the hot SKU or one of `skus`.
 #[derive(Clone)]
-struct Buy(String);
+struct Buy {
+    sku: String,
+    skus: Option<usize>,
+}
 
 impl Step for Buy {
     async fn step(&self, http: &mut Conn, c: usize, n: u64, run: &mut Run) -> Result<(), String> {
-        let path = format!("/v1/inventory/{}/reservations", self.0);
+        let sku = match self.skus {
+            None => self.sku.clone(),
+            Some(k) => format!("{}-{}", self.sku, pick(c, n, k)),
+        };
+        let path = format!("/v1/inventory/{sku}/reservations");
         let body = json!({"user_id": format!("c{c}-{n}"), "quantity": 1});
         run.single(http, &path, &body, 201).await
     }
@@ -41,16 +50,32 @@ async fn audit(url: &str, sku: &str, total: i64, answered: usize) -> Result<Stri
     ))
 }
 
-async fn create(url: &str, sku: &str, total: i64) -> Result<(), String> {
+async fn create(http: &mut Conn, sku: &str, total: i64) -> Result<(), String> {
     let path = format!("/v1/inventory/{sku}");
-    match Conn::connect(url)
-        .await?
-        .put(&path, &json!({ "total": total }))
-        .await?
-    {
+    match http.put(&path, &json!({ "total": total })).await? {
         (200, _) => Ok(()),
         (s, v) => Err(format!("cannot create {sku}: {s} {v}")),
     }
+}
+
+/// Creates SKUs `{prefix}-0` … `{prefix}-{k-1}` with 64 connections.
+async fn create_many(url: &str, prefix: &str, k: usize, total: i64) -> Result<(), String> {
+    let tasks: Vec<_> = (0..64)
+        .map(|t| {
+            let (url, prefix) = (url.to_owned(), prefix.to_owned());
+            tokio::spawn(async move {
+                let mut http = Conn::connect(&url).await?;
+                for i in (t..k).step_by(64) {
+                    create(&mut http, &format!("{prefix}-{i}"), total).await?;
+                }
+                Ok::<_, String>(())
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.map_err(|e| e.to_string())??;
+    }
+    Ok(())
 }
 
 /// Seeds a baseline SKU on Redis directly (so the raw script takes its reserve path) and
@@ -89,34 +114,78 @@ fn seed_baseline(port: u16, epoch: i64) -> Result<Vec<String>, String> {
         .ok_or("redis-cli failed".into())
 }
 
-/// Runs the flash-sale suite.
-pub(crate) async fn run(args: &BenchArgs, mode: &str, epoch: i64, tag: &str) -> Result<(), String> {
-    for &c in &args.clients {
-        let sku = format!("bench-hot-{tag}-{c}");
-        create(&args.url, &sku, 1_000_000).await?;
-        let mut r = drive(args, c, Buy(sku.clone())).await;
-        let rate = r.rate();
-        let base = args.redis_port.map(|p| {
-            seed_baseline(p, epoch).and_then(|keys| {
-                let argv = [
-                    epoch.to_string(),
-                    "u__rand_int__".into(),
-                    "1".into(),
-                    "h__rand_int__".into(),
-                ];
-                baseline::eval(p, c, baseline::requests(rate), RESERVE_LUA, &keys, &argv)
-            })
-        });
-        println!(
-            "{mode:8} hot sku (1M units) clients {c:3}: {rate:9.0} reservations/s  refused {:5}  {}  {}{}",
-            r.refused,
-            r.first.line(),
-            audit(&args.url, &sku, 1_000_000, r.ops).await?,
-            baseline::column(base, rate)
-        );
-    }
+/// Reservations on one hot SKU of a million units, with the raw reserve script as baseline.
+pub(crate) async fn hot(
+    args: &BenchArgs,
+    mode: &str,
+    epoch: i64,
+    tag: &str,
+    c: usize,
+) -> Result<Row, String> {
+    let sku = format!("bench-hot-{tag}-{c}");
+    create(&mut Conn::connect(&args.url).await?, &sku, 1_000_000).await?;
+    let op = Buy {
+        sku: sku.clone(),
+        skus: None,
+    };
+    let mut r = drive(args, c, op).await;
+    let mut row = Row::named(
+        "flash sale hot SKU",
+        "reservations/s",
+        mode,
+        c,
+        &mut r,
+        &["reserve"],
+    );
+    row.keys = Some(1);
+    row.check = Some(audit(&args.url, &sku, 1_000_000, r.ops).await?);
+    let base = args.redis_port.map(|p| {
+        seed_baseline(p, epoch).and_then(|keys| {
+            let argv = [
+                epoch.to_string(),
+                "u__rand_int__".into(),
+                "1".into(),
+                "h__rand_int__".into(),
+            ];
+            let n = baseline::requests(row.rate);
+            baseline::eval(p, c, n, "reserve.lua", RESERVE_LUA, &keys, &argv)
+        })
+    });
+    baseline::attach(&mut row, base);
+    Ok(row)
+}
+
+/// Reservations spread over `skus` SKUs of a million units each.
+pub(crate) async fn spread(
+    args: &BenchArgs,
+    mode: &str,
+    tag: &str,
+    c: usize,
+    skus: usize,
+) -> Result<Row, String> {
+    let sku = format!("bench-spread-{tag}-{c}-{skus}");
+    create_many(&args.url, &sku, skus, 1_000_000).await?;
+    let op = Buy {
+        sku,
+        skus: Some(skus),
+    };
+    let mut r = drive(args, c, op).await;
+    let mut row = Row::named(
+        "flash sale",
+        "reservations/s",
+        mode,
+        c,
+        &mut r,
+        &["reserve"],
+    );
+    row.keys = Some(skus);
+    Ok(row)
+}
+
+/// 1 000 buyers at once, each on a new connection, for 100 units.
+async fn burst(args: &BenchArgs, mode: &str, tag: &str) -> Result<Row, String> {
     let sku = format!("bench-burst-{tag}");
-    create(&args.url, &sku, 100).await?;
+    create(&mut Conn::connect(&args.url).await?, &sku, 100).await?;
     let started = Instant::now();
     let buyers: Vec<_> = (0..1000)
         .map(|b| {
@@ -131,27 +200,50 @@ pub(crate) async fn run(args: &BenchArgs, mode: &str, epoch: i64, tag: &str) -> 
             })
         })
         .collect();
-    let mut latency = Samples::default();
-    let (mut reserved, mut refused, mut failed) = (0, 0, 0);
+    let mut run = Run::default();
+    let (mut reserved, mut refused) = (0, 0);
     for b in buyers {
         match b.await.map_err(|e| e.to_string())? {
             Ok((201, us)) => {
                 reserved += 1;
-                latency.0.push(us);
+                run.first.0.push(us);
             }
             Ok((409, us)) => {
                 refused += 1;
-                latency.0.push(us);
+                run.first.0.push(us);
             }
-            _ => failed += 1,
+            _ => run.refused += 1,
         }
     }
-    let wall = started.elapsed();
-    println!(
-        "{mode:8} burst 1000 buyers for 100: reserved {reserved}  out_of_stock {refused}  failed {failed}  all answered in {:.0} ms  {}  {}",
-        wall.as_secs_f64() * 1000.0,
-        latency.line(),
-        audit(&args.url, &sku, 100, reserved).await?
+    run.elapsed = started.elapsed();
+    run.ops = reserved + refused;
+    let mut row = Row::named(
+        "flash sale burst 1000 buyers for 100",
+        "answers/s",
+        mode,
+        1000,
+        &mut run,
+        &["reserve"],
     );
-    Ok(())
+    row.check = Some(format!(
+        "reserved {reserved}  out_of_stock {refused}  all answered in {:.0} ms  {}",
+        run.elapsed.as_secs_f64() * 1000.0,
+        audit(&args.url, &sku, 100, reserved).await?
+    ));
+    Ok(row)
+}
+
+/// Runs the flash-sale suite.
+pub(crate) async fn run(
+    args: &BenchArgs,
+    mode: &str,
+    epoch: i64,
+    tag: &str,
+) -> Result<Vec<Row>, String> {
+    let mut rows = Vec::new();
+    for &c in &args.clients {
+        rows.push(hot(args, mode, epoch, tag, c).await?);
+    }
+    rows.push(burst(args, mode, tag).await?);
+    Ok(rows)
 }

@@ -8,17 +8,23 @@
 use serde_json::json;
 
 use super::client::Conn;
-use super::{baseline, drive, BenchArgs, Run, Step};
+use super::drive::{drive, Run, Step};
+use super::row::Row;
+use super::{baseline, BenchArgs};
 use warden::store::redis::STREAM_RAISE_LUA;
 
-/// Streams driven per row.
-const STREAMS: usize = 1_000;
+/// Streams driven per row unless a scaling row says otherwise.
+pub(crate) const STREAMS: usize = 1_000;
+
+/// Rows with at most this many streams are read back after the run.
+const AUDITED: usize = 1_000;
 
 /// One intent on one of the client's streams, then its commit.
 #[derive(Clone)]
 struct IntakeCommit {
     prefix: String,
     clients: usize,
+    streams: usize,
 }
 
 impl IntakeCommit {
@@ -29,14 +35,16 @@ impl IntakeCommit {
 
 impl Step for IntakeCommit {
     async fn step(&self, http: &mut Conn, c: usize, n: u64, run: &mut Run) -> Result<(), String> {
-        // Client c owns streams c, c + clients, c + 2·clients, … (below STREAMS).
-        let owned = STREAMS.saturating_sub(c).div_ceil(self.clients);
-        if owned == 0 {
-            return Err("more clients than streams".into());
-        }
-        let s = c + ((n as usize - 1) % owned) * self.clients;
+        // Client c owns streams c, c + clients, c + 2·clients, … (below `streams`); with fewer
+        // streams than clients, clients share stream c mod streams and some commits park.
+        let s = if self.streams <= self.clients {
+            c % self.streams
+        } else {
+            let owned = (self.streams - c).div_ceil(self.clients);
+            c + ((n as usize - 1) % owned) * self.clients
+        };
         let stream = self.stream(s);
-        let id = format!("i{n}");
+        let id = format!("c{c}i{n}");
         let body = json!({"intent_id": id, "intent_type": "message", "dispatch_priority": n % 3,
             "payload": {"text": "appointment confirmed", "n": n}});
         let intake = (format!("/v1/streams/{stream}/intents"), body);
@@ -52,7 +60,7 @@ impl Step for IntakeCommit {
 async fn audit(url: &str, op: &IntakeCommit) -> Result<String, String> {
     let mut http = Conn::connect(url).await?;
     let (mut in_order, mut committed, mut untouched) = (0, 0, 0);
-    for s in 0..STREAMS {
+    for s in 0..op.streams {
         let (status, v) = http.get(&format!("/v1/streams/{}", op.stream(s))).await?;
         if status == 404 {
             untouched += 1;
@@ -65,42 +73,53 @@ async fn audit(url: &str, op: &IntakeCommit) -> Result<String, String> {
         in_order += usize::from(done);
         committed += last.max(0);
     }
-    let touched = STREAMS - untouched;
+    let touched = op.streams - untouched;
     Ok(format!(
         "streams fully committed in order {in_order}/{touched}, intents committed {committed}"
     ))
 }
 
-/// Runs the streams suite.
-pub(crate) async fn run(args: &BenchArgs, mode: &str, tag: &str) -> Result<(), String> {
-    for &c in &args.clients {
-        let op = IntakeCommit {
-            prefix: format!("bench-{tag}-c{c}"),
-            clients: c,
-        };
-        let mut r = drive(args, c, op.clone()).await;
-        let rate = r.rate();
-        let base = args.redis_port.map(|p| {
-            let keys = ["warden:{bs}:__rand_int__:stream".to_owned()];
-            let argv =
-                ["__rand_int__", "__rand_int__", "__rand_int__", "86400000"].map(String::from);
-            baseline::eval(
-                p,
-                c,
-                baseline::requests(rate),
-                STREAM_RAISE_LUA,
-                &keys,
-                &argv,
-            )
-        });
-        println!(
-            "{mode:8} intake+commit 1000 streams clients {c:3}: {rate:9.0} intents/s  refused {:5}  intake {}  commit {}  {}{}",
-            r.refused,
-            r.first.line(),
-            r.second.line(),
-            audit(&args.url, &op).await?,
-            baseline::column(base, rate)
-        );
+/// Intake+commit pairs over `streams` streams, with the copy raise run raw as baseline.
+pub(crate) async fn pairs(
+    args: &BenchArgs,
+    mode: &str,
+    tag: &str,
+    c: usize,
+    streams: usize,
+) -> Result<Row, String> {
+    let op = IntakeCommit {
+        prefix: format!("bench-{tag}-c{c}-s{streams}"),
+        clients: c,
+        streams,
+    };
+    let mut r = drive(args, c, op.clone()).await;
+    let mut row = Row::named(
+        "streams intake+commit",
+        "intents/s",
+        mode,
+        c,
+        &mut r,
+        &["intake", "commit"],
+    );
+    row.keys = Some(streams);
+    if streams <= AUDITED {
+        row.check = Some(audit(&args.url, &op).await?);
     }
-    Ok(())
+    let base = args.redis_port.map(|p| {
+        let keys = ["warden:{bs}:__rand_int__:stream".to_owned()];
+        let argv = ["__rand_int__", "__rand_int__", "__rand_int__", "86400000"].map(String::from);
+        let n = baseline::requests(row.rate);
+        baseline::eval(p, c, n, "stream_raise.lua", STREAM_RAISE_LUA, &keys, &argv)
+    });
+    baseline::attach(&mut row, base);
+    Ok(row)
+}
+
+/// Runs the streams suite.
+pub(crate) async fn run(args: &BenchArgs, mode: &str, tag: &str) -> Result<Vec<Row>, String> {
+    let mut rows = Vec::new();
+    for &c in &args.clients {
+        rows.push(pairs(args, mode, tag, c, STREAMS).await?);
+    }
+    Ok(rows)
 }

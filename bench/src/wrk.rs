@@ -1,6 +1,8 @@
 //! `warden-bench locks-wrk`: acquires of new keys driven by an external load generator (wrk,
 //! one thread, one connection per client), against the raw acquire script in the same run.
 
+use super::cpu;
+use super::row::{Row, StepLatency};
 use super::{baseline, BenchArgs};
 use warden::store::redis::ACQUIRE_LUA;
 
@@ -53,32 +55,55 @@ fn wrk(args: &BenchArgs, clients: usize, script: &std::path::Path) -> Result<Mea
     parse(&report).ok_or_else(|| format!("cannot read wrk's report: {report}"))
 }
 
-/// Runs the wrk lock suite.
-pub(crate) async fn run(args: &BenchArgs, mode: &str, epoch: i64) -> Result<(), String> {
+/// Acquires of new keys driven by wrk at `c` connections, with the raw script as baseline.
+pub(crate) fn acquire(args: &BenchArgs, mode: &str, epoch: i64, c: usize) -> Result<Row, String> {
     let dir = std::env::temp_dir().join(format!("warden-wrk-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     let script = dir.join("acquire.lua");
     std::fs::write(&script, include_str!("wrk_acquire.lua")).map_err(|e| e.to_string())?;
-    for &c in &args.clients {
-        let m = wrk(args, c, &script)?;
-        let argv = [epoch.to_string(), "owner".into(), "1000".into()];
-        let base = args.redis_port.map(|p| {
-            let key = "warden:{rb}:__rand_int__:lock";
-            let layout = baseline::slot_layout(key);
-            let n = baseline::requests(m.rate);
-            baseline::eval(p, c, n, ACQUIRE_LUA, &layout, &argv)
-        });
-        println!(
-            "{mode:8} wrk acquire (new keys) clients {c:3}: {:9.0} acquires/s  non-2xx {:5}  p50 {:.2} ms  p99 {:.2} ms{}",
-            m.rate,
-            m.non_2xx,
-            m.p50_ms,
-            m.p99_ms,
-            baseline::column(base, m.rate)
-        );
-    }
+    let before = cpu::snapshot();
+    let started = std::time::Instant::now();
+    let m = wrk(args, c, &script);
+    let cpu = before.share(&cpu::snapshot(), started.elapsed().as_secs_f64());
     let _ = std::fs::remove_dir_all(&dir);
-    Ok(())
+    let m = m?;
+    let mut row = Row {
+        path: "lock acquire (new keys, wrk)".into(),
+        mode: mode.into(),
+        clients: c,
+        keys: None,
+        unit: "acquires/s".into(),
+        rate: m.rate,
+        refused: m.non_2xx as usize,
+        steps: vec![StepLatency {
+            name: "acquire".into(),
+            p50_ms: m.p50_ms,
+            p95_ms: None,
+            p99_ms: m.p99_ms,
+        }],
+        check: None,
+        baseline: None,
+        database: None,
+        round: None,
+        cpu: Some(cpu),
+    };
+    let argv = [epoch.to_string(), "owner".into(), "1000".into()];
+    let base = args.redis_port.map(|p| {
+        let key = "warden:{rb}:__rand_int__:lock";
+        let layout = baseline::slot_layout(key);
+        let n = baseline::requests(m.rate);
+        baseline::eval(p, c, n, "acquire.lua", ACQUIRE_LUA, &layout, &argv)
+    });
+    baseline::attach(&mut row, base);
+    Ok(row)
+}
+
+/// Runs the wrk lock suite.
+pub(crate) fn run(args: &BenchArgs, mode: &str, epoch: i64) -> Result<Vec<Row>, String> {
+    args.clients
+        .iter()
+        .map(|&c| acquire(args, mode, epoch, c))
+        .collect()
 }
 
 #[cfg(test)]
