@@ -8,9 +8,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
 use super::row::Row;
-use super::servers::{Servers, Warden};
+use super::servers::{Server, Servers, Warden};
 use super::summary::{self, Summary};
-use super::{chart, cpu, flash, idem, locks, scaling, streams, target, wrk, BenchArgs};
+use super::{chart, cpu, flash, idem, locks, pgbench, scaling, streams, target, wrk, BenchArgs};
 
 /// The suites `all` runs, in order.
 pub const SUITES: [&str; 5] = ["locks", "locks-wrk", "idempotency", "flash-sale", "streams"];
@@ -29,7 +29,7 @@ struct Report<'a> {
 }
 
 /// The headline rows of `suite` at the run's client count.
-async fn suite_rows(
+pub(crate) async fn suite_rows(
     suite: &str,
     args: &BenchArgs,
     mode: &str,
@@ -53,8 +53,36 @@ async fn suite_rows(
     })
 }
 
+/// Suites measured against the bare server too (it serves their headline calls).
+const BARE: [&str; 2] = ["locks", "idempotency"];
+
+/// The rows the bare server can serve: new-key acquires and begin+complete pairs.
+async fn bare_rows(suite: &str, args: &BenchArgs, epoch: i64, tag: &str) -> Vec<Row> {
+    let c = args.clients[0];
+    match suite {
+        "locks" => vec![locks::new_keys(args, "bare", epoch, tag, c).await],
+        _ => vec![idem::pairs(args, "bare", tag, c).await],
+    }
+}
+
 /// Starts a Warden in `mode` on a new database named `db`.
-pub(crate) async fn warden(servers: &Servers, db: &str, primary: bool) -> Result<Warden, String> {
+pub(crate) async fn warden(
+    servers: &Servers,
+    args: &BenchArgs,
+    db: &str,
+    primary: bool,
+) -> Result<Warden, String> {
+    serve(Server::Warden, servers, args, db, primary).await
+}
+
+/// Starts `server` in `mode` on a new database named `db`.
+async fn serve(
+    server: Server,
+    servers: &Servers,
+    args: &BenchArgs,
+    db: &str,
+    primary: bool,
+) -> Result<Warden, String> {
     let url = servers.fresh_db(db)?;
     let redis = if primary {
         servers.flush_redis()?;
@@ -62,7 +90,7 @@ pub(crate) async fn warden(servers: &Servers, db: &str, primary: bool) -> Result
     } else {
         None
     };
-    let w = Warden::start(servers, &url, redis).await?;
+    let w = Warden::start(server, servers, &url, redis, &args.warden_env).await?;
     cpu::watch_warden(Some(w.pid()));
     Ok(w)
 }
@@ -109,20 +137,35 @@ async fn headline(
     suites: &[&str],
 ) -> Result<Vec<Row>, String> {
     let c = args.clients.iter().copied().max().unwrap_or(64);
-    let bar = bar((args.rounds * suites.len() * 4) as u64);
+    let bare_suites = suites.iter().filter(|s| BARE.contains(s)).count();
+    let bar = bar((args.rounds * (suites.len() + bare_suites) * 4) as u64);
     let mut rows = Vec::new();
     for round in 1..=args.rounds {
         for suite in suites {
-            for primary in [true, false] {
-                let mode = if primary { "primary" } else { "fallback" };
+            let bare = BARE.contains(suite).then_some((Server::Bare, true, "bare"));
+            let plans = [
+                Some((Server::Warden, true, "primary")),
+                Some((Server::Warden, false, "fallback")),
+                bare,
+            ];
+            for (server, primary, mode) in plans.into_iter().flatten() {
                 let db = format!("r{round}_{}_{mode}", suite.replace('-', "_"));
-                let w = warden(servers, &db, primary).await?;
+                let w = serve(server, servers, args, &db, primary).await?;
                 let (_, epoch) = target(&w.url).await?;
-                let run = against(&w, args, c, primary.then_some(servers.redis_port));
+                let redis = (server == Server::Warden && primary).then_some(servers.redis_port);
+                let run = against(&w, args, c, redis);
                 for state in ["fresh", "warmed"] {
                     bar.set_message(format!("round {round}: {suite} {mode}, {state} database"));
                     let tag = format!("{}-{round}-{state}", warden::runtime::clock::now_ms());
-                    for mut row in suite_rows(suite, &run, mode, epoch, &tag).await? {
+                    let measured = if server == Server::Bare {
+                        bare_rows(suite, &run, epoch, &tag).await
+                    } else {
+                        suite_rows(suite, &run, mode, epoch, &tag).await?
+                    };
+                    for mut row in measured {
+                        if mode == "fallback" {
+                            pgbench::attach(servers, &db, args.seconds, &mut row);
+                        }
                         row.round = Some(round);
                         row.database = Some(state.into());
                         say(&bar, &row.line());

@@ -5,6 +5,7 @@
 //! carries none of its dependencies.
 
 mod all;
+mod bare;
 mod baseline;
 mod chart;
 mod client;
@@ -13,6 +14,8 @@ mod drive;
 mod flash;
 mod idem;
 mod locks;
+mod pgbench;
+mod profile;
 mod row;
 mod scaling;
 mod servers;
@@ -32,7 +35,7 @@ use row::Row;
 )]
 pub struct BenchArgs {
     /// What to measure: `locks`, `locks-wrk` (wrk drives the acquires), `idempotency`,
-    /// `flash-sale`, `streams`, `chart` (redraw the charts of a report), or `all`: every suite in both modes on throwaway Redis and
+    /// `flash-sale`, `streams`, `bare` (serve the bare baseline, configured like `warden serve`), `profile` (one suite under `perf`), `chart` (redraw the charts of a report), or `all`: every suite in both modes on throwaway Redis and
     /// PostgreSQL it starts itself, with scaling rows, a summary against the targets, JSON
     /// and PNG charts (`--url` and `--redis-port` are then ignored).
     #[arg(default_value = "locks")]
@@ -61,6 +64,16 @@ pub struct BenchArgs {
     /// `all`: skip the scaling rows.
     #[arg(long)]
     pub no_scaling: bool,
+    /// `profile`: the suite to profile.
+    #[arg(long)]
+    pub path: Option<String>,
+    /// `profile`: `primary` or `fallback`.
+    #[arg(long, default_value = "primary")]
+    pub mode: String,
+    /// `all`, `profile`: a setting for the Warden under test, as `VARIABLE=value` (repeatable),
+    /// e.g. `--warden-env WARDEN_IDEMPOTENCY_WRITER_CONCURRENCY=2`; default settings otherwise.
+    #[arg(long = "warden-env")]
+    pub warden_env: Vec<String>,
     /// `chart`: a JSON report of `all` to draw the charts of again (next to it).
     #[arg(long)]
     pub input: Option<String>,
@@ -99,6 +112,8 @@ async fn run(args: BenchArgs) -> Result<(), String> {
     match (args.suite.as_str(), &args.input) {
         ("all", _) => return all::run(&args).await,
         ("chart", Some(input)) => return all::redraw(std::path::Path::new(input)),
+        ("profile", _) => return profile::run(&args).await,
+        ("bare", _) => return bare::serve().await,
         ("chart", None) => return Err("chart needs --input <report.json>".into()),
         _ => {}
     }

@@ -54,7 +54,7 @@ pub(crate) async fn run(servers: &Servers, args: &BenchArgs) -> Result<Vec<Row>,
     for round in 1..=args.rounds {
         for primary in [true, false] {
             let mode = if primary { "primary" } else { "fallback" };
-            let w = warden(servers, &format!("s{round}_{mode}"), primary).await?;
+            let w = warden(servers, args, &format!("s{round}_{mode}"), primary).await?;
             let (_, epoch) = target(&w.url).await?;
             let mut run = against(&w, args, 1, None);
             run.seconds = args.scaling_seconds;

@@ -98,6 +98,11 @@ impl Servers {
         Ok(servers)
     }
 
+    /// The path of a PostgreSQL client tool (e.g. `pgbench`).
+    pub fn pg_tool(&self, tool: &str) -> PathBuf {
+        self.pg_bin.join(tool)
+    }
+
     /// A PostgreSQL tool, run as `postgres` when this process is root.
     fn pg(&self, tool: &str) -> Command {
         let bin = self.pg_bin.join(tool);
@@ -156,6 +161,15 @@ impl Drop for Servers {
     }
 }
 
+/// What serves the HTTP API under test.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Server {
+    /// `warden serve`.
+    Warden,
+    /// `warden-bench bare`: the same service calls without Warden's HTTP layers.
+    Bare,
+}
+
 /// A Warden process under test, killed when dropped.
 pub struct Warden {
     child: Child,
@@ -164,27 +178,39 @@ pub struct Warden {
 }
 
 impl Warden {
-    /// Starts the `warden` binary next to this one on `database`, on Redis when `redis` is
-    /// given, with default settings otherwise, and waits until `/readyz` names the tier.
+    /// Starts `server` (the `warden` binary next to this one, or this one's bare server) on
+    /// `database`, on Redis when `redis` is
+    /// given, with default settings but `env` (`VARIABLE=value`), and waits until `/readyz`
+    /// names the tier.
     pub async fn start(
+        server: Server,
         servers: &Servers,
         database: &str,
         redis: Option<String>,
+        env: &[String],
     ) -> Result<Self, String> {
-        let bin = std::env::current_exe()
-            .map_err(|e| e.to_string())?
-            .with_file_name("warden");
+        let me = std::env::current_exe().map_err(|e| e.to_string())?;
+        let (bin, arg) = match server {
+            Server::Warden => (me.with_file_name("warden"), "serve"),
+            Server::Bare => (me, "bare"),
+        };
         let port = free_port()?;
         let log =
             std::fs::File::create(servers.dir().join("warden.log")).map_err(|e| e.to_string())?;
         let mut cmd = Command::new(&bin);
-        cmd.arg("serve")
+        cmd.arg(arg)
             .env("WARDEN_LISTEN", format!("127.0.0.1:{port}"))
             .env("WARDEN_DATABASE_URL", database)
             .env("WARDEN_CONFIG", "/nonexistent")
             .env_remove("WARDEN_REDIS_URL")
             .stdout(log.try_clone().map_err(|e| e.to_string())?)
             .stderr(log);
+        for pair in env {
+            let (k, v) = pair
+                .split_once('=')
+                .ok_or_else(|| format!("--warden-env {pair}: VARIABLE=value"))?;
+            cmd.env(k, v);
+        }
         let tier = match redis {
             Some(url) => {
                 cmd.env("WARDEN_REDIS_URL", url);

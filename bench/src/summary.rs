@@ -34,6 +34,9 @@ pub struct Summary {
     pub baseline: Option<Baseline>,
     /// Median of the runs' ratios to their own same-run baselines.
     pub ratio: Option<f64>,
+    /// Throughput against the bare server's (same path, clients and database state), for
+    /// primary rows where it was measured.
+    pub vs_bare: Option<f64>,
     /// Median CPU per party, in cores.
     pub cpu: Option<CpuShare>,
     /// The target as the issue states it.
@@ -75,13 +78,25 @@ pub fn medians(rows: &[Row]) -> Vec<Summary> {
             order.push(key(r));
         }
     }
-    order
+    let mut out: Vec<Summary> = order
         .into_iter()
         .map(|k| {
             let group: Vec<&Row> = rows.iter().filter(|r| key(r) == k).collect();
             summarize(&group)
         })
-        .collect()
+        .collect();
+    let bare: Vec<Summary> = out.iter().filter(|s| s.mode == "bare").cloned().collect();
+    for s in out.iter_mut().filter(|s| s.mode == "primary") {
+        s.vs_bare = bare
+            .iter()
+            .find(|b| {
+                (&b.path, b.clients, b.keys, &b.database)
+                    == (&s.path, s.clients, s.keys, &s.database)
+            })
+            .filter(|b| b.rate > 0.0)
+            .map(|b| s.rate / b.rate);
+    }
+    out
 }
 
 fn summarize(group: &[&Row]) -> Summary {
@@ -135,6 +150,7 @@ fn summarize(group: &[&Row]) -> Summary {
         p99_ms,
         baseline,
         ratio,
+        vs_bare: None,
         cpu,
         target: target.as_ref().map(|t| t.text.to_owned()),
         attainment: target
@@ -164,7 +180,7 @@ fn thousands(v: f64) -> String {
 /// The summary as a Markdown table: headline groups first, then scaling groups.
 pub fn table(rows: &[Summary]) -> String {
     let mut out = String::from(
-        "| path | mode | database | clients | keys | throughput: median (runs) | p50 / p99 ms | baseline (median) | ratio | cpu gen / warden / redis / pg | target | met |\n|---|---|---|---:|---:|---|---|---|---:|---|---|---|\n",
+        "| path | mode | database | clients | keys | throughput: median (runs) | p50 / p99 ms | baseline (median) | ratio | vs bare | cpu gen / warden / redis / pg | target | met |\n|---|---|---|---:|---:|---|---|---|---:|---:|---|---|---|\n",
     );
     for s in rows {
         let runs: Vec<String> = s.rates.iter().map(|r| thousands(*r)).collect();
@@ -178,7 +194,7 @@ pub fn table(rows: &[Summary]) -> String {
             )
         });
         out.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} {} ({}) | {:.2} / {:.2} | {base} | {} | {cpu} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {} {} ({}) | {:.2} / {:.2} | {base} | {} | {} | {cpu} | {} | {} |\n",
             s.path,
             s.mode,
             s.database,
@@ -190,6 +206,7 @@ pub fn table(rows: &[Summary]) -> String {
             s.p50_ms,
             s.p99_ms,
             s.ratio.map_or("–".into(), |r| format!("{r:.2}")),
+            s.vs_bare.map_or("–".into(), |r| format!("{r:.2}")),
             s.target.as_deref().unwrap_or("–"),
             match s.met {
                 Some(true) => "yes",

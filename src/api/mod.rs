@@ -42,9 +42,21 @@ use crate::stream::Streams;
 use crate::tier::Tier;
 use tracing::Instrument;
 
-/// Shared state of every handler.
+/// Shared state of every handler: one `Arc`, so the clone axum makes for each extractor is a
+/// single reference count, not one per service.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Services>);
+
+impl std::ops::Deref for AppState {
+    type Target = Services;
+
+    fn deref(&self) -> &Services {
+        &self.0
+    }
+}
+
+/// The services handlers reach through [`AppState`].
+pub struct Services {
     /// Tokens and the callers they name.
     pub access: Arc<Access>,
     /// Tier router.
@@ -98,7 +110,7 @@ pub fn metrics_handle() -> PrometheusHandle {
 
 /// The shared handler state over a running [`Warden`].
 pub fn state(warden: &Warden) -> AppState {
-    AppState {
+    AppState(Arc::new(Services {
         access: warden.access.clone(),
         tier: warden.tier.clone(),
         locks: warden.locks.clone(),
@@ -108,7 +120,7 @@ pub fn state(warden: &Warden) -> AppState {
         streams: warden.streams.clone(),
         guard: warden.guard.clone(),
         metrics: metrics_handle(),
-    }
+    }))
 }
 
 /// The whole HTTP application over `state`.

@@ -3,6 +3,7 @@
 //! conditional SQL write, group-committed, made before the answer — so SQL arbitrates between
 //! tiers and instances, and Redis is only the hot copy that answers repeats in one round trip.
 
+mod copies;
 mod outcome;
 pub mod rules;
 mod run;
@@ -22,6 +23,7 @@ use crate::store::idem::{IdemCopy, IdemRecord, IdemState, IdemWrite, IdemWritten
 use crate::store::{bounded, StoreError};
 use crate::tier::{Blocked, Mode, Primary, Tier};
 use crate::token::token_base;
+use copies::KnownCopies;
 
 /// Longest claim lease, ms.
 pub const MAX_LEASE_MS: i64 = 3_600_000;
@@ -104,6 +106,8 @@ pub struct Idempotency {
     cfg: IdempotencySettings,
     writer: GroupCommit<IdemWrite, IdemWritten>,
     waiters: Waiters,
+    /// Keys seen with a hot copy: only their begins read Redis before SQL.
+    copies: KnownCopies,
 }
 
 impl Idempotency {
@@ -119,6 +123,7 @@ impl Idempotency {
             cfg: cfg.clone(),
             writer,
             waiters: Waiters::default(),
+            copies: KnownCopies::default(),
         })
     }
 
@@ -166,9 +171,14 @@ impl Idempotency {
         let active = self.tier.active_durable()?;
         let now = self.tier.now();
         let hot = active.primary();
-        if let Some(hot) = &hot {
-            // The copy pays only for replays: a completed key (or one that lives with another
-            // fingerprint) answers from it in one read. Anything else is SQL's to decide.
+        // The copy pays only for replays: a completed key (or one that lives with another
+        // fingerprint) answers from it in one read. Anything else is SQL's to decide, so a
+        // key this instance has not seen with a copy (a new one, nearly always) skips the
+        // read; its first replay here is answered by SQL and seeds the copy.
+        if let Some(hot) = hot
+            .as_ref()
+            .filter(|_| self.copies.contains(req.key.as_str()))
+        {
             match hot.call(|r| r.idem_peek(&req.key)).await {
                 Ok(Some(rec)) if rec.state == IdemState::Completed => {
                     if let rules::OnBegin::Answer(b) =
@@ -237,6 +247,7 @@ impl Idempotency {
                     if done.state == IdemState::Completed && done.live(now) {
                         metrics::counter!(m::IDEM_RESEEDED, "op" => "begin").increment(1);
                         heal(hot, done, now).await;
+                        self.copies.insert(&done.key);
                     }
                 }
                 rules::refused(rec.as_ref(), &req.fingerprint, now)

@@ -1,0 +1,125 @@
+//! The same-run baseline of a fallback row: `pgbench` running the statement(s) a path makes,
+//! one row at a time and each in its own transaction (what Warden would do without group
+//! commit), against the same database at the same client count. p99 comes from pgbench's
+//! per-transaction log.
+
+use std::process::Command;
+
+use super::row::{Baseline, Row};
+use super::servers::Servers;
+
+/// A lock acquire of a new key: the conditional upsert of `store/sql/lock.rs`, one row.
+const ACQUIRE: &str = r"\set k random(1, 1000000000000)
+INSERT INTO warden_locks (lock_key, owner, counter, token, expires_at)
+SELECT 'pgb-' || :k || '-' || :client_id, 'o', 1, 1, 9999999999999
+WHERE EXISTS (SELECT 1 FROM warden_tier WHERE id = 1)
+ON CONFLICT (lock_key) DO NOTHING RETURNING owner, token, expires_at;
+";
+
+/// A begin+complete pair of a new key: the claim insert and the completing update, one row
+/// each, each committed.
+const PAIR: &str = r"\set k random(1, 1000000000000)
+INSERT INTO warden_idem (idem_key, token, fingerprint, lease_until, expires_at)
+VALUES ('pgb-' || :k || '-' || :client_id, 1, 'f', 0, 9999999999999)
+ON CONFLICT (idem_key) DO NOTHING RETURNING token;
+UPDATE warden_idem SET state = 'completed', response = '{}', lease_until = 0
+WHERE idem_key = 'pgb-' || :k || '-' || :client_id AND token = 1 AND state = 'in_progress'
+RETURNING token;
+";
+
+/// The pgbench script of a fallback row's path, if it has one.
+fn script(path: &str) -> Option<(&'static str, &'static str)> {
+    match path {
+        "lock acquire (new keys)" => Some(("pgbench acquire upsert", ACQUIRE)),
+        "idempotency begin+complete" => Some(("pgbench claim+complete", PAIR)),
+        _ => None,
+    }
+}
+
+/// The p99 of a pgbench transaction log (third column: latency in µs), in ms.
+fn p99_of_logs(dir: &std::path::Path) -> f64 {
+    let mut us: Vec<u64> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("pgbench_log"))
+        .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+        .flat_map(|t| {
+            t.lines()
+                .filter_map(|l| l.split_whitespace().nth(2)?.parse().ok())
+                .collect::<Vec<u64>>()
+        })
+        .collect();
+    us.sort_unstable();
+    us.get((us.len() as f64 * 0.99) as usize)
+        .map_or(0.0, |v| *v as f64 / 1000.0)
+}
+
+/// Runs the row's pgbench baseline on `db` and puts it on `row`; a path without a script is
+/// left alone, a failed run is reported on stderr.
+pub(crate) fn attach(servers: &Servers, db: &str, seconds: u64, row: &mut Row) {
+    let Some((what, sql)) = script(&row.path) else {
+        return;
+    };
+    match run(servers, db, row.clients, seconds, sql) {
+        Ok((tps, p99_ms)) => {
+            row.baseline = Some(Baseline {
+                what: what.into(),
+                rate: tps,
+                p99_ms,
+            })
+        }
+        Err(e) => eprintln!("pgbench baseline of {} failed: {e}", row.path),
+    }
+}
+
+/// Scripts per second and p99 ms of `sql` at `clients` for `seconds`.
+fn run(
+    servers: &Servers,
+    db: &str,
+    clients: usize,
+    seconds: u64,
+    sql: &str,
+) -> Result<(f64, f64), String> {
+    let dir = servers
+        .dir()
+        .join(format!("pgbench-{}", warden::runtime::clock::now_ms()));
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let file = dir.join("script.sql");
+    std::fs::write(&file, sql).map_err(|e| e.to_string())?;
+    let out = Command::new(servers.pg_tool("pgbench"))
+        .current_dir(&dir)
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &servers.pg_port.to_string(),
+            "-U",
+            "postgres",
+        ])
+        .args(["-n", "-M", "prepared", "-j", "2", "-l"])
+        .args(["-c", &clients.to_string(), "-T", &seconds.to_string(), "-f"])
+        .arg(&file)
+        .arg(db)
+        .output()
+        .map_err(|e| format!("pgbench: {e}"))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let tps = text
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("tps = ")?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
+        .ok_or_else(|| {
+            format!(
+                "no tps in pgbench output: {text} {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })?;
+    let p99 = p99_of_logs(&dir);
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok((tps, p99))
+}
