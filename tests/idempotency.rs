@@ -290,3 +290,56 @@ async fn instances_share_claims_and_results_across_restarts() {
     let (s, v) = b.idem("x-2", "complete", body).await;
     assert_eq!((s, v["response"].as_str()), (200, Some("done")), "{v}");
 }
+
+/// Calls of `command` Redis has served since its statistics were last reset.
+fn redis_calls(redis: &Redis, command: &str) -> u64 {
+    let stats = redis.cli(&["INFO", "commandstats"]).expect("redis INFO");
+    stats
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("cmdstat_{command}:calls=")))
+        .and_then(|rest| rest.split(',').next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Issue 16: Redis pays only for replays. A begin of a new key goes straight to SQL (no read
+/// of the hot copy); the first replay here is answered by SQL and seeds the copy, and later
+/// replays read the copy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_keys_skip_the_hot_copy_and_replays_read_it_after_the_first() {
+    let pg = Postgres::start();
+    let redis = Redis::start();
+    let w = Warden::start(&fast_failover(&pg, Some(redis.url())));
+    w.wait_ready_on("redis", Duration::from_secs(10)).await;
+    redis
+        .cli(&["CONFIG", "RESETSTAT"])
+        .expect("reset redis stats");
+    for i in 0..50 {
+        let key = format!("new-{i}");
+        let (s, v) = w.idem(&key, "begin", json!({"fingerprint": "f"})).await;
+        assert_eq!((s, v["mode"].as_str()), (201, Some("primary")), "{v}");
+        let done = json!({"token": v["token"], "response": {"i": i}});
+        assert_eq!(w.idem(&key, "complete", done).await.0, 200);
+    }
+    assert_eq!(
+        redis_calls(&redis, "hmget"),
+        0,
+        "a new key read the hot copy"
+    );
+    let replay = || async {
+        let (s, v) = w.idem("new-7", "begin", json!({"fingerprint": "f"})).await;
+        assert_eq!((s, &v["response"]), (200, &json!({"i": 7})), "{v}");
+    };
+    replay().await;
+    // Seeding the copy may read it inside its script: count from here.
+    let before = redis_calls(&redis, "hmget");
+    for _ in 0..4 {
+        replay().await;
+    }
+    let reseeded = metric(
+        &w.metrics().await,
+        "warden_idempotency_reseeded_total{op=\"begin\"}",
+    );
+    assert_eq!(reseeded, 1.0, "only the first replay is answered by SQL");
+    let reads = redis_calls(&redis, "hmget") - before;
+    assert_eq!(reads, 4, "later replays read the copy");
+}

@@ -67,6 +67,10 @@ pub struct BenchArgs {
     /// `profile`: the suite to profile.
     #[arg(long)]
     pub path: Option<String>,
+    /// `profile`: record call graphs (frame pointers: build with
+    /// `RUSTFLAGS="-C force-frame-pointers=yes"`) and print inclusive costs.
+    #[arg(long)]
+    pub callers: bool,
     /// `profile`: `primary` or `fallback`.
     #[arg(long, default_value = "primary")]
     pub mode: String,

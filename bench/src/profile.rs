@@ -105,10 +105,11 @@ pub(crate) async fn run(args: &BenchArgs) -> Result<(), String> {
     let file = file.to_string_lossy().into_owned();
     // Sample a little less than the drive lasts, so setup and the read-back stay out.
     let secs = args.seconds.saturating_sub(1).max(1).to_string();
+    let graph: &[&str] = if args.callers { &["-g"] } else { &[] };
     let mut perf = Command::new("perf")
-        .args([
-            "record", "-a", "-F", "499", "-o", &file, "--", "sleep", &secs,
-        ])
+        .args(["record", "-a", "-F", "499", "-o", &file])
+        .args(graph)
+        .args(["--", "sleep", &secs])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -136,6 +137,21 @@ pub(crate) async fn run(args: &BenchArgs) -> Result<(), String> {
             &["--pid", &pid, "--sort", "sym", "--percent-limit", "0.4"]
         )?
     );
+    if args.callers {
+        println!("\n## Warden's inclusive costs (with callees, of all samples)");
+        let out = Command::new("perf")
+            .args(["report", "--stdio", "--children", "-g", "none", "-i", &file])
+            .args(["--pid", &pid, "--sort", "sym", "--percent-limit", "2"])
+            .output()
+            .map_err(|e| format!("perf: {e}"))?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let lines = text
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.trim().is_empty());
+        for line in lines.take(60) {
+            println!("{line}");
+        }
+    }
     Ok(())
 }
 

@@ -227,7 +227,7 @@ pub struct Book {
     streams: HashMap<String, Counters>,
     /// Revision of each loaded stream row; streams created in this batch have none.
     revs: HashMap<String, i64>,
-    /// Intents as loaded, before the rules changed them.
+    /// Intents as loaded, before the rules changed them: only those that changed.
     originals: HashMap<(String, i64), Intent>,
     intents: BTreeMap<(String, i64), Intent>,
     ids: HashMap<(String, String), i64>,
@@ -305,10 +305,15 @@ impl Book {
 
     /// Adds an intent as loaded.
     pub fn load_intent(&mut self, i: Intent) {
-        self.originals.insert((i.stream.clone(), i.seq), i.clone());
+        let k = (i.stream.clone(), i.seq);
+        // A pre-image is taken when an intent first changes (most loaded intents never do);
+        // one loaded again after a change has the loaded row as its pre-image.
+        if self.dirty_intents.contains(&k) {
+            self.originals.insert(k.clone(), i.clone());
+        }
         self.ids
             .insert((i.stream.clone(), i.intent_id.clone()), i.seq);
-        self.intents.insert((i.stream.clone(), i.seq), i);
+        self.intents.insert(k, i);
     }
 
     /// Adds a review item as loaded.
@@ -345,8 +350,12 @@ impl Book {
     pub fn update_intent(&mut self, stream: &str, seq: i64, f: impl FnOnce(&mut Intent)) {
         let k = (stream.to_owned(), seq);
         if let Some(i) = self.intents.get_mut(&k) {
+            let loaded = !self.new_intents.contains(&k);
+            if loaded && !self.dirty_intents.contains(&k) {
+                self.originals.insert(k.clone(), i.clone());
+            }
             f(i);
-            if !self.new_intents.contains(&k) {
+            if loaded {
                 self.dirty_intents.insert(k);
             }
         }
