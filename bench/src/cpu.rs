@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 /// CPU used per party during one measurement, in cores.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default)]
 pub struct CpuShare {
-    /// The load generator: this process, and wrk when it drives.
+    /// The load generator: this process, and wrk when it drives (from bash's `times`).
     pub generator: f64,
     /// The Warden process, when known.
     pub warden: f64,
@@ -70,7 +70,7 @@ pub(crate) fn snapshot() -> Snapshot {
         let Some((name, t)) = ticks(&stat) else {
             continue;
         };
-        if pid == me || name == "wrk" {
+        if pid == me {
             s.generator += t;
         } else if Some(pid) == warden {
             s.warden += t;

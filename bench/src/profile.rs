@@ -45,9 +45,11 @@ fn owner(line: &str) -> Option<(f64, String)> {
         .trim_start_matches("core::ptr::drop_in_place<")
         .trim_start_matches('<')
         .trim_start_matches('&');
-    let sym = sym
-        .split_once(" as ")
-        .map_or(sym, |(_, trait_path)| trait_path);
+    // `<Type as Trait>::f` runs the type's code, unless the type is a bare generic (`F`).
+    let sym = match sym.split_once(" as ") {
+        Some((ty, trait_path)) if !ty.contains("::") => trait_path,
+        _ => sym,
+    };
     let name = match sym.split_once("::") {
         Some((krate, _)) => krate.to_owned(),
         None if sym.starts_with("mi_") || sym.starts_with("_mi_") => "mimalloc".into(),
