@@ -102,7 +102,21 @@ async fn main() -> std::process::ExitCode {
     let args = <BenchArgs as clap::Parser>::parse();
     let auth = args.token.as_ref().map(|t| format!("Bearer {t}"));
     let _ = client::AUTHORIZATION.set(auth);
-    match run(args).await {
+    // Interrupted or terminated, the run is dropped, and with it the servers it started.
+    let stop = async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .map_err(|e| e.to_string())?;
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        Err::<(), String>("interrupted".into())
+    };
+    let outcome = tokio::select! {
+        r = run(args) => r,
+        r = stop => r,
+    };
+    match outcome {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("warden-bench: {e}");

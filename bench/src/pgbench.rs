@@ -27,13 +27,38 @@ WHERE idem_key = 'pgb-' || :k || '-' || :client_id AND token = 1 AND state = 'in
 RETURNING token;
 ";
 
+/// The SKU the hot-SKU script reserves from, created once before it runs.
+const HOT_SKU: &str = "INSERT INTO warden_inventory (sku, total) VALUES ('pgb-hot', 1000000000000)
+ON CONFLICT (sku) DO NOTHING;
+";
+
+/// A reservation of one unit of one hot SKU: the conditional stock update and the hold, in one
+/// transaction (what every reserve was before the fallback batches).
+const HOT: &str = r"\set u random(1, 1000000000000)
+BEGIN;
+UPDATE warden_inventory SET reserved = reserved + 1
+WHERE sku = 'pgb-hot' AND reserved + confirmed + 1 <= total;
+INSERT INTO warden_holds (id, sku, user_id, quantity, state, expires_at)
+VALUES ('pgb-' || :u || '-' || :client_id, 'pgb-hot', 'u' || :u, 1, 'held', 9999999999999);
+END;
+";
+
+/// A fallback row's pgbench script: its name, its setup (run once) and its statements.
+struct Script {
+    what: &'static str,
+    setup: Option<&'static str>,
+    sql: &'static str,
+}
+
 /// The pgbench script of a fallback row's path, if it has one.
-fn script(path: &str) -> Option<(&'static str, &'static str)> {
-    match path {
-        "lock acquire (new keys)" => Some(("pgbench acquire upsert", ACQUIRE)),
-        "idempotency begin+complete" => Some(("pgbench claim+complete", PAIR)),
-        _ => None,
-    }
+fn script(path: &str) -> Option<Script> {
+    let (what, setup, sql) = match path {
+        "lock acquire (new keys)" => ("pgbench acquire upsert", None, ACQUIRE),
+        "idempotency begin+complete" => ("pgbench claim+complete", None, PAIR),
+        "flash sale hot SKU" => ("pgbench reserve (row lock)", Some(HOT_SKU), HOT),
+        _ => return None,
+    };
+    Some(Script { what, setup, sql })
 }
 
 /// The p99 of a pgbench transaction log (third column: latency in µs), in ms.
@@ -58,13 +83,17 @@ fn p99_of_logs(dir: &std::path::Path) -> f64 {
 /// Runs the row's pgbench baseline on `db` and puts it on `row`; a path without a script is
 /// left alone, a failed run is reported on stderr.
 pub(crate) fn attach(servers: &Servers, db: &str, seconds: u64, row: &mut Row) {
-    let Some((what, sql)) = script(&row.path) else {
+    let Some(script) = script(&row.path) else {
         return;
     };
-    match run(servers, db, row.clients, seconds, sql) {
+    let setup = match script.setup {
+        Some(sql) => run(servers, db, 1, None, sql).map(|_| ()),
+        None => Ok(()),
+    };
+    match setup.and_then(|()| run(servers, db, row.clients, Some(seconds), script.sql)) {
         Ok((tps, p99_ms)) => {
             row.baseline = Some(Baseline {
-                what: what.into(),
+                what: script.what.into(),
                 rate: tps,
                 p99_ms,
             })
@@ -73,14 +102,18 @@ pub(crate) fn attach(servers: &Servers, db: &str, seconds: u64, row: &mut Row) {
     }
 }
 
-/// Scripts per second and p99 ms of `sql` at `clients` for `seconds`.
+/// Scripts per second and p99 ms of `sql` at `clients` for `seconds` (once, without).
 fn run(
     servers: &Servers,
     db: &str,
     clients: usize,
-    seconds: u64,
+    seconds: Option<u64>,
     sql: &str,
 ) -> Result<(f64, f64), String> {
+    let length = match seconds {
+        Some(s) => ["-T".to_owned(), s.to_string()],
+        None => ["-t".to_owned(), "1".to_owned()],
+    };
     let dir = servers
         .dir()
         .join(format!("pgbench-{}", warden::runtime::clock::now_ms()));
@@ -98,7 +131,9 @@ fn run(
             "postgres",
         ])
         .args(["-n", "-M", "prepared", "-j", "2", "-l"])
-        .args(["-c", &clients.to_string(), "-T", &seconds.to_string(), "-f"])
+        .args(["-c", &clients.to_string()])
+        .args(length)
+        .arg("-f")
         .arg(&file)
         .arg(db)
         .output()
