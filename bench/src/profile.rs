@@ -163,27 +163,26 @@ mod tests {
 
     #[test]
     fn symbols_are_charged_to_their_crate() {
-        let crate_of = |l: &str| owner(l).map(|o| o.1);
-        assert_eq!(
-            crate_of("  3.44%  [k] _raw_spin_unlock_irqrestore").as_deref(),
-            Some("kernel")
-        );
-        assert_eq!(
-            crate_of("  0.42%  [.] core::ptr::drop_in_place<warden::api::AppState>").as_deref(),
-            Some("warden")
-        );
-        assert_eq!(
-            crate_of("  0.40%  [.] <hyper::proto::h1::role::Server as X>::parse").as_deref(),
-            Some("hyper")
-        );
-        assert_eq!(
-            crate_of("  1.22%  [.] _mi_page_malloc_zero").as_deref(),
-            Some("mimalloc")
-        );
-        assert_eq!(
-            crate_of("  0.40%  [.] __vdso_clock_gettime").as_deref(),
-            Some("libc and other C")
-        );
-        assert_eq!(crate_of("# comment"), None);
+        let cases = [
+            ("  3.44%  [k] _raw_spin_unlock_irqrestore", "kernel"),
+            (
+                "  0.42%  [.] core::ptr::drop_in_place<warden::api::AppState>",
+                "warden",
+            ),
+            (
+                "  0.40%  [.] <hyper::proto::h1::role::Server as X>::parse",
+                "hyper",
+            ),
+            (
+                "  0.30%  [.] <F as axum::handler::Handler<T,S>>::call",
+                "axum",
+            ),
+            ("  1.22%  [.] _mi_page_malloc_zero", "mimalloc"),
+            ("  0.40%  [.] __vdso_clock_gettime", "libc and other C"),
+        ];
+        for (line, krate) in cases {
+            assert_eq!(owner(line).map(|o| o.1).as_deref(), Some(krate), "{line}");
+        }
+        assert_eq!(owner("# comment"), None);
     }
 }
