@@ -54,15 +54,23 @@ pub(crate) async fn suite_rows(
 }
 
 /// Suites measured against the bare server too (it serves their headline calls).
-const BARE: [&str; 2] = ["locks", "idempotency"];
+const BARE: [&str; 4] = ["locks", "idempotency", "flash-sale", "streams"];
 
-/// The rows the bare server can serve: new-key acquires and begin+complete pairs.
-async fn bare_rows(suite: &str, args: &BenchArgs, epoch: i64, tag: &str) -> Vec<Row> {
+/// The headline rows the bare server serves: new-key acquires, begin+complete pairs, hot-SKU
+/// reservations, stream intake+commit pairs.
+async fn bare_rows(
+    suite: &str,
+    args: &BenchArgs,
+    epoch: i64,
+    tag: &str,
+) -> Result<Vec<Row>, String> {
     let c = args.clients[0];
-    match suite {
-        "locks" => vec![locks::new_keys(args, "bare", epoch, tag, c).await],
-        _ => vec![idem::pairs(args, "bare", tag, c).await],
-    }
+    Ok(vec![match suite {
+        "locks" => locks::new_keys(args, "bare", epoch, tag, c).await,
+        "idempotency" => idem::pairs(args, "bare", tag, c).await,
+        "flash-sale" => flash::hot(args, "bare", epoch, tag, c).await?,
+        _ => streams::pairs(args, "bare", tag, c, streams::STREAMS).await?,
+    }])
 }
 
 /// Starts a Warden in `mode` on a new database named `db`.
@@ -158,7 +166,7 @@ async fn headline(
                     bar.set_message(format!("round {round}: {suite} {mode}, {state} database"));
                     let tag = format!("{}-{round}-{state}", warden::runtime::clock::now_ms());
                     let measured = if server == Server::Bare {
-                        bare_rows(suite, &run, epoch, &tag).await
+                        bare_rows(suite, &run, epoch, &tag).await?
                     } else {
                         suite_rows(suite, &run, mode, epoch, &tag).await?
                     };
@@ -207,6 +215,7 @@ pub(crate) async fn run(args: &BenchArgs) -> Result<(), String> {
         .iter()
         .copied()
         .filter(|s| *s != "locks-wrk" || have_wrk)
+        .filter(|s| args.suites.is_empty() || args.suites.iter().any(|x| x == s))
         .collect();
     println!("# warden bench all: {}", machine());
     let mut rows = headline(&servers, args, &suites).await?;

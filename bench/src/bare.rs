@@ -2,28 +2,34 @@
 //! themselves — a bare axum server making the same service calls as Warden's handlers (the
 //! same tier, stores, batching and scripts), without Warden's middleware, validation, problem
 //! answers, metrics or logs. Configured like `warden serve` (environment); answers `/readyz`
-//! with the tier, lock acquires and idempotency begin/complete with the fields the suites read.
+//! with the tier, and the calls of the headline suites (lock acquires, idempotency
+//! begin/complete, stock and reservations, stream intake, commit and state) with the fields the
+//! suites read.
 //! It is a measuring stick, not a service: nothing here checks its input.
 
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
-use axum::routing::{get, post};
+use axum::http::StatusCode;
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
 use warden::idem::{BeginRequest, Begun};
 use warden::key::Key;
 use warden::lock::{AcquireRequest, Acquired};
+use warden::reserve::{ReserveRequest, Reserved};
 use warden::service::Warden;
+use warden::stream::rules::NewIntent;
+use warden::stream::{CommitRequest, Committed, Intake, Read};
 
 type App = State<Arc<Warden>>;
 
 fn key(raw: &str) -> Result<Key, (axum::http::StatusCode, String)> {
-    Key::parse(raw).map_err(|e| (axum::http::StatusCode::BAD_REQUEST, e.to_string()))
+    Key::parse(raw).map_err(|e| (StatusCode::BAD_REQUEST, e.to_string()))
 }
 
-type Answer = Result<(axum::http::StatusCode, Json<Value>), (axum::http::StatusCode, String)>;
+type Answer = Result<(StatusCode, Json<Value>), (StatusCode, String)>;
 
 async fn acquire(State(w): App, Path(k): Path<String>, Json(body): Json<Value>) -> Answer {
     let req = AcquireRequest {
@@ -34,11 +40,11 @@ async fn acquire(State(w): App, Path(k): Path<String>, Json(body): Json<Value>) 
     };
     Ok(match w.locks.acquire(&req).await {
         Acquired::Granted(g) => (
-            axum::http::StatusCode::OK,
+            StatusCode::OK,
             Json(json!({"fencing_token": g.token, "mode": g.mode.as_str()})),
         ),
-        Acquired::Busy { .. } => (axum::http::StatusCode::CONFLICT, Json(json!({}))),
-        Acquired::Blocked(_) => (axum::http::StatusCode::SERVICE_UNAVAILABLE, Json(json!({}))),
+        Acquired::Busy { .. } => (StatusCode::CONFLICT, Json(json!({}))),
+        Acquired::Blocked(_) => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({}))),
     })
 }
 
@@ -51,16 +57,15 @@ async fn begin(State(w): App, Path(k): Path<String>, Json(body): Json<Value>) ->
         wait_ms: 0,
     };
     Ok(match w.idempotency.begin(&req).await {
-        Ok((Begun::Started { token, .. }, _)) => (
-            axum::http::StatusCode::CREATED,
-            Json(json!({"token": token})),
-        ),
+        Ok((Begun::Started { token, .. }, _)) => {
+            (StatusCode::CREATED, Json(json!({"token": token})))
+        }
         Ok((Begun::Completed { response, .. }, _)) => (
-            axum::http::StatusCode::OK,
+            StatusCode::OK,
             Json(json!({"response": serde_json::from_str::<Value>(&response).ok()})),
         ),
-        Ok(_) => (axum::http::StatusCode::CONFLICT, Json(json!({}))),
-        Err(_) => (axum::http::StatusCode::SERVICE_UNAVAILABLE, Json(json!({}))),
+        Ok(_) => (StatusCode::CONFLICT, Json(json!({}))),
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({}))),
     })
 }
 
@@ -69,10 +74,90 @@ async fn complete(State(w): App, Path(k): Path<String>, Json(body): Json<Value>)
     let response = body["response"].to_string();
     Ok(
         match w.idempotency.complete(&key(&k)?, token, response).await {
-            Ok(_) => (axum::http::StatusCode::OK, Json(json!({}))),
-            Err(_) => (axum::http::StatusCode::SERVICE_UNAVAILABLE, Json(json!({}))),
+            Ok(_) => (StatusCode::OK, Json(json!({}))),
+            Err(_) => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({}))),
         },
     )
+}
+
+async fn set_total(State(w): App, Path(k): Path<String>, Json(body): Json<Value>) -> Answer {
+    let total = body["total"].as_i64().unwrap_or(0);
+    Ok(match w.reservations.set_total(&key(&k)?, total).await {
+        Ok(_) => (StatusCode::OK, Json(json!({}))),
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({}))),
+    })
+}
+
+async fn stock(State(w): App, Path(k): Path<String>) -> Answer {
+    Ok(match w.reservations.stock(&key(&k)?).await {
+        Ok((Some(s), _)) => (StatusCode::OK, Json(json!({"reserved": s.reserved}))),
+        Ok((None, _)) => (StatusCode::NOT_FOUND, Json(json!({}))),
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({}))),
+    })
+}
+
+async fn reserve(State(w): App, Path(k): Path<String>, Json(body): Json<Value>) -> Answer {
+    let req = ReserveRequest {
+        sku: key(&k)?,
+        user_id: body["user_id"].as_str().unwrap_or("bare").to_owned(),
+        quantity: body["quantity"].as_i64().unwrap_or(1),
+        ttl_ms: 600_000,
+    };
+    Ok(match w.reservations.reserve(&req).await {
+        Ok((Reserved::Reserved { id, .. }, _)) => (StatusCode::CREATED, Json(json!({"id": id}))),
+        Ok(_) => (StatusCode::CONFLICT, Json(json!({}))),
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({}))),
+    })
+}
+
+async fn intake(State(w): App, Path(stream): Path<String>, Json(body): Json<Value>) -> Answer {
+    let text = |f: &str| body[f].as_str().unwrap_or("").to_owned();
+    let n = NewIntent {
+        stream,
+        intent_id: text("intent_id"),
+        priority: body["dispatch_priority"].as_i64().unwrap_or(0),
+        intent_type: text("intent_type"),
+        payload: body["payload"].to_string(),
+        correlation: Default::default(),
+        sensitive: false,
+    };
+    Ok(match w.streams.intake(n).await {
+        Ok((Intake::Accepted { seq, .. }, _)) => {
+            (StatusCode::CREATED, Json(json!({"commit_sequence": seq})))
+        }
+        Ok(_) => (StatusCode::CONFLICT, Json(json!({}))),
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({}))),
+    })
+}
+
+async fn commit(State(w): App, Path(stream): Path<String>, Json(body): Json<Value>) -> Answer {
+    let req = CommitRequest {
+        stream,
+        seq: body["commit_sequence"].as_i64().unwrap_or(0),
+        intent_id: body["intent_id"].as_str().unwrap_or("").to_owned(),
+        expected_version: None,
+        wait_ms: 0,
+    };
+    Ok(match w.streams.commit(&req).await {
+        Ok((Committed::Causal { version }, _)) => {
+            (StatusCode::OK, Json(json!({"version": version})))
+        }
+        Ok(_) => (StatusCode::ACCEPTED, Json(json!({}))),
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({}))),
+    })
+}
+
+async fn stream_state(State(w): App, Path(stream): Path<String>) -> Answer {
+    Ok(match w.streams.state(&stream).await {
+        Ok((Read::Found(s), _)) => (
+            StatusCode::OK,
+            Json(json!({"last_committed": s.counters.last_committed,
+                "next_sequence": s.counters.assigned + 1, "version": s.counters.version,
+                "waiting": s.waiting.iter().map(|i| i.seq).collect::<Vec<_>>()})),
+        ),
+        Ok((Read::Unknown, _)) => (StatusCode::NOT_FOUND, Json(json!({}))),
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({}))),
+    })
 }
 
 async fn readyz(State(w): App) -> Json<Value> {
@@ -92,6 +177,11 @@ pub(crate) async fn serve() -> Result<(), String> {
         .route("/v1/locks/{key}/acquire", post(acquire))
         .route("/v1/idempotency/{key}/begin", post(begin))
         .route("/v1/idempotency/{key}/complete", post(complete))
+        .route("/v1/inventory/{sku}", put(set_total).get(stock))
+        .route("/v1/inventory/{sku}/reservations", post(reserve))
+        .route("/v1/streams/{stream}", get(stream_state))
+        .route("/v1/streams/{stream}/intents", post(intake))
+        .route("/v1/streams/{stream}/commits", post(commit))
         .with_state(Arc::new(w));
     let listener = tokio::net::TcpListener::bind(&listen)
         .await

@@ -61,6 +61,9 @@ pub struct BenchArgs {
     /// `all`: seconds per scaling point.
     #[arg(long, default_value_t = 3)]
     pub scaling_seconds: u64,
+    /// `all`: only these suites (comma separated; default every one).
+    #[arg(long, value_delimiter = ',')]
+    pub suites: Vec<String>,
     /// `all`: skip the scaling rows.
     #[arg(long)]
     pub no_scaling: bool,
