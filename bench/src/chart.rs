@@ -212,3 +212,62 @@ pub fn scaling(rows: &[Summary], file: &Path) -> Result<(), String> {
     }
     root.present().map_err(err)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn point(path: &str, mode: &str, database: &str, clients: usize, keys: usize) -> Summary {
+        Summary {
+            path: path.into(),
+            mode: mode.into(),
+            clients,
+            keys: Some(keys),
+            database: database.into(),
+            unit: "ops/s".into(),
+            rates: vec![1.0],
+            rate: (clients * 100 + keys) as f64,
+            p50_ms: 1.0,
+            p99_ms: 2.0,
+            baseline: None,
+            ratio: None,
+            vs_bare: None,
+            cpu: None,
+            target: Some("≥ 1".into()),
+            attainment: vec![("throughput".into(), 1.2), ("p99".into(), 0.8)],
+            met: Some(false),
+        }
+    }
+
+    #[test]
+    fn both_charts_are_drawn_as_png() {
+        let mut rows = vec![point("lock acquire (new keys)", "primary", "fresh", 64, 1)];
+        for suite in ["lock", "idempotency", "streams", "flash sale"] {
+            for mode in ["primary", "fallback"] {
+                for c in CLIENTS {
+                    rows.push(point(suite, mode, "scaling-clients", c, 1_000));
+                }
+                for k in KEYS {
+                    rows.push(point(suite, mode, "scaling-keys", 64, k));
+                }
+            }
+        }
+        let dir = std::env::temp_dir().join(format!("warden-chart-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for (file, draw) in [
+            (
+                "t.png",
+                targets as fn(&[Summary], &Path) -> Result<(), String>,
+            ),
+            ("s.png", scaling),
+        ] {
+            let path = dir.join(file);
+            draw(&rows, &path).unwrap();
+            assert!(
+                std::fs::read(&path).unwrap().starts_with(b"\x89PNG"),
+                "{file}"
+            );
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
