@@ -8,28 +8,29 @@ use super::all::{against, suite_rows, warden};
 use super::servers::Servers;
 use super::{target, BenchArgs};
 
-/// `perf report` of `file` with `extra` options, as text.
-fn report(file: &str, extra: &[&str]) -> Result<String, String> {
+/// `perf report --stdio` of `file` (self costs, or with `children` inclusive ones) with
+/// `extra` options: its raw text.
+fn perf_report(file: &str, children: bool, extra: &[&str]) -> Result<String, String> {
+    let costs = if children {
+        "--children"
+    } else {
+        "--no-children"
+    };
     let out = Command::new("perf")
-        .args([
-            "report",
-            "--stdio",
-            "--no-children",
-            "-g",
-            "none",
-            "-i",
-            file,
-        ])
+        .args(["report", "--stdio", costs, "-g", "none", "-i", file])
         .args(extra)
         .output()
         .map_err(|e| format!("perf (Debian package linux-perf): {e}"))?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    Ok(text
-        .lines()
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The first `n` rows of a report (no comments, no blank lines).
+fn top(text: &str, n: usize) -> String {
+    text.lines()
         .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
-        .take(40)
+        .take(n)
         .collect::<Vec<_>>()
-        .join("\n"))
+        .join("\n")
 }
 
 /// The crate or library a symbol of `perf report --sort sym` belongs to.
@@ -60,20 +61,7 @@ fn owner(line: &str) -> Option<(f64, String)> {
 
 /// Warden's samples per crate, as shares of Warden's own samples.
 fn by_crate(file: &str, pid: &str) -> Result<String, String> {
-    let out = Command::new("perf")
-        .args([
-            "report",
-            "--stdio",
-            "--no-children",
-            "-g",
-            "none",
-            "-i",
-            file,
-        ])
-        .args(["--pid", pid, "--sort", "sym"])
-        .output()
-        .map_err(|e| format!("perf: {e}"))?;
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = perf_report(file, false, &["--pid", pid, "--sort", "sym"])?;
     let mut crates: Vec<(String, f64)> = Vec::new();
     for (pct, name) in text.lines().filter_map(owner) {
         match crates.iter_mut().find(|(n, _)| *n == name) {
@@ -125,34 +113,17 @@ pub(crate) async fn run(args: &BenchArgs) -> Result<(), String> {
     }
     let pid = w.pid().to_string();
     println!("\n## CPU samples per process and library (all CPUs)");
-    println!(
-        "{}",
-        report(&file, &["--sort", "comm,dso", "--percent-limit", "0.5"])?
-    );
+    let extra = ["--sort", "comm,dso", "--percent-limit", "0.5"];
+    println!("{}", top(&perf_report(&file, false, &extra)?, 40));
     println!("\n## Warden's samples per crate (of Warden's samples; inlined code counts where it landed)");
     println!("{}", by_crate(&file, &pid)?);
     println!("\n## Warden's samples per symbol (of all samples)");
-    println!(
-        "{}",
-        report(
-            &file,
-            &["--pid", &pid, "--sort", "sym", "--percent-limit", "0.4"]
-        )?
-    );
+    let extra = ["--pid", &pid, "--sort", "sym", "--percent-limit", "0.4"];
+    println!("{}", top(&perf_report(&file, false, &extra)?, 40));
     if args.callers {
         println!("\n## Warden's inclusive costs (with callees, of all samples)");
-        let out = Command::new("perf")
-            .args(["report", "--stdio", "--children", "-g", "none", "-i", &file])
-            .args(["--pid", &pid, "--sort", "sym", "--percent-limit", "2"])
-            .output()
-            .map_err(|e| format!("perf: {e}"))?;
-        let text = String::from_utf8_lossy(&out.stdout);
-        let lines = text
-            .lines()
-            .filter(|l| !l.starts_with('#') && !l.trim().is_empty());
-        for line in lines.take(60) {
-            println!("{line}");
-        }
+        let extra = ["--pid", &pid, "--sort", "sym", "--percent-limit", "2"];
+        println!("{}", top(&perf_report(&file, true, &extra)?, 60));
     }
     Ok(())
 }
