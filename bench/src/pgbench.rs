@@ -43,6 +43,28 @@ VALUES ('pgb-' || :u || '-' || :client_id, 'pgb-hot', 'u' || :u, 1, 'held', 9999
 END;
 ";
 
+/// An intent taken in and committed on one of the client's 16 streams: the stream row created
+/// if missing and its sequence drawn, the intent inserted; then the intent marked committed
+/// and the stream's counters moved — two transactions, as intake and commit are two calls.
+const STREAM: &str = r#"\set k random(1, 16)
+BEGIN;
+INSERT INTO warden_streams (stream) VALUES ('pgb-' || :client_id || '-' || :k)
+ON CONFLICT (stream) DO NOTHING;
+UPDATE warden_streams SET assigned = assigned + 1, rev = rev + 1
+WHERE stream = 'pgb-' || :client_id || '-' || :k RETURNING assigned AS seq \gset
+INSERT INTO warden_intents (stream, commit_sequence, intent_id, dispatch_priority, intent_type,
+    payload, arrived_at, state)
+VALUES ('pgb-' || :client_id || '-' || :k, :seq, 'i' || :seq, 0, 'message',
+    '{"text": "appointment confirmed"}', 0, 'ready');
+END;
+BEGIN;
+UPDATE warden_intents SET state = 'committed', committed_version = :seq
+WHERE stream = 'pgb-' || :client_id || '-' || :k AND commit_sequence = :seq AND state = 'ready';
+UPDATE warden_streams SET last_committed = :seq, version = version + 1, rev = rev + 1
+WHERE stream = 'pgb-' || :client_id || '-' || :k AND last_committed = :seq - 1;
+END;
+"#;
+
 /// A fallback row's pgbench script: its name, its setup (run once) and its statements.
 struct Script {
     what: &'static str,
@@ -56,6 +78,7 @@ fn script(path: &str) -> Option<Script> {
         "lock acquire (new keys)" => ("pgbench acquire upsert", None, ACQUIRE),
         "idempotency begin+complete" => ("pgbench claim+complete", None, PAIR),
         "flash sale hot SKU" => ("pgbench reserve (row lock)", Some(HOT_SKU), HOT),
+        "streams intake+commit" => ("pgbench intake+commit", None, STREAM),
         _ => return None,
     };
     Some(Script { what, setup, sql })
