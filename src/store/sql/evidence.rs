@@ -101,17 +101,13 @@ impl SqlStore {
         from: i64,
         to: i64,
     ) -> Result<Vec<RefusalRow>, StoreError> {
-        let rows = sqlx::query(
+        const SQL: &str =
             "SELECT minute, instance, op, reason, count, sample_keys, sample_correlation_ids \
              FROM warden_refusals WHERE minute >= $1 AND minute <= $2 \
-             ORDER BY minute, instance, op, reason LIMIT 10000",
-        )
-        .bind(from)
-        .bind(to)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(classify)?;
-        rows.iter()
+             ORDER BY minute, instance, op, reason LIMIT 10000";
+        self.between(SQL, from, to)
+            .await?
+            .iter()
             .map(|r| {
                 Ok(RefusalRow {
                     minute: col(r, 0)?,
@@ -126,23 +122,34 @@ impl SqlStore {
             .collect()
     }
 
+    /// The rows `sql` selects for the time range `[$1, $2]` = `[from, to]`.
+    async fn between(
+        &self,
+        sql: &'static str,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<sqlx::any::AnyRow>, StoreError> {
+        sqlx::query(sql)
+            .bind(from)
+            .bind(to)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(classify)
+    }
+
     /// Readings in `[from, to]`, in order.
     pub async fn readings_between(
         &self,
         from: i64,
         to: i64,
     ) -> Result<Vec<ReadingRow>, StoreError> {
-        let rows = sqlx::query(
+        const SQL: &str =
             "SELECT at, instance, operations, fallback_permille, fallback_lock_p95_ms, \
              primary_lock_p95_ms FROM warden_readings WHERE at >= $1 AND at <= $2 \
-             ORDER BY at, instance LIMIT 10000",
-        )
-        .bind(from)
-        .bind(to)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(classify)?;
-        rows.iter()
+             ORDER BY at, instance LIMIT 10000";
+        self.between(SQL, from, to)
+            .await?
+            .iter()
             .map(|r| {
                 Ok(ReadingRow {
                     at: col(r, 0)?,
