@@ -89,13 +89,21 @@ pub async fn postgres_store() -> (Postgres, warden::store::sql::SqlStore) {
     (pg, sql)
 }
 
-/// A port nobody listens on right now.
+/// A port nobody listens on right now, below the kernel's ephemeral range (32768–60999).
+///
+/// Servers are stopped and restarted on their port; a port from the ephemeral range could be
+/// taken meanwhile as the local end of some outgoing connection, and the restart would fail.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let seed = std::process::id().wrapping_mul(7919);
+    loop {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = 20_000 + (seed.wrapping_add(n.wrapping_mul(104_729)) % 12_000) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 fn require(bin: &str) -> PathBuf {
@@ -412,18 +420,20 @@ impl Postgres {
             self.dir.path().display()
         );
         let log = self.dir.path().join("log");
+        let args = [
+            "-o",
+            &opts,
+            "-w",
+            "-t",
+            "30",
+            "-l",
+            log.to_str().unwrap(),
+            "start",
+        ];
         assert!(
-            self.ctl(&[
-                "-o",
-                &opts,
-                "-w",
-                "-t",
-                "30",
-                "-l",
-                log.to_str().unwrap(),
-                "start"
-            ]),
-            "pg_ctl start failed"
+            self.ctl(&args),
+            "pg_ctl start failed; its log:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
         );
         self.running = true;
     }
