@@ -20,6 +20,7 @@ pub mod lock;
 pub mod logging;
 pub mod metrics_names;
 pub mod outcome;
+pub mod ratelimit;
 pub mod reserve;
 pub mod runtime;
 pub mod service;

@@ -91,3 +91,16 @@ pub const OLDEST_UNCLAIMED: &str = "warden_stream_oldest_unclaimed_seconds";
 pub const TAKEOVER_PENDING: &str = "warden_stream_takeover_pending_seconds";
 /// Gauge: expired replays waiting in manual review.
 pub const REPLAY_BACKLOG: &str = "warden_stream_replay_backlog";
+/// Counter: rate-limit decisions by `policy` (`tenant/policy`), `state` and `mode`
+/// (`primary`, `local`, `none`).
+pub const RL_DECISIONS: &str = "warden_ratelimit_decisions_total";
+/// Histogram (seconds): rate-limit check latency by `mode`.
+pub const RL_CHECK_SECONDS: &str = "warden_ratelimit_check_duration_seconds";
+/// Counter: rate-limit steps that failed on Redis, by `kind` (`timeout`, `error`,
+/// `bad_reply`); the check was then counted locally.
+pub const RL_SCRIPT_ERRORS: &str = "warden_ratelimit_script_errors_total";
+/// Counter: SQL writes made for rate limiting, by `kind` (`heartbeat`: the instance lease
+/// row; `usage`: one aggregate flush of one policy's `local` decisions).
+pub const RL_SQL_WRITES: &str = "warden_ratelimit_sql_writes_total";
+/// Gauge: share of each limit applied now, by `policy`.
+pub const RL_FACTOR: &str = "warden_ratelimit_effective_factor";

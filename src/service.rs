@@ -15,6 +15,7 @@ use crate::fence::Fences;
 use crate::guard::Guard;
 use crate::idem::Idempotency;
 use crate::lock::Locks;
+use crate::ratelimit::RateLimits;
 use crate::reserve::Reservations;
 use crate::runtime::periodic::every;
 use crate::store::redis::RedisStore;
@@ -39,6 +40,8 @@ pub struct Warden {
     pub reservations: Arc<Reservations>,
     /// Causal streams, dispatch and the manual review queue.
     pub streams: Arc<Streams>,
+    /// Rate limits (also the in-process [`RateLimits::check`] API).
+    pub ratelimits: Arc<RateLimits>,
     /// Incidents, notifications, safe mode and the audit chain.
     pub guard: Arc<Guard>,
     stop: watch::Sender<bool>,
@@ -85,6 +88,7 @@ impl Warden {
         let idempotency = Idempotency::start(tier.clone(), &config.idempotency);
         let reservations = Reservations::start(tier.clone(), &config.reservations);
         let streams = Streams::start(tier.clone(), StreamConfig::new(&config.streams)?);
+        let ratelimits = RateLimits::new(tier.clone(), &config.ratelimit);
         let (stop, stop_rx) = watch::channel(false);
         let stopped = |mut rx: watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|s| *s).await;
@@ -103,6 +107,7 @@ impl Warden {
         ));
         let stream_tasks = tokio::spawn(streams.clone().run_background(stopped(stop_rx.clone())));
         let guarding = tokio::spawn(guard.clone().run(stopped(stop_rx.clone())));
+        let limits = tokio::spawn(ratelimits.clone().run_background(stopped(stop_rx.clone())));
         let planner = tokio::spawn(keep_planner_stats(
             tier.durable().clone(),
             ms(config.database.planner_stats_every_ms),
@@ -112,6 +117,7 @@ impl Warden {
             access,
             reservations,
             streams,
+            ratelimits,
             locks: Arc::new(Locks::new(tier.clone(), &config.locks)),
             fences: Arc::new(Fences::new(tier.clone())),
             idempotency,
@@ -126,6 +132,7 @@ impl Warden {
                 stream_tasks,
                 planner,
                 guarding,
+                limits,
             ],
         })
     }

@@ -55,6 +55,8 @@ pub fn need(method: &Method, path: &str) -> Option<Need> {
         p if p.starts_with("/v1/idempotency/") => Scope::Idempotency,
         p if p.starts_with("/v1/reservations/") => Scope::Reservations,
         p if p.starts_with("/v1/streams/") => Scope::Streams,
+        p if p.starts_with("/v1/ratelimit/policies/") => Scope::RateLimitAdmin,
+        p if p.starts_with("/v1/ratelimit/") => Scope::RateLimit,
         _ => return None,
     };
     Some(Need::Scope(scope))
@@ -227,6 +229,14 @@ mod tests {
         assert_eq!(
             need(&Method::POST, "/v1/review/{id}/resolve"),
             Some(Need::Scope(Scope::Review))
+        );
+        assert_eq!(
+            need(&Method::PUT, "/v1/ratelimit/policies/{policy}"),
+            Some(Need::Scope(Scope::RateLimitAdmin))
+        );
+        assert_eq!(
+            need(&Method::POST, "/v1/ratelimit/{policy}/{subject}/check"),
+            Some(Need::Scope(Scope::RateLimit))
         );
         assert_eq!(need(&Method::GET, "/v1/new-thing"), None);
     }

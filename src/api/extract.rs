@@ -34,19 +34,9 @@ where
                 "send the body as application/json",
             ));
         }
-        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
-            let detail = rejection.body_text();
-            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new(
-                    rejection.status(),
-                    "body_too_large",
-                    "Body too large",
-                    detail,
-                )
-            } else {
-                unreadable(detail)
-            }
-        })?;
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(bytes_problem)?;
         let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
         let valid_json = || serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).is_ok();
         if first.is_some_and(|&b| b != b'{') && valid_json() {
@@ -64,6 +54,34 @@ where
     }
 }
 
+/// A JSON object body that may be left out: an empty body reads as `T::default()`; anything
+/// else is read as [`Body`] reads it.
+pub struct OptionalBody<T>(pub T);
+
+impl<S, T> FromRequest<S> for OptionalBody<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned + Default,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let headers = req.headers().clone();
+        // Read under the body limit, then hand the bytes to `Body` for every other rule.
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(bytes_problem)?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Self(T::default()));
+        }
+        let mut again = Request::new(axum::body::Body::from(bytes));
+        *again.headers_mut() = headers;
+        Body::from_request(again, state)
+            .await
+            .map(|Body(v)| Self(v))
+    }
+}
+
 /// `application/json`, or an `application/…+json` type, with any parameters.
 fn json_content_type(headers: &HeaderMap) -> bool {
     let Some(value) = headers
@@ -76,6 +94,21 @@ fn json_content_type(headers: &HeaderMap) -> bool {
     let essence = essence.to_ascii_lowercase();
     essence == "application/json"
         || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+/// A body that could not be read: too large (413), or cut off (400).
+fn bytes_problem(rejection: axum::extract::rejection::BytesRejection) -> ApiError {
+    let detail = rejection.body_text();
+    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::new(
+            rejection.status(),
+            "body_too_large",
+            "Body too large",
+            detail,
+        )
+    } else {
+        unreadable(detail)
+    }
 }
 
 fn unreadable(detail: String) -> ApiError {

@@ -13,6 +13,7 @@ pub mod observe;
 mod openapi;
 mod ops;
 pub mod problem;
+mod ratelimit;
 mod reserve;
 mod review;
 mod streams;
@@ -35,6 +36,7 @@ use crate::fence::Fences;
 use crate::guard::Guard;
 use crate::idem::Idempotency;
 use crate::lock::Locks;
+use crate::ratelimit::RateLimits;
 use crate::reserve::Reservations;
 use crate::runtime::correlation::task_span;
 use crate::service::{StartError, Warden};
@@ -71,6 +73,8 @@ pub struct Services {
     pub reservations: Arc<Reservations>,
     /// Causal streams and manual review.
     pub streams: Arc<Streams>,
+    /// Rate limits.
+    pub ratelimits: Arc<RateLimits>,
     /// Incidents, the guard and the audit chain.
     pub guard: Arc<Guard>,
     /// Metrics renderer.
@@ -118,6 +122,7 @@ pub fn state(warden: &Warden) -> AppState {
         idempotency: warden.idempotency.clone(),
         reservations: warden.reservations.clone(),
         streams: warden.streams.clone(),
+        ratelimits: warden.ratelimits.clone(),
         guard: warden.guard.clone(),
         metrics: metrics_handle(),
     }))
@@ -130,6 +135,7 @@ pub fn app(state: AppState, max_body_bytes: usize) -> Router {
         .merge(idem::router())
         .merge(reserve::router())
         .merge(streams::router())
+        .merge(ratelimit::router())
         .merge(review::router())
         .merge(ops::router())
         .merge(tokens::router())

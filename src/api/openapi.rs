@@ -19,6 +19,7 @@ use crate::guard::{
 use crate::idem::{Begun, Finished};
 use crate::lock::{Acquired, Read, Touch};
 use crate::outcome::{StateDoc, Terminal};
+use crate::ratelimit::{Checked, Looked, OverrideSaved, PolicyRead, PolicySaved};
 use crate::reserve::{ReservedOnce, Settled, StockRead, TotalSet};
 use crate::stream::{
     Claimed, Committed, Intake, Read as StreamRead, Replay, Resolution, ReviewPage,
@@ -75,7 +76,14 @@ use crate::tier::Blocked;
         super::guard::recovery,
         super::guard::exit,
         super::guard::audit,
-        super::guard::verify
+        super::guard::verify,
+        super::ratelimit::save_policy,
+        super::ratelimit::read_policy,
+        super::ratelimit::save_override,
+        super::ratelimit::check,
+        super::ratelimit::peek,
+        super::ratelimit::reset,
+        super::ratelimit::refund
     ),
     components(schemas(
         super::locks::LockAnswer,
@@ -92,6 +100,13 @@ use crate::tier::Blocked;
         super::guard::ExitRefused,
         super::guard::AuditAnswer,
         super::answer::SafeBlockAnswer,
+        super::ratelimit::RateLimitAnswer,
+        super::ratelimit::LimitEntry,
+        super::ratelimit::PolicyAnswer,
+        crate::ratelimit::Policy,
+        crate::ratelimit::Limit,
+        crate::ratelimit::Algorithm,
+        crate::ratelimit::OnUnavailable,
         super::problem::Problem
     )),
     modifiers(&OutcomeResponses, &InputProblems, &AccessProblems)
@@ -272,6 +287,56 @@ const OUTCOMES: &[Documented] = &[
         HttpMethod::Get,
         post("/v1/audit/verify", Verified::STATES, "AuditAnswer"),
     ),
+    with(
+        HttpMethod::Put,
+        post(
+            "/v1/ratelimit/policies/{policy}",
+            PolicySaved::STATES,
+            "PolicyAnswer",
+        ),
+    ),
+    with(
+        HttpMethod::Get,
+        post(
+            "/v1/ratelimit/policies/{policy}",
+            PolicyRead::STATES,
+            "PolicyAnswer",
+        ),
+    ),
+    with(
+        HttpMethod::Put,
+        post(
+            "/v1/ratelimit/policies/{policy}/overrides/{subject}",
+            OverrideSaved::STATES,
+            "PolicyAnswer",
+        ),
+    ),
+    Documented {
+        may_block: false, // its own safe-block state is one of its outcome's
+        ..post(
+            "/v1/ratelimit/{policy}/{subject}/check",
+            Checked::STATES,
+            "RateLimitAnswer",
+        )
+    },
+    with(
+        HttpMethod::Get,
+        post(
+            "/v1/ratelimit/{policy}/{subject}",
+            Looked::PEEK_STATES,
+            "RateLimitAnswer",
+        ),
+    ),
+    post(
+        "/v1/ratelimit/{policy}/{subject}/reset",
+        Looked::RESET_STATES,
+        "RateLimitAnswer",
+    ),
+    post(
+        "/v1/ratelimit/{policy}/{subject}/refund",
+        Looked::REFUND_STATES,
+        "RateLimitAnswer",
+    ),
 ];
 
 impl Documented {
@@ -364,6 +429,23 @@ impl Modify for InputProblems {
             .and_then(|i| i.post.as_mut())
         {
             add_problem(op, "422", &super::tokens::FIELD_CODES);
+        }
+        let policy_writes = [
+            "/v1/ratelimit/policies/{policy}",
+            "/v1/ratelimit/policies/{policy}/overrides/{subject}",
+        ];
+        for path in policy_writes {
+            if let Some(op) = doc.paths.paths.get_mut(path).and_then(|i| i.put.as_mut()) {
+                add_problem(op, "422", &super::ratelimit::POLICY_CODES);
+            }
+        }
+        if let Some(op) = doc
+            .paths
+            .paths
+            .get_mut(policy_writes[0])
+            .and_then(|i| i.put.as_mut())
+        {
+            add_problem(op, "400", &super::ratelimit::IF_MATCH_CODES);
         }
     }
 }

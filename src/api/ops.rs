@@ -41,6 +41,8 @@ pub struct StatusAnswer {
     pub redis_configured: bool,
     /// Database clock minus this instance's clock, in ms (shared instants use the database's).
     pub clock_offset_ms: i64,
+    /// Where rate limits are decided now and the share of each limit applied.
+    pub ratelimit: crate::ratelimit::LimitsStatus,
 }
 
 /// The operational routes.
@@ -73,6 +75,7 @@ fn status_answer(app: &AppState) -> StatusAnswer {
         grants_from: s.grants_from.map(rfc3339),
         redis_configured: s.redis_configured,
         clock_offset_ms: app.tier.clock_offset_ms(),
+        ratelimit: app.ratelimits.status(),
     }
 }
 

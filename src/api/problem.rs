@@ -146,6 +146,17 @@ pub fn state_problem(
     detail: impl Into<String>,
     mode: crate::tier::Mode,
 ) -> Response {
+    state_problem_in(status, code, title, detail, mode.as_str())
+}
+
+/// [`state_problem`] with a `mode` named by its text (`local`, `none`: modes of no tier).
+pub fn state_problem_in(
+    status: StatusCode,
+    code: &'static str,
+    title: &str,
+    detail: impl Into<String>,
+    mode: &'static str,
+) -> Response {
     let body = StateProblem {
         problem: Problem {
             kind: format!("/problems/{code}"),
@@ -155,7 +166,7 @@ pub fn state_problem(
             code: code.into(),
         },
         state: code,
-        mode: mode.as_str(),
+        mode,
     };
     let json = serde_json::to_vec(&body).unwrap_or_default();
     let ct = [(header::CONTENT_TYPE, "application/problem+json")];

@@ -51,6 +51,8 @@ pub struct Config {
     pub reservations: ReservationSettings,
     /// Causal streams.
     pub streams: StreamSettings,
+    /// Rate limits.
+    pub ratelimit: RateLimitSettings,
     /// Logging.
     pub log: LogSettings,
     /// Metrics.
@@ -77,6 +79,7 @@ impl Default for Config {
             locks: LockSettings::default(),
             reservations: ReservationSettings::default(),
             streams: StreamSettings::default(),
+            ratelimit: RateLimitSettings::default(),
             log: LogSettings::default(),
             metrics: MetricsSettings::default(),
             guard: GuardSettings::default(),
@@ -265,6 +268,34 @@ pub struct LockSettings {
 impl Default for LockSettings {
     fn default() -> Self {
         Self { wait_poll_ms: 20 }
+    }
+}
+
+/// `ratelimit.*`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateLimitSettings {
+    /// How long an instance answers from its copy of a policy before asking SQL whether it
+    /// changed, ms. The instance that saves a policy applies it on its next check.
+    pub policy_cache_ms: u64,
+    /// How often this instance renews its row in the instance table and, in `local` mode,
+    /// flushes its per-policy decision counts to SQL (one statement per policy), ms.
+    pub flush_every_ms: u64,
+    /// After a fail-back to Redis, how long limits take to ramp from the degraded factor back
+    /// to the full rate, ms.
+    pub ramp_ms: u64,
+    /// In-memory buckets kept per instance in `local` mode, at most (idle ones go first).
+    pub local_max_buckets: usize,
+}
+
+impl Default for RateLimitSettings {
+    fn default() -> Self {
+        Self {
+            policy_cache_ms: 1_000,
+            flush_every_ms: 2_000,
+            ramp_ms: 60_000,
+            local_max_buckets: 100_000,
+        }
     }
 }
 
@@ -482,6 +513,8 @@ impl Config {
             ("notify.timeout_ms", self.notify.timeout_ms),
             ("notify.backoff_ms", self.notify.backoff_ms),
             ("notify.poll_ms", self.notify.poll_ms),
+            ("ratelimit.policy_cache_ms", self.ratelimit.policy_cache_ms),
+            ("ratelimit.flush_every_ms", self.ratelimit.flush_every_ms),
         ];
         if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return Err(ConfigError::Invalid(format!("{name} must be positive")));
@@ -502,6 +535,10 @@ impl Config {
             (
                 "streams.sweep_batch",
                 self.streams.sweep_batch.max(0) as usize,
+            ),
+            (
+                "ratelimit.local_max_buckets",
+                self.ratelimit.local_max_buckets,
             ),
         ];
         let writers = [

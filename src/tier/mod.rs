@@ -273,6 +273,17 @@ impl Tier {
         })
     }
 
+    /// When Redis became the active tier again after a spell on SQL (database clock, ms), if
+    /// it did: rate limits ramp back up from then on. The first switch to Redis at a fresh
+    /// start (epoch 2) had no spell on SQL before it.
+    pub fn fail_back_at(&self) -> Option<i64> {
+        let slot = self.cached.read().unwrap_or_else(|p| p.into_inner());
+        let row = &slot.as_ref()?.row;
+        let failed_back =
+            row.tier == TierName::Redis && row.reason == reason::REDIS_RECOVERED && row.epoch > 2;
+        failed_back.then_some(row.changed_at.max(row.grants_from))
+    }
+
     /// Whether this instance can grant now: a tier it can act on, past any grace, and — on
     /// Redis — with every gate of the epoch armed (before that Redis grants nothing).
     fn ready(&self) -> Result<(), Blocked> {

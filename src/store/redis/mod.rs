@@ -4,6 +4,7 @@
 mod conn;
 mod idem;
 mod lock;
+mod ratelimit;
 mod reserve;
 mod slots;
 mod stream;
@@ -32,6 +33,11 @@ pub const ACQUIRE_LUA: &str = concat!(
 );
 /// Source of the reserve script (benchmarks run it raw too).
 pub const RESERVE_LUA: &str = include_str!("lua/res_reserve.lua");
+/// Source of the rate-limit check script (benchmarks run it raw too).
+pub const RL_CHECK_LUA: &str = concat!(
+    include_str!("lua/rl_state.lua"),
+    include_str!("lua/rl_check.lua")
+);
 /// Source of the stream copy raise script (benchmarks run it raw too).
 pub const STREAM_RAISE_LUA: &str = include_str!("lua/stream_raise.lua");
 
@@ -49,6 +55,9 @@ struct Scripts {
     res_seed: Script,
     res_total: Script,
     stream_raise: Script,
+    rl_check: Script,
+    rl_peek: Script,
+    rl_refund: Script,
 }
 
 impl Scripts {
@@ -66,6 +75,15 @@ impl Scripts {
             res_seed: Script::new(include_str!("lua/res_seed.lua")),
             res_total: Script::new(include_str!("lua/res_total.lua")),
             stream_raise: Script::new(STREAM_RAISE_LUA),
+            rl_check: Script::new(RL_CHECK_LUA),
+            rl_peek: Script::new(concat!(
+                include_str!("lua/rl_state.lua"),
+                include_str!("lua/rl_peek.lua")
+            )),
+            rl_refund: Script::new(concat!(
+                include_str!("lua/rl_state.lua"),
+                include_str!("lua/rl_refund.lua")
+            )),
         }
     }
 }
@@ -174,6 +192,6 @@ fn unexpected(v: &redis::Value) -> StoreError {
 }
 
 /// `warden:{key}:suffix`: the hash tag keeps all of one key's Redis keys in one Cluster slot.
-fn tagged(key: &str, suffix: &str) -> String {
+pub fn tagged(key: &str, suffix: &str) -> String {
     format!("warden:{{{key}}}:{suffix}")
 }
