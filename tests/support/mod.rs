@@ -289,6 +289,11 @@ impl RedisCluster {
         }
     }
 
+    /// Runs `redis-cli` with `args` on every master; their outputs.
+    pub fn cli_all(&self, args: &[&str]) -> Vec<Option<String>> {
+        self.ports.iter().map(|p| redis_cli(*p, args)).collect()
+    }
+
     /// Seed list for `WARDEN_REDIS_URL`.
     pub fn url(&self) -> String {
         let urls: Vec<String> = self
