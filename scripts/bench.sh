@@ -5,6 +5,8 @@
 #       summary against the targets, JSON and PNG charts in docs/bench/ (warden-bench starts
 #       its own throwaway Redis and PostgreSQL).
 #   scripts/bench.sh [seconds per row] [suites, default "locks locks-wrk idempotency flash-sale streams"]
+#       (suite "ratelimit" also builds redis-cell from crates.io, scripts/redis-cell.sh, and
+#       loads it into the same Redis for a CL.THROTTLE comparison)
 #       each suite in both modes against throwaway servers started here:
 #       primary  = Warden on Redis (PostgreSQL, fsync on, as its durable tier), with a raw
 #                  redis-benchmark EVAL baseline of the same Lua step on the same Redis;
@@ -50,7 +52,13 @@ cleanup() {
   rm -rf "$dir"
 }
 trap cleanup EXIT
-redis-server --port "$rp" --bind 127.0.0.1 --save '' --appendonly no --dir "$dir" --daemonize yes >/dev/null
+module=()
+case " $suites " in
+  *" ratelimit "*) # redis-cell in the same Redis, for the CL.THROTTLE comparison
+    if cell=$(scripts/redis-cell.sh); then module=(--loadmodule "$cell"); else
+      echo "# redis-cell could not be built here: no CL.THROTTLE comparison"; fi ;;
+esac
+redis-server --port "$rp" --bind 127.0.0.1 --save '' --appendonly no --dir "$dir" --daemonize yes "${module[@]}" >/dev/null
 as_pg "$pgbin/initdb" -D "$dir/data" -A trust -U postgres >/dev/null
 as_pg "$pgbin/pg_ctl" -D "$dir/data" -o "-p $pp -k $dir -c listen_addresses=127.0.0.1 -c max_connections=200" \
   -l "$dir/pg.log" -w start >/dev/null

@@ -30,7 +30,16 @@ pub(crate) fn eval(
         .args(argv)
         .output()
         .map_err(|e| format!("redis-benchmark: {e}"))?;
-    let text = String::from_utf8_lossy(&out.stdout);
+    let (rate, p99_ms) = parse_csv(&String::from_utf8_lossy(&out.stdout))?;
+    Ok(Baseline {
+        what: format!("redis-benchmark EVAL {what}"),
+        rate,
+        p99_ms,
+    })
+}
+
+/// Requests per second and p99 (ms) of a `redis-benchmark --csv` run.
+pub(crate) fn parse_csv(text: &str) -> Result<(f64, f64), String> {
     // CSV: "test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms","p95_latency_ms","p99_latency_ms","max_latency_ms"
     let row = text.lines().last().ok_or("no redis-benchmark output")?;
     let cols: Vec<f64> = row
@@ -39,11 +48,7 @@ pub(crate) fn eval(
         .filter_map(|c| c.trim_matches('"').parse().ok())
         .collect();
     match (cols.first(), cols.get(5)) {
-        (Some(rps), Some(p99)) => Ok(Baseline {
-            what: format!("redis-benchmark EVAL {what}"),
-            rate: *rps,
-            p99_ms: *p99,
-        }),
+        (Some(rps), Some(p99)) => Ok((*rps, *p99)),
         _ => Err(format!("cannot parse redis-benchmark output: {text}")),
     }
 }

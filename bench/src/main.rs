@@ -16,6 +16,7 @@ mod idem;
 mod locks;
 mod pgbench;
 mod profile;
+mod ratelimit;
 mod row;
 mod scaling;
 mod servers;
@@ -35,7 +36,7 @@ use row::Row;
 )]
 pub struct BenchArgs {
     /// What to measure: `locks`, `locks-wrk` (wrk drives the acquires), `idempotency`,
-    /// `flash-sale`, `streams`, `bare` (serve the bare baseline, configured like `warden serve`), `profile` (one suite under `perf`), `chart` (redraw the charts of a report), or `all`: every suite in both modes on throwaway Redis and
+    /// `flash-sale`, `streams`, `ratelimit` (HTTP, then the in-process library), `bare` (serve the bare baseline, configured like `warden serve`), `profile` (one suite under `perf`), `chart` (redraw the charts of a report), or `all`: every suite in both modes on throwaway Redis and
     /// PostgreSQL it starts itself, with scaling rows, a summary against the targets, JSON
     /// and PNG charts (`--url` and `--redis-port` are then ignored).
     #[arg(default_value = "locks")]
@@ -150,9 +151,17 @@ async fn run(args: BenchArgs) -> Result<(), String> {
         "idempotency" => idem::run(&args, mode, &tag).await?,
         "flash-sale" => flash::run(&args, mode, epoch, &tag).await?,
         "streams" => streams::run(&args, mode, &tag).await?,
+        "ratelimit" => {
+            let mut rows = ratelimit::run(&args, mode).await?;
+            let redis = if mode == "primary" { args.redis_port } else { None };
+            if mode == "fallback" || redis.is_some() {
+                rows.extend(ratelimit::library(&args, redis).await?);
+            }
+            rows
+        }
         other => {
             return Err(format!(
-                "unknown bench suite {other:?} (available: all, locks, locks-wrk, idempotency, flash-sale, streams)"
+                "unknown bench suite {other:?} (available: all, locks, locks-wrk, idempotency, flash-sale, streams, ratelimit)"
             ))
         }
     };
