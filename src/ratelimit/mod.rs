@@ -265,6 +265,9 @@ impl RateLimits {
                 "rate limits counted in local mode"
             );
         }
+        // A local check awaits nothing: without this, a caller checking in a tight loop
+        // would keep its worker thread from the tier lease renewal and every other task.
+        tokio::task::consume_budget().await;
         let live = self.live.load(Ordering::Relaxed);
         let factor = loaded.policy.degraded_factor;
         let applied: Vec<Applied> = limits
