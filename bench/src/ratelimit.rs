@@ -105,10 +105,7 @@ pub(crate) async fn run(args: &BenchArgs, mode: &str) -> Result<Vec<Row>, String
 
 /// The in-process library on an embedded Warden: `mode` `primary` (Redis at `redis_port`)
 /// or `local` (SQLite alone), `clients` tasks calling `RateLimits::check` for `seconds`.
-pub(crate) async fn library(
-    args: &BenchArgs,
-    redis_port: Option<u16>,
-) -> Result<Vec<Row>, String> {
+pub(crate) async fn library(args: &BenchArgs, redis_port: Option<u16>) -> Result<Vec<Row>, String> {
     let dir = std::env::temp_dir().join(format!("warden-bench-rl-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     let mut config = warden::config::Config::default();
@@ -122,9 +119,7 @@ pub(crate) async fn library(
         .map_err(|e| e.to_string())?;
     let tier = if redis_port.is_some() { "redis" } else { "sql" };
     let deadline = Instant::now() + Duration::from_secs(15);
-    while w.tier.status().ready.is_err()
-        || w.tier.status().tier.map(|t| t.as_str()) != Some(tier)
-    {
+    while w.tier.status().ready.is_err() || w.tier.status().tier.map(|t| t.as_str()) != Some(tier) {
         if Instant::now() > deadline {
             return Err(format!("embedded warden never ready on {tier}"));
         }

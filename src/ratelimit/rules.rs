@@ -105,9 +105,11 @@ pub fn count(
         .collect();
     if step != Step::Peek {
         for (b, level) in buckets.iter_mut().zip(&after) {
+            // A caller that read the clock before another took the bucket must not move the
+            // bucket back in time: the interval between would drain twice.
             *b = Bucket {
                 level: *level,
-                at_us: now_us,
+                at_us: now_us.max(b.at_us),
             };
         }
     }
@@ -200,6 +202,21 @@ mod tests {
         let peek = count(Step::Peek, &mut b, &a, 1, 0);
         assert!(peek.admitted);
         assert_eq!(b[0].level, 0.0, "a peek writes nothing");
+    }
+
+    #[test]
+    fn a_late_clock_reading_never_moves_a_bucket_back() {
+        let a = [primary(&gcra(1_000_000, 1_000, 1), 1.0)];
+        let mut b = [Bucket {
+            level: 0.0,
+            at_us: 0,
+        }];
+        assert!(count(Step::Check, &mut b, &a, 1, 100).admitted);
+        // Read the clock at 90 but got the bucket after the check at 100: no credit for 90..100
+        // again.
+        assert!(!count(Step::Check, &mut b, &a, 1, 90).admitted);
+        assert_eq!(b[0].at_us, 100);
+        assert!(!count(Step::Check, &mut b, &a, 1, 100).admitted);
     }
 
     #[test]
