@@ -428,6 +428,59 @@ async fn shadow_counts_but_never_refuses_and_fail_modes_hold_with_both_tiers_dow
     assert_eq!(metric(&metrics, series), 1.0, "{metrics}");
     pg.resume();
     redis.restart();
+
+    // Back on Redis, then safe mode: no check is counted; each policy fails as it says.
+    w.wait_ready_on("redis", Duration::from_secs(20)).await;
+    let (s, v) = w
+        .post("/v1/guard/enter", json!({"reason": "rate-limit test"}))
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (s, v, _) = check(&w, "closed", "u2", 1).await;
+        if s == 503 {
+            assert_eq!(v["reason"], "safe_mode", "{v}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "safe mode never reached the check: {v}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (s, v, _) = check(&w, "open", "u2", 1).await;
+    assert_eq!((s, v["state"].as_str()), (200, Some("allowed_unchecked")), "{v}");
+    assert_eq!(v["reason"], "safe_mode", "{v}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_policy_saved_on_one_instance_applies_on_another_within_the_cache_time() {
+    let pg = Postgres::start();
+    let redis = Redis::start();
+    let env = [
+        ("WARDEN_DATABASE_URL", pg.url()),
+        ("WARDEN_REDIS_URL", redis.url()),
+        ("WARDEN_RATELIMIT_POLICY_CACHE_MS", "300".to_string()),
+    ];
+    let a = Warden::start(&env);
+    let b = Warden::start(&env);
+    a.wait_ready_on("redis", Duration::from_secs(10)).await;
+    b.wait_ready_on("redis", Duration::from_secs(10)).await;
+    let one = json!({"limits": [gcra("minute", 1, 60_000, 1)]});
+    assert_eq!(put_policy(&a, "shared", one, None).await.0, 200);
+    assert_eq!(check(&b, "shared", "u", 1).await.0, 200);
+    assert_eq!(check(&a, "shared", "u", 1).await.0, 429, "one count for both");
+    let more = json!({"limits": [gcra("minute", 5, 60_000, 5)]});
+    assert_eq!(put_policy(&a, "shared", more, Some("\"1\"")).await.0, 200);
+    let saved = Instant::now();
+    loop {
+        let (s, v, _) = check(&b, "shared", "u", 1).await;
+        if s == 200 {
+            break;
+        }
+        assert!(
+            saved.elapsed() < Duration::from_millis(1_500),
+            "instance b still on the old policy: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
