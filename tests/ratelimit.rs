@@ -442,11 +442,18 @@ async fn shadow_counts_but_never_refuses_and_fail_modes_hold_with_both_tiers_dow
             assert_eq!(v["reason"], "safe_mode", "{v}");
             break;
         }
-        assert!(Instant::now() < deadline, "safe mode never reached the check: {v}");
+        assert!(
+            Instant::now() < deadline,
+            "safe mode never reached the check: {v}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let (s, v, _) = check(&w, "open", "u2", 1).await;
-    assert_eq!((s, v["state"].as_str()), (200, Some("allowed_unchecked")), "{v}");
+    assert_eq!(
+        (s, v["state"].as_str()),
+        (200, Some("allowed_unchecked")),
+        "{v}"
+    );
     assert_eq!(v["reason"], "safe_mode", "{v}");
 }
 
@@ -458,6 +465,7 @@ async fn a_policy_saved_on_one_instance_applies_on_another_within_the_cache_time
         ("WARDEN_DATABASE_URL", pg.url()),
         ("WARDEN_REDIS_URL", redis.url()),
         ("WARDEN_RATELIMIT_POLICY_CACHE_MS", "300".to_string()),
+        ("WARDEN_RATELIMIT_MAX_OVERRIDES", "2".to_string()),
     ];
     let a = Warden::start(&env);
     let b = Warden::start(&env);
@@ -466,7 +474,11 @@ async fn a_policy_saved_on_one_instance_applies_on_another_within_the_cache_time
     let one = json!({"limits": [gcra("minute", 1, 60_000, 1)]});
     assert_eq!(put_policy(&a, "shared", one, None).await.0, 200);
     assert_eq!(check(&b, "shared", "u", 1).await.0, 200);
-    assert_eq!(check(&a, "shared", "u", 1).await.0, 429, "one count for both");
+    assert_eq!(
+        check(&a, "shared", "u", 1).await.0,
+        429,
+        "one count for both"
+    );
     let more = json!({"limits": [gcra("minute", 5, 60_000, 5)]});
     assert_eq!(put_policy(&a, "shared", more, Some("\"1\"")).await.0, 200);
     let saved = Instant::now();
@@ -481,6 +493,25 @@ async fn a_policy_saved_on_one_instance_applies_on_another_within_the_cache_time
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+
+    // Overrides are bounded (here to 2): a third subject is refused, a known one still saved.
+    let put_override = |subject: &str| {
+        let url = format!(
+            "{}/v1/ratelimit/policies/shared/overrides/{subject}",
+            a.base()
+        );
+        a.http
+            .put(url)
+            .json(&json!({"limits": [gcra("minute", 9, 60_000, 9)]}))
+            .send()
+    };
+    for subject in ["o1", "o2", "o1"] {
+        assert_eq!(put_override(subject).await.unwrap().status().as_u16(), 200);
+    }
+    let r = put_override("o3").await.unwrap();
+    assert_eq!(r.status().as_u16(), 409);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["code"], "too_many_overrides", "{v}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

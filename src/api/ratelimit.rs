@@ -300,6 +300,13 @@ pub async fn save_override(
         })
         .into_response(),
         OverrideSaved::UnknownPolicy => unknown_policy("fallback"),
+        OverrideSaved::TooMany => state_problem_in(
+            status_of(&saved),
+            saved.state(),
+            "Too many overrides",
+            "the policy has as many overrides as ratelimit.max_overrides allows",
+            "fallback",
+        ),
     })
 }
 

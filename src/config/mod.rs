@@ -286,6 +286,8 @@ pub struct RateLimitSettings {
     pub ramp_ms: u64,
     /// In-memory buckets kept per instance in `local` mode, at most (idle ones go first).
     pub local_max_buckets: usize,
+    /// Per-subject overrides one policy may have (every instance holds them all).
+    pub max_overrides: usize,
 }
 
 impl Default for RateLimitSettings {
@@ -295,6 +297,7 @@ impl Default for RateLimitSettings {
             flush_every_ms: 2_000,
             ramp_ms: 60_000,
             local_max_buckets: 100_000,
+            max_overrides: 10_000,
         }
     }
 }
@@ -540,6 +543,7 @@ impl Config {
                 "ratelimit.local_max_buckets",
                 self.ratelimit.local_max_buckets,
             ),
+            ("ratelimit.max_overrides", self.ratelimit.max_overrides),
         ];
         let writers = [
             ("idempotency.writer", self.idempotency.writer),

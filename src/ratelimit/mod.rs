@@ -26,13 +26,10 @@ use crate::metrics_names as m;
 use crate::runtime::correlation::instance_id;
 use crate::store::ratelimit::{Applied, Counted, LimitCopy, Step};
 use crate::store::redis::tagged;
-use crate::store::sql::Expect;
+use crate::store::sql::{Expect, OverrideWrite};
 use crate::store::StoreError;
 use crate::tier::{Blocked, Primary, Tier};
 use local::LocalBuckets;
-
-/// Overrides of one policy loaded at most (the rest are ignored, with a warning).
-pub const MAX_OVERRIDES: i64 = 10_000;
 
 /// A policy as this instance holds it, with its overrides.
 struct Loaded {
@@ -346,13 +343,8 @@ impl RateLimits {
             map_guard().remove(name);
             return Ok(None);
         };
-        let rows = self
-            .tier
-            .on_durable(sql.rl_overrides(name, MAX_OVERRIDES))
-            .await?;
-        if rows.len() as i64 >= MAX_OVERRIDES {
-            tracing::warn!(policy = %for_operator(name), "more overrides than are loaded");
-        }
+        let max = self.cfg.max_overrides as i64;
+        let rows = self.tier.on_durable(sql.rl_overrides(name, max)).await?;
         let corrupt = |e: serde_json::Error| Blocked::database(&StoreError::Corrupt(e.to_string()));
         let policy: Policy = serde_json::from_str(&row.body).map_err(corrupt)?;
         let mut overrides = HashMap::with_capacity(rows.len());
@@ -417,15 +409,16 @@ impl RateLimits {
             body.clone(),
         );
         let sql = self.tier.durable();
+        let max = self.cfg.max_overrides as i64;
         let saved = self
             .tier
-            .on_durable(sql.rl_save_override(name.as_str(), subject.name(), &body, &audit))
+            .on_durable(sql.rl_save_override(name.as_str(), subject.name(), &body, max, &audit))
             .await?;
         self.forget(name);
-        Ok(if saved {
-            OverrideSaved::Saved
-        } else {
-            OverrideSaved::UnknownPolicy
+        Ok(match saved {
+            OverrideWrite::Saved => OverrideSaved::Saved,
+            OverrideWrite::NoPolicy => OverrideSaved::UnknownPolicy,
+            OverrideWrite::Full => OverrideSaved::TooMany,
         })
     }
 

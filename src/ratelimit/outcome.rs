@@ -251,6 +251,8 @@ pub enum OverrideSaved {
     Saved,
     /// No such policy.
     UnknownPolicy,
+    /// The policy has `ratelimit.max_overrides` overrides already; nothing written.
+    TooMany,
 }
 
 impl Terminal for OverrideSaved {
@@ -261,12 +263,18 @@ impl Terminal for OverrideSaved {
             "the subject's limits; checks apply them from the next one",
         ),
         UNKNOWN_POLICY,
+        StateDoc::problem(
+            "too_many_overrides",
+            409,
+            "the policy has as many overrides as `ratelimit.max_overrides` allows",
+        ),
     ];
 
     fn state(&self) -> &'static str {
         match self {
             Self::Saved => "override_saved",
             Self::UnknownPolicy => "unknown_policy",
+            Self::TooMany => "too_many_overrides",
         }
     }
 }
@@ -302,7 +310,11 @@ mod tests {
             Looked::UnknownPolicy,
         ]);
         assert_listed(&[PolicySaved::Saved(1), PolicySaved::VersionMismatch(None)]);
-        assert_listed(&[OverrideSaved::Saved, OverrideSaved::UnknownPolicy]);
+        assert_listed(&[
+            OverrideSaved::Saved,
+            OverrideSaved::UnknownPolicy,
+            OverrideSaved::TooMany,
+        ]);
         assert_eq!(Checked::UnknownPolicy.status(), 404);
         assert_eq!(PolicySaved::VersionMismatch(Some(2)).status(), 412);
     }

@@ -25,7 +25,7 @@ mod tokens;
 pub use evidence::{ReadingRow, RefusalRow};
 pub use guard::GuardTx;
 pub use outbox::Settle;
-pub use ratelimit::{Expect, PolicyRow};
+pub use ratelimit::{Expect, OverrideWrite, PolicyRow};
 pub use reserve_batch::ReserveAsk;
 pub use tier_state::TierRow;
 pub use tokens::StoredToken;

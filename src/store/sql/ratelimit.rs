@@ -18,6 +18,17 @@ pub struct PolicyRow {
     pub revision: i64,
 }
 
+/// What an override save did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OverrideWrite {
+    /// Saved.
+    Saved,
+    /// No such policy; nothing written.
+    NoPolicy,
+    /// The policy has as many overrides as allowed; nothing written.
+    Full,
+}
+
 /// Which version a save may replace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Expect {
@@ -111,15 +122,17 @@ impl SqlStore {
     }
 
     /// Saves the limits `body` of `subject` under policy `name` and moves the policy's
-    /// revision; `false` (nothing written) when the policy does not exist.
+    /// revision, unless the policy does not exist or already has `max` other overrides.
     pub async fn rl_save_override(
         &self,
         name: &str,
         subject: &str,
         body: &str,
+        max: i64,
         audit: &Audit,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<OverrideWrite, StoreError> {
         let mut tx = self.begin_write().await?;
+        // The policy row is locked first (the UPDATE), so concurrent saves count in turn.
         let bumped = sqlx::query(
             "UPDATE warden_ratelimit_policies SET revision = revision + 1 WHERE name = $1",
         )
@@ -128,7 +141,18 @@ impl SqlStore {
         .await
         .map_err(classify)?;
         if bumped.rows_affected() == 0 {
-            return Ok(false);
+            return Ok(OverrideWrite::NoPolicy);
+        }
+        let others = sqlx::query(
+            "SELECT COUNT(*) FROM warden_ratelimit_overrides WHERE policy = $1 AND subject <> $2",
+        )
+        .bind(name)
+        .bind(subject)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(classify)?;
+        if col::<i64>(&others, 0)? >= max {
+            return Ok(OverrideWrite::Full);
         }
         sqlx::query(
             "INSERT INTO warden_ratelimit_overrides (policy, subject, body, updated_at) \
@@ -144,7 +168,7 @@ impl SqlStore {
         .map_err(classify)?;
         append(&mut tx, self.sqlite, std::slice::from_ref(audit)).await?;
         tx.commit().await.map_err(classify)?;
-        Ok(true)
+        Ok(OverrideWrite::Saved)
     }
 
     /// The overrides of policy `name`, at most `limit` of them: `(subject, limits JSON)`.

@@ -28,7 +28,9 @@ local function in_use(key, alg, rate, period, cap, now, fresh_after)
       if fresh_after > 0 then return math.max(cap - 1, 0) end
       return 0
     end
-    level = level - (now - at) * rate / period
+    local elapsed = now - at
+    if elapsed < 0 then elapsed = 0 end -- Redis's clock stepped back: no drain, no debt
+    level = level - elapsed * rate / period
     if level < 0 then level = 0 end
     return level
   end
