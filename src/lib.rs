@@ -16,6 +16,7 @@ pub mod fence;
 pub mod guard;
 pub mod idem;
 pub mod key;
+pub mod kv;
 pub mod lock;
 pub mod logging;
 pub mod metrics_names;

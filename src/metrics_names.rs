@@ -104,3 +104,10 @@ pub const RL_SCRIPT_ERRORS: &str = "warden_ratelimit_script_errors_total";
 pub const RL_SQL_WRITES: &str = "warden_ratelimit_sql_writes_total";
 /// Gauge: share of each limit applied now, by `policy`.
 pub const RL_FACTOR: &str = "warden_ratelimit_effective_factor";
+/// Counter: KV reads by what the hot copy gave, by `result` (`hit`, `miss`: absent or of an
+/// older epoch, reseeded; `held`: a write in flight, answered from SQL).
+pub const KV_COPY: &str = "warden_kv_copy_total";
+/// Counter: KV writes refused for their `expected_version`.
+pub const KV_CONFLICTS: &str = "warden_kv_version_conflicts_total";
+/// Counter: KV tombstones and expired records deleted by the reaper.
+pub const KV_REAPED: &str = "warden_kv_reaped_total";

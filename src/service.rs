@@ -14,6 +14,7 @@ use crate::config::{ms, Config, ConfigError};
 use crate::fence::Fences;
 use crate::guard::Guard;
 use crate::idem::Idempotency;
+use crate::kv::Kv;
 use crate::lock::Locks;
 use crate::ratelimit::RateLimits;
 use crate::reserve::Reservations;
@@ -42,6 +43,8 @@ pub struct Warden {
     pub streams: Arc<Streams>,
     /// Rate limits (also the in-process [`RateLimits::check`] API).
     pub ratelimits: Arc<RateLimits>,
+    /// The key-value store.
+    pub kv: Arc<Kv>,
     /// Incidents, notifications, safe mode and the audit chain.
     pub guard: Arc<Guard>,
     stop: watch::Sender<bool>,
@@ -89,6 +92,7 @@ impl Warden {
         let reservations = Reservations::start(tier.clone(), &config.reservations);
         let streams = Streams::start(tier.clone(), StreamConfig::new(&config.streams)?);
         let ratelimits = RateLimits::new(tier.clone(), &config.ratelimit);
+        let kv = Kv::new(tier.clone(), &config.kv);
         let (stop, stop_rx) = watch::channel(false);
         let stopped = |mut rx: watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|s| *s).await;
@@ -108,6 +112,11 @@ impl Warden {
         let stream_tasks = tokio::spawn(streams.clone().run_background(stopped(stop_rx.clone())));
         let guarding = tokio::spawn(guard.clone().run(stopped(stop_rx.clone())));
         let limits = tokio::spawn(ratelimits.clone().run_background(stopped(stop_rx.clone())));
+        let kv_reaper = tokio::spawn(reap_kv(
+            kv.clone(),
+            ms(config.kv.reap_every_ms),
+            stopped(stop_rx.clone()),
+        ));
         let planner = tokio::spawn(keep_planner_stats(
             tier.durable().clone(),
             ms(config.database.planner_stats_every_ms),
@@ -118,6 +127,7 @@ impl Warden {
             reservations,
             streams,
             ratelimits,
+            kv,
             locks: Arc::new(Locks::new(tier.clone(), &config.locks)),
             fences: Arc::new(Fences::new(tier.clone())),
             idempotency,
@@ -133,6 +143,7 @@ impl Warden {
                 planner,
                 guarding,
                 limits,
+                kv_reaper,
             ],
         })
     }
@@ -173,6 +184,17 @@ async fn keep_planner_stats(
                     }
                 }
             }
+        }
+    })
+    .await
+}
+
+async fn reap_kv(kv: Arc<Kv>, period: Duration, stop: impl std::future::Future<Output = ()>) {
+    every("kv_reaper", period, stop, || async {
+        match kv.reap().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(deleted = n, "old kv tombstones and expired records reaped"),
+            Err(b) => tracing::warn!(reason = b.reason(), "kv reaper failed"),
         }
     })
     .await

@@ -56,6 +56,7 @@ pub fn need(method: &Method, path: &str) -> Option<Need> {
         p if p.starts_with("/v1/reservations/") => Scope::Reservations,
         p if p.starts_with("/v1/streams/") => Scope::Streams,
         p if p.starts_with("/v1/ratelimit/policies/") => Scope::RateLimitAdmin,
+        p if p.starts_with("/v1/kv/") => Scope::Kv,
         p if p.starts_with("/v1/ratelimit/") => Scope::RateLimit,
         _ => return None,
     };

@@ -8,6 +8,7 @@ mod guard;
 mod idem;
 mod incident_input;
 mod incidents;
+mod kv;
 mod locks;
 pub mod observe;
 mod openapi;
@@ -35,6 +36,7 @@ use crate::config::{ms, Config};
 use crate::fence::Fences;
 use crate::guard::Guard;
 use crate::idem::Idempotency;
+use crate::kv::Kv;
 use crate::lock::Locks;
 use crate::ratelimit::RateLimits;
 use crate::reserve::Reservations;
@@ -75,6 +77,8 @@ pub struct Services {
     pub streams: Arc<Streams>,
     /// Rate limits.
     pub ratelimits: Arc<RateLimits>,
+    /// The key-value store.
+    pub kv: Arc<Kv>,
     /// Incidents, the guard and the audit chain.
     pub guard: Arc<Guard>,
     /// Metrics renderer.
@@ -123,6 +127,7 @@ pub fn state(warden: &Warden) -> AppState {
         reservations: warden.reservations.clone(),
         streams: warden.streams.clone(),
         ratelimits: warden.ratelimits.clone(),
+        kv: warden.kv.clone(),
         guard: warden.guard.clone(),
         metrics: metrics_handle(),
     }))
@@ -136,6 +141,7 @@ pub fn app(state: AppState, max_body_bytes: usize) -> Router {
         .merge(reserve::router())
         .merge(streams::router())
         .merge(ratelimit::router())
+        .merge(kv::router())
         .merge(review::router())
         .merge(ops::router())
         .merge(tokens::router())

@@ -17,6 +17,7 @@ use crate::guard::{
     AuditPage, ByIdEvent, Found, GuardMove, IncidentEvent, Noted, Recorded, Verified,
 };
 use crate::idem::{Begun, Finished};
+use crate::kv::{KvDelete, KvPut, KvRead};
 use crate::lock::{Acquired, Read, Touch};
 use crate::outcome::{StateDoc, Terminal};
 use crate::ratelimit::{Checked, Looked, OverrideSaved, PolicyRead, PolicySaved};
@@ -83,7 +84,10 @@ use crate::tier::Blocked;
         super::ratelimit::check,
         super::ratelimit::peek,
         super::ratelimit::reset,
-        super::ratelimit::refund
+        super::ratelimit::refund,
+        super::kv::read,
+        super::kv::write,
+        super::kv::remove
     ),
     components(schemas(
         super::locks::LockAnswer,
@@ -103,6 +107,7 @@ use crate::tier::Blocked;
         super::ratelimit::RateLimitAnswer,
         super::ratelimit::LimitEntry,
         super::ratelimit::PolicyAnswer,
+        super::kv::KvAnswer,
         crate::ratelimit::Policy,
         crate::ratelimit::Limit,
         crate::ratelimit::Algorithm,
@@ -336,6 +341,18 @@ const OUTCOMES: &[Documented] = &[
         "/v1/ratelimit/{policy}/{subject}/refund",
         Looked::REFUND_STATES,
         "RateLimitAnswer",
+    ),
+    with(
+        HttpMethod::Get,
+        post("/v1/kv/{key}", KvRead::STATES, "KvAnswer"),
+    ),
+    with(
+        HttpMethod::Put,
+        post("/v1/kv/{key}", KvPut::STATES, "KvAnswer"),
+    ),
+    with(
+        HttpMethod::Delete,
+        post("/v1/kv/{key}", KvDelete::STATES, "KvAnswer"),
     ),
 ];
 

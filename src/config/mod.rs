@@ -53,6 +53,8 @@ pub struct Config {
     pub streams: StreamSettings,
     /// Rate limits.
     pub ratelimit: RateLimitSettings,
+    /// The key-value store.
+    pub kv: KvSettings,
     /// Logging.
     pub log: LogSettings,
     /// Metrics.
@@ -80,6 +82,7 @@ impl Default for Config {
             reservations: ReservationSettings::default(),
             streams: StreamSettings::default(),
             ratelimit: RateLimitSettings::default(),
+            kv: KvSettings::default(),
             log: LogSettings::default(),
             metrics: MetricsSettings::default(),
             guard: GuardSettings::default(),
@@ -268,6 +271,36 @@ pub struct LockSettings {
 impl Default for LockSettings {
     fn default() -> Self {
         Self { wait_poll_ms: 20 }
+    }
+}
+
+/// `kv.*`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KvSettings {
+    /// How long a record's hot copy stays in Redis after its last write or read from SQL, ms
+    /// (at most until the record expires).
+    pub copy_ttl_ms: u64,
+    /// How long a write keeps the copy out of service if it never finishes, ms: longer than
+    /// any write can take.
+    pub hold_ms: u64,
+    /// How long tombstones and expired records are kept (so versions only grow), ms.
+    pub tombstone_ms: u64,
+    /// How often they are reaped, ms.
+    pub reap_every_ms: u64,
+    /// Rows reaped per pass, at most.
+    pub reap_batch: usize,
+}
+
+impl Default for KvSettings {
+    fn default() -> Self {
+        Self {
+            copy_ttl_ms: 3_600_000,
+            hold_ms: 300_000,
+            tombstone_ms: 7 * 24 * 3_600_000,
+            reap_every_ms: 60_000,
+            reap_batch: 10_000,
+        }
     }
 }
 
@@ -518,6 +551,9 @@ impl Config {
             ("notify.poll_ms", self.notify.poll_ms),
             ("ratelimit.policy_cache_ms", self.ratelimit.policy_cache_ms),
             ("ratelimit.flush_every_ms", self.ratelimit.flush_every_ms),
+            ("kv.copy_ttl_ms", self.kv.copy_ttl_ms),
+            ("kv.hold_ms", self.kv.hold_ms),
+            ("kv.reap_every_ms", self.kv.reap_every_ms),
         ];
         if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return Err(ConfigError::Invalid(format!("{name} must be positive")));
@@ -544,6 +580,7 @@ impl Config {
                 self.ratelimit.local_max_buckets,
             ),
             ("ratelimit.max_overrides", self.ratelimit.max_overrides),
+            ("kv.reap_batch", self.kv.reap_batch),
         ];
         let writers = [
             ("idempotency.writer", self.idempotency.writer),

@@ -4,6 +4,7 @@
 
 pub mod guard;
 pub mod idem;
+pub mod kv;
 pub mod ratelimit;
 pub mod redis;
 pub mod reserve;

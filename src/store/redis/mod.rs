@@ -3,6 +3,7 @@
 
 mod conn;
 mod idem;
+mod kv;
 mod lock;
 mod ratelimit;
 mod reserve;
@@ -57,6 +58,8 @@ struct Scripts {
     stream_raise: Script,
     rl_check: Script,
     rl_peek: Script,
+    kv_hold: Script,
+    kv_seed: Script,
     rl_refund: Script,
 }
 
@@ -76,6 +79,8 @@ impl Scripts {
             res_total: Script::new(include_str!("lua/res_total.lua")),
             stream_raise: Script::new(STREAM_RAISE_LUA),
             rl_check: Script::new(RL_CHECK_LUA),
+            kv_hold: Script::new(include_str!("lua/kv_hold.lua")),
+            kv_seed: Script::new(include_str!("lua/kv_seed.lua")),
             rl_peek: Script::new(concat!(
                 include_str!("lua/rl_state.lua"),
                 include_str!("lua/rl_peek.lua")

@@ -8,6 +8,7 @@ mod guard;
 mod idem;
 mod idem_sql;
 mod incidents;
+mod kv;
 mod lock;
 mod outbox;
 mod params;
@@ -24,6 +25,7 @@ mod tokens;
 
 pub use evidence::{ReadingRow, RefusalRow};
 pub use guard::GuardTx;
+pub use kv::{KvExpect, KvWritten};
 pub use outbox::Settle;
 pub use ratelimit::{Expect, OverrideWrite, PolicyRow};
 pub use reserve_batch::ReserveAsk;
