@@ -10,10 +10,19 @@ use serde::Serialize;
 use super::row::Row;
 use super::servers::{Server, Servers, Warden};
 use super::summary::{self, Summary};
-use super::{chart, cpu, flash, idem, locks, pgbench, scaling, streams, target, wrk, BenchArgs};
+use super::{
+    chart, cpu, flash, idem, kv, locks, pgbench, scaling, streams, target, wrk, BenchArgs,
+};
 
 /// The suites `all` runs, in order.
-pub const SUITES: [&str; 5] = ["locks", "locks-wrk", "idempotency", "flash-sale", "streams"];
+pub const SUITES: [&str; 6] = [
+    "locks",
+    "locks-wrk",
+    "idempotency",
+    "flash-sale",
+    "streams",
+    "kv",
+];
 
 /// Everything one `bench all` measured, as written to JSON.
 #[derive(Serialize)]
@@ -49,12 +58,22 @@ pub(crate) async fn suite_rows(
         ],
         "flash-sale" => vec![flash::hot(args, mode, epoch, tag, c).await?],
         "streams" => vec![streams::pairs(args, mode, tag, c, streams::STREAMS).await?],
+        "kv" => kv_rows(args, mode, tag, c).await?,
         other => return Err(format!("unknown suite {other}")),
     })
 }
 
+/// Hot reads and durable writes of KV records (after writing every key once).
+async fn kv_rows(args: &BenchArgs, mode: &str, tag: &str, c: usize) -> Result<Vec<Row>, String> {
+    kv::fill(&args.url, tag).await?;
+    Ok(vec![
+        kv::reads(args, mode, tag, c).await,
+        kv::writes(args, mode, tag, c).await,
+    ])
+}
+
 /// Suites measured against the bare server too (it serves their headline calls).
-const BARE: [&str; 4] = ["locks", "idempotency", "flash-sale", "streams"];
+const BARE: [&str; 5] = ["locks", "idempotency", "flash-sale", "streams", "kv"];
 
 /// The headline rows the bare server serves: new-key acquires, begin+complete pairs, hot-SKU
 /// reservations, stream intake+commit pairs.
@@ -65,6 +84,9 @@ async fn bare_rows(
     tag: &str,
 ) -> Result<Vec<Row>, String> {
     let c = args.clients[0];
+    if suite == "kv" {
+        return kv_rows(args, "bare", tag, c).await;
+    }
     Ok(vec![match suite {
         "locks" => locks::new_keys(args, "bare", epoch, tag, c).await,
         "idempotency" => idem::pairs(args, "bare", tag, c).await,

@@ -31,6 +31,32 @@ fn key(raw: &str) -> Result<Key, (axum::http::StatusCode, String)> {
 
 type Answer = Result<(StatusCode, Json<Value>), (StatusCode, String)>;
 
+async fn kv_get(State(w): App, Path(k): Path<String>) -> Answer {
+    Ok(match w.kv.get(&key(&k)?).await {
+        Ok((warden::kv::KvRead::Found(r), _)) => {
+            let value: Value = serde_json::from_str(&r.value).unwrap_or(Value::Null);
+            (
+                StatusCode::OK,
+                Json(json!({"value": value, "version": r.version})),
+            )
+        }
+        Ok(_) => (StatusCode::NOT_FOUND, Json(json!({}))),
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({}))),
+    })
+}
+
+async fn kv_put(State(w): App, Path(k): Path<String>, Json(body): Json<Value>) -> Answer {
+    let value = body["value"].to_string();
+    let any = warden::store::sql::KvExpect::Any;
+    Ok(match w.kv.put(&key(&k)?, &value, None, any).await {
+        Ok((warden::kv::KvPut::Stored(r), _)) => {
+            (StatusCode::OK, Json(json!({"version": r.version})))
+        }
+        Ok(_) => (StatusCode::CONFLICT, Json(json!({}))),
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({}))),
+    })
+}
+
 async fn acquire(State(w): App, Path(k): Path<String>, Json(body): Json<Value>) -> Answer {
     let req = AcquireRequest {
         key: key(&k)?,
@@ -182,6 +208,7 @@ pub(crate) async fn serve() -> Result<(), String> {
         .route("/v1/streams/{stream}", get(stream_state))
         .route("/v1/streams/{stream}/intents", post(intake))
         .route("/v1/streams/{stream}/commits", post(commit))
+        .route("/v1/kv/{key}", get(kv_get).put(kv_put))
         .with_state(Arc::new(w));
     let listener = tokio::net::TcpListener::bind(&listen)
         .await

@@ -38,6 +38,28 @@ pub(crate) fn eval(
     })
 }
 
+/// Runs one plain command (`__rand_int__` in its arguments makes every call touch new data).
+pub(crate) fn command(
+    port: u16,
+    clients: usize,
+    requests: usize,
+    cmd: &[&str],
+) -> Result<Baseline, String> {
+    let out = std::process::Command::new("redis-benchmark")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+        .args(["-c", &clients.to_string(), "-n", &requests.to_string()])
+        .args(["-r", "10000", "--csv"])
+        .args(cmd)
+        .output()
+        .map_err(|e| format!("redis-benchmark: {e}"))?;
+    let (rate, p99_ms) = parse_csv(&String::from_utf8_lossy(&out.stdout))?;
+    Ok(Baseline {
+        what: format!("redis-benchmark {}", cmd[0]),
+        rate,
+        p99_ms,
+    })
+}
+
 /// Requests per second and p99 (ms) of a `redis-benchmark --csv` run.
 pub(crate) fn parse_csv(text: &str) -> Result<(f64, f64), String> {
     // CSV: "test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms","p95_latency_ms","p99_latency_ms","max_latency_ms"

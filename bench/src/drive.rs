@@ -72,6 +72,31 @@ impl Run {
         Ok(())
     }
 
+    /// One timed `GET` that must answer `expect`.
+    pub(crate) async fn get(
+        &mut self,
+        http: &mut Conn,
+        path: &str,
+        expect: u16,
+    ) -> Result<(), String> {
+        let status = self.first.time(http.get(path)).await?.0;
+        self.count(status == expect);
+        Ok(())
+    }
+
+    /// One timed `PUT` that must answer `expect`.
+    pub(crate) async fn put(
+        &mut self,
+        http: &mut Conn,
+        path: &str,
+        body: &Value,
+        expect: u16,
+    ) -> Result<(), String> {
+        let status = self.first.time(http.put(path, body)).await?.0;
+        self.count(status == expect);
+        Ok(())
+    }
+
     /// Two timed calls: the first must answer `expect`, the second is built from its answer
     /// and must answer 200.
     pub(crate) async fn pair(

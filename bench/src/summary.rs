@@ -95,6 +95,11 @@ pub fn medians(rows: &[Row]) -> Vec<Summary> {
             })
             .filter(|b| b.rate > 0.0)
             .map(|b| s.rate / b.rate);
+        let target = targets::of(&s.path, &s.mode).filter(|_| s.target.is_some());
+        if let Some(a) = target.and_then(|t| t.vs_bare_attainment(s.vs_bare)) {
+            s.attainment.push(("throughput vs bare".into(), a));
+            s.met = s.met.map(|m| m && a >= 1.0);
+        }
     }
     out
 }

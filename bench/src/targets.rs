@@ -11,6 +11,8 @@ pub struct Target {
     min_rate: Option<f64>,
     min_ratio: Option<f64>,
     max_p99_ms: f64,
+    /// Least throughput against the bare server's (judged where the summary has it).
+    min_vs_bare: Option<f64>,
 }
 
 /// The target of `path` in `mode`, if one was set.
@@ -21,6 +23,7 @@ pub fn of(path: &str, mode: &str) -> Option<Target> {
             min_rate,
             min_ratio,
             max_p99_ms,
+            min_vs_bare: None,
         })
     };
     match (path, mode) {
@@ -36,6 +39,11 @@ pub fn of(path: &str, mode: &str) -> Option<Target> {
         ("flash sale hot SKU", "primary") => {
             t("≥ 10 000/s, p99 < 50 ms", Some(10_000.0), None, 50.0)
         }
+        ("kv get (hot)", "primary") => Some(Target {
+            min_vs_bare: Some(0.8),
+            ..t("≥ 0.8× bare axum, p99 < 5 ms", None, None, 5.0)?
+        }),
+        ("kv put", "primary") => t("≥ 10 000/s, p99 < 20 ms", Some(10_000.0), None, 20.0),
         ("flash sale hot SKU", "fallback") => {
             t("≥ 3 000/s, p99 < 100 ms", Some(3_000.0), None, 100.0)
         }
@@ -56,6 +64,12 @@ impl Target {
         }
         out.push(("p99", self.max_p99_ms / row.p99_ms().max(1e-3)));
         out
+    }
+
+    /// The attainment of the bare-server criterion for throughput `vs_bare` times the bare
+    /// server's, if the target has one (0 when it was not measured).
+    pub fn vs_bare_attainment(&self, vs_bare: Option<f64>) -> Option<f64> {
+        self.min_vs_bare.map(|min| vs_bare.unwrap_or(0.0) / min)
     }
 
     /// Whether every criterion is met.

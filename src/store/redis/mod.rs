@@ -39,6 +39,8 @@ pub const RL_CHECK_LUA: &str = concat!(
     include_str!("lua/rl_state.lua"),
     include_str!("lua/rl_check.lua")
 );
+/// Source of the KV hold script (benchmarks run it raw too).
+pub const KV_HOLD_LUA: &str = include_str!("lua/kv_hold.lua");
 /// Source of the stream copy raise script (benchmarks run it raw too).
 pub const STREAM_RAISE_LUA: &str = include_str!("lua/stream_raise.lua");
 
@@ -79,7 +81,7 @@ impl Scripts {
             res_total: Script::new(include_str!("lua/res_total.lua")),
             stream_raise: Script::new(STREAM_RAISE_LUA),
             rl_check: Script::new(RL_CHECK_LUA),
-            kv_hold: Script::new(include_str!("lua/kv_hold.lua")),
+            kv_hold: Script::new(KV_HOLD_LUA),
             kv_seed: Script::new(include_str!("lua/kv_seed.lua")),
             rl_peek: Script::new(concat!(
                 include_str!("lua/rl_state.lua"),
