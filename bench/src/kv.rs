@@ -100,8 +100,8 @@ pub(crate) async fn writes(args: &BenchArgs, mode: &str, tag: &str, c: usize) ->
                 p,
                 c,
                 n,
-                "kv_hold.lua",
-                warden::store::redis::KV_HOLD_LUA,
+                "copy_hold.lua",
+                warden::store::redis::COPY_HOLD_LUA,
                 &keys,
                 &argv,
             )

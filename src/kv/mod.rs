@@ -13,7 +13,9 @@ use crate::config::KvSettings;
 use crate::key::Key;
 use crate::metrics_names as m;
 use crate::runtime::correlation;
-use crate::store::kv::{KvCopy, KvPeek, KvRecord};
+use crate::store::copy::{HotCopy, Peeked};
+use crate::store::kv::{KvRecord, COPY_FIELDS};
+use crate::store::redis::tagged;
 use crate::store::sql::{KvExpect, KvWritten};
 use crate::tier::{Blocked, Mode, Primary, Tier};
 
@@ -21,6 +23,11 @@ use crate::tier::{Blocked, Mode, Primary, Tier};
 pub const MAX_VALUE_BYTES: usize = 1024 * 1024;
 /// Longest TTL, ms (one year).
 pub const MAX_TTL_MS: i64 = 366 * 24 * 3_600_000;
+
+/// The Redis key of `key`'s hot copy.
+fn copy_key(key: &Key) -> String {
+    tagged(key.as_str(), "kv")
+}
 
 /// The KV service.
 pub struct Kv {
@@ -55,17 +62,23 @@ impl Kv {
         let primary = active.primary();
         let mut reseed = false;
         if let Some(p) = primary {
-            match p.call(|s| s.kv_peek(key.as_str())).await {
-                Ok(KvPeek::Copy(c)) if c.epoch == epoch => {
+            let k = copy_key(key);
+            let copied = p.call(|s| s.copy_peek(&k, &COPY_FIELDS)).await;
+            let current = |v: i64, f: &_| KvRecord::from_copy(v, f);
+            match copied {
+                Ok(Peeked::Copy {
+                    epoch: e,
+                    version,
+                    fields,
+                }) if e == epoch && current(version, &fields).is_some() => {
                     metrics::counter!(m::KV_COPY, "result" => "hit").increment(1);
-                    let read = if c.record.live(now) {
-                        KvRead::Found(c.record)
-                    } else {
-                        KvRead::NotFound
+                    let read = match current(version, &fields) {
+                        Some(r) if r.live(now) => KvRead::Found(r),
+                        _ => KvRead::NotFound,
                     };
                     return Ok((read, mode));
                 }
-                Ok(KvPeek::Held) => {
+                Ok(Peeked::Held) => {
                     metrics::counter!(m::KV_COPY, "result" => "held").increment(1);
                 }
                 Ok(_) => {
@@ -144,7 +157,8 @@ impl Kv {
         let primary = active.primary();
         if let Some(p) = primary {
             let hold_ms = self.cfg.hold_ms as i64;
-            p.settle(|s| s.kv_hold(key.as_str(), hold_ms)).await?;
+            let k = copy_key(key);
+            p.settle(|s| s.copy_hold(&k, hold_ms)).await?;
         }
         Ok((primary, active.mode(), active.epoch))
     }
@@ -193,27 +207,21 @@ impl Kv {
         now: i64,
     ) {
         let ttl = self.copy_ttl(r, now);
+        let fields = r.copy_fields();
+        let k = copy_key(key);
         if let Err(e) = p
-            .call(|s| s.kv_seed(key.as_str(), r, epoch, release, ttl))
+            .call(|s| s.copy_seed(&k, epoch, r.version, &fields, release, ttl))
             .await
         {
             tracing::warn!(error = %e, "kv copy not written; it stays held until the hold ends");
         }
     }
 
-    /// Ends a hold with nothing to copy (a delete of a key SQL never had).
+    /// Ends a hold with nothing to copy (a delete of a key SQL never had): a copy of epoch 0,
+    /// which is never current, gone within a millisecond.
     async fn release(&self, p: Primary<'_>, key: &Key) {
-        let gone = KvRecord {
-            value: String::new(),
-            version: 0,
-            expires_at: 0,
-            deleted: true,
-        };
-        let epoch = 0; // never current: readers go to SQL
-        if let Err(e) = p
-            .call(|s| s.kv_seed(key.as_str(), &gone, epoch, true, 1))
-            .await
-        {
+        let k = copy_key(key);
+        if let Err(e) = p.call(|s| s.copy_seed(&k, 0, 0, &[], true, 1)).await {
             tracing::warn!(error = %e, "kv hold not released; it ends on its own");
         }
     }

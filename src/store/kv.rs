@@ -1,10 +1,7 @@
-//! Key-value records as both tiers store them. SQL holds every record, tombstones included,
-//! so versions only grow; Redis holds a hot copy that is served only while it is provably
-//! current: written in the active epoch, at the record's version, with no write in flight.
+//! Key-value records as SQL stores them, and as their hot copy in Redis carries them. SQL
+//! holds every record, tombstones included, so versions only grow.
 
-use std::future::Future;
-
-use crate::store::StoreError;
+use std::collections::HashMap;
 
 /// A record as SQL keeps it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,55 +16,31 @@ pub struct KvRecord {
     pub deleted: bool,
 }
 
+/// The fields of a KV record's hot copy (besides its epoch and version).
+pub const COPY_FIELDS: [&str; 3] = ["d", "e", "t"];
+
 impl KvRecord {
     /// Whether it holds a value at `now`.
     pub fn live(&self, now: i64) -> bool {
         !self.deleted && (self.expires_at == 0 || self.expires_at > now)
     }
-}
 
-/// The hot copy of a record, as Redis holds it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KvCopied {
-    /// The epoch it was written in.
-    pub epoch: i64,
-    /// The record.
-    pub record: KvRecord,
-}
+    /// Its fields in the hot copy.
+    pub fn copy_fields(&self) -> [(&'static str, String); 3] {
+        [
+            ("d", self.value.clone()),
+            ("e", self.expires_at.to_string()),
+            ("t", i64::from(self.deleted).to_string()),
+        ]
+    }
 
-/// What a read of the hot copy found.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum KvPeek {
-    /// No copy.
-    Absent,
-    /// A write is in flight (or failed after its SQL commit): the copy must not be used.
-    Held,
-    /// A copy.
-    Copy(KvCopied),
-}
-
-/// The Redis hot copy of KV records.
-pub trait KvCopy: Send + Sync {
-    /// Reads the copy of `key` (one `HMGET`).
-    fn kv_peek(&self, key: &str) -> impl Future<Output = Result<KvPeek, StoreError>> + Send;
-
-    /// Before a write: drops the copy's value and marks a write in flight for `hold_ms`, so
-    /// no reader serves or reseeds it until the write's own seed.
-    fn kv_hold(
-        &self,
-        key: &str,
-        hold_ms: i64,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
-
-    /// Writes `record` as the copy at `epoch` (kept `ttl_ms` at most), unless a write is in
-    /// flight or the copy is at this epoch and as new already. `release`: this is the seed of
-    /// a write that held the copy, which ends its hold first. Returns whether it was written.
-    fn kv_seed(
-        &self,
-        key: &str,
-        record: &KvRecord,
-        epoch: i64,
-        release: bool,
-        ttl_ms: i64,
-    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// The record a copy's fields describe, if they are whole.
+    pub fn from_copy(version: i64, fields: &HashMap<&'static str, String>) -> Option<Self> {
+        Some(Self {
+            value: fields.get("d")?.clone(),
+            version,
+            expires_at: fields.get("e")?.parse().ok()?,
+            deleted: fields.get("t")? == "1",
+        })
+    }
 }

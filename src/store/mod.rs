@@ -2,6 +2,7 @@
 //! waiting, failover) live above them. Infrastructure failures are [`StoreError`]s; domain
 //! answers (busy, not owner) are values.
 
+pub mod copy;
 pub mod guard;
 pub mod idem;
 pub mod kv;

@@ -2,8 +2,8 @@
 //! per-call timeout; every key carries a hash tag so one operation's keys share a slot.
 
 mod conn;
+mod copy;
 mod idem;
-mod kv;
 mod lock;
 mod ratelimit;
 mod reserve;
@@ -39,8 +39,8 @@ pub const RL_CHECK_LUA: &str = concat!(
     include_str!("lua/rl_state.lua"),
     include_str!("lua/rl_check.lua")
 );
-/// Source of the KV hold script (benchmarks run it raw too).
-pub const KV_HOLD_LUA: &str = include_str!("lua/kv_hold.lua");
+/// Source of the hot-copy hold script (benchmarks run it raw too).
+pub const COPY_HOLD_LUA: &str = include_str!("lua/copy_hold.lua");
 /// Source of the stream copy raise script (benchmarks run it raw too).
 pub const STREAM_RAISE_LUA: &str = include_str!("lua/stream_raise.lua");
 
@@ -60,8 +60,8 @@ struct Scripts {
     stream_raise: Script,
     rl_check: Script,
     rl_peek: Script,
-    kv_hold: Script,
-    kv_seed: Script,
+    copy_hold: Script,
+    copy_seed: Script,
     rl_refund: Script,
 }
 
@@ -81,8 +81,8 @@ impl Scripts {
             res_total: Script::new(include_str!("lua/res_total.lua")),
             stream_raise: Script::new(STREAM_RAISE_LUA),
             rl_check: Script::new(RL_CHECK_LUA),
-            kv_hold: Script::new(KV_HOLD_LUA),
-            kv_seed: Script::new(include_str!("lua/kv_seed.lua")),
+            copy_hold: Script::new(COPY_HOLD_LUA),
+            copy_seed: Script::new(include_str!("lua/copy_seed.lua")),
             rl_peek: Script::new(concat!(
                 include_str!("lua/rl_state.lua"),
                 include_str!("lua/rl_peek.lua")
