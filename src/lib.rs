@@ -25,6 +25,7 @@ pub mod ratelimit;
 pub mod reserve;
 pub mod runtime;
 pub mod service;
+pub mod session;
 pub mod store;
 pub mod stream;
 pub mod tier;

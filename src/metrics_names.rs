@@ -111,3 +111,11 @@ pub const KV_COPY: &str = "warden_kv_copy_total";
 pub const KV_CONFLICTS: &str = "warden_kv_version_conflicts_total";
 /// Counter: KV tombstones and expired records deleted by the reaper.
 pub const KV_REAPED: &str = "warden_kv_reaped_total";
+/// Counter: session lifecycle events, by `kind` (`created`, `rotated`, `revoked`, `expired`,
+/// `evicted`).
+pub const SESSION_EVENTS: &str = "warden_session_events_total";
+/// Counter: session writes refused for their `expected_version`.
+pub const SESSION_CONFLICTS: &str = "warden_session_version_conflicts_total";
+/// Counter: session touches, by `written` (`false`: within a tenth of the idle TTL of the last
+/// written one, so SQL was spared).
+pub const SESSION_TOUCH_WRITES: &str = "warden_session_touches_total";

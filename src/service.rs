@@ -19,6 +19,7 @@ use crate::lock::Locks;
 use crate::ratelimit::RateLimits;
 use crate::reserve::Reservations;
 use crate::runtime::periodic::every;
+use crate::session::Sessions;
 use crate::store::redis::RedisStore;
 use crate::store::sql::SqlStore;
 use crate::store::StoreError;
@@ -45,6 +46,8 @@ pub struct Warden {
     pub ratelimits: Arc<RateLimits>,
     /// The key-value store.
     pub kv: Arc<Kv>,
+    /// Sessions.
+    pub sessions: Arc<Sessions>,
     /// Incidents, notifications, safe mode and the audit chain.
     pub guard: Arc<Guard>,
     stop: watch::Sender<bool>,
@@ -93,6 +96,7 @@ impl Warden {
         let streams = Streams::start(tier.clone(), StreamConfig::new(&config.streams)?);
         let ratelimits = RateLimits::new(tier.clone(), &config.ratelimit);
         let kv = Kv::new(tier.clone(), &config.kv);
+        let sessions = Sessions::new(tier.clone(), &config.sessions);
         let (stop, stop_rx) = watch::channel(false);
         let stopped = |mut rx: watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|s| *s).await;
@@ -112,6 +116,11 @@ impl Warden {
         let stream_tasks = tokio::spawn(streams.clone().run_background(stopped(stop_rx.clone())));
         let guarding = tokio::spawn(guard.clone().run(stopped(stop_rx.clone())));
         let limits = tokio::spawn(ratelimits.clone().run_background(stopped(stop_rx.clone())));
+        let sweeper = tokio::spawn(sweep_sessions(
+            sessions.clone(),
+            ms(config.sessions.sweep_every_ms),
+            stopped(stop_rx.clone()),
+        ));
         let kv_reaper = tokio::spawn(reap_kv(
             kv.clone(),
             ms(config.kv.reap_every_ms),
@@ -128,6 +137,7 @@ impl Warden {
             streams,
             ratelimits,
             kv,
+            sessions,
             locks: Arc::new(Locks::new(tier.clone(), &config.locks)),
             fences: Arc::new(Fences::new(tier.clone())),
             idempotency,
@@ -144,6 +154,7 @@ impl Warden {
                 guarding,
                 limits,
                 kv_reaper,
+                sweeper,
             ],
         })
     }
@@ -184,6 +195,21 @@ async fn keep_planner_stats(
                     }
                 }
             }
+        }
+    })
+    .await
+}
+
+async fn sweep_sessions(
+    sessions: Arc<Sessions>,
+    period: Duration,
+    stop: impl std::future::Future<Output = ()>,
+) {
+    every("session_sweeper", period, stop, || async {
+        match sessions.sweep().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(sessions = n, "expired sessions marked"),
+            Err(b) => tracing::warn!(reason = b.reason(), "session sweeper failed"),
         }
     })
     .await

@@ -48,7 +48,7 @@ fn bearer(token: &str) -> String {
 fn operations(spec: &Value) -> Vec<(String, String)> {
     let mut out = Vec::new();
     for (path, item) in spec["paths"].as_object().unwrap() {
-        for method in ["get", "post", "put", "delete"] {
+        for method in ["get", "post", "put", "patch", "delete"] {
             if item.get(method).is_none() {
                 continue;
             }

@@ -57,6 +57,7 @@ pub fn need(method: &Method, path: &str) -> Option<Need> {
         p if p.starts_with("/v1/streams/") => Scope::Streams,
         p if p.starts_with("/v1/ratelimit/policies/") => Scope::RateLimitAdmin,
         p if p.starts_with("/v1/kv/") => Scope::Kv,
+        p if p.starts_with("/v1/sessions") || p.starts_with("/v1/principals/") => Scope::Sessions,
         p if p.starts_with("/v1/ratelimit/") => Scope::RateLimit,
         _ => return None,
     };
@@ -209,6 +210,7 @@ mod tests {
                 (Method::POST, item.post.is_some()),
                 (Method::PUT, item.put.is_some()),
                 (Method::DELETE, item.delete.is_some()),
+                (Method::PATCH, item.patch.is_some()),
             ];
             for (method, present) in ops {
                 if present {

@@ -17,6 +17,7 @@ pub mod problem;
 mod ratelimit;
 mod reserve;
 mod review;
+mod sessions;
 mod streams;
 mod tls;
 mod tokens;
@@ -42,6 +43,7 @@ use crate::ratelimit::RateLimits;
 use crate::reserve::Reservations;
 use crate::runtime::correlation::task_span;
 use crate::service::{StartError, Warden};
+use crate::session::Sessions;
 use crate::stream::Streams;
 use crate::tier::Tier;
 use tracing::Instrument;
@@ -79,6 +81,8 @@ pub struct Services {
     pub ratelimits: Arc<RateLimits>,
     /// The key-value store.
     pub kv: Arc<Kv>,
+    /// Sessions.
+    pub sessions: Arc<Sessions>,
     /// Incidents, the guard and the audit chain.
     pub guard: Arc<Guard>,
     /// Metrics renderer.
@@ -128,6 +132,7 @@ pub fn state(warden: &Warden) -> AppState {
         streams: warden.streams.clone(),
         ratelimits: warden.ratelimits.clone(),
         kv: warden.kv.clone(),
+        sessions: warden.sessions.clone(),
         guard: warden.guard.clone(),
         metrics: metrics_handle(),
     }))
@@ -142,6 +147,7 @@ pub fn app(state: AppState, max_body_bytes: usize) -> Router {
         .merge(streams::router())
         .merge(ratelimit::router())
         .merge(kv::router())
+        .merge(sessions::router())
         .merge(review::router())
         .merge(ops::router())
         .merge(tokens::router())

@@ -22,6 +22,9 @@ use crate::lock::{Acquired, Read, Touch};
 use crate::outcome::{StateDoc, Terminal};
 use crate::ratelimit::{Checked, Looked, OverrideSaved, PolicyRead, PolicySaved};
 use crate::reserve::{ReservedOnce, Settled, StockRead, TotalSet};
+use crate::session::{
+    SessionCreated, SessionRead, SessionRevoked, SessionRotated, SessionSaved, SessionTouch,
+};
 use crate::stream::{
     Claimed, Committed, Intake, Read as StreamRead, Replay, Resolution, ReviewPage,
 };
@@ -87,7 +90,17 @@ use crate::tier::Blocked;
         super::ratelimit::refund,
         super::kv::read,
         super::kv::write,
-        super::kv::remove
+        super::kv::remove,
+        super::sessions::create,
+        super::sessions::read,
+        super::sessions::touch,
+        super::sessions::replace,
+        super::sessions::patch,
+        super::sessions::rotate,
+        super::sessions::revoke,
+        super::sessions::list,
+        super::sessions::revoke_all,
+        super::sessions::events
     ),
     components(schemas(
         super::locks::LockAnswer,
@@ -108,6 +121,8 @@ use crate::tier::Blocked;
         super::ratelimit::LimitEntry,
         super::ratelimit::PolicyAnswer,
         super::kv::KvAnswer,
+        super::sessions::SessionAnswer,
+        super::sessions::SessionPage,
         crate::ratelimit::Policy,
         crate::ratelimit::Limit,
         crate::ratelimit::Algorithm,
@@ -354,6 +369,41 @@ const OUTCOMES: &[Documented] = &[
         HttpMethod::Delete,
         post("/v1/kv/{key}", KvDelete::STATES, "KvAnswer"),
     ),
+    post("/v1/sessions", SessionCreated::STATES, "SessionAnswer"),
+    with(
+        HttpMethod::Get,
+        post("/v1/sessions/{id}", SessionRead::STATES, "SessionAnswer"),
+    ),
+    post(
+        "/v1/sessions/{id}/touch",
+        SessionTouch::STATES,
+        "SessionAnswer",
+    ),
+    with(
+        HttpMethod::Put,
+        post("/v1/sessions/{id}", SessionSaved::STATES, "SessionAnswer"),
+    ),
+    with(
+        HttpMethod::Patch,
+        post("/v1/sessions/{id}", SessionSaved::STATES, "SessionAnswer"),
+    ),
+    post(
+        "/v1/sessions/{id}/rotate",
+        SessionRotated::STATES,
+        "SessionAnswer",
+    ),
+    with(
+        HttpMethod::Delete,
+        post("/v1/sessions/{id}", SessionRevoked::STATES, "SessionAnswer"),
+    ),
+    with(
+        HttpMethod::Delete,
+        post(
+            "/v1/principals/{principal}/sessions",
+            SessionRevoked::STATES,
+            "SessionAnswer",
+        ),
+    ),
 ];
 
 impl Documented {
@@ -364,6 +414,7 @@ impl Documented {
             HttpMethod::Get => item.get.as_mut(),
             HttpMethod::Put => item.put.as_mut(),
             HttpMethod::Delete => item.delete.as_mut(),
+            HttpMethod::Patch => item.patch.as_mut(),
             _ => item.post.as_mut(),
         }
     }
@@ -485,6 +536,7 @@ impl Modify for AccessProblems {
                 (axum::http::Method::POST, &mut item.post),
                 (axum::http::Method::PUT, &mut item.put),
                 (axum::http::Method::DELETE, &mut item.delete),
+                (axum::http::Method::PATCH, &mut item.patch),
             ];
             for (method, op) in ops {
                 let Some(op) = op.as_mut() else { continue };

@@ -55,6 +55,8 @@ pub struct Config {
     pub ratelimit: RateLimitSettings,
     /// The key-value store.
     pub kv: KvSettings,
+    /// Sessions.
+    pub sessions: SessionSettings,
     /// Logging.
     pub log: LogSettings,
     /// Metrics.
@@ -83,6 +85,7 @@ impl Default for Config {
             streams: StreamSettings::default(),
             ratelimit: RateLimitSettings::default(),
             kv: KvSettings::default(),
+            sessions: SessionSettings::default(),
             log: LogSettings::default(),
             metrics: MetricsSettings::default(),
             guard: GuardSettings::default(),
@@ -300,6 +303,32 @@ impl Default for KvSettings {
             tombstone_ms: 7 * 24 * 3_600_000,
             reap_every_ms: 60_000,
             reap_batch: 10_000,
+        }
+    }
+}
+
+/// `sessions.*`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SessionSettings {
+    /// Largest session data, bytes of JSON.
+    pub max_data_bytes: usize,
+    /// How often the sweeper marks sessions past an expiry as expired, ms.
+    pub sweep_every_ms: u64,
+    /// Sessions marked (and old rows forgotten) per sweep, at most.
+    pub sweep_batch: usize,
+    /// How long an ended session's row is kept after its absolute expiry, ms (a tombstone:
+    /// until then a late write finds it ended).
+    pub retention_ms: u64,
+}
+
+impl Default for SessionSettings {
+    fn default() -> Self {
+        Self {
+            max_data_bytes: 64 * 1024,
+            sweep_every_ms: 1_000,
+            sweep_batch: 1_000,
+            retention_ms: 24 * 3_600_000,
         }
     }
 }
@@ -554,6 +583,7 @@ impl Config {
             ("kv.copy_ttl_ms", self.kv.copy_ttl_ms),
             ("kv.hold_ms", self.kv.hold_ms),
             ("kv.reap_every_ms", self.kv.reap_every_ms),
+            ("sessions.sweep_every_ms", self.sessions.sweep_every_ms),
         ];
         if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return Err(ConfigError::Invalid(format!("{name} must be positive")));
@@ -581,6 +611,8 @@ impl Config {
             ),
             ("ratelimit.max_overrides", self.ratelimit.max_overrides),
             ("kv.reap_batch", self.kv.reap_batch),
+            ("sessions.sweep_batch", self.sessions.sweep_batch),
+            ("sessions.max_data_bytes", self.sessions.max_data_bytes),
         ];
         let writers = [
             ("idempotency.writer", self.idempotency.writer),

@@ -9,6 +9,7 @@ pub mod kv;
 pub mod ratelimit;
 pub mod redis;
 pub mod reserve;
+pub mod session;
 pub mod sql;
 pub mod stream;
 

@@ -16,6 +16,7 @@ mod planner_stats;
 mod ratelimit;
 mod reserve;
 mod reserve_batch;
+mod session;
 mod stream;
 mod stream_batch;
 mod stream_cache;

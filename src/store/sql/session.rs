@@ -1,0 +1,593 @@
+//! Sessions in SQL. Every change is one transaction that takes the row it changes (or, for
+//! what concerns a principal's sessions together — the limit, "log out everywhere" — the
+//! principal's row) and records its events, numbered from one counter inside the same
+//! transaction, so the feed's order is the commit order.
+
+use sqlx::any::AnyRow;
+
+use super::{classify, col, SqlStore};
+use crate::store::session::{
+    state, Changed, CreatedRow, NewSession, OnLimit, SessionEvent, SessionRow,
+};
+use crate::store::StoreError;
+
+type Tx = sqlx::Transaction<'static, sqlx::Any>;
+
+/// The columns of [`SessionRow`], in order (a macro so statements stay `&'static str`).
+macro_rules! columns {
+    () => {
+        "s.id_hash, s.tenant, s.principal, s.data, s.version, s.generation, \
+         COALESCE(p.generation, 0), s.created_at, s.idle_ttl_ms, s.idle_expires_at, \
+         s.absolute_expires_at, s.state, s.ended_at, s.rotated_to, s.touch_written_at"
+    };
+}
+
+const FROM: &str = " FROM warden_sessions s LEFT JOIN warden_session_principals p \
+     ON p.tenant = s.tenant AND p.principal = s.principal ";
+
+const BY_ID: &str = concat!("SELECT ", columns!());
+
+fn row_of(r: &AnyRow) -> Result<SessionRow, StoreError> {
+    Ok(SessionRow {
+        id_hash: col(r, 0)?,
+        tenant: col(r, 1)?,
+        principal: col(r, 2)?,
+        data: col(r, 3)?,
+        version: col(r, 4)?,
+        generation: col(r, 5)?,
+        principal_generation: col(r, 6)?,
+        created_at: col(r, 7)?,
+        idle_ttl_ms: col(r, 8)?,
+        idle_expires_at: col(r, 9)?,
+        absolute_expires_at: col(r, 10)?,
+        state: col(r, 11)?,
+        ended_at: col(r, 12)?,
+        rotated_to: col(r, 13)?,
+        touch_written_at: col(r, 14)?,
+    })
+}
+
+/// An event to record: kind, id hash, principal.
+type Event<'a> = (&'a str, &'a str, &'a str);
+
+impl SqlStore {
+    /// Reads session `id_hash` of `tenant` in `tx`, locking its row on PostgreSQL.
+    async fn session_in(
+        &self,
+        tx: &mut Tx,
+        tenant: &str,
+        id_hash: &str,
+    ) -> Result<Option<SessionRow>, StoreError> {
+        let lock = if self.sqlite { "" } else { " FOR UPDATE OF s" };
+        let sql = format!("{BY_ID}{FROM}WHERE s.id_hash = $1 AND s.tenant = $2{lock}");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id_hash)
+            .bind(tenant)
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(classify)?;
+        row.as_ref().map(row_of).transpose()
+    }
+
+    /// Session `id_hash` of `tenant`, if it exists (ended ones included).
+    pub async fn session(
+        &self,
+        tenant: &str,
+        id_hash: &str,
+    ) -> Result<Option<SessionRow>, StoreError> {
+        let sql = format!("{BY_ID}{FROM}WHERE s.id_hash = $1 AND s.tenant = $2");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id_hash)
+            .bind(tenant)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(classify)?;
+        row.as_ref().map(row_of).transpose()
+    }
+
+    /// Takes the principal's row (creating it at generation 1): its generation.
+    async fn lock_principal(
+        &self,
+        tx: &mut Tx,
+        tenant: &str,
+        principal: &str,
+    ) -> Result<i64, StoreError> {
+        sqlx::query(
+            "INSERT INTO warden_session_principals (tenant, principal, generation) \
+             VALUES ($1, $2, 1) ON CONFLICT (tenant, principal) DO NOTHING",
+        )
+        .bind(tenant)
+        .bind(principal)
+        .execute(&mut **tx)
+        .await
+        .map_err(classify)?;
+        let sql = if self.sqlite {
+            "SELECT generation FROM warden_session_principals WHERE tenant = $1 AND principal = $2"
+        } else {
+            "SELECT generation FROM warden_session_principals WHERE tenant = $1 AND principal = $2 \
+             FOR UPDATE"
+        };
+        let row = sqlx::query(sql)
+            .bind(tenant)
+            .bind(principal)
+            .fetch_one(&mut **tx)
+            .await
+            .map_err(classify)?;
+        col(&row, 0)
+    }
+
+    /// Records `events` in `tx`, numbered from the feed's counter.
+    async fn add_events(
+        &self,
+        tx: &mut Tx,
+        tenant: &str,
+        events: &[Event<'_>],
+        at: i64,
+        correlation_id: &str,
+    ) -> Result<(), StoreError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let n = events.len() as i64;
+        let row =
+            sqlx::query("UPDATE warden_session_seq SET seq = seq + $1 WHERE id = 1 RETURNING seq")
+                .bind(n)
+                .fetch_one(&mut **tx)
+                .await
+                .map_err(classify)?;
+        let last: i64 = col(&row, 0)?;
+        for (i, (kind, id_hash, principal)) in events.iter().enumerate() {
+            sqlx::query(
+                "INSERT INTO warden_session_events (seq, tenant, kind, id_hash, principal, at, \
+                 correlation_id) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(last - n + 1 + i as i64)
+            .bind(tenant)
+            .bind(*kind)
+            .bind(*id_hash)
+            .bind(*principal)
+            .bind(at)
+            .bind(correlation_id)
+            .execute(&mut **tx)
+            .await
+            .map_err(classify)?;
+        }
+        Ok(())
+    }
+
+    /// Ends the active sessions `id_hashes` of `tenant` as `to` in `tx`; those it ended.
+    async fn end_sessions(
+        &self,
+        tx: &mut Tx,
+        tenant: &str,
+        id_hashes: &[String],
+        to: &str,
+        now: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut ended = Vec::new();
+        for id in id_hashes {
+            let done = sqlx::query(
+                "UPDATE warden_sessions SET state = $3, ended_at = $4 \
+                 WHERE id_hash = $1 AND tenant = $2 AND state = 'active'",
+            )
+            .bind(id)
+            .bind(tenant)
+            .bind(to)
+            .bind(now)
+            .execute(&mut **tx)
+            .await
+            .map_err(classify)?;
+            if done.rows_affected() == 1 {
+                ended.push(id.clone());
+            }
+        }
+        Ok(ended)
+    }
+
+    /// The live sessions of a principal in `tx` (or the pool), oldest first: id hashes.
+    async fn live_of(
+        &self,
+        tx: &mut Tx,
+        tenant: &str,
+        principal: &str,
+        now: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id_hash FROM warden_sessions WHERE tenant = $1 AND principal = $2 \
+             AND state = 'active' AND idle_expires_at > $3 AND absolute_expires_at > $3 \
+             ORDER BY created_at, id_hash",
+        )
+        .bind(tenant)
+        .bind(principal)
+        .bind(now)
+        .fetch_all(&mut **tx)
+        .await
+        .map_err(classify)?;
+        rows.iter().map(|r| col(r, 0)).collect()
+    }
+
+    /// Creates a session; with `limit`, counts the principal's live sessions and admits,
+    /// refuses or evicts, atomically.
+    pub async fn session_create(
+        &self,
+        new: &NewSession,
+        limit: Option<(i64, OnLimit)>,
+        now: i64,
+        correlation_id: &str,
+    ) -> Result<CreatedRow, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let mut generation = 0;
+        let mut evicted = Vec::new();
+        if !new.principal.is_empty() {
+            generation = self
+                .lock_principal(&mut tx, &new.tenant, &new.principal)
+                .await?;
+            if let Some((max, on_limit)) = limit {
+                let live = self
+                    .live_of(&mut tx, &new.tenant, &new.principal, now)
+                    .await?;
+                let over = live.len() as i64 - max + 1;
+                if over > 0 {
+                    if on_limit == OnLimit::Reject {
+                        return Ok(CreatedRow::LimitReached);
+                    }
+                    let oldest = &live[..over as usize];
+                    evicted = self
+                        .end_sessions(&mut tx, &new.tenant, oldest, state::EVICTED, now)
+                        .await?;
+                }
+            }
+        }
+        let row = SessionRow {
+            id_hash: new.id_hash.clone(),
+            tenant: new.tenant.clone(),
+            principal: new.principal.clone(),
+            data: new.data.clone(),
+            version: 1,
+            generation,
+            principal_generation: generation,
+            created_at: now,
+            idle_ttl_ms: new.idle_ttl_ms,
+            idle_expires_at: (now + new.idle_ttl_ms).min(now + new.absolute_ttl_ms),
+            absolute_expires_at: now + new.absolute_ttl_ms,
+            state: state::ACTIVE.into(),
+            ended_at: 0,
+            rotated_to: String::new(),
+            touch_written_at: now,
+        };
+        self.insert_session(&mut tx, &row, correlation_id).await?;
+        let mut events: Vec<Event> = evicted
+            .iter()
+            .map(|id| ("evicted", id.as_str(), new.principal.as_str()))
+            .collect();
+        events.push(("created", &row.id_hash, &row.principal));
+        self.add_events(&mut tx, &new.tenant, &events, now, correlation_id)
+            .await?;
+        tx.commit().await.map_err(classify)?;
+        Ok(CreatedRow::Created {
+            row: Box::new(row),
+            evicted,
+        })
+    }
+
+    async fn insert_session(
+        &self,
+        tx: &mut Tx,
+        r: &SessionRow,
+        correlation_id: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO warden_sessions (id_hash, tenant, principal, data, version, generation, \
+             created_at, idle_ttl_ms, idle_expires_at, absolute_expires_at, state, ended_at, \
+             rotated_to, touch_written_at, correlation_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+        )
+        .bind(&r.id_hash)
+        .bind(&r.tenant)
+        .bind(&r.principal)
+        .bind(&r.data)
+        .bind(r.version)
+        .bind(r.generation)
+        .bind(r.created_at)
+        .bind(r.idle_ttl_ms)
+        .bind(r.idle_expires_at)
+        .bind(r.absolute_expires_at)
+        .bind(&r.state)
+        .bind(r.ended_at)
+        .bind(&r.rotated_to)
+        .bind(r.touch_written_at)
+        .bind(correlation_id)
+        .execute(&mut **tx)
+        .await
+        .map_err(classify)?;
+        Ok(())
+    }
+
+    /// Changes the live session `id_hash` with `change` (given its row, it returns the new
+    /// data and whether to bump the version, or `None` to refuse), in one transaction.
+    pub async fn session_change(
+        &self,
+        tenant: &str,
+        id_hash: &str,
+        now: i64,
+        change: impl FnOnce(&SessionRow) -> Option<(String, bool)>,
+    ) -> Result<Changed, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let Some(mut row) = self.session_in(&mut tx, tenant, id_hash).await? else {
+            return Ok(Changed::Refused(None));
+        };
+        if row.standing(now) != crate::store::session::Standing::Active {
+            return Ok(Changed::Refused(Some(row)));
+        }
+        let Some((data, bump)) = change(&row) else {
+            return Ok(Changed::Refused(Some(row)));
+        };
+        if bump {
+            row.version += 1;
+        }
+        row.data = data;
+        sqlx::query(
+            "UPDATE warden_sessions SET data = $3, version = $4 WHERE id_hash = $1 AND tenant = $2",
+        )
+        .bind(id_hash)
+        .bind(tenant)
+        .bind(&row.data)
+        .bind(row.version)
+        .execute(&mut *tx)
+        .await
+        .map_err(classify)?;
+        tx.commit().await.map_err(classify)?;
+        Ok(Changed::Done(row))
+    }
+
+    /// Slides the idle expiry of the live session `id_hash` to `idle_expires_at` (never past
+    /// its absolute expiry); `false` when it is not live.
+    pub async fn session_touch(
+        &self,
+        tenant: &str,
+        id_hash: &str,
+        idle_expires_at: i64,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE warden_sessions SET idle_expires_at = CASE WHEN $3 < absolute_expires_at \
+             THEN $3 ELSE absolute_expires_at END, touch_written_at = $4 WHERE id_hash = $1 AND tenant = $2 AND state = 'active' \
+             AND idle_expires_at > $4 AND absolute_expires_at > $4",
+        )
+        .bind(id_hash)
+        .bind(tenant)
+        .bind(idle_expires_at)
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .map_err(classify)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Ends the live session `id_hash` and creates `successor` with its data, principal and
+    /// expiries, in one transaction.
+    pub async fn session_rotate(
+        &self,
+        tenant: &str,
+        id_hash: &str,
+        successor: &str,
+        now: i64,
+        correlation_id: &str,
+    ) -> Result<Changed, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let Some(old) = self.session_in(&mut tx, tenant, id_hash).await? else {
+            return Ok(Changed::Refused(None));
+        };
+        if old.standing(now) != crate::store::session::Standing::Active {
+            return Ok(Changed::Refused(Some(old)));
+        }
+        sqlx::query(
+            "UPDATE warden_sessions SET state = 'rotated', ended_at = $3, rotated_to = $4 \
+             WHERE id_hash = $1 AND tenant = $2",
+        )
+        .bind(id_hash)
+        .bind(tenant)
+        .bind(now)
+        .bind(successor)
+        .execute(&mut *tx)
+        .await
+        .map_err(classify)?;
+        let new = SessionRow {
+            id_hash: successor.to_owned(),
+            version: old.version + 1,
+            created_at: now,
+            touch_written_at: now,
+            ..old.clone()
+        };
+        self.insert_session(&mut tx, &new, correlation_id).await?;
+        let events = [("rotated", id_hash, old.principal.as_str())];
+        self.add_events(&mut tx, tenant, &events, now, correlation_id)
+            .await?;
+        tx.commit().await.map_err(classify)?;
+        Ok(Changed::Done(new))
+    }
+
+    /// Revokes session `id_hash`: `Some(true)` when it was live and is revoked now,
+    /// `Some(false)` when it had ended already, `None` when there is no such session.
+    pub async fn session_revoke(
+        &self,
+        tenant: &str,
+        id_hash: &str,
+        now: i64,
+        correlation_id: &str,
+    ) -> Result<Option<bool>, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let Some(row) = self.session_in(&mut tx, tenant, id_hash).await? else {
+            return Ok(None);
+        };
+        let ids = [id_hash.to_owned()];
+        let ended = self
+            .end_sessions(&mut tx, tenant, &ids, state::REVOKED, now)
+            .await?;
+        let events = [("revoked", id_hash, row.principal.as_str())];
+        if !ended.is_empty() {
+            self.add_events(&mut tx, tenant, &events, now, correlation_id)
+                .await?;
+        }
+        tx.commit().await.map_err(classify)?;
+        Ok(Some(!ended.is_empty()))
+    }
+
+    /// Logs a principal out everywhere: moves its generation on (so no session of an earlier
+    /// generation is live, whatever its row says) and revokes its live sessions. Their id
+    /// hashes.
+    pub async fn session_revoke_all(
+        &self,
+        tenant: &str,
+        principal: &str,
+        now: i64,
+        correlation_id: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut tx = self.begin_write().await?;
+        self.lock_principal(&mut tx, tenant, principal).await?;
+        sqlx::query(
+            "UPDATE warden_session_principals SET generation = generation + 1 \
+             WHERE tenant = $1 AND principal = $2",
+        )
+        .bind(tenant)
+        .bind(principal)
+        .execute(&mut *tx)
+        .await
+        .map_err(classify)?;
+        let rows = sqlx::query(
+            "SELECT id_hash FROM warden_sessions WHERE tenant = $1 AND principal = $2 \
+             AND state = 'active'",
+        )
+        .bind(tenant)
+        .bind(principal)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(classify)?;
+        let ids: Vec<String> = rows.iter().map(|r| col(r, 0)).collect::<Result<_, _>>()?;
+        let ended = self
+            .end_sessions(&mut tx, tenant, &ids, state::REVOKED, now)
+            .await?;
+        let events: Vec<Event> = ended
+            .iter()
+            .map(|id| ("revoked", id.as_str(), principal))
+            .collect();
+        self.add_events(&mut tx, tenant, &events, now, correlation_id)
+            .await?;
+        tx.commit().await.map_err(classify)?;
+        Ok(ended)
+    }
+
+    /// The live sessions of a principal, oldest first.
+    pub async fn sessions_of(
+        &self,
+        tenant: &str,
+        principal: &str,
+        now: i64,
+        limit: i64,
+    ) -> Result<Vec<SessionRow>, StoreError> {
+        let sql = format!(
+            "{BY_ID}{FROM}WHERE s.tenant = $1 AND s.principal = $2 AND s.state = 'active' \
+             AND s.idle_expires_at > $3 AND s.absolute_expires_at > $3 \
+             AND s.generation >= COALESCE(p.generation, 0) ORDER BY s.created_at, s.id_hash LIMIT $4"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(tenant)
+            .bind(principal)
+            .bind(now)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(classify)?;
+        rows.iter().map(row_of).collect()
+    }
+
+    /// Events of `tenant` after `after`, at most `limit`, in order.
+    pub async fn session_events(
+        &self,
+        tenant: &str,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<SessionEvent>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT seq, kind, id_hash, principal, at, correlation_id FROM warden_session_events \
+             WHERE tenant = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+        )
+        .bind(tenant)
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(classify)?;
+        rows.iter()
+            .map(|r| {
+                Ok(SessionEvent {
+                    seq: col(r, 0)?,
+                    kind: col(r, 1)?,
+                    id_hash: col(r, 2)?,
+                    principal: col(r, 3)?,
+                    at: col(r, 4)?,
+                    correlation_id: col(r, 5)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Marks up to `batch` sessions past an expiry as expired, with their events (on
+    /// PostgreSQL with `FOR UPDATE SKIP LOCKED`, so sweepers on several instances share the
+    /// work), and deletes up to `batch` rows whose absolute expiry is before `forget_before`.
+    /// The sessions marked.
+    pub async fn session_sweep(
+        &self,
+        now: i64,
+        batch: i64,
+        forget_before: i64,
+        correlation_id: &str,
+    ) -> Result<u64, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let pick = if self.sqlite {
+            "SELECT id_hash, tenant, principal FROM warden_sessions WHERE state = 'active' \
+             AND (idle_expires_at <= $1 OR absolute_expires_at <= $1) LIMIT $2"
+        } else {
+            "SELECT id_hash, tenant, principal FROM warden_sessions WHERE state = 'active' \
+             AND (idle_expires_at <= $1 OR absolute_expires_at <= $1) LIMIT $2 \
+             FOR UPDATE SKIP LOCKED"
+        };
+        let rows = sqlx::query(pick)
+            .bind(now)
+            .bind(batch)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(classify)?;
+        let mut marked = 0;
+        for r in &rows {
+            let (id, tenant, principal): (String, String, String) =
+                (col(r, 0)?, col(r, 1)?, col(r, 2)?);
+            let ended = self
+                .end_sessions(
+                    &mut tx,
+                    &tenant,
+                    std::slice::from_ref(&id),
+                    state::EXPIRED,
+                    now,
+                )
+                .await?;
+            if !ended.is_empty() {
+                let events = [("expired", id.as_str(), principal.as_str())];
+                self.add_events(&mut tx, &tenant, &events, now, correlation_id)
+                    .await?;
+                marked += 1;
+            }
+        }
+        sqlx::query(
+            "DELETE FROM warden_sessions WHERE id_hash IN (SELECT id_hash FROM warden_sessions \
+             WHERE absolute_expires_at < $1 LIMIT $2)",
+        )
+        .bind(forget_before)
+        .bind(batch)
+        .execute(&mut *tx)
+        .await
+        .map_err(classify)?;
+        tx.commit().await.map_err(classify)?;
+        Ok(marked)
+    }
+}
