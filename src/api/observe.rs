@@ -32,6 +32,25 @@ fn valid_id(v: &HeaderValue) -> Option<String> {
     ok.then(|| s.to_owned())
 }
 
+/// `path` as it may be logged: a session id in it (a bearer secret) becomes its reference,
+/// the SHA-256 that answers and logs name sessions by.
+fn loggable(path: &str) -> std::borrow::Cow<'_, str> {
+    if !path.contains(crate::session::ID_PREFIX) {
+        return std::borrow::Cow::Borrowed(path);
+    }
+    let parts: Vec<String> = path
+        .split('/')
+        .map(|seg| {
+            if seg.starts_with(crate::session::ID_PREFIX) {
+                format!("ref:{}", crate::session::id_hash(seg))
+            } else {
+                seg.to_owned()
+            }
+        })
+        .collect();
+    std::borrow::Cow::Owned(parts.join("/"))
+}
+
 /// Middleware: correlation id span, echo header, access log at debug level.
 pub async fn correlate(State(monitor): State<Arc<Monitor>>, req: Request, next: Next) -> Response {
     let traceparent = req
@@ -48,7 +67,7 @@ pub async fn correlate(State(monitor): State<Arc<Monitor>>, req: Request, next: 
         .or_else(|| trace_id(&traceparent).map(str::to_owned))
         .unwrap_or_else(new_id);
     let span = tracing::info_span!("request", correlation_id = %id,
-        method = %req.method(), path = %req.uri().path());
+        method = %req.method(), path = %loggable(req.uri().path()));
     let started = Instant::now();
     let correlation = Correlation {
         id: id.clone(),

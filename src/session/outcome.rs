@@ -52,6 +52,17 @@ macro_rules! session_outcome {
                     $(Self::$extra { .. } => $extradoc.state,)*
                 }
             }
+
+            // By variant, not by state name: a rotation answers 200 `rotated`, and a session
+            // rotated before answers 410 `rotated`.
+            fn status(&self) -> u16 {
+                match self {
+                    Self::$ok(..) => $okdoc.status,
+                    Self::Gone(_) => GONE[0].status,
+                    Self::NotFound => NOT_FOUND.status,
+                    $(Self::$extra { .. } => $extradoc.status,)*
+                }
+            }
         }
     };
 }
@@ -223,5 +234,6 @@ mod tests {
             SessionRotated::Rotated(String::new(), Box::new(row())).status(),
             200
         );
+        assert_eq!(SessionRotated::Gone(Gone::Rotated).status(), 410);
     }
 }

@@ -89,18 +89,35 @@ pub async fn postgres_store() -> (Postgres, warden::store::sql::SqlStore) {
     (pg, sql)
 }
 
-/// A port nobody listens on right now, below the kernel's ephemeral range (32768–60999).
+/// A port nobody listens on right now, in 20000–29999: below the kernel's ephemeral range
+/// (32768–60999) and below the Redis Cluster bus ports (node port + 10 000, see
+/// [`free_cluster_port`]).
 ///
 /// Servers are stopped and restarted on their port; a port from the ephemeral range could be
 /// taken meanwhile as the local end of some outgoing connection, and the restart would fail.
 pub fn free_port() -> u16 {
+    free_in(20_000, 10_000, bindable)
+}
+
+/// A port for a Redis Cluster node, in 20000–22767, whose bus port (+10 000) is free too and
+/// below the ephemeral range.
+pub fn free_cluster_port() -> u16 {
+    free_in(20_000, 2_768, |p| bindable(p) && bindable(p + 10_000))
+}
+
+fn bindable(port: u16) -> bool {
+    TcpListener::bind(("127.0.0.1", port)).is_ok()
+}
+
+/// A port in `from..from + span` that passes `free`, spread by process and call.
+fn free_in(from: u16, span: u32, free: impl Fn(u16) -> bool) -> u16 {
     use std::sync::atomic::{AtomicU32, Ordering};
     static NEXT: AtomicU32 = AtomicU32::new(0);
     let seed = std::process::id().wrapping_mul(7919);
     loop {
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let port = 20_000 + (seed.wrapping_add(n.wrapping_mul(104_729)) % 12_000) as u16;
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+        let port = from + (seed.wrapping_add(n.wrapping_mul(104_729)) % span) as u16;
+        if free(port) {
             return port;
         }
     }
@@ -235,7 +252,7 @@ pub struct RedisCluster {
 impl RedisCluster {
     pub fn start() -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+        let ports: Vec<u16> = (0..3).map(|_| free_cluster_port()).collect();
         let mut children = Vec::new();
         for p in &ports {
             let d = dir.path().join(p.to_string());
