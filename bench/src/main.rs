@@ -21,6 +21,7 @@ mod ratelimit;
 mod row;
 mod scaling;
 mod servers;
+mod sessions;
 mod streams;
 mod summary;
 mod targets;
@@ -37,7 +38,7 @@ use row::Row;
 )]
 pub struct BenchArgs {
     /// What to measure: `locks`, `locks-wrk` (wrk drives the acquires), `idempotency`,
-    /// `flash-sale`, `streams`, `ratelimit` (HTTP, then the in-process library), `kv`, `bare` (serve the bare baseline, configured like `warden serve`), `profile` (one suite under `perf`), `chart` (redraw the charts of a report), or `all`: every suite in both modes on throwaway Redis and
+    /// `flash-sale`, `streams`, `ratelimit` (HTTP, then the in-process library), `kv`, `sessions`, `bare` (serve the bare baseline, configured like `warden serve`), `profile` (one suite under `perf`), `chart` (redraw the charts of a report), or `all`: every suite in both modes on throwaway Redis and
     /// PostgreSQL it starts itself, with scaling rows, a summary against the targets, JSON
     /// and PNG charts (`--url` and `--redis-port` are then ignored).
     #[arg(default_value = "locks")]
@@ -153,6 +154,7 @@ async fn run(args: BenchArgs) -> Result<(), String> {
         "flash-sale" => flash::run(&args, mode, epoch, &tag).await?,
         "streams" => streams::run(&args, mode, &tag).await?,
         "kv" => kv::run(&args, mode, &tag).await?,
+        "sessions" => sessions::run(&args, mode).await?,
         "ratelimit" => {
             let mut rows = ratelimit::run(&args, mode).await?;
             let redis = if mode == "primary" { args.redis_port } else { None };
@@ -163,7 +165,7 @@ async fn run(args: BenchArgs) -> Result<(), String> {
         }
         other => {
             return Err(format!(
-                "unknown bench suite {other:?} (available: all, locks, locks-wrk, idempotency, flash-sale, streams, ratelimit, kv)"
+                "unknown bench suite {other:?} (available: all, locks, locks-wrk, idempotency, flash-sale, streams, ratelimit, kv, sessions)"
             ))
         }
     };
