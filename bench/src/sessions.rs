@@ -76,7 +76,15 @@ pub(crate) async fn run(args: &BenchArgs, mode: &str) -> Result<Vec<Row>, String
         if mode == "primary" {
             let base = args.redis_port.map(|p| {
                 let n = baseline::requests(row.rate);
-                let cmd = ["HMGET", "warden:{s__rand_int__}:sess", "p", "ep", "v", "d", "st"];
+                let cmd = [
+                    "HMGET",
+                    "warden:{s__rand_int__}:sess",
+                    "p",
+                    "ep",
+                    "v",
+                    "d",
+                    "st",
+                ];
                 baseline::command(p, c, n, &cmd)
             });
             baseline::attach(&mut row, base);
