@@ -320,6 +320,8 @@ pub struct SessionSettings {
     /// How long an ended session's row is kept after its absolute expiry, ms (a tombstone:
     /// until then a late write finds it ended).
     pub retention_ms: u64,
+    /// Creates made durable together (group commit).
+    pub writer: WriterSettings,
 }
 
 impl Default for SessionSettings {
@@ -329,6 +331,10 @@ impl Default for SessionSettings {
             sweep_every_ms: 1_000,
             sweep_batch: 1_000,
             retention_ms: 24 * 3_600_000,
+            writer: WriterSettings {
+                max_batch: 512,
+                concurrency: 2,
+            },
         }
     }
 }
@@ -618,6 +624,7 @@ impl Config {
             ("idempotency.writer", self.idempotency.writer),
             ("reservations.writer", self.reservations.writer),
             ("streams.writer", self.streams.writer),
+            ("sessions.writer", self.sessions.writer),
         ];
         let writer_counts = writers
             .iter()

@@ -18,8 +18,9 @@ pub use outcome::{
 use crate::config::SessionSettings;
 use crate::metrics_names as m;
 use crate::runtime::correlation;
+use crate::runtime::group_commit::GroupCommit;
 use crate::store::session::{
-    state, Changed, CreatedRow, NewSession, OnLimit, SessionEvent, SessionRow, Standing,
+    state, Changed, CreateJob, CreatedRow, NewSession, OnLimit, SessionEvent, SessionRow, Standing,
 };
 use crate::tier::{Blocked, Mode, Tier};
 
@@ -71,6 +72,8 @@ pub struct CreateRequest {
 pub struct Sessions {
     tier: Arc<Tier>,
     cfg: SessionSettings,
+    /// Creates, made durable many to a transaction.
+    creates: GroupCommit<CreateJob, CreatedRow>,
 }
 
 fn gone(row: &SessionRow, now: i64) -> Option<Gone> {
@@ -83,11 +86,17 @@ fn gone(row: &SessionRow, now: i64) -> Option<Gone> {
 }
 
 impl Sessions {
-    /// The service over `tier`.
+    /// The service over `tier`, with its group-commit writer of creates.
     pub fn new(tier: Arc<Tier>, cfg: &SessionSettings) -> Arc<Self> {
+        let sql = tier.durable().clone();
+        let creates = GroupCommit::start("sessions", cfg.writer.into(), move |jobs| {
+            let sql = sql.clone();
+            async move { sql.session_create_batch(jobs).await }
+        });
         Arc::new(Self {
             tier,
             cfg: cfg.clone(),
+            creates,
         })
     }
 
@@ -117,13 +126,13 @@ impl Sessions {
             idle_ttl_ms: req.idle_ttl_ms,
             absolute_ttl_ms: req.absolute_ttl_ms,
         };
-        let now = self.tier.now();
-        let cid = correlation::current();
-        let sql = self.tier.durable();
-        let created = self
-            .tier
-            .on_durable(sql.session_create(&new, req.limit, now, &cid))
-            .await?;
+        let job = CreateJob {
+            new,
+            limit: req.limit,
+            now: self.tier.now(),
+            correlation_id: correlation::current(),
+        };
+        let created = self.tier.on_durable(self.creates.submit(job)).await?;
         Ok((
             match created {
                 CreatedRow::Created { row, evicted } => {

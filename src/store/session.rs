@@ -98,6 +98,19 @@ pub struct NewSession {
     pub absolute_ttl_ms: i64,
 }
 
+/// One create, as the group-commit writer batches them.
+#[derive(Debug, Clone)]
+pub struct CreateJob {
+    /// The session.
+    pub new: NewSession,
+    /// At most this many live sessions for its principal, and what to do beyond.
+    pub limit: Option<(i64, OnLimit)>,
+    /// When (database clock, epoch ms).
+    pub now: i64,
+    /// The correlation id of the request.
+    pub correlation_id: String,
+}
+
 /// What to do when a principal has `max_per_principal` live sessions already.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OnLimit {

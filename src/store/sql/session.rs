@@ -7,7 +7,7 @@ use sqlx::any::AnyRow;
 
 use super::{classify, col, SqlStore};
 use crate::store::session::{
-    state, Changed, CreatedRow, NewSession, OnLimit, SessionEvent, SessionRow,
+    state, Changed, CreateJob, CreatedRow, OnLimit, SessionEvent, SessionRow,
 };
 use crate::store::StoreError;
 
@@ -47,8 +47,14 @@ fn row_of(r: &AnyRow) -> Result<SessionRow, StoreError> {
     })
 }
 
-/// An event to record: kind, id hash, principal.
-type Event<'a> = (&'a str, &'a str, &'a str);
+/// An event to record.
+struct Event<'a> {
+    tenant: &'a str,
+    kind: &'static str,
+    id_hash: &'a str,
+    principal: &'a str,
+    correlation_id: &'a str,
+}
 
 impl SqlStore {
     /// Reads session `id_hash` of `tenant` in `tx`, locking its row on PostgreSQL.
@@ -116,14 +122,13 @@ impl SqlStore {
         col(&row, 0)
     }
 
-    /// Records `events` in `tx`, numbered from the feed's counter.
+    /// Records `events` in `tx`, numbered from the feed's counter (one draw for all: the
+    /// counter row is held from here to the commit, so it is taken last).
     async fn add_events(
         &self,
         tx: &mut Tx,
-        tenant: &str,
         events: &[Event<'_>],
         at: i64,
-        correlation_id: &str,
     ) -> Result<(), StoreError> {
         if events.is_empty() {
             return Ok(());
@@ -136,18 +141,18 @@ impl SqlStore {
                 .await
                 .map_err(classify)?;
         let last: i64 = col(&row, 0)?;
-        for (i, (kind, id_hash, principal)) in events.iter().enumerate() {
+        for (i, e) in events.iter().enumerate() {
             sqlx::query(
                 "INSERT INTO warden_session_events (seq, tenant, kind, id_hash, principal, at, \
                  correlation_id) VALUES ($1, $2, $3, $4, $5, $6, $7)",
             )
             .bind(last - n + 1 + i as i64)
-            .bind(tenant)
-            .bind(*kind)
-            .bind(*id_hash)
-            .bind(*principal)
+            .bind(e.tenant)
+            .bind(e.kind)
+            .bind(e.id_hash)
+            .bind(e.principal)
             .bind(at)
-            .bind(correlation_id)
+            .bind(e.correlation_id)
             .execute(&mut **tx)
             .await
             .map_err(classify)?;
@@ -206,68 +211,95 @@ impl SqlStore {
         rows.iter().map(|r| col(r, 0)).collect()
     }
 
-    /// Creates a session; with `limit`, counts the principal's live sessions and admits,
-    /// refuses or evicts, atomically.
-    pub async fn session_create(
+    /// Creates a batch of sessions in one transaction (group commit), in order; for each
+    /// with a `limit`, counts its principal's live sessions (earlier creates of the batch
+    /// included) and admits, refuses or evicts. Principals' rows are taken first, in sorted
+    /// order, so concurrent batches never wait on each other in a cycle.
+    pub async fn session_create_batch(
         &self,
-        new: &NewSession,
-        limit: Option<(i64, OnLimit)>,
-        now: i64,
-        correlation_id: &str,
-    ) -> Result<CreatedRow, StoreError> {
+        jobs: Vec<CreateJob>,
+    ) -> Result<Vec<CreatedRow>, StoreError> {
         let mut tx = self.begin_write().await?;
-        let mut generation = 0;
-        let mut evicted = Vec::new();
-        if !new.principal.is_empty() {
-            generation = self
-                .lock_principal(&mut tx, &new.tenant, &new.principal)
-                .await?;
-            if let Some((max, on_limit)) = limit {
+        let mut principals: Vec<(&str, &str)> = jobs
+            .iter()
+            .filter(|j| !j.new.principal.is_empty())
+            .map(|j| (j.new.tenant.as_str(), j.new.principal.as_str()))
+            .collect();
+        principals.sort_unstable();
+        principals.dedup();
+        let mut generations = std::collections::HashMap::new();
+        for (tenant, principal) in principals {
+            let g = self.lock_principal(&mut tx, tenant, principal).await?;
+            generations.insert((tenant, principal), g);
+        }
+        let mut out = Vec::with_capacity(jobs.len());
+        let mut evictions: Vec<Vec<String>> = Vec::with_capacity(jobs.len());
+        for job in &jobs {
+            let new = &job.new;
+            let key = (new.tenant.as_str(), new.principal.as_str());
+            let generation = generations.get(&key).copied().unwrap_or(0);
+            let mut evicted = Vec::new();
+            if let (Some((max, on_limit)), false) = (job.limit, new.principal.is_empty()) {
                 let live = self
-                    .live_of(&mut tx, &new.tenant, &new.principal, now)
+                    .live_of(&mut tx, &new.tenant, &new.principal, job.now)
                     .await?;
                 let over = live.len() as i64 - max + 1;
                 if over > 0 {
                     if on_limit == OnLimit::Reject {
-                        return Ok(CreatedRow::LimitReached);
+                        out.push(CreatedRow::LimitReached);
+                        evictions.push(Vec::new());
+                        continue;
                     }
                     let oldest = &live[..over as usize];
                     evicted = self
-                        .end_sessions(&mut tx, &new.tenant, oldest, state::EVICTED, now)
+                        .end_sessions(&mut tx, &new.tenant, oldest, state::EVICTED, job.now)
                         .await?;
                 }
             }
+            let row = SessionRow {
+                id_hash: new.id_hash.clone(),
+                tenant: new.tenant.clone(),
+                principal: new.principal.clone(),
+                data: new.data.clone(),
+                version: 1,
+                generation,
+                principal_generation: generation,
+                created_at: job.now,
+                idle_ttl_ms: new.idle_ttl_ms,
+                idle_expires_at: job.now + new.idle_ttl_ms.min(new.absolute_ttl_ms),
+                absolute_expires_at: job.now + new.absolute_ttl_ms,
+                state: state::ACTIVE.into(),
+                ended_at: 0,
+                rotated_to: String::new(),
+                touch_written_at: job.now,
+            };
+            self.insert_session(&mut tx, &row, &job.correlation_id)
+                .await?;
+            evictions.push(evicted.clone());
+            out.push(CreatedRow::Created {
+                row: Box::new(row),
+                evicted,
+            });
         }
-        let row = SessionRow {
-            id_hash: new.id_hash.clone(),
-            tenant: new.tenant.clone(),
-            principal: new.principal.clone(),
-            data: new.data.clone(),
-            version: 1,
-            generation,
-            principal_generation: generation,
-            created_at: now,
-            idle_ttl_ms: new.idle_ttl_ms,
-            idle_expires_at: (now + new.idle_ttl_ms).min(now + new.absolute_ttl_ms),
-            absolute_expires_at: now + new.absolute_ttl_ms,
-            state: state::ACTIVE.into(),
-            ended_at: 0,
-            rotated_to: String::new(),
-            touch_written_at: now,
-        };
-        self.insert_session(&mut tx, &row, correlation_id).await?;
-        let mut events: Vec<Event> = evicted
-            .iter()
-            .map(|id| ("evicted", id.as_str(), new.principal.as_str()))
-            .collect();
-        events.push(("created", &row.id_hash, &row.principal));
-        self.add_events(&mut tx, &new.tenant, &events, now, correlation_id)
-            .await?;
+        let mut events = Vec::new();
+        for ((job, created), evicted) in jobs.iter().zip(&out).zip(&evictions) {
+            let CreatedRow::Created { row, .. } = created else {
+                continue;
+            };
+            let event = |kind, id_hash| Event {
+                tenant: &job.new.tenant,
+                kind,
+                id_hash,
+                principal: &job.new.principal,
+                correlation_id: &job.correlation_id,
+            };
+            events.extend(evicted.iter().map(|id| event("evicted", id.as_str())));
+            events.push(event("created", row.id_hash.as_str()));
+        }
+        let at = jobs.iter().map(|j| j.now).max().unwrap_or(0);
+        self.add_events(&mut tx, &events, at).await?;
         tx.commit().await.map_err(classify)?;
-        Ok(CreatedRow::Created {
-            row: Box::new(row),
-            evicted,
-        })
+        Ok(out)
     }
 
     async fn insert_session(
@@ -400,9 +432,14 @@ impl SqlStore {
             ..old.clone()
         };
         self.insert_session(&mut tx, &new, correlation_id).await?;
-        let events = [("rotated", id_hash, old.principal.as_str())];
-        self.add_events(&mut tx, tenant, &events, now, correlation_id)
-            .await?;
+        let events = [Event {
+            tenant,
+            kind: "rotated",
+            id_hash,
+            principal: &old.principal,
+            correlation_id,
+        }];
+        self.add_events(&mut tx, &events, now).await?;
         tx.commit().await.map_err(classify)?;
         Ok(Changed::Done(new))
     }
@@ -424,10 +461,15 @@ impl SqlStore {
         let ended = self
             .end_sessions(&mut tx, tenant, &ids, state::REVOKED, now)
             .await?;
-        let events = [("revoked", id_hash, row.principal.as_str())];
         if !ended.is_empty() {
-            self.add_events(&mut tx, tenant, &events, now, correlation_id)
-                .await?;
+            let events = [Event {
+                tenant,
+                kind: "revoked",
+                id_hash,
+                principal: &row.principal,
+                correlation_id,
+            }];
+            self.add_events(&mut tx, &events, now).await?;
         }
         tx.commit().await.map_err(classify)?;
         Ok(Some(!ended.is_empty()))
@@ -469,10 +511,15 @@ impl SqlStore {
             .await?;
         let events: Vec<Event> = ended
             .iter()
-            .map(|id| ("revoked", id.as_str(), principal))
+            .map(|id| Event {
+                tenant,
+                kind: "revoked",
+                id_hash: id,
+                principal,
+                correlation_id,
+            })
             .collect();
-        self.add_events(&mut tx, tenant, &events, now, correlation_id)
-            .await?;
+        self.add_events(&mut tx, &events, now).await?;
         tx.commit().await.map_err(classify)?;
         Ok(ended)
     }
@@ -572,9 +619,14 @@ impl SqlStore {
                 )
                 .await?;
             if !ended.is_empty() {
-                let events = [("expired", id.as_str(), principal.as_str())];
-                self.add_events(&mut tx, &tenant, &events, now, correlation_id)
-                    .await?;
+                let events = [Event {
+                    tenant: &tenant,
+                    kind: "expired",
+                    id_hash: &id,
+                    principal: &principal,
+                    correlation_id,
+                }];
+                self.add_events(&mut tx, &events, now).await?;
                 marked += 1;
             }
         }
