@@ -293,6 +293,8 @@ pub struct KvSettings {
     pub reap_every_ms: u64,
     /// Rows reaped per pass, at most.
     pub reap_batch: usize,
+    /// Writes and deletes made durable together (group commit).
+    pub writer: WriterSettings,
 }
 
 impl Default for KvSettings {
@@ -303,6 +305,10 @@ impl Default for KvSettings {
             tombstone_ms: 7 * 24 * 3_600_000,
             reap_every_ms: 60_000,
             reap_batch: 10_000,
+            writer: WriterSettings {
+                max_batch: 512,
+                concurrency: 2,
+            },
         }
     }
 }
@@ -625,6 +631,7 @@ impl Config {
             ("reservations.writer", self.reservations.writer),
             ("streams.writer", self.streams.writer),
             ("sessions.writer", self.sessions.writer),
+            ("kv.writer", self.kv.writer),
         ];
         let writer_counts = writers
             .iter()

@@ -13,10 +13,11 @@ use crate::config::KvSettings;
 use crate::key::Key;
 use crate::metrics_names as m;
 use crate::runtime::correlation;
+use crate::runtime::group_commit::GroupCommit;
 use crate::store::copy::{HotCopy, Peeked};
 use crate::store::kv::{KvRecord, COPY_FIELDS};
 use crate::store::redis::tagged;
-use crate::store::sql::{KvExpect, KvWritten};
+use crate::store::sql::{KvExpect, KvJob, KvWritten};
 use crate::tier::{Blocked, Mode, Primary, Tier};
 
 /// Largest value, as JSON text.
@@ -33,14 +34,22 @@ fn copy_key(key: &Key) -> String {
 pub struct Kv {
     tier: Arc<Tier>,
     cfg: KvSettings,
+    /// Writes and deletes, made durable many to a transaction.
+    writer: GroupCommit<KvJob, KvWritten>,
 }
 
 impl Kv {
-    /// The service over `tier`.
+    /// The service over `tier`, with its group-commit writer.
     pub fn new(tier: Arc<Tier>, cfg: &KvSettings) -> Arc<Self> {
+        let sql = tier.durable().clone();
+        let writer = GroupCommit::start("kv", cfg.writer.into(), move |jobs| {
+            let sql = sql.clone();
+            async move { sql.kv_apply(jobs).await }
+        });
         Arc::new(Self {
             tier,
             cfg: cfg.clone(),
+            writer,
         })
     }
 
@@ -110,13 +119,15 @@ impl Kv {
     ) -> Result<(KvPut, Mode), Blocked> {
         let (primary, mode, epoch) = self.hold(key).await?;
         let now = self.tier.now();
-        let expires_at = ttl_ms.map_or(0, |t| now + t);
-        let sql = self.tier.durable();
-        let cid = correlation::current();
-        let written = self
-            .tier
-            .on_durable(sql.kv_put(key.as_str(), value, expires_at, expect, now, &cid))
-            .await?;
+        let job = KvJob::Put {
+            key: key.as_str().to_owned(),
+            value: value.to_owned(),
+            expires_at: ttl_ms.map_or(0, |t| now + t),
+            expect,
+            now,
+            correlation_id: correlation::current(),
+        };
+        let written = self.tier.on_durable(self.writer.submit(job)).await?;
         let answer = match &written {
             KvWritten::Done(r) => KvPut::Stored(r.clone()),
             KvWritten::Conflict(v) => KvPut::Conflict(*v),
@@ -134,12 +145,13 @@ impl Kv {
     ) -> Result<(KvDelete, Mode), Blocked> {
         let (primary, mode, epoch) = self.hold(key).await?;
         let now = self.tier.now();
-        let sql = self.tier.durable();
-        let cid = correlation::current();
-        let written = self
-            .tier
-            .on_durable(sql.kv_delete(key.as_str(), expected, now, &cid))
-            .await?;
+        let job = KvJob::Delete {
+            key: key.as_str().to_owned(),
+            expected,
+            now,
+            correlation_id: correlation::current(),
+        };
+        let written = self.tier.on_durable(self.writer.submit(job)).await?;
         let answer = match &written {
             KvWritten::Done(r) => KvDelete::Deleted(Some(r.version)),
             KvWritten::Nothing => KvDelete::Deleted(None),

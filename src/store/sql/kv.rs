@@ -41,101 +41,89 @@ const DELETE: &str = "UPDATE warden_kv SET value = '', version = version + 1, de
      updated_at = $2, correlation_id = $3 WHERE k = $1 AND deleted_at = 0 \
      AND (expires_at = 0 OR expires_at > $2)";
 
+type Tx = sqlx::Transaction<'static, sqlx::Any>;
+
+/// One KV write, as the group-commit writer batches them.
+#[derive(Debug, Clone)]
+pub enum KvJob {
+    /// Write `value` (JSON text) to `key` if `expect` holds.
+    Put {
+        /// Stored key.
+        key: String,
+        /// JSON text.
+        value: String,
+        /// Expiry, epoch ms; 0 for none.
+        expires_at: i64,
+        /// What it may replace.
+        expect: KvExpect,
+        /// When (database clock).
+        now: i64,
+        /// The request's correlation id.
+        correlation_id: String,
+    },
+    /// Delete the live record of `key` (leaving a tombstone) if `expected` holds.
+    Delete {
+        /// Stored key.
+        key: String,
+        /// The version it may delete.
+        expected: Option<i64>,
+        /// When (database clock).
+        now: i64,
+        /// The request's correlation id.
+        correlation_id: String,
+    },
+}
+
+fn record_of(r: &sqlx::any::AnyRow) -> Result<KvRecord, StoreError> {
+    Ok(KvRecord {
+        value: col(r, 0)?,
+        version: col(r, 1)?,
+        expires_at: col(r, 2)?,
+        deleted: col::<i64>(r, 3)? != 0,
+    })
+}
+
+const GET: &str = "SELECT value, version, expires_at, deleted_at FROM warden_kv WHERE k = $1";
+
 impl SqlStore {
     /// The row of `key`, tombstones and expired records included.
     pub async fn kv_get(&self, key: &str) -> Result<Option<KvRecord>, StoreError> {
-        let row = sqlx::query(
-            "SELECT value, version, expires_at, deleted_at FROM warden_kv WHERE k = $1",
-        )
-        .bind(key)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(classify)?;
-        row.map(|r| {
-            Ok(KvRecord {
-                value: col(&r, 0)?,
-                version: col(&r, 1)?,
-                expires_at: col(&r, 2)?,
-                deleted: col::<i64>(&r, 3)? != 0,
-            })
-        })
-        .transpose()
-    }
-
-    /// Writes `value` (JSON text) to `key` if `expect` holds at `now`.
-    pub async fn kv_put(
-        &self,
-        key: &str,
-        value: &str,
-        expires_at: i64,
-        expect: KvExpect,
-        now: i64,
-        correlation_id: &str,
-    ) -> Result<KvWritten, StoreError> {
-        let sql = match expect {
-            KvExpect::Any => format!("{UPSERT} RETURNING version"),
-            KvExpect::Absent => format!("{UPSERT}{NOT_LIVE} RETURNING version"),
-            KvExpect::Version(_) => UPDATE_AT.to_owned(),
-        };
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
+        let row = sqlx::query(GET)
             .bind(key)
-            .bind(value)
-            .bind(expires_at)
-            .bind(now)
-            .bind(correlation_id);
-        if let KvExpect::Version(v) = expect {
-            q = q.bind(v);
-        }
-        let row = q.fetch_optional(&self.pool).await.map_err(classify)?;
-        match row {
-            Some(r) => Ok(KvWritten::Done(KvRecord {
-                value: value.to_owned(),
-                version: col(&r, 0)?,
-                expires_at,
-                deleted: false,
-            })),
-            None => self.conflict(key, now).await,
-        }
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(classify)?;
+        row.as_ref().map(record_of).transpose()
     }
 
-    /// Deletes the live record of `key` (leaving a tombstone) if `expected` (a version) holds.
-    pub async fn kv_delete(
-        &self,
-        key: &str,
-        expected: Option<i64>,
-        now: i64,
-        correlation_id: &str,
-    ) -> Result<KvWritten, StoreError> {
-        let sql = match expected {
-            None => format!("{DELETE} RETURNING version"),
-            Some(_) => format!("{DELETE} AND version = $4 RETURNING version"),
-        };
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(key)
-            .bind(now)
-            .bind(correlation_id);
-        if let Some(v) = expected {
-            q = q.bind(v);
+    /// Runs a batch of writes in one transaction (group commit), in order: each sees the
+    /// ones before it, so two writes naming the same version still have one winner.
+    pub async fn kv_apply(&self, jobs: Vec<KvJob>) -> Result<Vec<KvWritten>, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let mut out = Vec::with_capacity(jobs.len());
+        for job in &jobs {
+            out.push(match job {
+                KvJob::Put {
+                    key,
+                    value,
+                    expires_at,
+                    expect,
+                    now,
+                    correlation_id,
+                } => {
+                    let put = (key.as_str(), value.as_str(), *expires_at, *expect);
+                    put_in(&mut tx, put, *now, correlation_id).await?
+                }
+                KvJob::Delete {
+                    key,
+                    expected,
+                    now,
+                    correlation_id,
+                } => delete_in(&mut tx, key, *expected, *now, correlation_id).await?,
+            });
         }
-        let row = q.fetch_optional(&self.pool).await.map_err(classify)?;
-        match (row, expected) {
-            (Some(r), _) => Ok(KvWritten::Done(KvRecord {
-                value: String::new(),
-                version: col(&r, 0)?,
-                expires_at: 0,
-                deleted: true,
-            })),
-            (None, None) => Ok(KvWritten::Nothing),
-            (None, Some(_)) => self.conflict(key, now).await,
-        }
-    }
-
-    /// A refused write's answer: the live version now, if any.
-    async fn conflict(&self, key: &str, now: i64) -> Result<KvWritten, StoreError> {
-        let current = self.kv_get(key).await?;
-        Ok(KvWritten::Conflict(
-            current.filter(|r| r.live(now)).map(|r| r.version),
-        ))
+        tx.commit().await.map_err(classify)?;
+        Ok(out)
     }
 
     /// Deletes tombstones and expired rows older than `before` (epoch ms), at most `limit`.
@@ -152,4 +140,82 @@ impl SqlStore {
         .map_err(classify)?;
         Ok(done.rows_affected())
     }
+}
+
+/// A write of `(key, value, expires_at, expect)` in `tx`.
+async fn put_in(
+    tx: &mut Tx,
+    (key, value, expires_at, expect): (&str, &str, i64, KvExpect),
+    now: i64,
+    correlation_id: &str,
+) -> Result<KvWritten, StoreError> {
+    let sql = match expect {
+        KvExpect::Any => format!("{UPSERT} RETURNING version"),
+        KvExpect::Absent => format!("{UPSERT}{NOT_LIVE} RETURNING version"),
+        KvExpect::Version(_) => UPDATE_AT.to_owned(),
+    };
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(key)
+        .bind(value)
+        .bind(expires_at)
+        .bind(now)
+        .bind(correlation_id);
+    if let KvExpect::Version(v) = expect {
+        q = q.bind(v);
+    }
+    let row = q.fetch_optional(&mut **tx).await.map_err(classify)?;
+    match row {
+        Some(r) => Ok(KvWritten::Done(KvRecord {
+            value: value.to_owned(),
+            version: col(&r, 0)?,
+            expires_at,
+            deleted: false,
+        })),
+        None => conflict_in(tx, key, now).await,
+    }
+}
+
+/// A delete of `key`'s live record in `tx`, if `expected` (a version) holds.
+async fn delete_in(
+    tx: &mut Tx,
+    key: &str,
+    expected: Option<i64>,
+    now: i64,
+    correlation_id: &str,
+) -> Result<KvWritten, StoreError> {
+    let sql = match expected {
+        None => format!("{DELETE} RETURNING version"),
+        Some(_) => format!("{DELETE} AND version = $4 RETURNING version"),
+    };
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(key)
+        .bind(now)
+        .bind(correlation_id);
+    if let Some(v) = expected {
+        q = q.bind(v);
+    }
+    let row = q.fetch_optional(&mut **tx).await.map_err(classify)?;
+    match (row, expected) {
+        (Some(r), _) => Ok(KvWritten::Done(KvRecord {
+            value: String::new(),
+            version: col(&r, 0)?,
+            expires_at: 0,
+            deleted: true,
+        })),
+        (None, None) => Ok(KvWritten::Nothing),
+        (None, Some(_)) => conflict_in(tx, key, now).await,
+    }
+}
+
+/// A refused write's answer: the live version now, if any.
+async fn conflict_in(tx: &mut Tx, key: &str, now: i64) -> Result<KvWritten, StoreError> {
+    let row = sqlx::query(GET)
+        .bind(key)
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(classify)?;
+    let current = row.as_ref().map(record_of).transpose()?;
+    Ok(KvWritten::Conflict(
+        current.filter(|r| r.live(now)).map(|r| r.version),
+    ))
 }

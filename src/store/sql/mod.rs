@@ -26,7 +26,7 @@ mod tokens;
 
 pub use evidence::{ReadingRow, RefusalRow};
 pub use guard::GuardTx;
-pub use kv::{KvExpect, KvWritten};
+pub use kv::{KvExpect, KvJob, KvWritten};
 pub use outbox::Settle;
 pub use ratelimit::{Expect, OverrideWrite, PolicyRow};
 pub use reserve_batch::ReserveAsk;
