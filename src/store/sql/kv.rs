@@ -74,6 +74,15 @@ pub enum KvJob {
     },
 }
 
+impl KvJob {
+    /// The key it writes.
+    fn key(&self) -> &str {
+        match self {
+            Self::Put { key, .. } | Self::Delete { key, .. } => key,
+        }
+    }
+}
+
 fn record_of(r: &sqlx::any::AnyRow) -> Result<KvRecord, StoreError> {
     Ok(KvRecord {
         value: col(r, 0)?,
@@ -96,13 +105,17 @@ impl SqlStore {
         row.as_ref().map(record_of).transpose()
     }
 
-    /// Runs a batch of writes in one transaction (group commit), in order: each sees the
-    /// ones before it, so two writes naming the same version still have one winner.
+    /// Runs a batch of writes in one transaction (group commit). Rows are taken in key
+    /// order, so two batches in flight never wait on each other in a cycle; writes to one key
+    /// keep their order (a stable sort), each seeing the ones before it, so two writes naming
+    /// the same version still have one winner. The outcomes come back in the jobs' order.
     pub async fn kv_apply(&self, jobs: Vec<KvJob>) -> Result<Vec<KvWritten>, StoreError> {
         let mut tx = self.begin_write().await?;
-        let mut out = Vec::with_capacity(jobs.len());
-        for job in &jobs {
-            out.push(match job {
+        let mut order: Vec<usize> = (0..jobs.len()).collect();
+        order.sort_by(|a, b| jobs[*a].key().cmp(jobs[*b].key()));
+        let mut out: Vec<Option<KvWritten>> = vec![None; jobs.len()];
+        for i in order {
+            out[i] = Some(match &jobs[i] {
                 KvJob::Put {
                     key,
                     value,
@@ -123,7 +136,7 @@ impl SqlStore {
             });
         }
         tx.commit().await.map_err(classify)?;
-        Ok(out)
+        Ok(out.into_iter().flatten().collect())
     }
 
     /// Deletes tombstones and expired rows older than `before` (epoch ms), at most `limit`.
