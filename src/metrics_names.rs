@@ -119,3 +119,5 @@ pub const SESSION_CONFLICTS: &str = "warden_session_version_conflicts_total";
 /// Counter: session touches, by `written` (`false`: within a tenth of the idle TTL of the last
 /// written one, so SQL was spared).
 pub const SESSION_TOUCH_WRITES: &str = "warden_session_touches_total";
+/// Gauge: live sessions, by `tenant` (counted every `sessions.gauge_every_ms`).
+pub const SESSIONS_LIVE: &str = "warden_sessions_live";

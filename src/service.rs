@@ -119,6 +119,7 @@ impl Warden {
         let sweeper = tokio::spawn(sweep_sessions(
             sessions.clone(),
             ms(config.sessions.sweep_every_ms),
+            ms(config.sessions.gauge_every_ms),
             stopped(stop_rx.clone()),
         ));
         let kv_reaper = tokio::spawn(reap_kv(
@@ -200,16 +201,32 @@ async fn keep_planner_stats(
     .await
 }
 
+/// Sweeps expired sessions every `period`, and counts the live ones every `gauge_every`.
 async fn sweep_sessions(
     sessions: Arc<Sessions>,
     period: Duration,
+    gauge_every: Duration,
     stop: impl std::future::Future<Output = ()>,
 ) {
-    every("session_sweeper", period, stop, || async {
+    let seen = tokio::sync::Mutex::new(std::collections::HashSet::new());
+    let next_count = std::sync::Mutex::new(std::time::Instant::now());
+    let (sessions, seen, next_count) = (&sessions, &seen, &next_count);
+    every("session_sweeper", period, stop, || async move {
         match sessions.sweep().await {
             Ok(0) => {}
             Ok(n) => tracing::info!(sessions = n, "expired sessions marked"),
             Err(b) => tracing::warn!(reason = b.reason(), "session sweeper failed"),
+        }
+        let due = {
+            let mut next = next_count.lock().unwrap_or_else(|p| p.into_inner());
+            let due = std::time::Instant::now() >= *next;
+            if due {
+                *next = std::time::Instant::now() + gauge_every;
+            }
+            due
+        };
+        if due {
+            sessions.publish_live(&mut *seen.lock().await).await;
         }
     })
     .await

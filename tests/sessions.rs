@@ -61,7 +61,9 @@ where
 async fn on_redis() -> (Postgres, Redis, Warden) {
     let pg = Postgres::start();
     let redis = Redis::start();
-    let w = Warden::start(&fast_failover(&pg, Some(redis.url())));
+    let mut env = fast_failover(&pg, Some(redis.url()));
+    env.push(("WARDEN_SESSIONS_GAUGE_EVERY_MS", "200".into()));
+    let w = Warden::start(&env);
     w.wait_ready_on("redis", Duration::from_secs(10)).await;
     (pg, redis, w)
 }
@@ -219,6 +221,15 @@ async fn limits_hold_under_concurrency_and_logout_everywhere_survives_a_failover
     assert_eq!(ids.len(), 3, "exactly three created");
     let (_, listed) = w.get("/v1/principals/cy/sessions").await;
     assert_eq!(listed["sessions"].as_array().unwrap().len(), 3, "{listed}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let live = "warden_sessions_live{tenant=\"default\"}";
+    while metric(&w.metrics().await, live) != 3.0 {
+        assert!(
+            Instant::now() < deadline,
+            "live sessions never counted as 3"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     // evict_oldest makes room: the oldest ends as evicted.
     limited["on_limit"] = json!("evict_oldest");

@@ -328,6 +328,8 @@ pub struct SessionSettings {
     pub retention_ms: u64,
     /// Creates made durable together (group commit).
     pub writer: WriterSettings,
+    /// How often the live sessions per tenant are counted for `/metrics`, ms.
+    pub gauge_every_ms: u64,
 }
 
 impl Default for SessionSettings {
@@ -337,6 +339,7 @@ impl Default for SessionSettings {
             sweep_every_ms: 1_000,
             sweep_batch: 1_000,
             retention_ms: 24 * 3_600_000,
+            gauge_every_ms: 10_000,
             writer: WriterSettings {
                 max_batch: 512,
                 concurrency: 2,
@@ -596,6 +599,7 @@ impl Config {
             ("kv.hold_ms", self.kv.hold_ms),
             ("kv.reap_every_ms", self.kv.reap_every_ms),
             ("sessions.sweep_every_ms", self.sessions.sweep_every_ms),
+            ("sessions.gauge_every_ms", self.sessions.gauge_every_ms),
         ];
         if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return Err(ConfigError::Invalid(format!("{name} must be positive")));

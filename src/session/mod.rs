@@ -419,6 +419,30 @@ impl Sessions {
             .await
     }
 
+    /// Publishes the live sessions per tenant (`warden_sessions_live`). A tenant whose last
+    /// session ended drops to 0.
+    pub async fn publish_live(&self, seen: &mut std::collections::HashSet<String>) {
+        let sql = self.tier.durable();
+        match self
+            .tier
+            .on_durable(sql.sessions_live(self.tier.now()))
+            .await
+        {
+            Ok(counts) => {
+                let now_seen: std::collections::HashSet<String> =
+                    counts.iter().map(|(t, _)| t.clone()).collect();
+                for gone in seen.difference(&now_seen) {
+                    metrics::gauge!(m::SESSIONS_LIVE, "tenant" => gone.clone()).set(0.0);
+                }
+                for (tenant, n) in counts {
+                    metrics::gauge!(m::SESSIONS_LIVE, "tenant" => tenant).set(n as f64);
+                }
+                *seen = now_seen;
+            }
+            Err(b) => tracing::debug!(reason = b.reason(), "live sessions not counted"),
+        }
+    }
+
     /// One sweep: marks sessions past an expiry as expired (with their events) and forgets
     /// rows whose absolute expiry passed `sessions.retention_ms` ago.
     pub async fn sweep(&self) -> Result<u64, Blocked> {

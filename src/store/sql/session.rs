@@ -548,6 +548,19 @@ impl SqlStore {
         rows.iter().map(row_of).collect()
     }
 
+    /// Live sessions per tenant at `now`.
+    pub async fn sessions_live(&self, now: i64) -> Result<Vec<(String, i64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT tenant, COUNT(*) FROM warden_sessions WHERE state = 'active' \
+             AND idle_expires_at > $1 AND absolute_expires_at > $1 GROUP BY tenant",
+        )
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(classify)?;
+        rows.iter().map(|r| Ok((col(r, 0)?, col(r, 1)?))).collect()
+    }
+
     /// Events of `tenant` after `after`, at most `limit`, in order.
     pub async fn session_events(
         &self,
