@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use support::{fast_failover, metric, Postgres, Redis, Warden};
+use support::{fast_failover, metric, through_switch, Postgres, Redis, Warden};
 
 async fn put(w: &Warden, key: &str, body: Value) -> (u16, Value) {
     let r = w
@@ -31,22 +31,6 @@ async fn delete(w: &Warden, key: &str, body: Option<Value>) -> (u16, Value) {
     }
     let r = req.send().await.expect("request");
     (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
-}
-
-/// Retries `call` while it answers 503 (a tier switch in progress), for at most 20 s.
-async fn through_switch<F, Fut>(mut call: F) -> (u16, Value)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = (u16, Value)>,
-{
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let (s, v) = call().await;
-        if s != 503 || Instant::now() > deadline {
-            return (s, v);
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

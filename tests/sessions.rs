@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use support::{fast_failover, metric, Postgres, Redis, Warden};
+use support::{fast_failover, metric, through_switch, Postgres, Redis, Warden};
 
 async fn send(
     w: &Warden,
@@ -40,22 +40,6 @@ fn id(v: &Value) -> String {
         .as_str()
         .unwrap_or_else(|| panic!("no session id in {v}"))
         .to_owned()
-}
-
-/// Retries `call` while it answers 503 (a tier switch in progress), for at most 20 s.
-async fn through_switch<F, Fut>(mut call: F) -> (u16, Value)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = (u16, Value)>,
-{
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let (s, v) = call().await;
-        if s != 503 || Instant::now() > deadline {
-            return (s, v);
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 async fn on_redis() -> (Postgres, Redis, Warden) {

@@ -67,7 +67,16 @@ impl Run {
         body: &Value,
         expect: u16,
     ) -> Result<(), String> {
-        let status = self.first.time(http.post(path, body)).await?.0;
+        self.expect(http.post(path, body), expect).await
+    }
+
+    /// Times `call` (first step) and counts it done if it answered `expect`.
+    async fn expect(
+        &mut self,
+        call: impl Future<Output = Result<(u16, Value), String>>,
+        expect: u16,
+    ) -> Result<(), String> {
+        let status = self.first.time(call).await?.0;
         self.count(status == expect);
         Ok(())
     }
@@ -79,9 +88,7 @@ impl Run {
         path: &str,
         expect: u16,
     ) -> Result<(), String> {
-        let status = self.first.time(http.get(path)).await?.0;
-        self.count(status == expect);
-        Ok(())
+        self.expect(http.get(path), expect).await
     }
 
     /// One timed `PUT` that must answer `expect`.
@@ -92,9 +99,7 @@ impl Run {
         body: &Value,
         expect: u16,
     ) -> Result<(), String> {
-        let status = self.first.time(http.put(path, body)).await?.0;
-        self.count(status == expect);
-        Ok(())
+        self.expect(http.put(path, body), expect).await
     }
 
     /// Two timed calls: the first must answer `expect`, the second is built from its answer

@@ -89,6 +89,23 @@ pub async fn postgres_store() -> (Postgres, warden::store::sql::SqlStore) {
     (pg, sql)
 }
 
+/// Retries `call` while it answers 503 (a tier switch in progress), for at most 20 s; the
+/// last answer.
+pub async fn through_switch<F, Fut>(mut call: F) -> (u16, Value)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = (u16, Value)>,
+{
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (s, v) = call().await;
+        if s != 503 || Instant::now() > deadline {
+            return (s, v);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// A port nobody listens on right now, in 20000–29999: below the kernel's ephemeral range
 /// (32768–60999) and below the Redis Cluster bus ports (node port + 10 000, see
 /// [`free_cluster_port`]).

@@ -17,6 +17,7 @@ mod ratelimit;
 mod reserve;
 mod reserve_batch;
 mod session;
+mod session_feed;
 mod stream;
 mod stream_batch;
 mod stream_cache;

@@ -5,12 +5,7 @@
 local now = now_us()
 local cost, fresh_after = tonumber(ARGV[1]), tonumber(ARGV[2])
 local n = #KEYS
-local used, retry = {}, 0
-for i = 1, n do
-  local alg, rate, period, cap = limit_args(i)
-  used[i] = in_use(KEYS[i], alg, rate, period, cap, now, fresh_after)
-  retry = math.max(retry, wait_for(KEYS[i], alg, rate, period, cap, used[i], cost, now))
-end
+local used, retry = read_all(cost, fresh_after, now)
 if retry > 0 then
   return with_report({0, retry}, n, used, now)
 end

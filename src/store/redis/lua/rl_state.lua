@@ -84,3 +84,15 @@ local function with_report(head, n, used, now)
   end
   return out
 end
+
+-- Reads every limit for `cost` at `now`: units in use per limit, and when the cost would fit
+-- (0: it fits now).
+local function read_all(cost, fresh_after, now)
+  local used, retry = {}, 0
+  for i = 1, #KEYS do
+    local alg, rate, period, cap = limit_args(i)
+    used[i] = in_use(KEYS[i], alg, rate, period, cap, now, fresh_after)
+    retry = math.max(retry, wait_for(KEYS[i], alg, rate, period, cap, used[i], cost, now))
+  end
+  return used, retry
+end
