@@ -107,6 +107,8 @@ pub const RL_FACTOR: &str = "warden_ratelimit_effective_factor";
 /// Counter: KV reads by what the hot copy gave, by `result` (`hit`, `miss`: absent or of an
 /// older epoch, reseeded; `held`: a write in flight, answered from SQL).
 pub const KV_COPY: &str = "warden_kv_copy_total";
+/// Session reads by what the hot copy offered (`result`: hit, miss, held, error).
+pub const SESSION_COPY: &str = "warden_session_copy_total";
 /// Counter: KV writes refused for their `expected_version`.
 pub const KV_CONFLICTS: &str = "warden_kv_version_conflicts_total";
 /// Counter: KV tombstones and expired records deleted by the reaper.

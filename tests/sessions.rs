@@ -52,28 +52,66 @@ async fn on_redis() -> (Postgres, Redis, Warden) {
     (pg, redis, w)
 }
 
+/// What happens to Redis between A's read and B's delete.
+enum Between<'a> {
+    /// Nothing.
+    Nothing,
+    /// Killed: B deletes on SQL alone.
+    Killed(&'a mut Redis),
+    /// Snapshotted (its copy of the live session in the RDB), killed, and once B deleted on
+    /// SQL, restarted from that snapshot.
+    Restored(&'a mut Redis),
+}
+
+const COPY_HITS: &str = "warden_session_copy_total{result=\"hit\"}";
+
 /// A reads version v, B deletes, then A's PUT naming v and A's touch answer 410, and reads
 /// stay 410: nothing brings the session back.
-async fn logout_beats_the_late_writer(w: &Warden, kill_between: Option<&mut Redis>) {
+async fn logout_beats_the_late_writer(w: &Warden, between: Between<'_>) {
     let (s, c) = create(w, login("ana")).await;
     assert_eq!(s, 201, "{c}");
     let sid = id(&c);
-    let (s, a) = w.get(&format!("/v1/sessions/{sid}")).await;
+    let path = format!("/v1/sessions/{sid}");
+    let hits = metric(&w.metrics().await, COPY_HITS);
+    let (s, a) = w.get(&path).await;
     assert_eq!((s, a["state"].as_str()), (200, Some("active")), "{a}");
     let v = a["version"].as_i64().unwrap();
-    if let Some(redis) = kill_between {
-        redis.kill();
+    if a["mode"] == "primary" {
+        assert!(
+            metric(&w.metrics().await, COPY_HITS) > hits,
+            "a read on Redis is answered from the hot copy"
+        );
     }
-    let path = format!("/v1/sessions/{sid}");
+    let restore = match between {
+        Between::Nothing => None,
+        Between::Killed(redis) => {
+            redis.kill();
+            None
+        }
+        Between::Restored(redis) => {
+            assert!(redis.cli(&["SAVE"]).is_some_and(|o| o.contains("OK")));
+            redis.kill();
+            Some(redis)
+        }
+    };
     let (s, d) = through_switch(|| send(w, reqwest::Method::DELETE, &path, None)).await;
     assert_eq!((s, d["state"].as_str()), (200, Some("revoked")), "{d}");
+    if let Some(redis) = restore {
+        redis.restart(); // loads the snapshot: a copy of the session, live
+        w.wait_ready_on("redis", Duration::from_secs(20)).await;
+    }
+    // Reads first: a write would replace a stale copy before a read could meet it.
+    let (s, g) = w.get(&path).await;
+    assert_eq!((s, g["reason"].as_str()), (410, Some("revoked")), "{g}");
     let body = json!({"data": {"user": "ana", "cart": ["late"]}, "expected_version": v});
     let (s, p) = send(w, reqwest::Method::PUT, &path, Some(body)).await;
     assert_eq!((s, p["state"].as_str()), (410, Some("revoked")), "{p}");
     let (s, t) = w.post(&format!("{path}/touch"), json!({})).await;
     assert_eq!((s, t["state"].as_str()), (410, Some("revoked")), "{t}");
-    let (s, g) = w.get(&path).await;
-    assert_eq!((s, g["reason"].as_str()), (410, Some("revoked")), "{g}");
+    for _ in 0..2 {
+        let (s, g) = w.get(&path).await;
+        assert_eq!((s, g["reason"].as_str()), (410, Some("revoked")), "{g}");
+    }
     let (s, _) = send(w, reqwest::Method::DELETE, &path, None).await;
     assert_eq!(s, 200, "a revoke is idempotent");
 }
@@ -81,11 +119,59 @@ async fn logout_beats_the_late_writer(w: &Warden, kill_between: Option<&mut Redi
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_logout_is_never_undone_by_a_late_write_even_across_redis_loss() {
     let (_pg, mut redis, w) = on_redis().await;
-    logout_beats_the_late_writer(&w, None).await;
-    logout_beats_the_late_writer(&w, Some(&mut redis)).await;
+    logout_beats_the_late_writer(&w, Between::Nothing).await;
+    logout_beats_the_late_writer(&w, Between::Killed(&mut redis)).await;
     redis.restart();
     w.wait_ready_on("redis", Duration::from_secs(20)).await;
-    logout_beats_the_late_writer(&w, None).await;
+    logout_beats_the_late_writer(&w, Between::Nothing).await;
+    logout_beats_the_late_writer(&w, Between::Restored(&mut redis)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logout_everywhere_and_eviction_end_the_hot_copies_too() {
+    let (_pg, _redis, w) = on_redis().await;
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let (s, c) = create(&w, login("dee")).await;
+        assert_eq!(s, 201, "{c}");
+        ids.push(id(&c));
+    }
+    let hits = metric(&w.metrics().await, COPY_HITS);
+    for sid in &ids {
+        for _ in 0..2 {
+            let (s, v) = w.get(&format!("/v1/sessions/{sid}")).await;
+            assert_eq!((s, v["mode"].as_str()), (200, Some("primary")), "{v}");
+        }
+    }
+    assert!(
+        metric(&w.metrics().await, COPY_HITS) >= hits + 6.0,
+        "served from the copies"
+    );
+    // An eviction ends the oldest session's copy.
+    let mut limited = login("dee");
+    limited["max_per_principal"] = json!(3);
+    limited["on_limit"] = json!("evict_oldest");
+    let (s, c) = create(&w, limited).await;
+    assert_eq!((s, c["evicted"].as_u64()), (201, Some(1)), "{c}");
+    ids.push(id(&c));
+    let (s, v) = w.get(&format!("/v1/sessions/{}", ids[0])).await;
+    assert_eq!((s, v["reason"].as_str()), (410, Some("evicted")), "{v}");
+    let (s, v) = send(
+        &w,
+        reqwest::Method::DELETE,
+        "/v1/principals/dee/sessions",
+        None,
+    )
+    .await;
+    assert_eq!((s, v["count"].as_u64()), (200, Some(3)), "{v}");
+    for sid in &ids[1..] {
+        let (s, v) = w.get(&format!("/v1/sessions/{sid}")).await;
+        assert_eq!(
+            (s, v["reason"].as_str()),
+            (410, Some("revoked")),
+            "{sid}: {v}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -47,6 +47,12 @@ impl Default for KvSettings {
 pub struct SessionSettings {
     /// Largest session data, bytes of JSON.
     pub max_data_bytes: usize,
+    /// How long a session's hot copy stays in Redis after its last write or read from SQL, ms
+    /// (a live one's at most until its absolute expiry).
+    pub copy_ttl_ms: u64,
+    /// How long a write keeps the copy out of service if it never finishes, ms: longer than
+    /// any write can take.
+    pub hold_ms: u64,
     /// How often the sweeper marks sessions past an expiry as expired, ms.
     pub sweep_every_ms: u64,
     /// Sessions marked (and old rows forgotten) per sweep, at most.
@@ -64,6 +70,8 @@ impl Default for SessionSettings {
     fn default() -> Self {
         Self {
             max_data_bytes: 64 * 1024,
+            copy_ttl_ms: 3_600_000,
+            hold_ms: 300_000,
             sweep_every_ms: 1_000,
             sweep_batch: 1_000,
             retention_ms: 24 * 3_600_000,

@@ -498,6 +498,8 @@ impl Config {
             ("kv.copy_ttl_ms", self.kv.copy_ttl_ms),
             ("kv.hold_ms", self.kv.hold_ms),
             ("kv.reap_every_ms", self.kv.reap_every_ms),
+            ("sessions.copy_ttl_ms", self.sessions.copy_ttl_ms),
+            ("sessions.hold_ms", self.sessions.hold_ms),
             ("sessions.sweep_every_ms", self.sessions.sweep_every_ms),
             ("sessions.gauge_every_ms", self.sessions.gauge_every_ms),
         ];

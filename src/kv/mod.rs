@@ -14,11 +14,11 @@ use crate::key::Key;
 use crate::metrics_names as m;
 use crate::runtime::correlation;
 use crate::runtime::group_commit::GroupCommit;
-use crate::store::copy::{HotCopy, Peeked};
+use crate::store::copy::Seeder;
 use crate::store::kv::{KvRecord, COPY_FIELDS};
 use crate::store::redis::tagged;
 use crate::store::sql::{KvExpect, KvJob, KvWritten};
-use crate::tier::{Blocked, Mode, Primary, Tier};
+use crate::tier::{Blocked, Looked, Mode, Primary, Tier};
 
 /// Largest value, as JSON text.
 pub const MAX_VALUE_BYTES: usize = 1024 * 1024;
@@ -72,35 +72,26 @@ impl Kv {
         let mut reseed = false;
         if let Some(p) = primary {
             let k = copy_key(key);
-            let copied = p.call(|s| s.copy_peek(&k, &COPY_FIELDS)).await;
-            let current = |v: i64, f: &_| KvRecord::from_copy(v, f);
-            match copied {
-                Ok(Peeked::Copy {
-                    epoch: e,
-                    version,
-                    fields,
-                }) if e == epoch && current(version, &fields).is_some() => {
-                    metrics::counter!(m::KV_COPY, "result" => "hit").increment(1);
-                    let read = match current(version, &fields) {
-                        Some(r) if r.live(now) => KvRead::Found(r),
-                        _ => KvRead::NotFound,
+            match p
+                .look_copy(m::KV_COPY, &k, &COPY_FIELDS, epoch, KvRecord::from_copy)
+                .await
+            {
+                Looked::Hit(r) => {
+                    let read = if r.live(now) {
+                        KvRead::Found(r)
+                    } else {
+                        KvRead::NotFound
                     };
                     return Ok((read, mode));
                 }
-                Ok(Peeked::Held) => {
-                    metrics::counter!(m::KV_COPY, "result" => "held").increment(1);
-                }
-                Ok(_) => {
-                    metrics::counter!(m::KV_COPY, "result" => "miss").increment(1);
-                    reseed = true;
-                }
-                Err(e) => tracing::warn!(error = %e, "kv copy not read; answering from SQL"),
+                Looked::Miss => reseed = true,
+                Looked::Bypass => {}
             }
         }
         let sql = self.tier.durable();
         let row = self.tier.on_durable(sql.kv_get(key.as_str())).await?;
         if let (Some(p), Some(r), true) = (primary, &row, reseed) {
-            self.seed(p, key, r, epoch, false, now).await;
+            self.seed(p, key, r, epoch, Seeder::Reader, now).await;
         }
         let read = match row {
             Some(r) if r.live(now) => KvRead::Found(r),
@@ -168,9 +159,7 @@ impl Kv {
         let active = self.tier.active_durable()?;
         let primary = active.primary();
         if let Some(p) = primary {
-            let hold_ms = self.cfg.hold_ms as i64;
-            let k = copy_key(key);
-            p.settle(|s| s.copy_hold(&k, hold_ms)).await?;
+            p.hold_copy(&copy_key(key), self.cfg.hold_ms as i64).await?;
         }
         Ok((primary, active.mode(), active.epoch))
     }
@@ -203,8 +192,8 @@ impl Kv {
                     .flatten(),
             };
             match record {
-                Some(r) => self.seed(p, key, &r, epoch, true, now).await,
-                None => self.release(p, key).await,
+                Some(r) => self.seed(p, key, &r, epoch, Seeder::Writer, now).await,
+                None => p.release_copy(&copy_key(key)).await,
             }
         }
     }
@@ -215,27 +204,13 @@ impl Kv {
         key: &Key,
         r: &KvRecord,
         epoch: i64,
-        release: bool,
+        by: Seeder,
         now: i64,
     ) {
         let ttl = self.copy_ttl(r, now);
         let fields = r.copy_fields();
         let k = copy_key(key);
-        if let Err(e) = p
-            .call(|s| s.copy_seed(&k, epoch, r.version, &fields, release, ttl))
-            .await
-        {
-            tracing::warn!(error = %e, "kv copy not written; it stays held until the hold ends");
-        }
-    }
-
-    /// Ends a hold with nothing to copy (a delete of a key SQL never had): a copy of epoch 0,
-    /// which is never current, gone within a millisecond.
-    async fn release(&self, p: Primary<'_>, key: &Key) {
-        let k = copy_key(key);
-        if let Err(e) = p.call(|s| s.copy_seed(&k, 0, 0, &[], true, 1)).await {
-            tracing::warn!(error = %e, "kv hold not released; it ends on its own");
-        }
+        let _ = p.seed_copy(&k, epoch, r.version, &fields, by, ttl).await;
     }
 
     /// Deletes tombstones and expired records older than `kv.tombstone_ms`.

@@ -5,6 +5,7 @@
 //! per-principal generation that ends every older session even if its row were missed.
 //! Session ids are 256 random bits; only their SHA-256 is stored or logged.
 
+mod copy;
 pub mod outcome;
 
 use std::sync::Arc;
@@ -19,6 +20,7 @@ use crate::config::SessionSettings;
 use crate::metrics_names as m;
 use crate::runtime::correlation;
 use crate::runtime::group_commit::GroupCommit;
+use crate::store::copy::Seeder;
 use crate::store::session::{
     state, Changed, CreateJob, CreatedRow, NewSession, OnLimit, SessionEvent, SessionRow, Standing,
 };
@@ -113,7 +115,7 @@ impl Sessions {
 
     /// Creates a session, counting the principal's live sessions atomically when limited.
     pub async fn create(&self, req: &CreateRequest) -> Result<(SessionCreated, Mode), Blocked> {
-        let mode = self.mode()?;
+        let w = self.writing()?;
         let (id, hash) = new_id().map_err(|e| {
             tracing::error!(error = %e, "no randomness for a session id");
             Blocked::DatabaseUnavailable
@@ -136,6 +138,11 @@ impl Sessions {
         Ok((
             match created {
                 CreatedRow::Created { row, evicted } => {
+                    self.end_copies(&w, &req.tenant, &evicted, state::EVICTED)
+                        .await;
+                    if let Some(p) = w.primary {
+                        self.seed(p, w.epoch, &row, Seeder::Reader).await;
+                    }
                     metrics::counter!(m::SESSION_EVENTS, "kind" => "created").increment(1);
                     if !evicted.is_empty() {
                         metrics::counter!(m::SESSION_EVENTS, "kind" => "evicted")
@@ -146,7 +153,7 @@ impl Sessions {
                 }
                 CreatedRow::LimitReached => SessionCreated::LimitReached,
             },
-            mode,
+            w.mode,
         ))
     }
 
@@ -160,7 +167,7 @@ impl Sessions {
         let (touched, mode) = if touch {
             self.touch(tenant, id).await?
         } else {
-            (self.look(tenant, id).await?, self.mode()?)
+            self.look(tenant, id).await?
         };
         Ok((
             match touched {
@@ -172,32 +179,12 @@ impl Sessions {
         ))
     }
 
-    async fn look(&self, tenant: &str, id: &str) -> Result<SessionTouch, Blocked> {
-        if !well_formed(id) {
-            return Ok(SessionTouch::NotFound);
-        }
-        let sql = self.tier.durable();
-        let row = self
-            .tier
-            .on_durable(sql.session(tenant, &id_hash(id)))
-            .await?;
-        let now = self.tier.now();
-        Ok(match row {
-            None => SessionTouch::NotFound,
-            Some(r) => match gone(&r, now) {
-                Some(g) => SessionTouch::Gone(g),
-                None => SessionTouch::Touched(r),
-            },
-        })
-    }
-
     /// Slides the idle expiry of session `id` (never past its absolute expiry). SQL is
     /// written at most once per `idle_ttl_ms / 10`: between writes, the expiry answered is
     /// the one stored, so it slides in steps of a tenth of the idle TTL.
     pub async fn touch(&self, tenant: &str, id: &str) -> Result<(SessionTouch, Mode), Blocked> {
-        let mode = self.mode()?;
-        let looked = self.look(tenant, id).await?;
-        let SessionTouch::Touched(mut row) = looked else {
+        let (looked, mode) = self.look(tenant, id).await?;
+        let SessionTouch::Touched(row) = looked else {
             return Ok((looked, mode));
         };
         let now = self.tier.now();
@@ -206,19 +193,33 @@ impl Sessions {
             return Ok((SessionTouch::Touched(row), mode));
         }
         let until = (now + row.idle_ttl_ms).min(row.absolute_expires_at);
+        let hash = row.id_hash.clone();
+        let w = self.hold(tenant, &hash).await?;
         let sql = self.tier.durable();
         let written = self
             .tier
-            .on_durable(sql.session_touch(tenant, &row.id_hash, until, now))
-            .await?;
-        if !written {
-            // Ended or expired between the read and the write: read again for the reason.
-            return Ok((self.look(tenant, id).await?, mode));
+            .on_durable(sql.session_touch(tenant, &hash, until, now))
+            .await;
+        // What SQL holds now (the touched row, or why it is not live), for the answer and
+        // the copy.
+        let current = match written {
+            Ok(true) => Ok(Some(SessionRow {
+                idle_expires_at: until,
+                touch_written_at: now,
+                ..row
+            })),
+            Ok(false) => self.tier.on_durable(sql.session(tenant, &hash)).await,
+            Err(b) => Err(b),
+        };
+        let current = current?;
+        self.settle(&w, tenant, &hash, current.as_ref()).await;
+        if matches!(written, Ok(true)) {
+            metrics::counter!(m::SESSION_TOUCH_WRITES, "written" => "true").increment(1);
         }
-        metrics::counter!(m::SESSION_TOUCH_WRITES, "written" => "true").increment(1);
-        row.idle_expires_at = until;
-        row.touch_written_at = now;
-        Ok((SessionTouch::Touched(row), mode))
+        Ok((
+            current.map_or(SessionTouch::NotFound, |r| self.standing(r)),
+            w.mode,
+        ))
     }
 
     /// Replaces the data of session `id` if it is live at `expected_version`.
@@ -266,10 +267,11 @@ impl Sessions {
         expected_version: Option<i64>,
         new_data: impl FnOnce(&str) -> Option<String> + Send,
     ) -> Result<(SessionSaved, Mode), Blocked> {
-        let mode = self.mode()?;
         if !well_formed(id) {
-            return Ok((SessionSaved::NotFound, mode));
+            return Ok((SessionSaved::NotFound, self.mode()?));
         }
+        let hash = id_hash(id);
+        let w = self.hold(tenant, &hash).await?;
         let now = self.tier.now();
         let mut refusal = None;
         let refused = &mut refusal;
@@ -289,8 +291,9 @@ impl Sessions {
         let sql = self.tier.durable();
         let changed = self
             .tier
-            .on_durable(sql.session_change(tenant, &id_hash(id), now, change))
+            .on_durable(sql.session_change(tenant, &hash, now, change))
             .await?;
+        self.settle(&w, tenant, &hash, changed.row()).await;
         Ok((
             match changed {
                 Changed::Done(row) => SessionSaved::Saved(row),
@@ -306,67 +309,77 @@ impl Sessions {
                     (None, None) => SessionSaved::NotFound,
                 },
             },
-            mode,
+            w.mode,
         ))
     }
 
     /// Gives session `id` a new id with the same data; the old id answers 410 `rotated`.
     pub async fn rotate(&self, tenant: &str, id: &str) -> Result<(SessionRotated, Mode), Blocked> {
-        let mode = self.mode()?;
         if !well_formed(id) {
-            return Ok((SessionRotated::NotFound, mode));
+            return Ok((SessionRotated::NotFound, self.mode()?));
         }
         let (new_id, new_hash) = new_id().map_err(|e| {
             tracing::error!(error = %e, "no randomness for a session id");
             Blocked::DatabaseUnavailable
         })?;
+        let hash = id_hash(id);
+        let w = self.hold(tenant, &hash).await?;
         let now = self.tier.now();
         let cid = correlation::current();
         let sql = self.tier.durable();
         let rotated = self
             .tier
-            .on_durable(sql.session_rotate(tenant, &id_hash(id), &new_hash, now, &cid))
+            .on_durable(sql.session_rotate(tenant, &hash, &new_hash, now, &cid))
             .await?;
-        Ok((
-            match rotated {
-                Changed::Done(row) => {
-                    metrics::counter!(m::SESSION_EVENTS, "kind" => "rotated").increment(1);
-                    SessionRotated::Rotated(new_id, Box::new(row))
+        let answer = match rotated {
+            Changed::Done(row) => {
+                // The old id ends at the successor's version.
+                let old = SessionRow::ended(tenant, &hash, state::ROTATED, row.version);
+                self.settle(&w, tenant, &hash, Some(&old)).await;
+                if let Some(p) = w.primary {
+                    self.seed(p, w.epoch, &row, Seeder::Reader).await;
                 }
-                Changed::Refused(None) => SessionRotated::NotFound,
-                Changed::Refused(Some(row)) => match gone(&row, now) {
+                metrics::counter!(m::SESSION_EVENTS, "kind" => "rotated").increment(1);
+                SessionRotated::Rotated(new_id, Box::new(row))
+            }
+            Changed::Refused(row) => {
+                self.settle(&w, tenant, &hash, row.as_ref()).await;
+                match row.and_then(|r| gone(&r, now)) {
                     Some(g) => SessionRotated::Gone(g),
                     None => SessionRotated::NotFound,
-                },
-            },
-            mode,
-        ))
+                }
+            }
+        };
+        Ok((answer, w.mode))
     }
 
     /// Revokes session `id` (idempotent).
     pub async fn revoke(&self, tenant: &str, id: &str) -> Result<(SessionRevoked, Mode), Blocked> {
-        let mode = self.mode()?;
         if !well_formed(id) {
-            return Ok((SessionRevoked::NotFound, mode));
+            return Ok((SessionRevoked::NotFound, self.mode()?));
         }
+        let hash = id_hash(id);
+        let w = self.hold(tenant, &hash).await?;
         let now = self.tier.now();
         let cid = correlation::current();
         let sql = self.tier.durable();
         let revoked = self
             .tier
-            .on_durable(sql.session_revoke(tenant, &id_hash(id), now, &cid))
+            .on_durable(sql.session_revoke(tenant, &hash, now, &cid))
             .await?;
+        let row = revoked.as_ref().map(|(_, r)| r);
+        self.settle(&w, tenant, &hash, row).await;
         Ok((
             match revoked {
                 None => SessionRevoked::NotFound,
-                Some(now_ended) => {
+                Some((now_ended, _)) => {
                     if now_ended {
                         metrics::counter!(m::SESSION_EVENTS, "kind" => "revoked").increment(1);
                     }
                     SessionRevoked::Revoked(usize::from(now_ended))
                 }
             },
-            mode,
+            w.mode,
         ))
     }
 
@@ -392,7 +405,7 @@ impl Sessions {
         tenant: &str,
         principal: &str,
     ) -> Result<(SessionRevoked, Mode), Blocked> {
-        let mode = self.mode()?;
+        let w = self.writing()?;
         let now = self.tier.now();
         let cid = correlation::current();
         let sql = self.tier.durable();
@@ -400,9 +413,10 @@ impl Sessions {
             .tier
             .on_durable(sql.session_revoke_all(tenant, principal, now, &cid))
             .await?;
+        self.end_copies(&w, tenant, &ended, state::REVOKED).await;
         metrics::counter!(m::SESSION_EVENTS, "kind" => "revoked").increment(ended.len() as u64);
         tracing::info!(sessions = ended.len(), "principal logged out everywhere");
-        Ok((SessionRevoked::Revoked(ended.len()), mode))
+        Ok((SessionRevoked::Revoked(ended.len()), w.mode))
     }
 
     /// Events of `tenant` after `after` (at most `limit`), in commit order.

@@ -27,6 +27,30 @@ pub enum Peeked {
     },
 }
 
+/// Who writes a copy, which decides whether writes in flight stop it
+/// (`lua/copy_seed.lua`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Seeder {
+    /// A read that found no current copy and read SQL: not while a write is in flight.
+    Reader,
+    /// The write that held the copy: ends its own hold, then writes if no other is in flight.
+    Writer,
+    /// A write that could not hold the copy beforehand (an end learned of at commit, such as
+    /// a logout everywhere): writes over writes in flight and keeps their holds.
+    Ender,
+}
+
+impl Seeder {
+    /// Its code in `lua/copy_seed.lua`.
+    pub fn code(self) -> i64 {
+        match self {
+            Self::Reader => 0,
+            Self::Writer => 1,
+            Self::Ender => 2,
+        }
+    }
+}
+
 /// The Redis steps of a hot copy (`lua/copy_hold.lua`, `lua/copy_seed.lua`, one `HMGET`).
 pub trait HotCopy: Send + Sync {
     /// Reads `fields` of the copy at `key`.
@@ -43,16 +67,16 @@ pub trait HotCopy: Send + Sync {
         hold_ms: i64,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// Writes the copy at `epoch` and `version` with `fields` (kept `ttl_ms`), unless a write
-    /// is in flight or the copy is at this epoch and as new already. `release`: the seed of a
-    /// write that held the copy, which ends its hold first. Returns whether it was written.
+    /// Writes the copy at `epoch` and `version` with `fields` (kept `ttl_ms`), unless the copy
+    /// is at this epoch and as new already, or (as [`Seeder`] says) a write is in flight.
+    /// Returns whether it was written.
     fn copy_seed(
         &self,
         key: &str,
         epoch: i64,
         version: i64,
         fields: &[(&str, String)],
-        release: bool,
+        by: Seeder,
         ttl_ms: i64,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 }

@@ -1,5 +1,8 @@
-//! Sessions as SQL stores them. A row is never created by a write to it (no upsert), and an
-//! ended session keeps its row, so a late write or a retry finds it ended and changes nothing.
+//! Sessions as SQL stores them, and as their hot copy in Redis carries them. A row is never
+//! created by a write to it (no upsert), and an ended session keeps its row, so a late write
+//! or a retry finds it ended and changes nothing.
+
+use std::collections::HashMap;
 
 /// How a session is, as stored.
 pub mod state {
@@ -26,7 +29,7 @@ pub struct SessionRow {
     pub principal: String,
     /// Its data, a JSON object as text.
     pub data: String,
-    /// 1 at creation, +1 on every write of its data.
+    /// 1 at creation, +1 on every write of its data and at its end.
     pub version: i64,
     /// The principal's generation when it was created.
     pub generation: i64,
@@ -81,6 +84,78 @@ impl SessionRow {
     }
 }
 
+/// The fields of a session's hot copy (besides its epoch and version). An ended session's
+/// copy carries its state alone.
+pub const COPY_FIELDS: [&str; 10] = ["st", "d", "pr", "g", "pg", "c", "it", "ie", "ae", "w"];
+
+impl SessionRow {
+    /// Its fields in the hot copy.
+    pub fn copy_fields(&self) -> Vec<(&'static str, String)> {
+        if self.state != state::ACTIVE {
+            return vec![("st", self.state.clone())];
+        }
+        vec![
+            ("st", self.state.clone()),
+            ("d", self.data.clone()),
+            ("pr", self.principal.clone()),
+            ("g", self.generation.to_string()),
+            ("pg", self.principal_generation.to_string()),
+            ("c", self.created_at.to_string()),
+            ("it", self.idle_ttl_ms.to_string()),
+            ("ie", self.idle_expires_at.to_string()),
+            ("ae", self.absolute_expires_at.to_string()),
+            ("w", self.touch_written_at.to_string()),
+        ]
+    }
+
+    /// The end of session `id_hash` of `tenant` at `version`, as far as a hot copy needs it.
+    pub fn ended(tenant: &str, id_hash: &str, to: &str, version: i64) -> Self {
+        Self {
+            id_hash: id_hash.to_owned(),
+            tenant: tenant.to_owned(),
+            principal: String::new(),
+            data: "{}".into(),
+            version,
+            generation: 0,
+            principal_generation: 0,
+            created_at: 0,
+            idle_ttl_ms: 0,
+            idle_expires_at: 0,
+            absolute_expires_at: 0,
+            state: to.to_owned(),
+            ended_at: 0,
+            rotated_to: String::new(),
+            touch_written_at: 0,
+        }
+    }
+
+    /// The row a copy's fields describe, if they are whole.
+    pub fn from_copy(
+        tenant: &str,
+        id_hash: &str,
+        version: i64,
+        f: &HashMap<&'static str, String>,
+    ) -> Option<Self> {
+        let st = f.get("st")?;
+        if st != state::ACTIVE {
+            return Some(Self::ended(tenant, id_hash, st, version));
+        }
+        let int = |name: &str| f.get(name)?.parse::<i64>().ok();
+        Some(Self {
+            data: f.get("d")?.clone(),
+            principal: f.get("pr")?.clone(),
+            generation: int("g")?,
+            principal_generation: int("pg")?,
+            created_at: int("c")?,
+            idle_ttl_ms: int("it")?,
+            idle_expires_at: int("ie")?,
+            absolute_expires_at: int("ae")?,
+            touch_written_at: int("w")?,
+            ..Self::ended(tenant, id_hash, st, version)
+        })
+    }
+}
+
 /// A session to create.
 #[derive(Debug, Clone)]
 pub struct NewSession {
@@ -127,8 +202,8 @@ pub enum CreatedRow {
     Created {
         /// The new row.
         row: Box<SessionRow>,
-        /// Evicted sessions' id hashes.
-        evicted: Vec<String>,
+        /// Evicted sessions' id hashes and versions (moved on by the end).
+        evicted: Vec<(String, i64)>,
     },
     /// The principal is at its limit and the policy is `reject`.
     LimitReached,
@@ -142,6 +217,16 @@ pub enum Changed {
     /// Not done: the row as it stands (ended, expired, or at another version), or `None` when
     /// there is no such session.
     Refused(Option<SessionRow>),
+}
+
+impl Changed {
+    /// The row as SQL holds it after the change, if there is one.
+    pub fn row(&self) -> Option<&SessionRow> {
+        match self {
+            Self::Done(r) | Self::Refused(Some(r)) => Some(r),
+            Self::Refused(None) => None,
+        }
+    }
 }
 
 /// One event of the feed.

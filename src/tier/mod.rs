@@ -5,6 +5,7 @@
 mod backend;
 mod blocked;
 mod breaker;
+mod copy;
 mod lease;
 mod primary;
 mod supervisor;
@@ -13,6 +14,7 @@ mod switch;
 pub use backend::{Backend, Mode};
 pub use blocked::Blocked;
 pub use breaker::{Breaker, BreakerState};
+pub use copy::Looked;
 pub use primary::Primary;
 
 use std::sync::atomic::{AtomicI64, AtomicU8, Ordering};
@@ -39,6 +41,9 @@ pub mod reason {
     pub const COUNTER_EXHAUSTED: &str = "counter_exhausted";
     /// The database epoch was found behind Redis's gate.
     pub const EPOCH_BEHIND: &str = "epoch_behind";
+    /// An end committed in SQL could not be written over Redis's hot copies, so no copy of
+    /// the epoch may be trusted again.
+    pub const COPY_UNSETTLED: &str = "copy_unsettled";
 }
 
 /// Tier settings.

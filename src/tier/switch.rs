@@ -171,7 +171,7 @@ impl Tier {
             reason::REDIS_RECOVERED => Duration::ZERO,
             // The same store goes on: its old-epoch leases stay visible to the new epoch. Only
             // instances still acting on the old epoch must see the switch.
-            reason::COUNTER_EXHAUSTED | reason::EPOCH_BEHIND => lease,
+            reason::COUNTER_EXHAUSTED | reason::EPOCH_BEHIND | reason::COPY_UNSETTLED => lease,
             // Old leases may be live where the new epoch cannot see them. An instance that has
             // not seen the switch yet may still grant or extend one for up to its tier lease,
             // each for up to the longest TTL.

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use super::RedisStore;
-use crate::store::copy::{HotCopy, Peeked};
+use crate::store::copy::{HotCopy, Peeked, Seeder};
 use crate::store::StoreError;
 
 impl HotCopy for RedisStore {
@@ -50,14 +50,14 @@ impl HotCopy for RedisStore {
         epoch: i64,
         version: i64,
         fields: &[(&str, String)],
-        release: bool,
+        by: Seeder,
         ttl_ms: i64,
     ) -> Result<bool, StoreError> {
         let mut inv = self.scripts.copy_seed.key(key);
         inv.arg(epoch)
             .arg(version)
             .arg(ttl_ms.max(1))
-            .arg(i64::from(release));
+            .arg(by.code());
         for (name, value) in fields {
             inv.arg(*name).arg(value);
         }

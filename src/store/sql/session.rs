@@ -158,7 +158,9 @@ impl SqlStore {
         Ok(())
     }
 
-    /// Ends the active sessions `id_hashes` of `tenant` as `to` in `tx`; those it ended.
+    /// Ends the active sessions `id_hashes` of `tenant` as `to` in `tx` (an end moves the
+    /// version on, so a hot copy of the live session is older than its end); those it ended,
+    /// with their new versions.
     pub(super) async fn end_sessions(
         &self,
         tx: &mut Tx,
@@ -166,22 +168,22 @@ impl SqlStore {
         id_hashes: &[String],
         to: &str,
         now: i64,
-    ) -> Result<Vec<String>, StoreError> {
+    ) -> Result<Vec<(String, i64)>, StoreError> {
         let mut ended = Vec::new();
         for id in id_hashes {
             let done = sqlx::query(
-                "UPDATE warden_sessions SET state = $3, ended_at = $4 \
-                 WHERE id_hash = $1 AND tenant = $2 AND state = 'active'",
+                "UPDATE warden_sessions SET state = $3, ended_at = $4, version = version + 1 \
+                 WHERE id_hash = $1 AND tenant = $2 AND state = 'active' RETURNING version",
             )
             .bind(id)
             .bind(tenant)
             .bind(to)
             .bind(now)
-            .execute(&mut **tx)
+            .fetch_optional(&mut **tx)
             .await
             .map_err(classify)?;
-            if done.rows_affected() == 1 {
-                ended.push(id.clone());
+            if let Some(row) = done {
+                ended.push((id.clone(), col(&row, 0)?));
             }
         }
         Ok(ended)
@@ -231,7 +233,7 @@ impl SqlStore {
             generations.insert((tenant, principal), g);
         }
         let mut out = Vec::with_capacity(jobs.len());
-        let mut evictions: Vec<Vec<String>> = Vec::with_capacity(jobs.len());
+        let mut evictions: Vec<Vec<(String, i64)>> = Vec::with_capacity(jobs.len());
         for job in &jobs {
             let new = &job.new;
             let key = (new.tenant.as_str(), new.principal.as_str());
@@ -291,7 +293,7 @@ impl SqlStore {
                 principal: &job.new.principal,
                 correlation_id: &job.correlation_id,
             };
-            events.extend(evicted.iter().map(|id| event("evicted", id.as_str())));
+            events.extend(evicted.iter().map(|(id, _)| event("evicted", id.as_str())));
             events.push(event("created", row.id_hash.as_str()));
         }
         let at = jobs.iter().map(|j| j.now).max().unwrap_or(0);
@@ -394,8 +396,8 @@ impl SqlStore {
         Ok(done.rows_affected() == 1)
     }
 
-    /// Ends the live session `id_hash` and creates `successor` with its data, principal and
-    /// expiries, in one transaction.
+    /// Ends the live session `id_hash` (its version moves on, to the successor's) and creates
+    /// `successor` with its data, principal and expiries, in one transaction.
     pub async fn session_rotate(
         &self,
         tenant: &str,
@@ -412,8 +414,8 @@ impl SqlStore {
             return Ok(Changed::Refused(Some(old)));
         }
         sqlx::query(
-            "UPDATE warden_sessions SET state = 'rotated', ended_at = $3, rotated_to = $4 \
-             WHERE id_hash = $1 AND tenant = $2",
+            "UPDATE warden_sessions SET state = 'rotated', ended_at = $3, rotated_to = $4, \
+             version = version + 1 WHERE id_hash = $1 AND tenant = $2",
         )
         .bind(id_hash)
         .bind(tenant)
@@ -442,24 +444,27 @@ impl SqlStore {
         Ok(Changed::Done(new))
     }
 
-    /// Revokes session `id_hash`: `Some(true)` when it was live and is revoked now,
-    /// `Some(false)` when it had ended already, `None` when there is no such session.
+    /// Revokes session `id_hash`: whether it was live and is revoked now, and its row as it
+    /// stands after; `None` when there is no such session.
     pub async fn session_revoke(
         &self,
         tenant: &str,
         id_hash: &str,
         now: i64,
         correlation_id: &str,
-    ) -> Result<Option<bool>, StoreError> {
+    ) -> Result<Option<(bool, SessionRow)>, StoreError> {
         let mut tx = self.begin_write().await?;
-        let Some(row) = self.session_in(&mut tx, tenant, id_hash).await? else {
+        let Some(mut row) = self.session_in(&mut tx, tenant, id_hash).await? else {
             return Ok(None);
         };
         let ids = [id_hash.to_owned()];
         let ended = self
             .end_sessions(&mut tx, tenant, &ids, state::REVOKED, now)
             .await?;
-        if !ended.is_empty() {
+        if let Some((_, version)) = ended.first() {
+            row.version = *version;
+            row.state = state::REVOKED.into();
+            row.ended_at = now;
             let events = [Event {
                 tenant,
                 kind: "revoked",
@@ -470,19 +475,19 @@ impl SqlStore {
             self.add_events(&mut tx, &events, now).await?;
         }
         tx.commit().await.map_err(classify)?;
-        Ok(Some(!ended.is_empty()))
+        Ok(Some((!ended.is_empty(), row)))
     }
 
     /// Logs a principal out everywhere: moves its generation on (so no session of an earlier
     /// generation is live, whatever its row says) and revokes its live sessions. Their id
-    /// hashes.
+    /// hashes and new versions.
     pub async fn session_revoke_all(
         &self,
         tenant: &str,
         principal: &str,
         now: i64,
         correlation_id: &str,
-    ) -> Result<Vec<String>, StoreError> {
+    ) -> Result<Vec<(String, i64)>, StoreError> {
         let mut tx = self.begin_write().await?;
         self.lock_principal(&mut tx, tenant, principal).await?;
         sqlx::query(
@@ -509,7 +514,7 @@ impl SqlStore {
             .await?;
         let events: Vec<Event> = ended
             .iter()
-            .map(|id| Event {
+            .map(|(id, _)| Event {
                 tenant,
                 kind: "revoked",
                 id_hash: id,

@@ -1,21 +1,32 @@
--- Writes the hot copy of a durable record (as SQL holds it) unless a write is in flight, or
--- the copy is at this epoch and at this version or later. A writer's seed (ARGV[4] = 1) ends
--- its hold first.
--- KEYS[1] copy hash. ARGV: [1] epoch, [2] version, [3] ttl_ms of the copy, [4] release (0|1),
+-- Writes the hot copy of a durable record (as SQL holds it) unless the copy is at this epoch
+-- and at this version or later. ARGV[4] says who writes:
+--   0  a reader that read SQL: not while a write is in flight;
+--   1  a writer that held the copy: ends its hold first, then writes if no other is in flight;
+--   2  a writer that could not hold it beforehand (an end it learned of at commit, such as a
+--      logout everywhere): writes whatever is in flight, and keeps their holds.
+-- KEYS[1] copy hash. ARGV: [1] epoch, [2] version, [3] ttl_ms of the copy, [4] who (0|1|2),
 -- then the record's fields as name, value pairs.
 -- Returns 1 if written, 0 if not.
+local held = tonumber(redis.call('HGET', KEYS[1], 'p') or '0')
 if ARGV[4] == '1' then
-  local n = redis.call('HINCRBY', KEYS[1], 'p', -1)
-  if n > 0 then return 0 end
+  held = redis.call('HINCRBY', KEYS[1], 'p', -1)
+  if held > 0 then return 0 end
   redis.call('HDEL', KEYS[1], 'p')
-elseif tonumber(redis.call('HGET', KEYS[1], 'p') or '0') > 0 then
+  held = 0
+elseif ARGV[4] == '0' and held > 0 then
   return 0
 end
 local cur = redis.call('HMGET', KEYS[1], 'ep', 'v')
 if cur[1] == ARGV[1] and tonumber(cur[2]) >= tonumber(ARGV[2]) then return 0 end
+local ttl = tonumber(ARGV[3])
+if held > 0 then ttl = math.max(ttl, redis.call('PTTL', KEYS[1])) end
 redis.call('DEL', KEYS[1])
 local fields = {'ep', ARGV[1], 'v', ARGV[2]}
 for i = 5, #ARGV do fields[#fields + 1] = ARGV[i] end
+if held > 0 then
+  fields[#fields + 1] = 'p'
+  fields[#fields + 1] = held
+end
 redis.call('HSET', KEYS[1], unpack(fields))
-redis.call('PEXPIRE', KEYS[1], ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ttl)
 return 1
