@@ -11,17 +11,18 @@ use super::row::Row;
 use super::servers::{Server, Servers, Warden};
 use super::summary::{self, Summary};
 use super::{
-    chart, cpu, flash, idem, kv, locks, pgbench, scaling, streams, target, wrk, BenchArgs,
+    chart, cpu, flash, idem, kv, locks, pgbench, scaling, sessions, streams, target, wrk, BenchArgs,
 };
 
 /// The suites `all` runs, in order.
-pub const SUITES: [&str; 6] = [
+pub const SUITES: [&str; 7] = [
     "locks",
     "locks-wrk",
     "idempotency",
     "flash-sale",
     "streams",
     "kv",
+    "sessions",
 ];
 
 /// Everything one `bench all` measured, as written to JSON.
@@ -59,6 +60,7 @@ pub(crate) async fn suite_rows(
         "flash-sale" => vec![flash::hot(args, mode, epoch, tag, c).await?],
         "streams" => vec![streams::pairs(args, mode, tag, c, streams::STREAMS).await?],
         "kv" => kv_rows(args, mode, tag, c).await?,
+        "sessions" => session_rows(args, mode, tag, c).await?,
         other => return Err(format!("unknown suite {other}")),
     })
 }
@@ -72,8 +74,27 @@ async fn kv_rows(args: &BenchArgs, mode: &str, tag: &str, c: usize) -> Result<Ve
     ])
 }
 
+/// Session creates, then hot reads of 10 000 sessions.
+async fn session_rows(
+    args: &BenchArgs,
+    mode: &str,
+    tag: &str,
+    c: usize,
+) -> Result<Vec<Row>, String> {
+    let created = sessions::creates(args, mode, tag, c).await;
+    let ids = sessions::fill(&args.url, tag).await?;
+    Ok(vec![created, sessions::reads(args, mode, &ids, c).await])
+}
+
 /// Suites measured against the bare server too (it serves their headline calls).
-const BARE: [&str; 5] = ["locks", "idempotency", "flash-sale", "streams", "kv"];
+const BARE: [&str; 6] = [
+    "locks",
+    "idempotency",
+    "flash-sale",
+    "streams",
+    "kv",
+    "sessions",
+];
 
 /// The headline rows the bare server serves: new-key acquires, begin+complete pairs, hot-SKU
 /// reservations, stream intake+commit pairs.
@@ -84,8 +105,10 @@ async fn bare_rows(
     tag: &str,
 ) -> Result<Vec<Row>, String> {
     let c = args.clients[0];
-    if suite == "kv" {
-        return kv_rows(args, "bare", tag, c).await;
+    match suite {
+        "kv" => return kv_rows(args, "bare", tag, c).await,
+        "sessions" => return session_rows(args, "bare", tag, c).await,
+        _ => {}
     }
     Ok(vec![match suite {
         "locks" => locks::new_keys(args, "bare", epoch, tag, c).await,

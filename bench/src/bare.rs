@@ -57,6 +57,39 @@ async fn kv_put(State(w): App, Path(k): Path<String>, Json(body): Json<Value>) -
     })
 }
 
+async fn session_create(State(w): App, Json(body): Json<Value>) -> Answer {
+    let req = warden::session::CreateRequest {
+        tenant: "default".into(),
+        principal: body["principal"].as_str().unwrap_or_default().to_owned(),
+        data: body["data"].to_string(),
+        idle_ttl_ms: body["idle_ttl_ms"].as_i64().unwrap_or(60_000),
+        absolute_ttl_ms: body["absolute_ttl_ms"].as_i64().unwrap_or(60_000),
+        limit: None,
+    };
+    Ok(match w.sessions.create(&req).await {
+        Ok((warden::session::SessionCreated::Created(id, r, _), _)) => (
+            StatusCode::CREATED,
+            Json(json!({"session_id": id, "version": r.version})),
+        ),
+        Ok(_) => (StatusCode::CONFLICT, Json(json!({}))),
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({}))),
+    })
+}
+
+async fn session_get(State(w): App, Path(id): Path<String>) -> Answer {
+    Ok(match w.sessions.get("default", &id, false).await {
+        Ok((warden::session::SessionRead::Active(r), _)) => {
+            let data: Value = serde_json::from_str(&r.data).unwrap_or(Value::Null);
+            (
+                StatusCode::OK,
+                Json(json!({"data": data, "version": r.version})),
+            )
+        }
+        Ok(_) => (StatusCode::GONE, Json(json!({}))),
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({}))),
+    })
+}
+
 async fn acquire(State(w): App, Path(k): Path<String>, Json(body): Json<Value>) -> Answer {
     let req = AcquireRequest {
         key: key(&k)?,
@@ -209,6 +242,8 @@ pub(crate) async fn serve() -> Result<(), String> {
         .route("/v1/streams/{stream}/intents", post(intake))
         .route("/v1/streams/{stream}/commits", post(commit))
         .route("/v1/kv/{key}", get(kv_get).put(kv_put))
+        .route("/v1/sessions", post(session_create))
+        .route("/v1/sessions/{id}", get(session_get))
         .with_state(Arc::new(w));
     let listener = tokio::net::TcpListener::bind(&listen)
         .await

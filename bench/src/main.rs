@@ -154,7 +154,7 @@ async fn run(args: BenchArgs) -> Result<(), String> {
         "flash-sale" => flash::run(&args, mode, epoch, &tag).await?,
         "streams" => streams::run(&args, mode, &tag).await?,
         "kv" => kv::run(&args, mode, &tag).await?,
-        "sessions" => sessions::run(&args, mode).await?,
+        "sessions" => sessions::run(&args, mode, &tag).await?,
         "ratelimit" => {
             let mut rows = ratelimit::run(&args, mode).await?;
             let redis = if mode == "primary" { args.redis_port } else { None };

@@ -1,7 +1,7 @@
 //! `warden-bench sessions`: session creates (durable writes) and reads of live sessions (hot
-//! reads) over 10 000 sessions, with the raw `redis-benchmark` of what a hot read of a Redis
-//! copy would cost (`HMGET`) as the same-run baseline. Today SQL answers every session read,
-//! so the ratio shows the distance to that limit.
+//! reads, answered from the Redis copy on the primary tier) over 10 000 sessions, with the raw
+//! `redis-benchmark` of the copy's `HMGET` as the same-run baseline of a read (and, in
+//! `bench all`, the bare server doing the same service calls).
 
 use std::sync::Arc;
 
@@ -15,18 +15,18 @@ use super::{baseline, BenchArgs};
 /// Sessions the readers spread over.
 pub(crate) const SESSIONS: usize = 10_000;
 
-fn login(n: u64) -> serde_json::Value {
-    json!({"principal": format!("user-{}", n % 1000), "data": {"user": n, "roles": ["reader"]},
+fn login(tag: &str, n: u64) -> serde_json::Value {
+    json!({"principal": format!("user-{tag}-{}", n % 1000), "data": {"user": n, "roles": ["reader"]},
         "idle_ttl_ms": 1_800_000, "absolute_ttl_ms": 43_200_000})
 }
 
 #[derive(Clone)]
-struct Creates;
+struct Creates(String);
 
 impl Step for Creates {
     async fn step(&self, http: &mut Conn, c: usize, n: u64, run: &mut Run) -> Result<(), String> {
-        run.single(http, "/v1/sessions", &login(n + c as u64 * 1_000_000), 201)
-            .await
+        let body = login(&self.0, n + c as u64 * 1_000_000);
+        run.single(http, "/v1/sessions", &body, 201).await
     }
 }
 
@@ -41,55 +41,53 @@ impl Step for Reads {
 }
 
 /// Creates the sessions the readers read: their ids.
-async fn fill(url: &str) -> Result<Vec<String>, String> {
+pub(crate) async fn fill(url: &str, tag: &str) -> Result<Arc<Vec<String>>, String> {
     let mut conn = Conn::connect(url).await?;
     let mut ids = Vec::with_capacity(SESSIONS);
     for n in 0..SESSIONS as u64 {
-        let (s, v) = conn.post("/v1/sessions", &login(n)).await?;
+        let (s, v) = conn.post("/v1/sessions", &login(tag, n)).await?;
         match v["session_id"].as_str() {
             Some(id) if s == 201 => ids.push(id.to_owned()),
             _ => return Err(format!("session fill: {s} {v}")),
         }
     }
-    Ok(ids)
+    Ok(Arc::new(ids))
+}
+
+/// Creates at `c` clients.
+pub(crate) async fn creates(args: &BenchArgs, mode: &str, tag: &str, c: usize) -> Row {
+    let mut r = drive(args, c, Creates(tag.to_owned())).await;
+    Row::named("session create", "creates/s", mode, c, &mut r, &["create"])
+}
+
+/// Hot reads of `ids` at `c` clients, with `HMGET` of a copy as the baseline when Redis is
+/// known.
+pub(crate) async fn reads(args: &BenchArgs, mode: &str, ids: &Arc<Vec<String>>, c: usize) -> Row {
+    let mut r = drive(args, c, Reads(ids.clone())).await;
+    let mut row = Row::named("session get (hot)", "reads/s", mode, c, &mut r, &["get"]);
+    row.keys = Some(ids.len());
+    if mode == "primary" {
+        let base = args.redis_port.map(|p| {
+            let n = baseline::requests(row.rate);
+            let key = "warden:{session/default/__rand_int__}:copy";
+            let mut cmd = vec!["HMGET", key, "p", "ep", "v"];
+            cmd.extend(warden::store::session::COPY_FIELDS);
+            baseline::command(p, c, n, &cmd)
+        });
+        baseline::attach(&mut row, base);
+    }
+    row
 }
 
 /// Runs the suite: creates at every client count, then reads.
-pub(crate) async fn run(args: &BenchArgs, mode: &str) -> Result<Vec<Row>, String> {
+pub(crate) async fn run(args: &BenchArgs, mode: &str, tag: &str) -> Result<Vec<Row>, String> {
     let mut rows = Vec::new();
     for &c in &args.clients {
-        let mut r = drive(args, c, Creates).await;
-        rows.push(Row::named(
-            "session create",
-            "creates/s",
-            mode,
-            c,
-            &mut r,
-            &["create"],
-        ));
+        rows.push(creates(args, mode, tag, c).await);
     }
-    let ids = Arc::new(fill(&args.url).await?);
+    let ids = fill(&args.url, tag).await?;
     for &c in &args.clients {
-        let mut r = drive(args, c, Reads(ids.clone())).await;
-        let mut row = Row::named("session get (hot)", "reads/s", mode, c, &mut r, &["get"]);
-        row.keys = Some(SESSIONS);
-        if mode == "primary" {
-            let base = args.redis_port.map(|p| {
-                let n = baseline::requests(row.rate);
-                let cmd = [
-                    "HMGET",
-                    "warden:{s__rand_int__}:sess",
-                    "p",
-                    "ep",
-                    "v",
-                    "d",
-                    "st",
-                ];
-                baseline::command(p, c, n, &cmd)
-            });
-            baseline::attach(&mut row, base);
-        }
-        rows.push(row);
+        rows.push(reads(args, mode, &ids, c).await);
     }
     Ok(rows)
 }

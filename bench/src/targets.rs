@@ -39,11 +39,13 @@ pub fn of(path: &str, mode: &str) -> Option<Target> {
         ("flash sale hot SKU", "primary") => {
             t("≥ 10 000/s, p99 < 50 ms", Some(10_000.0), None, 50.0)
         }
-        ("kv get (hot)", "primary") => Some(Target {
+        ("kv get (hot)" | "session get (hot)", "primary") => Some(Target {
             min_vs_bare: Some(0.8),
             ..t("≥ 0.8× bare axum, p99 < 5 ms", None, None, 5.0)?
         }),
-        ("kv put", "primary") => t("≥ 10 000/s, p99 < 20 ms", Some(10_000.0), None, 20.0),
+        ("kv put" | "session create", "primary") => {
+            t("≥ 10 000/s, p99 < 20 ms", Some(10_000.0), None, 20.0)
+        }
         ("flash sale hot SKU", "fallback") => {
             t("≥ 3 000/s, p99 < 100 ms", Some(3_000.0), None, 100.0)
         }

@@ -5,11 +5,15 @@
 
 use sqlx::any::AnyRow;
 
+use super::params::{query, values, Params};
 use super::{classify, col, SqlStore};
 use crate::store::session::{state, Changed, CreateJob, CreatedRow, OnLimit, SessionRow};
 use crate::store::StoreError;
 
 pub(super) type Tx = sqlx::Transaction<'static, sqlx::Any>;
+
+/// Rows per multi-row statement (bounded, so bind parameters stay far below every limit).
+const ROWS_PER_STATEMENT: usize = 500;
 
 /// The columns of [`SessionRow`], in order (a macro so statements stay `&'static str`).
 macro_rules! columns {
@@ -96,28 +100,51 @@ impl SqlStore {
         tenant: &str,
         principal: &str,
     ) -> Result<i64, StoreError> {
-        sqlx::query(
-            "INSERT INTO warden_session_principals (tenant, principal, generation) \
-             VALUES ($1, $2, 1) ON CONFLICT (tenant, principal) DO NOTHING",
-        )
-        .bind(tenant)
-        .bind(principal)
-        .execute(&mut **tx)
-        .await
-        .map_err(classify)?;
-        let sql = if self.sqlite {
-            "SELECT generation FROM warden_session_principals WHERE tenant = $1 AND principal = $2"
-        } else {
-            "SELECT generation FROM warden_session_principals WHERE tenant = $1 AND principal = $2 \
-             FOR UPDATE"
-        };
-        let row = sqlx::query(sql)
-            .bind(tenant)
-            .bind(principal)
-            .fetch_one(&mut **tx)
-            .await
-            .map_err(classify)?;
-        col(&row, 0)
+        let found = self.lock_principals(tx, &[(tenant, principal)]).await?;
+        Ok(found.first().map_or(1, |(_, _, g)| *g))
+    }
+
+    /// Takes the rows of `principals` (sorted, distinct; created at generation 1 when new), in
+    /// that order, two statements for all: their generations.
+    async fn lock_principals<'a>(
+        &self,
+        tx: &mut Tx,
+        principals: &[(&'a str, &'a str)],
+    ) -> Result<Vec<(String, String, i64)>, StoreError> {
+        let mut found = Vec::with_capacity(principals.len());
+        for chunk in principals.chunks(ROWS_PER_STATEMENT) {
+            let mut p = Params::new();
+            let rows = values(&mut p, chunk.iter(), |p, (t, pr)| {
+                vec![p.text(t), p.text(pr), p.int(1)]
+            });
+            let sql = format!(
+                "INSERT INTO warden_session_principals (tenant, principal, generation) \
+                 VALUES {rows} ON CONFLICT (tenant, principal) DO NOTHING"
+            );
+            query(sql, &p.args)
+                .execute(&mut **tx)
+                .await
+                .map_err(classify)?;
+            let mut p = Params::new();
+            let wanted: Vec<String> = chunk
+                .iter()
+                .map(|(t, pr)| format!("(tenant = {} AND principal = {})", p.text(t), p.text(pr)))
+                .collect();
+            let lock = if self.sqlite { "" } else { " FOR UPDATE" };
+            let sql = format!(
+                "SELECT tenant, principal, generation FROM warden_session_principals \
+                 WHERE {} ORDER BY tenant, principal{lock}",
+                wanted.join(" OR ")
+            );
+            let rows = query(sql, &p.args)
+                .fetch_all(&mut **tx)
+                .await
+                .map_err(classify)?;
+            for r in &rows {
+                found.push((col(r, 0)?, col(r, 1)?, col(r, 2)?));
+            }
+        }
+        Ok(found)
     }
 
     /// Records `events` in `tx`, numbered from the feed's counter (one draw for all: the
@@ -139,21 +166,29 @@ impl SqlStore {
                 .await
                 .map_err(classify)?;
         let last: i64 = col(&row, 0)?;
-        for (i, e) in events.iter().enumerate() {
-            sqlx::query(
+        let first = last - n + 1;
+        let numbered: Vec<(i64, &Event)> = (first..).zip(events).collect();
+        for chunk in numbered.chunks(ROWS_PER_STATEMENT) {
+            let mut p = Params::new();
+            let rows = values(&mut p, chunk.iter(), |p, (seq, e)| {
+                vec![
+                    p.int(*seq),
+                    p.text(e.tenant),
+                    p.text(e.kind),
+                    p.text(e.id_hash),
+                    p.text(e.principal),
+                    p.int(at),
+                    p.text(e.correlation_id),
+                ]
+            });
+            let sql = format!(
                 "INSERT INTO warden_session_events (seq, tenant, kind, id_hash, principal, at, \
-                 correlation_id) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            )
-            .bind(last - n + 1 + i as i64)
-            .bind(e.tenant)
-            .bind(e.kind)
-            .bind(e.id_hash)
-            .bind(e.principal)
-            .bind(at)
-            .bind(e.correlation_id)
-            .execute(&mut **tx)
-            .await
-            .map_err(classify)?;
+                 correlation_id) VALUES {rows}"
+            );
+            query(sql, &p.args)
+                .execute(&mut **tx)
+                .await
+                .map_err(classify)?;
         }
         Ok(())
     }
@@ -227,19 +262,24 @@ impl SqlStore {
             .collect();
         principals.sort_unstable();
         principals.dedup();
-        let mut generations = std::collections::HashMap::new();
-        for (tenant, principal) in principals {
-            let g = self.lock_principal(&mut tx, tenant, principal).await?;
-            generations.insert((tenant, principal), g);
-        }
+        let generations: std::collections::HashMap<(String, String), i64> = self
+            .lock_principals(&mut tx, &principals)
+            .await?
+            .into_iter()
+            .map(|(t, p, g)| ((t, p), g))
+            .collect();
         let mut out = Vec::with_capacity(jobs.len());
         let mut evictions: Vec<Vec<(String, i64)>> = Vec::with_capacity(jobs.len());
+        // Rows not inserted yet: inserted together, or before a limited create counts.
+        let mut pending: Vec<(SessionRow, &str)> = Vec::new();
         for job in &jobs {
             let new = &job.new;
-            let key = (new.tenant.as_str(), new.principal.as_str());
+            let key = (new.tenant.clone(), new.principal.clone());
             let generation = generations.get(&key).copied().unwrap_or(0);
             let mut evicted = Vec::new();
             if let (Some((max, on_limit)), false) = (job.limit, new.principal.is_empty()) {
+                self.insert_sessions(&mut tx, &std::mem::take(&mut pending))
+                    .await?;
                 let live = self
                     .live_of(&mut tx, &new.tenant, &new.principal, job.now)
                     .await?;
@@ -273,14 +313,14 @@ impl SqlStore {
                 rotated_to: String::new(),
                 touch_written_at: job.now,
             };
-            self.insert_session(&mut tx, &row, &job.correlation_id)
-                .await?;
+            pending.push((row.clone(), &job.correlation_id));
             evictions.push(evicted.clone());
             out.push(CreatedRow::Created {
                 row: Box::new(row),
                 evicted,
             });
         }
+        self.insert_sessions(&mut tx, &pending).await?;
         let mut events = Vec::new();
         for ((job, created), evicted) in jobs.iter().zip(&out).zip(&evictions) {
             let CreatedRow::Created { row, .. } = created else {
@@ -302,36 +342,43 @@ impl SqlStore {
         Ok(out)
     }
 
-    async fn insert_session(
+    /// Inserts `rows` (each with its request's correlation id), a few statements for all.
+    async fn insert_sessions(
         &self,
         tx: &mut Tx,
-        r: &SessionRow,
-        correlation_id: &str,
+        rows: &[(SessionRow, &str)],
     ) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO warden_sessions (id_hash, tenant, principal, data, version, generation, \
-             created_at, idle_ttl_ms, idle_expires_at, absolute_expires_at, state, ended_at, \
-             rotated_to, touch_written_at, correlation_id) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
-        )
-        .bind(&r.id_hash)
-        .bind(&r.tenant)
-        .bind(&r.principal)
-        .bind(&r.data)
-        .bind(r.version)
-        .bind(r.generation)
-        .bind(r.created_at)
-        .bind(r.idle_ttl_ms)
-        .bind(r.idle_expires_at)
-        .bind(r.absolute_expires_at)
-        .bind(&r.state)
-        .bind(r.ended_at)
-        .bind(&r.rotated_to)
-        .bind(r.touch_written_at)
-        .bind(correlation_id)
-        .execute(&mut **tx)
-        .await
-        .map_err(classify)?;
+        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+            let mut p = Params::new();
+            let rows = values(&mut p, chunk.iter(), |p, (r, cid)| {
+                vec![
+                    p.text(&r.id_hash),
+                    p.text(&r.tenant),
+                    p.text(&r.principal),
+                    p.text(&r.data),
+                    p.int(r.version),
+                    p.int(r.generation),
+                    p.int(r.created_at),
+                    p.int(r.idle_ttl_ms),
+                    p.int(r.idle_expires_at),
+                    p.int(r.absolute_expires_at),
+                    p.text(&r.state),
+                    p.int(r.ended_at),
+                    p.text(&r.rotated_to),
+                    p.int(r.touch_written_at),
+                    p.text(cid),
+                ]
+            });
+            let sql = format!(
+                "INSERT INTO warden_sessions (id_hash, tenant, principal, data, version, \
+                 generation, created_at, idle_ttl_ms, idle_expires_at, absolute_expires_at, \
+                 state, ended_at, rotated_to, touch_written_at, correlation_id) VALUES {rows}"
+            );
+            query(sql, &p.args)
+                .execute(&mut **tx)
+                .await
+                .map_err(classify)?;
+        }
         Ok(())
     }
 
@@ -431,7 +478,8 @@ impl SqlStore {
             touch_written_at: now,
             ..old.clone()
         };
-        self.insert_session(&mut tx, &new, correlation_id).await?;
+        self.insert_sessions(&mut tx, &[(new.clone(), correlation_id)])
+            .await?;
         let events = [Event {
             tenant,
             kind: "rotated",
