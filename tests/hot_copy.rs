@@ -61,24 +61,50 @@ async fn no_interleaving_leaves_a_stale_copy() {
     assert!(seed(&r, 4, &live("w2"), Seeder::Writer).await);
     assert_eq!(state_of(&peek(&r).await), Some((4, "active".into())));
 
-    // A logout everywhere ends the session (v6) while a writer (which will fail in SQL) holds
+    // Two writers in flight, the newer one (v6) finishing first: the copy ends at v6, not at
+    // the older record of the writer that finished last (group commit makes this common).
+    r.copy_hold("c", 60_000).await.unwrap();
+    r.copy_hold("c", 60_000).await.unwrap();
+    assert!(!seed(&r, 6, &live("newer"), Seeder::Writer).await);
+    assert_eq!(peek(&r).await, Peeked::Held, "staged, not served");
+    assert!(!seed(&r, 5, &live("older"), Seeder::Writer).await);
+    match peek(&r).await {
+        Peeked::Copy {
+            version, fields, ..
+        } => assert_eq!((version, fields["d"].as_str()), (6, "newer")),
+        other => panic!("{other:?}"),
+    }
+    // A hold drops what was staged: a writer that held later seeds what SQL held after it.
+    r.copy_hold("c", 60_000).await.unwrap();
+    r.copy_hold("c", 60_000).await.unwrap();
+    assert!(!seed(&r, 7, &live("w7"), Seeder::Writer).await);
+    r.copy_hold("c", 60_000).await.unwrap();
+    assert!(!seed(&r, 8, &live("w8"), Seeder::Writer).await);
+    // The last writer's SQL statement was refused: it seeds the row it reread, v8.
+    assert!(!seed(&r, 8, &live("w8"), Seeder::Writer).await);
+    assert_eq!(state_of(&peek(&r).await), Some((8, "active".into())));
+
+    // A logout everywhere ends the session (v16) while a writer (which will fail in SQL) holds
     // the copy: the end is written and the hold kept; the writer's seed of what SQL holds (the
-    // end) ends the hold; a reader's late seed of the live v5 is refused.
+    // end) ends the hold; a reader's late seed of the live v15 is refused.
     r.copy_hold("c", 60_000).await.unwrap();
     let end = vec![("st", "revoked".to_owned())];
-    assert!(seed(&r, 6, &end, Seeder::Ender).await);
+    assert!(
+        !seed(&r, 16, &end, Seeder::Ender).await,
+        "written, not served while held"
+    );
     assert_eq!(peek(&r).await, Peeked::Held, "the writer's hold is kept");
-    assert!(!seed(&r, 5, &live("late"), Seeder::Reader).await);
-    assert!(!seed(&r, 6, &end, Seeder::Writer).await);
-    assert_eq!(state_of(&peek(&r).await), Some((6, "revoked".into())));
-    assert!(!seed(&r, 5, &live("late"), Seeder::Reader).await);
-    assert!(!seed(&r, 5, &live("late"), Seeder::Ender).await);
-    assert_eq!(state_of(&peek(&r).await), Some((6, "revoked".into())));
+    assert!(!seed(&r, 15, &live("late"), Seeder::Reader).await);
+    assert!(!seed(&r, 16, &end, Seeder::Writer).await);
+    assert_eq!(state_of(&peek(&r).await), Some((16, "revoked".into())));
+    assert!(!seed(&r, 15, &live("late"), Seeder::Reader).await);
+    assert!(!seed(&r, 15, &live("late"), Seeder::Ender).await);
+    assert_eq!(state_of(&peek(&r).await), Some((16, "revoked".into())));
 
     // The hold's expiry outlives a short copy TTL: an end never shortens a hold.
     r.copy_hold("c", 60_000).await.unwrap();
-    assert!(r
-        .copy_seed("c", EPOCH, 9, &end, Seeder::Ender, 1)
+    assert!(!r
+        .copy_seed("c", EPOCH, 19, &end, Seeder::Ender, 1)
         .await
         .unwrap());
     tokio::time::sleep(Duration::from_millis(20)).await;

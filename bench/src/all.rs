@@ -74,7 +74,7 @@ async fn kv_rows(args: &BenchArgs, mode: &str, tag: &str, c: usize) -> Result<Ve
     ])
 }
 
-/// Session creates, then hot reads of 10 000 sessions.
+/// Session creates, then hot reads and `PUT`s of 10 000 sessions.
 async fn session_rows(
     args: &BenchArgs,
     mode: &str,
@@ -83,7 +83,10 @@ async fn session_rows(
 ) -> Result<Vec<Row>, String> {
     let created = sessions::creates(args, mode, tag, c).await;
     let ids = sessions::fill(&args.url, tag).await?;
-    Ok(vec![created, sessions::reads(args, mode, &ids, c).await])
+    let read = sessions::reads(args, mode, &ids, c).await;
+    let versions = sessions::fresh_versions(ids.len());
+    let put = sessions::puts(args, mode, &ids, &versions, c).await;
+    Ok(vec![created, read, put])
 }
 
 /// Suites measured against the bare server too (it serves their headline calls).

@@ -90,6 +90,18 @@ async fn session_get(State(w): App, Path(id): Path<String>) -> Answer {
     })
 }
 
+async fn session_put(State(w): App, Path(id): Path<String>, Json(body): Json<Value>) -> Answer {
+    let data = body["data"].to_string();
+    let expected = body["expected_version"].as_i64().unwrap_or(1);
+    Ok(match w.sessions.put("default", &id, data, expected).await {
+        Ok((warden::session::SessionSaved::Saved(r), _)) => {
+            (StatusCode::OK, Json(json!({"version": r.version})))
+        }
+        Ok(_) => (StatusCode::CONFLICT, Json(json!({}))),
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({}))),
+    })
+}
+
 async fn acquire(State(w): App, Path(k): Path<String>, Json(body): Json<Value>) -> Answer {
     let req = AcquireRequest {
         key: key(&k)?,
@@ -243,7 +255,7 @@ pub(crate) async fn serve() -> Result<(), String> {
         .route("/v1/streams/{stream}/commits", post(commit))
         .route("/v1/kv/{key}", get(kv_get).put(kv_put))
         .route("/v1/sessions", post(session_create))
-        .route("/v1/sessions/{id}", get(session_get))
+        .route("/v1/sessions/{id}", get(session_get).put(session_put))
         .with_state(Arc::new(w));
     let listener = tokio::net::TcpListener::bind(&listen)
         .await

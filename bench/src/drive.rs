@@ -25,7 +25,7 @@ impl Samples {
     }
 
     /// Times one call.
-    async fn time<T>(&mut self, call: impl Future<Output = T>) -> T {
+    pub(crate) async fn time<T>(&mut self, call: impl Future<Output = T>) -> T {
         let t = Instant::now();
         let out = call.await;
         self.0.push(t.elapsed().as_micros() as u64);

@@ -1,8 +1,9 @@
-//! `warden-bench sessions`: session creates (durable writes) and reads of live sessions (hot
-//! reads, answered from the Redis copy on the primary tier) over 10 000 sessions, with the raw
+//! `warden-bench sessions`: session creates and `PUT`s (durable writes) and reads of live
+//! sessions (hot reads, answered from the Redis copy on the primary tier) over 10 000 sessions, with the raw
 //! `redis-benchmark` of the copy's `HMGET` as the same-run baseline of a read (and, in
 //! `bench all`, the bare server doing the same service calls).
 
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
 use serde_json::json;
@@ -37,6 +38,32 @@ impl Step for Reads {
     async fn step(&self, http: &mut Conn, c: usize, n: u64, run: &mut Run) -> Result<(), String> {
         let id = &self.0[pick(c, n, self.0.len())];
         run.get(http, &format!("/v1/sessions/{id}"), 200).await
+    }
+}
+
+/// `PUT`s of whole data at the version last answered: client `c` of `clients` writes only
+/// sessions `c`, `c + clients`, …, so no two clients race one session.
+#[derive(Clone)]
+struct Puts {
+    ids: Arc<Vec<String>>,
+    versions: Arc<Vec<AtomicI64>>,
+    clients: usize,
+}
+
+impl Step for Puts {
+    async fn step(&self, http: &mut Conn, c: usize, n: u64, run: &mut Run) -> Result<(), String> {
+        let owned = (self.ids.len() / self.clients).max(1);
+        let i = (c + self.clients * (n as usize % owned)) % self.ids.len();
+        let version = self.versions[i].load(Ordering::Relaxed);
+        let body = json!({"data": {"user": i, "roles": ["reader"], "n": n},
+            "expected_version": version});
+        let path = format!("/v1/sessions/{}", self.ids[i]);
+        let (status, v) = run.first.time(http.put(&path, &body)).await?;
+        run.count(status == 200);
+        if let Some(next) = v["version"].as_i64().filter(|_| status == 200) {
+            self.versions[i].store(next, Ordering::Relaxed);
+        }
+        Ok(())
     }
 }
 
@@ -79,7 +106,32 @@ pub(crate) async fn reads(args: &BenchArgs, mode: &str, ids: &Arc<Vec<String>>, 
     row
 }
 
-/// Runs the suite: creates at every client count, then reads.
+/// `PUT`s at `c` clients over `ids` (created by [`fill`], each at version 1 or as `versions`
+/// last saw it).
+pub(crate) async fn puts(
+    args: &BenchArgs,
+    mode: &str,
+    ids: &Arc<Vec<String>>,
+    versions: &Arc<Vec<AtomicI64>>,
+    c: usize,
+) -> Row {
+    let step = Puts {
+        ids: ids.clone(),
+        versions: versions.clone(),
+        clients: c,
+    };
+    let mut r = drive(args, c, step).await;
+    let mut row = Row::named("session put", "writes/s", mode, c, &mut r, &["put"]);
+    row.keys = Some(ids.len());
+    row
+}
+
+/// Versions of `n` sessions just created.
+pub(crate) fn fresh_versions(n: usize) -> Arc<Vec<AtomicI64>> {
+    Arc::new((0..n).map(|_| AtomicI64::new(1)).collect())
+}
+
+/// Runs the suite: creates at every client count, then reads, then puts.
 pub(crate) async fn run(args: &BenchArgs, mode: &str, tag: &str) -> Result<Vec<Row>, String> {
     let mut rows = Vec::new();
     for &c in &args.clients {
@@ -88,6 +140,10 @@ pub(crate) async fn run(args: &BenchArgs, mode: &str, tag: &str) -> Result<Vec<R
     let ids = fill(&args.url, tag).await?;
     for &c in &args.clients {
         rows.push(reads(args, mode, &ids, c).await);
+    }
+    let versions = fresh_versions(ids.len());
+    for &c in &args.clients {
+        rows.push(puts(args, mode, &ids, &versions, c).await);
     }
     Ok(rows)
 }

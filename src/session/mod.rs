@@ -22,7 +22,8 @@ use crate::runtime::correlation;
 use crate::runtime::group_commit::GroupCommit;
 use crate::store::copy::Seeder;
 use crate::store::session::{
-    state, Changed, CreateJob, CreatedRow, NewSession, OnLimit, SessionEvent, SessionRow, Standing,
+    state, ChangeJob, Changed, CreateJob, CreatedRow, NewSession, OnLimit, SessionEvent,
+    SessionRow, Standing,
 };
 use crate::tier::{Blocked, Mode, Tier};
 
@@ -76,6 +77,8 @@ pub struct Sessions {
     cfg: SessionSettings,
     /// Creates, made durable many to a transaction.
     creates: GroupCommit<CreateJob, CreatedRow>,
+    /// Changes of data (`PUT`, `PATCH`), made durable many to a transaction.
+    changes: GroupCommit<ChangeJob, Changed>,
 }
 
 fn gone(row: &SessionRow, now: i64) -> Option<Gone> {
@@ -95,10 +98,16 @@ impl Sessions {
             let sql = sql.clone();
             async move { sql.session_create_batch(jobs).await }
         });
+        let sql = tier.durable().clone();
+        let changes = GroupCommit::start("session_changes", cfg.writer.into(), move |jobs| {
+            let sql = sql.clone();
+            async move { sql.session_change_batch(jobs).await }
+        });
         Arc::new(Self {
             tier,
             cfg: cfg.clone(),
             creates,
+            changes,
         })
     }
 
@@ -265,7 +274,7 @@ impl Sessions {
         tenant: &str,
         id: &str,
         expected_version: Option<i64>,
-        new_data: impl FnOnce(&str) -> Option<String> + Send,
+        new_data: impl FnOnce(&str) -> Option<String> + Send + 'static,
     ) -> Result<(SessionSaved, Mode), Blocked> {
         if !well_formed(id) {
             return Ok((SessionSaved::NotFound, self.mode()?));
@@ -273,40 +282,40 @@ impl Sessions {
         let hash = id_hash(id);
         let w = self.hold(tenant, &hash).await?;
         let now = self.tier.now();
-        let mut refusal = None;
-        let refused = &mut refusal;
         let change = move |row: &SessionRow| {
             if expected_version.is_some_and(|v| v != row.version) {
-                *refused = Some(SessionSaved::VersionConflict {
-                    current: row.version,
-                });
                 return None;
             }
-            let data = new_data(&row.data);
-            if data.is_none() {
-                *refused = Some(SessionSaved::TooLarge);
-            }
-            data.map(|d| (d, true))
+            new_data(&row.data).map(|d| (d, true))
         };
-        let sql = self.tier.durable();
-        let changed = self
-            .tier
-            .on_durable(sql.session_change(tenant, &hash, now, change))
-            .await?;
+        let job = ChangeJob {
+            tenant: tenant.to_owned(),
+            id_hash: hash.clone(),
+            now,
+            change: Box::new(change),
+        };
+        let changed = self.tier.on_durable(self.changes.submit(job)).await?;
+        // A live row the change refused: at another version, or the new data too large.
+        let refusal = |row: &SessionRow| match expected_version {
+            Some(v) if v != row.version => SessionSaved::VersionConflict {
+                current: row.version,
+            },
+            _ => SessionSaved::TooLarge,
+        };
         self.settle(&w, tenant, &hash, changed.row()).await;
         Ok((
             match changed {
                 Changed::Done(row) => SessionSaved::Saved(row),
                 Changed::Refused(None) => SessionSaved::NotFound,
-                Changed::Refused(Some(row)) => match (gone(&row, now), refusal) {
-                    (Some(g), _) => SessionSaved::Gone(g),
-                    (None, Some(r)) => {
+                Changed::Refused(Some(row)) => match gone(&row, now) {
+                    Some(g) => SessionSaved::Gone(g),
+                    None => {
+                        let r = refusal(&row);
                         if matches!(r, SessionSaved::VersionConflict { .. }) {
                             metrics::counter!(m::SESSION_CONFLICTS).increment(1);
                         }
                         r
                     }
-                    (None, None) => SessionSaved::NotFound,
                 },
             },
             w.mode,

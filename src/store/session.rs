@@ -186,6 +186,22 @@ pub struct CreateJob {
     pub correlation_id: String,
 }
 
+/// How a change finds a session's new data: given its row, the new data and whether the
+/// version moves on, or `None` to refuse.
+pub type ChangeFn = Box<dyn FnOnce(&SessionRow) -> Option<(String, bool)> + Send>;
+
+/// A change of one live session's data, as the group-commit writer batches them.
+pub struct ChangeJob {
+    /// Its tenant.
+    pub tenant: String,
+    /// Its id hash.
+    pub id_hash: String,
+    /// When (database clock, epoch ms).
+    pub now: i64,
+    /// The change.
+    pub change: ChangeFn,
+}
+
 /// What to do when a principal has `max_per_principal` live sessions already.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OnLimit {

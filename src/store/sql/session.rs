@@ -7,7 +7,9 @@ use sqlx::any::AnyRow;
 
 use super::params::{query, values, Params};
 use super::{classify, col, SqlStore};
-use crate::store::session::{state, Changed, CreateJob, CreatedRow, OnLimit, SessionRow};
+use crate::store::session::{
+    state, ChangeJob, Changed, CreateJob, CreatedRow, OnLimit, SessionRow,
+};
 use crate::store::StoreError;
 
 pub(super) type Tx = sqlx::Transaction<'static, sqlx::Any>;
@@ -382,23 +384,40 @@ impl SqlStore {
         Ok(())
     }
 
-    /// Changes the live session `id_hash` with `change` (given its row, it returns the new
-    /// data and whether to bump the version, or `None` to refuse), in one transaction.
-    pub async fn session_change(
+    /// Changes live sessions (group commit), one transaction for the batch: rows are taken
+    /// in `(tenant, id hash)` order, so concurrent batches never wait on each other in a cycle,
+    /// and changes of one session apply in the order they were submitted.
+    pub async fn session_change_batch(
         &self,
-        tenant: &str,
-        id_hash: &str,
-        now: i64,
-        change: impl FnOnce(&SessionRow) -> Option<(String, bool)>,
-    ) -> Result<Changed, StoreError> {
+        jobs: Vec<ChangeJob>,
+    ) -> Result<Vec<Changed>, StoreError> {
         let mut tx = self.begin_write().await?;
-        let Some(mut row) = self.session_in(&mut tx, tenant, id_hash).await? else {
+        let mut order: Vec<usize> = (0..jobs.len()).collect();
+        order.sort_by(|a, b| {
+            let key = |j: &ChangeJob| (j.tenant.clone(), j.id_hash.clone());
+            key(&jobs[*a]).cmp(&key(&jobs[*b]))
+        });
+        let mut jobs: Vec<Option<ChangeJob>> = jobs.into_iter().map(Some).collect();
+        let mut out: Vec<Option<Changed>> = (0..jobs.len()).map(|_| None).collect();
+        for i in order {
+            if let Some(job) = jobs[i].take() {
+                out[i] = Some(self.change_in(&mut tx, job).await?);
+            }
+        }
+        tx.commit().await.map_err(classify)?;
+        Ok(out.into_iter().flatten().collect())
+    }
+
+    /// One change of a batch, in `tx`.
+    async fn change_in(&self, tx: &mut Tx, job: ChangeJob) -> Result<Changed, StoreError> {
+        let (tenant, id_hash) = (job.tenant.as_str(), job.id_hash.as_str());
+        let Some(mut row) = self.session_in(tx, tenant, id_hash).await? else {
             return Ok(Changed::Refused(None));
         };
-        if row.standing(now) != crate::store::session::Standing::Active {
+        if row.standing(job.now) != crate::store::session::Standing::Active {
             return Ok(Changed::Refused(Some(row)));
         }
-        let Some((data, bump)) = change(&row) else {
+        let Some((data, bump)) = (job.change)(&row) else {
             return Ok(Changed::Refused(Some(row)));
         };
         if bump {
@@ -412,10 +431,9 @@ impl SqlStore {
         .bind(tenant)
         .bind(&row.data)
         .bind(row.version)
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await
         .map_err(classify)?;
-        tx.commit().await.map_err(classify)?;
         Ok(Changed::Done(row))
     }
 
