@@ -11,6 +11,7 @@
 pub mod access;
 pub mod api;
 pub mod audit;
+pub mod cache;
 pub mod config;
 pub mod fence;
 pub mod guard;

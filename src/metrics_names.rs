@@ -123,3 +123,22 @@ pub const SESSION_CONFLICTS: &str = "warden_session_version_conflicts_total";
 pub const SESSION_TOUCH_WRITES: &str = "warden_session_touches_total";
 /// Gauge: live sessions, by `tenant` (counted every `sessions.gauge_every_ms`).
 pub const SESSIONS_LIVE: &str = "warden_sessions_live";
+/// Counter: cache reads by namespace and `result` (a read's or a read-through read's state).
+pub const CACHE_READS: &str = "warden_cache_reads_total";
+/// Counter: cache entries evicted for a namespace's `max_bytes`.
+pub const CACHE_EVICTIONS: &str = "warden_cache_evictions_total";
+/// Counter: bytes of cache values stored, by `form` (`raw`, `kept` after compression).
+pub const CACHE_STORED_BYTES: &str = "warden_cache_stored_bytes_total";
+/// Counter: cache puts refused with `lease_invalid`.
+pub const CACHE_LEASE_INVALID: &str = "warden_cache_lease_invalid_total";
+/// Counter: cache invalidations by namespace and `kind` (key, tag, namespace).
+pub const CACHE_INVALIDATIONS: &str = "warden_cache_invalidations_total";
+/// Counter: SQL statements the cache issued, by `statement` (invalidation, pending,
+/// replayed): none per read, ever.
+pub const CACHE_SQL: &str = "warden_cache_sql_statements_total";
+/// Counter: expired or invalidated cache entries forgotten by the reclaimer.
+pub const CACHE_RECLAIMED: &str = "warden_cache_reclaimed_total";
+/// Gauge: bytes a namespace holds in Redis (as of its last stats call).
+pub const CACHE_BYTES: &str = "warden_cache_bytes";
+/// Gauge: raw over stored bytes of a namespace's values (as of its last stats call).
+pub const CACHE_COMPRESSION: &str = "warden_cache_compression_ratio";

@@ -10,6 +10,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::access::Access;
+use crate::cache::Cache;
 use crate::config::{ms, Config, ConfigError};
 use crate::fence::Fences;
 use crate::guard::Guard;
@@ -46,6 +47,8 @@ pub struct Warden {
     pub ratelimits: Arc<RateLimits>,
     /// The key-value store.
     pub kv: Arc<Kv>,
+    /// The cache.
+    pub cache: Arc<Cache>,
     /// Sessions.
     pub sessions: Arc<Sessions>,
     /// Incidents, notifications, safe mode and the audit chain.
@@ -97,6 +100,7 @@ impl Warden {
         let ratelimits = RateLimits::new(tier.clone(), &config.ratelimit);
         let kv = Kv::new(tier.clone(), &config.kv);
         let sessions = Sessions::new(tier.clone(), &config.sessions);
+        let cache = Cache::new(tier.clone(), &config.cache);
         let (stop, stop_rx) = watch::channel(false);
         let stopped = |mut rx: watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|s| *s).await;
@@ -127,6 +131,7 @@ impl Warden {
             ms(config.kv.reap_every_ms),
             stopped(stop_rx.clone()),
         ));
+        let cache_tasks = tokio::spawn(cache.clone().run_background(stopped(stop_rx.clone())));
         let planner = tokio::spawn(keep_planner_stats(
             tier.durable().clone(),
             ms(config.database.planner_stats_every_ms),
@@ -139,6 +144,7 @@ impl Warden {
             ratelimits,
             kv,
             sessions,
+            cache,
             locks: Arc::new(Locks::new(tier.clone(), &config.locks)),
             fences: Arc::new(Fences::new(tier.clone())),
             idempotency,
@@ -156,6 +162,7 @@ impl Warden {
                 limits,
                 kv_reaper,
                 sweeper,
+                cache_tasks,
             ],
         })
     }

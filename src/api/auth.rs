@@ -57,6 +57,7 @@ pub fn need(method: &Method, path: &str) -> Option<Need> {
         p if p.starts_with("/v1/streams/") => Scope::Streams,
         p if p.starts_with("/v1/ratelimit/policies/") => Scope::RateLimitAdmin,
         p if p.starts_with("/v1/kv/") => Scope::Kv,
+        p if p.starts_with("/v1/cache/") => Scope::Cache,
         p if p.starts_with("/v1/sessions") || p.starts_with("/v1/principals/") => Scope::Sessions,
         p if p.starts_with("/v1/ratelimit/") => Scope::RateLimit,
         _ => return None,

@@ -3,6 +3,7 @@
 
 mod answer;
 pub mod auth;
+mod cache;
 pub mod extract;
 mod guard;
 mod idem;
@@ -83,6 +84,8 @@ pub struct Services {
     pub kv: Arc<Kv>,
     /// Sessions.
     pub sessions: Arc<Sessions>,
+    /// The cache.
+    pub cache: Arc<crate::cache::Cache>,
     /// Incidents, the guard and the audit chain.
     pub guard: Arc<Guard>,
     /// Metrics renderer.
@@ -133,6 +136,7 @@ pub fn state(warden: &Warden) -> AppState {
         ratelimits: warden.ratelimits.clone(),
         kv: warden.kv.clone(),
         sessions: warden.sessions.clone(),
+        cache: warden.cache.clone(),
         guard: warden.guard.clone(),
         metrics: metrics_handle(),
     }))
@@ -148,6 +152,7 @@ pub fn app(state: AppState, max_body_bytes: usize) -> Router {
         .merge(ratelimit::router())
         .merge(kv::router())
         .merge(sessions::router())
+        .merge(cache::router(state.cache.settings()))
         .merge(review::router())
         .merge(ops::router())
         .merge(tokens::router())

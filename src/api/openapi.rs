@@ -87,7 +87,15 @@ use outcomes::{Documented, OUTCOMES};
         super::sessions::revoke,
         super::sessions::list,
         super::sessions::revoke_all,
-        super::sessions::events
+        super::sessions::events,
+        super::cache::read,
+        super::cache::fetch,
+        super::cache::write,
+        super::cache::remove,
+        super::cache::invalidate_tag,
+        super::cache::invalidate_all,
+        super::cache::warm,
+        super::cache::stats
     ),
     components(schemas(
         super::locks::LockAnswer,
@@ -110,6 +118,12 @@ use outcomes::{Documented, OUTCOMES};
         super::kv::KvAnswer,
         super::sessions::SessionAnswer,
         super::sessions::SessionPage,
+        super::cache::CacheAnswer,
+        super::cache::StatsAnswer,
+        super::cache::FetchBody,
+        super::cache::PutBody,
+        super::cache::WarmBody,
+        super::cache::WarmEntry,
         crate::ratelimit::Policy,
         crate::ratelimit::Limit,
         crate::ratelimit::Algorithm,
@@ -211,6 +225,24 @@ impl Modify for InputProblems {
             .and_then(|i| i.post.as_mut())
         {
             add_problem(op, "422", &super::tokens::FIELD_CODES);
+        }
+        for (path, item) in doc.paths.paths.iter_mut() {
+            if !path.starts_with("/v1/cache/") {
+                continue;
+            }
+            let ops = [
+                &mut item.get,
+                &mut item.post,
+                &mut item.put,
+                &mut item.delete,
+            ];
+            for op in ops.into_iter().flatten() {
+                add_problem(op, "400", &super::cache::PATH_CODES);
+                if op.request_body.is_some() {
+                    add_problem(op, "422", &super::cache::BODY_CODES);
+                    add_problem(op, "413", &["value_too_large"]);
+                }
+            }
         }
         let policy_writes = [
             "/v1/ratelimit/policies/{policy}",

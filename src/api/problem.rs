@@ -49,6 +49,11 @@ impl ApiError {
         }
     }
 
+    /// The same refusal with another status.
+    pub fn with_status(self, status: StatusCode) -> Self {
+        Self { status, ..self }
+    }
+
     /// 422 `out_of_range`: a field outside its allowed range.
     pub fn out_of_range(field: &str, range: &str) -> Self {
         Self::new(

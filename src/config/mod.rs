@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+mod cache;
 mod capabilities;
+pub use cache::CacheSettings;
 pub use capabilities::{KvSettings, RateLimitSettings, SessionSettings};
 mod guard;
 mod layers;
@@ -59,6 +61,8 @@ pub struct Config {
     pub kv: KvSettings,
     /// Sessions.
     pub sessions: SessionSettings,
+    /// The cache.
+    pub cache: CacheSettings,
     /// Logging.
     pub log: LogSettings,
     /// Metrics.
@@ -88,6 +92,7 @@ impl Default for Config {
             ratelimit: RateLimitSettings::default(),
             kv: KvSettings::default(),
             sessions: SessionSettings::default(),
+            cache: CacheSettings::default(),
             log: LogSettings::default(),
             metrics: MetricsSettings::default(),
             guard: GuardSettings::default(),
@@ -499,6 +504,11 @@ impl Config {
             ("kv.hold_ms", self.kv.hold_ms),
             ("kv.reap_every_ms", self.kv.reap_every_ms),
             ("sessions.copy_ttl_ms", self.sessions.copy_ttl_ms),
+            ("cache.lease_ms", self.cache.lease_ms),
+            ("cache.max_lease_ms", self.cache.max_lease_ms),
+            ("cache.max_ttl_ms", self.cache.max_ttl_ms),
+            ("cache.reclaim_every_ms", self.cache.reclaim_every_ms),
+            ("cache.replay_every_ms", self.cache.replay_every_ms),
             ("sessions.hold_ms", self.sessions.hold_ms),
             ("sessions.sweep_every_ms", self.sessions.sweep_every_ms),
             ("sessions.gauge_every_ms", self.sessions.gauge_every_ms),
@@ -530,6 +540,9 @@ impl Config {
             ("ratelimit.max_overrides", self.ratelimit.max_overrides),
             ("kv.reap_batch", self.kv.reap_batch),
             ("sessions.sweep_batch", self.sessions.sweep_batch),
+            ("cache.max_value_bytes", self.cache.max_value_bytes),
+            ("cache.max_tags", self.cache.max_tags),
+            ("cache.reclaim_batch", self.cache.reclaim_batch),
             ("sessions.max_data_bytes", self.sessions.max_data_bytes),
         ];
         let writers = [

@@ -4,6 +4,7 @@
 use utoipa::openapi::path::HttpMethod;
 
 use crate::access::{Created, Listed, Revoked};
+use crate::cache::{Fetch, Invalidated, Put, Read as CacheRead, Warmed};
 use crate::fence::FenceOutcome;
 use crate::guard::outcome::EVIDENCE_STATES;
 use crate::guard::{
@@ -49,6 +50,13 @@ const fn post(path: &'static str, states: &'static [StateDoc], schema: &'static 
 const fn with(method: HttpMethod, doc: Documented) -> Documented {
     Documented { method, ..doc }
 }
+
+/// The one state of a cache namespace's stats.
+const STATS: &[StateDoc] = &[StateDoc::json(
+    "stats",
+    200,
+    "counters, `bytes`, `entries`, `compression_ratio`",
+)];
 
 /// The operations whose answers are outcome enums.
 pub(super) const OUTCOMES: &[Documented] = &[
@@ -257,6 +265,34 @@ pub(super) const OUTCOMES: &[Documented] = &[
     with(
         HttpMethod::Delete,
         post("/v1/kv/{key}", KvDelete::STATES, "KvAnswer"),
+    ),
+    with(
+        HttpMethod::Get,
+        post("/v1/cache/{ns}/{key}", CacheRead::STATES, "CacheAnswer"),
+    ),
+    post("/v1/cache/{ns}/{key}/fetch", Fetch::STATES, "CacheAnswer"),
+    with(
+        HttpMethod::Put,
+        post("/v1/cache/{ns}/{key}", Put::STATES, "CacheAnswer"),
+    ),
+    with(
+        HttpMethod::Delete,
+        post("/v1/cache/{ns}/{key}", Invalidated::STATES, "CacheAnswer"),
+    ),
+    post(
+        "/v1/cache/{ns}/tags/{tag}/invalidate",
+        Invalidated::STATES,
+        "CacheAnswer",
+    ),
+    post(
+        "/v1/cache/{ns}/invalidate",
+        Invalidated::STATES,
+        "CacheAnswer",
+    ),
+    post("/v1/cache/{ns}/warm", Warmed::STATES, "CacheAnswer"),
+    with(
+        HttpMethod::Get,
+        post("/v1/cache/{ns}/stats", STATS, "StatsAnswer"),
     ),
     post("/v1/sessions", SessionCreated::STATES, "SessionAnswer"),
     with(

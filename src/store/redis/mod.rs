@@ -1,6 +1,7 @@
 //! Redis tier: one multiplexed, auto-reconnecting connection; every call bounded by the
 //! per-call timeout; every key carries a hash tag so one operation's keys share a slot.
 
+mod cache;
 mod conn;
 mod copy;
 mod idem;
@@ -14,6 +15,7 @@ use std::time::Duration;
 
 use redis::{FromRedisValue, RedisError, Script, ScriptInvocation};
 
+pub use cache::{CacheEntry, CacheFetched, CacheRead, CacheStats, CacheWrite};
 use conn::Conn;
 pub use slots::{all_slots, slot_keys, SlotKeys};
 
@@ -23,6 +25,16 @@ use super::{bounded, StoreError};
 macro_rules! lease_script {
     ($file:literal) => {
         concat!(include_str!("lua/lease.lua"), include_str!($file))
+    };
+}
+
+/// Prepends the shared cache functions (`lua/cache_common.lua`) to a cache step.
+macro_rules! cache_script {
+    ($file:literal) => {
+        Script::new(concat!(
+            include_str!("lua/cache_common.lua"),
+            include_str!($file)
+        ))
     };
 }
 
@@ -63,6 +75,13 @@ struct Scripts {
     copy_hold: Script,
     copy_seed: Script,
     rl_refund: Script,
+    cache_get: Script,
+    cache_fetch: Script,
+    cache_put: Script,
+    cache_delete: Script,
+    cache_invalidate: Script,
+    cache_reclaim: Script,
+    cache_stats: Script,
 }
 
 impl Scripts {
@@ -83,6 +102,13 @@ impl Scripts {
             rl_check: Script::new(RL_CHECK_LUA),
             copy_hold: Script::new(COPY_HOLD_LUA),
             copy_seed: Script::new(include_str!("lua/copy_seed.lua")),
+            cache_get: cache_script!("lua/cache_get.lua"),
+            cache_fetch: cache_script!("lua/cache_fetch.lua"),
+            cache_put: cache_script!("lua/cache_put.lua"),
+            cache_delete: cache_script!("lua/cache_delete.lua"),
+            cache_invalidate: cache_script!("lua/cache_invalidate.lua"),
+            cache_reclaim: cache_script!("lua/cache_reclaim.lua"),
+            cache_stats: cache_script!("lua/cache_stats.lua"),
             rl_peek: Script::new(concat!(
                 include_str!("lua/rl_state.lua"),
                 include_str!("lua/rl_peek.lua")

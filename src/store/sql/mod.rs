@@ -2,6 +2,7 @@
 //! Schema changes are migrations run at start-up; every statement is portable across both.
 
 mod audit;
+mod cache;
 mod evidence;
 mod fence;
 mod guard;
@@ -25,6 +26,7 @@ mod stream_occ;
 mod tier_state;
 mod tokens;
 
+pub use cache::CacheInvalidation;
 pub use evidence::{ReadingRow, RefusalRow};
 pub use guard::GuardTx;
 pub use kv::{KvExpect, KvJob, KvWritten};

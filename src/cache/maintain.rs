@@ -1,0 +1,112 @@
+//! The cache's background work: invalidations made while failed over are applied to Redis
+//! (before the cache answers from a new Redis epoch, and every `cache.replay_every_ms` after,
+//! for an instance that was still failed over when it made one), and every namespace in use is
+//! walked for expired and invalidated entries, so their bytes come back within a bounded time.
+
+use std::future::Future;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{apply, Cache};
+use crate::metrics_names as m;
+use crate::tier::Primary;
+
+/// Pending invalidations read per pass.
+const REPLAY_BATCH: i64 = 1_000;
+
+impl Cache {
+    /// Applies the invalidations kept in SQL to Redis; once none is left, records `epoch` as
+    /// done. Whether none is left. Unless `again`, an epoch done already is not looked at.
+    pub(super) async fn replay(&self, p: Primary<'_>, epoch: i64, again: bool) -> bool {
+        let _one = self.replaying.lock().await;
+        if !again && self.replayed.load(Ordering::Acquire) >= epoch {
+            return true;
+        }
+        let sql = self.tier.durable();
+        loop {
+            metrics::counter!(m::CACHE_SQL, "statement" => "pending").increment(1);
+            let pending = match self.tier.on_durable(sql.cache_pending(REPLAY_BATCH)).await {
+                Ok(p) => p,
+                Err(b) => {
+                    tracing::warn!(reason = b.reason(), "cache invalidations not read");
+                    return false;
+                }
+            };
+            for inv in &pending {
+                let applied = p
+                    .call(|s| apply(s, &inv.ns, &inv.kind, &inv.target, self.max_lease()))
+                    .await;
+                if let Err(e) = applied {
+                    tracing::warn!(error = %e, "cache invalidation not applied to redis");
+                    return false;
+                }
+                metrics::counter!(m::CACHE_SQL, "statement" => "replayed").increment(1);
+                let at = self.tier.now();
+                if let Err(b) = self.tier.on_durable(sql.cache_replayed(&inv.id, at)).await {
+                    tracing::warn!(reason = b.reason(), "cache invalidation not marked");
+                    return false;
+                }
+                tracing::info!(ns = %inv.ns, kind = %inv.kind, "cache invalidation made while failed over applied to redis");
+            }
+            if (pending.len() as i64) < REPLAY_BATCH {
+                break;
+            }
+        }
+        self.replayed.fetch_max(epoch, Ordering::AcqRel);
+        true
+    }
+
+    /// One reclaim pass over every namespace this instance used.
+    async fn reclaim(&self) {
+        let Ok(active) = self.tier.active_durable() else {
+            return;
+        };
+        let Some(p) = active.primary() else { return };
+        let walks: Vec<(String, i64)> = {
+            let seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+            seen.iter().map(|(n, at)| (n.clone(), *at)).collect()
+        };
+        let batch = self.cfg.reclaim_batch as i64;
+        for (ns, from) in walks {
+            match p.call(|s| s.cache_reclaim(&ns, from, batch)).await {
+                Ok((forgotten, next)) => {
+                    if forgotten > 0 {
+                        metrics::counter!(m::CACHE_RECLAIMED, "ns" => ns.clone())
+                            .increment(forgotten as u64);
+                    }
+                    let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+                    seen.insert(ns, next);
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "cache reclaim pass failed");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Runs replay and reclaim passes until `stop`.
+    pub async fn run_background(self: Arc<Self>, stop: impl Future<Output = ()>) {
+        let mut replay = tokio::time::interval(Duration::from_millis(self.cfg.replay_every_ms));
+        let mut reclaim = tokio::time::interval(Duration::from_millis(self.cfg.reclaim_every_ms));
+        replay.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        reclaim.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tokio::pin!(stop);
+        loop {
+            tokio::select! {
+                _ = &mut stop => return,
+                _ = replay.tick() => {
+                    if let Ok(active) = self.tier.active_durable() {
+                        if let Some(p) = active.primary() {
+                            // Again each time: an instance that had not seen the switch yet
+                            // may have kept one since.
+                            self.replay(p, active.epoch, true).await;
+                        }
+                    }
+                }
+                _ = reclaim.tick() => self.reclaim().await,
+            }
+        }
+    }
+}
