@@ -30,7 +30,7 @@ async fn every_operation_answers_as_documented() {
     w.wait_ready_on("redis", Duration::from_secs(20)).await;
     // Every scope, so positive cases reach their handlers; negative cases without it must be
     // refused (401), as documented.
-    let scopes = "locks,idempotency,streams,review,reservations,inventory,metrics,admin";
+    let scopes = "locks,idempotency,streams,review,reservations,inventory,metrics,admin,cache";
     let token = support::cli_token(&pg.url(), "schemathesis", "default", scopes, None);
     let auth = format!("Authorization: Bearer {token}");
     let url = format!("{}/openapi.json", w.base());

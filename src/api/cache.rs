@@ -34,7 +34,7 @@ pub struct GetQuery {
     /// Answer a stale entry (past its TTL, within its stale TTL, or written before a tier
     /// switch) as `stale` rather than `miss`.
     #[serde(default)]
-    pub allow_stale: bool,
+    pub allow_stale: Option<bool>,
 }
 
 /// `POST /v1/cache/{ns}/{key}/fetch` body (may be left out).
@@ -260,7 +260,7 @@ pub async fn read(
 
 /// Reads an entry for a caller who loads it on a miss: at most one caller per key holds the
 /// lease to load it.
-#[utoipa::path(post, path = "/v1/cache/{ns}/{key}/fetch", request_body = FetchBody,
+#[utoipa::path(post, path = "/v1/cache/{ns}/{key}/fetch", request_body = Option<FetchBody>,
     params(("ns" = String, Path, description = "namespace"), ("key" = String, Path, description = "key")))]
 pub async fn fetch(
     State(app): State<AppState>,
