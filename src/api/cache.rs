@@ -238,7 +238,7 @@ pub async fn read(
     name("key", "invalid_key", &key).map_err(in_path)?;
     let (read, mode) = match app
         .cache
-        .get(&caller.tenant, &ns, &key, q.allow_stale)
+        .get(&caller.tenant, &ns, &key, q.allow_stale.unwrap_or(false))
         .await
     {
         Ok(r) => r,
