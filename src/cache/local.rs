@@ -43,13 +43,15 @@ impl Leases {
         Ok(token)
     }
 
-    /// Ends lease `token` on `key` of `ns` for a put: whether it was the live one.
+    /// Settles lease `token` on `key` of `ns` for a put: whether it was the live one. The
+    /// lease window goes on (nothing was kept, so the next load waits for the window's end:
+    /// one load per key per instance per window).
     pub(super) fn settle(&self, ns: &str, key: &str, token: i64, now: i64) -> bool {
         let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
         let k = (ns.to_owned(), key.to_owned());
-        match held.get(&k) {
+        match held.get_mut(&k) {
             Some((t, until)) if *t == token && *until > now => {
-                held.remove(&k);
+                *t = 0;
                 true
             }
             _ => false,
@@ -83,5 +85,11 @@ mod tests {
         let t3 = l.grant("n", "k", 3, 100, 130).unwrap();
         assert!(l.settle("n", "k", t3, 140));
         assert!(!l.settle("n", "k", t3, 141), "a lease stores once");
+        assert_eq!(
+            l.grant("n", "k", 3, 100, 150),
+            Err(80),
+            "one load per window"
+        );
+        assert!(l.grant("n", "k", 3, 100, 230).is_ok());
     }
 }

@@ -24,6 +24,9 @@ use crate::store::redis::{CacheFetched, CacheRead, CacheWrite};
 use crate::store::sql::CacheInvalidation;
 use crate::tier::{Blocked, Mode, Primary, Tier};
 
+/// Puts of one warm-up in flight at once.
+const WARM_CONCURRENCY: usize = 16;
+
 /// An entry to store.
 #[derive(Debug, Clone)]
 pub struct PutRequest {
@@ -337,13 +340,15 @@ impl Cache {
         ns: &str,
         entries: &[(String, PutRequest)],
     ) -> Result<(Warmed, Mode), Blocked> {
-        let mut n = 0;
         let mut mode = self.tier.active_durable()?.mode();
-        for (key, req) in entries {
-            let (put, m) = self.put(tenant, ns, key, req).await?;
-            mode = m;
-            if let Put::Stored { kept: true, .. } = put {
-                n += 1;
+        let mut n = 0;
+        for chunk in entries.chunks(WARM_CONCURRENCY) {
+            let puts = chunk
+                .iter()
+                .map(|(key, req)| self.put(tenant, ns, key, req));
+            for (put, m) in futures::future::try_join_all(puts).await? {
+                mode = m;
+                n += usize::from(matches!(put, Put::Stored { kept: true, .. }));
             }
         }
         Ok((Warmed(n), mode))

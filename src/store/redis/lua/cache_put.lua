@@ -15,8 +15,9 @@ if ARGV[3] ~= '' then
   for i = 6, #KEYS do
     if valid and tonumber(redis.call('GET', KEYS[i]) or '0') >= g then valid = false end
   end
+  -- Refused or used, the lease is spent: the next caller may take a new one at once.
+  if l[1] == ARGV[3] then redis.call('DEL', KEYS[5]) end
   if not valid then return {'lease_invalid'} end
-  redis.call('DEL', KEYS[5])
 end
 drop(ARGV[1], KEYS[4])
 local s = next_stamp()
