@@ -479,3 +479,38 @@ async fn bad_input_is_refused_and_changes_nothing() {
     let (s, g) = w.get("/v1/cache/n/k").await;
     assert_eq!((s, g["value"].as_i64()), (200, Some(1)), "unchanged: {g}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_namespace_keeps_to_its_max_bytes_by_evicting_its_oldest() {
+    let pg = Postgres::start();
+    let redis = Redis::start();
+    let mut env = fast_failover(&pg, Some(redis.url()));
+    env.push(("WARDEN_CACHE_MAX_BYTES", "5000".into()));
+    let w = Warden::start(&env);
+    w.wait_ready_on("redis", Duration::from_secs(10)).await;
+    // 20 values of about 1 000 bytes (under the compression threshold) into 5 000 bytes.
+    for i in 0..20 {
+        let body = json!({"value": format!("{i:04}{}", "y".repeat(990)), "ttl_ms": 600_000});
+        let (s, v) = put(&w, &format!("/v1/cache/small/k{i}"), body).await;
+        assert_eq!(s, 200, "{v}");
+    }
+    let (_, st) = w.get("/v1/cache/small/stats").await;
+    assert!(st["bytes"].as_i64().unwrap() <= 5_000, "{st}");
+    assert!(st["evictions"].as_i64().unwrap() >= 15, "{st}");
+    assert_eq!(
+        w.get("/v1/cache/small/k0").await.0,
+        404,
+        "the oldest went first"
+    );
+    assert_eq!(
+        w.get("/v1/cache/small/k19").await.0,
+        200,
+        "the newest stays"
+    );
+    // Another namespace is untouched by this one's limit.
+    let body = json!({"value": "z".repeat(990), "ttl_ms": 600_000});
+    assert_eq!(put(&w, "/v1/cache/other/a", body).await.0, 200);
+    assert_eq!(w.get("/v1/cache/other/a").await.0, 200);
+    let evictions = total(&w.metrics().await, "warden_cache_evictions_total");
+    assert!(evictions >= 15.0, "{evictions}");
+}
