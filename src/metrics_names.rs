@@ -138,7 +138,7 @@ pub const CACHE_INVALIDATIONS: &str = "warden_cache_invalidations_total";
 pub const CACHE_SQL: &str = "warden_cache_sql_statements_total";
 /// Counter: expired or invalidated cache entries forgotten by the reclaimer.
 pub const CACHE_RECLAIMED: &str = "warden_cache_reclaimed_total";
-/// Gauge: bytes a namespace holds in Redis (as of its last stats call).
+/// Gauge: bytes a namespace holds in Redis (refreshed by each reclaim pass and stats call).
 pub const CACHE_BYTES: &str = "warden_cache_bytes";
-/// Gauge: raw over stored bytes of a namespace's values (as of its last stats call).
+/// Gauge: raw over stored bytes of a namespace's values (refreshed by each reclaim pass and stats call).
 pub const CACHE_COMPRESSION: &str = "warden_cache_compression_ratio";

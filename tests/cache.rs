@@ -514,3 +514,32 @@ async fn a_namespace_keeps_to_its_max_bytes_by_evicting_its_oldest() {
     let evictions = total(&w.metrics().await, "warden_cache_evictions_total");
     assert!(evictions >= 15.0, "{evictions}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_step_runs_on_a_redis_cluster() {
+    let pg = Postgres::start();
+    let cluster = support::RedisCluster::start();
+    let w = Warden::start(&fast_failover(&pg, Some(cluster.url())));
+    w.wait_ready_on("redis", Duration::from_secs(20)).await;
+    // Namespaces land on different masters; each step reaches an entry's tags and its
+    // namespace's bookkeeping in one slot.
+    for ns in ["a", "b", "c", "d", "e", "f"] {
+        let base = format!("/v1/cache/{ns}");
+        let (_, l) = fetch(&w, &format!("{base}/k"), 2_000).await;
+        assert_eq!(l["state"], "miss_lease", "{ns}: {l}");
+        let body = json!({"value": ns, "ttl_ms": 60_000, "tags": ["t", "u"],
+            "lease_token": l["lease_token"]});
+        assert_eq!(put(&w, &format!("{base}/k"), body).await.0, 200, "{ns}");
+        assert_eq!(w.get(&format!("{base}/k")).await.1["state"], "hit", "{ns}");
+        let (s, _) = w
+            .post(&format!("{base}/tags/u/invalidate"), json!({}))
+            .await;
+        assert_eq!(s, 200);
+        assert_eq!(w.get(&format!("{base}/k")).await.0, 404, "{ns}");
+        assert_eq!(
+            w.get(&format!("{base}/stats")).await.1["entries"],
+            0,
+            "{ns}"
+        );
+    }
+}

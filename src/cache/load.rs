@@ -9,8 +9,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
+use tracing::Instrument;
 
 use super::{Cache, Fetch, Put, PutRequest};
+use crate::runtime::correlation::task_span;
 use crate::tier::Blocked;
 
 /// Why `get_or_load` has no value.
@@ -72,7 +74,7 @@ impl Cache {
                     let (tx, rx) = watch::channel(None);
                     flights.insert(id.clone(), rx.clone());
                     let me = self.clone();
-                    tokio::spawn(async move {
+                    let load = async move {
                         let out = me.load_once(&spec, loader).await;
                         me.flights
                             .0
@@ -80,7 +82,8 @@ impl Cache {
                             .unwrap_or_else(|p| p.into_inner())
                             .remove(&id);
                         let _ = tx.send(Some(out));
-                    });
+                    };
+                    tokio::spawn(load.instrument(task_span("cache_load")));
                     rx
                 }
             }
@@ -116,9 +119,10 @@ impl Cache {
                 Fetch::Refresh(v, _, token) => {
                     // Answer now; reload in the background under the lease.
                     let (me, spec) = (self.clone(), spec.clone());
-                    tokio::spawn(async move {
+                    let reload = async move {
                         let _ = me.load_and_put(&spec, token, loader).await;
-                    });
+                    };
+                    tokio::spawn(reload.instrument(task_span("cache_refresh")));
                     return Ok(v);
                 }
                 Fetch::MissLease(token) => token,

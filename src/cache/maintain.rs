@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use super::{apply, Cache};
 use crate::metrics_names as m;
+use crate::runtime::periodic::every;
 use crate::tier::Primary;
 
 /// Pending invalidations read per pass.
@@ -57,7 +58,7 @@ impl Cache {
         true
     }
 
-    /// One reclaim pass over every namespace this instance used.
+    /// One reclaim pass over every namespace this instance used (and its size gauges).
     async fn reclaim(&self) {
         let Ok(active) = self.tier.active_durable() else {
             return;
@@ -75,8 +76,14 @@ impl Cache {
                         metrics::counter!(m::CACHE_RECLAIMED, "ns" => ns.clone())
                             .increment(forgotten as u64);
                     }
-                    let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-                    seen.insert(ns, next);
+                    self.seen
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(ns.clone(), next);
+                    // Keeps the size gauges current.
+                    if let Ok(counts) = p.call(|s| s.cache_stats(&ns)).await {
+                        super::publish(&ns, &counts);
+                    }
                 }
                 Err(e) => {
                     tracing::debug!(error = %e, "cache reclaim pass failed");
@@ -86,27 +93,22 @@ impl Cache {
         }
     }
 
-    /// Runs replay and reclaim passes until `stop`.
-    pub async fn run_background(self: Arc<Self>, stop: impl Future<Output = ()>) {
-        let mut replay = tokio::time::interval(Duration::from_millis(self.cfg.replay_every_ms));
-        let mut reclaim = tokio::time::interval(Duration::from_millis(self.cfg.reclaim_every_ms));
-        replay.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        reclaim.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        tokio::pin!(stop);
-        loop {
-            tokio::select! {
-                _ = &mut stop => return,
-                _ = replay.tick() => {
-                    if let Ok(active) = self.tier.active_durable() {
-                        if let Some(p) = active.primary() {
-                            // Again each time: an instance that had not seen the switch yet
-                            // may have kept one since.
-                            self.replay(p, active.epoch, true).await;
-                        }
-                    }
+    /// Runs replay and reclaim passes until `stop`, each pass in a task span of its own.
+    pub async fn run_background(self: Arc<Self>, stop: impl Future<Output = ()> + Send) {
+        use futures::FutureExt;
+        let stop = stop.shared();
+        let replay = Duration::from_millis(self.cfg.replay_every_ms);
+        let reclaim = Duration::from_millis(self.cfg.reclaim_every_ms);
+        let replays = every("cache_replay", replay, stop.clone(), || async {
+            if let Ok(active) = self.tier.active_durable() {
+                if let Some(p) = active.primary() {
+                    // Again each time: an instance that had not seen the switch yet may have
+                    // kept one since.
+                    self.replay(p, active.epoch, true).await;
                 }
-                _ = reclaim.tick() => self.reclaim().await,
             }
-        }
+        });
+        let reclaims = every("cache_reclaim", reclaim, stop, || self.reclaim());
+        tokio::join!(replays, reclaims);
     }
 }

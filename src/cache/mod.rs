@@ -362,13 +362,7 @@ impl Cache {
             Some(p) => p.settle(|s| s.cache_stats(&ns)).await?,
             None => Default::default(),
         };
-        let ratio = if counts.kept_bytes > 0 {
-            counts.raw_bytes as f64 / counts.kept_bytes as f64
-        } else {
-            1.0
-        };
-        metrics::gauge!(m::CACHE_BYTES, "ns" => ns.clone()).set(counts.bytes as f64);
-        metrics::gauge!(m::CACHE_COMPRESSION, "ns" => ns).set(ratio);
+        let ratio = publish(&ns, &counts);
         Ok((
             Stats {
                 counts,
@@ -399,6 +393,19 @@ async fn apply(
             .map(|_| ()),
         _ => s.cache_invalidate(ns, None, max_lease_ms).await.map(|_| ()),
     }
+}
+
+/// Publishes the size gauges of `ns`: its compression ratio (raw over stored bytes, 1 with
+/// nothing stored).
+fn publish(ns: &str, counts: &crate::store::redis::CacheStats) -> f64 {
+    let ratio = if counts.kept_bytes > 0 {
+        counts.raw_bytes as f64 / counts.kept_bytes as f64
+    } else {
+        1.0
+    };
+    metrics::gauge!(m::CACHE_BYTES, "ns" => ns.to_owned()).set(counts.bytes as f64);
+    metrics::gauge!(m::CACHE_COMPRESSION, "ns" => ns.to_owned()).set(ratio);
+    ratio
 }
 
 fn count_read(ns: &str, state: &'static str) {
