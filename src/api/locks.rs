@@ -6,15 +6,15 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 
 use super::answer::{blocked, blocked_as, status_of};
-use super::extract::{in_range, owner, token, Body, PathKey};
+use super::extract::{in_range, owner, token, Body, PathKey, QueryOf};
 use super::observe::Op;
 use super::problem::ApiError;
 use super::AppState;
 use crate::fence::FenceOutcome;
-use crate::lock::{AcquireRequest, Acquired, Read, Touch, MAX_TTL_MS, MAX_WAIT_MS};
+use crate::lock::{AcquireRequest, Acquired, Read, Touch, Watched, MAX_TTL_MS, MAX_WAIT_MS};
 use crate::outcome::Terminal;
 use crate::runtime::clock::rfc3339;
 use crate::tier::Mode;
@@ -75,10 +75,14 @@ pub struct LockAnswer {
     /// Lease expiry, RFC 3339 UTC.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<String>,
+    /// ms until the lease expires, on the server's clock (with `expires_at`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ttl_ms_remaining: Option<i64>,
     /// For `lock_busy`: when a retry may succeed, in ms.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retry_after_ms: Option<i64>,
-    /// For `lock_lost`, why the lease is gone: `expired`, `superseded` or `tier_switched`.
+    /// For `lock_lost` and `lost`, why the lease is gone: `expired`, `superseded` or
+    /// `tier_switched`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<&'static str>,
 }
@@ -92,6 +96,28 @@ pub struct FenceAnswer {
     pub highest: i64,
 }
 
+/// `GET /v1/locks/{key}/watch` query.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct WatchQuery {
+    /// The holder.
+    pub owner: String,
+    /// Its fencing token.
+    pub fencing_token: i64,
+    /// How long to wait while the lease stays live, ms (0..=60 000; default 30 000).
+    #[serde(default)]
+    pub wait_ms: Option<i64>,
+}
+
+impl LockAnswer {
+    /// Sets the lease's expiry and the ms left until it, as of `now`.
+    fn expiring(mut self, expires_at: i64, now: i64) -> Self {
+        self.expires_at = Some(rfc3339(expires_at));
+        self.ttl_ms_remaining = Some((expires_at - now).max(0));
+        self
+    }
+}
+
 /// The lock and fence routes.
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -99,6 +125,7 @@ pub fn router() -> Router<AppState> {
         .route("/v1/locks/{key}/extend", post(extend))
         .route("/v1/locks/{key}/release", post(release))
         .route("/v1/locks/{key}", get(read))
+        .route("/v1/locks/{key}/watch", get(watch))
         .route("/v1/fences/{resource}/check", post(fence_check))
 }
 
@@ -133,7 +160,7 @@ pub async fn acquire(
             answer.mode = Some(g.mode.as_str());
             answer.owner = Some(g.owner.clone());
             answer.fencing_token = Some(g.token);
-            answer.expires_at = Some(rfc3339(g.expires_at));
+            answer = answer.expiring(g.expires_at, app.tier.now());
         }
         Acquired::Busy { retry_after_ms } => answer.retry_after_ms = Some(*retry_after_ms),
         Acquired::Blocked(b) => return Ok(blocked_as(&op, k, outcome.state(), *b)),
@@ -179,7 +206,7 @@ pub async fn extend(
     if let Touch::Done(expires_at) = touch {
         answer.owner = Some(who);
         answer.fencing_token = Some(tok);
-        answer.expires_at = Some(rfc3339(expires_at));
+        answer = answer.expiring(expires_at, app.tier.now());
     }
     Ok(reply(&op, k, &touch, answer))
 }
@@ -220,9 +247,42 @@ pub async fn read(State(app): State<AppState>, PathKey(key): PathKey) -> Respons
     if let Read::Held(lease) = &read {
         answer.owner = Some(lease.owner.clone());
         answer.fencing_token = Some(lease.token);
-        answer.expires_at = Some(rfc3339(lease.expires_at));
+        answer = answer.expiring(lease.expires_at, app.tier.now());
     }
     reply(&op, k, &read, answer)
+}
+
+/// Waits while the caller's lease stays live (long poll): `held` when the wait ends with the
+/// lease still the caller's, `lost` with `reason` as soon as it is gone.
+#[utoipa::path(get, path = "/v1/locks/{key}/watch", params(WatchQuery,
+    ("key" = String, Path, description = "lock key")))]
+pub async fn watch(
+    State(app): State<AppState>,
+    PathKey(key): PathKey,
+    QueryOf(q): QueryOf<WatchQuery>,
+) -> Result<Response, ApiError> {
+    let op = Op::start("lock_watch");
+    let who = owner(&q.owner)?;
+    let tok = token("fencing_token", q.fencing_token)?;
+    let wait = in_range("wait_ms", q.wait_ms.unwrap_or(30_000), 0, MAX_WAIT_MS)?;
+    let k = key.as_str();
+    let (watched, mode) = match app.locks.watch(&key, &who, tok, wait).await {
+        Ok(w) => w,
+        Err(b) => return Ok(blocked(&op, k, b)),
+    };
+    let mut answer = LockAnswer {
+        state: watched.state(),
+        mode: Some(mode.as_str()),
+        owner: Some(who),
+        fencing_token: Some(tok),
+        ..LockAnswer::default()
+    };
+    match &watched {
+        Watched::Held(lease) => answer = answer.expiring(lease.expires_at, app.tier.now()),
+        Watched::Lost(why) => answer.reason = Some(why.as_str()),
+        Watched::NotOwner => {}
+    }
+    Ok(reply(&op, k, &watched, answer))
 }
 
 /// Checks a fencing token against a resource, recording the highest.

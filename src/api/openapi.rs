@@ -29,6 +29,7 @@ use outcomes::{Documented, OUTCOMES};
         super::locks::extend,
         super::locks::release,
         super::locks::read,
+        super::locks::watch,
         super::locks::fence_check,
         super::idem::begin,
         super::idem::complete,

@@ -7,8 +7,10 @@ use std::time::Duration;
 
 mod outcome;
 mod rules;
+mod watch;
 
 pub use rules::{on_acquire, LostReason, OnAcquire, Touch};
+pub use watch::Watched;
 
 use crate::config::LockSettings;
 use crate::key::Key;

@@ -12,7 +12,7 @@ use crate::guard::{
 };
 use crate::idem::{Begun, Finished};
 use crate::kv::{KvDelete, KvPut, KvRead};
-use crate::lock::{Acquired, Read, Touch};
+use crate::lock::{Acquired, Read, Touch, Watched};
 use crate::outcome::{StateDoc, Terminal};
 use crate::ratelimit::{Checked, Looked, OverrideSaved, PolicyRead, PolicySaved};
 use crate::reserve::{ReservedOnce, Settled, StockRead, TotalSet};
@@ -69,6 +69,10 @@ pub(super) const OUTCOMES: &[Documented] = &[
     with(
         HttpMethod::Get,
         post("/v1/locks/{key}", Read::STATES, "LockAnswer"),
+    ),
+    with(
+        HttpMethod::Get,
+        post("/v1/locks/{key}/watch", Watched::STATES, "LockAnswer"),
     ),
     post(
         "/v1/fences/{resource}/check",
