@@ -5,10 +5,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+mod guarded;
 mod outcome;
 mod rules;
 mod watch;
 
+pub use guarded::{LockGuard, WithLockError};
 pub use rules::{on_acquire, LostReason, OnAcquire, Touch};
 pub use watch::Watched;
 
