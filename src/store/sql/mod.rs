@@ -18,6 +18,7 @@ mod ratelimit;
 mod reserve;
 mod reserve_batch;
 mod session;
+mod session_change;
 mod session_feed;
 mod stream;
 mod stream_batch;
