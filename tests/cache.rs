@@ -16,22 +16,8 @@ use support::{fast_failover, Postgres, Redis, Warden};
 
 const SQL: &str = "warden_cache_sql_statements_total";
 
-async fn send(
-    w: &Warden,
-    method: reqwest::Method,
-    path: &str,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let mut req = w.http.request(method, format!("{}{path}", w.base()));
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let r = req.send().await.expect("request");
-    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
-}
-
 async fn put(w: &Warden, path: &str, body: Value) -> (u16, Value) {
-    send(w, reqwest::Method::PUT, path, Some(body)).await
+    w.send(reqwest::Method::PUT, path, Some(body)).await
 }
 
 async fn fetch(w: &Warden, path: &str, lease_ms: i64) -> (u16, Value) {
@@ -255,7 +241,7 @@ async fn a_put_under_a_voided_lease_stores_nothing() {
     // A delete voids a lease too; the next lease stores.
     let (_, b) = fetch(&w, path, 5_000).await;
     assert_eq!(b["state"], "miss_lease", "{b}");
-    assert_eq!(send(&w, reqwest::Method::DELETE, path, None).await.0, 200);
+    assert_eq!(w.send(reqwest::Method::DELETE, path, None).await.0, 200);
     let body =
         json!({"value": "v2", "ttl_ms": 60_000, "tags": ["T"], "lease_token": b["lease_token"]});
     assert_eq!(put(&w, path, body).await.0, 409);
@@ -473,7 +459,7 @@ async fn bad_input_is_refused_and_changes_nothing() {
         ),
     ];
     for (method, path, body, status, code) in cases {
-        let (s, v) = send(&w, method, path, Some(body)).await;
+        let (s, v) = w.send(method, path, Some(body)).await;
         assert_eq!((s, v["code"].as_str()), (status, Some(code)), "{path}: {v}");
     }
     let (s, g) = w.get("/v1/cache/n/k").await;

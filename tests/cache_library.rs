@@ -15,23 +15,7 @@ use warden::cache::load::LoadSpec;
 async fn one_load_for_many_callers_and_a_dropped_caller_cancels_nothing() {
     let pg = Postgres::start();
     let redis = Redis::start();
-    let dir = tempfile::tempdir().unwrap();
-    let flags = warden::config::Flags {
-        database_url: Some(pg.url()),
-        redis_url: Some(redis.url()),
-        config: dir.path().join("none.toml"),
-        ..Default::default()
-    };
-    let w = warden::service::Warden::start(&flags.resolve().unwrap())
-        .await
-        .unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while w.tier.status().tier != Some(warden::tier::TierName::Redis)
-        || w.tier.status().ready.is_err()
-    {
-        assert!(std::time::Instant::now() < deadline, "never on redis");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let (_dir, w) = support::in_process::service_on_redis(pg.url(), redis.url(), &[]).await;
     let loads = Arc::new(AtomicUsize::new(0));
     let spec = LoadSpec {
         tenant: "default".into(),

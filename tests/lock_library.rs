@@ -10,36 +10,12 @@ use support::{Postgres, Redis};
 use tokio::time::Instant;
 use warden::key::Key;
 
-async fn start(pg: &Postgres, redis: &Redis, dir: &tempfile::TempDir) -> warden::service::Warden {
-    let flags = warden::config::Flags {
-        database_url: Some(pg.url()),
-        redis_url: Some(redis.url()),
-        config: dir.path().join("none.toml"),
-        set: vec![
-            "redis.timeout_ms=100".into(),
-            "breaker.failures=1000".into(),
-        ],
-        ..Default::default()
-    };
-    let w = warden::service::Warden::start(&flags.resolve().unwrap())
-        .await
-        .unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while w.tier.status().tier != Some(warden::tier::TierName::Redis)
-        || w.tier.status().ready.is_err()
-    {
-        assert!(std::time::Instant::now() < deadline, "never on redis");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    w
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_lease_lives_while_renewed_and_the_guard_hears_before_it_can_lapse() {
     let pg = Postgres::start();
     let redis = Redis::start();
-    let dir = tempfile::tempdir().unwrap();
-    let w = start(&pg, &redis, &dir).await;
+    let set = ["redis.timeout_ms=100", "breaker.failures=1000"];
+    let (_dir, w) = support::in_process::service_on_redis(pg.url(), redis.url(), &set).await;
     let key = Key::parse("report").unwrap();
 
     // Work three times as long as the TTL: renewed throughout, released after.

@@ -12,20 +12,6 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use support::{fast_failover, metric, through_switch, Postgres, Redis, Warden};
 
-async fn send(
-    w: &Warden,
-    method: reqwest::Method,
-    path: &str,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let mut req = w.http.request(method, format!("{}{path}", w.base()));
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let r = req.send().await.expect("request");
-    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
-}
-
 async fn create(w: &Warden, body: Value) -> (u16, Value) {
     w.post("/v1/sessions", body).await
 }
@@ -94,7 +80,7 @@ async fn logout_beats_the_late_writer(w: &Warden, between: Between<'_>) {
             Some(redis)
         }
     };
-    let (s, d) = through_switch(|| send(w, reqwest::Method::DELETE, &path, None)).await;
+    let (s, d) = through_switch(|| w.send(reqwest::Method::DELETE, &path, None)).await;
     assert_eq!((s, d["state"].as_str()), (200, Some("revoked")), "{d}");
     if let Some(redis) = restore {
         redis.restart(); // loads the snapshot: a copy of the session, live
@@ -104,7 +90,7 @@ async fn logout_beats_the_late_writer(w: &Warden, between: Between<'_>) {
     let (s, g) = w.get(&path).await;
     assert_eq!((s, g["reason"].as_str()), (410, Some("revoked")), "{g}");
     let body = json!({"data": {"user": "ana", "cart": ["late"]}, "expected_version": v});
-    let (s, p) = send(w, reqwest::Method::PUT, &path, Some(body)).await;
+    let (s, p) = w.send(reqwest::Method::PUT, &path, Some(body)).await;
     assert_eq!((s, p["state"].as_str()), (410, Some("revoked")), "{p}");
     let (s, t) = w.post(&format!("{path}/touch"), json!({})).await;
     assert_eq!((s, t["state"].as_str()), (410, Some("revoked")), "{t}");
@@ -112,7 +98,7 @@ async fn logout_beats_the_late_writer(w: &Warden, between: Between<'_>) {
         let (s, g) = w.get(&path).await;
         assert_eq!((s, g["reason"].as_str()), (410, Some("revoked")), "{g}");
     }
-    let (s, _) = send(w, reqwest::Method::DELETE, &path, None).await;
+    let (s, _) = w.send(reqwest::Method::DELETE, &path, None).await;
     assert_eq!(s, 200, "a revoke is idempotent");
 }
 
@@ -156,13 +142,9 @@ async fn logout_everywhere_and_eviction_end_the_hot_copies_too() {
     ids.push(id(&c));
     let (s, v) = w.get(&format!("/v1/sessions/{}", ids[0])).await;
     assert_eq!((s, v["reason"].as_str()), (410, Some("evicted")), "{v}");
-    let (s, v) = send(
-        &w,
-        reqwest::Method::DELETE,
-        "/v1/principals/dee/sessions",
-        None,
-    )
-    .await;
+    let (s, v) = w
+        .send(reqwest::Method::DELETE, "/v1/principals/dee/sessions", None)
+        .await;
     assert_eq!((s, v["count"].as_u64()), (200, Some(3)), "{v}");
     for sid in &ids[1..] {
         let (s, v) = w.get(&format!("/v1/sessions/{sid}")).await;
@@ -190,7 +172,7 @@ async fn concurrent_patches_all_survive_and_one_put_wins_per_version() {
             let (w, path) = (w.clone(), path.clone());
             tokio::spawn(async move {
                 let body = json!({"data": {format!("attr{i}"): i}});
-                send(&w, reqwest::Method::PATCH, &path, Some(body)).await
+                w.send(reqwest::Method::PATCH, &path, Some(body)).await
             })
         })
         .collect();
@@ -209,7 +191,7 @@ async fn concurrent_patches_all_survive_and_one_put_wins_per_version() {
             let (w, path) = (w.clone(), path.clone());
             tokio::spawn(async move {
                 let body = json!({"data": {"winner": i}, "expected_version": 51});
-                send(&w, reqwest::Method::PUT, &path, Some(body)).await
+                w.send(reqwest::Method::PUT, &path, Some(body)).await
             })
         })
         .collect();
@@ -224,13 +206,13 @@ async fn concurrent_patches_all_survive_and_one_put_wins_per_version() {
     }
     assert_eq!(wins, 1);
     // A merge patch removes with null.
-    let (s, v) = send(
-        &w,
-        reqwest::Method::PATCH,
-        &path,
-        Some(json!({"data": {"winner": null, "k": 1}})),
-    )
-    .await;
+    let (s, v) = w
+        .send(
+            reqwest::Method::PATCH,
+            &path,
+            Some(json!({"data": {"winner": null, "k": 1}})),
+        )
+        .await;
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["data"], json!({"k": 1}));
 }
@@ -331,15 +313,9 @@ async fn limits_hold_under_concurrency_and_logout_everywhere_survives_a_failover
         assert!(Instant::now() < deadline, "never failed over");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let (s, v) = through_switch(|| {
-        send(
-            &w,
-            reqwest::Method::DELETE,
-            "/v1/principals/cy/sessions",
-            None,
-        )
-    })
-    .await;
+    let (s, v) =
+        through_switch(|| w.send(reqwest::Method::DELETE, "/v1/principals/cy/sessions", None))
+            .await;
     assert_eq!(
         (s, v["count"].as_u64(), v["mode"].as_str()),
         (200, Some(3), Some("fallback")),
@@ -479,27 +455,25 @@ async fn bad_input_is_refused_and_changes_nothing() {
     )
     .await;
     assert!(s == 413, "{s} {v}");
-    let (s, v) = send(
-        &w,
-        reqwest::Method::PATCH,
-        &path,
-        Some(json!({"data": [1]})),
-    )
-    .await;
+    let (s, v) = w
+        .send(reqwest::Method::PATCH, &path, Some(json!({"data": [1]})))
+        .await;
     assert_eq!((s, v["code"].as_str()), (422, Some("invalid_data")), "{v}");
-    let (s, v) = send(&w, reqwest::Method::PUT, &path, Some(json!({"data": {}}))).await;
+    let (s, v) = w
+        .send(reqwest::Method::PUT, &path, Some(json!({"data": {}})))
+        .await;
     assert_eq!(
         (s, v["code"].as_str()),
         (422, Some("invalid_body")),
         "expected_version is required: {v}"
     );
-    let (s, v) = send(
-        &w,
-        reqwest::Method::PUT,
-        &path,
-        Some(json!({"data": {}, "expected_version": 0})),
-    )
-    .await;
+    let (s, v) = w
+        .send(
+            reqwest::Method::PUT,
+            &path,
+            Some(json!({"data": {}, "expected_version": 0})),
+        )
+        .await;
     assert_eq!((s, v["code"].as_str()), (422, Some("out_of_range")), "{v}");
     let (s, v) = w.get("/v1/sessions/not-a-session").await;
     assert_eq!((s, v["code"].as_str()), (404, Some("not_found")), "{v}");

@@ -3,7 +3,8 @@
 //! `[A-Za-z0-9_.-]{1,64}`; a key is one path segment (`stats`, `warm`, `invalidate` and `tags`
 //! name the namespace's own calls); values are any JSON up to `cache.max_value_bytes`.
 
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, State};
+use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -30,6 +31,7 @@ pub const MAX_NAME: usize = 256;
 /// `GET /v1/cache/{ns}/{key}` query.
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct GetQuery {
     /// Answer a stale entry (past its TTL, within its stale TTL, or written before a tier
     /// switch) as `stale` rather than `miss`.
@@ -214,6 +216,22 @@ fn name(what: &'static str, code: &'static str, raw: &str) -> Result<(), ApiErro
     })
 }
 
+/// `/{ns}/{key}` of an entry's calls, both checked (400 when not valid).
+pub struct EntryPath(String, String);
+
+impl<S: Send + Sync> FromRequestParts<S> for EntryPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Path((ns, key)) = Path::<(String, String)>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| ApiError::invalid_key(format!("path: {}", e.body_text())))?;
+        namespace(&ns)?;
+        name("key", "invalid_key", &key).map_err(in_path)?;
+        Ok(Self(ns, key))
+    }
+}
+
 fn found(state: &'static str, mode: Mode, value: String, age_ms: i64) -> CacheAnswer {
     CacheAnswer {
         state,
@@ -230,12 +248,10 @@ fn found(state: &'static str, mode: Mode, value: String, age_ms: i64) -> CacheAn
 pub async fn read(
     State(app): State<AppState>,
     Caller(caller): Caller,
-    Path((ns, key)): Path<(String, String)>,
+    EntryPath(ns, key): EntryPath,
     QueryOf(q): QueryOf<GetQuery>,
 ) -> Result<Response, ApiError> {
     let op = Op::start("cache_get");
-    namespace(&ns)?;
-    name("key", "invalid_key", &key).map_err(in_path)?;
     let (read, mode) = match app
         .cache
         .get(&caller.tenant, &ns, &key, q.allow_stale.unwrap_or(false))
@@ -265,12 +281,10 @@ pub async fn read(
 pub async fn fetch(
     State(app): State<AppState>,
     Caller(caller): Caller,
-    Path((ns, key)): Path<(String, String)>,
+    EntryPath(ns, key): EntryPath,
     OptionalBody(body): OptionalBody<FetchBody>,
 ) -> Result<Response, ApiError> {
     let op = Op::start("cache_fetch");
-    namespace(&ns)?;
-    name("key", "invalid_key", &key).map_err(in_path)?;
     let cfg = app.cache.settings();
     let lease_ms = match body.lease_ms {
         Some(l) => in_range("lease_ms", l, 1, cfg.max_lease_ms as i64)?,
@@ -360,12 +374,10 @@ fn checked(
 pub async fn write(
     State(app): State<AppState>,
     Caller(caller): Caller,
-    Path((ns, key)): Path<(String, String)>,
+    EntryPath(ns, key): EntryPath,
     Body(body): Body<PutBody>,
 ) -> Result<Response, ApiError> {
     let op = Op::start("cache_put");
-    namespace(&ns)?;
-    name("key", "invalid_key", &key).map_err(in_path)?;
     let cfg = app.cache.settings();
     let mut req = checked(
         cfg,
@@ -426,11 +438,9 @@ fn invalidated(
 pub async fn remove(
     State(app): State<AppState>,
     Caller(caller): Caller,
-    Path((ns, key)): Path<(String, String)>,
+    EntryPath(ns, key): EntryPath,
 ) -> Result<Response, ApiError> {
     let op = Op::start("cache_delete");
-    namespace(&ns)?;
-    name("key", "invalid_key", &key).map_err(in_path)?;
     Ok(invalidated(
         &op,
         app.cache.delete(&caller.tenant, &ns, &key).await,

@@ -99,6 +99,7 @@ pub struct FenceAnswer {
 /// `GET /v1/locks/{key}/watch` query.
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct WatchQuery {
     /// The holder.
     pub owner: String,

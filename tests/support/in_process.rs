@@ -1,6 +1,7 @@
 //! An in-process Warden for suites that need no process to die (pure input validation, G8):
 //! the real `api::app()` router over a real `service::Warden` on a fresh SQLite file, driven
-//! with `oneshot` — no socket, no child process.
+//! with `oneshot` — no socket, no child process; and a service alone on real servers for the
+//! in-process library suites.
 
 use axum::body::Body;
 use axum::http::Request;
@@ -127,4 +128,32 @@ impl Target for InProcess {
         let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
         (status, ct, json)
     }
+}
+
+/// A Warden service started in this process on PostgreSQL `pg_url` and Redis `redis_url`
+/// (settings `set` as `path=value`), once it serves on Redis; with its (empty) config dir.
+pub async fn service_on_redis(
+    pg_url: String,
+    redis_url: String,
+    set: &[&str],
+) -> (tempfile::TempDir, warden::service::Warden) {
+    let dir = tempfile::tempdir().unwrap();
+    let flags = warden::config::Flags {
+        database_url: Some(pg_url),
+        redis_url: Some(redis_url),
+        config: dir.path().join("none.toml"),
+        set: set.iter().map(|s| s.to_string()).collect(),
+        ..Default::default()
+    };
+    let w = warden::service::Warden::start(&flags.resolve().unwrap())
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while w.tier.status().tier != Some(warden::tier::TierName::Redis)
+        || w.tier.status().ready.is_err()
+    {
+        assert!(std::time::Instant::now() < deadline, "never on redis");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    (dir, w)
 }

@@ -620,13 +620,21 @@ impl Warden {
 
     /// POST JSON; returns status and body.
     pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
-        let r = self
-            .http
-            .post(format!("{}{path}", self.base()))
-            .json(&body)
-            .send()
-            .await
-            .expect("request");
+        self.send(reqwest::Method::POST, path, Some(body)).await
+    }
+
+    /// A request with `method` and an optional JSON body; returns status and body.
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut req = self.http.request(method, format!("{}{path}", self.base()));
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let r = req.send().await.expect("request");
         let status = r.status().as_u16();
         (status, r.json().await.unwrap_or(Value::Null))
     }
