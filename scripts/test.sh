@@ -4,7 +4,10 @@
 # schemathesis from PyPI into a throwaway virtualenv (for the OpenAPI conformance run); the
 # tests start their own throwaway instances on free ports in temporary directories.
 set -euo pipefail
+# Say which step failed: CI keeps only this script's output.
+trap 'echo "scripts/test.sh: line $LINENO failed (exit $?): $BASH_COMMAND" >&2' ERR
 cd "$(dirname "$0")/.."
+echo "scripts/test.sh: $(date -u +%FT%TZ) on $(uname -srm), user $(id -un), $(cargo --version)"
 
 sudo=""
 [ "$(id -u)" -eq 0 ] || sudo="sudo"
