@@ -3,7 +3,7 @@
 # Debian's packages when they are missing, unpacks promtool (for the alert rules) and installs
 # schemathesis from PyPI into a throwaway virtualenv (for the OpenAPI conformance run); the
 # tests start their own throwaway instances on free ports in temporary directories.
-set -euo pipefail
+set -Eeuo pipefail
 # Say which step failed: CI keeps only this script's output.
 trap 'echo "scripts/test.sh: line $LINENO failed (exit $?): $BASH_COMMAND" >&2' ERR
 cd "$(dirname "$0")/.."
