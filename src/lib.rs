@@ -1,7 +1,7 @@
 //! Warden: a coordination service whose grants stay safe across Redis loss.
 //!
-//! Dependencies run one way: [`api`] → domain modules ([`access`], [`lock`], [`fence`],
-//! [`idem`], [`reserve`], [`stream`]) → [`tier`] →
+//! Dependencies run one way: [`api`] → domain modules ([`access`], [`lock`], [`semaphore`],
+//! [`fence`], [`idem`], [`reserve`], [`stream`]) → [`tier`] →
 //! [`store`]; [`runtime`] holds the infrastructure they share. [`service::Warden`] runs them
 //! in-process; the binary only wires [`config::Config`] to [`api::serve`]. The load generator
 //! is a crate of its own (`bench/`, binary `warden-bench`).
@@ -25,6 +25,7 @@ pub mod outcome;
 pub mod ratelimit;
 pub mod reserve;
 pub mod runtime;
+pub mod semaphore;
 pub mod service;
 pub mod session;
 pub mod store;

@@ -18,7 +18,8 @@ pub const REDIS_FAILURES: &str = "warden_redis_failures_total";
 pub const BAD_INPUT: &str = "warden_bad_input_total";
 /// Requests refused for their credentials (`code`: `unauthenticated`, `forbidden`).
 pub const ACCESS_DENIED: &str = "warden_access_denied_total";
-/// Counter: expired SQL lease rows of earlier epochs deleted by the reaper.
+/// Counter: expired SQL lease rows of earlier epochs, expired permit rows and emptied semaphore
+/// rows deleted by the reaper.
 pub const LEASES_REAPED: &str = "warden_leases_reaped_total";
 /// Histogram: writes per group-commit transaction, by `writer`.
 pub const GROUP_COMMIT_BATCH: &str = "warden_group_commit_batch_size";

@@ -20,6 +20,7 @@ use crate::lock::Locks;
 use crate::ratelimit::RateLimits;
 use crate::reserve::Reservations;
 use crate::runtime::periodic::every;
+use crate::semaphore::Semaphores;
 use crate::session::Sessions;
 use crate::store::redis::RedisStore;
 use crate::store::sql::SqlStore;
@@ -35,6 +36,8 @@ pub struct Warden {
     pub tier: Arc<Tier>,
     /// Fenced locks.
     pub locks: Arc<Locks>,
+    /// Semaphores.
+    pub semaphores: Arc<Semaphores>,
     /// Fences.
     pub fences: Arc<Fences>,
     /// Idempotency keys (also the in-process [`Idempotency::run`] API).
@@ -146,6 +149,7 @@ impl Warden {
             sessions,
             cache,
             locks: Arc::new(Locks::new(tier.clone(), &config.locks)),
+            semaphores: Arc::new(Semaphores::new(tier.clone(), &config.locks)),
             fences: Arc::new(Fences::new(tier.clone())),
             idempotency,
             guard,

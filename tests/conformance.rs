@@ -1,11 +1,15 @@
-//! One lock, one idempotency, one reservation and one causal stream conformance suite, each
-//! expanded for every backend: SQLite, PostgreSQL and Redis (with
-//! PostgreSQL as its durable tier). Each runs through the real binary over HTTP.
+//! One conformance suite each for locks (`max_hold_ms` included), semaphores, idempotency,
+//! reservations and causal streams, expanded for every backend: SQLite, PostgreSQL, Redis and Redis Cluster
+//! (with PostgreSQL as their durable tier). Each runs through the real binary over HTTP.
 
+#[path = "conformance/hold.rs"]
+mod hold;
 #[path = "conformance/idem.rs"]
 mod idem;
 #[path = "conformance/reserve.rs"]
 mod reserve;
+#[path = "conformance/semaphore.rs"]
+mod semaphore;
 #[path = "conformance/stream.rs"]
 mod stream;
 mod support;
@@ -347,6 +351,15 @@ mod lock {
         wait_is_fifo => crate::wait_is_fifo,
         contention_grants_one => crate::contention_grants_one,
         fences => crate::fences,
+        max_hold_caps_renewal => crate::hold::max_hold_caps_renewal,
+    }
+}
+
+mod semaphores {
+    on_every_backend! {
+        contract => crate::semaphore::contract,
+        a_multi_permit_waiter_waits_for_its_whole_request =>
+            crate::semaphore::a_multi_permit_waiter_waits_for_its_whole_request,
     }
 }
 

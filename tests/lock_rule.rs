@@ -41,6 +41,7 @@ fn by_rule(before: Before, owner: &str) -> OnAcquire {
         owner: "a".into(),
         token: 1,
         expires_at,
+        hold_until: None,
     };
     let current = match before {
         Before::Nothing => None,
@@ -76,7 +77,10 @@ async fn by_store(
         60_000
     };
     if before != Before::Nothing {
-        let first = store.acquire(key, "a", ttl, epoch, clock()).await.unwrap();
+        let first = store
+            .acquire(key, "a", ttl, None, epoch, clock())
+            .await
+            .unwrap();
         let AcquireReply::Granted(lease) = first else {
             panic!("{key}: first acquire not granted: {first:?}");
         };
@@ -95,7 +99,7 @@ async fn by_store(
     }
     verdict(
         store
-            .acquire(key, owner, 60_000, epoch, clock())
+            .acquire(key, owner, 60_000, None, epoch, clock())
             .await
             .unwrap(),
     )

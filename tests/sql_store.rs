@@ -106,11 +106,15 @@ async fn reaper_keeps_tokens_growing(sql: SqlStore) {
     let e1 = row.epoch;
     let now = now_ms();
     let k = |s: &str| Key::parse(s).unwrap();
-    let AcquireReply::Granted(old) = sql.acquire(&k("r1"), "a", 1, e1, now).await.unwrap() else {
+    let AcquireReply::Granted(old) = sql.acquire(&k("r1"), "a", 1, None, e1, now).await.unwrap()
+    else {
         panic!("grant")
     };
     // A stale epoch cannot grant on SQL.
-    let stale = sql.acquire(&k("r2"), "a", 1000, e1 - 1, now).await.unwrap();
+    let stale = sql
+        .acquire(&k("r2"), "a", 1000, None, e1 - 1, now)
+        .await
+        .unwrap();
     assert!(
         matches!(stale, AcquireReply::EpochMismatch { .. }),
         "{stale:?}"
@@ -123,7 +127,10 @@ async fn reaper_keeps_tokens_growing(sql: SqlStore) {
         .unwrap();
     let e2 = switched.epoch;
     assert_eq!(e2, e1 + 1);
-    let live = sql.acquire(&k("r3"), "a", 60_000, e2, now).await.unwrap();
+    let live = sql
+        .acquire(&k("r3"), "a", 60_000, None, e2, now)
+        .await
+        .unwrap();
     assert!(matches!(live, AcquireReply::Granted(_)));
 
     let later = now + 10;
@@ -134,7 +141,10 @@ async fn reaper_keeps_tokens_growing(sql: SqlStore) {
         "live lease kept"
     );
 
-    let AcquireReply::Granted(new) = sql.acquire(&k("r1"), "b", 1000, e2, later).await.unwrap()
+    let AcquireReply::Granted(new) = sql
+        .acquire(&k("r1"), "b", 1000, None, e2, later)
+        .await
+        .unwrap()
     else {
         panic!("grant after reaping")
     };

@@ -1,7 +1,8 @@
 //! Tier switches and start-up as a newcomer meets them (DESIGN §3): right after `/readyz`
 //! answers 200 nothing is refused for a start-up reason, on a fresh database, when joining
 //! running instances and when two start together; leases stay extendable and releasable
-//! across a switch wherever they are visible, and answer `lock_lost` where they are not;
+//! across a switch wherever they are visible (a `max_hold_ms` cap with them), and answer
+//! `lock_lost` where they are not;
 //! every 503 carries a stable reason code.
 
 mod support;
@@ -210,6 +211,37 @@ async fn extends_across_a_fail_back_reach_the_lease_wherever_it_is() {
     assert_eq!((s, v["state"].as_str()), (409, Some("lock_busy")), "{v}");
     let (s, v) = w.release("ext", "holder", token).await;
     assert_eq!((s, v["state"].as_str()), (200, Some("released")), "{v}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_max_hold_set_on_sql_still_caps_the_lease_after_fail_back() {
+    let (_pg, mut redis, w) = serving_on_sql_after_redis_died().await;
+    let body = json!({"owner": "holder", "ttl_ms": 20_000, "max_hold_ms": 40_000});
+    let (s, v) = w.post("/v1/locks/cap/acquire", body).await;
+    assert_eq!((s, v["mode"].as_str()), (200, Some("fallback")), "{v}");
+    let token = v["fencing_token"].as_i64().unwrap();
+
+    redis.restart();
+    w.wait_ready_on("redis", Duration::from_secs(20)).await;
+    // Arming copied the lease into Redis with its cap: Redis extends within it, never past.
+    let extend = |ttl_ms: i64| {
+        let body = json!({"owner": "holder", "fencing_token": token, "ttl_ms": ttl_ms});
+        w.post("/v1/locks/cap/extend", body)
+    };
+    let (s, v) = extend(20_000).await;
+    assert_eq!(
+        (s, v["state"].as_str(), v["mode"].as_str()),
+        (200, Some("extended"), Some("primary")),
+        "{v}"
+    );
+    let (s, v) = extend(40_000).await;
+    assert_eq!(
+        (s, v["state"].as_str(), v["reason"].as_str()),
+        (409, Some("lock_lost"), Some("max_hold_exceeded")),
+        "{v}"
+    );
+    let (s, v) = w.get("/v1/locks/cap").await;
+    assert_eq!((s, v["fencing_token"].as_i64()), (200, Some(token)), "{v}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

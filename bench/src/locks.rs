@@ -81,7 +81,7 @@ pub(crate) async fn new_keys(args: &BenchArgs, mode: &str, epoch: i64, tag: &str
         &mut r,
         &["acquire"],
     );
-    let argv = [epoch.to_string(), "owner".into(), "1000".into()];
+    let argv = [epoch.to_string(), "owner".into(), "1000".into(), "0".into()];
     let base = args.redis_port.map(|p| {
         let key = "warden:{rb}:__rand_int__:lock";
         let n = baseline::requests(row.rate);

@@ -109,7 +109,7 @@ pub(crate) fn acquire(args: &BenchArgs, mode: &str, epoch: i64, c: usize) -> Res
         round: None,
         cpu: Some(cpu),
     };
-    let argv = [epoch.to_string(), "owner".into(), "1000".into()];
+    let argv = [epoch.to_string(), "owner".into(), "1000".into(), "0".into()];
     let base = args.redis_port.map(|p| {
         let key = "warden:{rb}:__rand_int__:lock";
         let layout = baseline::slot_layout(key);

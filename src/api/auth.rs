@@ -51,7 +51,12 @@ pub fn need(method: &Method, path: &str) -> Option<Need> {
         "/v1/audit" | "/v1/audit/verify" => return Some(Need::Operator(Scope::Audit)),
         "/v1/alerts/alertmanager" => Scope::Incidents,
         p if p.starts_with("/v1/incidents") => Scope::Incidents,
-        p if p.starts_with("/v1/locks/") || p.starts_with("/v1/fences/") => Scope::Locks,
+        p if p.starts_with("/v1/locks/")
+            || p.starts_with("/v1/fences/")
+            || p.starts_with("/v1/semaphores/") =>
+        {
+            Scope::Locks
+        }
         p if p.starts_with("/v1/idempotency/") => Scope::Idempotency,
         p if p.starts_with("/v1/reservations/") => Scope::Reservations,
         p if p.starts_with("/v1/streams/") => Scope::Streams,

@@ -14,7 +14,9 @@ use super::observe::Op;
 use super::problem::ApiError;
 use super::AppState;
 use crate::fence::FenceOutcome;
-use crate::lock::{AcquireRequest, Acquired, Read, Touch, Watched, MAX_TTL_MS, MAX_WAIT_MS};
+use crate::lock::{
+    AcquireRequest, Acquired, Read, Touch, Watched, MAX_HOLD_MS, MAX_TTL_MS, MAX_WAIT_MS,
+};
 use crate::outcome::Terminal;
 use crate::runtime::clock::rfc3339;
 use crate::tier::Mode;
@@ -29,6 +31,11 @@ pub struct AcquireBody {
     /// How long to wait in line, in ms (default 0, at most 60 000).
     #[serde(default)]
     pub wait_ms: i64,
+    /// The longest the lease may be held through extends, counted from the grant, in ms
+    /// (`ttl_ms`..=86 400 000). An extend past it answers `lock_lost` with reason
+    /// `max_hold_exceeded` and leaves the lease to end at its current expiry. No cap if absent.
+    #[serde(default)]
+    pub max_hold_ms: Option<i64>,
 }
 
 /// `POST /v1/locks/{key}/extend` body.
@@ -81,8 +88,8 @@ pub struct LockAnswer {
     /// For `lock_busy`: when a retry may succeed, in ms.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retry_after_ms: Option<i64>,
-    /// For `lock_lost` and `lost`, why the lease is gone: `expired`, `superseded` or
-    /// `tier_switched`.
+    /// For `lock_lost` and `lost`, why the lease is gone: `expired`, `superseded`,
+    /// `tier_switched` or `max_hold_exceeded`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<&'static str>,
 }
@@ -144,10 +151,13 @@ pub async fn acquire(
     Body(body): Body<AcquireBody>,
 ) -> Result<Response, ApiError> {
     let op = Op::start("lock_acquire");
+    let ttl_ms = in_range("ttl_ms", body.ttl_ms, 1, MAX_TTL_MS)?;
+    let hold = |h| in_range("max_hold_ms", h, ttl_ms, MAX_HOLD_MS);
     let req = AcquireRequest {
         owner: owner(&body.owner)?,
-        ttl_ms: in_range("ttl_ms", body.ttl_ms, 1, MAX_TTL_MS)?,
+        ttl_ms,
         wait_ms: in_range("wait_ms", body.wait_ms, 0, MAX_WAIT_MS)?,
+        max_hold_ms: body.max_hold_ms.map(hold).transpose()?,
         key,
     };
     let k = req.key.as_str();

@@ -18,6 +18,7 @@ pub mod problem;
 mod ratelimit;
 mod reserve;
 mod review;
+mod semaphores;
 mod sessions;
 mod streams;
 mod tls;
@@ -70,6 +71,8 @@ pub struct Services {
     pub tier: Arc<Tier>,
     /// Lock service.
     pub locks: Arc<Locks>,
+    /// Semaphore service.
+    pub semaphores: Arc<crate::semaphore::Semaphores>,
     /// Fence service.
     pub fences: Arc<Fences>,
     /// Idempotency service.
@@ -129,6 +132,7 @@ pub fn state(warden: &Warden) -> AppState {
         access: warden.access.clone(),
         tier: warden.tier.clone(),
         locks: warden.locks.clone(),
+        semaphores: warden.semaphores.clone(),
         fences: warden.fences.clone(),
         idempotency: warden.idempotency.clone(),
         reservations: warden.reservations.clone(),
@@ -146,6 +150,7 @@ pub fn state(warden: &Warden) -> AppState {
 pub fn app(state: AppState, max_body_bytes: usize) -> Router {
     Router::new()
         .merge(locks::router())
+        .merge(semaphores::router())
         .merge(idem::router())
         .merge(reserve::router())
         .merge(streams::router())

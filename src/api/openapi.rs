@@ -31,6 +31,10 @@ use outcomes::{Documented, OUTCOMES};
         super::locks::read,
         super::locks::watch,
         super::locks::fence_check,
+        super::semaphores::acquire,
+        super::semaphores::extend,
+        super::semaphores::release,
+        super::semaphores::read,
         super::idem::begin,
         super::idem::complete,
         super::idem::fail,
@@ -101,6 +105,7 @@ use outcomes::{Documented, OUTCOMES};
     components(schemas(
         super::locks::LockAnswer,
         super::locks::FenceAnswer,
+        super::semaphores::SemaphoreAnswer,
         super::idem::IdemAnswer,
         super::reserve::StockAnswer,
         super::reserve::ReservationAnswer,
@@ -243,6 +248,14 @@ impl Modify for InputProblems {
                     add_problem(op, "422", &super::cache::BODY_CODES);
                     add_problem(op, "413", &["value_too_large"]);
                 }
+            }
+        }
+        for path in [
+            "/v1/semaphores/{name}/permits/{id}/extend",
+            "/v1/semaphores/{name}/permits/{id}/release",
+        ] {
+            if let Some(op) = doc.paths.paths.get_mut(path).and_then(|i| i.post.as_mut()) {
+                add_problem(op, "400", &[super::semaphores::PERMIT_ID_CODE]);
             }
         }
         let policy_writes = [

@@ -80,6 +80,7 @@ impl Locks {
             owner: owner.to_owned(),
             ttl_ms,
             wait_ms,
+            max_hold_ms: None,
         };
         let token = match self.acquire(&req).await {
             Acquired::Granted(g) => g.token,

@@ -8,6 +8,7 @@ use std::time::Duration;
 mod guarded;
 mod outcome;
 mod rules;
+pub(crate) mod touch;
 mod watch;
 
 pub use guarded::{LockGuard, WithLockError};
@@ -17,15 +18,16 @@ pub use watch::Watched;
 use crate::config::LockSettings;
 use crate::key::Key;
 use crate::runtime::waiters::Waiters;
-use crate::store::{AcquireReply, Holder, Lease, LeaseCopy, LockStore, Step, Touched};
+use crate::store::{AcquireReply, Holder, Lease, LockStore, Step};
 use crate::tier::{Blocked, Mode, Tier};
-use crate::token::{token_parts, MAX_TOKEN};
-use rules::Miss;
+use crate::token::MAX_TOKEN;
 
 /// Longest lock TTL accepted, in milliseconds.
 pub const MAX_TTL_MS: i64 = 3_600_000;
 /// Longest `wait_ms` accepted.
 pub const MAX_WAIT_MS: i64 = 60_000;
+/// Longest `max_hold_ms` accepted: a day.
+pub const MAX_HOLD_MS: i64 = 86_400_000;
 /// How many times one attempt follows an epoch change before giving up.
 const EPOCH_RETRIES: usize = 3;
 
@@ -78,6 +80,9 @@ pub struct AcquireRequest {
     pub ttl_ms: i64,
     /// How long to wait in line for the key, 0..=[`MAX_WAIT_MS`].
     pub wait_ms: i64,
+    /// The longest the lease may be held through extends, from the grant: `ttl_ms..=`
+    /// [`MAX_HOLD_MS`], or `None` for no cap.
+    pub max_hold_ms: Option<i64>,
 }
 
 /// The lock service.
@@ -88,7 +93,13 @@ pub struct Locks {
     poll: Duration,
 }
 
-fn map_done<T>(touch: Touch<Lease>, f: impl FnOnce(Lease) -> T) -> Touch<T> {
+/// How long a waiter sleeps before retrying a busy key: until it may be free
+/// (`retry_after_ms`), but no longer than `poll`, since holders elsewhere are seen by polling.
+pub(crate) fn wait_for(retry_after_ms: i64, poll: Duration) -> Duration {
+    Duration::from_millis(retry_after_ms.clamp(1, poll.as_millis() as i64) as u64)
+}
+
+pub(crate) fn map_done<T>(touch: Touch<Lease>, f: impl FnOnce(Lease) -> T) -> Touch<T> {
     match touch {
         Touch::Done(lease) => Touch::Done(f(lease)),
         Touch::NotOwner => Touch::NotOwner,
@@ -109,49 +120,17 @@ impl Locks {
     /// Acquires a lock, waiting up to `wait_ms` in FIFO order behind other waiters of this
     /// instance.
     pub async fn acquire(&self, req: &AcquireRequest) -> Acquired {
-        // A waiting request never overtakes the queue: it tries first only when nobody waits.
-        if req.wait_ms <= 0 || !self.waiters.is_queued(req.key.as_str()) {
-            let first = self.try_once(req).await;
-            if req.wait_ms <= 0 || matches!(first, Acquired::Granted(_)) {
-                return first;
-            }
-            if let Acquired::Blocked(b) = &first {
-                if !matches!(b, Blocked::Grace { .. } | Blocked::EpochChanging) {
-                    return first;
-                }
-            }
-        }
-        let deadline = tokio::time::Instant::now() + Duration::from_millis(req.wait_ms as u64);
-        let slot = self.waiters.join(req.key.as_str());
-        let answer = match tokio::time::timeout_at(deadline, slot.queue.lock()).await {
-            Err(_) => self.try_once(req).await,
-            Ok(_head) => loop {
-                let answer = self.try_once(req).await;
-                let wake_at = match &answer {
-                    Acquired::Busy { retry_after_ms } => {
-                        let poll = (*retry_after_ms).clamp(1, self.poll.as_millis() as i64);
-                        tokio::time::Instant::now() + Duration::from_millis(poll as u64)
-                    }
-                    Acquired::Blocked(Blocked::Grace { retry_after_ms }) => {
-                        let left = (*retry_after_ms).max(1) as u64;
-                        tokio::time::Instant::now() + Duration::from_millis(left)
-                    }
-                    Acquired::Blocked(Blocked::EpochChanging) => {
-                        tokio::time::Instant::now() + self.poll
-                    }
-                    _ => break answer,
-                };
-                if wake_at >= deadline {
-                    break answer;
-                }
-                tokio::select! {
-                    _ = tokio::time::sleep_until(wake_at) => {}
-                    _ = slot.released.notified() => {}
-                }
-            },
+        let poll = self.poll;
+        let retry_in = |answer: &Acquired| match answer {
+            Acquired::Busy { retry_after_ms } => Some(wait_for(*retry_after_ms, poll)),
+            Acquired::Blocked(b) => b.wait_out(poll),
+            Acquired::Granted(_) => None,
         };
-        self.waiters.leave(req.key.as_str(), slot);
-        answer
+        let attempt = || self.try_once(req);
+        let key = req.key.as_str();
+        self.waiters
+            .in_line(key, req.wait_ms, attempt, retry_in)
+            .await
     }
 
     async fn try_once(&self, req: &AcquireRequest) -> Acquired {
@@ -169,7 +148,8 @@ impl Locks {
             let mode = active.mode();
             let now = self.tier.now();
             let (key, owner, ttl, epoch) = (&req.key, &req.owner, req.ttl_ms, active.epoch);
-            let reply = active.settle(|b| b.acquire(key, owner, ttl, epoch, now));
+            let hold = req.max_hold_ms;
+            let reply = active.settle(|b| b.acquire(key, owner, ttl, hold, epoch, now));
             let (lease, fresh) = match reply.await {
                 Err(b) => return Acquired::Blocked(b),
                 Ok(AcquireReply::Granted(l)) => (l, true),
@@ -240,11 +220,6 @@ impl Locks {
         Ok((map_done(touch, drop), mode))
     }
 
-    /// Runs `step` on the lease `(owner, token)` wherever it is visible: on the active tier,
-    /// and — on Redis, for a lease of an earlier epoch that Redis does not hold — on SQL, where
-    /// a lease granted before the fail-back lives until arming has copied it (an extend made
-    /// there is copied into Redis too). Never answers `not_owner` for a lease that is live on
-    /// either tier.
     async fn touch(
         &self,
         step: Step,
@@ -253,86 +228,7 @@ impl Locks {
         token: i64,
     ) -> Result<(Touch<Lease>, Mode), Blocked> {
         let holder = Holder { key, owner, token };
-        for _ in 0..EPOCH_RETRIES {
-            let active = self.tier.active(false)?;
-            let mode = active.mode();
-            let (epoch, now) = (active.epoch, self.tier.now());
-            let current = match active.settle(|b| b.touch(holder, step, epoch, now)).await? {
-                Touched::Done(lease) => {
-                    if mode == Mode::Primary && token_parts(token).0 < epoch {
-                        self.follow_on_sql(step, holder, epoch, now).await;
-                    }
-                    return Ok((Touch::Done(lease), mode));
-                }
-                Touched::EpochMismatch => {
-                    let _ = self.tier.refresh().await;
-                    continue;
-                }
-                Touched::Missed { current } => current,
-            };
-            let miss = Miss {
-                owner,
-                token,
-                current: current.as_ref(),
-                epoch,
-                keeps_records: mode == Mode::Fallback,
-            };
-            let decided = miss.decide();
-            let Some(hot) = active.primary() else {
-                return Ok((decided, mode));
-            };
-            if !miss.older_epoch() || decided == Touch::Lost(LostReason::Superseded) {
-                return Ok((decided, mode));
-            }
-            let sql = self.tier.durable();
-            let current = match self
-                .tier
-                .on_durable(sql.touch(holder, step, epoch, now))
-                .await?
-            {
-                Touched::Done(lease) => {
-                    if let Step::Release = step {
-                        return Ok((Touch::Done(lease), mode));
-                    }
-                    let seeded = hot.settle(|r| r.seed_lease(key.as_str(), &lease, now));
-                    return Ok(match seeded.await? {
-                        true => (Touch::Done(lease), mode),
-                        false => (Touch::Lost(LostReason::Superseded), mode),
-                    });
-                }
-                Touched::EpochMismatch => {
-                    let _ = self.tier.refresh().await;
-                    continue;
-                }
-                Touched::Missed { current } => current,
-            };
-            let on_sql = Miss {
-                current: current.as_ref(),
-                keeps_records: true,
-                ..miss
-            };
-            return Ok((on_sql.decide(), mode));
-        }
-        Err(Blocked::EpochChanging)
-    }
-
-    /// After Redis released a lease of an earlier epoch (a SQL lease arming copied in), ends it
-    /// on SQL too, so a later arming cannot copy it back. Best effort: a failure is logged.
-    async fn follow_on_sql(&self, step: Step, holder: Holder<'_>, epoch: i64, now: i64) {
-        if let Step::Extend { .. } = step {
-            return;
-        }
-        let sql = self.tier.durable();
-        if let Err(b) = self
-            .tier
-            .on_durable(sql.touch(holder, step, epoch, now))
-            .await
-        {
-            tracing::warn!(
-                reason = b.reason(),
-                "release not copied to sql; the lease lapses there"
-            );
-        }
+        touch::anywhere(&self.tier, &touch::LockGrants, step, holder).await
     }
 
     /// The live lease on `key`, if any.

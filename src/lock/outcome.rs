@@ -13,7 +13,8 @@ const NOT_OWNER: StateDoc = StateDoc::json(
 const LOCK_LOST: StateDoc = StateDoc::json(
     "lock_lost",
     409,
-    "the caller's lease is gone; `reason`: expired, superseded or tier_switched",
+    "the caller's lease is gone (or, `max_hold_exceeded`, not renewed: it ends at its \
+     current expiry); `reason`: expired, superseded, tier_switched or max_hold_exceeded",
 );
 
 impl Terminal for Acquired {
@@ -138,6 +139,7 @@ mod tests {
             owner: "a".into(),
             token: 1,
             expires_at: 1,
+            hold_until: None,
         };
         assert_listed(&[Read::Held(lease), Read::NotHeld]);
         assert_eq!(Read::NotHeld.status(), 404);

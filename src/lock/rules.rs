@@ -38,6 +38,9 @@ pub enum LostReason {
     /// It was granted on a tier that is no longer active and cannot be seen from the active one
     /// (a Redis lease after Redis failed).
     TierSwitched,
+    /// An extend would have taken it past its `max_hold_ms` deadline: it is not renewed and
+    /// ends at its current expiry.
+    MaxHoldExceeded,
 }
 
 impl LostReason {
@@ -47,6 +50,7 @@ impl LostReason {
             Self::Expired => "expired",
             Self::Superseded => "superseded",
             Self::TierSwitched => "tier_switched",
+            Self::MaxHoldExceeded => "max_hold_exceeded",
         }
     }
 }
@@ -73,6 +77,8 @@ pub struct Miss<'a> {
     pub current: Option<&'a Lease>,
     /// The epoch the step ran at.
     pub epoch: i64,
+    /// The time of the step, epoch ms.
+    pub now: i64,
     /// Whether the store keeps a record of every grant of the key (SQL does; an ended Redis
     /// lease leaves no trace).
     pub keeps_records: bool,
@@ -88,6 +94,11 @@ impl Miss<'_> {
     pub fn decide<T>(&self) -> Touch<T> {
         match self.current {
             Some(l) if l.token == self.token && l.owner != self.owner => Touch::NotOwner,
+            // The caller's own live lease, left as it was: the step was an extend past the
+            // lease's max_hold deadline (the only step a live lease of the caller's refuses).
+            Some(l) if l.token == self.token && l.expires_at > self.now => {
+                Touch::Lost(LostReason::MaxHoldExceeded)
+            }
             Some(l) if l.token == self.token => Touch::Lost(LostReason::Expired),
             Some(l) if l.token > self.token => Touch::Lost(LostReason::Superseded),
             // A token of an earlier epoch the store has no record of: granted on a tier the
@@ -113,8 +124,12 @@ mod tests {
             owner: owner.into(),
             token,
             expires_at,
+            hold_until: None,
         }
     }
+
+    /// The time of every probe: leases expiring after it are live.
+    const NOW: i64 = 50;
 
     fn decide(current: Option<&Lease>, token: i64, epoch: i64, keeps: bool) -> Touch<()> {
         Miss {
@@ -122,6 +137,7 @@ mod tests {
             token,
             current,
             epoch,
+            now: NOW,
             keeps_records: keeps,
         }
         .decide()
@@ -140,6 +156,16 @@ mod tests {
                 decide(Some(&lease("b", t, 99)), t, 3, keeps),
                 Touch::NotOwner
             );
+        }
+    }
+
+    #[test]
+    fn the_callers_own_live_lease_left_as_it_was_is_capped() {
+        let t = token_base(3) + 7;
+        for keeps in [true, false] {
+            let capped = Touch::Lost(LostReason::MaxHoldExceeded);
+            assert_eq!(decide(Some(&lease("a", t, NOW + 1)), t, 3, keeps), capped);
+            assert_eq!(decide(Some(&lease("a", t, NOW)), t, 3, keeps), LOST_EXPIRED);
         }
     }
 

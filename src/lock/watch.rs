@@ -36,7 +36,8 @@ impl Terminal for Watched {
         StateDoc::json(
             "lost",
             200,
-            "the lease is gone; `reason`: expired, superseded or tier_switched",
+            "the lease is gone; `reason`: expired, superseded, tier_switched or \
+             max_hold_exceeded",
         ),
         StateDoc::json(
             "not_owner",
@@ -88,6 +89,7 @@ impl Locks {
                 token,
                 current,
                 epoch,
+                now: self.tier.now(),
                 keeps_records: false,
             };
             return Ok((
@@ -113,6 +115,7 @@ mod tests {
             owner: "a".into(),
             token: 1,
             expires_at: 1,
+            hold_until: None,
         };
         assert_listed(&[
             Watched::Held(lease),

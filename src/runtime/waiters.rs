@@ -3,7 +3,9 @@
 //! by changes made through this instance; changes made elsewhere are seen by polling.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio::sync::Notify;
 
@@ -60,5 +62,59 @@ impl Waiters {
         if let Some(slot) = self.map().get(key) {
             slot.released.notify_waiters();
         }
+    }
+}
+
+impl Waiters {
+    /// How many wait in the queue of `key` on this instance.
+    pub fn waiting(&self, key: &str) -> usize {
+        self.map()
+            .get(key)
+            .map_or(0, |slot| Arc::strong_count(slot).saturating_sub(1))
+    }
+
+    /// Runs `attempt` until its answer is final or `wait_ms` has passed, in FIFO order
+    /// behind this instance's other waiters for `key`: only the head of the queue attempts,
+    /// again after `retry_in(answer)` (`None`: the answer is final) or as soon as this instance
+    /// signals the key, so a waiter is served only when its whole request can be. A request
+    /// that does not wait, or finds nobody queued, attempts at once.
+    pub async fn in_line<T, F, Fut>(
+        &self,
+        key: &str,
+        wait_ms: i64,
+        mut attempt: F,
+        retry_in: impl Fn(&T) -> Option<Duration>,
+    ) -> T
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = T>,
+    {
+        if wait_ms <= 0 || !self.is_queued(key) {
+            let first = attempt().await;
+            if wait_ms <= 0 || retry_in(&first).is_none() {
+                return first;
+            }
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(wait_ms as u64);
+        let slot = self.join(key);
+        let answer = match tokio::time::timeout_at(deadline, slot.queue.lock()).await {
+            Err(_) => attempt().await,
+            Ok(_head) => loop {
+                let answer = attempt().await;
+                let Some(pause) = retry_in(&answer) else {
+                    break answer;
+                };
+                let wake_at = tokio::time::Instant::now() + pause;
+                if wake_at >= deadline {
+                    break answer;
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep_until(wake_at) => {}
+                    _ = slot.released.notified() => {}
+                }
+            },
+        };
+        self.leave(key, slot);
+        answer
     }
 }

@@ -9,6 +9,7 @@ pub mod kv;
 pub mod ratelimit;
 pub mod redis;
 pub mod reserve;
+pub mod semaphore;
 pub mod session;
 pub mod sql;
 pub mod stream;
@@ -155,6 +156,9 @@ pub struct Lease {
     pub token: i64,
     /// Expiry, epoch milliseconds.
     pub expires_at: i64,
+    /// The `max_hold_ms` deadline, epoch milliseconds: no extend takes the lease past it.
+    /// `None` when the grant set no cap.
+    pub hold_until: Option<i64>,
 }
 
 /// The outcome of one atomic acquire step.
@@ -221,18 +225,23 @@ pub enum Touched {
 
 /// Atomic lock steps, implemented once per backend.
 pub trait LockStore: Send + Sync {
-    /// Grants `key` to `owner` for `ttl_ms` if it is free, as of `epoch`. Tokens are
-    /// `token_base(epoch) + n` with `1 <= n < 2^32` a counter that only grows within the epoch
-    /// (per slot on Redis, per key on SQL).
+    /// Grants `key` to `owner` for `ttl_ms` if it is free, as of `epoch`, with extends capped
+    /// at `max_hold_ms` after the grant when it is set. Tokens are `token_base(epoch) + n` with
+    /// `1 <= n < 2^32` a counter that only grows within the epoch (per slot on Redis, per key
+    /// on SQL).
+    #[allow(clippy::too_many_arguments)]
     fn acquire(
         &self,
         key: &Key,
         owner: &str,
         ttl_ms: i64,
+        max_hold_ms: Option<i64>,
         epoch: i64,
         now: i64,
     ) -> impl Future<Output = Result<AcquireReply, StoreError>> + Send;
-    /// Runs `step` on the live lease `holder`, as of `epoch`. A store that may still receive
+    /// Runs `step` on the live lease `holder`, as of `epoch`; an extend that would take the
+    /// lease past its max_hold deadline changes nothing (the lease is `Missed` as the caller's
+    /// own, still live). A store that may still receive
     /// a copy of an older epoch's lease (Redis while it is armed) remembers a release, so the
     /// copy cannot bring the lease back.
     fn touch(

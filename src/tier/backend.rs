@@ -1,7 +1,9 @@
-//! The active backend, chosen by the tier router; domain modules see only [`LockStore`].
+//! The active backend, chosen by the tier router; domain modules see only the store traits
+//! ([`LockStore`], [`PermitStore`]).
 
 use crate::key::Key;
 use crate::store::redis::RedisStore;
+use crate::store::semaphore::{Census, PermitAsk, PermitReply, PermitStore};
 use crate::store::sql::SqlStore;
 use crate::store::{bounded, AcquireReply, Holder, Lease, LockStore, Step, StoreError, Touched};
 
@@ -49,12 +51,17 @@ impl LockStore for Backend<'_> {
         key: &Key,
         owner: &str,
         ttl_ms: i64,
+        max_hold_ms: Option<i64>,
         epoch: i64,
         now: i64,
     ) -> Result<AcquireReply, StoreError> {
+        let hold = max_hold_ms;
         match self {
-            Self::Redis(s) => s.acquire(key, owner, ttl_ms, epoch, now).await,
-            Self::Sql(s) => bounded(s.timeout(), s.acquire(key, owner, ttl_ms, epoch, now)).await,
+            Self::Redis(s) => s.acquire(key, owner, ttl_ms, hold, epoch, now).await,
+            Self::Sql(s) => {
+                let step = s.acquire(key, owner, ttl_ms, hold, epoch, now);
+                bounded(s.timeout(), step).await
+            }
         }
     }
 
@@ -75,6 +82,40 @@ impl LockStore for Backend<'_> {
         match self {
             Self::Redis(s) => s.get(key, now).await,
             Self::Sql(s) => bounded(s.timeout(), s.get(key, now)).await,
+        }
+    }
+}
+
+impl PermitStore for Backend<'_> {
+    async fn acquire_permit(
+        &self,
+        ask: &PermitAsk<'_>,
+        epoch: i64,
+        now: i64,
+    ) -> Result<PermitReply, StoreError> {
+        match self {
+            Self::Redis(s) => s.acquire_permit(ask, epoch, now).await,
+            Self::Sql(s) => bounded(s.timeout(), s.acquire_permit(ask, epoch, now)).await,
+        }
+    }
+
+    async fn touch_permit(
+        &self,
+        holder: Holder<'_>,
+        step: Step,
+        epoch: i64,
+        now: i64,
+    ) -> Result<Touched, StoreError> {
+        match self {
+            Self::Redis(s) => s.touch_permit(holder, step, epoch, now).await,
+            Self::Sql(s) => bounded(s.timeout(), s.touch_permit(holder, step, epoch, now)).await,
+        }
+    }
+
+    async fn census(&self, name: &Key, now: i64) -> Result<Census, StoreError> {
+        match self {
+            Self::Redis(s) => s.census(name, now).await,
+            Self::Sql(s) => bounded(s.timeout(), s.census(name, now)).await,
         }
     }
 }

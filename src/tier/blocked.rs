@@ -34,6 +34,18 @@ pub enum Blocked {
 }
 
 impl Blocked {
+    /// How long a waiting request waits out this refusal before trying again (`poll` when
+    /// the epoch is changing), or `None` when waiting cannot help.
+    pub fn wait_out(&self, poll: std::time::Duration) -> Option<std::time::Duration> {
+        match self {
+            Self::Grace { retry_after_ms } => Some(std::time::Duration::from_millis(
+                (*retry_after_ms).max(1) as u64,
+            )),
+            Self::EpochChanging => Some(poll),
+            _ => None,
+        }
+    }
+
     /// Every reason code, as documented.
     pub const REASONS: [&'static str; 8] = [
         "safe_mode",

@@ -50,14 +50,22 @@ impl Tier {
         }
     }
 
-    /// Deletes expired SQL lease rows of earlier epochs (bounded table growth).
+    /// Deletes expired SQL lease rows of earlier epochs, expired permit rows and semaphore
+    /// rows left with none (bounded table growth).
     async fn reap(&self) {
         let Some(epoch) = self.status().epoch else {
             return;
         };
-        match self.sql.reap_leases(epoch, self.now()).await {
-            Ok(n) => metrics::counter!(m::LEASES_REAPED).increment(n),
-            Err(e) => tracing::warn!(error = %e, "lease reaper failed"),
+        let now = self.now();
+        let reaped = [
+            self.sql.reap_leases(epoch, now).await,
+            self.sql.reap_permits(epoch, now).await,
+        ];
+        for r in reaped {
+            match r {
+                Ok(n) => metrics::counter!(m::LEASES_REAPED).increment(n),
+                Err(e) => tracing::warn!(error = %e, "lease reaper failed"),
+            }
         }
     }
 

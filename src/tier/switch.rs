@@ -111,37 +111,44 @@ impl Tier {
         }
     }
 
-    /// Arms Redis for `epoch`: records it in SQL, copies every live SQL lease into Redis so
-    /// no SQL-granted lease is ignored, then raises the gate that lets Redis grant. SQL grants
+    /// Arms Redis for `epoch`: records it in SQL, copies every live SQL lease and permit into
+    /// Redis so no SQL grant is ignored, then raises the gate that lets Redis grant. SQL grants
     /// and extends check the epoch in their own statement, so once the switch to `epoch` has
     /// committed no SQL lease appears or grows behind the copy; a release racing the copy
     /// leaves a marker in Redis that keeps the copy from bringing the lease back.
     pub(super) async fn arm(&self, epoch: i64) {
         let Some(redis) = &self.redis else { return };
         let started = Instant::now();
-        let result: Result<Option<usize>, StoreError> = async {
+        let result: Result<Option<(usize, usize)>, StoreError> = async {
             let limit = self.sql.timeout();
             if !bounded(limit, self.sql.mark_redis_armed(epoch, self.now())).await? {
                 return Ok(None); // another instance arms this epoch
             }
             let now = self.now();
             let leases = bounded(limit, self.sql.live_leases(now)).await?;
-            let copied = stream::iter(leases)
-                .map(|(key, lease)| async move { redis.seed_lease(&key, &lease, now).await })
-                .buffer_unordered(self.cfg.seed_concurrency)
-                .try_fold(0, |n, written| async move { Ok(n + usize::from(written)) })
+            let copied = self
+                .copy_all(leases, |(key, lease)| async move {
+                    redis.seed_lease(&key, &lease, now).await
+                })
+                .await?;
+            let permits = bounded(limit, self.sql.live_permits(now)).await?;
+            let copied_permits = self
+                .copy_all(permits, |(name, permit, cap)| async move {
+                    redis.seed_permit(&name, &permit, cap, now).await
+                })
                 .await?;
             redis.arm_epoch(epoch).await?;
             bounded(limit, self.sql.finish_arming(epoch)).await?;
-            Ok(Some(copied))
+            Ok(Some((copied, copied_permits)))
         }
         .await;
         match result {
             Ok(None) => {}
-            Ok(Some(copied)) => {
+            Ok(Some((copied, copied_permits))) => {
                 tracing::info!(
                     epoch,
                     copied_sql_leases = copied,
+                    copied_sql_permits = copied_permits,
                     took_ms = started.elapsed().as_millis() as u64,
                     "redis armed for epoch"
                 );
@@ -154,6 +161,20 @@ impl Tier {
                 self.record(Mode::Primary, &Err::<(), _>(e));
             }
         }
+    }
+
+    /// Copies `items` into Redis with `seed`, `seed_concurrency` at once; answers how many
+    /// were written.
+    async fn copy_all<T, F, Fut>(&self, items: Vec<T>, seed: F) -> Result<usize, StoreError>
+    where
+        F: FnMut(T) -> Fut,
+        Fut: std::future::Future<Output = Result<bool, StoreError>>,
+    {
+        stream::iter(items)
+            .map(seed)
+            .buffer_unordered(self.cfg.seed_concurrency)
+            .try_fold(0, |n, written| async move { Ok(n + usize::from(written)) })
+            .await
     }
 
     /// [`super::TierConfig::arming_window`], in ms.

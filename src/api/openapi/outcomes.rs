@@ -16,6 +16,7 @@ use crate::lock::{Acquired, Read, Touch, Watched};
 use crate::outcome::{StateDoc, Terminal};
 use crate::ratelimit::{Checked, Looked, OverrideSaved, PolicyRead, PolicySaved};
 use crate::reserve::{ReservedOnce, Settled, StockRead, TotalSet};
+use crate::semaphore::{PermitAcquired, SemaphoreRead};
 use crate::session::{
     SessionCreated, SessionRead, SessionRevoked, SessionRotated, SessionSaved, SessionTouch,
 };
@@ -73,6 +74,32 @@ pub(super) const OUTCOMES: &[Documented] = &[
     with(
         HttpMethod::Get,
         post("/v1/locks/{key}/watch", Watched::STATES, "LockAnswer"),
+    ),
+    Documented {
+        may_block: false, // its own safe-block state is one of its outcome's
+        ..post(
+            "/v1/semaphores/{name}/acquire",
+            PermitAcquired::STATES,
+            "SemaphoreAnswer",
+        )
+    },
+    post(
+        "/v1/semaphores/{name}/permits/{id}/extend",
+        <Touch<i64>>::STATES,
+        "SemaphoreAnswer",
+    ),
+    post(
+        "/v1/semaphores/{name}/permits/{id}/release",
+        <Touch<()>>::STATES,
+        "SemaphoreAnswer",
+    ),
+    with(
+        HttpMethod::Get,
+        post(
+            "/v1/semaphores/{name}",
+            SemaphoreRead::STATES,
+            "SemaphoreAnswer",
+        ),
     ),
     post(
         "/v1/fences/{resource}/check",

@@ -14,42 +14,60 @@ impl LeaseCopy for RedisStore {
             return Ok(false);
         }
         let (epoch, ctr) = token_parts(lease.token);
+        let hold_left = lease.hold_until.map_or(-1, |h| (h - now).max(0));
         let mut inv = self.scripts.seed_lease.key(tagged(key, "lock"));
         inv.key(tagged(key, "gone"))
             .arg(&lease.owner)
             .arg(epoch)
             .arg(ctr)
-            .arg(remaining);
+            .arg(remaining)
+            .arg(hold_left);
         self.eval::<i64>(&inv).await.map(|n| n == 1)
     }
 }
 
-fn lease_of(owner: String, epoch: i64, ctr: i64, pttl: i64, now: i64) -> Lease {
+/// The deadline `hold_left` ms from `now`; a negative `hold_left` means no cap.
+fn hold_at(hold_left: i64, now: i64) -> Option<i64> {
+    (hold_left >= 0).then_some(now + hold_left)
+}
+
+/// The lease a script described as `(owner, epoch, ctr, pttl_ms, hold_left_ms)`.
+fn lease_of((owner, epoch, ctr, pttl, hold_left): (String, i64, i64, i64, i64), now: i64) -> Lease {
     Lease {
         owner,
         token: token_base(epoch) + ctr,
         expires_at: now + pttl.max(0),
+        hold_until: hold_at(hold_left, now),
     }
 }
 
-/// Reads `{owner, epoch, ctr, pttl_ms}` starting at `items[at]`.
+/// Reads `{owner, epoch, ctr, pttl_ms, hold_left_ms}` starting at `items[at]`.
 fn lease_at(items: &[Value], at: usize, now: i64) -> Option<Lease> {
+    let int = |i: usize| -> Option<i64> { redis::from_redis_value_ref(items.get(at + i)?).ok() };
     let owner: String = redis::from_redis_value_ref(items.get(at)?).ok()?;
-    let epoch: i64 = redis::from_redis_value_ref(items.get(at + 1)?).ok()?;
-    let ctr: i64 = redis::from_redis_value_ref(items.get(at + 2)?).ok()?;
-    let pttl: i64 = redis::from_redis_value_ref(items.get(at + 3)?).ok()?;
-    Some(lease_of(owner, epoch, ctr, pttl, now))
+    Some(lease_of((owner, int(1)?, int(2)?, int(3)?, int(4)?), now))
 }
 
-/// Parses the `{'done'}` / `{'missed'[, lease…]}` reply of the extend and release scripts.
-fn touched(reply: &Value, done: impl FnOnce() -> Lease, now: i64) -> Result<Touched, StoreError> {
+/// Parses the `{'done'[, hold_left_ms]}` / `{'missed'[, lease…]}` reply of the extend and
+/// release scripts; `done` makes the lease from the deadline of its cap, if any.
+fn touched(
+    reply: &Value,
+    done: impl FnOnce(Option<i64>) -> Lease,
+    now: i64,
+) -> Result<Touched, StoreError> {
     let parsed = (|| {
         let Value::Array(items) = reply else {
             return None;
         };
         let state: String = redis::from_redis_value_ref(items.first()?).ok()?;
         match state.as_str() {
-            "done" => Some(Touched::Done(done())),
+            "done" => {
+                let left = match items.get(1) {
+                    Some(v) => redis::from_redis_value_ref(v).ok()?,
+                    None => -1,
+                };
+                Some(Touched::Done(done(hold_at(left, now))))
+            }
             "missed" if items.len() == 1 => Some(Touched::Missed { current: None }),
             "missed" => Some(Touched::Missed {
                 current: Some(lease_at(items, 1, now)?),
@@ -66,6 +84,7 @@ impl LockStore for RedisStore {
         key: &Key,
         owner: &str,
         ttl_ms: i64,
+        max_hold_ms: Option<i64>,
         epoch: i64,
         now: i64,
     ) -> Result<AcquireReply, StoreError> {
@@ -76,7 +95,8 @@ impl LockStore for RedisStore {
             .key(slot.counter)
             .arg(epoch)
             .arg(owner)
-            .arg(ttl_ms);
+            .arg(ttl_ms)
+            .arg(max_hold_ms.unwrap_or(0));
         let reply: Value = self.eval(&inv).await?;
         let Value::Array(items) = &reply else {
             return Err(unexpected(&reply));
@@ -131,17 +151,18 @@ impl LockStore for RedisStore {
             }
         };
         let reply: Value = self.eval(&inv).await?;
-        let done = || Lease {
+        let done = |hold_until| Lease {
             owner: holder.owner.to_owned(),
             token: holder.token,
             expires_at,
+            hold_until,
         };
         touched(&reply, done, now)
     }
 
     async fn get(&self, key: &Key, now: i64) -> Result<Option<Lease>, StoreError> {
         let inv = self.scripts.get.key(tagged(key.as_str(), "lock"));
-        let reply: Option<(String, i64, i64, i64)> = self.eval(&inv).await?;
-        Ok(reply.map(|(owner, epoch, ctr, pttl)| lease_of(owner, epoch, ctr, pttl, now)))
+        let reply: Option<(String, i64, i64, i64, i64)> = self.eval(&inv).await?;
+        Ok(reply.map(|described| lease_of(described, now)))
     }
 }

@@ -8,6 +8,7 @@ mod idem;
 mod lock;
 mod ratelimit;
 mod reserve;
+mod semaphore;
 mod slots;
 mod stream;
 
@@ -25,6 +26,18 @@ use super::{bounded, StoreError};
 macro_rules! lease_script {
     ($file:literal) => {
         concat!(include_str!("lua/lease.lua"), include_str!($file))
+    };
+}
+
+/// Prepends the token and semaphore functions (`lua/token.lua`, `lua/sem_common.lua`) to a
+/// semaphore step.
+macro_rules! sem_script {
+    ($file:literal) => {
+        Script::new(concat!(
+            include_str!("lua/token.lua"),
+            include_str!("lua/sem_common.lua"),
+            include_str!($file)
+        ))
     };
 }
 
@@ -82,6 +95,11 @@ struct Scripts {
     cache_invalidate: Script,
     cache_reclaim: Script,
     cache_stats: Script,
+    sem_acquire: Script,
+    sem_extend: Script,
+    sem_release: Script,
+    sem_read: Script,
+    sem_seed: Script,
 }
 
 impl Scripts {
@@ -109,6 +127,11 @@ impl Scripts {
             cache_invalidate: cache_script!("lua/cache_invalidate.lua"),
             cache_reclaim: cache_script!("lua/cache_reclaim.lua"),
             cache_stats: cache_script!("lua/cache_stats.lua"),
+            sem_acquire: sem_script!("lua/sem_acquire.lua"),
+            sem_extend: sem_script!("lua/sem_extend.lua"),
+            sem_release: sem_script!("lua/sem_release.lua"),
+            sem_read: sem_script!("lua/sem_read.lua"),
+            sem_seed: sem_script!("lua/sem_seed.lua"),
             rl_peek: Script::new(concat!(
                 include_str!("lua/rl_state.lua"),
                 include_str!("lua/rl_peek.lua")

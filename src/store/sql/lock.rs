@@ -10,44 +10,64 @@ use crate::store::{AcquireReply, Holder, Lease, LockStore, Step, StoreError, Tou
 use crate::token::{token_base, token_parts, COUNTER_MAX};
 
 const ACQUIRE: &str = "
-INSERT INTO warden_locks (lock_key, owner, counter, token, expires_at)
-SELECT $1, $2, 1, $3 + 1, $4
+INSERT INTO warden_locks (lock_key, owner, counter, token, expires_at, hold_until)
+SELECT $1, $2, 1, $3 + 1, $4, $8
 WHERE EXISTS (SELECT 1 FROM warden_tier WHERE id = 1 AND epoch = $5)
 ON CONFLICT (lock_key) DO UPDATE SET
     owner = excluded.owner,
     counter = CASE WHEN warden_locks.token >= $3 THEN warden_locks.counter + 1 ELSE 1 END,
     token = $3 + CASE WHEN warden_locks.token >= $3 THEN warden_locks.counter + 1 ELSE 1 END,
-    expires_at = excluded.expires_at
+    expires_at = excluded.expires_at,
+    hold_until = excluded.hold_until
 WHERE warden_locks.expires_at <= $6
   AND (warden_locks.token < $3 OR warden_locks.counter < $7)
   AND EXISTS (SELECT 1 FROM warden_tier WHERE id = 1 AND epoch = $5)
-RETURNING owner, token, expires_at";
+RETURNING owner, token, expires_at, hold_until";
 
-const CURRENT: &str = "SELECT owner, token, expires_at FROM warden_locks WHERE lock_key = $1";
+const CURRENT: &str =
+    "SELECT owner, token, expires_at, hold_until FROM warden_locks WHERE lock_key = $1";
 
 const EPOCH: &str = "SELECT epoch FROM warden_tier WHERE id = 1";
 
-/// `$4` is the new expiry (0 for a release).
+/// `$4` is the new expiry (0 for a release), never past the lease's max_hold deadline.
 const TOUCH: &str = "
 UPDATE warden_locks SET expires_at = $4
 WHERE lock_key = $1 AND owner = $2 AND token = $3 AND expires_at > $5
-  AND EXISTS (SELECT 1 FROM warden_tier WHERE id = 1 AND epoch = $6)";
+  AND (hold_until = 0 OR $4 <= hold_until)
+  AND EXISTS (SELECT 1 FROM warden_tier WHERE id = 1 AND epoch = $6)
+RETURNING hold_until";
 
 /// After a touch changed nothing: the tier's epoch and the key's lease record, if any.
 const MISSED: &str = "
-SELECT t.epoch, l.owner, l.token, l.expires_at
+SELECT t.epoch, l.owner, l.token, l.expires_at, l.hold_until
 FROM warden_tier t LEFT JOIN warden_locks l ON l.lock_key = $1
 WHERE t.id = 1";
 
 const LIVE: &str = "
-SELECT lock_key, owner, token, expires_at FROM warden_locks WHERE expires_at > $1";
+SELECT owner, token, expires_at, hold_until, lock_key FROM warden_locks WHERE expires_at > $1";
+
+/// The stored form of a max_hold deadline: 0 for none.
+fn stored_hold(hold_until: Option<i64>) -> i64 {
+    hold_until.unwrap_or(0)
+}
+
+/// The deadline a stored `hold_until` means.
+fn hold_of(stored: i64) -> Option<i64> {
+    (stored > 0).then_some(stored)
+}
+
+/// A lease from `owner, token, expires_at, hold_until` starting at column `at`.
+fn lease_from(row: &sqlx::any::AnyRow, at: usize) -> Result<Lease, StoreError> {
+    Ok(Lease {
+        owner: col(row, at)?,
+        token: col(row, at + 1)?,
+        expires_at: col(row, at + 2)?,
+        hold_until: hold_of(col(row, at + 3)?),
+    })
+}
 
 fn lease(row: &sqlx::any::AnyRow) -> Result<Lease, StoreError> {
-    Ok(Lease {
-        owner: col(row, 0)?,
-        token: col(row, 1)?,
-        expires_at: col(row, 2)?,
-    })
+    lease_from(row, 0)
 }
 
 const REAP: &str = "DELETE FROM warden_locks WHERE expires_at < $1 AND token < $2";
@@ -73,15 +93,7 @@ impl SqlStore {
             .await
             .map_err(classify)?;
         rows.iter()
-            .map(|row| {
-                let key: String = col(row, 0)?;
-                let lease = Lease {
-                    owner: col(row, 1)?,
-                    token: col(row, 2)?,
-                    expires_at: col(row, 3)?,
-                };
-                Ok((key, lease))
-            })
+            .map(|row| Ok((col(row, 4)?, lease(row)?)))
             .collect()
     }
 
@@ -101,6 +113,7 @@ impl LockStore for SqlStore {
         key: &Key,
         owner: &str,
         ttl_ms: i64,
+        max_hold_ms: Option<i64>,
         epoch: i64,
         now: i64,
     ) -> Result<AcquireReply, StoreError> {
@@ -112,6 +125,7 @@ impl LockStore for SqlStore {
             .bind(epoch)
             .bind(now)
             .bind(COUNTER_MAX)
+            .bind(stored_hold(max_hold_ms.map(|h| now + h)))
             .fetch_optional(&self.pool)
             .await
             .map_err(classify)?;
@@ -156,14 +170,15 @@ impl LockStore for SqlStore {
             .bind(expires_at)
             .bind(now)
             .bind(epoch)
-            .execute(&self.pool)
+            .fetch_optional(&self.pool)
             .await
             .map_err(classify)?;
-        if done.rows_affected() == 1 {
+        if let Some(row) = done {
             return Ok(Touched::Done(Lease {
                 owner: holder.owner.to_owned(),
                 token: holder.token,
                 expires_at: expires_at.max(now),
+                hold_until: hold_of(col(&row, 0)?),
             }));
         }
         let row = sqlx::query(MISSED)
@@ -177,11 +192,7 @@ impl LockStore for SqlStore {
         }
         let owner: Option<String> = col(&row, 1)?;
         let current = match owner {
-            Some(owner) => Some(Lease {
-                owner,
-                token: col(&row, 2)?,
-                expires_at: col(&row, 3)?,
-            }),
+            Some(_) => Some(lease_from(&row, 1)?),
             None => None,
         };
         Ok(Touched::Missed { current })

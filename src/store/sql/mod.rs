@@ -17,6 +17,7 @@ mod planner_stats;
 mod ratelimit;
 mod reserve;
 mod reserve_batch;
+mod semaphore;
 mod session;
 mod session_change;
 mod session_feed;

@@ -1,11 +1,13 @@
 -- Grants a lock lease if the key is free, checking the epoch gate in the same atomic step.
 -- KEYS[1] epoch gate of the key's slot (the epoch Redis was armed for; missing after data loss)
--- KEYS[2] lease hash {owner, epoch, ctr}, with a PEXPIRE of the lease TTL
+-- KEYS[2] lease hash {owner, epoch, ctr, hold?}, with a PEXPIRE of the lease TTL; `hold` is
+--   the max_hold deadline on the server clock, past which no extend goes
 -- KEYS[3] grant counter of the key's slot (reset to 0 when the slot is armed for a new epoch)
--- ARGV[1] epoch the caller believes active, ARGV[2] owner, ARGV[3] ttl_ms
+-- ARGV[1] epoch the caller believes active, ARGV[2] owner, ARGV[3] ttl_ms,
+-- ARGV[4] max_hold_ms (0: no cap)
 -- Returns: {'epoch', found_epoch_or_-1}
 --       or {'exhausted'} when the slot used all 2^32 - 1 counters of this epoch
---       or {'granted'|'held'|'busy', owner, lease_epoch, lease_ctr, pttl_ms}
+--       or {'granted'|'held'|'busy', owner, lease_epoch, lease_ctr, pttl_ms, hold_left_ms}
 local refusal = epoch_refusal(KEYS[1], ARGV[1])
 if refusal then return refusal end
 local cur = redis.call('HMGET', KEYS[2], 'owner', 'epoch', 'ctr')
@@ -17,5 +19,11 @@ end
 local ctr = draw_counter(KEYS[3])
 if not ctr then return {'exhausted'} end
 redis.call('HSET', KEYS[2], 'owner', ARGV[2], 'epoch', ARGV[1], 'ctr', ctr)
+local hold = tonumber(ARGV[4])
+if hold > 0 then
+  redis.call('HSET', KEYS[2], 'hold', now_ms() + hold)
+else
+  hold = -1
+end
 redis.call('PEXPIRE', KEYS[2], ARGV[3])
-return {'granted', ARGV[2], tonumber(ARGV[1]), ctr, tonumber(ARGV[3])}
+return {'granted', ARGV[2], tonumber(ARGV[1]), ctr, tonumber(ARGV[3]), hold}

@@ -1,13 +1,27 @@
 -- Shared by the scripts that read a lock lease (prepended to each; one atomic step).
--- lease_reply(key, cur): {owner, epoch, ctr, pttl_ms} of the live lease whose HMGET of
---   'owner', 'epoch', 'ctr' is `cur`.
+-- now_ms(): the Redis server's clock, ms (the clock PEXPIRE counts on).
+-- hold_left(key): ms until the live lease's max_hold deadline, or -1 when it has none.
+-- lease_reply(key, cur): {owner, epoch, ctr, pttl_ms, hold_left_ms} of the live lease whose
+--   HMGET of 'owner', 'epoch', 'ctr' is `cur`.
 -- missed(key, cur): the reply of a step that found no lease of the caller's: {'missed'} when
---   no lease is live, else {'missed', owner, epoch, ctr, pttl_ms} of the live one.
+--   no lease is live, else {'missed', owner, epoch, ctr, pttl_ms, hold_left_ms} of the live
+--   one.
 -- mark_released(gone_key, epoch, ctr, ttl_ms): remembers that the lease (epoch, ctr) was
 --   released, for as long as an arming may still copy it in from SQL.
 -- was_released(gone_key, epoch, ctr): whether that release is remembered.
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+local function hold_left(key)
+  local hold = redis.call('HGET', key, 'hold')
+  if not hold then return -1 end
+  return math.max(tonumber(hold) - now_ms(), 0)
+end
+
 local function lease_reply(key, cur)
-  return {cur[1], tonumber(cur[2]), tonumber(cur[3]), redis.call('PTTL', key)}
+  return {cur[1], tonumber(cur[2]), tonumber(cur[3]), redis.call('PTTL', key), hold_left(key)}
 end
 
 local function missed(key, cur)
