@@ -108,6 +108,7 @@ async fn acquire(State(w): App, Path(k): Path<String>, Json(body): Json<Value>) 
         owner: body["owner"].as_str().unwrap_or("bare").to_owned(),
         ttl_ms: body["ttl_ms"].as_i64().unwrap_or(10_000),
         wait_ms: 0,
+        max_hold_ms: None,
     };
     Ok(match w.locks.acquire(&req).await {
         Acquired::Granted(g) => (
