@@ -153,9 +153,10 @@ async fn every_endpoint_refuses_strangers_and_wrong_scopes_before_anything_chang
         if public || path == "/v1/status" {
             continue;
         }
-        // A token without the route's scope: `locks` for everything but the lock routes,
-        // `metrics` for those.
-        let wrong = if path.starts_with("/v1/locks") || path.starts_with("/v1/fences") {
+        // A token without the route's scope: `locks` for everything but the lock routes
+        // (locks, fences, semaphores), `metrics` for those.
+        let lock_route = ["/v1/locks", "/v1/fences", "/v1/semaphores"];
+        let wrong = if lock_route.iter().any(|p| path.starts_with(p)) {
             &metrics_only
         } else {
             &locks_only

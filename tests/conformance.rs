@@ -1,6 +1,7 @@
-//! One conformance suite each for locks (`max_hold_ms` included), semaphores, idempotency,
-//! reservations and causal streams, expanded for every backend: SQLite, PostgreSQL, Redis and Redis Cluster
-//! (with PostgreSQL as their durable tier). Each runs through the real binary over HTTP.
+//! One conformance suite each for locks (`max_hold_ms` and shared leases included),
+//! semaphores, idempotency, reservations and causal streams, expanded for every backend:
+//! SQLite, PostgreSQL, Redis and Redis Cluster (with PostgreSQL as their durable tier). Each
+//! runs through the real binary over HTTP.
 
 #[path = "conformance/hold.rs"]
 mod hold;
@@ -10,6 +11,8 @@ mod idem;
 mod reserve;
 #[path = "conformance/semaphore.rs"]
 mod semaphore;
+#[path = "conformance/shared.rs"]
+mod shared;
 #[path = "conformance/stream.rs"]
 mod stream;
 mod support;
@@ -352,6 +355,7 @@ mod lock {
         contention_grants_one => crate::contention_grants_one,
         fences => crate::fences,
         max_hold_caps_renewal => crate::hold::max_hold_caps_renewal,
+        shared_readers_and_writers => crate::shared::readers_and_writers,
     }
 }
 

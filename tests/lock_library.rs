@@ -29,7 +29,7 @@ async fn the_lease_lives_while_renewed_and_the_guard_hears_before_it_can_lapse()
                 assert!(!guard.is_lost());
                 let (read, _) = locks.get(&key).await.unwrap();
                 match read {
-                    warden::lock::Read::Held(l) => assert_eq!(l.token, guard.token()),
+                    warden::lock::Read::Held(l) => assert_eq!(l[0].token, guard.token()),
                     other => panic!("not held mid-work: {other:?}"),
                 }
                 guard.token()

@@ -13,7 +13,7 @@ use warden::key::Key;
 use warden::lock::{on_acquire, OnAcquire};
 use warden::store::redis::RedisStore;
 use warden::store::sql::SqlStore;
-use warden::store::{AcquireReply, Holder, Lease, LockStore, Step, Touched};
+use warden::store::{AcquireReply, Holder, Lease, LeaseAsk, LockStore, Step, Touched};
 
 /// What is on the key before the probe.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,6 +42,7 @@ fn by_rule(before: Before, owner: &str) -> OnAcquire {
         token: 1,
         expires_at,
         hold_until: None,
+        shared: false,
     };
     let current = match before {
         Before::Nothing => None,
@@ -78,7 +79,7 @@ async fn by_store(
     };
     if before != Before::Nothing {
         let first = store
-            .acquire(key, "a", ttl, None, epoch, clock())
+            .acquire(&LeaseAsk::exclusive(key, "a", ttl), epoch, clock())
             .await
             .unwrap();
         let AcquireReply::Granted(lease) = first else {
@@ -99,7 +100,7 @@ async fn by_store(
     }
     verdict(
         store
-            .acquire(key, owner, 60_000, None, epoch, clock())
+            .acquire(&LeaseAsk::exclusive(key, owner, 60_000), epoch, clock())
             .await
             .unwrap(),
     )

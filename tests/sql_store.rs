@@ -10,7 +10,7 @@ use warden::key::Key;
 use warden::runtime::clock::now_ms;
 use warden::store::idem::{IdemState, IdemWrite, IdemWritten};
 use warden::store::sql::SqlStore;
-use warden::store::{AcquireReply, LockStore};
+use warden::store::{AcquireReply, LeaseAsk, LockStore};
 use warden::token::token_base;
 
 fn claim(key: &str, token: Option<i64>, base: i64, now: i64, ttl: i64) -> IdemWrite {
@@ -106,13 +106,16 @@ async fn reaper_keeps_tokens_growing(sql: SqlStore) {
     let e1 = row.epoch;
     let now = now_ms();
     let k = |s: &str| Key::parse(s).unwrap();
-    let AcquireReply::Granted(old) = sql.acquire(&k("r1"), "a", 1, None, e1, now).await.unwrap()
+    let AcquireReply::Granted(old) = sql
+        .acquire(&LeaseAsk::exclusive(&k("r1"), "a", 1), e1, now)
+        .await
+        .unwrap()
     else {
         panic!("grant")
     };
     // A stale epoch cannot grant on SQL.
     let stale = sql
-        .acquire(&k("r2"), "a", 1000, None, e1 - 1, now)
+        .acquire(&LeaseAsk::exclusive(&k("r2"), "a", 1000), e1 - 1, now)
         .await
         .unwrap();
     assert!(
@@ -128,7 +131,7 @@ async fn reaper_keeps_tokens_growing(sql: SqlStore) {
     let e2 = switched.epoch;
     assert_eq!(e2, e1 + 1);
     let live = sql
-        .acquire(&k("r3"), "a", 60_000, None, e2, now)
+        .acquire(&LeaseAsk::exclusive(&k("r3"), "a", 60_000), e2, now)
         .await
         .unwrap();
     assert!(matches!(live, AcquireReply::Granted(_)));
@@ -137,12 +140,12 @@ async fn reaper_keeps_tokens_growing(sql: SqlStore) {
     let reaped = sql.reap_leases(e2, later).await.unwrap();
     assert_eq!(reaped, 1, "only the expired row of the older epoch goes");
     assert!(
-        sql.get(&k("r3"), later).await.unwrap().is_some(),
+        sql.get(&k("r3"), later).await.unwrap().len() == 1,
         "live lease kept"
     );
 
     let AcquireReply::Granted(new) = sql
-        .acquire(&k("r1"), "b", 1000, None, e2, later)
+        .acquire(&LeaseAsk::exclusive(&k("r1"), "b", 1000), e2, later)
         .await
         .unwrap()
     else {

@@ -245,6 +245,27 @@ async fn a_max_hold_set_on_sql_still_caps_the_lease_after_fail_back() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shared_leases_granted_on_sql_hold_the_key_after_fail_back() {
+    let (_pg, mut redis, w) = serving_on_sql_after_redis_died().await;
+    let body = json!({"owner": "reader", "ttl_ms": 20_000, "mode": "shared"});
+    let (s, v) = w.post("/v1/locks/doc/acquire", body).await;
+    assert_eq!((s, v["mode"].as_str()), (200, Some("fallback")), "{v}");
+    let token = v["fencing_token"].as_i64().unwrap();
+
+    redis.restart(); // empty: arming must copy the shared lease
+    w.wait_ready_on("redis", Duration::from_secs(20)).await;
+    let (s, v) = w.acquire("doc", "writer", 1_000, 0).await;
+    assert_eq!((s, v["blocked_by"].as_str()), (409, Some("reader")), "{v}");
+    let body = json!({"owner": "reader", "fencing_token": token, "ttl_ms": 20_000});
+    let (s, v) = w.post("/v1/locks/doc/extend", body).await;
+    assert_eq!((s, v["state"].as_str()), (200, Some("extended")), "{v}");
+    assert_eq!(w.release("doc", "reader", token).await.0, 200);
+    let (s, v) = w.acquire("doc", "writer", 1_000, 0).await;
+    assert_eq!((s, v["mode"].as_str()), (200, Some("primary")), "{v}");
+    assert!(v["fencing_token"].as_i64().unwrap() > token);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lease_lost_with_redis_answers_lock_lost_tier_switched() {
     let pg = Postgres::start();
     let mut redis = Redis::start();

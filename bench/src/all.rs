@@ -51,6 +51,8 @@ pub(crate) async fn suite_rows(
         "locks" => vec![
             locks::new_keys(args, mode, epoch, tag, c).await,
             locks::pairs(args, mode, tag, c, None).await,
+            locks::shared(args, mode, epoch, tag, c).await,
+            locks::permits(args, mode, epoch, tag, c).await,
         ],
         "locks-wrk" => vec![wrk::acquire(args, mode, epoch, c)?],
         "idempotency" => vec![

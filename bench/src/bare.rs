@@ -109,6 +109,7 @@ async fn acquire(State(w): App, Path(k): Path<String>, Json(body): Json<Value>) 
         ttl_ms: body["ttl_ms"].as_i64().unwrap_or(10_000),
         wait_ms: 0,
         max_hold_ms: None,
+        shared: false,
     };
     Ok(match w.locks.acquire(&req).await {
         Acquired::Granted(g) => (

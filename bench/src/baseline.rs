@@ -2,12 +2,97 @@
 //! with random keys or arguments, at the same client count.
 
 use super::row::{Baseline, Row};
-use warden::store::redis::slot_keys;
+use warden::store::redis::{slot_keys, ACQUIRE_LUA, SEM_ACQUIRE_LUA, SHARED_LUA};
 
-/// `KEYS = [gate, key, counter]` of `key`'s slot: the layout of the token-drawing scripts.
-pub(crate) fn slot_layout(key: &str) -> Vec<String> {
-    let slot = slot_keys(key);
-    vec![slot.gate, key.to_owned(), slot.counter]
+/// Raw `acquire.lua` at `clients`, each call on a new key (`requests` calls), as the lock
+/// acquire's same-run baseline: the same keys and arguments Warden passes for an exclusive
+/// acquire that does not wait.
+pub(crate) fn acquire_eval(
+    port: u16,
+    clients: usize,
+    requests: usize,
+    epoch: i64,
+) -> Result<Baseline, String> {
+    let key = |suffix: &str| format!("warden:{{rb}}:__rand_int__:{suffix}");
+    let lock = key("lock");
+    let slot = slot_keys(&lock);
+    let keys = [
+        slot.gate,
+        lock,
+        slot.counter,
+        key("rd"),
+        key("rdexp"),
+        key("wwait"),
+    ];
+    let argv = [
+        epoch.to_string(),
+        "owner".into(),
+        "1000".into(),
+        "0".into(),
+        "0".into(),
+    ];
+    eval(
+        port,
+        clients,
+        requests,
+        "acquire.lua",
+        ACQUIRE_LUA,
+        &keys,
+        &argv,
+    )
+}
+
+/// Raw `lock_shared.lua` on new keys, as the shared acquire's same-run baseline.
+pub(crate) fn shared_eval(
+    port: u16,
+    clients: usize,
+    requests: usize,
+    epoch: i64,
+) -> Result<Baseline, String> {
+    let key = |suffix: &str| format!("warden:{{rb}}:__rand_int__:{suffix}");
+    let lock = key("lock");
+    let slot = slot_keys(&lock);
+    let mut keys: Vec<String> = ["rd", "rdown", "rdexp", "rdlim"].map(key).into();
+    keys.extend([slot.gate, lock, slot.counter, key("wwait")]);
+    let argv = [epoch.to_string(), "owner".into(), "1000".into()];
+    eval(
+        port,
+        clients,
+        requests,
+        "lock_shared.lua",
+        SHARED_LUA,
+        &keys,
+        &argv,
+    )
+}
+
+/// Raw `sem_acquire.lua` on new semaphores, as the semaphore row's same-run baseline.
+pub(crate) fn permit_eval(
+    port: u16,
+    clients: usize,
+    requests: usize,
+    epoch: i64,
+) -> Result<Baseline, String> {
+    let key = |suffix: &str| format!("warden:{{rb}}:__rand_int__:{suffix}");
+    let slot = slot_keys(&key("sem"));
+    let mut keys: Vec<String> = ["sem", "semown", "semexp", "semlimit"].map(key).into();
+    keys.extend([slot.gate, slot.counter]);
+    let argv = [
+        epoch.to_string(),
+        "owner".into(),
+        "4".into(),
+        "1".into(),
+        "1000".into(),
+    ];
+    eval(
+        port,
+        clients,
+        requests,
+        "sem_acquire.lua",
+        SEM_ACQUIRE_LUA,
+        &keys,
+        &argv,
+    )
 }
 
 /// Runs `script` (named `what` in reports) with `keys` and `argv` (`__rand_int__` in any of

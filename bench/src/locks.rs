@@ -1,5 +1,6 @@
-//! `warden-bench locks`: acquire+release pairs on one key per client, and acquires of new keys
-//! against the raw acquire script; for scaling, pairs over a shared set of keys.
+//! `warden-bench locks`: acquire+release pairs on one key per client, acquires of new keys
+//! (exclusive and shared) against the raw acquire scripts, and semaphore acquire+release pairs
+//! against the raw semaphore script; for scaling, pairs over a shared set of keys.
 
 use serde_json::json;
 
@@ -7,7 +8,6 @@ use super::client::Conn;
 use super::drive::{drive, pick, Run, Step};
 use super::row::Row;
 use super::{baseline, BenchArgs};
-use warden::store::redis::ACQUIRE_LUA;
 
 /// Acquire then release a key: the client's own one, or one of `keys` shared by all clients
 /// (a busy key counts as refused).
@@ -48,6 +48,63 @@ impl Step for NewKeys {
     }
 }
 
+/// A shared acquire of a key nobody used before.
+#[derive(Clone)]
+struct NewShared(String);
+
+impl Step for NewShared {
+    async fn step(&self, http: &mut Conn, c: usize, n: u64, run: &mut Run) -> Result<(), String> {
+        let path = format!("/v1/locks/bench-{}-{c}-{n}/acquire", self.0);
+        let body = json!({"owner": format!("c{c}"), "ttl_ms": 10_000, "mode": "shared"});
+        run.single(http, &path, &body, 200).await
+    }
+}
+
+/// Acquire then release a permit of the client's own semaphore (limit 4).
+#[derive(Clone)]
+struct Permits(String);
+
+impl Step for Permits {
+    async fn step(&self, http: &mut Conn, c: usize, _: u64, run: &mut Run) -> Result<(), String> {
+        let name = format!("bench-{}-{c}", self.0);
+        let owner = format!("c{c}");
+        let acquire = (
+            format!("/v1/semaphores/{name}/acquire"),
+            json!({"owner": owner, "limit": 4, "ttl_ms": 10_000}),
+        );
+        run.pair(http, acquire, 200, |v| {
+            let id = v["permit_id"].as_str().unwrap_or("0");
+            let path = format!("/v1/semaphores/{name}/permits/{id}/release");
+            (path, json!({"owner": owner}))
+        })
+        .await
+    }
+}
+
+/// Shared acquires of new keys, with the raw shared-acquire script as baseline.
+pub(crate) async fn shared(args: &BenchArgs, mode: &str, epoch: i64, tag: &str, c: usize) -> Row {
+    let mut r = drive(args, c, NewShared(format!("{tag}-s{c}"))).await;
+    let name = "lock shared acquire (new keys)";
+    let mut row = Row::named(name, "acquires/s", mode, c, &mut r, &["acquire"]);
+    let base = args
+        .redis_port
+        .map(|p| baseline::shared_eval(p, c, baseline::requests(row.rate), epoch));
+    baseline::attach(&mut row, base);
+    row
+}
+
+/// Semaphore acquire+release pairs, with the raw acquire script as baseline.
+pub(crate) async fn permits(args: &BenchArgs, mode: &str, epoch: i64, tag: &str, c: usize) -> Row {
+    let mut r = drive(args, c, Permits(format!("{tag}-m{c}"))).await;
+    let name = "semaphore acquire+release";
+    let mut row = Row::named(name, "pairs/s", mode, c, &mut r, &["acquire", "release"]);
+    let base = args
+        .redis_port
+        .map(|p| baseline::permit_eval(p, c, baseline::requests(row.rate), epoch));
+    baseline::attach(&mut row, base);
+    row
+}
+
 /// Acquire+release pairs, each client on its own key (`keys: None`) or over `keys` shared keys.
 pub(crate) async fn pairs(
     args: &BenchArgs,
@@ -81,13 +138,9 @@ pub(crate) async fn new_keys(args: &BenchArgs, mode: &str, epoch: i64, tag: &str
         &mut r,
         &["acquire"],
     );
-    let argv = [epoch.to_string(), "owner".into(), "1000".into(), "0".into()];
-    let base = args.redis_port.map(|p| {
-        let key = "warden:{rb}:__rand_int__:lock";
-        let n = baseline::requests(row.rate);
-        let layout = baseline::slot_layout(key);
-        baseline::eval(p, c, n, "acquire.lua", ACQUIRE_LUA, &layout, &argv)
-    });
+    let base = args
+        .redis_port
+        .map(|p| baseline::acquire_eval(p, c, baseline::requests(row.rate), epoch));
     baseline::attach(&mut row, base);
     row
 }
@@ -105,6 +158,8 @@ pub(crate) async fn run(
     }
     for &c in &args.clients {
         rows.push(new_keys(args, mode, epoch, tag, c).await);
+        rows.push(shared(args, mode, epoch, tag, c).await);
+        rows.push(permits(args, mode, epoch, tag, c).await);
     }
     Ok(rows)
 }

@@ -4,7 +4,6 @@
 use super::cpu;
 use super::row::{Row, StepLatency};
 use super::{baseline, BenchArgs};
-use warden::store::redis::ACQUIRE_LUA;
 
 /// What one wrk run measured.
 struct Measured {
@@ -109,13 +108,9 @@ pub(crate) fn acquire(args: &BenchArgs, mode: &str, epoch: i64, c: usize) -> Res
         round: None,
         cpu: Some(cpu),
     };
-    let argv = [epoch.to_string(), "owner".into(), "1000".into(), "0".into()];
-    let base = args.redis_port.map(|p| {
-        let key = "warden:{rb}:__rand_int__:lock";
-        let layout = baseline::slot_layout(key);
-        let n = baseline::requests(m.rate);
-        baseline::eval(p, c, n, "acquire.lua", ACQUIRE_LUA, &layout, &argv)
-    });
+    let base = args
+        .redis_port
+        .map(|p| baseline::acquire_eval(p, c, baseline::requests(m.rate), epoch));
     baseline::attach(&mut row, base);
     Ok(row)
 }

@@ -2,6 +2,7 @@
 //! terminal state.
 
 use axum::extract::State;
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -36,6 +37,44 @@ pub struct AcquireBody {
     /// `max_hold_exceeded` and leaves the lease to end at its current expiry. No cap if absent.
     #[serde(default)]
     pub max_hold_ms: Option<i64>,
+    /// `exclusive` (default) or `shared`: shared leases are held together, never with an
+    /// exclusive one; once a writer waits, later shared asks queue behind it.
+    #[serde(default)]
+    pub mode: LockMode,
+}
+
+/// A lease's mode.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum LockMode {
+    /// One holder.
+    #[default]
+    Exclusive,
+    /// Many holders, no exclusive one.
+    Shared,
+}
+
+impl LockMode {
+    fn of(shared: bool) -> Self {
+        if shared {
+            Self::Shared
+        } else {
+            Self::Exclusive
+        }
+    }
+}
+
+/// One live lease of a key, in a read.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Holder {
+    /// Holder.
+    pub owner: String,
+    /// Its fencing token.
+    pub fencing_token: i64,
+    /// Lease expiry, RFC 3339 UTC.
+    pub expires_at: String,
+    /// ms until it expires.
+    pub ttl_ms_remaining: i64,
 }
 
 /// `POST /v1/locks/{key}/extend` body.
@@ -85,9 +124,19 @@ pub struct LockAnswer {
     /// ms until the lease expires, on the server's clock (with `expires_at`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ttl_ms_remaining: Option<i64>,
+    /// `exclusive` or `shared`, for a grant or a read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lock_mode: Option<LockMode>,
+    /// For a read: every live lease of the key (one when exclusive).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub holders: Option<Vec<Holder>>,
     /// For `lock_busy`: when a retry may succeed, in ms.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retry_after_ms: Option<i64>,
+    /// For `lock_busy`: the owner holding the key (for a shared ask, possibly the writer
+    /// waiting ahead of it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub blocked_by: Option<String>,
     /// For `lock_lost` and `lost`, why the lease is gone: `expired`, `superseded`,
     /// `tier_switched` or `max_hold_exceeded`.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -153,11 +202,21 @@ pub async fn acquire(
     let op = Op::start("lock_acquire");
     let ttl_ms = in_range("ttl_ms", body.ttl_ms, 1, MAX_TTL_MS)?;
     let hold = |h| in_range("max_hold_ms", h, ttl_ms, MAX_HOLD_MS);
+    let shared = body.mode == LockMode::Shared;
+    if shared && body.max_hold_ms.is_some() {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+            "Invalid body",
+            "`max_hold_ms` caps exclusive leases only",
+        ));
+    }
     let req = AcquireRequest {
         owner: owner(&body.owner)?,
         ttl_ms,
         wait_ms: in_range("wait_ms", body.wait_ms, 0, MAX_WAIT_MS)?,
         max_hold_ms: body.max_hold_ms.map(hold).transpose()?,
+        shared,
         key,
     };
     let k = req.key.as_str();
@@ -171,9 +230,16 @@ pub async fn acquire(
             answer.mode = Some(g.mode.as_str());
             answer.owner = Some(g.owner.clone());
             answer.fencing_token = Some(g.token);
+            answer.lock_mode = Some(LockMode::of(g.shared));
             answer = answer.expiring(g.expires_at, app.tier.now());
         }
-        Acquired::Busy { retry_after_ms } => answer.retry_after_ms = Some(*retry_after_ms),
+        Acquired::Busy {
+            retry_after_ms,
+            blocked_by,
+        } => {
+            answer.retry_after_ms = Some(*retry_after_ms);
+            answer.blocked_by = Some(blocked_by.clone());
+        }
         Acquired::Blocked(b) => return Ok(blocked_as(&op, k, outcome.state(), *b)),
     }
     Ok(reply(&op, k, &outcome, answer))
@@ -255,10 +321,22 @@ pub async fn read(State(app): State<AppState>, PathKey(key): PathKey) -> Respons
         mode: Some(mode.as_str()),
         ..LockAnswer::default()
     };
-    if let Read::Held(lease) = &read {
-        answer.owner = Some(lease.owner.clone());
-        answer.fencing_token = Some(lease.token);
-        answer = answer.expiring(lease.expires_at, app.tier.now());
+    if let Read::Held(leases) = &read {
+        let now = app.tier.now();
+        let shared = leases.iter().any(|l| l.shared);
+        if let (false, Some(lease)) = (shared, leases.first()) {
+            answer.owner = Some(lease.owner.clone());
+            answer.fencing_token = Some(lease.token);
+            answer = answer.expiring(lease.expires_at, now);
+        }
+        answer.lock_mode = Some(LockMode::of(shared));
+        let holders = leases.iter().map(|l| Holder {
+            owner: l.owner.clone(),
+            fencing_token: l.token,
+            expires_at: rfc3339(l.expires_at),
+            ttl_ms_remaining: (l.expires_at - now).max(0),
+        });
+        answer.holders = Some(holders.collect());
     }
     reply(&op, k, &read, answer)
 }

@@ -104,6 +104,8 @@ use outcomes::{Documented, OUTCOMES};
     ),
     components(schemas(
         super::locks::LockAnswer,
+        super::locks::LockMode,
+        super::locks::Holder,
         super::locks::FenceAnswer,
         super::semaphores::SemaphoreAnswer,
         super::idem::IdemAnswer,

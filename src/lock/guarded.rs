@@ -81,10 +81,13 @@ impl Locks {
             ttl_ms,
             wait_ms,
             max_hold_ms: None,
+            shared: false,
         };
         let token = match self.acquire(&req).await {
             Acquired::Granted(g) => g.token,
-            Acquired::Busy { retry_after_ms } => return Err(WithLockError::Busy(retry_after_ms)),
+            Acquired::Busy { retry_after_ms, .. } => {
+                return Err(WithLockError::Busy(retry_after_ms))
+            }
             Acquired::Blocked(b) => return Err(WithLockError::Blocked(b.reason())),
         };
         let (tx, rx) = watch::channel(false);

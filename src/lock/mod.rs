@@ -18,7 +18,7 @@ pub use watch::Watched;
 use crate::config::LockSettings;
 use crate::key::Key;
 use crate::runtime::waiters::Waiters;
-use crate::store::{AcquireReply, Holder, Lease, LockStore, Step};
+use crate::store::{AcquireReply, Holder, Lease, LeaseAsk, LockStore, Step};
 use crate::tier::{Blocked, Mode, Tier};
 use crate::token::MAX_TOKEN;
 
@@ -44,6 +44,8 @@ pub struct Grant {
     pub mode: Mode,
     /// `false` when this is the caller's existing grant, returned on a retry.
     pub fresh: bool,
+    /// Whether it is a shared lease.
+    pub shared: bool,
 }
 
 /// The answer to an acquire.
@@ -55,6 +57,8 @@ pub enum Acquired {
     Busy {
         /// How long until the current lease runs out, at most.
         retry_after_ms: i64,
+        /// The owner holding it (or, for a shared ask, the writer waiting ahead of it).
+        blocked_by: String,
     },
     /// No tier may grant now (G7).
     Blocked(Blocked),
@@ -63,8 +67,8 @@ pub enum Acquired {
 /// The answer to a read of a key's lease.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Read {
-    /// The live lease.
-    Held(Lease),
+    /// The live leases: the exclusive one, or every shared one.
+    Held(Vec<Lease>),
     /// No live lease.
     NotHeld,
 }
@@ -81,8 +85,10 @@ pub struct AcquireRequest {
     /// How long to wait in line for the key, 0..=[`MAX_WAIT_MS`].
     pub wait_ms: i64,
     /// The longest the lease may be held through extends, from the grant: `ttl_ms..=`
-    /// [`MAX_HOLD_MS`], or `None` for no cap.
+    /// [`MAX_HOLD_MS`], or `None` for no cap (exclusive leases only).
     pub max_hold_ms: Option<i64>,
+    /// A shared lease: held with other shared holders, never with an exclusive one.
+    pub shared: bool,
 }
 
 /// The lock service.
@@ -91,6 +97,8 @@ pub struct Locks {
     waiters: Waiters,
     /// How often a waiting acquire retries a lock held through another instance.
     poll: Duration,
+    /// How long a waiting writer's mark keeps new shared holders out after its last try.
+    writer_mark_ms: i64,
 }
 
 /// How long a waiter sleeps before retrying a busy key: until it may be free
@@ -114,6 +122,8 @@ impl Locks {
             tier,
             waiters: Waiters::default(),
             poll: crate::config::ms(cfg.wait_poll_ms),
+            // Several polls, so the mark outlives the gaps between a waiting writer's tries.
+            writer_mark_ms: (cfg.wait_poll_ms as i64 * 10).clamp(100, 1_000),
         }
     }
 
@@ -122,7 +132,7 @@ impl Locks {
     pub async fn acquire(&self, req: &AcquireRequest) -> Acquired {
         let poll = self.poll;
         let retry_in = |answer: &Acquired| match answer {
-            Acquired::Busy { retry_after_ms } => Some(wait_for(*retry_after_ms, poll)),
+            Acquired::Busy { retry_after_ms, .. } => Some(wait_for(*retry_after_ms, poll)),
             Acquired::Blocked(b) => b.wait_out(poll),
             Acquired::Granted(_) => None,
         };
@@ -147,16 +157,31 @@ impl Locks {
             }
             let mode = active.mode();
             let now = self.tier.now();
-            let (key, owner, ttl, epoch) = (&req.key, &req.owner, req.ttl_ms, active.epoch);
-            let hold = req.max_hold_ms;
-            let reply = active.settle(|b| b.acquire(key, owner, ttl, hold, epoch, now));
+            let epoch = active.epoch;
+            let ask = LeaseAsk {
+                key: &req.key,
+                owner: &req.owner,
+                ttl_ms: req.ttl_ms,
+                max_hold_ms: req.max_hold_ms,
+                shared: req.shared,
+                writer_mark_ms: if req.wait_ms > 0 && !req.shared {
+                    self.writer_mark_ms
+                } else {
+                    0
+                },
+            };
+            let reply = active.settle(|b| b.acquire(&ask, epoch, now));
             let (lease, fresh) = match reply.await {
                 Err(b) => return Acquired::Blocked(b),
                 Ok(AcquireReply::Granted(l)) => (l, true),
                 Ok(AcquireReply::Held(l)) => (l, false),
-                Ok(AcquireReply::Busy { expires_at }) => {
+                Ok(AcquireReply::Busy {
+                    expires_at,
+                    blocked_by,
+                }) => {
                     return Acquired::Busy {
                         retry_after_ms: (expires_at - now).max(1),
+                        blocked_by,
                     }
                 }
                 Ok(AcquireReply::CounterExhausted) => {
@@ -183,6 +208,7 @@ impl Locks {
                 expires_at: lease.expires_at,
                 mode,
                 fresh,
+                shared: lease.shared,
             });
         }
         Acquired::Blocked(Blocked::EpochChanging)
@@ -237,7 +263,11 @@ impl Locks {
         let mode = active.mode();
         let now = self.tier.now();
         let read = active.settle(|b| b.get(key, now)).await?;
-        let read = read.map_or(Read::NotHeld, Read::Held);
+        let read = if read.is_empty() {
+            Read::NotHeld
+        } else {
+            Read::Held(read)
+        };
         Ok((read, mode))
     }
 }

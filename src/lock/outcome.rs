@@ -117,12 +117,16 @@ mod tests {
                 expires_at: 1,
                 mode,
                 fresh: true,
+                shared: false,
             })
         };
         let acquired = [
             grant(Mode::Primary),
             grant(Mode::Fallback),
-            Acquired::Busy { retry_after_ms: 1 },
+            Acquired::Busy {
+                retry_after_ms: 1,
+                blocked_by: "b".into(),
+            },
             Acquired::Blocked(Blocked::SafeMode),
         ];
         assert_listed(&acquired);
@@ -140,8 +144,9 @@ mod tests {
             token: 1,
             expires_at: 1,
             hold_until: None,
+            shared: false,
         };
-        assert_listed(&[Read::Held(lease), Read::NotHeld]);
+        assert_listed(&[Read::Held(vec![lease]), Read::NotHeld]);
         assert_eq!(Read::NotHeld.status(), 404);
     }
 }

@@ -125,6 +125,7 @@ mod tests {
             token,
             expires_at,
             hold_until: None,
+            shared: false,
         }
     }
 

@@ -69,8 +69,13 @@ impl Locks {
         loop {
             let epoch = self.tier.active(false)?.epoch;
             let (read, mode) = self.get(key).await?;
-            let current = match &read {
-                Read::Held(l) if l.token == token && l.owner == owner => {
+            let leases = match &read {
+                Read::Held(leases) => leases.as_slice(),
+                Read::NotHeld => &[],
+            };
+            let mine = leases.iter().find(|l| l.token == token);
+            let current = match mine {
+                Some(l) if l.owner == owner => {
                     let now = Instant::now();
                     if now >= deadline {
                         return Ok((Watched::Held(l.clone()), mode));
@@ -81,8 +86,10 @@ impl Locks {
                     tokio::time::sleep(nap.max(Duration::from_millis(1))).await;
                     continue;
                 }
-                Read::Held(l) => Some(l),
-                Read::NotHeld => None,
+                // That token under another owner, else the exclusive lease (other shared
+                // holders say nothing about the caller's lease).
+                Some(l) => Some(l),
+                None => leases.iter().find(|l| !l.shared),
             };
             let miss = Miss {
                 owner,
@@ -116,6 +123,7 @@ mod tests {
             token: 1,
             expires_at: 1,
             hold_until: None,
+            shared: false,
         };
         assert_listed(&[
             Watched::Held(lease),

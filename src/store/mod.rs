@@ -159,6 +159,41 @@ pub struct Lease {
     /// The `max_hold_ms` deadline, epoch milliseconds: no extend takes the lease past it.
     /// `None` when the grant set no cap.
     pub hold_until: Option<i64>,
+    /// Whether it is one of the key's shared leases (else the exclusive one).
+    pub shared: bool,
+}
+
+/// What an acquire asks for.
+#[derive(Debug, Clone, Copy)]
+pub struct LeaseAsk<'a> {
+    /// Lock key.
+    pub key: &'a Key,
+    /// Holder identity.
+    pub owner: &'a str,
+    /// Lease length, ms.
+    pub ttl_ms: i64,
+    /// Cap on extends, from the grant (exclusive leases only).
+    pub max_hold_ms: Option<i64>,
+    /// A shared lease (else exclusive).
+    pub shared: bool,
+    /// How long a refused exclusive ask marks a writer waiting, ms (0: the caller does not
+    /// wait). While the mark lives no new shared lease is granted, so readers cannot starve a
+    /// waiting writer.
+    pub writer_mark_ms: i64,
+}
+
+impl<'a> LeaseAsk<'a> {
+    /// An exclusive lease of `ttl_ms` with no cap, for a caller that does not wait.
+    pub fn exclusive(key: &'a Key, owner: &'a str, ttl_ms: i64) -> Self {
+        Self {
+            key,
+            owner,
+            ttl_ms,
+            max_hold_ms: None,
+            shared: false,
+            writer_mark_ms: 0,
+        }
+    }
 }
 
 /// The outcome of one atomic acquire step.
@@ -168,10 +203,13 @@ pub enum AcquireReply {
     Granted(Lease),
     /// The caller already holds this live lease.
     Held(Lease),
-    /// Another owner holds a live lease until `expires_at`.
+    /// Another owner holds a live lease until `expires_at` (for shared holders, the first to
+    /// expire), or a writer waits ahead of a shared ask.
     Busy {
         /// When the current lease runs out, epoch milliseconds.
         expires_at: i64,
+        /// Who holds it (or waits for it).
+        blocked_by: String,
     },
     /// This epoch has used all its counter values for the key's slot (or key): a new epoch is
     /// needed before the next grant, or tokens would spill into the next epoch's range.
@@ -225,17 +263,14 @@ pub enum Touched {
 
 /// Atomic lock steps, implemented once per backend.
 pub trait LockStore: Send + Sync {
-    /// Grants `key` to `owner` for `ttl_ms` if it is free, as of `epoch`, with extends capped
-    /// at `max_hold_ms` after the grant when it is set. Tokens are `token_base(epoch) + n` with
-    /// `1 <= n < 2^32` a counter that only grows within the epoch (per slot on Redis, per key
-    /// on SQL).
-    #[allow(clippy::too_many_arguments)]
+    /// Grants `ask.key` to `ask.owner` for `ask.ttl_ms` as of `epoch`: an exclusive lease if
+    /// no lease is live, a shared one if no exclusive lease is live and no writer waits; with
+    /// extends capped at `max_hold_ms` after the grant when it is set. Tokens of both kinds are
+    /// `token_base(epoch) + n` with `1 <= n < 2^32` one counter that only grows within the
+    /// epoch (per slot on Redis, per key on SQL).
     fn acquire(
         &self,
-        key: &Key,
-        owner: &str,
-        ttl_ms: i64,
-        max_hold_ms: Option<i64>,
+        ask: &LeaseAsk<'_>,
         epoch: i64,
         now: i64,
     ) -> impl Future<Output = Result<AcquireReply, StoreError>> + Send;
@@ -251,20 +286,20 @@ pub trait LockStore: Send + Sync {
         epoch: i64,
         now: i64,
     ) -> impl Future<Output = Result<Touched, StoreError>> + Send;
-    /// The live lease on `key`, if any.
+    /// The live leases on `key`: the exclusive one, or every shared one (empty when free).
     fn get(
         &self,
         key: &Key,
         now: i64,
-    ) -> impl Future<Output = Result<Option<Lease>, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Vec<Lease>, StoreError>> + Send;
 }
 
 /// A lock store that takes copies of leases granted on the other tier (Redis while it is
 /// armed, and after an extend made on SQL meanwhile).
 pub trait LeaseCopy: Send + Sync {
-    /// Copies `lease` of `key`, unless a newer lease is held here or this one was released
-    /// here; the same lease already here keeps the later expiry. Returns whether the lease is
-    /// here now.
+    /// Copies `lease` of `key` (exclusive or shared), unless a newer exclusive lease is held
+    /// here or this one was released here; the same lease already here keeps the later expiry.
+    /// Returns whether the lease is here now.
     fn seed_lease(
         &self,
         key: &str,

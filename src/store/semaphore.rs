@@ -32,6 +32,7 @@ impl Permit {
             token: self.token,
             expires_at: self.expires_at,
             hold_until: None,
+            shared: false,
         }
     }
 }

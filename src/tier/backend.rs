@@ -5,7 +5,9 @@ use crate::key::Key;
 use crate::store::redis::RedisStore;
 use crate::store::semaphore::{Census, PermitAsk, PermitReply, PermitStore};
 use crate::store::sql::SqlStore;
-use crate::store::{bounded, AcquireReply, Holder, Lease, LockStore, Step, StoreError, Touched};
+use crate::store::{
+    bounded, AcquireReply, Holder, Lease, LeaseAsk, LockStore, Step, StoreError, Touched,
+};
 
 /// Which tier answered: `primary` is Redis, `fallback` is SQL.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,20 +50,13 @@ impl Backend<'_> {
 impl LockStore for Backend<'_> {
     async fn acquire(
         &self,
-        key: &Key,
-        owner: &str,
-        ttl_ms: i64,
-        max_hold_ms: Option<i64>,
+        ask: &LeaseAsk<'_>,
         epoch: i64,
         now: i64,
     ) -> Result<AcquireReply, StoreError> {
-        let hold = max_hold_ms;
         match self {
-            Self::Redis(s) => s.acquire(key, owner, ttl_ms, hold, epoch, now).await,
-            Self::Sql(s) => {
-                let step = s.acquire(key, owner, ttl_ms, hold, epoch, now);
-                bounded(s.timeout(), step).await
-            }
+            Self::Redis(s) => s.acquire(ask, epoch, now).await,
+            Self::Sql(s) => bounded(s.timeout(), s.acquire(ask, epoch, now)).await,
         }
     }
 
@@ -78,7 +73,7 @@ impl LockStore for Backend<'_> {
         }
     }
 
-    async fn get(&self, key: &Key, now: i64) -> Result<Option<Lease>, StoreError> {
+    async fn get(&self, key: &Key, now: i64) -> Result<Vec<Lease>, StoreError> {
         match self {
             Self::Redis(s) => s.get(key, now).await,
             Self::Sql(s) => bounded(s.timeout(), s.get(key, now)).await,

@@ -125,7 +125,8 @@ impl Tier {
                 return Ok(None); // another instance arms this epoch
             }
             let now = self.now();
-            let leases = bounded(limit, self.sql.live_leases(now)).await?;
+            let mut leases = bounded(limit, self.sql.live_leases(now)).await?;
+            leases.extend(bounded(limit, self.sql.live_shares_all(now)).await?);
             let copied = self
                 .copy_all(leases, |(key, lease)| async move {
                     redis.seed_lease(&key, &lease, now).await

@@ -1,10 +1,13 @@
 //! Redis lock steps: each is one Lua script, so check-and-set is atomic and one round trip.
 
-use redis::Value;
+use redis::{ScriptInvocation, Value};
 
+use super::semaphore::permit_id;
 use super::{slot_keys, tagged, unexpected, RedisStore};
 use crate::key::Key;
-use crate::store::{AcquireReply, Holder, Lease, LeaseCopy, LockStore, Step, StoreError, Touched};
+use crate::store::{
+    AcquireReply, Holder, Lease, LeaseAsk, LeaseCopy, LockStore, Step, StoreError, Touched,
+};
 use crate::token::{token_base, token_parts};
 
 impl LeaseCopy for RedisStore {
@@ -12,6 +15,16 @@ impl LeaseCopy for RedisStore {
         let remaining = lease.expires_at - now;
         if remaining <= 0 {
             return Ok(false);
+        }
+        if lease.shared {
+            let mut inv = share_keys(self.scripts.sem_seed.prepare_invoke(), key);
+            inv.key(tagged(key, "gone"))
+                .arg(&lease.owner)
+                .arg(permit_id(lease.token))
+                .arg(1)
+                .arg(remaining)
+                .arg(1);
+            return self.eval::<i64>(&inv).await.map(|n| n == 1);
         }
         let (epoch, ctr) = token_parts(lease.token);
         let hold_left = lease.hold_until.map_or(-1, |h| (h - now).max(0));
@@ -31,21 +44,26 @@ fn hold_at(hold_left: i64, now: i64) -> Option<i64> {
     (hold_left >= 0).then_some(now + hold_left)
 }
 
-/// The lease a script described as `(owner, epoch, ctr, pttl_ms, hold_left_ms)`.
-fn lease_of((owner, epoch, ctr, pttl, hold_left): (String, i64, i64, i64, i64), now: i64) -> Lease {
-    Lease {
-        owner,
-        token: token_base(epoch) + ctr,
-        expires_at: now + pttl.max(0),
-        hold_until: hold_at(hold_left, now),
+/// The key's shared holders (`…:rd`, `…:rdown`, `…:rdexp`, `…:rdlim`: semaphore-shaped, see
+/// `lua/sem_common.lua`), added to an invocation.
+fn share_keys<'a>(mut inv: ScriptInvocation<'a>, key: &str) -> ScriptInvocation<'a> {
+    for suffix in ["rd", "rdown", "rdexp", "rdlim"] {
+        inv.key(tagged(key, suffix));
     }
+    inv
 }
 
 /// Reads `{owner, epoch, ctr, pttl_ms, hold_left_ms}` starting at `items[at]`.
 fn lease_at(items: &[Value], at: usize, now: i64) -> Option<Lease> {
     let int = |i: usize| -> Option<i64> { redis::from_redis_value_ref(items.get(at + i)?).ok() };
     let owner: String = redis::from_redis_value_ref(items.get(at)?).ok()?;
-    Some(lease_of((owner, int(1)?, int(2)?, int(3)?, int(4)?), now))
+    Some(Lease {
+        owner,
+        token: token_base(int(1)?) + int(2)?,
+        expires_at: now + int(3)?.max(0),
+        hold_until: hold_at(int(4)?, now),
+        shared: false,
+    })
 }
 
 /// Parses the `{'done'[, hold_left_ms]}` / `{'missed'[, lease…]}` reply of the extend and
@@ -81,22 +99,37 @@ fn touched(
 impl LockStore for RedisStore {
     async fn acquire(
         &self,
-        key: &Key,
-        owner: &str,
-        ttl_ms: i64,
-        max_hold_ms: Option<i64>,
+        ask: &LeaseAsk<'_>,
         epoch: i64,
         now: i64,
     ) -> Result<AcquireReply, StoreError> {
-        let lock = tagged(key.as_str(), "lock");
+        let key = ask.key.as_str();
+        let lock = tagged(key, "lock");
         let slot = slot_keys(&lock);
-        let mut inv = self.scripts.acquire.key(slot.gate);
-        inv.key(lock)
-            .key(slot.counter)
-            .arg(epoch)
-            .arg(owner)
-            .arg(ttl_ms)
-            .arg(max_hold_ms.unwrap_or(0));
+        let inv = if ask.shared {
+            let mut inv = share_keys(self.scripts.lock_shared.prepare_invoke(), key);
+            inv.key(slot.gate)
+                .key(lock)
+                .key(slot.counter)
+                .key(tagged(key, "wwait"))
+                .arg(epoch)
+                .arg(ask.owner)
+                .arg(ask.ttl_ms);
+            inv
+        } else {
+            let mut inv = self.scripts.acquire.key(slot.gate);
+            inv.key(lock)
+                .key(slot.counter)
+                .key(tagged(key, "rd"))
+                .key(tagged(key, "rdexp"))
+                .key(tagged(key, "wwait"))
+                .arg(epoch)
+                .arg(ask.owner)
+                .arg(ask.ttl_ms)
+                .arg(ask.max_hold_ms.unwrap_or(0))
+                .arg(ask.writer_mark_ms);
+            inv
+        };
         let reply: Value = self.eval(&inv).await?;
         let Value::Array(items) = &reply else {
             return Err(unexpected(&reply));
@@ -112,12 +145,16 @@ impl LockStore for RedisStore {
                     found: (found >= 0).then_some(found),
                 });
             }
-            let lease = lease_at(items, 1, now)?;
+            let mut lease = lease_at(items, 1, now)?;
+            // A shared ask is answered with a shared lease unless it found the owner's
+            // exclusive one (`held_x`).
+            lease.shared = ask.shared && state != "held_x";
             Some(match state.as_str() {
                 "granted" => AcquireReply::Granted(lease),
-                "held" => AcquireReply::Held(lease),
+                "held" | "held_x" => AcquireReply::Held(lease),
                 _ => AcquireReply::Busy {
                     expires_at: lease.expires_at,
+                    blocked_by: lease.owner,
                 },
             })
         })();
@@ -132,17 +169,21 @@ impl LockStore for RedisStore {
         now: i64,
     ) -> Result<Touched, StoreError> {
         let (lease_epoch, ctr) = token_parts(holder.token);
-        let lock = tagged(holder.key.as_str(), "lock");
+        let key = holder.key.as_str();
+        let lock = tagged(key, "lock");
         let (inv, expires_at) = match step {
             Step::Extend { ttl_ms } => {
-                let mut inv = self.scripts.extend.key(lock);
+                let mut inv = self.scripts.extend.prepare_invoke();
+                inv.key(lock);
+                let mut inv = share_keys(inv, key);
                 inv.arg(holder.owner).arg(lease_epoch).arg(ctr).arg(ttl_ms);
                 (inv, now + ttl_ms)
             }
             Step::Release => {
-                let mut inv = self.scripts.release.key(lock);
-                inv.key(tagged(holder.key.as_str(), "gone"))
-                    .arg(holder.owner)
+                let mut inv = self.scripts.release.prepare_invoke();
+                inv.key(lock).key(tagged(key, "gone"));
+                let mut inv = share_keys(inv, key);
+                inv.arg(holder.owner)
                     .arg(lease_epoch)
                     .arg(ctr)
                     .arg(epoch)
@@ -156,13 +197,32 @@ impl LockStore for RedisStore {
             token: holder.token,
             expires_at,
             hold_until,
+            shared: false,
         };
         touched(&reply, done, now)
     }
 
-    async fn get(&self, key: &Key, now: i64) -> Result<Option<Lease>, StoreError> {
-        let inv = self.scripts.get.key(tagged(key.as_str(), "lock"));
-        let reply: Option<(String, i64, i64, i64, i64)> = self.eval(&inv).await?;
-        Ok(reply.map(|described| lease_of(described, now)))
+    async fn get(&self, key: &Key, now: i64) -> Result<Vec<Lease>, StoreError> {
+        let mut inv = self.scripts.get.prepare_invoke();
+        inv.key(tagged(key.as_str(), "lock"));
+        let inv = share_keys(inv, key.as_str());
+        let reply: Value = self.eval(&inv).await?;
+        let items = match &reply {
+            Value::Nil => return Ok(Vec::new()),
+            Value::Array(items) => items,
+            _ => return Err(unexpected(&reply)),
+        };
+        let parsed: Option<Vec<Lease>> = (|| {
+            let kind: String = redis::from_redis_value_ref(items.first()?).ok()?;
+            (1..items.len())
+                .step_by(5)
+                .map(|at| {
+                    let mut lease = lease_at(items, at, now)?;
+                    lease.shared = kind == "s";
+                    Some(lease)
+                })
+                .collect()
+        })();
+        parsed.ok_or_else(|| unexpected(&reply))
     }
 }

@@ -22,10 +22,16 @@ pub use slots::{all_slots, slot_keys, SlotKeys};
 
 use super::{bounded, StoreError};
 
-/// Prepends the shared lease functions (`lua/lease.lua`) to a script that reads a lease.
+/// Prepends the shared lease functions (`lua/lease.lua`, and for shared holders
+/// `lua/sem_common.lua` and `lua/shares.lua`) to a script that reads a lease.
 macro_rules! lease_script {
     ($file:literal) => {
-        concat!(include_str!("lua/lease.lua"), include_str!($file))
+        concat!(
+            include_str!("lua/lease.lua"),
+            include_str!("lua/sem_common.lua"),
+            include_str!("lua/shares.lua"),
+            include_str!($file)
+        )
     };
 }
 
@@ -56,6 +62,17 @@ pub const ACQUIRE_LUA: &str = concat!(
     include_str!("lua/token.lua"),
     include_str!("lua/lease.lua"),
     include_str!("lua/acquire.lua")
+);
+/// Source of the shared-lease acquire script (benchmarks run it raw too).
+pub const SHARED_LUA: &str = concat!(
+    include_str!("lua/token.lua"),
+    lease_script!("lua/lock_shared.lua")
+);
+/// Source of the semaphore acquire script (benchmarks run it raw too).
+pub const SEM_ACQUIRE_LUA: &str = concat!(
+    include_str!("lua/token.lua"),
+    include_str!("lua/sem_common.lua"),
+    include_str!("lua/sem_acquire.lua")
 );
 /// Source of the reserve script (benchmarks run it raw too).
 pub const RESERVE_LUA: &str = include_str!("lua/res_reserve.lua");
@@ -100,6 +117,7 @@ struct Scripts {
     sem_release: Script,
     sem_read: Script,
     sem_seed: Script,
+    lock_shared: Script,
 }
 
 impl Scripts {
@@ -127,11 +145,12 @@ impl Scripts {
             cache_invalidate: cache_script!("lua/cache_invalidate.lua"),
             cache_reclaim: cache_script!("lua/cache_reclaim.lua"),
             cache_stats: cache_script!("lua/cache_stats.lua"),
-            sem_acquire: sem_script!("lua/sem_acquire.lua"),
+            sem_acquire: Script::new(SEM_ACQUIRE_LUA),
             sem_extend: sem_script!("lua/sem_extend.lua"),
             sem_release: sem_script!("lua/sem_release.lua"),
             sem_read: sem_script!("lua/sem_read.lua"),
             sem_seed: sem_script!("lua/sem_seed.lua"),
+            lock_shared: Script::new(SHARED_LUA),
             rl_peek: Script::new(concat!(
                 include_str!("lua/rl_state.lua"),
                 include_str!("lua/rl_peek.lua")

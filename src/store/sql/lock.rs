@@ -1,31 +1,39 @@
-//! SQL lock steps. Acquire, extend and release are each one conditional statement that also
-//! checks the tier epoch, so an instance acting on a stale view of the tier changes no lease
+//! SQL lock steps (exclusive leases; shared ones in `lock_share.rs`). Acquire, extend and
+//! release are each one conditional statement that also checks the tier epoch, so an instance acting on a stale view of the tier changes no lease
 //! (fail-back copies SQL leases into Redis knowing none changes behind it), and two grants of
 //! one key serialize on its row. The per-key counter restarts at each epoch; rows of older
 //! epochs are reaped once expired.
 
 use super::{classify, col, SqlStore};
 use crate::key::Key;
-use crate::store::{AcquireReply, Holder, Lease, LockStore, Step, StoreError, Touched};
+use crate::store::{AcquireReply, Holder, Lease, LeaseAsk, LockStore, Step, StoreError, Touched};
 use crate::token::{token_base, token_parts, COUNTER_MAX};
 
 const ACQUIRE: &str = "
-INSERT INTO warden_locks (lock_key, owner, counter, token, expires_at, hold_until)
-SELECT $1, $2, 1, $3 + 1, $4, $8
+INSERT INTO warden_locks (lock_key, owner, counter, token, drawn, expires_at, hold_until)
+SELECT $1, $2, 1, $3 + 1, $3 + 1, $4, $8
 WHERE EXISTS (SELECT 1 FROM warden_tier WHERE id = 1 AND epoch = $5)
 ON CONFLICT (lock_key) DO UPDATE SET
     owner = excluded.owner,
-    counter = CASE WHEN warden_locks.token >= $3 THEN warden_locks.counter + 1 ELSE 1 END,
-    token = $3 + CASE WHEN warden_locks.token >= $3 THEN warden_locks.counter + 1 ELSE 1 END,
+    counter = CASE WHEN warden_locks.drawn >= $3 THEN warden_locks.counter + 1 ELSE 1 END,
+    token = $3 + CASE WHEN warden_locks.drawn >= $3 THEN warden_locks.counter + 1 ELSE 1 END,
+    drawn = $3 + CASE WHEN warden_locks.drawn >= $3 THEN warden_locks.counter + 1 ELSE 1 END,
     expires_at = excluded.expires_at,
-    hold_until = excluded.hold_until
+    hold_until = excluded.hold_until,
+    writer_until = 0
 WHERE warden_locks.expires_at <= $6
-  AND (warden_locks.token < $3 OR warden_locks.counter < $7)
+  AND warden_locks.shared_until <= $6
+  AND (warden_locks.drawn < $3 OR warden_locks.counter < $7)
   AND EXISTS (SELECT 1 FROM warden_tier WHERE id = 1 AND epoch = $5)
 RETURNING owner, token, expires_at, hold_until";
 
-const CURRENT: &str =
-    "SELECT owner, token, expires_at, hold_until FROM warden_locks WHERE lock_key = $1";
+/// A refused exclusive ask that will wait marks a writer waiting until `$2`.
+pub(super) const MARK_WRITER: &str = "
+UPDATE warden_locks SET writer_until = $2, writer = $3
+WHERE lock_key = $1 AND (writer_until < $2 OR writer = $3)";
+
+const CURRENT: &str = "
+SELECT owner, token, expires_at, hold_until, drawn FROM warden_locks WHERE lock_key = $1";
 
 const EPOCH: &str = "SELECT epoch FROM warden_tier WHERE id = 1";
 
@@ -47,7 +55,7 @@ const LIVE: &str = "
 SELECT owner, token, expires_at, hold_until, lock_key FROM warden_locks WHERE expires_at > $1";
 
 /// The stored form of a max_hold deadline: 0 for none.
-fn stored_hold(hold_until: Option<i64>) -> i64 {
+pub(super) fn stored_hold(hold_until: Option<i64>) -> i64 {
     hold_until.unwrap_or(0)
 }
 
@@ -63,6 +71,7 @@ fn lease_from(row: &sqlx::any::AnyRow, at: usize) -> Result<Lease, StoreError> {
         token: col(row, at + 1)?,
         expires_at: col(row, at + 2)?,
         hold_until: hold_of(col(row, at + 3)?),
+        shared: false,
     })
 }
 
@@ -70,7 +79,9 @@ fn lease(row: &sqlx::any::AnyRow) -> Result<Lease, StoreError> {
     lease_from(row, 0)
 }
 
-const REAP: &str = "DELETE FROM warden_locks WHERE expires_at < $1 AND token < $2";
+/// Rows whose leases all ended, and whose counter belongs to an earlier epoch.
+const REAP: &str = "
+DELETE FROM warden_locks WHERE expires_at < $1 AND shared_until < $1 AND drawn < $2";
 
 impl SqlStore {
     /// Deletes expired lease rows granted before `epoch`: a later grant of their key draws a
@@ -82,7 +93,7 @@ impl SqlStore {
             .execute(&self.pool)
             .await
             .map_err(classify)?;
-        Ok(done.rows_affected())
+        Ok(done.rows_affected() + self.reap_shares(epoch, now).await?)
     }
 
     /// Every lease still live at `now`, with its key (copied into Redis at fail-back).
@@ -97,47 +108,70 @@ impl SqlStore {
             .collect()
     }
 
-    async fn current(&self, key: &Key) -> Result<Option<Lease>, StoreError> {
+    /// The key's exclusive lease record and the last token drawn for the key.
+    async fn current(&self, key: &Key) -> Result<Option<(Lease, i64)>, StoreError> {
         let row = sqlx::query(CURRENT)
             .bind(key.as_str())
             .fetch_optional(&self.pool)
             .await
             .map_err(classify)?;
-        row.as_ref().map(lease).transpose()
+        row.as_ref()
+            .map(|r| Ok((lease(r)?, col(r, 4)?)))
+            .transpose()
     }
 }
 
 impl LockStore for SqlStore {
     async fn acquire(
         &self,
-        key: &Key,
-        owner: &str,
-        ttl_ms: i64,
-        max_hold_ms: Option<i64>,
+        ask: &LeaseAsk<'_>,
         epoch: i64,
         now: i64,
     ) -> Result<AcquireReply, StoreError> {
+        if ask.shared {
+            return self.acquire_shared(ask, epoch, now).await;
+        }
+        let (key, owner) = (ask.key, ask.owner);
         let granted = sqlx::query(ACQUIRE)
             .bind(key.as_str())
             .bind(owner)
             .bind(token_base(epoch))
-            .bind(now + ttl_ms)
+            .bind(now + ask.ttl_ms)
             .bind(epoch)
             .bind(now)
             .bind(COUNTER_MAX)
-            .bind(stored_hold(max_hold_ms.map(|h| now + h)))
+            .bind(stored_hold(ask.max_hold_ms.map(|h| now + h)))
             .fetch_optional(&self.pool)
             .await
             .map_err(classify)?;
         if let Some(row) = granted {
             return Ok(AcquireReply::Granted(lease(&row)?));
         }
-        match self.current(key).await? {
-            Some(l) if l.expires_at > now && l.owner == owner => Ok(AcquireReply::Held(l)),
-            Some(l) if l.expires_at > now => Ok(AcquireReply::Busy {
-                expires_at: l.expires_at,
-            }),
-            Some(l) if token_parts(l.token) == (epoch, COUNTER_MAX) => {
+        let current = self.current(key).await?;
+        match &current {
+            Some((l, _)) if l.expires_at > now && l.owner == owner => {
+                return Ok(AcquireReply::Held(l.clone()))
+            }
+            Some((l, _)) if l.expires_at > now => {
+                return Ok(AcquireReply::Busy {
+                    expires_at: l.expires_at,
+                    blocked_by: l.owner.clone(),
+                })
+            }
+            _ => {}
+        }
+        if let Some(first) = self.live_shares(key, now).await?.into_iter().next() {
+            if ask.writer_mark_ms > 0 {
+                self.mark_writer(key, owner, now + ask.writer_mark_ms)
+                    .await?;
+            }
+            return Ok(AcquireReply::Busy {
+                expires_at: first.expires_at,
+                blocked_by: first.owner,
+            });
+        }
+        match current {
+            Some((_, drawn)) if token_parts(drawn) == (epoch, COUNTER_MAX) => {
                 Ok(AcquireReply::CounterExhausted)
             }
             _ => {
@@ -179,7 +213,11 @@ impl LockStore for SqlStore {
                 token: holder.token,
                 expires_at: expires_at.max(now),
                 hold_until: hold_of(col(&row, 0)?),
+                shared: false,
             }));
+        }
+        if let Some(lease) = self.touch_share(holder, step, epoch, now).await? {
+            return Ok(Touched::Done(lease));
         }
         let row = sqlx::query(MISSED)
             .bind(holder.key.as_str())
@@ -191,14 +229,24 @@ impl LockStore for SqlStore {
             return Ok(Touched::EpochMismatch);
         }
         let owner: Option<String> = col(&row, 1)?;
-        let current = match owner {
+        let exclusive = match owner {
             Some(_) => Some(lease_from(&row, 1)?),
             None => None,
+        };
+        // That token as a shared lease (under any owner) explains the miss first; then the
+        // exclusive lease record; then the owner's other live shared lease.
+        let share = self.share_record(holder, now).await?;
+        let current = match share {
+            Some(s) if s.token == holder.token => Some(s),
+            share => exclusive.filter(|l| !l.owner.is_empty()).or(share),
         };
         Ok(Touched::Missed { current })
     }
 
-    async fn get(&self, key: &Key, now: i64) -> Result<Option<Lease>, StoreError> {
-        Ok(self.current(key).await?.filter(|l| l.expires_at > now))
+    async fn get(&self, key: &Key, now: i64) -> Result<Vec<Lease>, StoreError> {
+        match self.current(key).await? {
+            Some((l, _)) if l.expires_at > now => Ok(vec![l]),
+            _ => self.live_shares(key, now).await,
+        }
     }
 }

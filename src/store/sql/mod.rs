@@ -11,6 +11,7 @@ mod idem_sql;
 mod incidents;
 mod kv;
 mod lock;
+mod lock_share;
 mod outbox;
 mod params;
 mod planner_stats;
@@ -137,6 +138,34 @@ impl SqlStore {
             self.pool.begin().await
         }
         .map_err(classify)
+    }
+
+    /// In write transaction `tx`, reads the row `sql` selects with `key` as `$1` (locked for
+    /// update on PostgreSQL; SQLite's write transaction holds the whole database) and the
+    /// tier's epoch (share-locked on PostgreSQL, so a tier switch waits for `tx` and arming
+    /// sees what it grants).
+    pub(crate) async fn row_at_epoch(
+        &self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        sql: &str,
+        key: &str,
+    ) -> Result<(sqlx::any::AnyRow, i64), StoreError> {
+        let (row_lock, tier_lock) = if self.sqlite {
+            ("", "")
+        } else {
+            (" FOR UPDATE", " FOR SHARE")
+        };
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!("{sql}{row_lock}")))
+            .bind(key)
+            .fetch_one(&mut **tx)
+            .await
+            .map_err(classify)?;
+        let epoch = format!("SELECT epoch FROM warden_tier WHERE id = 1{tier_lock}");
+        let epoch: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(epoch))
+            .fetch_one(&mut **tx)
+            .await
+            .map_err(classify)?;
+        Ok((row, epoch))
     }
 
     /// Closes the pool.

@@ -17,8 +17,6 @@ ON CONFLICT (name) DO NOTHING";
 
 const ROW: &str = "SELECT limit_n, counter, token FROM warden_semaphores WHERE name = $1";
 
-const EPOCH: &str = "SELECT epoch FROM warden_tier WHERE id = 1";
-
 const PURGE: &str = "DELETE FROM warden_permits WHERE name = $1 AND expires_at <= $2";
 
 const LIVE: &str = "
@@ -145,11 +143,6 @@ impl PermitStore for SqlStore {
         now: i64,
     ) -> Result<PermitReply, StoreError> {
         let name = ask.name.as_str();
-        let (row_lock, tier_lock) = if self.sqlite {
-            ("", "")
-        } else {
-            (" FOR UPDATE", " FOR SHARE")
-        };
         let mut tx = self.begin_write().await?;
         sqlx::query(ENSURE)
             .bind(name)
@@ -157,16 +150,8 @@ impl PermitStore for SqlStore {
             .execute(&mut *tx)
             .await
             .map_err(classify)?;
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!("{ROW}{row_lock}")))
-            .bind(name)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(classify)?;
+        let (row, found) = self.row_at_epoch(&mut tx, ROW, name).await?;
         let (limit, counter, last): (i64, i64, i64) = (col(&row, 0)?, col(&row, 1)?, col(&row, 2)?);
-        let found: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("{EPOCH}{tier_lock}")))
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(classify)?;
         if found != epoch {
             return Ok(PermitReply::EpochMismatch { found: Some(found) });
         }

@@ -3,11 +3,16 @@
 -- KEYS[2] lease hash {owner, epoch, ctr, hold?}, with a PEXPIRE of the lease TTL; `hold` is
 --   the max_hold deadline on the server clock, past which no extend goes
 -- KEYS[3] grant counter of the key's slot (reset to 0 when the slot is armed for a new epoch)
+-- KEYS[4] the key's shared holders (HASH id -> "1\nowner"), KEYS[5] their expiries (ZSET id ->
+-- expiry on the server clock)
+-- KEYS[6] waiting-writer mark: while it lives, no shared holder is admitted
 -- ARGV[1] epoch the caller believes active, ARGV[2] owner, ARGV[3] ttl_ms,
--- ARGV[4] max_hold_ms (0: no cap)
+-- ARGV[4] max_hold_ms (0: no cap), ARGV[5] how long a refused writer's mark lives (0: the
+-- caller does not wait)
 -- Returns: {'epoch', found_epoch_or_-1}
 --       or {'exhausted'} when the slot used all 2^32 - 1 counters of this epoch
 --       or {'granted'|'held'|'busy', owner, lease_epoch, lease_ctr, pttl_ms, hold_left_ms}
+--          ('busy' on shared holders names the one expiring first, with its expiry)
 local refusal = epoch_refusal(KEYS[1], ARGV[1])
 if refusal then return refusal end
 local cur = redis.call('HMGET', KEYS[2], 'owner', 'epoch', 'ctr')
@@ -15,6 +20,11 @@ if cur[1] then
   local reply = lease_reply(KEYS[2], cur)
   table.insert(reply, 1, cur[1] == ARGV[2] and 'held' or 'busy')
   return reply
+end
+local busy = readers_busy(KEYS[4], KEYS[5])
+if busy then
+  if ARGV[5] ~= '0' then redis.call('SET', KEYS[6], ARGV[2], 'PX', ARGV[5]) end
+  return busy
 end
 local ctr = draw_counter(KEYS[3])
 if not ctr then return {'exhausted'} end
@@ -26,4 +36,5 @@ else
   hold = -1
 end
 redis.call('PEXPIRE', KEYS[2], ARGV[3])
+if redis.call('GET', KEYS[6]) == ARGV[2] then redis.call('DEL', KEYS[6]) end
 return {'granted', ARGV[2], tonumber(ARGV[1]), ctr, tonumber(ARGV[3]), hold}

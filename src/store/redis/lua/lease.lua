@@ -9,6 +9,8 @@
 -- mark_released(gone_key, epoch, ctr, ttl_ms): remembers that the lease (epoch, ctr) was
 --   released, for as long as an arming may still copy it in from SQL.
 -- was_released(gone_key, epoch, ctr): whether that release is remembered.
+-- readers_busy(holders_key, exp_key): nil when the key has no live shared holder, else the
+--   'busy' reply naming the one expiring first: {'busy', owner, epoch, ctr, pttl_ms, -1}.
 local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -38,4 +40,15 @@ end
 
 local function was_released(gone_key, epoch, ctr)
   return redis.call('SISMEMBER', gone_key, epoch .. ':' .. ctr) == 1
+end
+
+local function readers_busy(holders_key, exp_key)
+  if redis.call('ZCARD', exp_key) == 0 then return nil end
+  local now = now_ms()
+  local first = redis.call('ZRANGEBYSCORE', exp_key, '(' .. now, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
+  if #first == 0 then return nil end
+  local e, c = string.match(first[1], '^(%d+):(%d+)$')
+  local v = redis.call('HGET', holders_key, first[1]) or '1\n?'
+  local owner = string.sub(v, string.find(v, '\n', 1, true) + 1)
+  return {'busy', owner, tonumber(e), tonumber(c), tonumber(first[2]) - now, -1}
 end
