@@ -154,8 +154,13 @@ async fn every_endpoint_refuses_strangers_and_wrong_scopes_before_anything_chang
             continue;
         }
         // A token without the route's scope: `locks` for everything but the lock routes
-        // (locks, fences, semaphores), `metrics` for those.
-        let lock_route = ["/v1/locks", "/v1/fences", "/v1/semaphores"];
+        // (locks, fences, semaphores, lock groups), `metrics` for those.
+        let lock_route = [
+            "/v1/locks",
+            "/v1/fences",
+            "/v1/semaphores",
+            "/v1/lock-groups",
+        ];
         let wrong = if lock_route.iter().any(|p| path.starts_with(p)) {
             &metrics_only
         } else {

@@ -1,8 +1,10 @@
-//! One conformance suite each for locks (`max_hold_ms` and shared leases included),
+//! One conformance suite each for locks (`max_hold_ms`, shared leases and groups included),
 //! semaphores, idempotency, reservations and causal streams, expanded for every backend:
 //! SQLite, PostgreSQL, Redis and Redis Cluster (with PostgreSQL as their durable tier). Each
 //! runs through the real binary over HTTP.
 
+#[path = "conformance/group.rs"]
+mod group;
 #[path = "conformance/hold.rs"]
 mod hold;
 #[path = "conformance/idem.rs"]
@@ -356,6 +358,7 @@ mod lock {
         fences => crate::fences,
         max_hold_caps_renewal => crate::hold::max_hold_caps_renewal,
         shared_readers_and_writers => crate::shared::readers_and_writers,
+        groups_all_or_nothing => crate::group::all_or_nothing,
     }
 }
 

@@ -53,7 +53,8 @@ pub fn need(method: &Method, path: &str) -> Option<Need> {
         p if p.starts_with("/v1/incidents") => Scope::Incidents,
         p if p.starts_with("/v1/locks/")
             || p.starts_with("/v1/fences/")
-            || p.starts_with("/v1/semaphores/") =>
+            || p.starts_with("/v1/semaphores/")
+            || p.starts_with("/v1/lock-groups/") =>
         {
             Scope::Locks
         }

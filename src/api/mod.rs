@@ -10,6 +10,7 @@ mod idem;
 mod incident_input;
 mod incidents;
 mod kv;
+mod lock_groups;
 mod locks;
 pub mod observe;
 mod openapi;
@@ -151,6 +152,7 @@ pub fn app(state: AppState, max_body_bytes: usize) -> Router {
     Router::new()
         .merge(locks::router())
         .merge(semaphores::router())
+        .merge(lock_groups::router())
         .merge(idem::router())
         .merge(reserve::router())
         .merge(streams::router())

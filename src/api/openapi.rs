@@ -35,6 +35,9 @@ use outcomes::{Documented, OUTCOMES};
         super::semaphores::extend,
         super::semaphores::release,
         super::semaphores::read,
+        super::lock_groups::acquire,
+        super::lock_groups::extend,
+        super::lock_groups::release,
         super::idem::begin,
         super::idem::complete,
         super::idem::fail,
@@ -108,6 +111,9 @@ use outcomes::{Documented, OUTCOMES};
         super::locks::Holder,
         super::locks::FenceAnswer,
         super::semaphores::SemaphoreAnswer,
+        super::lock_groups::LockGroupAnswer,
+        super::lock_groups::GroupLock,
+        super::lock_groups::GroupKey,
         super::idem::IdemAnswer,
         super::reserve::StockAnswer,
         super::reserve::ReservationAnswer,
@@ -251,6 +257,14 @@ impl Modify for InputProblems {
                     add_problem(op, "413", &["value_too_large"]);
                 }
             }
+        }
+        if let Some(op) = doc
+            .paths
+            .paths
+            .get_mut("/v1/lock-groups/acquire")
+            .and_then(|i| i.post.as_mut())
+        {
+            add_problem(op, "422", &super::lock_groups::GROUP_CODES);
         }
         for path in [
             "/v1/semaphores/{name}/permits/{id}/extend",

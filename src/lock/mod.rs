@@ -5,12 +5,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+mod group;
 mod guarded;
 mod outcome;
 mod rules;
 pub(crate) mod touch;
 mod watch;
 
+pub use group::{GroupAcquired, GroupRequest, Held as GroupMember, Member, MAX_GROUP_KEYS};
 pub use guarded::{LockGuard, WithLockError};
 pub use rules::{on_acquire, LostReason, OnAcquire, Touch};
 pub use watch::Watched;

@@ -47,6 +47,34 @@ impl Terminal for Acquired {
     }
 }
 
+impl Terminal for super::GroupAcquired {
+    const STATES: &'static [StateDoc] = &[
+        StateDoc::json(
+            "lock_group_acquired",
+            200,
+            "every member held; `group_id`, a token per key",
+        ),
+        StateDoc::json(
+            "lock_busy",
+            409,
+            "a member was held elsewhere for the whole wait; nothing is held; `blocked_at`",
+        ),
+        StateDoc::json(
+            "lock_acquire_failed_safe_block",
+            503,
+            "no tier may grant now; nothing is held; `reason` says why",
+        ),
+    ];
+
+    fn state(&self) -> &'static str {
+        match self {
+            Self::Granted { .. } => "lock_group_acquired",
+            Self::Busy { .. } => "lock_busy",
+            Self::Blocked(_) => "lock_acquire_failed_safe_block",
+        }
+    }
+}
+
 /// The state of a failed extend or release.
 fn refused<T>(touch: &Touch<T>) -> &'static str {
     match touch {

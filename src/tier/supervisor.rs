@@ -50,8 +50,8 @@ impl Tier {
         }
     }
 
-    /// Deletes expired SQL lease rows of earlier epochs, expired permit rows and semaphore
-    /// rows left with none (bounded table growth).
+    /// Deletes expired SQL lease rows of earlier epochs, expired permit rows, semaphore rows
+    /// left with none and expired lock group records (bounded table growth).
     async fn reap(&self) {
         let Some(epoch) = self.status().epoch else {
             return;
@@ -60,6 +60,7 @@ impl Tier {
         let reaped = [
             self.sql.reap_leases(epoch, now).await,
             self.sql.reap_permits(epoch, now).await,
+            self.sql.reap_groups(now).await,
         ];
         for r in reaped {
             match r {

@@ -12,7 +12,7 @@ use crate::guard::{
 };
 use crate::idem::{Begun, Finished};
 use crate::kv::{KvDelete, KvPut, KvRead};
-use crate::lock::{Acquired, Read, Touch, Watched};
+use crate::lock::{Acquired, GroupAcquired, Read, Touch, Watched};
 use crate::outcome::{StateDoc, Terminal};
 use crate::ratelimit::{Checked, Looked, OverrideSaved, PolicyRead, PolicySaved};
 use crate::reserve::{ReservedOnce, Settled, StockRead, TotalSet};
@@ -100,6 +100,24 @@ pub(super) const OUTCOMES: &[Documented] = &[
             SemaphoreRead::STATES,
             "SemaphoreAnswer",
         ),
+    ),
+    Documented {
+        may_block: false, // its own safe-block state is one of its outcome's
+        ..post(
+            "/v1/lock-groups/acquire",
+            GroupAcquired::STATES,
+            "LockGroupAnswer",
+        )
+    },
+    post(
+        "/v1/lock-groups/{id}/extend",
+        <Touch<i64>>::STATES,
+        "LockGroupAnswer",
+    ),
+    post(
+        "/v1/lock-groups/{id}/release",
+        <Touch<()>>::STATES,
+        "LockGroupAnswer",
     ),
     post(
         "/v1/fences/{resource}/check",

@@ -1,0 +1,272 @@
+//! Lock group endpoints (DESIGN §4.1): all or nothing over 1–64 distinct keys, taken in key
+//! order; extended and released by the group's id.
+
+use std::collections::HashSet;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::answer::{blocked, blocked_as, status_of};
+use super::extract::{in_range, owner, Body, Caller, PathKey};
+use super::locks::LockMode;
+use super::observe::Op;
+use super::problem::ApiError;
+use super::AppState;
+use crate::key::Key;
+use crate::lock::{
+    GroupAcquired, GroupRequest, LostReason, Member, Touch, MAX_GROUP_KEYS, MAX_TTL_MS, MAX_WAIT_MS,
+};
+use crate::outcome::Terminal;
+use crate::runtime::clock::rfc3339;
+use crate::tier::Mode;
+
+/// One key of a group.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GroupKey {
+    /// The key (1–512 bytes).
+    pub key: String,
+    /// `exclusive` (default) or `shared`.
+    #[serde(default)]
+    pub mode: LockMode,
+}
+
+/// `POST /v1/lock-groups/acquire` body.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct GroupAcquireBody {
+    /// Holder identity.
+    pub owner: String,
+    /// Lease length of every member, ms (1..=3 600 000).
+    pub ttl_ms: i64,
+    /// How long to wait for the whole group, ms (default 0, at most 60 000).
+    #[serde(default)]
+    pub wait_ms: i64,
+    /// 1–64 distinct keys.
+    pub locks: Vec<GroupKey>,
+}
+
+/// `POST /v1/lock-groups/{id}/extend` and `/release` body.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct GroupTouchBody {
+    /// Holder identity.
+    pub owner: String,
+    /// For an extend: the new lease length from now, ms (default: the group's own).
+    #[serde(default)]
+    pub ttl_ms: Option<i64>,
+}
+
+/// A held member, as answered.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct GroupLock {
+    /// The key.
+    pub key: String,
+    /// Its fencing token.
+    pub fencing_token: i64,
+    /// `exclusive` or `shared`.
+    pub lock_mode: LockMode,
+}
+
+/// Answer of the lock group endpoints.
+#[derive(Debug, Default, Serialize, ToSchema)]
+pub struct LockGroupAnswer {
+    /// Terminal state.
+    pub state: &'static str,
+    /// `primary` (Redis) or `fallback` (SQL).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mode: Option<&'static str>,
+    /// The group's id, for its extend and release.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group_id: Option<String>,
+    /// Every member, in key order, with its token.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub locks: Option<Vec<GroupLock>>,
+    /// The earliest member expiry, RFC 3339 UTC.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+    /// ms until the earliest member expires.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ttl_ms_remaining: Option<i64>,
+    /// For `lock_busy`: the key that was held.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub blocked_at: Option<String>,
+    /// For `lock_busy`: who held it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub blocked_by: Option<String>,
+    /// For `lock_busy`: when a retry may succeed, ms.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_after_ms: Option<i64>,
+    /// For `lock_lost`: why the group is gone.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'static str>,
+}
+
+/// The codes of a refused member list.
+pub const GROUP_CODES: [&str; 2] = ["invalid_key", "duplicate_key"];
+
+/// The lock group routes.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/lock-groups/acquire", post(acquire))
+        .route("/v1/lock-groups/{id}/extend", post(extend))
+        .route("/v1/lock-groups/{id}/release", post(release))
+}
+
+fn unprocessable(code: &'static str, detail: String) -> ApiError {
+    ApiError::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        code,
+        "Invalid lock group",
+        detail,
+    )
+}
+
+/// The members, validated, distinct and in key order.
+fn members(tenant: &str, locks: &[GroupKey]) -> Result<Vec<Member>, ApiError> {
+    in_range("locks", locks.len() as i64, 1, MAX_GROUP_KEYS as i64)?;
+    let mut seen = HashSet::new();
+    let mut members = Vec::with_capacity(locks.len());
+    for l in locks {
+        let key = Key::scoped(tenant, &l.key)
+            .map_err(|e| unprocessable("invalid_key", format!("`{}`: {e}", l.key)))?;
+        if !seen.insert(l.key.as_str()) {
+            return Err(unprocessable(
+                "duplicate_key",
+                format!("`{}` is named twice", l.key),
+            ));
+        }
+        members.push(Member {
+            key,
+            shared: l.mode == LockMode::Shared,
+        });
+    }
+    members.sort_by(|a, b| a.key.as_str().cmp(b.key.as_str()));
+    Ok(members)
+}
+
+/// Acquires every key of a group, or none.
+#[utoipa::path(post, path = "/v1/lock-groups/acquire", request_body = GroupAcquireBody)]
+pub async fn acquire(
+    State(app): State<AppState>,
+    Caller(caller): Caller,
+    Body(body): Body<GroupAcquireBody>,
+) -> Result<Response, ApiError> {
+    let op = Op::start("lock_group_acquire");
+    let mut raw = [0u8; 16];
+    getrandom::fill(&mut raw).map_err(|_| unprocessable("invalid_body", "no randomness".into()))?;
+    let id = Key::scoped(&caller.tenant, &format!("lg_{}", hex::encode(raw)))
+        .map_err(|e| unprocessable("invalid_key", e.to_string()))?;
+    let req = GroupRequest {
+        owner: owner(&body.owner)?,
+        ttl_ms: in_range("ttl_ms", body.ttl_ms, 1, MAX_TTL_MS)?,
+        wait_ms: in_range("wait_ms", body.wait_ms, 0, MAX_WAIT_MS)?,
+        members: members(&caller.tenant, &body.locks)?,
+        id: id.clone(),
+    };
+    let outcome = app.locks.acquire_group(req).await;
+    let mut answer = LockGroupAnswer {
+        state: outcome.state(),
+        ..LockGroupAnswer::default()
+    };
+    match &outcome {
+        GroupAcquired::Granted {
+            members,
+            expires_at,
+            mode,
+        } => {
+            let now = app.tier.now();
+            answer.mode = Some(mode.as_str());
+            answer.group_id = Some(id.name().to_owned());
+            let locks = members.iter().map(|m| GroupLock {
+                key: m.key.clone(),
+                fencing_token: m.token,
+                lock_mode: if m.shared {
+                    LockMode::Shared
+                } else {
+                    LockMode::Exclusive
+                },
+            });
+            answer.locks = Some(locks.collect());
+            answer.expires_at = Some(rfc3339(*expires_at));
+            answer.ttl_ms_remaining = Some((expires_at - now).max(0));
+        }
+        GroupAcquired::Busy {
+            blocked_at,
+            blocked_by,
+            retry_after_ms,
+        } => {
+            answer.blocked_at = Some(blocked_at.clone());
+            answer.blocked_by = Some(blocked_by.clone());
+            answer.retry_after_ms = Some(*retry_after_ms);
+        }
+        GroupAcquired::Blocked(b) => return Ok(blocked_as(&op, "lock-group", outcome.state(), *b)),
+    }
+    op.finish("lock-group", answer.state, answer.mode.unwrap_or("none"));
+    Ok((status_of(&outcome), Json(answer)).into_response())
+}
+
+fn touched<T>(touch: &Touch<T>, mode: Mode) -> LockGroupAnswer
+where
+    Touch<T>: Terminal,
+{
+    LockGroupAnswer {
+        state: touch.state(),
+        mode: Some(mode.as_str()),
+        reason: match touch {
+            Touch::Lost(why) => Some(LostReason::as_str(*why)),
+            _ => None,
+        },
+        ..LockGroupAnswer::default()
+    }
+}
+
+/// Extends every member of a group; if one is lost, the group is released whole.
+#[utoipa::path(post, path = "/v1/lock-groups/{id}/extend", request_body = GroupTouchBody,
+    params(("id" = String, Path, description = "group id")))]
+pub async fn extend(
+    State(app): State<AppState>,
+    PathKey(id): PathKey,
+    Body(body): Body<GroupTouchBody>,
+) -> Result<Response, ApiError> {
+    let op = Op::start("lock_group_extend");
+    let who = owner(&body.owner)?;
+    let ttl = body
+        .ttl_ms
+        .map(|t| in_range("ttl_ms", t, 1, MAX_TTL_MS))
+        .transpose()?;
+    let (touch, mode) = match app.locks.extend_group(&id, &who, ttl).await {
+        Ok(done) => done,
+        Err(b) => return Ok(blocked(&op, id.name(), b)),
+    };
+    let mut answer = touched(&touch, mode);
+    if let Touch::Done(expires_at) = touch {
+        answer.group_id = Some(id.name().to_owned());
+        answer.expires_at = Some(rfc3339(expires_at));
+        answer.ttl_ms_remaining = Some((expires_at - app.tier.now()).max(0));
+    }
+    op.finish(id.name(), answer.state, answer.mode.unwrap_or("none"));
+    Ok((status_of(&touch), Json(answer)).into_response())
+}
+
+/// Releases every member of a group.
+#[utoipa::path(post, path = "/v1/lock-groups/{id}/release", request_body = GroupTouchBody,
+    params(("id" = String, Path, description = "group id")))]
+pub async fn release(
+    State(app): State<AppState>,
+    PathKey(id): PathKey,
+    Body(body): Body<GroupTouchBody>,
+) -> Result<Response, ApiError> {
+    let op = Op::start("lock_group_release");
+    let who = owner(&body.owner)?;
+    let (touch, mode) = match app.locks.release_group(&id, &who).await {
+        Ok(done) => done,
+        Err(b) => return Ok(blocked(&op, id.name(), b)),
+    };
+    let answer = touched(&touch, mode);
+    op.finish(id.name(), answer.state, answer.mode.unwrap_or("none"));
+    Ok((status_of(&touch), Json(answer)).into_response())
+}

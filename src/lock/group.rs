@@ -1,0 +1,320 @@
+//! Lock groups: all or nothing over 1–64 keys. Members are taken one by one in sorted key
+//! order (after a refusal, the member that refused goes first); on the first busy key the
+//! group releases what it took and waits holding nothing, so no two groups can deadlock. Only once
+//! every member is held is the group recorded (durably, in SQL) and answered, so no answer
+//! reports a partial group. The acquire runs as a task of its own: a client that disconnects
+//! mid-acquire cannot stop it halfway, and a group granted to nobody is released at once.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use super::{wait_for, AcquireRequest, Acquired, Locks, LostReason, Touch};
+use crate::key::Key;
+use crate::store::bounded;
+use crate::store::sql::GroupRecord;
+use crate::tier::{Blocked, Mode};
+
+/// Most keys in a group.
+pub const MAX_GROUP_KEYS: usize = 64;
+
+/// One key of a group request.
+#[derive(Debug, Clone)]
+pub struct Member {
+    /// The key.
+    pub key: Key,
+    /// A shared lease (else exclusive).
+    pub shared: bool,
+}
+
+/// A validated group acquire: members with distinct keys, 1..=[`MAX_GROUP_KEYS`].
+#[derive(Debug, Clone)]
+pub struct GroupRequest {
+    /// The group's id, as stored (a key of the caller's tenant).
+    pub id: Key,
+    /// Holder identity.
+    pub owner: String,
+    /// Lease length of every member.
+    pub ttl_ms: i64,
+    /// How long to wait for the whole group.
+    pub wait_ms: i64,
+    /// The members.
+    pub members: Vec<Member>,
+}
+
+/// One held member, as answered and recorded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Held {
+    /// The key as its tenant named it.
+    #[serde(rename = "k")]
+    pub key: String,
+    /// Its fencing token.
+    #[serde(rename = "t")]
+    pub token: i64,
+    /// Whether the lease is shared.
+    #[serde(rename = "s")]
+    pub shared: bool,
+}
+
+/// The answer to a group acquire.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GroupAcquired {
+    /// Every member is held.
+    Granted {
+        /// Members in key order.
+        members: Vec<Held>,
+        /// The earliest member expiry, epoch ms.
+        expires_at: i64,
+        /// Tier that granted them.
+        mode: Mode,
+    },
+    /// A member was held by another owner for the whole wait; nothing is held.
+    Busy {
+        /// The key that was busy (as its tenant named it).
+        blocked_at: String,
+        /// Who held it.
+        blocked_by: String,
+        /// When a retry may succeed, ms.
+        retry_after_ms: i64,
+    },
+    /// No tier may grant now; nothing is held.
+    Blocked(Blocked),
+}
+
+impl Locks {
+    /// Acquires a group (see the module's note), in a task that finishes whatever happens to
+    /// the caller.
+    pub async fn acquire_group(self: &Arc<Self>, req: GroupRequest) -> GroupAcquired {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let locks = self.clone();
+        tokio::spawn(async move {
+            let answer = locks.take_group(&req).await;
+            if let Err(GroupAcquired::Granted { members, .. }) = tx.send(answer) {
+                tracing::info!(
+                    group = req.id.name(),
+                    "group granted to a caller that left; released"
+                );
+                locks.release_members(&req.id, &req.owner, &members).await;
+                let _ = bounded(
+                    locks.tier.durable().timeout(),
+                    locks.tier.durable().drop_group(req.id.as_str()),
+                )
+                .await;
+            }
+        });
+        rx.await
+            .unwrap_or(GroupAcquired::Blocked(Blocked::EpochChanging))
+    }
+
+    async fn take_group(&self, req: &GroupRequest) -> GroupAcquired {
+        let poll = self.poll;
+        let retry_in = |answer: &GroupAcquired| match answer {
+            GroupAcquired::Busy { retry_after_ms, .. } => Some(wait_for(*retry_after_ms, poll)),
+            GroupAcquired::Blocked(b) => b.wait_out(poll),
+            GroupAcquired::Granted { .. } => None,
+        };
+        let first = req.members[0].key.as_str();
+        // The member that refused the last pass is tried first on the next, so a group that
+        // waits for a busy key does not hold (even briefly) the keys before it meanwhile.
+        let blocker = std::sync::Mutex::new(0usize);
+        let answer = self
+            .waiters
+            .in_line(
+                first,
+                req.wait_ms,
+                || self.try_group(req, &blocker),
+                retry_in,
+            )
+            .await;
+        let GroupAcquired::Granted {
+            members,
+            expires_at,
+            mode,
+        } = answer
+        else {
+            return answer;
+        };
+        let record = GroupRecord {
+            owner: req.owner.clone(),
+            members: serde_json::to_string(&members).unwrap_or_default(),
+            ttl_ms: req.ttl_ms,
+            expires_at,
+        };
+        let sql = self.tier.durable();
+        if let Err(e) = bounded(sql.timeout(), sql.save_group(req.id.as_str(), &record)).await {
+            tracing::warn!(error = %e, "lock group not recorded; its members are released");
+            self.release_members(&req.id, &req.owner, &members).await;
+            return GroupAcquired::Blocked(Blocked::database(&e));
+        }
+        GroupAcquired::Granted {
+            members,
+            expires_at,
+            mode,
+        }
+    }
+
+    /// One pass over the members — the last pass's blocker first, then the others in key
+    /// order; on a refusal, the members this pass took are released before answering. Nothing
+    /// is ever waited for while holding a member, so passes in any order cannot deadlock.
+    async fn try_group(
+        &self,
+        req: &GroupRequest,
+        blocker: &std::sync::Mutex<usize>,
+    ) -> GroupAcquired {
+        let mut taken: Vec<Held> = Vec::with_capacity(req.members.len());
+        let mut fresh: Vec<Held> = Vec::new();
+        let (mut expires_at, mut mode) = (i64::MAX, Mode::Primary);
+        let lead = *blocker.lock().unwrap_or_else(|p| p.into_inner());
+        let order = std::iter::once(lead).chain((0..req.members.len()).filter(|i| *i != lead));
+        for i in order {
+            let m = &req.members[i];
+            let one = AcquireRequest {
+                key: m.key.clone(),
+                owner: req.owner.clone(),
+                ttl_ms: req.ttl_ms,
+                wait_ms: 0,
+                max_hold_ms: None,
+                shared: m.shared,
+            };
+            let refusal = match self.try_once(&one).await {
+                Acquired::Granted(g) => {
+                    let held = Held {
+                        key: m.key.name().to_owned(),
+                        token: g.token,
+                        shared: g.shared,
+                    };
+                    if g.fresh {
+                        fresh.push(held.clone());
+                    }
+                    taken.push(held);
+                    expires_at = expires_at.min(g.expires_at);
+                    mode = g.mode;
+                    continue;
+                }
+                Acquired::Busy {
+                    retry_after_ms,
+                    blocked_by,
+                } => {
+                    *blocker.lock().unwrap_or_else(|p| p.into_inner()) = i;
+                    GroupAcquired::Busy {
+                        blocked_at: m.key.name().to_owned(),
+                        blocked_by,
+                        retry_after_ms,
+                    }
+                }
+                Acquired::Blocked(b) => GroupAcquired::Blocked(b),
+            };
+            // Only what this pass granted is given back: a lease the owner held before the
+            // call is not the group's to release.
+            self.release_members(&req.id, &req.owner, &fresh).await;
+            return refusal;
+        }
+        taken.sort_by(|a, b| a.key.cmp(&b.key));
+        GroupAcquired::Granted {
+            members: taken,
+            expires_at,
+            mode,
+        }
+    }
+
+    /// Releases `members` (keys of `id`'s tenant); a failure is logged, and the lease lapses.
+    async fn release_members(&self, id: &Key, owner: &str, members: &[Held]) {
+        for m in members {
+            let Ok(key) = id.sibling(&m.key) else {
+                continue;
+            };
+            if let Err(b) = self.release(&key, owner, m.token).await {
+                tracing::warn!(reason = b.reason(), "group member not released; it expires");
+            }
+        }
+    }
+
+    /// The recorded group `id` of `owner`: its members and lease length, or why it cannot be
+    /// touched.
+    async fn recorded(
+        &self,
+        id: &Key,
+        owner: &str,
+    ) -> Result<Result<(Vec<Held>, i64), Touch<()>>, Blocked> {
+        let sql = self.tier.durable();
+        let found = self.tier.on_durable(sql.group(id.as_str())).await?;
+        let now = self.tier.now();
+        Ok(match found {
+            Some(g) if g.owner != owner => Err(Touch::NotOwner),
+            Some(g) if g.expires_at > now => Ok((
+                serde_json::from_str(&g.members).unwrap_or_default(),
+                g.ttl_ms,
+            )),
+            _ => Err(Touch::Lost(LostReason::Expired)),
+        })
+    }
+
+    /// Extends every member of group `id` to `ttl_ms` (by default, the group's own) from now.
+    /// If any member is lost, the others are released too and the answer is that member's
+    /// `lock_lost`: a group is never left partly held.
+    pub async fn extend_group(
+        &self,
+        id: &Key,
+        owner: &str,
+        ttl_ms: Option<i64>,
+    ) -> Result<(Touch<i64>, Mode), Blocked> {
+        self.tier.effects_allowed()?;
+        let mode = self.tier.active(false)?.mode();
+        let (members, own_ttl) = match self.recorded(id, owner).await? {
+            Ok(m) => m,
+            Err(refused) => return Ok((refused.map_done(), mode)),
+        };
+        let ttl_ms = ttl_ms.unwrap_or(own_ttl);
+        let mut expires_at = i64::MAX;
+        for (i, m) in members.iter().enumerate() {
+            let Ok(key) = id.sibling(&m.key) else {
+                continue;
+            };
+            let (touch, _) = self.extend(&key, owner, m.token, ttl_ms).await?;
+            match touch {
+                Touch::Done(at) => expires_at = expires_at.min(at),
+                refused => {
+                    let others: Vec<Held> = members
+                        .iter()
+                        .enumerate()
+                        .filter(|(j, _)| *j != i)
+                        .map(|(_, m)| m.clone())
+                        .collect();
+                    self.release_members(id, owner, &others).await;
+                    let sql = self.tier.durable();
+                    let _ = self.tier.on_durable(sql.drop_group(id.as_str())).await;
+                    return Ok((refused, mode));
+                }
+            }
+        }
+        let sql = self.tier.durable();
+        self.tier
+            .on_durable(sql.extend_group(id.as_str(), expires_at))
+            .await?;
+        Ok((Touch::Done(expires_at), mode))
+    }
+
+    /// Releases every member of group `id` and forgets it.
+    pub async fn release_group(&self, id: &Key, owner: &str) -> Result<(Touch<()>, Mode), Blocked> {
+        let mode = self.tier.active(false)?.mode();
+        let members = match self.recorded(id, owner).await? {
+            Ok((m, _)) => m,
+            Err(refused) => return Ok((refused, mode)),
+        };
+        self.release_members(id, owner, &members).await;
+        let sql = self.tier.durable();
+        self.tier.on_durable(sql.drop_group(id.as_str())).await?;
+        Ok((Touch::Done(()), mode))
+    }
+}
+
+impl Touch<()> {
+    /// The same refusal as an extend's answer.
+    fn map_done(self) -> Touch<i64> {
+        match self {
+            Touch::Done(()) => Touch::Done(0),
+            Touch::NotOwner => Touch::NotOwner,
+            Touch::Lost(why) => Touch::Lost(why),
+        }
+    }
+}
