@@ -62,6 +62,13 @@ impl Key {
         Ok(key.within(&prefix(tenant)))
     }
 
+    /// The key a store holds as `stored` (`<tenant>\x1f<name>`, or a default-tenant name),
+    /// if its name is a valid key.
+    pub fn from_stored(stored: &str) -> Result<Self, KeyError> {
+        let prefix = prefix_of(stored);
+        Ok(Self::parse(&stored[prefix.len()..])?.within(prefix))
+    }
+
     /// Validates `raw` as a key of the same tenant as `self`.
     pub fn sibling(&self, raw: &str) -> Result<Self, KeyError> {
         Ok(Self::parse(raw)?.within(self.prefix()))

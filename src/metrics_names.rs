@@ -21,6 +21,8 @@ pub const ACCESS_DENIED: &str = "warden_access_denied_total";
 /// Counter: expired SQL lease rows of earlier epochs, expired permit rows and emptied semaphore
 /// rows deleted by the reaper.
 pub const LEASES_REAPED: &str = "warden_leases_reaped_total";
+/// Counter: deadlocks found among waiting lock owners, by `found` (`enqueue`, `sweep`).
+pub const DEADLOCKS: &str = "warden_deadlocks_total";
 /// Histogram: writes per group-commit transaction, by `writer`.
 pub const GROUP_COMMIT_BATCH: &str = "warden_group_commit_batch_size";
 /// Histogram (seconds): group-commit transaction latency, by `writer`.

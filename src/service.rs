@@ -135,6 +135,14 @@ impl Warden {
             stopped(stop_rx.clone()),
         ));
         let cache_tasks = tokio::spawn(cache.clone().run_background(stopped(stop_rx.clone())));
+        let locks = Arc::new(Locks::new(tier.clone(), &config.locks));
+        let deadlocks = {
+            let (locks, stop) = (locks.clone(), stopped(stop_rx.clone()));
+            let period = ms(config.locks.deadlock_check_ms);
+            tokio::spawn(async move {
+                every("deadlock_sweep", period, stop, || locks.sweep_deadlocks()).await
+            })
+        };
         let planner = tokio::spawn(keep_planner_stats(
             tier.durable().clone(),
             ms(config.database.planner_stats_every_ms),
@@ -148,7 +156,7 @@ impl Warden {
             kv,
             sessions,
             cache,
-            locks: Arc::new(Locks::new(tier.clone(), &config.locks)),
+            locks,
             semaphores: Arc::new(Semaphores::new(tier.clone(), &config.locks)),
             fences: Arc::new(Fences::new(tier.clone())),
             idempotency,
@@ -167,6 +175,7 @@ impl Warden {
                 kv_reaper,
                 sweeper,
                 cache_tasks,
+                deadlocks,
             ],
         })
     }

@@ -110,13 +110,16 @@ async fn acquire(State(w): App, Path(k): Path<String>, Json(body): Json<Value>) 
         wait_ms: 0,
         max_hold_ms: None,
         shared: false,
+        deadlock_priority: 0,
     };
     Ok(match w.locks.acquire(&req).await {
         Acquired::Granted(g) => (
             StatusCode::OK,
             Json(json!({"fencing_token": g.token, "mode": g.mode.as_str()})),
         ),
-        Acquired::Busy { .. } => (StatusCode::CONFLICT, Json(json!({}))),
+        Acquired::Busy { .. } | Acquired::Deadlock { .. } => {
+            (StatusCode::CONFLICT, Json(json!({})))
+        }
         Acquired::Blocked(_) => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({}))),
     })
 }

@@ -16,7 +16,7 @@ use super::problem::ApiError;
 use super::AppState;
 use crate::fence::FenceOutcome;
 use crate::lock::{
-    AcquireRequest, Acquired, Read, Touch, Watched, MAX_HOLD_MS, MAX_TTL_MS, MAX_WAIT_MS,
+    AcquireRequest, Acquired, CycleStep, Read, Touch, Watched, MAX_HOLD_MS, MAX_TTL_MS, MAX_WAIT_MS,
 };
 use crate::outcome::Terminal;
 use crate::runtime::clock::rfc3339;
@@ -41,6 +41,10 @@ pub struct AcquireBody {
     /// exclusive one; once a writer waits, later shared asks queue behind it.
     #[serde(default)]
     pub mode: LockMode,
+    /// Rank when a wait closes a deadlock: the lowest priority (then the youngest wait) is
+    /// answered `deadlock_detected` (default 0; -1 000 000..=1 000 000).
+    #[serde(default)]
+    pub deadlock_priority: i64,
 }
 
 /// A lease's mode.
@@ -137,6 +141,9 @@ pub struct LockAnswer {
     /// waiting ahead of it).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub blocked_by: Option<String>,
+    /// For `deadlock_detected`: the cycle, each owner waiting for a key the next one holds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cycle: Option<Vec<CycleStep>>,
     /// For `lock_lost` and `lost`, why the lease is gone: `expired`, `superseded`,
     /// `tier_switched` or `max_hold_exceeded`.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -217,6 +224,12 @@ pub async fn acquire(
         wait_ms: in_range("wait_ms", body.wait_ms, 0, MAX_WAIT_MS)?,
         max_hold_ms: body.max_hold_ms.map(hold).transpose()?,
         shared,
+        deadlock_priority: in_range(
+            "deadlock_priority",
+            body.deadlock_priority,
+            -1_000_000,
+            1_000_000,
+        )?,
         key,
     };
     let k = req.key.as_str();
@@ -240,6 +253,7 @@ pub async fn acquire(
             answer.retry_after_ms = Some(*retry_after_ms);
             answer.blocked_by = Some(blocked_by.clone());
         }
+        Acquired::Deadlock { cycle } => answer.cycle = Some(cycle.clone()),
         Acquired::Blocked(b) => return Ok(blocked_as(&op, k, outcome.state(), *b)),
     }
     Ok(reply(&op, k, &outcome, answer))

@@ -109,6 +109,7 @@ use outcomes::{Documented, OUTCOMES};
         super::locks::LockAnswer,
         super::locks::LockMode,
         super::locks::Holder,
+        crate::lock::CycleStep,
         super::locks::FenceAnswer,
         super::semaphores::SemaphoreAnswer,
         super::lock_groups::LockGroupAnswer,

@@ -276,11 +276,17 @@ impl Default for IdempotencySettings {
 pub struct LockSettings {
     /// How often a waiting acquire retries a lock held through another instance, ms.
     pub wait_poll_ms: u64,
+    /// How often the wait-for graph is swept for deadlocks that formed after their waits
+    /// began, ms.
+    pub deadlock_check_ms: u64,
 }
 
 impl Default for LockSettings {
     fn default() -> Self {
-        Self { wait_poll_ms: 20 }
+        Self {
+            wait_poll_ms: 20,
+            deadlock_check_ms: 1_000,
+        }
     }
 }
 
@@ -474,6 +480,7 @@ impl Config {
             ),
             ("idempotency.wait_poll_ms", self.idempotency.wait_poll_ms),
             ("locks.wait_poll_ms", self.locks.wait_poll_ms),
+            ("locks.deadlock_check_ms", self.locks.deadlock_check_ms),
             ("tier.arming_poll_ms", self.tier.arming_poll_ms),
             ("streams.tick_ms", self.streams.tick_ms),
             ("streams.wait_poll_copy_ms", self.streams.wait_poll_copy_ms),

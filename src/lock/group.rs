@@ -175,6 +175,7 @@ impl Locks {
                 wait_ms: 0,
                 max_hold_ms: None,
                 shared: m.shared,
+                deadlock_priority: 0,
             };
             let refusal = match self.try_once(&one).await {
                 Acquired::Granted(g) => {
@@ -203,6 +204,8 @@ impl Locks {
                     }
                 }
                 Acquired::Blocked(b) => GroupAcquired::Blocked(b),
+                // A try that does not wait records no edge, so it is never a victim.
+                Acquired::Deadlock { .. } => GroupAcquired::Blocked(Blocked::EpochChanging),
             };
             // Only what this pass granted is given back: a lease the owner held before the
             // call is not the group's to release.

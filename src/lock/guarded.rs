@@ -23,6 +23,9 @@ pub enum WithLockError {
     /// No tier may grant now.
     #[error("no tier may grant: {0}")]
     Blocked(&'static str),
+    /// The wait closed a deadlock and this caller was chosen as its victim.
+    #[error("deadlock detected")]
+    Deadlock,
 }
 
 /// The closure's view of its lease.
@@ -82,6 +85,7 @@ impl Locks {
             wait_ms,
             max_hold_ms: None,
             shared: false,
+            deadlock_priority: 0,
         };
         let token = match self.acquire(&req).await {
             Acquired::Granted(g) => g.token,
@@ -89,6 +93,7 @@ impl Locks {
                 return Err(WithLockError::Busy(retry_after_ms))
             }
             Acquired::Blocked(b) => return Err(WithLockError::Blocked(b.reason())),
+            Acquired::Deadlock { .. } => return Err(WithLockError::Deadlock),
         };
         let (tx, rx) = watch::channel(false);
         let (stop_tx, stop_rx) = watch::channel(false);

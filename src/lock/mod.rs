@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+mod deadlock;
 mod group;
 mod guarded;
 mod outcome;
@@ -12,6 +13,7 @@ mod rules;
 pub(crate) mod touch;
 mod watch;
 
+pub use deadlock::{cycle_through, victim, CycleStep};
 pub use group::{GroupAcquired, GroupRequest, Held as GroupMember, Member, MAX_GROUP_KEYS};
 pub use guarded::{LockGuard, WithLockError};
 pub use rules::{on_acquire, LostReason, OnAcquire, Touch};
@@ -64,6 +66,12 @@ pub enum Acquired {
     },
     /// No tier may grant now (G7).
     Blocked(Blocked),
+    /// The caller's wait closed a cycle of waiting owners and it was chosen as the victim;
+    /// the locks it holds stay held.
+    Deadlock {
+        /// The cycle: each owner waiting for a key the next one holds.
+        cycle: Vec<CycleStep>,
+    },
 }
 
 /// The answer to a read of a key's lease.
@@ -91,6 +99,8 @@ pub struct AcquireRequest {
     pub max_hold_ms: Option<i64>,
     /// A shared lease: held with other shared holders, never with an exclusive one.
     pub shared: bool,
+    /// Rank when a deadlock needs a victim: the lowest loses (default 0).
+    pub deadlock_priority: i64,
 }
 
 /// The lock service.
@@ -136,13 +146,34 @@ impl Locks {
         let retry_in = |answer: &Acquired| match answer {
             Acquired::Busy { retry_after_ms, .. } => Some(wait_for(*retry_after_ms, poll)),
             Acquired::Blocked(b) => b.wait_out(poll),
-            Acquired::Granted(_) => None,
+            Acquired::Granted(_) | Acquired::Deadlock { .. } => None,
         };
-        let attempt = || self.try_once(req);
+        let waiting = deadlock::Waiting::new(self.tier.now());
+        let attempt = || self.try_waiting(req, &waiting);
+        let queued = || self.while_queued(req, &waiting);
         let key = req.key.as_str();
-        self.waiters
-            .in_line(key, req.wait_ms, attempt, retry_in)
-            .await
+        let answer = self
+            .waiters
+            .in_line_watched(key, req.wait_ms, attempt, retry_in, queued)
+            .await;
+        self.end_wait(req, &waiting).await;
+        answer
+    }
+
+    /// One try; for a caller that waits and finds the key held, its place in the wait-for
+    /// graph is recorded and checked for a deadlock.
+    async fn try_waiting(&self, req: &AcquireRequest, waiting: &deadlock::Waiting) -> Acquired {
+        let answer = self.try_once(req).await;
+        if req.wait_ms <= 0 {
+            return answer;
+        }
+        let Acquired::Busy { blocked_by, .. } = &answer else {
+            return answer;
+        };
+        match self.on_busy(req, blocked_by, waiting).await {
+            Some(cycle) => Acquired::Deadlock { cycle },
+            None => answer,
+        }
     }
 
     async fn try_once(&self, req: &AcquireRequest) -> Acquired {

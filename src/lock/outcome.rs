@@ -29,7 +29,16 @@ impl Terminal for Acquired {
             200,
             "granted by SQL, with its fencing token",
         ),
-        StateDoc::json("lock_busy", 409, "held by another owner; `retry_after_ms`"),
+        StateDoc::json(
+            "lock_busy",
+            409,
+            "held by another owner; `retry_after_ms`, `blocked_by`",
+        ),
+        StateDoc::json(
+            "deadlock_detected",
+            409,
+            "the wait closed a cycle and this caller is its victim; `cycle`; its locks stay held",
+        ),
         StateDoc::json(
             "lock_acquire_failed_safe_block",
             503,
@@ -42,6 +51,7 @@ impl Terminal for Acquired {
             Self::Granted(g) if g.mode == Mode::Primary => "lock_acquired_primary",
             Self::Granted(_) => "lock_acquired_fallback",
             Self::Busy { .. } => "lock_busy",
+            Self::Deadlock { .. } => "deadlock_detected",
             Self::Blocked(_) => "lock_acquire_failed_safe_block",
         }
     }
@@ -155,10 +165,11 @@ mod tests {
                 retry_after_ms: 1,
                 blocked_by: "b".into(),
             },
+            Acquired::Deadlock { cycle: vec![] },
             Acquired::Blocked(Blocked::SafeMode),
         ];
         assert_listed(&acquired);
-        assert_eq!(acquired.map(|a| a.status()), [200, 200, 409, 503]);
+        assert_eq!(acquired.map(|a| a.status()), [200, 200, 409, 409, 503]);
         let lost = Touch::Lost(LostReason::Expired);
         assert_listed(&[Touch::Done(1i64), Touch::NotOwner, lost.clone()]);
         assert_listed(&[

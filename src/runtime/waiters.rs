@@ -18,6 +18,9 @@ pub struct KeySlot {
     pub released: Notify,
 }
 
+/// How often a waiter queued behind others runs its `queued` check.
+pub const QUEUED_CHECK: Duration = Duration::from_millis(100);
+
 /// Wait queues by key, created on demand and dropped when the last waiter leaves.
 #[derive(Default)]
 pub struct Waiters {
@@ -82,12 +85,34 @@ impl Waiters {
         &self,
         key: &str,
         wait_ms: i64,
-        mut attempt: F,
+        attempt: F,
         retry_in: impl Fn(&T) -> Option<Duration>,
     ) -> T
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = T>,
+    {
+        let nothing = || std::future::ready(None);
+        self.in_line_watched(key, wait_ms, attempt, retry_in, nothing)
+            .await
+    }
+
+    /// [`Waiters::in_line`], and while queued behind others every [`QUEUED_CHECK`], `queued()`:
+    /// an answer from it ends the wait (a deadlock found for a waiter that is not at the head
+    /// of the queue, which makes no attempts of its own).
+    pub async fn in_line_watched<T, F, Fut, Q, QFut>(
+        &self,
+        key: &str,
+        wait_ms: i64,
+        mut attempt: F,
+        retry_in: impl Fn(&T) -> Option<Duration>,
+        mut queued: Q,
+    ) -> T
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = T>,
+        Q: FnMut() -> QFut,
+        QFut: Future<Output = Option<T>>,
     {
         if wait_ms <= 0 || !self.is_queued(key) {
             let first = attempt().await;
@@ -97,23 +122,45 @@ impl Waiters {
         }
         let deadline = tokio::time::Instant::now() + Duration::from_millis(wait_ms as u64);
         let slot = self.join(key);
-        let answer = match tokio::time::timeout_at(deadline, slot.queue.lock()).await {
-            Err(_) => attempt().await,
-            Ok(_head) => loop {
+        let answer = async {
+            // One lock future for the whole wait: tokio's mutex keeps its place in line (FIFO)
+            // only while it lives.
+            let lock = slot.queue.lock();
+            tokio::pin!(lock);
+            let head = loop {
+                let check = (tokio::time::Instant::now() + QUEUED_CHECK).min(deadline);
+                tokio::select! {
+                    biased;
+                    head = &mut lock => break Some(head),
+                    _ = tokio::time::sleep_until(check) => {
+                        if check >= deadline {
+                            break None;
+                        }
+                        if let Some(answer) = queued().await {
+                            return answer;
+                        }
+                    }
+                }
+            };
+            let Some(_head) = head else {
+                return attempt().await;
+            };
+            loop {
                 let answer = attempt().await;
                 let Some(pause) = retry_in(&answer) else {
-                    break answer;
+                    return answer;
                 };
                 let wake_at = tokio::time::Instant::now() + pause;
                 if wake_at >= deadline {
-                    break answer;
+                    return answer;
                 }
                 tokio::select! {
                     _ = tokio::time::sleep_until(wake_at) => {}
                     _ = slot.released.notified() => {}
                 }
-            },
-        };
+            }
+        }
+        .await;
         self.leave(key, slot);
         answer
     }

@@ -160,7 +160,11 @@ impl LockStore for SqlStore {
             }
             _ => {}
         }
-        if let Some(first) = self.live_shares(key, now).await?.into_iter().next() {
+        let shares = self.live_shares(key, now).await?;
+        // Name a holder other than the asker when there is one (the asker's own shared lease
+        // blocks it only when it is alone: an upgrade).
+        let other = shares.iter().position(|l| l.owner != owner).unwrap_or(0);
+        if let Some(first) = shares.into_iter().nth(other) {
             if ask.writer_mark_ms > 0 {
                 self.mark_writer(key, owner, now + ask.writer_mark_ms)
                     .await?;

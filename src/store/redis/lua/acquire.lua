@@ -21,7 +21,7 @@ if cur[1] then
   table.insert(reply, 1, cur[1] == ARGV[2] and 'held' or 'busy')
   return reply
 end
-local busy = readers_busy(KEYS[4], KEYS[5])
+local busy = readers_busy(KEYS[4], KEYS[5], ARGV[2])
 if busy then
   if ARGV[5] ~= '0' then redis.call('SET', KEYS[6], ARGV[2], 'PX', ARGV[5]) end
   return busy

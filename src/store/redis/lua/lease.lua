@@ -9,8 +9,9 @@
 -- mark_released(gone_key, epoch, ctr, ttl_ms): remembers that the lease (epoch, ctr) was
 --   released, for as long as an arming may still copy it in from SQL.
 -- was_released(gone_key, epoch, ctr): whether that release is remembered.
--- readers_busy(holders_key, exp_key): nil when the key has no live shared holder, else the
---   'busy' reply naming the one expiring first: {'busy', owner, epoch, ctr, pttl_ms, -1}.
+-- readers_busy(holders_key, exp_key, asker): nil when the key has no live shared holder, else
+--   the 'busy' reply naming the one expiring first other than `asker` (the asker itself when
+--   it is the only one): {'busy', owner, epoch, ctr, pttl_ms, -1}.
 local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -42,13 +43,17 @@ local function was_released(gone_key, epoch, ctr)
   return redis.call('SISMEMBER', gone_key, epoch .. ':' .. ctr) == 1
 end
 
-local function readers_busy(holders_key, exp_key)
+local function readers_busy(holders_key, exp_key, asker)
   if redis.call('ZCARD', exp_key) == 0 then return nil end
   local now = now_ms()
-  local first = redis.call('ZRANGEBYSCORE', exp_key, '(' .. now, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
-  if #first == 0 then return nil end
-  local e, c = string.match(first[1], '^(%d+):(%d+)$')
-  local v = redis.call('HGET', holders_key, first[1]) or '1\n?'
-  local owner = string.sub(v, string.find(v, '\n', 1, true) + 1)
-  return {'busy', owner, tonumber(e), tonumber(c), tonumber(first[2]) - now, -1}
+  local live = redis.call('ZRANGEBYSCORE', exp_key, '(' .. now, '+inf', 'WITHSCORES', 'LIMIT', 0, 2)
+  if #live == 0 then return nil end
+  local pick
+  for i = 1, #live, 2 do
+    local v = redis.call('HGET', holders_key, live[i]) or '1\n?'
+    local owner = string.sub(v, string.find(v, '\n', 1, true) + 1)
+    if not pick or (pick[2] == asker and owner ~= asker) then pick = {live[i], owner, live[i + 1]} end
+  end
+  local e, c = string.match(pick[1], '^(%d+):(%d+)$')
+  return {'busy', pick[2], tonumber(e), tonumber(c), tonumber(pick[3]) - now, -1}
 end
