@@ -4,99 +4,69 @@
 use super::row::{Baseline, Row};
 use warden::store::redis::{slot_keys, ACQUIRE_LUA, SEM_ACQUIRE_LUA, SHARED_LUA};
 
-/// Raw `acquire.lua` at `clients`, each call on a new key (`requests` calls), as the lock
-/// acquire's same-run baseline: the same keys and arguments Warden passes for an exclusive
-/// acquire that does not wait.
-pub(crate) fn acquire_eval(
-    port: u16,
-    clients: usize,
-    requests: usize,
-    epoch: i64,
-) -> Result<Baseline, String> {
-    let key = |suffix: &str| format!("warden:{{rb}}:__rand_int__:{suffix}");
-    let lock = key("lock");
-    let slot = slot_keys(&lock);
-    let keys = [
-        slot.gate,
-        lock,
-        slot.counter,
-        key("rd"),
-        key("rdexp"),
-        key("wwait"),
-    ];
-    let argv = [
-        epoch.to_string(),
-        "owner".into(),
-        "1000".into(),
-        "0".into(),
-        "0".into(),
-    ];
-    eval(
-        port,
-        clients,
-        requests,
-        "acquire.lua",
-        ACQUIRE_LUA,
-        &keys,
-        &argv,
-    )
+/// A lock step whose raw script is a row's same-run baseline.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum LockStep {
+    /// `acquire.lua`, an exclusive acquire that does not wait.
+    Acquire,
+    /// `lock_shared.lua`, a shared acquire.
+    Shared,
+    /// `sem_acquire.lua`, one permit of a semaphore of 4.
+    Permit,
 }
 
-/// Raw `lock_shared.lua` on new keys, as the shared acquire's same-run baseline.
-pub(crate) fn shared_eval(
-    port: u16,
-    clients: usize,
-    requests: usize,
-    epoch: i64,
-) -> Result<Baseline, String> {
-    let key = |suffix: &str| format!("warden:{{rb}}:__rand_int__:{suffix}");
-    let lock = key("lock");
-    let slot = slot_keys(&lock);
-    let mut keys: Vec<String> = ["rd", "rdown", "rdexp", "rdlim"].map(key).into();
-    keys.extend([slot.gate, lock, slot.counter, key("wwait")]);
-    // redis-benchmark draws each `__rand_int__` on its own, so two calls may share one of
-    // the holder keys but not the others; a random owner keeps such a call off the owner's
-    // "held" path, whose keys would not match.
-    let argv = [epoch.to_string(), "__rand_int__".into(), "1000".into()];
-    eval(
-        port,
-        clients,
-        requests,
-        "lock_shared.lua",
-        SHARED_LUA,
-        &keys,
-        &argv,
-    )
+/// A key of the baseline's slot, new on every call.
+fn new_key(suffix: &str) -> String {
+    format!("warden:{{rb}}:__rand_int__:{suffix}")
 }
 
-/// Raw `sem_acquire.lua` on new semaphores, as the semaphore row's same-run baseline.
-pub(crate) fn permit_eval(
+/// Raw `step` at `clients`, each of `requests` calls on new keys, with the keys and arguments
+/// Warden passes. redis-benchmark draws each `__rand_int__` on its own, so two calls may share
+/// one key of a holder set but not the others; a random owner keeps such a call off the
+/// owner's "held" path, whose keys would not match.
+pub(crate) fn lock_eval(
+    step: LockStep,
     port: u16,
     clients: usize,
     requests: usize,
     epoch: i64,
 ) -> Result<Baseline, String> {
-    let key = |suffix: &str| format!("warden:{{rb}}:__rand_int__:{suffix}");
-    let slot = slot_keys(&key("sem"));
-    let mut keys: Vec<String> = ["sem", "semown", "semexp", "semlimit"].map(key).into();
-    keys.extend([slot.gate, slot.counter]);
-    // A random owner, as for `shared_eval`.
-    let argv = [
-        epoch.to_string(),
-        "__rand_int__".into(),
-        "4".into(),
-        "1".into(),
-        "1000".into(),
-    ];
-    eval(
-        port,
-        clients,
-        requests,
-        "sem_acquire.lua",
-        SEM_ACQUIRE_LUA,
-        &keys,
-        &argv,
-    )
+    let lock = new_key("lock");
+    let slot = slot_keys(&lock);
+    let set = |names: [&str; 4]| names.map(new_key).into_iter();
+    let epoch = epoch.to_string();
+    let (what, script, keys, argv): (_, _, Vec<String>, Vec<&str>) = match step {
+        LockStep::Acquire => (
+            "acquire.lua",
+            ACQUIRE_LUA,
+            [slot.gate, lock, slot.counter]
+                .into_iter()
+                .chain(["rd", "rdexp", "wwait"].map(new_key))
+                .collect(),
+            vec![&epoch, "owner", "1000", "0", "0"],
+        ),
+        LockStep::Shared => (
+            "lock_shared.lua",
+            SHARED_LUA,
+            set(["rd", "rdown", "rdexp", "rdlim"])
+                .chain([slot.gate, lock, slot.counter, new_key("wwait")])
+                .collect(),
+            vec![&epoch, "__rand_int__", "1000"],
+        ),
+        LockStep::Permit => {
+            let slot = slot_keys(&new_key("sem"));
+            let keys =
+                set(["sem", "semown", "semexp", "semlimit"]).chain([slot.gate, slot.counter]);
+            (
+                "sem_acquire.lua",
+                SEM_ACQUIRE_LUA,
+                keys.collect(),
+                vec![&epoch, "__rand_int__", "4", "1", "1000"],
+            )
+        }
+    };
+    let argv: Vec<String> = argv.into_iter().map(str::to_owned).collect();
+    eval(port, clients, requests, what, script, &keys, &argv)
 }
 
 /// Runs `script` (named `what` in reports) with `keys` and `argv` (`__rand_int__` in any of

@@ -86,9 +86,15 @@ pub(crate) async fn shared(args: &BenchArgs, mode: &str, epoch: i64, tag: &str, 
     let mut r = drive(args, c, NewShared(format!("{tag}-s{c}"))).await;
     let name = "lock shared acquire (new keys)";
     let mut row = Row::named(name, "acquires/s", mode, c, &mut r, &["acquire"]);
-    let base = args
-        .redis_port
-        .map(|p| baseline::shared_eval(p, c, baseline::requests(row.rate), epoch));
+    let base = args.redis_port.map(|p| {
+        baseline::lock_eval(
+            baseline::LockStep::Shared,
+            p,
+            c,
+            baseline::requests(row.rate),
+            epoch,
+        )
+    });
     baseline::attach(&mut row, base);
     row
 }
@@ -98,9 +104,15 @@ pub(crate) async fn permits(args: &BenchArgs, mode: &str, epoch: i64, tag: &str,
     let mut r = drive(args, c, Permits(format!("{tag}-m{c}"))).await;
     let name = "semaphore acquire+release";
     let mut row = Row::named(name, "pairs/s", mode, c, &mut r, &["acquire", "release"]);
-    let base = args
-        .redis_port
-        .map(|p| baseline::permit_eval(p, c, baseline::requests(row.rate), epoch));
+    let base = args.redis_port.map(|p| {
+        baseline::lock_eval(
+            baseline::LockStep::Permit,
+            p,
+            c,
+            baseline::requests(row.rate),
+            epoch,
+        )
+    });
     baseline::attach(&mut row, base);
     row
 }
@@ -138,9 +150,15 @@ pub(crate) async fn new_keys(args: &BenchArgs, mode: &str, epoch: i64, tag: &str
         &mut r,
         &["acquire"],
     );
-    let base = args
-        .redis_port
-        .map(|p| baseline::acquire_eval(p, c, baseline::requests(row.rate), epoch));
+    let base = args.redis_port.map(|p| {
+        baseline::lock_eval(
+            baseline::LockStep::Acquire,
+            p,
+            c,
+            baseline::requests(row.rate),
+            epoch,
+        )
+    });
     baseline::attach(&mut row, base);
     row
 }

@@ -108,9 +108,15 @@ pub(crate) fn acquire(args: &BenchArgs, mode: &str, epoch: i64, c: usize) -> Res
         round: None,
         cpu: Some(cpu),
     };
-    let base = args
-        .redis_port
-        .map(|p| baseline::acquire_eval(p, c, baseline::requests(m.rate), epoch));
+    let base = args.redis_port.map(|p| {
+        baseline::lock_eval(
+            baseline::LockStep::Acquire,
+            p,
+            c,
+            baseline::requests(m.rate),
+            epoch,
+        )
+    });
     baseline::attach(&mut row, base);
     Ok(row)
 }
