@@ -1,4 +1,4 @@
-//! One conformance suite each for locks (`max_hold_ms`, shared leases and groups included),
+//! One conformance suite each for locks (`max_hold_ms`, shared leases, groups and trees included),
 //! semaphores, idempotency, reservations and causal streams, expanded for every backend:
 //! SQLite, PostgreSQL, Redis and Redis Cluster (with PostgreSQL as their durable tier). Each
 //! runs through the real binary over HTTP.
@@ -18,6 +18,8 @@ mod shared;
 #[path = "conformance/stream.rs"]
 mod stream;
 mod support;
+#[path = "conformance/tree.rs"]
+mod tree;
 
 use std::time::{Duration, Instant};
 
@@ -359,6 +361,7 @@ mod lock {
         max_hold_caps_renewal => crate::hold::max_hold_caps_renewal,
         shared_readers_and_writers => crate::shared::readers_and_writers,
         groups_all_or_nothing => crate::group::all_or_nothing,
+        hierarchy => crate::tree::hierarchy,
     }
 }
 

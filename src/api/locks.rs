@@ -45,6 +45,13 @@ pub struct AcquireBody {
     /// answered `deadlock_detected` (default 0; -1 000 000..=1 000 000).
     #[serde(default)]
     pub deadlock_priority: i64,
+    /// The key is a level of a tree: `/` separates levels (`clinic:7/contact:42`, at most 16,
+    /// none empty). A lease at a level holds intentions on its ancestors, so an exclusive
+    /// lease excludes every lease above and below it, and a shared one every exclusive lease
+    /// above and below it. Tokens of one tree come from one counter. Tree keys are a
+    /// namespace of their own: extend, release, read and watch them with `tree` too.
+    #[serde(default)]
+    pub tree: bool,
 }
 
 /// A lease's mode.
@@ -90,6 +97,9 @@ pub struct ExtendBody {
     pub fencing_token: i64,
     /// New lease length from now, in ms.
     pub ttl_ms: i64,
+    /// The key is a tree key (as acquired with `tree: true`).
+    #[serde(default)]
+    pub tree: bool,
 }
 
 /// `POST /v1/locks/{key}/release` body.
@@ -99,6 +109,9 @@ pub struct ReleaseBody {
     pub owner: String,
     /// Token of the grant being released.
     pub fencing_token: i64,
+    /// The key is a tree key (as acquired with `tree: true`).
+    #[serde(default)]
+    pub tree: bool,
 }
 
 /// `POST /v1/fences/{resource}/check` body.
@@ -141,6 +154,10 @@ pub struct LockAnswer {
     /// waiting ahead of it).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub blocked_by: Option<String>,
+    /// For `lock_busy` on a tree key: the key holding the conflicting lease (an ancestor, the
+    /// key itself, or a key below it), as named by its tenant.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub blocked_at: Option<String>,
     /// For `deadlock_detected`: the cycle, each owner waiting for a key the next one holds.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cycle: Option<Vec<CycleStep>>,
@@ -171,6 +188,27 @@ pub struct WatchQuery {
     /// How long to wait while the lease stays live, ms (0..=60 000; default 30 000).
     #[serde(default)]
     pub wait_ms: Option<i64>,
+    /// The key is a tree key (as acquired with `tree: true`).
+    #[serde(default)]
+    pub tree: bool,
+}
+
+/// `GET /v1/locks/{key}` query.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ReadQuery {
+    /// The key is a tree key (as acquired with `tree: true`).
+    #[serde(default)]
+    pub tree: bool,
+}
+
+/// `key` as a tree key when `tree` is set: 400 `invalid_key` for an empty level or too many.
+fn in_tree(key: crate::key::Key, tree: bool) -> Result<crate::key::Key, ApiError> {
+    if !tree {
+        return Ok(key);
+    }
+    key.into_tree()
+        .map_err(|e| ApiError::invalid_key(e.to_string()))
 }
 
 impl LockAnswer {
@@ -230,7 +268,7 @@ pub async fn acquire(
             -1_000_000,
             1_000_000,
         )?,
-        key,
+        key: in_tree(key, body.tree)?,
     };
     let k = req.key.as_str();
     let outcome = app.locks.acquire(&req).await;
@@ -249,9 +287,11 @@ pub async fn acquire(
         Acquired::Busy {
             retry_after_ms,
             blocked_by,
+            blocked_at,
         } => {
             answer.retry_after_ms = Some(*retry_after_ms);
             answer.blocked_by = Some(blocked_by.clone());
+            answer.blocked_at = blocked_at.clone();
         }
         Acquired::Deadlock { cycle } => answer.cycle = Some(cycle.clone()),
         Acquired::Blocked(b) => return Ok(blocked_as(&op, k, outcome.state(), *b)),
@@ -288,6 +328,7 @@ pub async fn extend(
     let who = owner(&body.owner)?;
     let tok = token("fencing_token", body.fencing_token)?;
     let ttl = in_range("ttl_ms", body.ttl_ms, 1, MAX_TTL_MS)?;
+    let key = in_tree(key, body.tree)?;
     let k = key.as_str();
     let (touch, mode) = match app.locks.extend(&key, &who, tok, ttl).await {
         Ok(done) => done,
@@ -313,6 +354,7 @@ pub async fn release(
     let op = Op::start("lock_release");
     let who = owner(&body.owner)?;
     let tok = token("fencing_token", body.fencing_token)?;
+    let key = in_tree(key, body.tree)?;
     let k = key.as_str();
     Ok(match app.locks.release(&key, &who, tok).await {
         Ok((touch, mode)) => reply(&op, k, &touch, touched(&touch, mode)),
@@ -322,13 +364,18 @@ pub async fn release(
 
 /// Reads the live lease on a key.
 #[utoipa::path(get, path = "/v1/locks/{key}",
-    params(("key" = String, Path, description = "lock key")))]
-pub async fn read(State(app): State<AppState>, PathKey(key): PathKey) -> Response {
+    params(ReadQuery, ("key" = String, Path, description = "lock key")))]
+pub async fn read(
+    State(app): State<AppState>,
+    PathKey(key): PathKey,
+    QueryOf(q): QueryOf<ReadQuery>,
+) -> Result<Response, ApiError> {
     let op = Op::start("lock_get");
+    let key = in_tree(key, q.tree)?;
     let k = key.as_str();
     let (read, mode) = match app.locks.get(&key).await {
         Ok(read) => read,
-        Err(b) => return blocked(&op, k, b),
+        Err(b) => return Ok(blocked(&op, k, b)),
     };
     let mut answer = LockAnswer {
         state: read.state(),
@@ -352,7 +399,7 @@ pub async fn read(State(app): State<AppState>, PathKey(key): PathKey) -> Respons
         });
         answer.holders = Some(holders.collect());
     }
-    reply(&op, k, &read, answer)
+    Ok(reply(&op, k, &read, answer))
 }
 
 /// Waits while the caller's lease stays live (long poll): `held` when the wait ends with the
@@ -368,6 +415,7 @@ pub async fn watch(
     let who = owner(&q.owner)?;
     let tok = token("fencing_token", q.fencing_token)?;
     let wait = in_range("wait_ms", q.wait_ms.unwrap_or(30_000), 0, MAX_WAIT_MS)?;
+    let key = in_tree(key, q.tree)?;
     let k = key.as_str();
     let (watched, mode) = match app.locks.watch(&key, &who, tok, wait).await {
         Ok(w) => w,

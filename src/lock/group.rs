@@ -195,10 +195,11 @@ impl Locks {
                 Acquired::Busy {
                     retry_after_ms,
                     blocked_by,
+                    blocked_at,
                 } => {
                     *blocker.lock().unwrap_or_else(|p| p.into_inner()) = i;
                     GroupAcquired::Busy {
-                        blocked_at: m.key.name().to_owned(),
+                        blocked_at: blocked_at.unwrap_or_else(|| m.key.name().to_owned()),
                         blocked_by,
                         retry_after_ms,
                     }

@@ -63,6 +63,8 @@ pub enum Acquired {
         retry_after_ms: i64,
         /// The owner holding it (or, for a shared ask, the writer waiting ahead of it).
         blocked_by: String,
+        /// For a tree key: where that lease is (an ancestor, the key, or a key below it).
+        blocked_at: Option<String>,
     },
     /// No tier may grant now (G7).
     Blocked(Blocked),
@@ -211,10 +213,12 @@ impl Locks {
                 Ok(AcquireReply::Busy {
                     expires_at,
                     blocked_by,
+                    blocked_at,
                 }) => {
                     return Acquired::Busy {
                         retry_after_ms: (expires_at - now).max(1),
                         blocked_by,
+                        blocked_at,
                     }
                 }
                 Ok(AcquireReply::CounterExhausted) => {

@@ -164,6 +164,7 @@ mod tests {
             Acquired::Busy {
                 retry_after_ms: 1,
                 blocked_by: "b".into(),
+                blocked_at: None,
             },
             Acquired::Deadlock { cycle: vec![] },
             Acquired::Blocked(Blocked::SafeMode),

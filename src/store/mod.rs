@@ -210,6 +210,9 @@ pub enum AcquireReply {
         expires_at: i64,
         /// Who holds it (or waits for it).
         blocked_by: String,
+        /// For a tree key, the key (as its tenant named it) where the conflicting lease is:
+        /// an ancestor, the key itself, or a descendant. `None` for a plain key.
+        blocked_at: Option<String>,
     },
     /// This epoch has used all its counter values for the key's slot (or key): a new epoch is
     /// needed before the next grant, or tokens would spill into the next epoch's range.

@@ -12,6 +12,29 @@ use crate::token::{token_base, token_parts};
 
 impl LeaseCopy for RedisStore {
     async fn seed_lease(&self, key: &str, lease: &Lease, now: i64) -> Result<bool, StoreError> {
+        let seeded = self.seed_one(key, lease, now).await?;
+        match Key::from_stored(key) {
+            Ok(k) if seeded && k.is_tree() => self.seed_intentions(&k, lease).await,
+            _ => Ok(seeded),
+        }
+    }
+}
+
+impl RedisStore {
+    /// Leaves the intentions of tree lease `lease` of `key`, if it is live here.
+    async fn seed_intentions(&self, key: &Key, lease: &Lease) -> Result<bool, StoreError> {
+        let (epoch, ctr) = token_parts(lease.token);
+        let mut inv = self.scripts.tree_seed.key(tagged(key.as_str(), "lock"));
+        inv.key(tagged(key.as_str(), "rdexp"))
+            .arg(&lease.owner)
+            .arg(format!("{epoch}:{ctr}"))
+            .arg(if lease.shared { "1" } else { "0" });
+        let inv = tree_keys(inv, key);
+        self.eval::<i64>(&inv).await.map(|n| n == 1)
+    }
+
+    /// Copies one lease in (`lua/seed_lease.lua`, or `lua/sem_seed.lua` for a shared one).
+    async fn seed_one(&self, key: &str, lease: &Lease, now: i64) -> Result<bool, StoreError> {
         let remaining = lease.expires_at - now;
         if remaining <= 0 {
             return Ok(false);
@@ -49,6 +72,29 @@ fn hold_at(hold_left: i64, now: i64) -> Option<i64> {
 fn share_keys<'a>(mut inv: ScriptInvocation<'a>, key: &str) -> ScriptInvocation<'a> {
     for suffix in ["rd", "rdown", "rdexp", "rdlim"] {
         inv.key(tagged(key, suffix));
+    }
+    inv
+}
+
+/// A tree key's extra keys and arguments (`lua/tree.lua`), added to an invocation; none for
+/// a plain key.
+pub(super) fn tree_keys<'a>(mut inv: ScriptInvocation<'a>, key: &Key) -> ScriptInvocation<'a> {
+    if !key.is_tree() {
+        return inv;
+    }
+    let node = key.as_str();
+    for suffix in ["ix", "is", "iown"] {
+        inv.key(tagged(node, suffix));
+    }
+    let up = key.ancestors();
+    for a in &up {
+        for suffix in ["lock", "rd", "rdexp", "ix", "is", "iown"] {
+            inv.key(tagged(a.as_str(), suffix));
+        }
+    }
+    inv.arg(up.len() + 1).arg(key.name());
+    for a in &up {
+        inv.arg(a.name());
     }
     inv
 }
@@ -104,6 +150,7 @@ impl LockStore for RedisStore {
         now: i64,
     ) -> Result<AcquireReply, StoreError> {
         let key = ask.key.as_str();
+        let key_tree = ask.key.is_tree();
         let lock = tagged(key, "lock");
         let slot = slot_keys(&lock);
         let inv = if ask.shared {
@@ -115,7 +162,7 @@ impl LockStore for RedisStore {
                 .arg(epoch)
                 .arg(ask.owner)
                 .arg(ask.ttl_ms);
-            inv
+            tree_keys(inv, ask.key)
         } else {
             let mut inv = self.scripts.acquire.key(slot.gate);
             inv.key(lock)
@@ -128,7 +175,7 @@ impl LockStore for RedisStore {
                 .arg(ask.ttl_ms)
                 .arg(ask.max_hold_ms.unwrap_or(0))
                 .arg(ask.writer_mark_ms);
-            inv
+            tree_keys(inv, ask.key)
         };
         let reply: Value = self.eval(&inv).await?;
         let Value::Array(items) = &reply else {
@@ -155,6 +202,10 @@ impl LockStore for RedisStore {
                 _ => AcquireReply::Busy {
                     expires_at: lease.expires_at,
                     blocked_by: lease.owner,
+                    blocked_at: match items.get(6) {
+                        Some(v) => Some(redis::from_redis_value_ref(v).ok()?),
+                        None => key_tree.then(|| ask.key.name().to_owned()),
+                    },
                 },
             })
         })();
@@ -177,7 +228,7 @@ impl LockStore for RedisStore {
                 inv.key(lock);
                 let mut inv = share_keys(inv, key);
                 inv.arg(holder.owner).arg(lease_epoch).arg(ctr).arg(ttl_ms);
-                (inv, now + ttl_ms)
+                (tree_keys(inv, holder.key), now + ttl_ms)
             }
             Step::Release => {
                 let mut inv = self.scripts.release.prepare_invoke();
@@ -188,7 +239,7 @@ impl LockStore for RedisStore {
                     .arg(ctr)
                     .arg(epoch)
                     .arg(self.release_mark.as_millis() as u64);
-                (inv, now)
+                (tree_keys(inv, holder.key), now)
             }
         };
         let reply: Value = self.eval(&inv).await?;

@@ -22,14 +22,16 @@ pub use slots::{all_slots, slot_keys, SlotKeys};
 
 use super::{bounded, StoreError};
 
-/// Prepends the shared lease functions (`lua/lease.lua`, and for shared holders
-/// `lua/sem_common.lua` and `lua/shares.lua`) to a script that reads a lease.
+/// Prepends the shared lease functions (`lua/lease.lua`, for shared holders
+/// `lua/sem_common.lua` and `lua/shares.lua`, for tree keys `lua/tree.lua`) to a script that
+/// reads a lease.
 macro_rules! lease_script {
     ($file:literal) => {
         concat!(
             include_str!("lua/lease.lua"),
             include_str!("lua/sem_common.lua"),
             include_str!("lua/shares.lua"),
+            include_str!("lua/tree.lua"),
             include_str!($file)
         )
     };
@@ -61,6 +63,7 @@ macro_rules! cache_script {
 pub const ACQUIRE_LUA: &str = concat!(
     include_str!("lua/token.lua"),
     include_str!("lua/lease.lua"),
+    include_str!("lua/tree.lua"),
     include_str!("lua/acquire.lua")
 );
 /// Source of the shared-lease acquire script (benchmarks run it raw too).
@@ -93,6 +96,7 @@ struct Scripts {
     release: Script,
     get: Script,
     seed_lease: Script,
+    tree_seed: Script,
     arm_epoch: Script,
     idem_seed: Script,
     res_reserve: Script,
@@ -128,6 +132,7 @@ impl Scripts {
             release: Script::new(lease_script!("lua/release.lua")),
             get: Script::new(lease_script!("lua/get.lua")),
             seed_lease: Script::new(lease_script!("lua/seed_lease.lua")),
+            tree_seed: Script::new(lease_script!("lua/tree_seed.lua")),
             arm_epoch: Script::new(include_str!("lua/arm_epoch.lua")),
             idem_seed: Script::new(include_str!("lua/idem_seed.lua")),
             res_reserve: Script::new(RESERVE_LUA),
@@ -267,6 +272,15 @@ fn unexpected(v: &redis::Value) -> StoreError {
 }
 
 /// `warden:{key}:suffix`: the hash tag keeps all of one key's Redis keys in one Cluster slot.
+/// A tree key (stored as `<tenant>\x1e<root>/<rest>`) is tagged by its root,
+/// `warden:{<tenant>\x1e<root>}/<rest>:suffix`, so a whole tree is one slot: one atomic step
+/// reaches every level, and its tokens come from one counter.
 pub fn tagged(key: &str, suffix: &str) -> String {
+    if let Some(mark) = key.find(crate::key::TREE_MARK) {
+        if let Some(at) = key[mark..].find(crate::key::TREE_SEP) {
+            let (root, rest) = key.split_at(mark + at);
+            return format!("warden:{{{root}}}{rest}:{suffix}");
+        }
+    }
     format!("warden:{{{key}}}:{suffix}")
 }

@@ -60,7 +60,7 @@ pub(super) fn stored_hold(hold_until: Option<i64>) -> i64 {
 }
 
 /// The deadline a stored `hold_until` means.
-fn hold_of(stored: i64) -> Option<i64> {
+pub(super) fn hold_of(stored: i64) -> Option<i64> {
     (stored > 0).then_some(stored)
 }
 
@@ -128,6 +128,9 @@ impl LockStore for SqlStore {
         epoch: i64,
         now: i64,
     ) -> Result<AcquireReply, StoreError> {
+        if ask.key.is_tree() {
+            return self.acquire_tree(ask, epoch, now).await;
+        }
         if ask.shared {
             return self.acquire_shared(ask, epoch, now).await;
         }
@@ -156,6 +159,7 @@ impl LockStore for SqlStore {
                 return Ok(AcquireReply::Busy {
                     expires_at: l.expires_at,
                     blocked_by: l.owner.clone(),
+                    blocked_at: None,
                 })
             }
             _ => {}
@@ -172,6 +176,7 @@ impl LockStore for SqlStore {
             return Ok(AcquireReply::Busy {
                 expires_at: first.expires_at,
                 blocked_by: first.owner,
+                blocked_at: None,
             });
         }
         match current {

@@ -3,31 +3,60 @@
 //! arming sees the lease), that no exclusive lease is live and no writer waits, draws a token
 //! from the key's counter and raises `shared_until`, which the exclusive grant checks in its
 //! own statement. Extends and releases hold the row too, so `shared_until` is raised or
-//! recomputed after every change seen by the next exclusive grant.
+//! recomputed after every change seen by the next exclusive grant. A tree key's grants of
+//! both modes go through the same transaction (`grant_in`), drawing from its root's counter.
 
 use super::{classify, col, SqlStore};
 use crate::key::Key;
 use crate::store::{AcquireReply, Holder, Lease, LeaseAsk, Step, StoreError};
 use crate::token::{token_base, COUNTER_MAX};
 
-const ENSURE: &str = "
-INSERT INTO warden_locks (lock_key, owner, counter, token, drawn, expires_at, hold_until)
-VALUES ($1, '', 0, 0, 0, 0, 0)
+/// A key's row, made empty if missing; `$2` is its tree's root ('' for a plain key).
+pub(super) const ENSURE: &str = "
+INSERT INTO warden_locks (lock_key, owner, counter, token, drawn, expires_at, hold_until, tree_root)
+VALUES ($1, '', 0, 0, 0, 0, 0, $2)
 ON CONFLICT (lock_key) DO NOTHING";
 
-const ROW: &str = "
+/// A key's row as a grant transaction reads it.
+pub(super) const ROW: &str = "
 SELECT owner, token, expires_at, hold_until, counter, drawn, writer_until, writer
 FROM warden_locks WHERE lock_key = $1";
 
 const SHARE_COLS: &str = "owner, token, expires_at";
 
-const DRAW: &str = "
-UPDATE warden_locks SET counter = $2, drawn = $3,
-    shared_until = CASE WHEN shared_until > $4 THEN shared_until ELSE $4 END
+const DRAW: &str = "UPDATE warden_locks SET counter = $2, drawn = $3 WHERE lock_key = $1";
+
+const RAISE: &str = "
+UPDATE warden_locks SET shared_until = CASE WHEN shared_until > $2 THEN shared_until ELSE $2 END
 WHERE lock_key = $1";
 
 const GRANT: &str = "
-INSERT INTO warden_lock_shares (lock_key, token, owner, expires_at) VALUES ($1, $2, $3, $4)";
+INSERT INTO warden_lock_shares (lock_key, token, owner, expires_at, tree_root)
+VALUES ($1, $2, $3, $4, $5)";
+
+/// An exclusive grant in a transaction (tree keys; a plain key's is one statement).
+const TAKE: &str = "
+UPDATE warden_locks SET owner = $2, token = $3, expires_at = $4, hold_until = $5,
+    writer_until = 0
+WHERE lock_key = $1";
+
+/// The key's live shared leases, the first to expire first.
+const LIVE: &str = "
+SELECT owner, token, expires_at FROM warden_lock_shares
+WHERE lock_key = $1 AND expires_at > $2 ORDER BY expires_at";
+
+/// Where a grant transaction draws its token: the counter row's key and its `counter`,
+/// `drawn` columns as read under the transaction's lock.
+pub(super) struct Draw<'a> {
+    /// The row holding the counter: the key's own, or its tree root's.
+    pub key: &'a str,
+    /// Grants drawn in the current epoch.
+    pub counter: i64,
+    /// The last token drawn.
+    pub drawn: i64,
+}
+
+type Tx = sqlx::Transaction<'static, sqlx::Any>;
 
 /// `$4` is the new expiry, 0 for a release (the row stays, ended, until reaped).
 const TOUCH: &str = "
@@ -68,6 +97,7 @@ impl SqlStore {
         let mut tx = self.begin_write().await?;
         sqlx::query(ENSURE)
             .bind(key)
+            .bind("")
             .execute(&mut *tx)
             .await
             .map_err(classify)?;
@@ -75,6 +105,32 @@ impl SqlStore {
         if found != epoch {
             return Ok(AcquireReply::EpochMismatch { found: Some(found) });
         }
+        if let Some(answer) = refusal_in(&mut tx, ask, &row, now).await? {
+            tx.commit().await.map_err(classify)?;
+            return Ok(answer);
+        }
+        let draw = Draw {
+            key,
+            counter: col(&row, 4)?,
+            drawn: col(&row, 5)?,
+        };
+        draw_in(tx, ask, draw, epoch, now, "").await
+    }
+}
+
+/// In grant transaction `tx` (holding `row`: the key's `ROW`), what answers `ask` before any
+/// grant, by the key-level rules of both modes: the owner's own live lease, or the live lease
+/// or waiting writer in its way (a refused writer that will wait leaves its mark in `tx`,
+/// which the caller commits). `None` when the key lets it through.
+pub(super) async fn refusal_in(
+    tx: &mut Tx,
+    ask: &LeaseAsk<'_>,
+    row: &sqlx::any::AnyRow,
+    now: i64,
+) -> Result<Option<AcquireReply>, StoreError> {
+    let key = ask.key.as_str();
+    let at = || ask.key.is_tree().then(|| ask.key.name().to_owned());
+    if ask.shared {
         let mine = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {SHARE_COLS} FROM warden_lock_shares
              WHERE lock_key = $1 AND owner = $2 AND expires_at > $3 ORDER BY token DESC"
@@ -82,69 +138,142 @@ impl SqlStore {
         .bind(key)
         .bind(ask.owner)
         .bind(now)
-        .fetch_optional(&mut *tx)
+        .fetch_optional(&mut **tx)
         .await
         .map_err(classify)?;
         if let Some(mine) = mine {
-            return Ok(AcquireReply::Held(share(&mine)?));
+            return Ok(Some(AcquireReply::Held(share(&mine)?)));
         }
-        let exclusive = Lease {
-            owner: col(&row, 0)?,
-            token: col(&row, 1)?,
-            expires_at: col(&row, 2)?,
-            hold_until: None,
-            shared: false,
-        };
-        if exclusive.expires_at > now {
-            return Ok(if exclusive.owner == ask.owner {
-                AcquireReply::Held(exclusive)
-            } else {
-                AcquireReply::Busy {
-                    expires_at: exclusive.expires_at,
-                    blocked_by: exclusive.owner,
-                }
-            });
-        }
-        let (writer_until, writer): (i64, String) = (col(&row, 6)?, col(&row, 7)?);
+    }
+    let exclusive = Lease {
+        owner: col(row, 0)?,
+        token: col(row, 1)?,
+        expires_at: col(row, 2)?,
+        hold_until: super::lock::hold_of(col(row, 3)?),
+        shared: false,
+    };
+    if exclusive.expires_at > now {
+        return Ok(Some(if exclusive.owner == ask.owner {
+            AcquireReply::Held(exclusive)
+        } else {
+            AcquireReply::Busy {
+                expires_at: exclusive.expires_at,
+                blocked_by: exclusive.owner,
+                blocked_at: at(),
+            }
+        }));
+    }
+    if ask.shared {
+        let (writer_until, writer): (i64, String) = (col(row, 6)?, col(row, 7)?);
         if writer_until > now && writer != ask.owner {
-            return Ok(AcquireReply::Busy {
+            return Ok(Some(AcquireReply::Busy {
                 expires_at: writer_until,
                 blocked_by: writer,
-            });
+                blocked_at: at(),
+            }));
         }
-        let (counter, drawn): (i64, i64) = (col(&row, 4)?, col(&row, 5)?);
-        let base = token_base(epoch);
-        let counter = if drawn >= base { counter + 1 } else { 1 };
-        if counter > COUNTER_MAX {
-            return Ok(AcquireReply::CounterExhausted);
-        }
-        let lease = Lease {
-            owner: ask.owner.to_owned(),
-            token: base + counter,
-            expires_at: now + ask.ttl_ms,
-            hold_until: None,
-            shared: true,
-        };
-        sqlx::query(DRAW)
+    } else {
+        let rows = sqlx::query(LIVE)
             .bind(key)
-            .bind(counter)
-            .bind(lease.token)
-            .bind(lease.expires_at)
-            .execute(&mut *tx)
+            .bind(now)
+            .fetch_all(&mut **tx)
             .await
             .map_err(classify)?;
+        let shares = rows.iter().map(share).collect::<Result<Vec<_>, _>>()?;
+        // As the plain exclusive grant: name a holder other than the asker if there is one.
+        let other = shares
+            .iter()
+            .position(|l| l.owner != ask.owner)
+            .unwrap_or(0);
+        if let Some(first) = shares.into_iter().nth(other) {
+            if ask.writer_mark_ms > 0 {
+                sqlx::query(super::lock::MARK_WRITER)
+                    .bind(key)
+                    .bind(now + ask.writer_mark_ms)
+                    .bind(ask.owner)
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(classify)?;
+            }
+            return Ok(Some(AcquireReply::Busy {
+                expires_at: first.expires_at,
+                blocked_by: first.owner,
+                blocked_at: at(),
+            }));
+        }
+    }
+    Ok(None)
+}
+
+/// In grant transaction `tx` (holding the counter row of `draw`), grants `ask`, which
+/// [`refusal_in`] let through, and commits. `tree_root` is stored with a new shared lease.
+pub(super) async fn draw_in(
+    mut tx: Tx,
+    ask: &LeaseAsk<'_>,
+    draw: Draw<'_>,
+    epoch: i64,
+    now: i64,
+    tree_root: &str,
+) -> Result<AcquireReply, StoreError> {
+    let key = ask.key.as_str();
+    let base = token_base(epoch);
+    let counter = if draw.drawn >= base {
+        draw.counter + 1
+    } else {
+        1
+    };
+    if counter > COUNTER_MAX {
+        return Ok(AcquireReply::CounterExhausted);
+    }
+    let lease = Lease {
+        owner: ask.owner.to_owned(),
+        token: base + counter,
+        expires_at: now + ask.ttl_ms,
+        hold_until: (!ask.shared)
+            .then_some(ask.max_hold_ms)
+            .flatten()
+            .map(|h| now + h),
+        shared: ask.shared,
+    };
+    sqlx::query(DRAW)
+        .bind(draw.key)
+        .bind(counter)
+        .bind(lease.token)
+        .execute(&mut *tx)
+        .await
+        .map_err(classify)?;
+    if ask.shared {
         sqlx::query(GRANT)
             .bind(key)
             .bind(lease.token)
             .bind(&lease.owner)
             .bind(lease.expires_at)
+            .bind(tree_root)
             .execute(&mut *tx)
             .await
             .map_err(classify)?;
-        tx.commit().await.map_err(classify)?;
-        Ok(AcquireReply::Granted(lease))
+        sqlx::query(RAISE)
+            .bind(key)
+            .bind(lease.expires_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
+    } else {
+        sqlx::query(TAKE)
+            .bind(key)
+            .bind(&lease.owner)
+            .bind(lease.token)
+            .bind(lease.expires_at)
+            .bind(super::lock::stored_hold(lease.hold_until))
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
     }
+    tx.commit().await.map_err(classify)?;
+    Ok(AcquireReply::Granted(lease))
+}
 
+impl SqlStore {
     /// Runs `step` on the live shared lease `holder` as of `epoch`; answers the lease as it
     /// now stands, or `None` when `holder` is not a live shared lease here.
     pub(super) async fn touch_share(

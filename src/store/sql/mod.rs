@@ -13,6 +13,7 @@ mod kv;
 mod lock;
 mod lock_group;
 mod lock_share;
+mod lock_tree;
 mod lock_wait;
 mod outbox;
 mod params;

@@ -9,10 +9,12 @@
 -- ARGV[1] epoch the caller believes active, ARGV[2] owner, ARGV[3] ttl_ms,
 -- ARGV[4] max_hold_ms (0: no cap), ARGV[5] how long a refused writer's mark lives (0: the
 -- caller does not wait)
+-- KEYS[7..], ARGV[6..] for a tree key: see tree.lua
 -- Returns: {'epoch', found_epoch_or_-1}
 --       or {'exhausted'} when the slot used all 2^32 - 1 counters of this epoch
 --       or {'granted'|'held'|'busy', owner, lease_epoch, lease_ctr, pttl_ms, hold_left_ms}
---          ('busy' on shared holders names the one expiring first, with its expiry)
+--          ('busy' on shared holders names the one expiring first, with its expiry; a tree
+--          conflict adds where: blocked_at)
 local refusal = epoch_refusal(KEYS[1], ARGV[1])
 if refusal then return refusal end
 local cur = redis.call('HMGET', KEYS[2], 'owner', 'epoch', 'ctr')
@@ -26,15 +28,22 @@ if busy then
   if ARGV[5] ~= '0' then redis.call('SET', KEYS[6], ARGV[2], 'PX', ARGV[5]) end
   return busy
 end
+local tree = tree_open(7, 6)
+local now = tree and now_ms()
+if tree then
+  busy = tree_busy(tree, false, ARGV[2], now)
+  if busy then return busy end
+end
 local ctr = draw_counter(KEYS[3])
 if not ctr then return {'exhausted'} end
 redis.call('HSET', KEYS[2], 'owner', ARGV[2], 'epoch', ARGV[1], 'ctr', ctr)
 local hold = tonumber(ARGV[4])
 if hold > 0 then
-  redis.call('HSET', KEYS[2], 'hold', now_ms() + hold)
+  redis.call('HSET', KEYS[2], 'hold', (now or now_ms()) + hold)
 else
   hold = -1
 end
 redis.call('PEXPIRE', KEYS[2], ARGV[3])
+if tree then tree_mark(tree, false, ARGV[1] .. ':' .. ctr, ARGV[2], now + tonumber(ARGV[3]), now) end
 if redis.call('GET', KEYS[6]) == ARGV[2] then redis.call('DEL', KEYS[6]) end
 return {'granted', ARGV[2], tonumber(ARGV[1]), ctr, tonumber(ARGV[3]), hold}

@@ -8,6 +8,7 @@
 -- KEYS[5] epoch gate of the slot, KEYS[6] exclusive lease hash, KEYS[7] grant counter of the
 -- slot, KEYS[8] waiting-writer mark
 -- ARGV[1] epoch, ARGV[2] owner, ARGV[3] ttl_ms
+-- KEYS[9..], ARGV[4..] for a tree key: see tree.lua
 -- Returns: as acquire.lua: {'epoch', found} | {'exhausted'}
 --       | {'granted'|'held'|'held_x'|'busy', owner, epoch, ctr, pttl_ms, hold_left_ms}
 --         ('held_x': the owner's exclusive lease)
@@ -32,6 +33,11 @@ local writer = redis.call('GET', KEYS[8])
 if writer and writer ~= ARGV[2] then
   return {'busy', writer, 0, 0, math.max(redis.call('PTTL', KEYS[8]), 1), -1}
 end
+local tree = tree_open(9, 4)
+if tree then
+  local busy = tree_busy(tree, true, ARGV[2], now)
+  if busy then return busy end
+end
 local ctr = draw_counter(KEYS[7])
 if not ctr then return {'exhausted'} end
 local id = ARGV[1] .. ':' .. ctr
@@ -39,4 +45,5 @@ redis.call('HSET', KEYS[1], id, '1\n' .. ARGV[2])
 redis.call('HSET', KEYS[2], ARGV[2], id)
 redis.call('ZADD', KEYS[3], now + tonumber(ARGV[3]), id)
 sem_keep(now)
+if tree then tree_mark(tree, true, id, ARGV[2], now + tonumber(ARGV[3]), now) end
 return share_reply('granted', id)
