@@ -245,12 +245,23 @@ async fn a_max_hold_set_on_sql_still_caps_the_lease_after_fail_back() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn shared_leases_granted_on_sql_hold_the_key_after_fail_back() {
+async fn shared_and_tree_leases_granted_on_sql_hold_after_fail_back() {
     let (_pg, mut redis, w) = serving_on_sql_after_redis_died().await;
     let body = json!({"owner": "reader", "ttl_ms": 20_000, "mode": "shared"});
     let (s, v) = w.post("/v1/locks/doc/acquire", body).await;
     assert_eq!((s, v["mode"].as_str()), (200, Some("fallback")), "{v}");
     let token = v["fencing_token"].as_i64().unwrap();
+    // Leases below a tree root, one of each mode: arming must leave their intentions too.
+    let mut below = Vec::new();
+    for (key, owner, mode) in [
+        ("ward%2Fbed:1", "nurse", "exclusive"),
+        ("ward%2Fbed:2", "aide", "shared"),
+    ] {
+        let body = json!({"owner": owner, "ttl_ms": 20_000, "mode": mode, "tree": true});
+        let (s, v) = w.post(&format!("/v1/locks/{key}/acquire"), body).await;
+        assert_eq!((s, v["mode"].as_str()), (200, Some("fallback")), "{v}");
+        below.push((key, owner, v["fencing_token"].as_i64().unwrap()));
+    }
 
     redis.restart(); // empty: arming must copy the shared lease
     w.wait_ready_on("redis", Duration::from_secs(20)).await;
@@ -263,6 +274,31 @@ async fn shared_leases_granted_on_sql_hold_the_key_after_fail_back() {
     let (s, v) = w.acquire("doc", "writer", 1_000, 0).await;
     assert_eq!((s, v["mode"].as_str()), (200, Some("primary")), "{v}");
     assert!(v["fencing_token"].as_i64().unwrap() > token);
+
+    // On Redis the copied tree leases still exclude their parent, each in its own way.
+    let parent = |mode: &str| {
+        let body = json!({"owner": "admin", "ttl_ms": 1_000, "mode": mode, "tree": true});
+        w.post("/v1/locks/ward/acquire", body)
+    };
+    let (s, v) = parent("exclusive").await;
+    assert_eq!(s, 409, "{v}");
+    assert!(
+        v["blocked_at"].as_str().unwrap().starts_with("ward/bed:"),
+        "{v}"
+    );
+    let (s, v) = parent("shared").await;
+    assert_eq!(
+        (s, v["blocked_at"].as_str()),
+        (409, Some("ward/bed:1")),
+        "{v}"
+    );
+    for (key, owner, t) in &below {
+        let body = json!({"owner": owner, "fencing_token": t, "tree": true});
+        let (s, v) = w.post(&format!("/v1/locks/{key}/release"), body).await;
+        assert_eq!((s, v["mode"].as_str()), (200, Some("primary")), "{v}");
+    }
+    let (s, v) = parent("exclusive").await;
+    assert_eq!((s, v["mode"].as_str()), (200, Some("primary")), "{v}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

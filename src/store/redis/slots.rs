@@ -74,4 +74,25 @@ mod tests {
             }
         }
     }
+
+    #[test]
+    fn a_tree_is_one_slot_and_apart_from_plain_keys() {
+        use crate::key::Key;
+        use crate::store::redis::tagged;
+        let leaf = Key::scoped("clinic", "c:7/contact:42/n}1").unwrap();
+        let tree = leaf.clone().into_tree().unwrap();
+        let root = tree.ancestors()[0].clone();
+        let slot = |k: &Key, s: &str| Slot::for_key(tagged(k.as_str(), s).as_bytes());
+        assert_eq!(slot(&tree, "lock"), slot(&root, "ix"));
+        assert_eq!(slot(&tree.ancestors()[1], "rd"), slot(&root, "lock"));
+        let names: std::collections::HashSet<_> = [&tree, &root, &leaf, &tree.ancestors()[1]]
+            .iter()
+            .map(|k| tagged(k.as_str(), "lock"))
+            .collect();
+        assert_eq!(
+            names.len(),
+            4,
+            "every key has its own Redis names: {names:?}"
+        );
+    }
 }
