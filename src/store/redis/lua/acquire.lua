@@ -17,15 +17,9 @@
 --          conflict adds where: blocked_at)
 local refusal = epoch_refusal(KEYS[1], ARGV[1])
 if refusal then return refusal end
-local cur = redis.call('HMGET', KEYS[2], 'owner', 'epoch', 'ctr')
-if cur[1] then
-  local reply = lease_reply(KEYS[2], cur)
-  table.insert(reply, 1, cur[1] == ARGV[2] and 'held' or 'busy')
-  return reply
-end
-local busy = readers_busy(KEYS[4], KEYS[5], ARGV[2])
+local busy, readers = x_refusal(KEYS[2], KEYS[4], KEYS[5], ARGV[2])
 if busy then
-  if ARGV[5] ~= '0' then redis.call('SET', KEYS[6], ARGV[2], 'PX', ARGV[5]) end
+  if readers and ARGV[5] ~= '0' then redis.call('SET', KEYS[6], ARGV[2], 'PX', ARGV[5]) end
   return busy
 end
 local tree = tree_open(7, 6)
@@ -36,14 +30,5 @@ if tree then
 end
 local ctr = draw_counter(KEYS[3])
 if not ctr then return {'exhausted'} end
-redis.call('HSET', KEYS[2], 'owner', ARGV[2], 'epoch', ARGV[1], 'ctr', ctr)
-local hold = tonumber(ARGV[4])
-if hold > 0 then
-  redis.call('HSET', KEYS[2], 'hold', (now or now_ms()) + hold)
-else
-  hold = -1
-end
-redis.call('PEXPIRE', KEYS[2], ARGV[3])
 if tree then tree_mark(tree, false, ARGV[1] .. ':' .. ctr, ARGV[2], now + tonumber(ARGV[3]), now) end
-if redis.call('GET', KEYS[6]) == ARGV[2] then redis.call('DEL', KEYS[6]) end
-return {'granted', ARGV[2], tonumber(ARGV[1]), ctr, tonumber(ARGV[3]), hold}
+return x_grant(KEYS[2], KEYS[6], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ctr, now)

@@ -12,6 +12,12 @@
 -- readers_busy(holders_key, exp_key, asker): nil when the key has no live shared holder, else
 --   the 'busy' reply naming the one expiring first other than `asker` (the asker itself when
 --   it is the only one): {'busy', owner, epoch, ctr, pttl_ms, -1}.
+-- x_refusal(lock, rd, rdexp, owner): what answers an exclusive ask before any grant: the
+--   owner's live lease {'held', lease…}, another's {'busy', lease…}, a live shared holder's
+--   'busy' (readers_busy; then a second result, true), or nil when the key is free for it.
+-- x_grant(lock, wwait, epoch, owner, ttl_ms, hold_ms, ctr, now): writes the exclusive lease
+--   with counter `ctr` (and its max_hold deadline when `hold_ms` > 0; `now` may be nil), ends
+--   the owner's writer mark, and answers {'granted', owner, epoch, ctr, pttl_ms, hold_left_ms}.
 local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -56,4 +62,27 @@ local function readers_busy(holders_key, exp_key, asker)
   end
   local e, c = string.match(pick[1], '^(%d+):(%d+)$')
   return {'busy', pick[2], tonumber(e), tonumber(c), tonumber(pick[3]) - now, -1}
+end
+
+local function x_refusal(lock, rd, rdexp, owner)
+  local cur = redis.call('HMGET', lock, 'owner', 'epoch', 'ctr')
+  if cur[1] then
+    local reply = lease_reply(lock, cur)
+    table.insert(reply, 1, cur[1] == owner and 'held' or 'busy')
+    return reply
+  end
+  return readers_busy(rd, rdexp, owner), true
+end
+
+local function x_grant(lock, wwait, epoch, owner, ttl_ms, hold_ms, ctr, now)
+  redis.call('HSET', lock, 'owner', owner, 'epoch', epoch, 'ctr', ctr)
+  local hold = tonumber(hold_ms)
+  if hold > 0 then
+    redis.call('HSET', lock, 'hold', (now or now_ms()) + hold)
+  else
+    hold = -1
+  end
+  redis.call('PEXPIRE', lock, ttl_ms)
+  if redis.call('GET', wwait) == owner then redis.call('DEL', wwait) end
+  return {'granted', owner, tonumber(epoch), ctr, tonumber(ttl_ms), hold}
 end

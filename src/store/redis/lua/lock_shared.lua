@@ -15,24 +15,8 @@
 local refusal = epoch_refusal(KEYS[5], ARGV[1])
 if refusal then return refusal end
 local now = sem_now()
-sem_purge(now)
-local function share_reply(state, id)
-  local e, c = string.match(id, '^(%d+):(%d+)$')
-  local pttl = tonumber(redis.call('ZSCORE', KEYS[3], id)) - now
-  return {state, ARGV[2], tonumber(e), tonumber(c), pttl, -1}
-end
-local mine = redis.call('HGET', KEYS[2], ARGV[2])
-if mine then return share_reply('held', mine) end
-local cur = redis.call('HMGET', KEYS[6], 'owner', 'epoch', 'ctr')
-if cur[1] then
-  local reply = lease_reply(KEYS[6], cur)
-  table.insert(reply, 1, cur[1] == ARGV[2] and 'held_x' or 'busy')
-  return reply
-end
-local writer = redis.call('GET', KEYS[8])
-if writer and writer ~= ARGV[2] then
-  return {'busy', writer, 0, 0, math.max(redis.call('PTTL', KEYS[8]), 1), -1}
-end
+local refused = s_refusal(KEYS[6], KEYS[8], ARGV[2], now)
+if refused then return refused end
 local tree = tree_open(9, 4)
 if tree then
   local busy = tree_busy(tree, true, ARGV[2], now)
@@ -40,10 +24,6 @@ if tree then
 end
 local ctr = draw_counter(KEYS[7])
 if not ctr then return {'exhausted'} end
-local id = ARGV[1] .. ':' .. ctr
-redis.call('HSET', KEYS[1], id, '1\n' .. ARGV[2])
-redis.call('HSET', KEYS[2], ARGV[2], id)
-redis.call('ZADD', KEYS[3], now + tonumber(ARGV[3]), id)
-sem_keep(now)
+local reply, id = s_grant(ARGV[1], ARGV[2], ARGV[3], ctr, now)
 if tree then tree_mark(tree, true, id, ARGV[2], now + tonumber(ARGV[3]), now) end
-return share_reply('granted', id)
+return reply

@@ -5,6 +5,12 @@
 --   neither the exclusive lease nor the shared lease `id` of the caller's: {'missed', …} of
 --   shared lease `id` under another owner, else of the live exclusive lease, else of the
 --   owner's other live shared lease, else {'missed'}.
+-- s_refusal(lock, wwait, owner, now): what answers a shared ask before any grant (expired
+--   shared leases purged first): the owner's live shared lease {'held', …}, the live exclusive
+--   lease {'held_x'|'busy', lease…}, a waiting writer's mark {'busy', writer, 0, 0, pttl, -1},
+--   or nil when the key is free for it.
+-- s_grant(epoch, owner, ttl_ms, ctr, now): adds the shared lease with counter `ctr`;
+--   answers {'granted', owner, epoch, ctr, pttl_ms, -1} and its id.
 local function share_live(id, owner, now)
   local _, o = sem_record(id)
   if o ~= owner then return false end
@@ -24,4 +30,36 @@ local function share_missed(lease_key, cur, id, owner, now)
   local mine = redis.call('HGET', SEM[2], owner)
   if mine then return reply(mine, owner) end
   return {'missed'}
+end
+
+local function share_reply(state, owner, id, now)
+  local e, c = string.match(id, '^(%d+):(%d+)$')
+  local pttl = tonumber(redis.call('ZSCORE', SEM[3], id)) - now
+  return {state, owner, tonumber(e), tonumber(c), pttl, -1}
+end
+
+local function s_refusal(lock, wwait, owner, now)
+  sem_purge(now)
+  local mine = redis.call('HGET', SEM[2], owner)
+  if mine then return share_reply('held', owner, mine, now) end
+  local cur = redis.call('HMGET', lock, 'owner', 'epoch', 'ctr')
+  if cur[1] then
+    local reply = lease_reply(lock, cur)
+    table.insert(reply, 1, cur[1] == owner and 'held_x' or 'busy')
+    return reply
+  end
+  local writer = redis.call('GET', wwait)
+  if writer and writer ~= owner then
+    return {'busy', writer, 0, 0, math.max(redis.call('PTTL', wwait), 1), -1}
+  end
+  return nil
+end
+
+local function s_grant(epoch, owner, ttl_ms, ctr, now)
+  local id = epoch .. ':' .. ctr
+  redis.call('HSET', SEM[1], id, '1\n' .. owner)
+  redis.call('HSET', SEM[2], owner, id)
+  redis.call('ZADD', SEM[3], now + tonumber(ttl_ms), id)
+  sem_keep(now)
+  return share_reply('granted', owner, id, now), id
 end
