@@ -9,10 +9,10 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use super::{wait_for, AcquireRequest, Acquired, Locks, LostReason, Touch};
+use super::{acquired, wait_for, AcquireRequest, Acquired, Ask, Locks, LostReason, Said, Touch};
 use crate::key::Key;
-use crate::store::bounded;
 use crate::store::sql::GroupRecord;
+use crate::store::{bounded, GroupReply, LeaseAsk};
 use crate::tier::{Blocked, Mode};
 
 /// Most keys in a group.
@@ -161,6 +161,9 @@ impl Locks {
         req: &GroupRequest,
         blocker: &std::sync::Mutex<usize>,
     ) -> GroupAcquired {
+        if let Some(answer) = self.try_whole(req, blocker).await {
+            return answer;
+        }
         let mut taken: Vec<Held> = Vec::with_capacity(req.members.len());
         let mut fresh: Vec<Held> = Vec::new();
         let (mut expires_at, mut mode) = (i64::MAX, Mode::Primary);
@@ -219,6 +222,82 @@ impl Locks {
             expires_at,
             mode,
         }
+    }
+
+    /// The whole group in one atomic step, where the active store can take it so (Redis, every
+    /// key in one slot): nothing is taken unless everything is. `None` where it cannot.
+    async fn try_whole(
+        &self,
+        req: &GroupRequest,
+        blocker: &std::sync::Mutex<usize>,
+    ) -> Option<GroupAcquired> {
+        if req.members.len() < 2 {
+            return None;
+        }
+        let asks: Vec<LeaseAsk<'_>> = req
+            .members
+            .iter()
+            .map(|m| LeaseAsk {
+                shared: m.shared,
+                ..LeaseAsk::exclusive(&m.key, &req.owner, req.ttl_ms)
+            })
+            .collect();
+        let first = &req.members[0].key;
+        let (said, now, mode) = match self.at_epoch(req.ttl_ms, first, Ask::Group(&asks)).await {
+            Ok(said) => said,
+            Err(b) => return Some(GroupAcquired::Blocked(b)),
+        };
+        let Said::Group(Some(reply)) = said else {
+            return None;
+        };
+        let replies = match reply {
+            GroupReply::Refused { index, reply } => {
+                *blocker.lock().unwrap_or_else(|p| p.into_inner()) = index;
+                return Some(match acquired(reply, now, mode) {
+                    Acquired::Busy {
+                        retry_after_ms,
+                        blocked_by,
+                        ..
+                    } => GroupAcquired::Busy {
+                        blocked_at: req.members.get(index)?.key.name().to_owned(),
+                        blocked_by,
+                        retry_after_ms,
+                    },
+                    _ => GroupAcquired::Blocked(Blocked::EpochChanging),
+                });
+            }
+            GroupReply::Taken(replies) => replies,
+        };
+        let (mut taken, mut fresh, mut expires_at) = (Vec::new(), Vec::new(), i64::MAX);
+        let mut refused = None;
+        for (m, r) in req.members.iter().zip(replies) {
+            match acquired(r, now, mode) {
+                Acquired::Granted(g) => {
+                    let held = Held {
+                        key: m.key.name().to_owned(),
+                        token: g.token,
+                        shared: g.shared,
+                    };
+                    if g.fresh {
+                        fresh.push(held.clone());
+                    }
+                    taken.push(held);
+                    expires_at = expires_at.min(g.expires_at);
+                }
+                Acquired::Blocked(b) => refused = Some(b),
+                _ => refused = Some(Blocked::EpochChanging),
+            }
+        }
+        if let Some(b) = refused {
+            self.release_members(&req.id, &req.owner, &fresh).await;
+            return Some(GroupAcquired::Blocked(b));
+        }
+        taken.sort_by(|a, b| a.key.cmp(&b.key));
+        Some(GroupAcquired::Granted {
+            members: taken,
+            expires_at,
+            mode,
+        })
     }
 
     /// Releases `members` (keys of `id`'s tenant); a failure is logged, and the lease lapses.

@@ -22,7 +22,7 @@ pub use watch::Watched;
 use crate::config::LockSettings;
 use crate::key::Key;
 use crate::runtime::waiters::Waiters;
-use crate::store::{AcquireReply, Holder, Lease, LeaseAsk, LockStore, Step};
+use crate::store::{AcquireReply, GroupReply, Holder, Lease, LeaseAsk, LockStore, Step};
 use crate::tier::{Blocked, Mode, Tier};
 use crate::token::MAX_TOKEN;
 
@@ -121,6 +121,77 @@ pub(crate) fn wait_for(retry_after_ms: i64, poll: Duration) -> Duration {
     Duration::from_millis(retry_after_ms.clamp(1, poll.as_millis() as i64) as u64)
 }
 
+/// A grant step for [`Locks::at_epoch`]: one lease, or a group's in one atomic step.
+#[derive(Clone, Copy)]
+pub(crate) enum Ask<'r> {
+    /// One lease.
+    One(&'r LeaseAsk<'r>),
+    /// A group's members, where the store can take them in one step.
+    Group(&'r [LeaseAsk<'r>]),
+}
+
+/// What a grant step answered.
+pub(crate) enum Said {
+    /// To [`Ask::One`].
+    One(AcquireReply),
+    /// To [`Ask::Group`]: `None` when the store cannot take the group in one step.
+    Group(Option<GroupReply>),
+}
+
+impl Said {
+    /// The reply that refused the whole step for the tier's sake (`CounterExhausted`,
+    /// `EpochMismatch`), if any.
+    fn refusal(&self) -> Option<&AcquireReply> {
+        let reply = match self {
+            Said::One(r) | Said::Group(Some(GroupReply::Refused { reply: r, .. })) => r,
+            Said::Group(_) => return None,
+        };
+        matches!(
+            reply,
+            AcquireReply::CounterExhausted | AcquireReply::EpochMismatch { .. }
+        )
+        .then_some(reply)
+    }
+}
+
+/// The answer a store's grant reply (made at `now` on the `mode` tier) gives the client:
+/// `Granted`/`Held` as a grant, `Busy` as a wait hint. A token beyond 2^53 is refused.
+pub(crate) fn acquired(reply: AcquireReply, now: i64, mode: Mode) -> Acquired {
+    let (lease, fresh) = match reply {
+        AcquireReply::Granted(l) => (l, true),
+        AcquireReply::Held(l) => (l, false),
+        AcquireReply::Busy {
+            expires_at,
+            blocked_by,
+            blocked_at,
+        } => {
+            return Acquired::Busy {
+                retry_after_ms: (expires_at - now).max(1),
+                blocked_by,
+                blocked_at,
+            }
+        }
+        AcquireReply::CounterExhausted | AcquireReply::EpochMismatch { .. } => {
+            return Acquired::Blocked(Blocked::EpochChanging)
+        }
+    };
+    if lease.token > MAX_TOKEN {
+        tracing::error!(
+            token = lease.token,
+            "fencing token beyond 2^53; refusing grant"
+        );
+        return Acquired::Blocked(Blocked::TokenSpaceExhausted);
+    }
+    Acquired::Granted(Grant {
+        owner: lease.owner,
+        token: lease.token,
+        expires_at: lease.expires_at,
+        mode,
+        fresh,
+        shared: lease.shared,
+    })
+}
+
 pub(crate) fn map_done<T>(touch: Touch<Lease>, f: impl FnOnce(Lease) -> T) -> Touch<T> {
     match touch {
         Touch::Done(lease) => Touch::Done(f(lease)),
@@ -178,77 +249,60 @@ impl Locks {
         }
     }
 
-    async fn try_once(&self, req: &AcquireRequest) -> Acquired {
-        if let Err(b) = self.tier.effects_allowed() {
-            return Acquired::Blocked(b);
-        }
+    /// Runs a grant step on the active tier at its epoch (after checking that side effects
+    /// are allowed and noting the TTL for the failover grace), following a counter exhaustion
+    /// or an epoch change up to [`EPOCH_RETRIES`] times. `key` names what an epoch mismatch
+    /// was met on. Answers the step's reply with the time it was made at and the tier.
+    pub(crate) async fn at_epoch(
+        &self,
+        ttl_ms: i64,
+        key: &Key,
+        ask: Ask<'_>,
+    ) -> Result<(Said, i64, Mode), Blocked> {
+        self.tier.effects_allowed()?;
         for _ in 0..EPOCH_RETRIES {
-            let active = match self.tier.active(true) {
-                Ok(a) => a,
-                Err(b) => return Acquired::Blocked(b),
-            };
-            if let Err(e) = self.tier.note_ttl(req.ttl_ms).await {
-                return Acquired::Blocked(Blocked::database(&e));
+            let active = self.tier.active(true)?;
+            if let Err(e) = self.tier.note_ttl(ttl_ms).await {
+                return Err(Blocked::database(&e));
             }
-            let mode = active.mode();
-            let now = self.tier.now();
-            let epoch = active.epoch;
-            let ask = LeaseAsk {
-                key: &req.key,
-                owner: &req.owner,
-                ttl_ms: req.ttl_ms,
-                max_hold_ms: req.max_hold_ms,
-                shared: req.shared,
-                writer_mark_ms: if req.wait_ms > 0 && !req.shared {
-                    self.writer_mark_ms
-                } else {
-                    0
-                },
-            };
-            let reply = active.settle(|b| b.acquire(&ask, epoch, now));
-            let (lease, fresh) = match reply.await {
-                Err(b) => return Acquired::Blocked(b),
-                Ok(AcquireReply::Granted(l)) => (l, true),
-                Ok(AcquireReply::Held(l)) => (l, false),
-                Ok(AcquireReply::Busy {
-                    expires_at,
-                    blocked_by,
-                    blocked_at,
-                }) => {
-                    return Acquired::Busy {
-                        retry_after_ms: (expires_at - now).max(1),
-                        blocked_by,
-                        blocked_at,
-                    }
-                }
-                Ok(AcquireReply::CounterExhausted) => {
-                    self.tier.on_counter_exhausted(active.epoch).await;
-                    continue;
-                }
-                Ok(AcquireReply::EpochMismatch { .. }) => {
-                    self.tier
-                        .on_epoch_mismatch(active.epoch, Some(&req.key))
-                        .await;
-                    continue;
-                }
-            };
-            if lease.token > MAX_TOKEN {
-                tracing::error!(
-                    token = lease.token,
-                    "fencing token beyond 2^53; refusing grant"
-                );
-                return Acquired::Blocked(Blocked::TokenSpaceExhausted);
+            let (mode, now, epoch) = (active.mode(), self.tier.now(), active.epoch);
+            let said = match ask {
+                Ask::One(a) => active
+                    .settle(|b| b.acquire(a, epoch, now))
+                    .await
+                    .map(Said::One),
+                Ask::Group(a) => active
+                    .settle(|b| b.acquire_group(a, epoch, now))
+                    .await
+                    .map(Said::Group),
+            }?;
+            match said.refusal() {
+                None => return Ok((said, now, mode)),
+                Some(AcquireReply::CounterExhausted) => self.tier.on_counter_exhausted(epoch).await,
+                Some(_) => self.tier.on_epoch_mismatch(epoch, Some(key)).await,
             }
-            return Acquired::Granted(Grant {
-                owner: lease.owner,
-                token: lease.token,
-                expires_at: lease.expires_at,
-                mode,
-                fresh,
-                shared: lease.shared,
-            });
         }
-        Acquired::Blocked(Blocked::EpochChanging)
+        Err(Blocked::EpochChanging)
+    }
+
+    async fn try_once(&self, req: &AcquireRequest) -> Acquired {
+        let ask = LeaseAsk {
+            key: &req.key,
+            owner: &req.owner,
+            ttl_ms: req.ttl_ms,
+            max_hold_ms: req.max_hold_ms,
+            shared: req.shared,
+            writer_mark_ms: if req.wait_ms > 0 && !req.shared {
+                self.writer_mark_ms
+            } else {
+                0
+            },
+        };
+        match self.at_epoch(req.ttl_ms, &req.key, Ask::One(&ask)).await {
+            Ok((Said::One(reply), now, mode)) => acquired(reply, now, mode),
+            Ok((Said::Group(_), ..)) => Acquired::Blocked(Blocked::EpochChanging),
+            Err(b) => Acquired::Blocked(b),
+        }
     }
 
     /// Extends the caller's live lease to `ttl_ms` from now; answers its new expiry.

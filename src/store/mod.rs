@@ -225,6 +225,22 @@ pub enum AcquireReply {
     },
 }
 
+/// The outcome of taking a lock group's members in one atomic step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GroupReply {
+    /// Every member's reply (`Granted`, or `Held` for a lease the owner already held), in the
+    /// order asked.
+    Taken(Vec<AcquireReply>),
+    /// Nothing was taken: member `index` was refused (`Busy`), or the whole step was
+    /// (`CounterExhausted`, `EpochMismatch`; `index` 0).
+    Refused {
+        /// The member that refused.
+        index: usize,
+        /// Why.
+        reply: AcquireReply,
+    },
+}
+
 /// A lease as its holder names it in an extend or release.
 #[derive(Debug, Clone, Copy)]
 pub struct Holder<'a> {

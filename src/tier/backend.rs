@@ -45,6 +45,20 @@ impl Backend<'_> {
             Self::Sql(_) => Mode::Fallback,
         }
     }
+
+    /// Takes a lock group's members in one atomic step where this store can (Redis, keys of
+    /// one slot); `None` where it cannot, and the group is taken member by member.
+    pub async fn acquire_group(
+        &self,
+        asks: &[LeaseAsk<'_>],
+        epoch: i64,
+        now: i64,
+    ) -> Result<Option<crate::store::GroupReply>, StoreError> {
+        match self {
+            Self::Redis(s) => s.acquire_group(asks, epoch, now).await,
+            Self::Sql(_) => Ok(None),
+        }
+    }
 }
 
 impl LockStore for Backend<'_> {

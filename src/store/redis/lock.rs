@@ -69,7 +69,7 @@ fn hold_at(hold_left: i64, now: i64) -> Option<i64> {
 
 /// The key's shared holders (`…:rd`, `…:rdown`, `…:rdexp`, `…:rdlim`: semaphore-shaped, see
 /// `lua/sem_common.lua`), added to an invocation.
-fn share_keys<'a>(mut inv: ScriptInvocation<'a>, key: &str) -> ScriptInvocation<'a> {
+pub(super) fn share_keys<'a>(mut inv: ScriptInvocation<'a>, key: &str) -> ScriptInvocation<'a> {
     for suffix in ["rd", "rdown", "rdexp", "rdlim"] {
         inv.key(tagged(key, suffix));
     }
@@ -109,6 +109,39 @@ fn lease_at(items: &[Value], at: usize, now: i64) -> Option<Lease> {
         expires_at: now + int(3)?.max(0),
         hold_until: hold_at(int(4)?, now),
         shared: false,
+    })
+}
+
+/// The `{'exhausted'}` or `{'epoch', found}` reply of a grant step, if it is one.
+pub(super) fn step_refused(items: &[Value]) -> Option<AcquireReply> {
+    let state: String = redis::from_redis_value_ref(items.first()?).ok()?;
+    match state.as_str() {
+        "exhausted" => Some(AcquireReply::CounterExhausted),
+        "epoch" => {
+            let found: i64 = redis::from_redis_value_ref(items.get(1)?).ok()?;
+            Some(AcquireReply::EpochMismatch {
+                found: (found >= 0).then_some(found),
+            })
+        }
+        _ => None,
+    }
+}
+
+/// Reads `{state, owner, epoch, ctr, pttl_ms, hold_left_ms}` starting at `items[at]`: one
+/// ask's answer (`granted`, `held`, `held_x` — a shared ask finding the owner's exclusive
+/// lease — or `busy`, with no `blocked_at`).
+pub(super) fn grant_at(items: &[Value], at: usize, shared: bool, now: i64) -> Option<AcquireReply> {
+    let state: String = redis::from_redis_value_ref(items.get(at)?).ok()?;
+    let mut lease = lease_at(items, at + 1, now)?;
+    lease.shared = shared && state != "held_x";
+    Some(match state.as_str() {
+        "granted" => AcquireReply::Granted(lease),
+        "held" | "held_x" => AcquireReply::Held(lease),
+        _ => AcquireReply::Busy {
+            expires_at: lease.expires_at,
+            blocked_by: lease.owner,
+            blocked_at: None,
+        },
     })
 }
 
@@ -182,32 +215,17 @@ impl LockStore for RedisStore {
             return Err(unexpected(&reply));
         };
         let parsed: Option<AcquireReply> = (|| {
-            let state: String = redis::from_redis_value_ref(items.first()?).ok()?;
-            if state == "exhausted" {
-                return Some(AcquireReply::CounterExhausted);
+            if let Some(refused) = step_refused(items) {
+                return Some(refused);
             }
-            if state == "epoch" {
-                let found: i64 = redis::from_redis_value_ref(items.get(1)?).ok()?;
-                return Some(AcquireReply::EpochMismatch {
-                    found: (found >= 0).then_some(found),
-                });
+            let mut answer = grant_at(items, 0, ask.shared, now)?;
+            if let AcquireReply::Busy { blocked_at, .. } = &mut answer {
+                *blocked_at = match items.get(6) {
+                    Some(v) => Some(redis::from_redis_value_ref(v).ok()?),
+                    None => key_tree.then(|| ask.key.name().to_owned()),
+                };
             }
-            let mut lease = lease_at(items, 1, now)?;
-            // A shared ask is answered with a shared lease unless it found the owner's
-            // exclusive one (`held_x`).
-            lease.shared = ask.shared && state != "held_x";
-            Some(match state.as_str() {
-                "granted" => AcquireReply::Granted(lease),
-                "held" | "held_x" => AcquireReply::Held(lease),
-                _ => AcquireReply::Busy {
-                    expires_at: lease.expires_at,
-                    blocked_by: lease.owner,
-                    blocked_at: match items.get(6) {
-                        Some(v) => Some(redis::from_redis_value_ref(v).ok()?),
-                        None => key_tree.then(|| ask.key.name().to_owned()),
-                    },
-                },
-            })
+            Some(answer)
         })();
         parsed.ok_or_else(|| unexpected(&reply))
     }

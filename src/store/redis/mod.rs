@@ -6,6 +6,7 @@ mod conn;
 mod copy;
 mod idem;
 mod lock;
+mod lock_group;
 mod ratelimit;
 mod reserve;
 mod semaphore;
@@ -97,6 +98,7 @@ struct Scripts {
     get: Script,
     seed_lease: Script,
     tree_seed: Script,
+    lock_group: Script,
     arm_epoch: Script,
     idem_seed: Script,
     res_reserve: Script,
@@ -133,6 +135,10 @@ impl Scripts {
             get: Script::new(lease_script!("lua/get.lua")),
             seed_lease: Script::new(lease_script!("lua/seed_lease.lua")),
             tree_seed: Script::new(lease_script!("lua/tree_seed.lua")),
+            lock_group: Script::new(concat!(
+                include_str!("lua/token.lua"),
+                lease_script!("lua/lock_group.lua")
+            )),
             arm_epoch: Script::new(include_str!("lua/arm_epoch.lua")),
             idem_seed: Script::new(include_str!("lua/idem_seed.lua")),
             res_reserve: Script::new(RESERVE_LUA),
