@@ -11,7 +11,8 @@ use super::row::Row;
 use super::servers::{Server, Servers, Warden};
 use super::summary::{self, Summary};
 use super::{
-    chart, cpu, flash, idem, kv, locks, pgbench, scaling, sessions, streams, target, wrk, BenchArgs,
+    chart, cpu, flash, groups, idem, kv, locks, pgbench, scaling, sessions, streams, target, wrk,
+    BenchArgs,
 };
 
 /// The suites `all` runs, in order.
@@ -53,6 +54,8 @@ pub(crate) async fn suite_rows(
             locks::pairs(args, mode, tag, c, None).await,
             locks::shared(args, mode, epoch, tag, c).await,
             locks::permits(args, mode, epoch, tag, c).await,
+            groups::pairs(args, mode, epoch, tag, c, true).await,
+            groups::pairs(args, mode, epoch, tag, c, false).await,
         ],
         "locks-wrk" => vec![wrk::acquire(args, mode, epoch, c)?],
         "idempotency" => vec![

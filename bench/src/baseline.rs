@@ -2,7 +2,7 @@
 //! with random keys or arguments, at the same client count.
 
 use super::row::{Baseline, Row};
-use warden::store::redis::{slot_keys, ACQUIRE_LUA, SEM_ACQUIRE_LUA, SHARED_LUA};
+use warden::store::redis::{slot_keys, ACQUIRE_LUA, GROUP_LUA, SEM_ACQUIRE_LUA, SHARED_LUA};
 
 /// A lock step whose raw script is a row's same-run baseline.
 #[derive(Debug, Clone, Copy)]
@@ -13,6 +13,8 @@ pub(crate) enum LockStep {
     Shared,
     /// `sem_acquire.lua`, one permit of a semaphore of 4.
     Permit,
+    /// `lock_group.lua`, a group of this many exclusive members in one slot.
+    Group(usize),
 }
 
 /// A key of the baseline's slot, new on every call.
@@ -53,6 +55,15 @@ pub(crate) fn lock_eval(
                 .collect(),
             vec![&epoch, "__rand_int__", "1000"],
         ),
+        LockStep::Group(members) => {
+            let member = ["lock", "rd", "rdown", "rdexp", "rdlim", "wwait"].map(new_key);
+            let keys = [slot.gate, slot.counter]
+                .into_iter()
+                .chain((0..members).flat_map(|_| member.clone()));
+            let mut argv = vec![epoch.as_str(), "__rand_int__", "1000"];
+            argv.extend(std::iter::repeat_n("0", members));
+            ("lock_group.lua", GROUP_LUA, keys.collect(), argv)
+        }
         LockStep::Permit => {
             let slot = slot_keys(&new_key("sem"));
             let keys =

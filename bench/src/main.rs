@@ -12,6 +12,7 @@ mod client;
 mod cpu;
 mod drive;
 mod flash;
+mod groups;
 mod idem;
 mod kv;
 mod locks;

@@ -72,6 +72,11 @@ pub const SHARED_LUA: &str = concat!(
     include_str!("lua/token.lua"),
     lease_script!("lua/lock_shared.lua")
 );
+/// Source of the one-slot lock group script (benchmarks run it raw too).
+pub const GROUP_LUA: &str = concat!(
+    include_str!("lua/token.lua"),
+    lease_script!("lua/lock_group.lua")
+);
 /// Source of the semaphore acquire script (benchmarks run it raw too).
 pub const SEM_ACQUIRE_LUA: &str = concat!(
     include_str!("lua/token.lua"),
@@ -135,10 +140,7 @@ impl Scripts {
             get: Script::new(lease_script!("lua/get.lua")),
             seed_lease: Script::new(lease_script!("lua/seed_lease.lua")),
             tree_seed: Script::new(lease_script!("lua/tree_seed.lua")),
-            lock_group: Script::new(concat!(
-                include_str!("lua/token.lua"),
-                lease_script!("lua/lock_group.lua")
-            )),
+            lock_group: Script::new(GROUP_LUA),
             arm_epoch: Script::new(include_str!("lua/arm_epoch.lua")),
             idem_seed: Script::new(include_str!("lua/idem_seed.lua")),
             res_reserve: Script::new(RESERVE_LUA),
