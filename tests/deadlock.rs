@@ -18,10 +18,12 @@ fn token(v: &Value) -> i64 {
 
 /// An acquire that waits, in a task of its own; answers the status, body and when it came.
 fn waiting(w: &Warden, key: &str, body: Value) -> tokio::task::JoinHandle<(u16, Value, Instant)> {
-    let (http, url) = (
-        w.http.clone(),
-        format!("{}/v1/locks/{key}/acquire", w.base()),
-    );
+    posting(w, &format!("/v1/locks/{key}/acquire"), body)
+}
+
+/// A POST in a task of its own; answers the status, body and when it came.
+fn posting(w: &Warden, path: &str, body: Value) -> tokio::task::JoinHandle<(u16, Value, Instant)> {
+    let (http, url) = (w.http.clone(), format!("{}{path}", w.base()));
     tokio::spawn(async move {
         let r = http.post(url).json(&body).send().await.unwrap();
         let s = r.status().as_u16();
@@ -105,11 +107,50 @@ async fn a_two_owner_cycle_is_answered_at_once_and_the_victims_locks_stay_held()
     let (s, v, _) = b.await.unwrap();
     assert_eq!((s, v["owner"].as_str()), (200, Some("B")), "{v}");
     let _ = w.release("p2", "B", token(&b2)).await;
+
+    // A lock group's wait is in the graph too: A holds q1 and waits with a group for q2 (held
+    // by B) and q3; B waits for q1. The group, of lower priority, is the victim and holds
+    // none of its keys; A's own q1 stays held until A lets go.
+    let (_, a1) = w.acquire("q1", "A", 30_000, 0).await;
+    let (_, b2) = w.acquire("q2", "B", 30_000, 0).await;
+    let group = json!({"owner": "A", "ttl_ms": 30_000, "wait_ms": 10_000,
+        "deadlock_priority": -1, "release_on_deadlock": true,
+        "locks": [{"key": "q2"}, {"key": "q3"}]});
+    let g = posting(&w, "/v1/lock-groups/acquire", group);
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let b = waiting(
+        &w,
+        "q1",
+        json!({"owner": "B", "ttl_ms": 30_000, "wait_ms": 10_000}),
+    );
+    let (s, v, _) = g.await.unwrap();
+    assert_eq!(
+        (s, v["state"].as_str()),
+        (409, Some("deadlock_detected")),
+        "{v}"
+    );
+    let owners: Vec<&str> = v["cycle"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["owner"].as_str().unwrap())
+        .collect();
+    assert!(owners.contains(&"A") && owners.contains(&"B"), "{v}");
+    assert_eq!(
+        w.get("/v1/locks/q3").await.0,
+        404,
+        "nothing of the group is held"
+    );
+    assert!(!b.is_finished(), "B still waits for A's own lock");
+    assert_eq!(w.release("q1", "A", token(&a1)).await.0, 200);
+    let (s, v, _) = b.await.unwrap();
+    assert_eq!((s, v["owner"].as_str()), (200, Some("B")), "{v}");
+    let _ = w.release("q2", "B", token(&b2)).await;
     let found = metric(
         &w.metrics().await,
         "warden_deadlocks_total{found=\"enqueue\"}",
     );
-    assert!(found >= 2.0, "deadlocks counted: {found}");
+    assert!(found >= 3.0, "deadlocks counted: {found}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

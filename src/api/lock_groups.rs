@@ -48,6 +48,17 @@ pub struct GroupAcquireBody {
     pub wait_ms: i64,
     /// 1–64 distinct keys.
     pub locks: Vec<GroupKey>,
+    /// Rank when the group's wait closes a deadlock: the lowest priority (then the youngest
+    /// wait) is answered `deadlock_detected` (default 0; -1 000 000..=1 000 000).
+    #[serde(default)]
+    pub deadlock_priority: i64,
+    /// Accepted for clients that ask a victim group to give its members back: a waiting group
+    /// never holds any of them (it gives back what a pass took before it waits), so a group
+    /// answered `deadlock_detected` holds none, whatever this says. The owner's other locks
+    /// stay held.
+    #[serde(default)]
+    #[allow(dead_code, reason = "accepted and always in effect: nothing to act on")]
+    pub release_on_deadlock: bool,
 }
 
 /// `POST /v1/lock-groups/{id}/extend` and `/release` body.
@@ -103,6 +114,9 @@ pub struct LockGroupAnswer {
     /// For `lock_lost`: why the group is gone.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<&'static str>,
+    /// For `deadlock_detected`: the cycle, each owner waiting for a key the next one holds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cycle: Option<Vec<crate::lock::CycleStep>>,
 }
 
 /// The codes of a refused member list.
@@ -165,6 +179,12 @@ pub async fn acquire(
         ttl_ms: in_range("ttl_ms", body.ttl_ms, 1, MAX_TTL_MS)?,
         wait_ms: in_range("wait_ms", body.wait_ms, 0, MAX_WAIT_MS)?,
         members: members(&caller.tenant, &body.locks)?,
+        deadlock_priority: in_range(
+            "deadlock_priority",
+            body.deadlock_priority,
+            -1_000_000,
+            1_000_000,
+        )?,
         id: id.clone(),
     };
     let outcome = app.locks.acquire_group(req).await;
@@ -203,6 +223,7 @@ pub async fn acquire(
             answer.blocked_by = Some(blocked_by.clone());
             answer.retry_after_ms = Some(*retry_after_ms);
         }
+        GroupAcquired::Deadlock { cycle } => answer.cycle = Some(cycle.clone()),
         GroupAcquired::Blocked(b) => return Ok(blocked_as(&op, "lock-group", outcome.state(), *b)),
     }
     op.finish("lock-group", answer.state, answer.mode.unwrap_or("none"));

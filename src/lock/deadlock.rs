@@ -93,8 +93,29 @@ fn answered(cycle: &[&WaitEdge], prefix_len: usize) -> Vec<CycleStep> {
 /// What one wait has recorded of itself.
 pub(crate) struct Waiting {
     since: i64,
-    /// The holder last recorded, and when.
-    recorded: Mutex<Option<(String, Instant)>>,
+    /// The edge last recorded — holder and key, as stored — and when.
+    recorded: Mutex<Option<(String, String, Instant)>>,
+}
+
+/// Who waits, for which key: a lock's acquire, or a lock group's blocked member.
+#[derive(Clone, Copy)]
+pub(crate) struct Wait<'a> {
+    /// The key waited for.
+    pub key: &'a crate::key::Key,
+    /// The waiting owner.
+    pub owner: &'a str,
+    /// Its rank when a victim is chosen.
+    pub priority: i64,
+}
+
+impl<'a> From<&'a AcquireRequest> for Wait<'a> {
+    fn from(req: &'a AcquireRequest) -> Self {
+        Self {
+            key: &req.key,
+            owner: &req.owner,
+            priority: req.deadlock_priority,
+        }
+    }
 }
 
 impl Waiting {
@@ -105,7 +126,7 @@ impl Waiting {
         }
     }
 
-    fn last(&self) -> Option<(String, Instant)> {
+    fn last(&self) -> Option<(String, String, Instant)> {
         self.recorded
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -119,7 +140,7 @@ impl Locks {
     /// deadlock's victim — found now, or marked by another waiter or the sweep.
     pub(crate) async fn on_busy(
         &self,
-        req: &AcquireRequest,
+        req: Wait<'_>,
         blocked_by: &str,
         w: &Waiting,
     ) -> Option<Vec<CycleStep>> {
@@ -130,16 +151,23 @@ impl Locks {
         );
         if holder == waiter {
             // Waiting for itself: an upgrade of its own shared lease, with no one else on it.
-            self.deadlock_found("enqueue", &req.owner);
+            self.deadlock_found("enqueue", req.owner);
             return Some(vec![CycleStep {
-                owner: req.owner.clone(),
+                owner: req.owner.to_owned(),
                 key: req.key.name().to_owned(),
             }]);
         }
         let last = w.last();
-        let changed = last.as_ref().is_none_or(|(h, _)| *h != holder);
-        if !changed && last.is_some_and(|(_, at)| at.elapsed() < REFRESH) {
+        let changed = last
+            .as_ref()
+            .is_none_or(|(h, k, _)| *h != holder || k != req.key.as_str());
+        if !changed && last.is_some_and(|(_, _, at)| at.elapsed() < REFRESH) {
             return None;
+        }
+        if let Some((_, k, _)) = w.last().filter(|(_, k, _)| k != req.key.as_str()) {
+            // A group waiting now for another member: its old edge is gone.
+            let sql = self.tier.durable();
+            let _ = self.tier.on_durable(sql.drop_wait(&waiter, &k)).await;
         }
         let epoch = self.tier.active(false).ok()?.epoch;
         let now = self.tier.now();
@@ -147,7 +175,7 @@ impl Locks {
             waiter: waiter.clone(),
             key: req.key.as_str().to_owned(),
             holder: holder.clone(),
-            priority: req.deadlock_priority,
+            priority: req.priority,
             since: w.since,
         };
         let sql = self.tier.durable();
@@ -156,7 +184,8 @@ impl Locks {
             .on_durable(sql.wait_edge(&edge, epoch, now))
             .await
             .ok()?;
-        *w.recorded.lock().unwrap_or_else(|p| p.into_inner()) = Some((holder, Instant::now()));
+        let key = req.key.as_str().to_owned();
+        *w.recorded.lock().unwrap_or_else(|p| p.into_inner()) = Some((holder, key, Instant::now()));
         if let Some(cycle) = marked {
             return Some(serde_json::from_str(&cycle).unwrap_or_default());
         }
@@ -175,7 +204,7 @@ impl Locks {
         let chosen = victim(&cycle);
         let steps = answered(&cycle, prefix.len());
         if chosen.waiter == waiter {
-            self.deadlock_found("enqueue", &req.owner);
+            self.deadlock_found("enqueue", req.owner);
             return Some(steps);
         }
         let text = serde_json::to_string(&steps).unwrap_or_default();
@@ -203,21 +232,18 @@ impl Locks {
             .or(leases.first())?
             .owner
             .clone();
-        let cycle = self.on_busy(req, &holder, w).await?;
+        let cycle = self.on_busy(req.into(), &holder, w).await?;
         Some(super::Acquired::Deadlock { cycle })
     }
 
     /// Ends the wait's edge, if it recorded one.
-    pub(crate) async fn end_wait(&self, req: &AcquireRequest, w: &Waiting) {
-        if w.last().is_none() {
+    pub(crate) async fn end_wait(&self, req: Wait<'_>, w: &Waiting) {
+        let Some((_, key, _)) = w.last() else {
             return;
-        }
+        };
         let waiter = format!("{}{}", req.key.prefix(), req.owner);
         let sql = self.tier.durable();
-        let _ = self
-            .tier
-            .on_durable(sql.drop_wait(&waiter, req.key.as_str()))
-            .await;
+        let _ = self.tier.on_durable(sql.drop_wait(&waiter, &key)).await;
     }
 
     /// One sweep: marks a victim in every cycle of the current epoch's graph, and forgets

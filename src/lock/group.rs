@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use super::deadlock::Wait;
 use super::{acquired, wait_for, AcquireRequest, Acquired, Ask, Locks, LostReason, Said, Touch};
 use crate::key::Key;
 use crate::store::sql::GroupRecord;
@@ -40,6 +41,8 @@ pub struct GroupRequest {
     pub wait_ms: i64,
     /// The members.
     pub members: Vec<Member>,
+    /// Rank when the group's wait closes a deadlock: the lowest loses.
+    pub deadlock_priority: i64,
 }
 
 /// One held member, as answered and recorded.
@@ -79,6 +82,12 @@ pub enum GroupAcquired {
     },
     /// No tier may grant now; nothing is held.
     Blocked(Blocked),
+    /// The group's wait closed a cycle of waiting owners and it was chosen as the victim;
+    /// nothing of the group is held (the owner's other locks stay held).
+    Deadlock {
+        /// The cycle: each owner waiting for a key the next one holds.
+        cycle: Vec<super::CycleStep>,
+    },
 }
 
 impl Locks {
@@ -111,8 +120,9 @@ impl Locks {
         let retry_in = |answer: &GroupAcquired| match answer {
             GroupAcquired::Busy { retry_after_ms, .. } => Some(wait_for(*retry_after_ms, poll)),
             GroupAcquired::Blocked(b) => b.wait_out(poll),
-            GroupAcquired::Granted { .. } => None,
+            GroupAcquired::Granted { .. } | GroupAcquired::Deadlock { .. } => None,
         };
+        let waiting = super::deadlock::Waiting::new(self.tier.now());
         let first = req.members[0].key.as_str();
         // The member that refused the last pass is tried first on the next, so a group that
         // waits for a busy key does not hold (even briefly) the keys before it meanwhile.
@@ -122,10 +132,18 @@ impl Locks {
             .in_line(
                 first,
                 req.wait_ms,
-                || self.try_group(req, &blocker),
+                || self.try_waiting_group(req, &blocker, &waiting),
                 retry_in,
             )
             .await;
+        if let Some(m) = req.members.first() {
+            let wait = Wait {
+                key: &m.key,
+                owner: &req.owner,
+                priority: req.deadlock_priority,
+            };
+            self.end_wait(wait, &waiting).await;
+        }
         let GroupAcquired::Granted {
             members,
             expires_at,
@@ -150,6 +168,40 @@ impl Locks {
             members,
             expires_at,
             mode,
+        }
+    }
+
+    /// One pass; for a group that waits and finds a member held, its place in the wait-for
+    /// graph (waiting for that member) is recorded and checked for a deadlock.
+    async fn try_waiting_group(
+        &self,
+        req: &GroupRequest,
+        blocker: &std::sync::Mutex<usize>,
+        waiting: &super::deadlock::Waiting,
+    ) -> GroupAcquired {
+        let answer = self.try_group(req, blocker).await;
+        let GroupAcquired::Busy {
+            blocked_at,
+            blocked_by,
+            ..
+        } = &answer
+        else {
+            return answer;
+        };
+        let Some(m) = req.members.iter().find(|m| m.key.name() == blocked_at) else {
+            return answer;
+        };
+        if req.wait_ms <= 0 {
+            return answer;
+        }
+        let wait = Wait {
+            key: &m.key,
+            owner: &req.owner,
+            priority: req.deadlock_priority,
+        };
+        match self.on_busy(wait, blocked_by, waiting).await {
+            Some(cycle) => GroupAcquired::Deadlock { cycle },
+            None => answer,
         }
     }
 

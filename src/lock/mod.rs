@@ -229,7 +229,7 @@ impl Locks {
             .waiters
             .in_line_watched(key, req.wait_ms, attempt, retry_in, queued)
             .await;
-        self.end_wait(req, &waiting).await;
+        self.end_wait(req.into(), &waiting).await;
         answer
     }
 
@@ -243,7 +243,7 @@ impl Locks {
         let Acquired::Busy { blocked_by, .. } = &answer else {
             return answer;
         };
-        match self.on_busy(req, blocked_by, waiting).await {
+        match self.on_busy(req.into(), blocked_by, waiting).await {
             Some(cycle) => Acquired::Deadlock { cycle },
             None => answer,
         }

@@ -70,6 +70,12 @@ impl Terminal for super::GroupAcquired {
             "a member was held elsewhere for the whole wait; nothing is held; `blocked_at`",
         ),
         StateDoc::json(
+            "deadlock_detected",
+            409,
+            "the group's wait closed a cycle and it is the victim; `cycle`; nothing of the \
+             group is held",
+        ),
+        StateDoc::json(
             "lock_acquire_failed_safe_block",
             503,
             "no tier may grant now; nothing is held; `reason` says why",
@@ -80,6 +86,7 @@ impl Terminal for super::GroupAcquired {
         match self {
             Self::Granted { .. } => "lock_group_acquired",
             Self::Busy { .. } => "lock_busy",
+            Self::Deadlock { .. } => "deadlock_detected",
             Self::Blocked(_) => "lock_acquire_failed_safe_block",
         }
     }
