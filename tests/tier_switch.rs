@@ -37,9 +37,33 @@ async fn burst_granted_on_redis(w: &Warden, tag: &str, n: usize) {
     }
 }
 
-/// Every write path right after readiness: locks, a reservation and an idempotency key.
+/// Every write path right after readiness: locks (plain, tree and a group), a semaphore, a
+/// reservation and an idempotency key.
 async fn everything_answers_at_once(w: &Warden, tag: &str) {
     burst_granted_on_redis(w, tag, 16).await;
+    let asks = [
+        (
+            format!("/v1/locks/{tag}-t%2Fleaf/acquire"),
+            json!({"owner": "o", "ttl_ms": 30_000, "tree": true}),
+            "lock_acquired_primary",
+        ),
+        (
+            "/v1/lock-groups/acquire".to_owned(),
+            json!({"owner": "o", "ttl_ms": 30_000,
+                   "locks": [{"key": format!("{tag}-g1")}, {"key": format!("{tag}-g2")}]}),
+            "lock_group_acquired",
+        ),
+        (
+            format!("/v1/semaphores/{tag}-sem/acquire"),
+            json!({"owner": "o", "limit": 2, "ttl_ms": 30_000}),
+            "permit_acquired",
+        ),
+    ];
+    for (path, body, state) in asks {
+        let (s, v) = w.post(&path, body).await;
+        assert_eq!((s, v["state"].as_str()), (200, Some(state)), "{path}: {v}");
+        assert_eq!(v["mode"], "primary", "{path}: {v}");
+    }
     let sku = format!("{tag}-sku");
     assert_eq!(w.put_total(&sku, 5).await.0, 200);
     let (s, v) = w

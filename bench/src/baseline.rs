@@ -1,4 +1,4 @@
-//! The same-run baseline: raw `redis-benchmark` EVAL of a Warden Lua step on the same Redis,
+//! The same-run baseline: raw `redis-benchmark` EVALSHA of a Warden Lua step on the same Redis,
 //! with random keys or arguments, at the same client count.
 
 use super::row::{Baseline, Row};
@@ -81,7 +81,9 @@ pub(crate) fn lock_eval(
 }
 
 /// Runs `script` (named `what` in reports) with `keys` and `argv` (`__rand_int__` in any of
-/// them makes every call touch new data).
+/// them makes every call touch new data), by its SHA as Warden runs it (`EVALSHA`, after a
+/// `SCRIPT LOAD`): `EVAL` would send and hash the whole script on every call, which Warden
+/// never does.
 pub(crate) fn eval(
     port: u16,
     clients: usize,
@@ -91,10 +93,26 @@ pub(crate) fn eval(
     keys: &[String],
     argv: &[String],
 ) -> Result<Baseline, String> {
+    let loaded = std::process::Command::new("redis-cli")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "SCRIPT",
+            "LOAD",
+            script,
+        ])
+        .output()
+        .map_err(|e| format!("redis-cli: {e}"))?;
+    let sha = String::from_utf8_lossy(&loaded.stdout).trim().to_owned();
+    if sha.len() != 40 {
+        return Err(format!("SCRIPT LOAD of {what} answered {sha:?}"));
+    }
     let out = std::process::Command::new("redis-benchmark")
         .args(["-h", "127.0.0.1", "-p", &port.to_string()])
         .args(["-c", &clients.to_string(), "-n", &requests.to_string()])
-        .args(["-r", "100000000", "--csv", "EVAL", script])
+        .args(["-r", "100000000", "--csv", "EVALSHA", &sha])
         .arg(keys.len().to_string())
         .args(keys)
         .args(argv)
@@ -102,7 +120,7 @@ pub(crate) fn eval(
         .map_err(|e| format!("redis-benchmark: {e}"))?;
     let (rate, p99_ms) = parse_csv(&String::from_utf8_lossy(&out.stdout))?;
     Ok(Baseline {
-        what: format!("redis-benchmark EVAL {what}"),
+        what: format!("redis-benchmark EVALSHA {what}"),
         rate,
         p99_ms,
     })

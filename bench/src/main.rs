@@ -1,6 +1,6 @@
 //! `warden-bench <suite>`: drives a running Warden over HTTP and prints throughput and latency
 //! percentiles per operation, in the mode the target runs in; with `--redis-port` it also runs
-//! raw `redis-benchmark` EVAL of the same Lua step on the same Redis, and prints the ratio.
+//! raw `redis-benchmark` EVALSHA of the same Lua step on the same Redis, and prints the ratio.
 //! Figures are measured, never asserted. A crate of its own, so Warden's production build
 //! carries none of its dependencies.
 

@@ -1,5 +1,5 @@
 //! `warden-bench ratelimit`: checks of one policy over 10 000 subjects through HTTP, with the
-//! same-run baselines: raw `redis-benchmark` EVAL of `rl_check.lua`, and redis-cell's
+//! same-run baselines: raw `redis-benchmark` EVALSHA of `rl_check.lua`, and redis-cell's
 //! `CL.THROTTLE` when that module is loaded in the same Redis. Then the in-process library
 //! (`RateLimits::check`, no HTTP) on an embedded Warden: on the same Redis, and in `local`
 //! mode (SQLite alone).

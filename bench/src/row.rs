@@ -33,7 +33,7 @@ impl StepLatency {
 /// The physical limit a row is compared with, measured in the same run.
 #[derive(Serialize, Deserialize, Clone, Debug)]
 pub struct Baseline {
-    /// What ran, e.g. `redis-benchmark EVAL acquire.lua` or `pgbench claim`.
+    /// What ran, e.g. `redis-benchmark EVALSHA acquire.lua` or `pgbench claim`.
     pub what: String,
     /// Its operations per second.
     pub rate: f64,
