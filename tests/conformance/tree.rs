@@ -44,6 +44,17 @@ async fn refused(e: &Env, key: &str, owner: &str, mode: &str, by: &str, at: &str
     );
 }
 
+/// An exclusive ask of `owner` that waits up to 5 s, in a task of its own.
+fn waiting(e: &Env, key: &str, owner: &str) -> tokio::task::JoinHandle<(u16, Value)> {
+    let http = e.w.http.clone();
+    let url = format!("{}/v1/locks/{}/acquire", e.w.base(), seg(key));
+    let body = json!({"owner": owner, "ttl_ms": 5_000, "wait_ms": 5_000, "tree": true});
+    tokio::spawn(async move {
+        let r = http.post(url).json(&body).send().await.unwrap();
+        (r.status().as_u16(), r.json::<Value>().await.unwrap())
+    })
+}
+
 async fn check(e: &Env, resource: &str, t: i64) -> (u16, Value) {
     let body = json!({"token": t});
     e.w.post(&format!("/v1/fences/{resource}/check"), body)
@@ -129,18 +140,24 @@ pub async fn hierarchy(e: &Env) {
     // A waiting parent is granted once the child below it goes.
     let (s, child) = take(e, "t4/x", "nurse", 30_000, "exclusive").await;
     assert_eq!(s, 200, "{child}");
-    let w = e.w.http.clone();
-    let url = format!("{}/v1/locks/t4/acquire", e.w.base());
-    let waiter = tokio::spawn(async move {
-        let body = json!({"owner": "admin", "ttl_ms": 5_000, "wait_ms": 5_000, "tree": true});
-        let r = w.post(url).json(&body).send().await.unwrap();
-        (r.status().as_u16(), r.json::<Value>().await.unwrap())
-    });
+    let waiter = waiting(e, "t4", "admin");
     tokio::time::sleep(Duration::from_millis(200)).await;
     give_back(e, "t4/x", "nurse", &child).await;
     let (s, v) = waiter.await.unwrap();
     assert_eq!(s, 200, "{v}");
     assert!(token(&v) > token(&child));
+
+    // A waiting exclusive parent keeps new leases below it out, so a stream of short child
+    // leases cannot starve it.
+    let (s, child) = take(e, "t6/c:1", "nurse", 30_000, "shared").await;
+    assert_eq!(s, 200, "{child}");
+    let waiter = waiting(e, "t6", "admin");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    refused(e, "t6/c:2", "aide", "shared", "admin", "t6").await;
+    refused(e, "t6/c:2/x", "aide", "exclusive", "admin", "t6").await;
+    give_back(e, "t6/c:1", "nurse", &child).await;
+    let (s, v) = waiter.await.unwrap();
+    assert_eq!(s, 200, "{v}");
 
     // Bad tree keys are refused and change nothing.
     for bad in ["t5%2F%2Fx", "%2Ft5", "t5%2F"] {

@@ -88,7 +88,7 @@ pub(super) fn tree_keys<'a>(mut inv: ScriptInvocation<'a>, key: &Key) -> ScriptI
     }
     let up = key.ancestors();
     for a in &up {
-        for suffix in ["lock", "rd", "rdexp", "ix", "is", "iown"] {
+        for suffix in ["lock", "rd", "rdexp", "ix", "is", "iown", "wwait"] {
             inv.key(tagged(a.as_str(), suffix));
         }
     }

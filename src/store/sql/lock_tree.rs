@@ -4,25 +4,34 @@
 //! larger than a stale child holder's. The transaction reads every live lease of the tree
 //! (one index, `tree_root`) and refuses the ask on a conflict with another owner's lease: an
 //! exclusive ask conflicts with any lease at an ancestor or below the key, a shared ask with an
-//! exclusive lease there, after the key's own rules (`refusal_in`), as on Redis.
+//! exclusive lease there, and any ask with a waiting writer's mark at an ancestor, after the
+//! key's own rules (`refusal_in`), as on Redis. An exclusive ask refused here that will wait
+//! marks its key, so new leases below it queue behind it.
 
 use super::lock_share::{draw_in, refusal_in, Draw, ENSURE, ROW};
 use super::{classify, col, SqlStore};
 use crate::key::Key;
 use crate::store::{AcquireReply, LeaseAsk, StoreError};
 
-/// Every live lease of a tree held by another owner: key, owner, expiry, whether shared.
+/// Every live lease and waiting writer's mark of a tree held by another owner: key, owner,
+/// expiry, and the kind — 0 an exclusive lease, 1 a waiting writer's mark, 2 a shared lease
+/// (the order conflicts at one level are named in, as on Redis).
 const TREE_LIVE: &str = "
 SELECT lock_key, owner, expires_at, 0 FROM warden_locks
 WHERE tree_root = $1 AND expires_at > $2 AND owner <> $3
 UNION ALL
-SELECT lock_key, owner, expires_at, 1 FROM warden_lock_shares
+SELECT lock_key, writer, writer_until, 1 FROM warden_locks
+WHERE tree_root = $1 AND writer_until > $2 AND writer <> $3
+UNION ALL
+SELECT lock_key, owner, expires_at, 2 FROM warden_lock_shares
 WHERE tree_root = $1 AND expires_at > $2 AND owner <> $3";
 
-/// A lease of another owner that an ask conflicts with.
+/// A lease (or writer's mark) of another owner that an ask conflicts with.
 struct Conflict {
     /// Where it is: an ancestor first (the root first), else below the key.
     rank: usize,
+    /// Its kind, as `TREE_LIVE` numbers them.
+    kind: i64,
     expires_at: i64,
     owner: String,
     key: String,
@@ -80,30 +89,41 @@ impl SqlStore {
         let below = format!("{key}{}", crate::key::TREE_SEP);
         let mut first: Option<Conflict> = None;
         for r in &rows {
-            let (at, shared): (String, i64) = (col(r, 0)?, col(r, 3)?);
+            let (at, kind): (String, i64) = (col(r, 0)?, col(r, 3)?);
             let rank = match up.iter().position(|a| a.as_str() == at) {
                 Some(level) => level,
-                None if at.starts_with(&below) => up.len(),
+                None if at.starts_with(&below) && kind != 1 => up.len(),
                 None => continue,
             };
             // Shared with shared is the one compatible pair, at any level.
-            if shared == 1 && ask.shared {
+            if kind == 2 && ask.shared {
                 continue;
             }
             let c = Conflict {
                 rank,
+                kind,
                 expires_at: col(r, 2)?,
                 owner: col(r, 1)?,
                 key: at,
             };
             if first
                 .as_ref()
-                .is_none_or(|f| (c.rank, c.expires_at) < (f.rank, f.expires_at))
+                .is_none_or(|f| (c.rank, c.kind, c.expires_at) < (f.rank, f.kind, f.expires_at))
             {
                 first = Some(c);
             }
         }
         if let Some(c) = first {
+            if ask.writer_mark_ms > 0 && !ask.shared {
+                sqlx::query(super::lock::MARK_WRITER)
+                    .bind(key)
+                    .bind(now + ask.writer_mark_ms)
+                    .bind(ask.owner)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(classify)?;
+                tx.commit().await.map_err(classify)?;
+            }
             return Ok(AcquireReply::Busy {
                 expires_at: c.expires_at,
                 blocked_by: c.owner,

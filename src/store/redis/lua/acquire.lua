@@ -26,7 +26,10 @@ local tree = tree_open(7, 6)
 local now = tree and now_ms()
 if tree then
   busy = tree_busy(tree, false, ARGV[2], now)
-  if busy then return busy end
+  if busy then
+    if ARGV[5] ~= '0' then redis.call('SET', KEYS[6], ARGV[2], 'PX', ARGV[5]) end
+    return busy
+  end
 end
 local ctr = draw_counter(KEYS[3])
 if not ctr then return {'exhausted'} end

@@ -7,10 +7,15 @@
 -- them, expired ones are purged a few at a time and by the keys' own expiry.
 -- Conflicts (other owners only; an owner never blocks itself):
 --   exclusive ask at N: an exclusive or shared lease at an ancestor, any intention at N;
---   shared ask at N: an exclusive lease at an ancestor, an exclusive intention at N.
+--   shared ask at N: an exclusive lease at an ancestor, an exclusive intention at N;
+--   any ask at N: a waiting writer's mark at an ancestor (an exclusive ask there that waits
+--   for leases below it keeps new ones out, so a stream of short child leases cannot starve
+--   it).
+-- Checked in that order per ancestor, the root first: its exclusive lease, its writer mark,
+-- its shared holders; then the intentions at N.
 -- A tree step's extra keys follow its own, from KEYS[k]: the node's `ix`, `is`, `iown`, then
 -- per ancestor, root first, its lease hash, `rd` (shared holders), `rdexp` (their expiries),
--- `ix`, `is`, `iown`. Its extra arguments, from ARGV[a]: the node's level (1 for a root, so
+-- `ix`, `is`, `iown`, `wwait` (its waiting writer's mark). Its extra arguments, from ARGV[a]: the node's level (1 for a root, so
 -- the ancestor count plus one), the node's name,
 -- the ancestors' names (as their tenant named them; reported as `blocked_at`).
 -- tree_open(k, a): the tree those keys and arguments describe, or nil when ARGV[a] is absent
@@ -26,9 +31,10 @@ local function tree_open(k, a)
   local tree = {node = {ix = KEYS[k], is = KEYS[k + 1], own = KEYS[k + 2], name = ARGV[a + 1]},
                 up = {}}
   for i = 1, n do
-    local at = k + 3 + (i - 1) * 6
+    local at = k + 3 + (i - 1) * 7
     tree.up[i] = {lock = KEYS[at], rd = KEYS[at + 1], rdexp = KEYS[at + 2], ix = KEYS[at + 3],
-                  is = KEYS[at + 4], own = KEYS[at + 5], name = ARGV[a + 1 + i]}
+                  is = KEYS[at + 4], own = KEYS[at + 5], wwait = KEYS[at + 6],
+                  name = ARGV[a + 1 + i]}
   end
   return tree
 end
@@ -73,6 +79,10 @@ local function tree_busy(tree, shared, asker, now)
       table.insert(reply, 1, 'busy')
       table.insert(reply, a.name)
       return reply
+    end
+    local writer = redis.call('GET', a.wwait)
+    if writer and writer ~= asker then
+      return {'busy', writer, 0, 0, math.max(redis.call('PTTL', a.wwait), 1), -1, a.name}
     end
     if not shared then
       local id, owner, expiry = other_live(a.rdexp, a.rd, asker, now, reader_split)
