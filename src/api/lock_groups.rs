@@ -34,6 +34,9 @@ pub struct GroupKey {
     /// `exclusive` (default) or `shared`.
     #[serde(default)]
     pub mode: LockMode,
+    /// The key is a level of a tree (as for a lock's `tree`).
+    #[serde(default)]
+    pub tree: bool,
 }
 
 /// `POST /v1/lock-groups/acquire` body.
@@ -80,6 +83,9 @@ pub struct GroupLock {
     pub fencing_token: i64,
     /// `exclusive` or `shared`.
     pub lock_mode: LockMode,
+    /// Present (true) for a tree key.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub tree: bool,
 }
 
 /// Answer of the lock group endpoints.
@@ -146,8 +152,9 @@ fn members(tenant: &str, locks: &[GroupKey]) -> Result<Vec<Member>, ApiError> {
     let mut members = Vec::with_capacity(locks.len());
     for l in locks {
         let key = Key::scoped(tenant, &l.key)
+            .and_then(|k| if l.tree { k.into_tree() } else { Ok(k) })
             .map_err(|e| unprocessable("invalid_key", format!("`{}`: {e}", l.key)))?;
-        if !seen.insert(l.key.as_str()) {
+        if !seen.insert(key.as_str().to_owned()) {
             return Err(unprocessable(
                 "duplicate_key",
                 format!("`{}` is named twice", l.key),
@@ -209,6 +216,7 @@ pub async fn acquire(
                 } else {
                     LockMode::Exclusive
                 },
+                tree: m.tree,
             });
             answer.locks = Some(locks.collect());
             answer.expires_at = Some(rfc3339(*expires_at));

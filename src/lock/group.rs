@@ -57,6 +57,21 @@ pub struct Held {
     /// Whether the lease is shared.
     #[serde(rename = "s")]
     pub shared: bool,
+    /// Whether the key is a tree key (`tree: true`).
+    #[serde(rename = "tr", default, skip_serializing_if = "std::ops::Not::not")]
+    pub tree: bool,
+}
+
+impl Held {
+    /// The member's key, of the tenant of group `id`.
+    fn key_in(&self, id: &Key) -> Option<Key> {
+        let key = id.sibling(&self.key).ok()?;
+        if self.tree {
+            key.into_tree().ok()
+        } else {
+            Some(key)
+        }
+    }
 }
 
 /// The answer to a group acquire.
@@ -180,15 +195,13 @@ impl Locks {
         waiting: &super::deadlock::Waiting,
     ) -> GroupAcquired {
         let answer = self.try_group(req, blocker).await;
-        let GroupAcquired::Busy {
-            blocked_at,
-            blocked_by,
-            ..
-        } = &answer
-        else {
+        let GroupAcquired::Busy { blocked_by, .. } = &answer else {
             return answer;
         };
-        let Some(m) = req.members.iter().find(|m| m.key.name() == blocked_at) else {
+        // The member that refused the pass (a tree member's `blocked_at` may be a key above
+        // or below it).
+        let at = *blocker.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(m) = req.members.get(at) else {
             return answer;
         };
         if req.wait_ms <= 0 {
@@ -238,6 +251,7 @@ impl Locks {
                         key: m.key.name().to_owned(),
                         token: g.token,
                         shared: g.shared,
+                        tree: m.key.is_tree(),
                     };
                     if g.fresh {
                         fresh.push(held.clone());
@@ -329,6 +343,7 @@ impl Locks {
                         key: m.key.name().to_owned(),
                         token: g.token,
                         shared: g.shared,
+                        tree: m.key.is_tree(),
                     };
                     if g.fresh {
                         fresh.push(held.clone());
@@ -355,7 +370,7 @@ impl Locks {
     /// Releases `members` (keys of `id`'s tenant); a failure is logged, and the lease lapses.
     async fn release_members(&self, id: &Key, owner: &str, members: &[Held]) {
         for m in members {
-            let Ok(key) = id.sibling(&m.key) else {
+            let Some(key) = m.key_in(id) else {
                 continue;
             };
             if let Err(b) = self.release(&key, owner, m.token).await {
@@ -402,7 +417,7 @@ impl Locks {
         let ttl_ms = ttl_ms.unwrap_or(own_ttl);
         let mut expires_at = i64::MAX;
         for (i, m) in members.iter().enumerate() {
-            let Ok(key) = id.sibling(&m.key) else {
+            let Some(key) = m.key_in(id) else {
                 continue;
             };
             let (touch, _) = self.extend(&key, owner, m.token, ttl_ms).await?;

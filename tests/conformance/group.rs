@@ -212,6 +212,16 @@ async fn bad_member_lists(e: &Env) {
             keys.len()
         );
     }
+    // A tree member with an empty level; the same name as a tree key and a plain key is two
+    // objects, not a duplicate.
+    let locks = json!([{"key": "g-d"}, {"key": "g-t//x", "tree": true}]);
+    let body = json!({"owner": "o4", "ttl_ms": 1_000, "locks": locks});
+    let (s, v) = e.w.post("/v1/lock-groups/acquire", body).await;
+    assert_eq!((s, v["code"].as_str()), (422, Some("invalid_key")), "{v}");
     assert_eq!(holder(e, "g-d").await, None);
     assert_eq!(holder(e, "g-m0").await, None);
+    let locks = json!([{"key": "g-e"}, {"key": "g-e", "tree": true}]);
+    let body = json!({"owner": "o4", "ttl_ms": 1_000, "locks": locks});
+    let (s, v) = e.w.post("/v1/lock-groups/acquire", body).await;
+    assert_eq!(s, 200, "{v}");
 }

@@ -159,6 +159,45 @@ pub async fn hierarchy(e: &Env) {
     let (s, v) = waiter.await.unwrap();
     assert_eq!(s, 200, "{v}");
 
+    // A lock group may hold tree keys: two siblings together exclude their parent until the
+    // group is released; a group meeting a held parent takes nothing and names the parent.
+    let body = json!({"owner": "nurse", "ttl_ms": 30_000,
+        "locks": [{"key": "t7/a", "tree": true}, {"key": "t7/b", "tree": true, "mode": "shared"}]});
+    let (s, g) = e.w.post("/v1/lock-groups/acquire", body).await;
+    assert_eq!(
+        (s, g["locks"][0]["tree"].as_bool()),
+        (200, Some(true)),
+        "{g}"
+    );
+    refused(e, "t7", "admin", "exclusive", "nurse", "t7/a").await;
+    let (s, v) = take(e, "t7/b", "aide", 30_000, "shared").await;
+    assert_eq!(s, 200, "a shared member admits other readers: {v}");
+    give_back(e, "t7/b", "aide", &v).await;
+    let id = g["group_id"].as_str().unwrap();
+    let (s, v) =
+        e.w.post(
+            &format!("/v1/lock-groups/{id}/release"),
+            json!({"owner": "nurse"}),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let (s, parent) = take(e, "t7", "admin", 30_000, "exclusive").await;
+    assert_eq!(s, 200, "the released group left no intention: {parent}");
+    let body = json!({"owner": "nurse", "ttl_ms": 30_000,
+        "locks": [{"key": "t8"}, {"key": "t7/c", "tree": true}]});
+    let (s, v) = e.w.post("/v1/lock-groups/acquire", body).await;
+    assert_eq!(
+        (s, v["blocked_at"].as_str(), v["blocked_by"].as_str()),
+        (409, Some("t7"), Some("admin")),
+        "{v}"
+    );
+    assert_eq!(
+        e.w.acquire("t8", "other", 1_000, 0).await.0,
+        200,
+        "nothing of it held"
+    );
+    give_back(e, "t7", "admin", &parent).await;
+
     // Bad tree keys are refused and change nothing.
     for bad in ["t5%2F%2Fx", "%2Ft5", "t5%2F"] {
         let (s, v) = take(e, bad, "nurse", 5_000, "exclusive").await;
