@@ -105,6 +105,56 @@ pub enum GroupAcquired {
     },
 }
 
+/// The members one pass has taken so far.
+struct Taking {
+    /// Every member held, the owner's earlier leases included.
+    taken: Vec<Held>,
+    /// Those this pass granted: the only ones a refusal gives back.
+    fresh: Vec<Held>,
+    /// The earliest member expiry.
+    expires_at: i64,
+    /// The tier of the last grant.
+    mode: Mode,
+}
+
+impl Default for Taking {
+    fn default() -> Self {
+        Self {
+            taken: Vec::new(),
+            fresh: Vec::new(),
+            expires_at: i64::MAX,
+            mode: Mode::Primary,
+        }
+    }
+}
+
+impl Taking {
+    fn add(&mut self, m: &Member, g: &super::Grant) {
+        let held = Held {
+            key: m.key.name().to_owned(),
+            token: g.token,
+            shared: g.shared,
+            tree: m.key.is_tree(),
+        };
+        if g.fresh {
+            self.fresh.push(held.clone());
+        }
+        self.taken.push(held);
+        self.expires_at = self.expires_at.min(g.expires_at);
+        self.mode = g.mode;
+    }
+
+    /// The answer once every member is held: members in key order.
+    fn granted(mut self) -> GroupAcquired {
+        self.taken.sort_by(|a, b| a.key.cmp(&b.key));
+        GroupAcquired::Granted {
+            members: self.taken,
+            expires_at: self.expires_at,
+            mode: self.mode,
+        }
+    }
+}
+
 impl Locks {
     /// Acquires a group (see the module's note), in a task that finishes whatever happens to
     /// the caller.
@@ -229,9 +279,7 @@ impl Locks {
         if let Some(answer) = self.try_whole(req, blocker).await {
             return answer;
         }
-        let mut taken: Vec<Held> = Vec::with_capacity(req.members.len());
-        let mut fresh: Vec<Held> = Vec::new();
-        let (mut expires_at, mut mode) = (i64::MAX, Mode::Primary);
+        let mut taking = Taking::default();
         let lead = *blocker.lock().unwrap_or_else(|p| p.into_inner());
         let order = std::iter::once(lead).chain((0..req.members.len()).filter(|i| *i != lead));
         for i in order {
@@ -247,18 +295,7 @@ impl Locks {
             };
             let refusal = match self.try_once(&one).await {
                 Acquired::Granted(g) => {
-                    let held = Held {
-                        key: m.key.name().to_owned(),
-                        token: g.token,
-                        shared: g.shared,
-                        tree: m.key.is_tree(),
-                    };
-                    if g.fresh {
-                        fresh.push(held.clone());
-                    }
-                    taken.push(held);
-                    expires_at = expires_at.min(g.expires_at);
-                    mode = g.mode;
+                    taking.add(m, &g);
                     continue;
                 }
                 Acquired::Busy {
@@ -279,15 +316,11 @@ impl Locks {
             };
             // Only what this pass granted is given back: a lease the owner held before the
             // call is not the group's to release.
-            self.release_members(&req.id, &req.owner, &fresh).await;
+            self.release_members(&req.id, &req.owner, &taking.fresh)
+                .await;
             return refusal;
         }
-        taken.sort_by(|a, b| a.key.cmp(&b.key));
-        GroupAcquired::Granted {
-            members: taken,
-            expires_at,
-            mode,
-        }
+        taking.granted()
     }
 
     /// The whole group in one atomic step, where the active store can take it so (Redis, every
@@ -334,37 +367,21 @@ impl Locks {
             }
             GroupReply::Taken(replies) => replies,
         };
-        let (mut taken, mut fresh, mut expires_at) = (Vec::new(), Vec::new(), i64::MAX);
+        let mut taking = Taking::default();
         let mut refused = None;
         for (m, r) in req.members.iter().zip(replies) {
             match acquired(r, now, mode) {
-                Acquired::Granted(g) => {
-                    let held = Held {
-                        key: m.key.name().to_owned(),
-                        token: g.token,
-                        shared: g.shared,
-                        tree: m.key.is_tree(),
-                    };
-                    if g.fresh {
-                        fresh.push(held.clone());
-                    }
-                    taken.push(held);
-                    expires_at = expires_at.min(g.expires_at);
-                }
+                Acquired::Granted(g) => taking.add(m, &g),
                 Acquired::Blocked(b) => refused = Some(b),
                 _ => refused = Some(Blocked::EpochChanging),
             }
         }
         if let Some(b) = refused {
-            self.release_members(&req.id, &req.owner, &fresh).await;
+            self.release_members(&req.id, &req.owner, &taking.fresh)
+                .await;
             return Some(GroupAcquired::Blocked(b));
         }
-        taken.sort_by(|a, b| a.key.cmp(&b.key));
-        Some(GroupAcquired::Granted {
-            members: taken,
-            expires_at,
-            mode,
-        })
+        Some(taking.granted())
     }
 
     /// Releases `members` (keys of `id`'s tenant); a failure is logged, and the lease lapses.

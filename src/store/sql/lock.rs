@@ -169,10 +169,7 @@ impl LockStore for SqlStore {
         // blocks it only when it is alone: an upgrade).
         let other = shares.iter().position(|l| l.owner != owner).unwrap_or(0);
         if let Some(first) = shares.into_iter().nth(other) {
-            if ask.writer_mark_ms > 0 {
-                self.mark_writer(key, owner, now + ask.writer_mark_ms)
-                    .await?;
-            }
+            super::lock_share::mark_writer(&self.pool, ask, now).await?;
             return Ok(AcquireReply::Busy {
                 expires_at: first.expires_at,
                 blocked_by: first.owner,

@@ -118,6 +118,26 @@ impl SqlStore {
     }
 }
 
+/// Marks the asker of refused exclusive `ask` as a writer waiting on its key, if it will wait
+/// (`writer_mark_ms` > 0), on `db` (the pool, or a grant transaction).
+pub(super) async fn mark_writer<'e>(
+    db: impl sqlx::Executor<'e, Database = sqlx::Any>,
+    ask: &LeaseAsk<'_>,
+    now: i64,
+) -> Result<(), StoreError> {
+    if ask.writer_mark_ms <= 0 || ask.shared {
+        return Ok(());
+    }
+    sqlx::query(super::lock::MARK_WRITER)
+        .bind(ask.key.as_str())
+        .bind(now + ask.writer_mark_ms)
+        .bind(ask.owner)
+        .execute(db)
+        .await
+        .map(drop)
+        .map_err(classify)
+}
+
 /// In grant transaction `tx` (holding `row`: the key's `ROW`), what answers `ask` before any
 /// grant, by the key-level rules of both modes: the owner's own live lease, or the live lease
 /// or waiting writer in its way (a refused writer that will wait leaves its mark in `tx`,
@@ -186,15 +206,7 @@ pub(super) async fn refusal_in(
             .position(|l| l.owner != ask.owner)
             .unwrap_or(0);
         if let Some(first) = shares.into_iter().nth(other) {
-            if ask.writer_mark_ms > 0 {
-                sqlx::query(super::lock::MARK_WRITER)
-                    .bind(key)
-                    .bind(now + ask.writer_mark_ms)
-                    .bind(ask.owner)
-                    .execute(&mut **tx)
-                    .await
-                    .map_err(classify)?;
-            }
+            mark_writer(&mut **tx, ask, now).await?;
             return Ok(Some(AcquireReply::Busy {
                 expires_at: first.expires_at,
                 blocked_by: first.owner,
@@ -371,23 +383,6 @@ impl SqlStore {
         rows.iter()
             .map(|row| Ok((col(row, 3)?, share(row)?)))
             .collect()
-    }
-
-    /// Marks `owner` as a writer waiting on `key` until `until`.
-    pub(super) async fn mark_writer(
-        &self,
-        key: &Key,
-        owner: &str,
-        until: i64,
-    ) -> Result<(), StoreError> {
-        sqlx::query(super::lock::MARK_WRITER)
-            .bind(key.as_str())
-            .bind(until)
-            .bind(owner)
-            .execute(&self.pool)
-            .await
-            .map(drop)
-            .map_err(classify)
     }
 
     /// Deletes ended shared-lease rows of epochs before `epoch`.

@@ -8,7 +8,7 @@
 //! key's own rules (`refusal_in`), as on Redis. An exclusive ask refused here that will wait
 //! marks its key, so new leases below it queue behind it.
 
-use super::lock_share::{draw_in, refusal_in, Draw, ENSURE, ROW};
+use super::lock_share::{draw_in, mark_writer, refusal_in, Draw, ENSURE, ROW};
 use super::{classify, col, SqlStore};
 use crate::key::Key;
 use crate::store::{AcquireReply, LeaseAsk, StoreError};
@@ -114,16 +114,8 @@ impl SqlStore {
             }
         }
         if let Some(c) = first {
-            if ask.writer_mark_ms > 0 && !ask.shared {
-                sqlx::query(super::lock::MARK_WRITER)
-                    .bind(key)
-                    .bind(now + ask.writer_mark_ms)
-                    .bind(ask.owner)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(classify)?;
-                tx.commit().await.map_err(classify)?;
-            }
+            mark_writer(&mut *tx, ask, now).await?;
+            tx.commit().await.map_err(classify)?;
             return Ok(AcquireReply::Busy {
                 expires_at: c.expires_at,
                 blocked_by: c.owner,

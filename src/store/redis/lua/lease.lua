@@ -12,6 +12,10 @@
 -- readers_busy(holders_key, exp_key, asker): nil when the key has no live shared holder, else
 --   the 'busy' reply naming the one expiring first other than `asker` (the asker itself when
 --   it is the only one): {'busy', owner, epoch, ctr, pttl_ms, -1}.
+-- exclusive_refusal(lock, owner, held): nil when no exclusive lease is live, else its reply
+--   {held|'busy', lease…}: `held` when `owner` holds it (nil: ignore the owner's own lease).
+-- writer_busy(wwait, owner): nil unless another owner's waiting-writer mark lives, else
+--   {'busy', writer, 0, 0, pttl_ms, -1}.
 -- x_refusal(lock, rd, rdexp, owner): what answers an exclusive ask before any grant: the
 --   owner's live lease {'held', lease…}, another's {'busy', lease…}, a live shared holder's
 --   'busy' (readers_busy; then a second result, true), or nil when the key is free for it.
@@ -64,13 +68,23 @@ local function readers_busy(holders_key, exp_key, asker)
   return {'busy', pick[2], tonumber(e), tonumber(c), tonumber(pick[3]) - now, -1}
 end
 
-local function x_refusal(lock, rd, rdexp, owner)
+local function exclusive_refusal(lock, owner, held)
   local cur = redis.call('HMGET', lock, 'owner', 'epoch', 'ctr')
-  if cur[1] then
-    local reply = lease_reply(lock, cur)
-    table.insert(reply, 1, cur[1] == owner and 'held' or 'busy')
-    return reply
-  end
+  if not cur[1] or (cur[1] == owner and not held) then return nil end
+  local reply = lease_reply(lock, cur)
+  table.insert(reply, 1, cur[1] == owner and held or 'busy')
+  return reply
+end
+
+local function writer_busy(wwait, owner)
+  local writer = redis.call('GET', wwait)
+  if not writer or writer == owner then return nil end
+  return {'busy', writer, 0, 0, math.max(redis.call('PTTL', wwait), 1), -1}
+end
+
+local function x_refusal(lock, rd, rdexp, owner)
+  local reply = exclusive_refusal(lock, owner, 'held')
+  if reply then return reply end
   return readers_busy(rd, rdexp, owner), true
 end
 

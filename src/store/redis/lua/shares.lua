@@ -42,17 +42,7 @@ local function s_refusal(lock, wwait, owner, now)
   sem_purge(now)
   local mine = redis.call('HGET', SEM[2], owner)
   if mine then return share_reply('held', owner, mine, now) end
-  local cur = redis.call('HMGET', lock, 'owner', 'epoch', 'ctr')
-  if cur[1] then
-    local reply = lease_reply(lock, cur)
-    table.insert(reply, 1, cur[1] == owner and 'held_x' or 'busy')
-    return reply
-  end
-  local writer = redis.call('GET', wwait)
-  if writer and writer ~= owner then
-    return {'busy', writer, 0, 0, math.max(redis.call('PTTL', wwait), 1), -1}
-  end
-  return nil
+  return exclusive_refusal(lock, owner, 'held_x') or writer_busy(wwait, owner)
 end
 
 local function s_grant(epoch, owner, ttl_ms, ctr, now)

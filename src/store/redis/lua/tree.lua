@@ -73,16 +73,10 @@ end
 
 local function tree_busy(tree, shared, asker, now)
   for _, a in ipairs(tree.up) do
-    local cur = redis.call('HMGET', a.lock, 'owner', 'epoch', 'ctr')
-    if cur[1] and cur[1] ~= asker then
-      local reply = lease_reply(a.lock, cur)
-      table.insert(reply, 1, 'busy')
-      table.insert(reply, a.name)
-      return reply
-    end
-    local writer = redis.call('GET', a.wwait)
-    if writer and writer ~= asker then
-      return {'busy', writer, 0, 0, math.max(redis.call('PTTL', a.wwait), 1), -1, a.name}
+    local busy = exclusive_refusal(a.lock, asker, nil) or writer_busy(a.wwait, asker)
+    if busy then
+      table.insert(busy, a.name)
+      return busy
     end
     if not shared then
       local id, owner, expiry = other_live(a.rdexp, a.rd, asker, now, reader_split)
