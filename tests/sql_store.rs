@@ -352,3 +352,92 @@ async fn postgres_reserve_batches() {
     let (_pg, sql) = support::postgres_store().await;
     reserve_batches_split_stock_in_order(sql).await;
 }
+
+/// One batch of KV writes: several writes of one key apply in the order submitted, each
+/// seeing the ones before it (so two creates of one key have one winner, and a version named
+/// twice wins once); a key never written answers as absent and leaves no live record.
+async fn kv_batches_apply_in_order(sql: SqlStore) {
+    use warden::store::sql::{KvExpect, KvJob, KvWritten};
+    let now = now_ms();
+    let put = |key: &str, value: &str, expect| KvJob::Put {
+        key: key.into(),
+        value: value.into(),
+        expires_at: 0,
+        expect,
+        now,
+        correlation_id: "c".into(),
+    };
+    let delete = |key: &str, expected| KvJob::Delete {
+        key: key.into(),
+        expected,
+        now,
+        correlation_id: "c".into(),
+    };
+    let jobs = vec![
+        put("x", "1", KvExpect::Absent),
+        put("y", "1", KvExpect::Any),
+        put("x", "2", KvExpect::Absent),
+        put("x", "3", KvExpect::Version(1)),
+        put("x", "4", KvExpect::Version(1)),
+        delete("z", None),
+        put("z", "1", KvExpect::Version(1)),
+        delete("x", Some(2)),
+        put("x", "5", KvExpect::Absent),
+    ];
+    let said: Vec<String> = sql
+        .kv_apply(jobs)
+        .await
+        .unwrap()
+        .iter()
+        .map(|w| match w {
+            KvWritten::Done(r) if r.deleted => format!("deleted {}", r.version),
+            KvWritten::Done(r) => format!("{} at {}", r.value, r.version),
+            KvWritten::Conflict(v) => format!("conflict {v:?}"),
+            KvWritten::Nothing => "nothing".into(),
+        })
+        .collect();
+    let expected = [
+        "1 at 1",
+        "1 at 1",
+        "conflict Some(1)",
+        "3 at 2",
+        "conflict Some(2)",
+        "nothing",
+        "conflict None",
+        "deleted 3",
+        "5 at 4",
+    ];
+    assert_eq!(said, expected);
+    let x = sql.kv_get("x").await.unwrap().unwrap();
+    assert_eq!((x.value.as_str(), x.version, x.deleted), ("5", 4, false));
+    let z = sql.kv_get("z").await.unwrap();
+    assert!(z.as_ref().is_none_or(|z| !z.live(now)), "{z:?}");
+    // The next batch sees what the first wrote.
+    let again = sql
+        .kv_apply(vec![
+            put("x", "6", KvExpect::Version(4)),
+            put("z", "1", KvExpect::Absent),
+        ])
+        .await
+        .unwrap();
+    let versions: Vec<_> = again
+        .iter()
+        .map(|w| match w {
+            KvWritten::Done(r) => r.version,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(versions, [5, 1]);
+}
+
+#[tokio::test]
+async fn sqlite_kv_batches() {
+    let (_dir, sql) = support::sqlite_store().await;
+    kv_batches_apply_in_order(sql).await;
+}
+
+#[tokio::test]
+async fn postgres_kv_batches() {
+    let (_pg, sql) = support::postgres_store().await;
+    kv_batches_apply_in_order(sql).await;
+}

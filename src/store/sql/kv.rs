@@ -1,6 +1,11 @@
-//! KV records in SQL: every write and delete is one conditional statement, so two writers
-//! naming the same version never both win, and a tombstone keeps the version growing.
+//! KV records in SQL: every write and delete applies to its key's row taken for update, in
+//! the order submitted, so two writers naming the same version never both win, and a
+//! tombstone keeps the version growing.
 
+use std::collections::HashMap;
+
+use super::params::{query, values, Params};
+use super::session::ROWS_PER_STATEMENT;
 use super::{classify, col, SqlStore};
 use crate::store::kv::KvRecord;
 use crate::store::StoreError;
@@ -26,22 +31,6 @@ pub enum KvWritten {
     /// A delete found no live record (nothing written).
     Nothing,
 }
-
-const UPSERT: &str = "INSERT INTO warden_kv (k, value, version, expires_at, deleted_at, \
-     updated_at, correlation_id) VALUES ($1, $2, 1, $3, 0, $4, $5) \
-     ON CONFLICT (k) DO UPDATE SET value = excluded.value, version = warden_kv.version + 1, \
-     expires_at = excluded.expires_at, deleted_at = 0, updated_at = excluded.updated_at, \
-     correlation_id = excluded.correlation_id";
-const NOT_LIVE: &str = " WHERE warden_kv.deleted_at <> 0 OR \
-     (warden_kv.expires_at <> 0 AND warden_kv.expires_at <= excluded.updated_at)";
-const UPDATE_AT: &str = "UPDATE warden_kv SET value = $2, version = version + 1, \
-     expires_at = $3, updated_at = $4, correlation_id = $5 WHERE k = $1 AND version = $6 \
-     AND deleted_at = 0 AND (expires_at = 0 OR expires_at > $4) RETURNING version";
-const DELETE: &str = "UPDATE warden_kv SET value = '', version = version + 1, deleted_at = $2, \
-     updated_at = $2, correlation_id = $3 WHERE k = $1 AND deleted_at = 0 \
-     AND (expires_at = 0 OR expires_at > $2)";
-
-type Tx = sqlx::Transaction<'static, sqlx::Any>;
 
 /// One KV write, as the group-commit writer batches them.
 #[derive(Debug, Clone)]
@@ -81,6 +70,13 @@ impl KvJob {
             Self::Put { key, .. } | Self::Delete { key, .. } => key,
         }
     }
+
+    /// When it was asked (database clock).
+    fn now(&self) -> i64 {
+        match self {
+            Self::Put { now, .. } | Self::Delete { now, .. } => *now,
+        }
+    }
 }
 
 fn record_of(r: &sqlx::any::AnyRow) -> Result<KvRecord, StoreError> {
@@ -105,38 +101,83 @@ impl SqlStore {
         row.as_ref().map(record_of).transpose()
     }
 
-    /// Runs a batch of writes in one transaction (group commit). Rows are taken in key
-    /// order, so two batches in flight never wait on each other in a cycle; writes to one key
-    /// keep their order (a stable sort), each seeing the ones before it, so two writes naming
-    /// the same version still have one winner. The outcomes come back in the jobs' order.
+    /// Runs a batch of writes in one transaction (group commit), in three statements
+    /// whatever its size: every key gets a row (a version-0 tombstone where it had none),
+    /// the rows are taken in key order (so two batches in flight never wait on each other
+    /// in a cycle), the writes apply in memory in the order they were submitted (each seeing
+    /// the ones before it, so two writes naming the same version still have one winner), and
+    /// the changed rows are written back. The outcomes come back in the jobs' order.
     pub async fn kv_apply(&self, jobs: Vec<KvJob>) -> Result<Vec<KvWritten>, StoreError> {
         let mut tx = self.begin_write().await?;
-        let mut order: Vec<usize> = (0..jobs.len()).collect();
-        order.sort_by(|a, b| jobs[*a].key().cmp(jobs[*b].key()));
-        let mut out: Vec<Option<KvWritten>> = vec![None; jobs.len()];
-        for i in order {
-            out[i] = Some(match &jobs[i] {
-                KvJob::Put {
-                    key,
-                    value,
-                    expires_at,
-                    expect,
-                    now,
-                    correlation_id,
-                } => {
-                    let put = (key.as_str(), value.as_str(), *expires_at, *expect);
-                    put_in(&mut tx, put, *now, correlation_id).await?
-                }
-                KvJob::Delete {
-                    key,
-                    expected,
-                    now,
-                    correlation_id,
-                } => delete_in(&mut tx, key, *expected, *now, correlation_id).await?,
+        let mut keys: Vec<&str> = jobs.iter().map(KvJob::key).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        let at = jobs.iter().map(KvJob::now).max().unwrap_or(1).max(1);
+        let mut rows = HashMap::with_capacity(keys.len());
+        for chunk in keys.chunks(ROWS_PER_STATEMENT) {
+            let mut p = Params::new();
+            let at = p.int(at);
+            let absent = values(&mut p, chunk.iter(), |p, k| vec![p.text(k)]);
+            let sql = format!(
+                "INSERT INTO warden_kv (k, value, version, expires_at, deleted_at, updated_at, \
+                 correlation_id) SELECT column1, '', 0, 0, {at}, {at}, '' FROM (VALUES {absent}) \
+                 AS absent WHERE true ON CONFLICT (k) DO NOTHING"
+            );
+            query(sql, &p.args)
+                .execute(&mut *tx)
+                .await
+                .map_err(classify)?;
+            let mut p = Params::new();
+            let wanted: Vec<String> = chunk.iter().map(|k| p.text(k)).collect();
+            let lock = if self.sqlite { "" } else { " FOR UPDATE" };
+            let sql = format!(
+                "SELECT k, value, version, expires_at, deleted_at FROM warden_kv \
+                 WHERE k IN ({}) ORDER BY k{lock}",
+                wanted.join(",")
+            );
+            for r in query(sql, &p.args)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(classify)?
+            {
+                rows.insert(col::<String>(&r, 0)?, Row::of(&r)?);
+            }
+        }
+        let out: Vec<KvWritten> = jobs
+            .iter()
+            .map(|job| match rows.get_mut(job.key()) {
+                Some(row) => row.apply(job),
+                None => KvWritten::Conflict(None),
+            })
+            .collect();
+        let changed: Vec<(&String, &Row)> = rows.iter().filter(|(_, r)| r.changed).collect();
+        for chunk in changed.chunks(ROWS_PER_STATEMENT) {
+            let mut p = Params::new();
+            let rows = values(&mut p, chunk.iter(), |p, (k, r)| {
+                vec![
+                    p.text(k),
+                    p.text(&r.record.value),
+                    p.int(r.record.version),
+                    p.int(r.record.expires_at),
+                    p.int(r.deleted_at),
+                    p.int(r.updated_at),
+                    p.text(&r.correlation_id),
+                ]
             });
+            let sql = format!(
+                "INSERT INTO warden_kv (k, value, version, expires_at, deleted_at, updated_at, \
+                 correlation_id) VALUES {rows} ON CONFLICT (k) DO UPDATE SET \
+                 value = excluded.value, version = excluded.version, \
+                 expires_at = excluded.expires_at, deleted_at = excluded.deleted_at, \
+                 updated_at = excluded.updated_at, correlation_id = excluded.correlation_id"
+            );
+            query(sql, &p.args)
+                .execute(&mut *tx)
+                .await
+                .map_err(classify)?;
         }
         tx.commit().await.map_err(classify)?;
-        Ok(out.into_iter().flatten().collect())
+        Ok(out)
     }
 
     /// Deletes tombstones and expired rows older than `before` (epoch ms), at most `limit`.
@@ -155,80 +196,92 @@ impl SqlStore {
     }
 }
 
-/// A write of `(key, value, expires_at, expect)` in `tx`.
-async fn put_in(
-    tx: &mut Tx,
-    (key, value, expires_at, expect): (&str, &str, i64, KvExpect),
-    now: i64,
-    correlation_id: &str,
-) -> Result<KvWritten, StoreError> {
-    let sql = match expect {
-        KvExpect::Any => format!("{UPSERT} RETURNING version"),
-        KvExpect::Absent => format!("{UPSERT}{NOT_LIVE} RETURNING version"),
-        KvExpect::Version(_) => UPDATE_AT.to_owned(),
-    };
-    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(key)
-        .bind(value)
-        .bind(expires_at)
-        .bind(now)
-        .bind(correlation_id);
-    if let KvExpect::Version(v) = expect {
-        q = q.bind(v);
-    }
-    let row = q.fetch_optional(&mut **tx).await.map_err(classify)?;
-    match row {
-        Some(r) => Ok(KvWritten::Done(KvRecord {
-            value: value.to_owned(),
-            version: col(&r, 0)?,
-            expires_at,
-            deleted: false,
-        })),
-        None => conflict_in(tx, key, now).await,
-    }
+/// A key's row while a batch applies to it.
+struct Row {
+    record: KvRecord,
+    deleted_at: i64,
+    updated_at: i64,
+    correlation_id: String,
+    /// Whether a write of the batch changed it.
+    changed: bool,
 }
 
-/// A delete of `key`'s live record in `tx`, if `expected` (a version) holds.
-async fn delete_in(
-    tx: &mut Tx,
-    key: &str,
-    expected: Option<i64>,
-    now: i64,
-    correlation_id: &str,
-) -> Result<KvWritten, StoreError> {
-    let sql = match expected {
-        None => format!("{DELETE} RETURNING version"),
-        Some(_) => format!("{DELETE} AND version = $4 RETURNING version"),
-    };
-    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(key)
-        .bind(now)
-        .bind(correlation_id);
-    if let Some(v) = expected {
-        q = q.bind(v);
+impl Row {
+    fn of(r: &sqlx::any::AnyRow) -> Result<Self, StoreError> {
+        let deleted_at: i64 = col(r, 4)?;
+        Ok(Self {
+            record: KvRecord {
+                value: col(r, 1)?,
+                version: col(r, 2)?,
+                expires_at: col(r, 3)?,
+                deleted: deleted_at != 0,
+            },
+            deleted_at,
+            updated_at: 0,
+            correlation_id: String::new(),
+            changed: false,
+        })
     }
-    let row = q.fetch_optional(&mut **tx).await.map_err(classify)?;
-    match (row, expected) {
-        (Some(r), _) => Ok(KvWritten::Done(KvRecord {
-            value: String::new(),
-            version: col(&r, 0)?,
-            expires_at: 0,
-            deleted: true,
-        })),
-        (None, None) => Ok(KvWritten::Nothing),
-        (None, Some(_)) => conflict_in(tx, key, now).await,
-    }
-}
 
-/// A refused write's answer: the live version now, if any.
-async fn conflict_in(tx: &mut Tx, key: &str, now: i64) -> Result<KvWritten, StoreError> {
-    let row = sqlx::query(GET)
-        .bind(key)
-        .fetch_optional(&mut **tx)
-        .await
-        .map_err(classify)?;
-    let current = row.as_ref().map(record_of).transpose()?;
-    Ok(KvWritten::Conflict(
-        current.filter(|r| r.live(now)).map(|r| r.version),
-    ))
+    /// The live version at `now`, if any.
+    fn live(&self, now: i64) -> Option<i64> {
+        self.record.live(now).then_some(self.record.version)
+    }
+
+    /// Applies `job` if its expectation holds: the version moves on, and the record is what
+    /// it wrote.
+    fn apply(&mut self, job: &KvJob) -> KvWritten {
+        let now = job.now();
+        let live = self.live(now);
+        let (record, correlation_id) = match job {
+            KvJob::Put {
+                value,
+                expires_at,
+                expect,
+                correlation_id,
+                ..
+            } => {
+                let holds = match expect {
+                    KvExpect::Any => true,
+                    KvExpect::Absent => live.is_none(),
+                    KvExpect::Version(v) => live == Some(*v),
+                };
+                if !holds {
+                    return KvWritten::Conflict(live);
+                }
+                let record = KvRecord {
+                    value: value.clone(),
+                    version: self.record.version + 1,
+                    expires_at: *expires_at,
+                    deleted: false,
+                };
+                (record, correlation_id)
+            }
+            KvJob::Delete {
+                expected,
+                correlation_id,
+                ..
+            } => {
+                match (live, expected) {
+                    (None, None) => return KvWritten::Nothing,
+                    (Some(v), Some(e)) if v != *e => return KvWritten::Conflict(live),
+                    (None, Some(_)) => return KvWritten::Conflict(None),
+                    _ => {}
+                }
+                let record = KvRecord {
+                    value: String::new(),
+                    version: self.record.version + 1,
+                    expires_at: 0,
+                    deleted: true,
+                };
+                (record, correlation_id)
+            }
+        };
+        self.deleted_at = if record.deleted { now.max(1) } else { 0 };
+        self.updated_at = now;
+        self.correlation_id = correlation_id.clone();
+        self.record = record.clone();
+        self.changed = true;
+        KvWritten::Done(record)
+    }
 }
