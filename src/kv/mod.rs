@@ -18,7 +18,7 @@ use crate::store::copy::Seeder;
 use crate::store::kv::{KvRecord, COPY_FIELDS};
 use crate::store::redis::tagged;
 use crate::store::sql::{KvExpect, KvJob, KvWritten};
-use crate::tier::{Blocked, Looked, Mode, Primary, Seed, Tier};
+use crate::tier::{Blocked, Looked, Mode, Primary, Tier};
 
 /// Largest value, as JSON text.
 pub const MAX_VALUE_BYTES: usize = 1024 * 1024;
@@ -164,10 +164,9 @@ impl Kv {
         Ok((primary, active.mode(), active.epoch))
     }
 
-    /// After a write SQL answered: seed the copy with what SQL now holds, ending the hold —
-    /// after the answer when the write was done (the hold keeps readers on SQL until then).
-    /// (A write SQL did not answer leaves the hold until it expires: the copy is bypassed,
-    /// never stale.)
+    /// After a write SQL answered: seed the copy with what SQL now holds, ending the hold. (A
+    /// write SQL did not answer leaves the hold until it expires: the copy is bypassed, never
+    /// stale.)
     async fn finish(
         &self,
         primary: Option<Primary<'_>>,
@@ -180,26 +179,18 @@ impl Kv {
             metrics::counter!(m::KV_CONFLICTS).increment(1);
         }
         if let Some(p) = primary {
-            if let KvWritten::Done(r) = written {
-                let seed = Seed {
-                    key: copy_key(key),
-                    epoch,
-                    version: r.version,
-                    ttl_ms: self.copy_ttl(&r, now),
-                    fields: r.copy_fields().into(),
-                };
-                self.tier.seed_after(seed, Seeder::Writer);
-                return;
-            }
-            // Refused, or nothing to delete: the current row, which the hold kept out of the
-            // copy meanwhile.
             let sql = self.tier.durable();
-            let record = self
-                .tier
-                .on_durable(sql.kv_get(key.as_str()))
-                .await
-                .ok()
-                .flatten();
+            // What SQL holds now: this write's record, or (refused, or nothing to delete) the
+            // current row, which the hold kept out of the copy meanwhile.
+            let record = match written {
+                KvWritten::Done(r) => Some(r),
+                _ => self
+                    .tier
+                    .on_durable(sql.kv_get(key.as_str()))
+                    .await
+                    .ok()
+                    .flatten(),
+            };
             match record {
                 Some(r) => self.seed(p, key, &r, epoch, Seeder::Writer, now).await,
                 None => p.release_copy(&copy_key(key)).await,

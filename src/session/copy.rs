@@ -10,7 +10,7 @@ use crate::session::SessionTouch;
 use crate::store::copy::Seeder;
 use crate::store::redis::tagged;
 use crate::store::session::{SessionRow, COPY_FIELDS};
-use crate::tier::{Blocked, Looked, Mode, Primary, Seed};
+use crate::tier::{Blocked, Looked, Mode, Primary};
 
 /// The Redis key of the copy of session `hash` of `tenant`.
 fn copy_key(tenant: &str, hash: &str) -> String {
@@ -102,22 +102,9 @@ impl Sessions {
     ) {
         let Some(p) = w.primary else { return };
         match row {
-            Some(r) => self.seed_after(w.epoch, r, Seeder::Writer),
+            Some(r) => self.seed(p, w.epoch, r, Seeder::Writer).await,
             None => p.release_copy(&copy_key(tenant, hash)).await,
         }
-    }
-
-    /// Writes `row` into its copy as `by` after the answer ([`Tier::seed_after`]: only for a
-    /// copy the write held, or a new session's).
-    pub(super) fn seed_after(&self, epoch: i64, row: &SessionRow, by: Seeder) {
-        let seed = Seed {
-            key: copy_key(&row.tenant, &row.id_hash),
-            epoch,
-            version: row.version,
-            ttl_ms: self.copy_ttl(row, self.tier.now()),
-            fields: row.copy_fields(),
-        };
-        self.tier.seed_after(seed, by);
     }
 
     /// Writes `row` into its copy as `by`.

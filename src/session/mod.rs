@@ -149,9 +149,8 @@ impl Sessions {
                 CreatedRow::Created { row, evicted } => {
                     self.end_copies(&w, &req.tenant, &evicted, state::EVICTED)
                         .await;
-                    if w.primary.is_some() {
-                        // A new id: no reader can have a copy of it to take meanwhile.
-                        self.seed_after(w.epoch, &row, Seeder::Reader);
+                    if let Some(p) = w.primary {
+                        self.seed(p, w.epoch, &row, Seeder::Reader).await;
                     }
                     metrics::counter!(m::SESSION_EVENTS, "kind" => "created").increment(1);
                     if !evicted.is_empty() {
@@ -346,9 +345,8 @@ impl Sessions {
                 // The old id ends at the successor's version.
                 let old = SessionRow::ended(tenant, &hash, state::ROTATED, row.version);
                 self.settle(&w, tenant, &hash, Some(&old)).await;
-                if w.primary.is_some() {
-                    // A new id: no reader can have a copy of it to take meanwhile.
-                    self.seed_after(w.epoch, &row, Seeder::Reader);
+                if let Some(p) = w.primary {
+                    self.seed(p, w.epoch, &row, Seeder::Reader).await;
                 }
                 metrics::counter!(m::SESSION_EVENTS, "kind" => "rotated").increment(1);
                 SessionRotated::Rotated(new_id, Box::new(row))

@@ -4,9 +4,6 @@
 //! and when that write fails the epoch moves on, so no copy of the old epoch is trusted again.
 
 use std::collections::HashMap;
-use std::sync::Arc;
-
-use tracing::Instrument;
 
 use super::{reason, Blocked, Primary, Tier, TierName};
 use crate::store::copy::{HotCopy, Peeked, Seeder};
@@ -107,49 +104,7 @@ impl<'a> Primary<'a> {
     }
 }
 
-/// A copy to write once a write has been answered (see [`Tier::seed_after`]).
-#[derive(Debug)]
-pub struct Seed {
-    /// The copy's Redis key.
-    pub key: String,
-    /// The epoch the write was made in.
-    pub epoch: i64,
-    /// The record's version.
-    pub version: i64,
-    /// The record's fields.
-    pub fields: Vec<(&'static str, String)>,
-    /// How long the copy may stay, ms.
-    pub ttl_ms: i64,
-}
-
 impl Tier {
-    /// Writes `seed` as `by` after the answer, off the request's path (its span kept, so its
-    /// log lines carry the request's correlation id). Only for a copy no reader may take
-    /// meanwhile: one the write held beforehand ([`Seeder::Writer`]: until the seed lands,
-    /// reads bypass it and ask SQL), or one that did not exist (a new session, as
-    /// [`Seeder::Reader`]). An end a read must never miss is written before the answer
-    /// ([`Primary::end_copy`]). When Redis is no longer the active tier, nothing is written:
-    /// a hold then ends when it expires.
-    pub fn seed_after(self: &Arc<Self>, seed: Seed, by: Seeder) {
-        let tier = self.clone();
-        let write = async move {
-            let Ok(active) = tier.active_durable() else {
-                return;
-            };
-            if let Some(p) = active.primary() {
-                let Seed {
-                    key,
-                    epoch,
-                    version,
-                    fields,
-                    ttl_ms,
-                } = seed;
-                let _ = p.seed_copy(&key, epoch, version, &fields, by, ttl_ms).await;
-            }
-        };
-        tokio::spawn(write.instrument(tracing::Span::current()));
-    }
-
     /// Moves the Redis tier to a new epoch (unless it moved past `epoch` already), because an
     /// end committed in SQL is missing from a hot copy of `epoch`. Instances see the switch
     /// within their tier lease.

@@ -14,7 +14,7 @@ mod switch;
 pub use backend::{Backend, Mode};
 pub use blocked::Blocked;
 pub use breaker::{Breaker, BreakerState};
-pub use copy::{Looked, Seed};
+pub use copy::Looked;
 pub use primary::Primary;
 
 use std::sync::atomic::{AtomicI64, AtomicU8, Ordering};

@@ -49,16 +49,6 @@ pub(super) fn row_of(r: &AnyRow) -> Result<SessionRow, StoreError> {
     })
 }
 
-/// How a principal's row is taken (PostgreSQL; SQLite's write transaction holds the whole
-/// database).
-#[derive(Debug, Clone, Copy)]
-enum Lock {
-    /// Alone: to count its sessions, or to move its generation.
-    Update,
-    /// With other readers of its generation.
-    Share,
-}
-
 /// An event to record.
 pub(super) struct Event<'a> {
     pub(super) tenant: &'a str,
@@ -110,19 +100,16 @@ impl SqlStore {
         tenant: &str,
         principal: &str,
     ) -> Result<i64, StoreError> {
-        let found = self
-            .lock_principals(tx, &[(tenant, principal)], Lock::Update)
-            .await?;
+        let found = self.lock_principals(tx, &[(tenant, principal)]).await?;
         Ok(found.first().map_or(1, |(_, _, g)| *g))
     }
 
     /// Takes the rows of `principals` (sorted, distinct; created at generation 1 when new), in
-    /// that order and in mode `lock`, two statements for all: their generations.
+    /// that order, two statements for all: their generations.
     async fn lock_principals<'a>(
         &self,
         tx: &mut Tx,
         principals: &[(&'a str, &'a str)],
-        lock: Lock,
     ) -> Result<Vec<(String, String, i64)>, StoreError> {
         let mut found = Vec::with_capacity(principals.len());
         for chunk in principals.chunks(ROWS_PER_STATEMENT) {
@@ -143,11 +130,7 @@ impl SqlStore {
                 .iter()
                 .map(|(t, pr)| format!("(tenant = {} AND principal = {})", p.text(t), p.text(pr)))
                 .collect();
-            let lock = match (self.sqlite, lock) {
-                (true, _) => "",
-                (false, Lock::Update) => " FOR UPDATE",
-                (false, Lock::Share) => " FOR SHARE",
-            };
+            let lock = if self.sqlite { "" } else { " FOR UPDATE" };
             let sql = format!(
                 "SELECT tenant, principal, generation FROM warden_session_principals \
                  WHERE {} ORDER BY tenant, principal{lock}",
@@ -279,18 +262,8 @@ impl SqlStore {
             .collect();
         principals.sort_unstable();
         principals.dedup();
-        // A limited create counts its principal's sessions, so it takes the row alone. Others
-        // only read the generation: shared, so concurrent batches of creates do not wait on
-        // each other, while a logout everywhere (which takes the row for update) still waits
-        // for them, and they for it, and no create commits with a generation already passed.
-        // Every row of a batch is taken in one mode and in one order, so no wait is a cycle.
-        let lock = if jobs.iter().any(|j| j.limit.is_some()) {
-            Lock::Update
-        } else {
-            Lock::Share
-        };
         let generations: std::collections::HashMap<(String, String), i64> = self
-            .lock_principals(&mut tx, &principals, lock)
+            .lock_principals(&mut tx, &principals)
             .await?
             .into_iter()
             .map(|(t, p, g)| ((t, p), g))
