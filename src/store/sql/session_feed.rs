@@ -88,12 +88,15 @@ impl SqlStore {
         correlation_id: &str,
     ) -> Result<u64, StoreError> {
         let mut tx = self.begin_write().await?;
+        // Past its absolute expiry means past its idle one too: every write keeps
+        // `idle_expires_at <= absolute_expires_at`, so one range of one index finds them (an
+        // `OR` of the two made the generic plan read every active session, 20–35 ms a sweep).
         let pick = if self.sqlite {
             "SELECT id_hash, tenant, principal FROM warden_sessions WHERE state = 'active' \
-             AND (idle_expires_at <= $1 OR absolute_expires_at <= $1) LIMIT $2"
+             AND idle_expires_at <= $1 LIMIT $2"
         } else {
             "SELECT id_hash, tenant, principal FROM warden_sessions WHERE state = 'active' \
-             AND (idle_expires_at <= $1 OR absolute_expires_at <= $1) LIMIT $2 \
+             AND idle_expires_at <= $1 LIMIT $2 \
              FOR UPDATE SKIP LOCKED"
         };
         let rows = sqlx::query(pick)
