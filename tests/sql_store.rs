@@ -441,3 +441,80 @@ async fn postgres_kv_batches() {
     let (_pg, sql) = support::postgres_store().await;
     kv_batches_apply_in_order(sql).await;
 }
+
+/// One batch of session changes: several changes of one session apply in turn (each sees
+/// the one before), a refused change writes nothing, an unknown id or another tenant's
+/// session is not found, and what the batch answered is what SQL holds after it.
+async fn session_changes_apply_in_order(sql: SqlStore) {
+    use warden::store::session::{ChangeJob, Changed, CreateJob, CreatedRow, NewSession};
+    let now = now_ms();
+    let create = |id: &str| CreateJob {
+        new: NewSession {
+            id_hash: id.into(),
+            tenant: "t".into(),
+            principal: "p".into(),
+            data: "{}".into(),
+            idle_ttl_ms: 60_000,
+            absolute_ttl_ms: 120_000,
+        },
+        limit: None,
+        now,
+        correlation_id: "c".into(),
+    };
+    let created = sql
+        .session_create_batch(vec![create("s1"), create("s2")])
+        .await
+        .unwrap();
+    assert!(created
+        .iter()
+        .all(|c| matches!(c, CreatedRow::Created { .. })));
+    let change = |tenant: &str, id: &str, expect: i64, data: &'static str| ChangeJob {
+        tenant: tenant.into(),
+        id_hash: id.into(),
+        now,
+        change: Box::new(move |row| (row.version == expect).then(|| (data.to_owned(), true))),
+    };
+    let said: Vec<String> = sql
+        .session_change_batch(vec![
+            change("t", "s1", 1, r#"{"a":1}"#),
+            change("t", "s1", 1, r#"{"lost":1}"#),
+            change("t", "s1", 2, r#"{"a":2}"#),
+            change("t", "nope", 1, "{}"),
+            change("other", "s2", 1, "{}"),
+            change("t", "s2", 1, r#"{"b":1}"#),
+        ])
+        .await
+        .unwrap()
+        .iter()
+        .map(|c| match c {
+            Changed::Done(r) => format!("{} at {}", r.data, r.version),
+            Changed::Refused(Some(r)) => format!("refused at {}", r.version),
+            Changed::Refused(None) => "not found".into(),
+        })
+        .collect();
+    let expected = [
+        r#"{"a":1} at 2"#,
+        "refused at 2",
+        r#"{"a":2} at 3"#,
+        "not found",
+        "not found",
+        r#"{"b":1} at 2"#,
+    ];
+    assert_eq!(said, expected);
+    for (id, data, version) in [("s1", r#"{"a":2}"#, 3), ("s2", r#"{"b":1}"#, 2)] {
+        let row = sql.session("t", id).await.unwrap().unwrap();
+        assert_eq!((row.data.as_str(), row.version), (data, version), "{id}");
+    }
+}
+
+#[tokio::test]
+async fn sqlite_session_changes() {
+    let (_dir, sql) = support::sqlite_store().await;
+    session_changes_apply_in_order(sql).await;
+}
+
+#[tokio::test]
+async fn postgres_session_changes() {
+    let (_pg, sql) = support::postgres_store().await;
+    session_changes_apply_in_order(sql).await;
+}

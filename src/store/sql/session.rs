@@ -348,6 +348,17 @@ impl SqlStore {
         tx: &mut Tx,
         rows: &[(SessionRow, &str)],
     ) -> Result<(), StoreError> {
+        self.write_sessions(tx, rows, "").await
+    }
+
+    /// Writes `rows` (each with its request's correlation id), a few statements for all,
+    /// each ending with `conflict` (an `ON CONFLICT` clause, or nothing).
+    pub(super) async fn write_sessions(
+        &self,
+        tx: &mut Tx,
+        rows: &[(SessionRow, &str)],
+        conflict: &str,
+    ) -> Result<(), StoreError> {
         for chunk in rows.chunks(ROWS_PER_STATEMENT) {
             let mut p = Params::new();
             let rows = values(&mut p, chunk.iter(), |p, (r, cid)| {
@@ -372,7 +383,8 @@ impl SqlStore {
             let sql = format!(
                 "INSERT INTO warden_sessions (id_hash, tenant, principal, data, version, \
                  generation, created_at, idle_ttl_ms, idle_expires_at, absolute_expires_at, \
-                 state, ended_at, rotated_to, touch_written_at, correlation_id) VALUES {rows}"
+                 state, ended_at, rotated_to, touch_written_at, correlation_id) VALUES {rows}\
+                 {conflict}"
             );
             query(sql, &p.args)
                 .execute(&mut **tx)

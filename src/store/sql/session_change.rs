@@ -1,5 +1,5 @@
 //! Changes of live sessions' data in batches (group commit): one statement takes the batch's
-//! rows in key order, the changes apply in memory in the order they were submitted, and one
+//! rows in id hash order, the changes apply in memory in the order they were submitted, and one
 //! statement writes the changed rows back — so concurrent batches never wait on each other in
 //! a cycle, and several changes of one session in a batch apply in turn.
 
@@ -11,7 +11,7 @@ use crate::store::StoreError;
 
 impl SqlStore {
     /// Changes live sessions (group commit), one transaction for the batch: the rows are
-    /// taken in one statement, in `(tenant, id hash)` order (so concurrent batches never wait
+    /// taken in one statement, in id hash order (so concurrent batches never wait
     /// on each other in a cycle), changed in memory in the order the changes were submitted
     /// (several of one session apply in turn), and written back in one statement.
     pub async fn session_change_batch(
@@ -23,19 +23,18 @@ impl SqlStore {
             .iter()
             .map(|j| (j.tenant.as_str(), j.id_hash.as_str()))
             .collect();
-        keys.sort_unstable();
+        keys.sort_unstable_by(|a, b| (a.1, a.0).cmp(&(b.1, b.0)));
         keys.dedup();
         let mut rows = std::collections::HashMap::new();
         for chunk in keys.chunks(ROWS_PER_STATEMENT) {
+            // By id hash alone (the key of the table); a row of another tenant is never
+            // matched below, as the map is keyed by both.
             let mut p = Params::new();
-            let wanted: Vec<String> = chunk
-                .iter()
-                .map(|(t, id)| format!("(s.tenant = {} AND s.id_hash = {})", p.text(t), p.text(id)))
-                .collect();
+            let wanted: Vec<String> = chunk.iter().map(|(_, id)| p.text(id)).collect();
             let lock = if self.sqlite { "" } else { " FOR UPDATE OF s" };
             let sql = format!(
-                "{BY_ID}{FROM}WHERE {} ORDER BY s.tenant, s.id_hash{lock}",
-                wanted.join(" OR ")
+                "{BY_ID}{FROM}WHERE s.id_hash IN ({}) ORDER BY s.id_hash{lock}",
+                wanted.join(",")
             );
             for r in query(sql, &p.args)
                 .fetch_all(&mut *tx)
@@ -69,31 +68,15 @@ impl SqlStore {
             out.push(Changed::Done(row.clone()));
             changed.insert(key);
         }
-        let changed: Vec<&SessionRow> = changed.iter().filter_map(|k| rows.get(k)).collect();
-        for chunk in changed.chunks(ROWS_PER_STATEMENT) {
-            let mut p = Params::new();
-            let mut data = String::from("CASE");
-            let mut version = String::from("CASE");
-            let mut wanted = Vec::with_capacity(chunk.len());
-            for r in chunk {
-                let is = format!(
-                    "(tenant = {} AND id_hash = {})",
-                    p.text(&r.tenant),
-                    p.text(&r.id_hash)
-                );
-                data.push_str(&format!(" WHEN {is} THEN {}", p.text(&r.data)));
-                version.push_str(&format!(" WHEN {is} THEN {}", p.int(r.version)));
-                wanted.push(is);
-            }
-            let sql = format!(
-                "UPDATE warden_sessions SET data = {data} END, version = {version} END WHERE {}",
-                wanted.join(" OR ")
-            );
-            query(sql, &p.args)
-                .execute(&mut *tx)
-                .await
-                .map_err(classify)?;
-        }
+        // Every changed row exists and is taken: the upsert only updates.
+        let changed: Vec<(SessionRow, &str)> = changed
+            .iter()
+            .filter_map(|k| rows.get(k))
+            .map(|r| (r.clone(), ""))
+            .collect();
+        let conflict = " ON CONFLICT (id_hash) DO UPDATE SET data = excluded.data, \
+             version = excluded.version";
+        self.write_sessions(&mut tx, &changed, conflict).await?;
         tx.commit().await.map_err(classify)?;
         Ok(out)
     }
