@@ -13,7 +13,7 @@ use utoipa::ToSchema;
 
 use super::answer::{blocked, blocked_as, status_of};
 use super::extract::{in_range, owner, Body, Caller, PathKey};
-use super::locks::LockMode;
+use super::locks::{deadlock_priority, LockMode};
 use super::observe::Op;
 use super::problem::ApiError;
 use super::AppState;
@@ -186,12 +186,7 @@ pub async fn acquire(
         ttl_ms: in_range("ttl_ms", body.ttl_ms, 1, MAX_TTL_MS)?,
         wait_ms: in_range("wait_ms", body.wait_ms, 0, MAX_WAIT_MS)?,
         members: members(&caller.tenant, &body.locks)?,
-        deadlock_priority: in_range(
-            "deadlock_priority",
-            body.deadlock_priority,
-            -1_000_000,
-            1_000_000,
-        )?,
+        deadlock_priority: deadlock_priority(body.deadlock_priority)?,
         id: id.clone(),
     };
     let outcome = app.locks.acquire_group(req).await;

@@ -262,12 +262,7 @@ pub async fn acquire(
         wait_ms: in_range("wait_ms", body.wait_ms, 0, MAX_WAIT_MS)?,
         max_hold_ms: body.max_hold_ms.map(hold).transpose()?,
         shared,
-        deadlock_priority: in_range(
-            "deadlock_priority",
-            body.deadlock_priority,
-            -1_000_000,
-            1_000_000,
-        )?,
+        deadlock_priority: deadlock_priority(body.deadlock_priority)?,
         key: in_tree(key, body.tree)?,
     };
     let k = req.key.as_str();
@@ -460,4 +455,9 @@ pub async fn fence_check(
         highest,
     };
     Ok((status_of(&outcome), Json(answer)).into_response())
+}
+
+/// A `deadlock_priority` as asked (single locks and groups): within ±1 000 000.
+pub(super) fn deadlock_priority(value: i64) -> Result<i64, ApiError> {
+    in_range("deadlock_priority", value, -1_000_000, 1_000_000)
 }
