@@ -59,4 +59,50 @@ export SCHEMATHESIS
 export CI="${CI:-}"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
-cargo test --workspace --all-targets --no-fail-fast 2>&1
+
+# Build every test target once, then run the test binaries two at a time: most of the suite's
+# wall time is waiting (servers starting, leases lapsing, failovers detected), and each binary
+# starts its own servers on ports spread by process id. The slowest binaries go first so the
+# two lanes end together; each binary's output is printed whole when it ends.
+lanes="${WARDEN_TEST_LANES:-2}"
+slow_first="conformance switch_history failover bench_all ratelimit cache openapi_conformance deadlock tier_switch"
+runs="$PWD/target/test-runs"
+rm -rf "$runs" && mkdir -p "$runs"
+cargo test --workspace --all-targets --no-run --message-format=json-render-diagnostics \
+  | python3 -c '
+import json, sys
+slow = sys.argv[1].split()
+rows = []
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["profile"]["test"]:
+        name, kind = m["target"]["name"], m["target"]["kind"][0]
+        rank = slow.index(name) if kind == "test" and name in slow else len(slow)
+        rows.append((rank, name, kind, m["manifest_path"].rsplit("/", 1)[0], m["executable"]))
+for rank, name, kind, dir, exe in sorted(rows, key=lambda r: r[0]):
+    print(f"{name}-{kind}\t{dir}\t{exe}")
+' "$slow_first" > "$runs/list"
+
+run_one() {
+  local label=$1 dir=$2 exe=$3 runs=$4 started
+  started=$(date +%s)
+  if (cd "$dir" && "$exe") > "$runs/$label.log" 2>&1; then status=ok; else status=FAILED; fi
+  {
+    echo "     Running $label ($(( $(date +%s) - started )) s, $status): $exe"
+    cat "$runs/$label.log"
+  } | flock "$runs/list" cat
+  touch "$runs/$label.$status"
+}
+export -f run_one
+tr '\t' '\n' < "$runs/list" | xargs -d '\n' -n 3 -P "$lanes" bash -c 'run_one "$2" "$3" "$4" "$1"' _ "$runs" \
+  || true
+# Passed means every listed binary left an "ok" mark: one that never ran counts as failed.
+passed=$(find "$runs" -name '*.ok' | wc -l)
+listed=$(wc -l < "$runs/list")
+if [ "$passed" -ne "$listed" ]; then
+  echo "scripts/test.sh: $passed of $listed test binaries passed; failed or not run:" >&2
+  cut -f1 "$runs/list" | while read -r label; do [ -e "$runs/$label.ok" ] || echo "  $label" >&2; done
+  exit 1
+fi
+echo "scripts/test.sh: all $listed test binaries passed"
+

@@ -49,7 +49,9 @@ async fn writer_is_not_starved(w: Arc<Warden>, mode: &str) {
         "readers hold: {v}"
     );
     let started = Instant::now();
-    let body = json!({"owner": "writer", "ttl_ms": 1_000, "wait_ms": 2_000});
+    // Readers overlap without a gap for the whole wait, so a writer that is not preferred is
+    // never granted within it: the grant itself is the proof, the bound only a sanity check.
+    let body = json!({"owner": "writer", "ttl_ms": 1_000, "wait_ms": 5_000});
     let (s, v) = w.post("/v1/locks/hot/acquire", body).await;
     let took = started.elapsed();
     stop.store(true, Ordering::Relaxed);
@@ -59,9 +61,10 @@ async fn writer_is_not_starved(w: Arc<Warden>, mode: &str) {
     }
     assert_eq!((s, v["mode"].as_str()), (200, Some(mode)), "{v}");
     // Readers hold 150 ms each; a writer that waits only for the holders in place when it
-    // arrived is served within about one hold.
+    // arrived is served within about one hold (allowing for a loaded 2-core machine running
+    // two test binaries at once, where one hold took up to 1.5 s).
     assert!(
-        took < Duration::from_millis(1_200),
+        took < Duration::from_millis(3_000),
         "writer waited {took:?}"
     );
     assert!(
