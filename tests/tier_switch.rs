@@ -91,6 +91,37 @@ async fn a_fresh_database_serves_on_redis_as_soon_as_ready() {
     everything_answers_at_once(&w, "fresh").await;
 }
 
+/// An arming that fails (here Redis refuses writes while reads go on, so the switch to Redis
+/// happens and the gates cannot be raised) is taken back and retried at the next supervision
+/// step: the instance serves on Redis soon after Redis takes writes again, not after the
+/// whole arming window (10 s) and a data-loss switch with its grace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_arming_is_retried_at_once() {
+    let pg = Postgres::start();
+    let redis = Redis::start();
+    let mut env = fast_failover(&pg, Some(redis.url()));
+    // The breaker stays closed, so the only way back is the arming's own retry.
+    env.push(("WARDEN_BREAKER_FAILURES", "100000".to_string()));
+    let pause = Duration::from_millis(2_500);
+    let paused = redis.cli(&["CLIENT", "PAUSE", &pause.as_millis().to_string(), "WRITE"]);
+    assert_eq!(paused.as_deref().map(str::trim), Some("OK"));
+    let started = Instant::now();
+    let w = Warden::start(&env);
+    w.wait_ready_on("redis", Duration::from_secs(20)).await;
+    let took = started.elapsed();
+    let log = w.tail_log();
+    assert!(
+        log.contains("arming redis failed"),
+        "the arming never failed:\n{log}"
+    );
+    assert!(!log.contains("redis_data_loss"), "{log}");
+    assert!(
+        took < pause + Duration::from_secs(4),
+        "ready on redis after {took:?}\n{log}"
+    );
+    burst_granted_on_redis(&w, "rearmed", 8).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_joining_instance_serves_as_soon_as_ready_and_the_first_goes_on() {
     let pg = Postgres::start();

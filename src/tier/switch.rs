@@ -119,9 +119,10 @@ impl Tier {
     pub(super) async fn arm(&self, epoch: i64) {
         let Some(redis) = &self.redis else { return };
         let started = Instant::now();
+        let since = self.now();
+        let limit = self.sql.timeout();
         let result: Result<Option<(usize, usize)>, StoreError> = async {
-            let limit = self.sql.timeout();
-            if !bounded(limit, self.sql.mark_redis_armed(epoch, self.now())).await? {
+            if !bounded(limit, self.sql.mark_redis_armed(epoch, since)).await? {
                 return Ok(None); // another instance arms this epoch
             }
             let now = self.now();
@@ -158,7 +159,15 @@ impl Tier {
                 let _ = self.refresh().await;
             }
             Err(e) => {
-                tracing::warn!(epoch, error = %e, "arming redis failed");
+                // Left as begun, a failed arming would hold every instance back for the whole
+                // arming window and then read as data loss (a new epoch, with its grace).
+                let abandoned = bounded(limit, self.sql.abandon_arming(epoch, since)).await;
+                tracing::warn!(
+                    epoch,
+                    error = %e,
+                    abandoned = abandoned.is_ok(),
+                    "arming redis failed; it is retried at the next supervision step"
+                );
                 self.record(Mode::Primary, &Err::<(), _>(e));
             }
         }

@@ -113,6 +113,23 @@ impl SqlStore {
         Ok(done.rows_affected() == 1)
     }
 
+    /// Takes back the arming of `epoch` begun at `since` that failed before its gates were all
+    /// written, so the next supervision step arms again at once (a missing gate of an epoch
+    /// recorded as armed reads as data loss, and an arming recorded as under way holds every
+    /// instance back for the whole arming window).
+    pub async fn abandon_arming(&self, epoch: i64, since: i64) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE warden_tier SET redis_armed_epoch = $1 - 1, redis_arming_since = 0
+             WHERE id = 1 AND redis_armed_epoch = $1 AND redis_arming_since = $2",
+        )
+        .bind(epoch)
+        .bind(since)
+        .execute(&self.control)
+        .await
+        .map(drop)
+        .map_err(classify)
+    }
+
     /// Records that every gate of `epoch` is written.
     pub async fn finish_arming(&self, epoch: i64) -> Result<(), StoreError> {
         sqlx::query(
