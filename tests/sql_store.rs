@@ -468,6 +468,23 @@ async fn session_changes_apply_in_order(sql: SqlStore) {
     assert!(created
         .iter()
         .all(|c| matches!(c, CreatedRow::Created { .. })));
+    // A second batch after the first: the feed numbers every event from one counter, gapless,
+    // in the order the creates were submitted.
+    sql.session_create_batch(vec![create("s3"), create("s4"), create("s5")])
+        .await
+        .unwrap();
+    let feed: Vec<(i64, String)> = sql
+        .session_events("t", 0, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.seq, e.id_hash))
+        .collect();
+    let first = feed[0].0;
+    let expected: Vec<(i64, String)> = (first..)
+        .zip(["s1", "s2", "s3", "s4", "s5"].map(String::from))
+        .collect();
+    assert_eq!(feed, expected);
     let change = |tenant: &str, id: &str, expect: i64, data: &'static str| ChangeJob {
         tenant: tenant.into(),
         id_hash: id.into(),

@@ -105,7 +105,9 @@ impl SqlStore {
     }
 
     /// Takes the rows of `principals` (sorted, distinct; created at generation 1 when new), in
-    /// that order, two statements for all: their generations.
+    /// that order, one statement for all: their generations. An upsert that meets an existing
+    /// row locks it as `FOR UPDATE` would, and it meets the rows in the order given, so
+    /// concurrent batches never wait on each other in a cycle.
     async fn lock_principals<'a>(
         &self,
         tx: &mut Tx,
@@ -119,22 +121,9 @@ impl SqlStore {
             });
             let sql = format!(
                 "INSERT INTO warden_session_principals (tenant, principal, generation) \
-                 VALUES {rows} ON CONFLICT (tenant, principal) DO NOTHING"
-            );
-            query(sql, &p.args)
-                .execute(&mut **tx)
-                .await
-                .map_err(classify)?;
-            let mut p = Params::new();
-            let wanted: Vec<String> = chunk
-                .iter()
-                .map(|(t, pr)| format!("(tenant = {} AND principal = {})", p.text(t), p.text(pr)))
-                .collect();
-            let lock = if self.sqlite { "" } else { " FOR UPDATE" };
-            let sql = format!(
-                "SELECT tenant, principal, generation FROM warden_session_principals \
-                 WHERE {} ORDER BY tenant, principal{lock}",
-                wanted.join(" OR ")
+                 VALUES {rows} ON CONFLICT (tenant, principal) DO UPDATE \
+                 SET generation = warden_session_principals.generation \
+                 RETURNING tenant, principal, generation"
             );
             let rows = query(sql, &p.args)
                 .fetch_all(&mut **tx)
@@ -147,32 +136,23 @@ impl SqlStore {
         Ok(found)
     }
 
-    /// Records `events` in `tx`, numbered from the feed's counter (one draw for all: the
-    /// counter row is held from here to the commit, so it is taken last).
+    /// Records `events` in `tx`, numbered from the feed's counter (one draw per statement:
+    /// the counter row is held from the draw to the commit, so it is taken last). On
+    /// PostgreSQL the draw and the insert are one statement, so the counter is held for one
+    /// round trip less.
     pub(super) async fn add_events(
         &self,
         tx: &mut Tx,
         events: &[Event<'_>],
         at: i64,
     ) -> Result<(), StoreError> {
-        if events.is_empty() {
-            return Ok(());
-        }
-        let n = events.len() as i64;
-        let row =
-            sqlx::query("UPDATE warden_session_seq SET seq = seq + $1 WHERE id = 1 RETURNING seq")
-                .bind(n)
-                .fetch_one(&mut **tx)
-                .await
-                .map_err(classify)?;
-        let last: i64 = col(&row, 0)?;
-        let first = last - n + 1;
-        let numbered: Vec<(i64, &Event)> = (first..).zip(events).collect();
-        for chunk in numbered.chunks(ROWS_PER_STATEMENT) {
+        for chunk in events.chunks(ROWS_PER_STATEMENT) {
             let mut p = Params::new();
-            let rows = values(&mut p, chunk.iter(), |p, (seq, e)| {
+            let count = p.int(chunk.len() as i64);
+            let ordinals: Vec<(i64, &Event)> = (1..).zip(chunk).collect();
+            let rows = values(&mut p, ordinals.iter(), |p, (n, e)| {
                 vec![
-                    p.int(*seq),
+                    p.int(*n),
                     p.text(e.tenant),
                     p.text(e.kind),
                     p.text(e.id_hash),
@@ -181,9 +161,23 @@ impl SqlStore {
                     p.text(e.correlation_id),
                 ]
             });
+            let draw = format!("UPDATE warden_session_seq SET seq = seq + {count} WHERE id = 1");
+            let counter = if self.sqlite {
+                // No data-modifying WITH on SQLite: the draw goes first, on its own, and the
+                // insert reads the counter it moved (the writer is alone on SQLite).
+                query(draw, &p.args[..1])
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(classify)?;
+                "s AS (SELECT seq FROM warden_session_seq WHERE id = 1)".to_string()
+            } else {
+                format!("s AS ({draw} RETURNING seq)")
+            };
             let sql = format!(
-                "INSERT INTO warden_session_events (seq, tenant, kind, id_hash, principal, at, \
-                 correlation_id) VALUES {rows}"
+                "WITH {counter}, v (n, tenant, kind, id_hash, principal, at, cid) AS \
+                 (VALUES {rows}) INSERT INTO warden_session_events (seq, tenant, kind, id_hash, \
+                 principal, at, correlation_id) SELECT s.seq - {count} + v.n, v.tenant, v.kind, \
+                 v.id_hash, v.principal, v.at, v.cid FROM s, v ORDER BY v.n"
             );
             query(sql, &p.args)
                 .execute(&mut **tx)
