@@ -524,6 +524,75 @@ async fn session_changes_apply_in_order(sql: SqlStore) {
     }
 }
 
+/// Creates take their principal's generation (0 without a principal), also in a batch that
+/// mixes principals, and a create after "log out everywhere" takes the new one.
+async fn session_creates_take_generations(sql: SqlStore) {
+    use warden::store::session::{CreateJob, CreatedRow, NewSession};
+    let now = now_ms();
+    let create = |id: &str, principal: &str| CreateJob {
+        new: NewSession {
+            id_hash: id.into(),
+            tenant: "t".into(),
+            principal: principal.into(),
+            data: "{}".into(),
+            idle_ttl_ms: 60_000,
+            absolute_ttl_ms: 120_000,
+        },
+        limit: None,
+        now,
+        correlation_id: "c".into(),
+    };
+    let generations = |created: Vec<CreatedRow>| -> Vec<i64> {
+        created
+            .into_iter()
+            .map(|c| match c {
+                CreatedRow::Created { row, .. } => row.generation,
+                CreatedRow::LimitReached => -1,
+            })
+            .collect()
+    };
+    let first = sql
+        .session_create_batch(vec![
+            create("p-a", "p"),
+            create("n-a", ""),
+            create("q-a", "q"),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(generations(first), [1, 0, 1]);
+    let revoked = sql.session_revoke_all("t", "p", now, "c").await.unwrap();
+    assert_eq!(revoked.len(), 1);
+    let second = sql
+        .session_create_batch(vec![create("q-b", "q"), create("p-b", "p")])
+        .await
+        .unwrap();
+    assert_eq!(generations(second), [1, 2]);
+    for (id, generation, state) in [
+        ("p-a", 1, "revoked"),
+        ("p-b", 2, "active"),
+        ("n-a", 0, "active"),
+    ] {
+        let row = sql.session("t", id).await.unwrap().unwrap();
+        assert_eq!(
+            (row.generation, row.state.as_str()),
+            (generation, state),
+            "{id}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn sqlite_session_generations() {
+    let (_dir, sql) = support::sqlite_store().await;
+    session_creates_take_generations(sql).await;
+}
+
+#[tokio::test]
+async fn postgres_session_generations() {
+    let (_pg, sql) = support::postgres_store().await;
+    session_creates_take_generations(sql).await;
+}
+
 #[tokio::test]
 async fn sqlite_session_changes() {
     let (_dir, sql) = support::sqlite_store().await;

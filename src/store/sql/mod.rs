@@ -24,6 +24,7 @@ mod reserve_batch;
 mod semaphore;
 mod session;
 mod session_change;
+mod session_create;
 mod session_feed;
 mod stream;
 mod stream_batch;

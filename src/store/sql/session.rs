@@ -29,6 +29,42 @@ pub(super) const FROM: &str = " FROM warden_sessions s LEFT JOIN warden_session_
 
 pub(super) const BY_ID: &str = concat!("SELECT ", columns!());
 
+/// The distinct principals (tenant, principal) of `jobs` that have one, sorted: the order
+/// their rows are taken in.
+pub(super) fn principals_of(jobs: &[CreateJob]) -> Vec<(&str, &str)> {
+    let mut principals: Vec<(&str, &str)> = jobs
+        .iter()
+        .filter(|j| !j.new.principal.is_empty())
+        .map(|j| (j.new.tenant.as_str(), j.new.principal.as_str()))
+        .collect();
+    principals.sort_unstable();
+    principals.dedup();
+    principals
+}
+
+/// The row `job` creates, for a principal at `generation`: version 1, active, the idle
+/// expiry never past the absolute one.
+pub(super) fn new_row(job: &CreateJob, generation: i64) -> SessionRow {
+    let new = &job.new;
+    SessionRow {
+        id_hash: new.id_hash.clone(),
+        tenant: new.tenant.clone(),
+        principal: new.principal.clone(),
+        data: new.data.clone(),
+        version: 1,
+        generation,
+        principal_generation: generation,
+        created_at: job.now,
+        idle_ttl_ms: new.idle_ttl_ms,
+        idle_expires_at: job.now + new.idle_ttl_ms.min(new.absolute_ttl_ms),
+        absolute_expires_at: job.now + new.absolute_ttl_ms,
+        state: state::ACTIVE.into(),
+        ended_at: 0,
+        rotated_to: String::new(),
+        touch_written_at: job.now,
+    }
+}
+
 pub(super) fn row_of(r: &AnyRow) -> Result<SessionRow, StoreError> {
     Ok(SessionRow {
         id_hash: col(r, 0)?,
@@ -248,14 +284,11 @@ impl SqlStore {
         &self,
         jobs: Vec<CreateJob>,
     ) -> Result<Vec<CreatedRow>, StoreError> {
+        if self.creates_in_one_statement(&jobs) {
+            return self.session_create_unlimited(&jobs).await;
+        }
         let mut tx = self.begin_write().await?;
-        let mut principals: Vec<(&str, &str)> = jobs
-            .iter()
-            .filter(|j| !j.new.principal.is_empty())
-            .map(|j| (j.new.tenant.as_str(), j.new.principal.as_str()))
-            .collect();
-        principals.sort_unstable();
-        principals.dedup();
+        let principals = principals_of(&jobs);
         let generations: std::collections::HashMap<(String, String), i64> = self
             .lock_principals(&mut tx, &principals)
             .await?
@@ -290,23 +323,7 @@ impl SqlStore {
                         .await?;
                 }
             }
-            let row = SessionRow {
-                id_hash: new.id_hash.clone(),
-                tenant: new.tenant.clone(),
-                principal: new.principal.clone(),
-                data: new.data.clone(),
-                version: 1,
-                generation,
-                principal_generation: generation,
-                created_at: job.now,
-                idle_ttl_ms: new.idle_ttl_ms,
-                idle_expires_at: job.now + new.idle_ttl_ms.min(new.absolute_ttl_ms),
-                absolute_expires_at: job.now + new.absolute_ttl_ms,
-                state: state::ACTIVE.into(),
-                ended_at: 0,
-                rotated_to: String::new(),
-                touch_written_at: job.now,
-            };
+            let row = new_row(job, generation);
             pending.push((row.clone(), &job.correlation_id));
             evictions.push(evicted.clone());
             out.push(CreatedRow::Created {
