@@ -593,6 +593,62 @@ async fn postgres_session_generations() {
     session_creates_take_generations(sql).await;
 }
 
+/// Concurrent batches changing one session lose nothing: each adds its own attributes, and
+/// the row ends with every attribute and one version per change (on PostgreSQL a batch whose
+/// read went stale reads and applies again).
+async fn concurrent_session_changes_all_land(sql: SqlStore) {
+    use warden::store::session::{ChangeJob, Changed, CreateJob, NewSession};
+    let now = now_ms();
+    let job = CreateJob {
+        new: NewSession {
+            id_hash: "hot".into(),
+            tenant: "t".into(),
+            principal: String::new(),
+            data: "{}".into(),
+            idle_ttl_ms: 60_000,
+            absolute_ttl_ms: 120_000,
+        },
+        limit: None,
+        now,
+        correlation_id: "c".into(),
+    };
+    sql.session_create_batch(vec![job]).await.unwrap();
+    let add = |name: String| ChangeJob {
+        tenant: "t".into(),
+        id_hash: "hot".into(),
+        now,
+        change: Box::new(move |row| {
+            let mut doc: serde_json::Value = serde_json::from_str(&row.data).ok()?;
+            doc[name.as_str()] = serde_json::json!(true);
+            Some((doc.to_string(), true))
+        }),
+    };
+    let batches = (0..8).map(|b| {
+        let sql = sql.clone();
+        let jobs: Vec<ChangeJob> = (0..5).map(|k| add(format!("b{b}k{k}"))).collect();
+        async move { sql.session_change_batch(jobs).await.unwrap() }
+    });
+    for answers in futures::future::join_all(batches).await {
+        assert!(answers.iter().all(|a| matches!(a, Changed::Done(_))));
+    }
+    let row = sql.session("t", "hot").await.unwrap().unwrap();
+    let doc: serde_json::Value = serde_json::from_str(&row.data).unwrap();
+    assert_eq!(doc.as_object().unwrap().len(), 40, "{doc}");
+    assert_eq!(row.version, 41);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_concurrent_session_changes() {
+    let (_dir, sql) = support::sqlite_store().await;
+    concurrent_session_changes_all_land(sql).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_concurrent_session_changes() {
+    let (_pg, sql) = support::postgres_store().await;
+    concurrent_session_changes_all_land(sql).await;
+}
+
 #[tokio::test]
 async fn sqlite_session_changes() {
     let (_dir, sql) = support::sqlite_store().await;

@@ -241,7 +241,7 @@ impl Sessions {
     ) -> Result<(SessionSaved, Mode), Blocked> {
         let max = self.cfg.max_data_bytes;
         self.change(tenant, id, Some(expected_version), move |_| {
-            (data.len() <= max).then_some(data)
+            (data.len() <= max).then(|| data.clone())
         })
         .await
     }
@@ -274,7 +274,7 @@ impl Sessions {
         tenant: &str,
         id: &str,
         expected_version: Option<i64>,
-        new_data: impl FnOnce(&str) -> Option<String> + Send + 'static,
+        new_data: impl Fn(&str) -> Option<String> + Send + Sync + 'static,
     ) -> Result<(SessionSaved, Mode), Blocked> {
         if !well_formed(id) {
             return Ok((SessionSaved::NotFound, self.mode()?));

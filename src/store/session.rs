@@ -188,7 +188,8 @@ pub struct CreateJob {
 
 /// How a change finds a session's new data: given its row, the new data and whether the
 /// version moves on, or `None` to refuse.
-pub type ChangeFn = Box<dyn FnOnce(&SessionRow) -> Option<(String, bool)> + Send>;
+/// It may be called again on a newer row when the session changed after the batch read it.
+pub type ChangeFn = Box<dyn Fn(&SessionRow) -> Option<(String, bool)> + Send + Sync>;
 
 /// A change of one live session's data, as the group-commit writer batches them.
 pub struct ChangeJob {
