@@ -43,6 +43,17 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// Whether the connection to Redis broke or was refused: what a restart of the server
+    /// looks like from here (a timeout or an error answer does not).
+    pub fn lost_redis_connection(&self) -> bool {
+        match self {
+            Self::Redis(e) => {
+                e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal()
+            }
+            _ => false,
+        }
+    }
+
     /// A stable name of the kind of failure (a metric label).
     pub fn code(&self) -> &'static str {
         match self {

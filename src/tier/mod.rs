@@ -6,6 +6,7 @@ mod backend;
 mod blocked;
 mod breaker;
 mod copy;
+mod identity;
 mod lease;
 mod primary;
 mod supervisor;
@@ -168,6 +169,9 @@ pub struct Tier {
     /// effect: one atomic load.
     guard: AtomicU8,
     wake: Notify,
+    /// Whether the Redis behind the connection is known to be the process the epoch was
+    /// armed on; cleared by every Redis error (see [`identity`]).
+    redis_verified: std::sync::atomic::AtomicBool,
     /// Serializes this instance's switches and armings.
     switching: tokio::sync::Mutex<()>,
 }
@@ -185,6 +189,7 @@ impl Tier {
             cached: RwLock::new(None),
             clock_offset: AtomicI64::new(0),
             wake: Notify::new(),
+            redis_verified: std::sync::atomic::AtomicBool::new(false),
             switching: tokio::sync::Mutex::new(()),
         }
     }
@@ -258,17 +263,21 @@ impl Tier {
                 Blocked::TierLeaseExpired
             });
         };
+        let now = self.now();
+        let grace = (granting && now < c.row.grants_from).then(|| Blocked::Grace {
+            retry_after_ms: c.row.grants_from - now,
+        });
         let backend = match (c.row.tier == TierName::Redis, &self.redis) {
             (false, _) => Backend::Sql(&self.sql),
-            (true, Some(redis)) if redis_usable => Backend::Redis(redis),
+            (true, Some(redis)) if redis_usable && self.redis_verified() => Backend::Redis(redis),
             (true, _) if sql_fallback => Backend::Sql(&self.sql),
+            // Checking whether Redis restarted (the supervisor is woken to check at once), or
+            // arming it after it did.
+            (true, Some(_)) if redis_usable => return Err(grace.unwrap_or(Blocked::EpochChanging)),
             (true, _) => return Err(Blocked::RedisUnavailable),
         };
-        let now = self.now();
-        if granting && now < c.row.grants_from {
-            return Err(Blocked::Grace {
-                retry_after_ms: c.row.grants_from - now,
-            });
+        if let Some(grace) = grace {
+            return Err(grace);
         }
         let epoch = c.row.epoch;
         Ok(Active {
@@ -319,6 +328,12 @@ impl Tier {
         match result {
             Ok(_) => self.breaker.success(),
             Err(e) => {
+                // A broken connection may have been a restart: Redis is checked before it is
+                // used again.
+                if e.lost_redis_connection() {
+                    self.set_redis_verified(false);
+                    self.wake.notify_one();
+                }
                 let kind = match e {
                     StoreError::Timeout => "timeout",
                     _ => "unavailable",

@@ -116,10 +116,12 @@ impl Tier {
             // Checks the epoch gate even without traffic: arms a new epoch, detects data loss.
             let gate = redis.gate_epoch(None).await;
             self.record(Mode::Primary, &gate);
-            if let Ok(found) = gate {
-                if found != Some(row.epoch) && self.now() >= row.grants_from {
+            match gate {
+                Ok(found) if found == Some(row.epoch) => self.verify_redis(&row, redis).await,
+                Ok(_) if self.now() >= row.grants_from => {
                     self.on_epoch_mismatch(row.epoch, None).await;
                 }
+                _ => {}
             }
             return;
         }

@@ -139,14 +139,18 @@ impl Tier {
                     redis.seed_permit(&name, &permit, cap, now).await
                 })
                 .await?;
+            let run_id = redis.run_id().await?.unwrap_or_default();
             redis.arm_epoch(epoch).await?;
-            bounded(limit, self.sql.finish_arming(epoch)).await?;
+            bounded(limit, self.sql.finish_arming(epoch, &run_id)).await?;
             Ok(Some((copied, copied_permits)))
         }
         .await;
         match result {
             Ok(None) => {}
             Ok(Some((copied, copied_permits))) => {
+                // Every call of the arming reached one process, the one whose run id it
+                // recorded (a broken connection in between would have failed it).
+                self.set_redis_verified(true);
                 tracing::info!(
                     epoch,
                     copied_sql_leases = copied,
@@ -155,7 +159,8 @@ impl Tier {
                     "redis armed for epoch"
                 );
                 // Arming all slots can outlast the tier lease while the supervisor waits on
-                // the switch lock: renew it now rather than at the next tick.
+                // the switch lock: renew it now rather than at the next tick. The next tick
+                // checks that Redis is still the process armed (the run id read above).
                 let _ = self.refresh().await;
             }
             Err(e) => {

@@ -240,6 +240,25 @@ impl RedisStore {
         self.query(&get).await
     }
 
+    /// The run id of the Redis process (`INFO server`), new at every start of the process,
+    /// also one that reloads older data. `None` on a Cluster, where each node has its own
+    /// (a gap: see docs/design.md).
+    pub async fn run_id(&self) -> Result<Option<String>, StoreError> {
+        if matches!(self.conn, conn::Conn::Cluster { .. }) {
+            return Ok(None);
+        }
+        let mut info = redis::cmd("INFO");
+        info.arg("server");
+        let text: String = self.query(&info).await?;
+        let found = text
+            .lines()
+            .find_map(|l| l.strip_prefix("run_id:"))
+            .map(|id| id.trim().to_owned());
+        found
+            .map(Some)
+            .ok_or_else(|| StoreError::Corrupt("INFO server without a run_id".into()))
+    }
+
     /// Runs one plain command under the per-call timeout.
     async fn query<T: FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, StoreError> {
         bounded(self.timeout, async {

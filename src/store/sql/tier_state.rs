@@ -7,7 +7,8 @@ use crate::store::{GuardState, StoreError, TierName};
 /// The tier row's columns, in [`TierRow`] order (a macro so statements stay `&'static str`).
 macro_rules! columns {
     () => {
-        "tier, epoch, grants_from, reason, changed_at, max_ttl_ms, redis_armed_epoch, redis_arming_since, guard"
+        "tier, epoch, grants_from, reason, changed_at, max_ttl_ms, redis_armed_epoch, redis_arming_since, guard, \
+         redis_run_id"
     };
 }
 
@@ -32,6 +33,8 @@ pub struct TierRow {
     pub redis_arming_since: i64,
     /// The guard's state, shared by every instance under the tier lease.
     pub guard: GuardState,
+    /// The run id of the Redis process the armed epoch was armed on (`""` before any).
+    pub redis_run_id: String,
 }
 
 fn row_of(row: &sqlx::any::AnyRow) -> Result<TierRow, StoreError> {
@@ -53,6 +56,7 @@ fn row_of(row: &sqlx::any::AnyRow) -> Result<TierRow, StoreError> {
             GuardState::parse(&name)
                 .ok_or_else(|| StoreError::Corrupt(format!("unknown guard state {name:?}")))?
         },
+        redis_run_id: col(row, 9)?,
     })
 }
 
@@ -130,13 +134,29 @@ impl SqlStore {
         .map_err(classify)
     }
 
-    /// Records that every gate of `epoch` is written.
-    pub async fn finish_arming(&self, epoch: i64) -> Result<(), StoreError> {
+    /// Records `run_id` as the Redis process `epoch` was armed on, for an epoch armed before
+    /// run ids were recorded.
+    pub async fn adopt_redis_run_id(&self, epoch: i64, run_id: &str) -> Result<(), StoreError> {
         sqlx::query(
-            "UPDATE warden_tier SET redis_arming_since = 0
+            "UPDATE warden_tier SET redis_run_id = $2
+             WHERE id = 1 AND redis_armed_epoch = $1 AND redis_run_id = ''",
+        )
+        .bind(epoch)
+        .bind(run_id)
+        .execute(&self.control)
+        .await
+        .map(drop)
+        .map_err(classify)
+    }
+
+    /// Records that every gate of `epoch` is written, on the Redis process `run_id`.
+    pub async fn finish_arming(&self, epoch: i64, run_id: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE warden_tier SET redis_arming_since = 0, redis_run_id = $2
              WHERE id = 1 AND redis_armed_epoch = $1",
         )
         .bind(epoch)
+        .bind(run_id)
         .execute(&self.control)
         .await
         .map(drop)
