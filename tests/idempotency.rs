@@ -214,15 +214,16 @@ async fn reaper_removes_expired_records_from_both_tiers_and_counts_them() {
         let body = json!({"token": v["token"], "response": i});
         assert_eq!(w.idem(&key, "complete", body).await.0, 200);
     }
-    // The hot copy is written by the first replay (a completion writes SQL only).
+    // The hot copy is written by the first replay (a completion writes SQL only). The last
+    // key completed is the one replayed: its 300 ms TTL must not run out before the replay.
     assert_eq!(
-        redis.cli(&["EXISTS", "warden:{r-0}:idem"]).unwrap().trim(),
+        redis.cli(&["EXISTS", "warden:{r-29}:idem"]).unwrap().trim(),
         "0"
     );
-    let (s, v) = w.idem("r-0", "begin", json!({})).await;
+    let (s, v) = w.idem("r-29", "begin", json!({})).await;
     assert_eq!((s, v["state"].as_str()), (200, Some("completed")), "{v}");
     assert_eq!(
-        redis.cli(&["EXISTS", "warden:{r-0}:idem"]).unwrap().trim(),
+        redis.cli(&["EXISTS", "warden:{r-29}:idem"]).unwrap().trim(),
         "1"
     );
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -232,13 +233,13 @@ async fn reaper_removes_expired_records_from_both_tiers_and_counts_them() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(
-        redis.cli(&["EXISTS", "warden:{r-0}:idem"]).unwrap().trim(),
+        redis.cli(&["EXISTS", "warden:{r-29}:idem"]).unwrap().trim(),
         "0"
     );
     // A key begun again after reaping never repeats a token of its earlier life.
-    let (s, v) = w.idem("r-0", "begin", json!({})).await;
+    let (s, v) = w.idem("r-29", "begin", json!({})).await;
     assert_eq!(s, 201, "{v}");
-    assert!(v["token"].as_i64().unwrap() > tokens[0]);
+    assert!(v["token"].as_i64().unwrap() > tokens[29]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -189,7 +189,8 @@ impl Tier {
             cached: RwLock::new(None),
             clock_offset: AtomicI64::new(0),
             wake: Notify::new(),
-            redis_verified: std::sync::atomic::AtomicBool::new(false),
+            // Start-up's first supervision step checks the run id before anything is served.
+            redis_verified: std::sync::atomic::AtomicBool::new(true),
             switching: tokio::sync::Mutex::new(()),
         }
     }
@@ -267,13 +268,20 @@ impl Tier {
         let grace = (granting && now < c.row.grants_from).then(|| Blocked::Grace {
             retry_after_ms: c.row.grants_from - now,
         });
+        // After a broken connection, until the supervisor (woken at once) has checked that
+        // Redis did not restart with older data: no grant (its counters may be behind) and no
+        // hot copy (it may predate a revocation). Releases, extends and reads of leases go
+        // on; an epoch not armed yet is refused by the gate itself.
+        let armed = c.row.redis_armed_epoch >= c.row.epoch && c.row.redis_arming_since == 0;
+        let unchecked = !self.redis_verified() && armed;
         let backend = match (c.row.tier == TierName::Redis, &self.redis) {
             (false, _) => Backend::Sql(&self.sql),
-            (true, Some(redis)) if redis_usable && self.redis_verified() => Backend::Redis(redis),
+            (true, Some(_)) if redis_usable && unchecked && sql_fallback => Backend::Sql(&self.sql),
+            (true, Some(_)) if redis_usable && unchecked && granting => {
+                return Err(grace.unwrap_or(Blocked::EpochChanging))
+            }
+            (true, Some(redis)) if redis_usable => Backend::Redis(redis),
             (true, _) if sql_fallback => Backend::Sql(&self.sql),
-            // Checking whether Redis restarted (the supervisor is woken to check at once), or
-            // arming it after it did.
-            (true, Some(_)) if redis_usable => return Err(grace.unwrap_or(Blocked::EpochChanging)),
             (true, _) => return Err(Blocked::RedisUnavailable),
         };
         if let Some(grace) = grace {
