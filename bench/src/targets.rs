@@ -43,7 +43,8 @@ pub fn of(path: &str, mode: &str) -> Option<Target> {
             min_vs_bare: Some(0.8),
             ..t("≥ 0.8× bare axum, p99 < 5 ms", None, None, 5.0)?
         }),
-        ("kv put" | "session create", "primary") => {
+        // Issue 18: every durable write, creates and PUTs of sessions and KV puts alike.
+        ("kv put" | "session create" | "session put", "primary") => {
             t("≥ 10 000/s, p99 < 20 ms", Some(10_000.0), None, 20.0)
         }
         ("flash sale hot SKU", "fallback") => {
@@ -123,5 +124,8 @@ mod tests {
         assert!(!lock.met(&row("lock acquire (new keys)", 59.0, 4.0, Some(100.0))));
         assert!(!lock.met(&row("lock acquire (new keys)", 60.0, 4.0, None)));
         assert!(of("streams intake+commit", "fallback").is_none());
+        let put = of("session put", "primary").unwrap();
+        assert!(put.met(&row("session put", 10_000.0, 19.0, None)));
+        assert!(!put.met(&row("session put", 8_660.0, 13.0, None)));
     }
 }
