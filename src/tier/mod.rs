@@ -277,8 +277,9 @@ impl Tier {
         let backend = match (c.row.tier == TierName::Redis, &self.redis) {
             (false, _) => Backend::Sql(&self.sql),
             (true, Some(_)) if redis_usable && unchecked && sql_fallback => Backend::Sql(&self.sql),
+            // Redis cannot be trusted yet: unreachable, or not yet shown to be the same process.
             (true, Some(_)) if redis_usable && unchecked && granting => {
-                return Err(grace.unwrap_or(Blocked::EpochChanging))
+                return Err(grace.unwrap_or(Blocked::RedisUnavailable))
             }
             (true, Some(redis)) if redis_usable => Backend::Redis(redis),
             (true, _) if sql_fallback => Backend::Sql(&self.sql),
