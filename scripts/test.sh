@@ -64,10 +64,12 @@ cargo clippy --workspace --all-targets --quiet -- -D warnings
 # wall time is waiting (servers starting, leases lapsing, failovers detected), and each binary
 # starts its own servers on ports spread by process id. The slowest binaries go first so the
 # two lanes end together; each binary's output is printed whole when it ends. The benchmark
-# tool's test measures throughput and asserts nothing was refused, so it runs alone, last.
+# tool's test measures throughput and asserts nothing was refused, and the tier-switch tests
+# run a newcomer's defaults (a 50 ms Redis timeout, which a debug build beside another binary
+# outlasts), so they run alone, last.
 lanes="${WARDEN_TEST_LANES:-2}"
-slow_first="conformance switch_history failover ratelimit cache openapi_conformance deadlock tier_switch"
-alone="bench_all"
+slow_first="conformance switch_history failover ratelimit cache openapi_conformance deadlock"
+alone="tier_switch bench_all"
 runs="$PWD/target/test-runs"
 rm -rf "$runs" && mkdir -p "$runs"
 cargo test --workspace --all-targets --no-run --message-format=json-render-diagnostics \
