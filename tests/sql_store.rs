@@ -442,17 +442,14 @@ async fn postgres_kv_batches() {
     kv_batches_apply_in_order(sql).await;
 }
 
-/// One batch of session changes: several changes of one session apply in turn (each sees
-/// the one before), a refused change writes nothing, an unknown id or another tenant's
-/// session is not found, and what the batch answered is what SQL holds after it.
-async fn session_changes_apply_in_order(sql: SqlStore) {
-    use warden::store::session::{ChangeJob, Changed, CreateJob, CreatedRow, NewSession};
-    let now = now_ms();
-    let create = |id: &str| CreateJob {
+/// A create of session `id` for `principal` ("" for none) in tenant `t`, with no limit.
+fn create_job(id: &str, principal: &str, now: i64) -> warden::store::session::CreateJob {
+    use warden::store::session::{CreateJob, NewSession};
+    CreateJob {
         new: NewSession {
             id_hash: id.into(),
             tenant: "t".into(),
-            principal: "p".into(),
+            principal: principal.into(),
             data: "{}".into(),
             idle_ttl_ms: 60_000,
             absolute_ttl_ms: 120_000,
@@ -460,7 +457,16 @@ async fn session_changes_apply_in_order(sql: SqlStore) {
         limit: None,
         now,
         correlation_id: "c".into(),
-    };
+    }
+}
+
+/// One batch of session changes: several changes of one session apply in turn (each sees
+/// the one before), a refused change writes nothing, an unknown id or another tenant's
+/// session is not found, and what the batch answered is what SQL holds after it.
+async fn session_changes_apply_in_order(sql: SqlStore) {
+    use warden::store::session::{ChangeJob, Changed, CreatedRow};
+    let now = now_ms();
+    let create = |id: &str| create_job(id, "p", now);
     let created = sql
         .session_create_batch(vec![create("s1"), create("s2")])
         .await
@@ -527,21 +533,9 @@ async fn session_changes_apply_in_order(sql: SqlStore) {
 /// Creates take their principal's generation (0 without a principal), also in a batch that
 /// mixes principals, and a create after "log out everywhere" takes the new one.
 async fn session_creates_take_generations(sql: SqlStore) {
-    use warden::store::session::{CreateJob, CreatedRow, NewSession};
+    use warden::store::session::CreatedRow;
     let now = now_ms();
-    let create = |id: &str, principal: &str| CreateJob {
-        new: NewSession {
-            id_hash: id.into(),
-            tenant: "t".into(),
-            principal: principal.into(),
-            data: "{}".into(),
-            idle_ttl_ms: 60_000,
-            absolute_ttl_ms: 120_000,
-        },
-        limit: None,
-        now,
-        correlation_id: "c".into(),
-    };
+    let create = |id: &str, principal: &str| create_job(id, principal, now);
     let generations = |created: Vec<CreatedRow>| -> Vec<i64> {
         created
             .into_iter()
@@ -597,21 +591,9 @@ async fn postgres_session_generations() {
 /// the row ends with every attribute and one version per change (on PostgreSQL a batch whose
 /// read went stale reads and applies again).
 async fn concurrent_session_changes_all_land(sql: SqlStore) {
-    use warden::store::session::{ChangeJob, Changed, CreateJob, NewSession};
+    use warden::store::session::{ChangeJob, Changed};
     let now = now_ms();
-    let job = CreateJob {
-        new: NewSession {
-            id_hash: "hot".into(),
-            tenant: "t".into(),
-            principal: String::new(),
-            data: "{}".into(),
-            idle_ttl_ms: 60_000,
-            absolute_ttl_ms: 120_000,
-        },
-        limit: None,
-        now,
-        correlation_id: "c".into(),
-    };
+    let job = create_job("hot", "", now);
     sql.session_create_batch(vec![job]).await.unwrap();
     let add = |name: String| ChangeJob {
         tenant: "t".into(),
