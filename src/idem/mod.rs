@@ -13,6 +13,8 @@ pub use run::{Claim, Once, Ran, RunError, RunOptions};
 use std::sync::Arc;
 use std::time::Duration;
 
+use tracing::Instrument;
+
 use crate::config::{ms, IdempotencySettings};
 use crate::key::Key;
 use crate::metrics_names as m;
@@ -107,7 +109,7 @@ pub struct Idempotency {
     writer: GroupCommit<IdemWrite, IdemWritten>,
     waiters: Waiters,
     /// Keys seen with a hot copy: only their begins read Redis before SQL.
-    copies: KnownCopies,
+    copies: Arc<KnownCopies>,
 }
 
 impl Idempotency {
@@ -123,7 +125,7 @@ impl Idempotency {
             cfg: cfg.clone(),
             writer,
             waiters: Waiters::default(),
-            copies: KnownCopies::default(),
+            copies: Arc::default(),
         })
     }
 
@@ -193,7 +195,8 @@ impl Idempotency {
                 }
             }
         }
-        self.claim(hot, req, active.epoch, active.mode(), now).await
+        self.claim(hot.is_some(), req, active.epoch, active.mode(), now)
+            .await
     }
 
     /// In safe mode (G10) a completed key still replays and a claim in progress still answers
@@ -217,10 +220,10 @@ impl Idempotency {
 
     /// Claims the key in SQL, which draws the token (above every earlier one of the key, and
     /// above the epoch's base) or refuses with the record that stands. A completed record
-    /// found there is copied to the hot tier (`hot`), so its next replays answer from it.
+    /// found there is copied to the hot tier (when `hot`), so its next replays answer from it.
     async fn claim(
         &self,
-        hot: Option<Primary<'_>>,
+        hot: bool,
         req: &BeginRequest,
         epoch: i64,
         mode: Mode,
@@ -243,17 +246,31 @@ impl Idempotency {
                 expires_at: rec.expires_at,
             },
             IdemWritten::Refused(rec) => {
-                if let (Some(hot), Some(done)) = (hot, rec.as_ref()) {
+                if let Some(done) = rec.as_ref().filter(|_| hot) {
                     if done.state == IdemState::Completed && done.live(now) {
-                        metrics::counter!(m::IDEM_RESEEDED, "op" => "begin").increment(1);
-                        heal(hot, done, now).await;
-                        self.copies.insert(&done.key);
+                        self.seed_copy(done.clone(), now);
                     }
                 }
                 rules::refused(rec.as_ref(), &req.fingerprint, now)
             }
         };
         Ok((begun, mode))
+    }
+
+    /// Copies the completed `rec` to the hot tier off the answer path: the answer is SQL's and
+    /// waits for no Redis write, and the key's later replays here read the copy. A completed
+    /// record never changes until it expires, so a copy landing late is still true.
+    fn seed_copy(&self, rec: IdemRecord, now: i64) {
+        metrics::counter!(m::IDEM_RESEEDED, "op" => "begin").increment(1);
+        let (tier, copies) = (self.tier.clone(), self.copies.clone());
+        let seed = async move {
+            let Some(hot) = tier.active_durable().ok().and_then(|a| a.primary()) else {
+                return;
+            };
+            heal(hot, &rec, now).await;
+            copies.insert(&rec.key);
+        };
+        tokio::spawn(seed.in_current_span());
     }
 
     /// Records `response` (raw JSON) as the result of the claim `token`.
