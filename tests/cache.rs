@@ -26,10 +26,12 @@ async fn fetch(w: &Warden, path: &str, lease_ms: i64) -> (u16, Value) {
 }
 
 /// One caller of a read-through: fetches until it has the value, loading it (for `load`)
-/// when it gets the lease. Counts its loads in `loads`.
+/// when it gets the lease. Counts its loads in `loads`. The lease (10 s) outlasts the load
+/// and the put queued behind a stampede on two loaded cores (a clean-clone run saw a 2 s
+/// lease lapse before the put landed).
 async fn read_through(w: &Warden, path: &str, load: Duration, loads: &AtomicUsize) -> Value {
     loop {
-        let (s, v) = fetch(w, path, 2_000).await;
+        let (s, v) = fetch(w, path, 10_000).await;
         match v["state"].as_str() {
             Some("hit") | Some("stale") => return v["value"].clone(),
             Some("miss_lease") | Some("refresh") => {

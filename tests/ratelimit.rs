@@ -73,7 +73,7 @@ async fn on_redis(redis_url: String) -> (Postgres, Warden) {
 type Admission = (f64, f64, i64);
 
 /// `clients` clients check `cost` units each, as fast as they can, for `run`: the
-/// admissions, the refusals, and any other answer (status, body).
+/// admissions, the refusals (same shape), and any other answer (status, body).
 async fn hammer(
     w: &Arc<Warden>,
     policy: &str,
@@ -81,10 +81,10 @@ async fn hammer(
     cost: i64,
     run: Duration,
     mid_run: impl FnOnce() + Send + 'static,
-) -> (Vec<Admission>, usize, Vec<(u16, Value)>) {
+) -> (Vec<Admission>, Vec<Admission>, Vec<(u16, Value)>) {
     let admitted = Arc::new(Mutex::new(Vec::new()));
     let others = Arc::new(Mutex::new(Vec::new()));
-    let refused = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let refused = Arc::new(Mutex::new(Vec::new()));
     let start = Instant::now();
     let mut tasks = Vec::new();
     for c in 0..clients {
@@ -103,7 +103,7 @@ async fn hammer(
                     }
                     (429, Some("limited")) => {
                         assert_eq!(v["mode"], "primary", "client {c}: {v}");
-                        refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        refused.lock().unwrap().push((sent, got, cost));
                     }
                     _ => others.lock().unwrap().push((s, v)),
                 }
@@ -116,12 +116,9 @@ async fn hammer(
         t.await.unwrap();
     }
     let admitted = admitted.lock().unwrap().clone();
+    let refused = refused.lock().unwrap().clone();
     let others = others.lock().unwrap().clone();
-    (
-        admitted,
-        refused.load(std::sync::atomic::Ordering::Relaxed),
-        others,
-    )
+    (admitted, refused, others)
 }
 
 /// Asserts that no window of `window` s saw more than `rate·window + burst` units admitted.
@@ -146,14 +143,19 @@ fn assert_never_above(admitted: &[Admission], rate: f64, burst: i64, window: f64
     }
 }
 
-/// 20 000/s with burst 100 at 64 clients: never more than `20 000·t + 100`, and near that
-/// while demand exceeds it (each check costs 10 units so a debug build outruns the limit).
+/// The burst of [`precise_under_load`]: 50 ms of the rate, so that a pause of the clients
+/// shorter than that (a debug build on two loaded cores) wastes none of the limit.
+const BURST: i64 = 1_000;
+
+/// 20 000/s with burst [`BURST`] at 64 clients: never more than `20 000·t + BURST`, and near
+/// that while demand exceeds it (each check costs 25 units, so even a debug build on two loaded
+/// cores asks for more than the limit).
 async fn precise_under_load(w: Arc<Warden>, mid_run: impl FnOnce() + Send + 'static) {
-    let policy = json!({"limits": [gcra("second", 20_000, 1_000, 100)]});
+    let policy = json!({"limits": [gcra("second", 20_000, 1_000, BURST)]});
     assert_eq!(put_policy(&w, "api", policy, None).await.0, 200);
     let run = Duration::from_secs(5);
     let started = Instant::now();
-    let (admitted, refused, others) = hammer(&w, "api", 64, 10, run, mid_run).await;
+    let (admitted, refused, others) = hammer(&w, "api", 64, 25, run, mid_run).await;
     let total = started.elapsed().as_secs_f64();
     assert!(
         others.is_empty(),
@@ -161,23 +163,41 @@ async fn precise_under_load(w: Arc<Warden>, mid_run: impl FnOnce() + Send + 'sta
     );
     let units: i64 = admitted.iter().map(|a| a.2).sum();
     assert!(
-        refused > 0,
+        !refused.is_empty(),
         "the limit never bound: {units} units in {total:.1} s"
     );
-    let bound = (20_000.0 * total) as i64 + 101;
+    let bound = (20_000.0 * total) as i64 + BURST + 1;
     assert!(units <= bound, "{units} units > {bound}");
-    assert_never_above(&admitted, 20_000.0, 100, 1.0, total);
-    // Demand exceeded the limit throughout, so the limiter admitted close to it.
-    let offered = (admitted.len() + refused) as f64 * 10.0 / total;
-    if offered > 30_000.0 {
-        assert!(
-            units as f64 >= 0.8 * 20_000.0 * (total - 0.5),
-            "{units} units: too few"
-        );
-    }
-    eprintln!(
-        "{units} units admitted, {refused} checks refused in {total:.2} s ({offered:.0} units/s offered)"
+    assert_never_above(&admitted, 20_000.0, BURST, 1.0, total);
+    // The limiter admitted close to what demand allowed: in each 100 ms slot, the units asked
+    // for or the limit's share, whichever is less. A slot where a loaded machine stalled the
+    // clients asks for little and so expects little; the limiter cannot bank it past the burst.
+    let admissible = admissible_units(&admitted, &refused, 20_000.0, 0.1, total);
+    assert!(
+        units as f64 >= 0.8 * admissible,
+        "{units} units admitted where demand allowed {admissible:.0}"
     );
+    eprintln!(
+        "{units} units admitted of {admissible:.0} admissible, {} checks refused in {total:.2} s",
+        refused.len()
+    );
+}
+
+/// What a limiter of `rate` units/s should have admitted: per `slot` s, the units decided in
+/// it (admitted or refused, placed at their answer) capped at `rate·slot`.
+fn admissible_units(
+    admitted: &[Admission],
+    refused: &[Admission],
+    rate: f64,
+    slot: f64,
+    total: f64,
+) -> f64 {
+    let last = (total / slot) as usize;
+    let mut asked = vec![0.0; last + 1];
+    for (_, got, cost) in admitted.iter().chain(refused) {
+        asked[((got / slot) as usize).min(last)] += *cost as f64;
+    }
+    asked.iter().map(|a| a.min(rate * slot)).sum()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -94,6 +94,10 @@ async fn warden_runs_on_rediss_and_postgres_over_tls() {
             "WARDEN_REDIS_TLS_CA",
             dir.path().join("cert.pem").display().to_string(),
         ),
+        // What this test checks is TLS, not the 50 ms default timeout: a debug build doing
+        // TLS handshakes on a loaded CI lane timed out three calls at start-up, and the
+        // breaker then keeps SQL for its 30 s default (clean-clone run of 9879752).
+        ("WARDEN_REDIS_TIMEOUT_MS", "1000".into()),
     ]);
     w.wait_ready_on("redis", Duration::from_secs(20)).await;
     let (s, v) = w.acquire("tls-k", "o", 60_000, 0).await;
