@@ -109,3 +109,26 @@ async fn every_log_line_carries_a_correlation_id_through_a_failover() {
     }
     assert!(lines > 20, "{lines} lines");
 }
+
+/// Above `info` too: a `warn` filter keeps the warnings of a failover, and each still carries
+/// the `correlation_id` of the span it was logged in (the spans are never filtered out).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_warn_filter_keeps_the_correlation_id_on_every_line() {
+    let pg = support::Postgres::start();
+    let mut redis = support::Redis::start();
+    let mut env = support::fast_failover(&pg, Some(redis.url()));
+    env.push(("WARDEN_LOG", "warn".into()));
+    let w = support::Warden::start(&env);
+    w.wait_ready_on("redis", Duration::from_secs(10)).await;
+    redis.kill();
+    w.wait_ready_on("sql", Duration::from_secs(15)).await;
+    let log = std::fs::read_to_string(&w.log).unwrap();
+    let lines: Vec<&str> = log.lines().filter(|l| l.starts_with('{')).collect();
+    assert!(log.contains("tier switch"), "{log}");
+    for line in &lines {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert!(v["level"] == "WARN" || v["level"] == "ERROR", "{line}");
+        let id = v["span"]["correlation_id"].as_str().unwrap_or_default();
+        assert!(!id.is_empty(), "no correlation_id: {line}");
+    }
+}

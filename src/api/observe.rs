@@ -13,7 +13,6 @@ use axum::response::Response;
 use tracing::Instrument;
 
 use crate::guard::monitor::{self, Monitor};
-use crate::metrics_names as m;
 use crate::runtime::correlation::{new_id, scope, trace_id, Correlation};
 
 /// Header carrying the correlation id.
@@ -66,8 +65,15 @@ pub async fn correlate(State(monitor): State<Arc<Monitor>>, req: Request, next: 
         .and_then(valid_id)
         .or_else(|| trace_id(&traceparent).map(str::to_owned))
         .unwrap_or_else(new_id);
-    let span = tracing::info_span!("request", correlation_id = %id,
-        method = %req.method(), path = %loggable(req.uri().path()));
+    // `&str` values: the span's fields are written as they are, with no formatting pass. At
+    // error level, so no filter that keeps a line drops the span naming its correlation id.
+    let path = loggable(req.uri().path());
+    let span = tracing::error_span!(
+        "request",
+        correlation_id = id.as_str(),
+        method = req.method().as_str(),
+        path = path.as_ref()
+    );
     let started = Instant::now();
     let correlation = Correlation {
         id: id.clone(),
@@ -86,6 +92,48 @@ pub async fn correlate(State(monitor): State<Arc<Monitor>>, req: Request, next: 
         )
     });
     response
+}
+
+/// The metric handles of answers, registered once per label set and kept per thread: an
+/// answer then costs a lookup by the labels' addresses, not a key built and hashed into the
+/// recorder's registry. The recorder is installed before the router serves (`state`), so a
+/// kept handle is the live recorder's.
+mod handles {
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+
+    use crate::metrics_names as m;
+
+    /// Two `&'static str` by address and length (a literal may share its bytes with a longer
+    /// one): labels are literals, so equal text at two addresses only keeps two handles of
+    /// one series.
+    type Labels = [(usize, usize); 2];
+
+    fn labels(a: &'static str, b: &'static str) -> Labels {
+        [
+            (a.as_ptr() as usize, a.len()),
+            (b.as_ptr() as usize, b.len()),
+        ]
+    }
+
+    thread_local! {
+        static ANSWERS: RefCell<HashMap<Labels, metrics::Counter>> = RefCell::default();
+        static SECONDS: RefCell<HashMap<Labels, metrics::Histogram>> = RefCell::default();
+    }
+
+    /// Counts the answer `op`/`state` and times `op` in `mode`.
+    pub(super) fn answered(op: &'static str, state: &'static str, mode: &'static str, secs: f64) {
+        ANSWERS.with_borrow_mut(|c| {
+            c.entry(labels(op, state))
+                .or_insert_with(|| metrics::counter!(m::ANSWERS, "op" => op, "state" => state))
+                .increment(1)
+        });
+        SECONDS.with_borrow_mut(|h| {
+            h.entry(labels(op, mode))
+                .or_insert_with(|| metrics::histogram!(m::OP_SECONDS, "op" => op, "mode" => mode))
+                .record(secs)
+        });
+    }
 }
 
 /// One operation being answered.
@@ -111,9 +159,7 @@ impl Op {
     /// Counts and times the terminal `state`, reached in `mode` (`none` when no tier acted).
     pub fn finish(&self, key: &str, state: &'static str, mode: &'static str) {
         let elapsed = self.started.elapsed();
-        metrics::counter!(m::ANSWERS, "op" => self.name, "state" => state).increment(1);
-        metrics::histogram!(m::OP_SECONDS, "op" => self.name, "mode" => mode)
-            .record(elapsed.as_secs_f64());
+        handles::answered(self.name, state, mode, elapsed.as_secs_f64());
         crate::guard::monitor::record(self.name, mode, elapsed);
         // Every answer is counted and timed above; one log line per answer is opt-in
         // (`WARDEN_LOG=warden=debug`): refusals that need attention log their own lines.

@@ -20,9 +20,10 @@ pub fn instance_id() -> &'static str {
     PREFIX.get_or_init(|| uuid::Uuid::new_v4().simple().to_string()[..12].to_owned())
 }
 
-/// A span for one piece of work no request asked for, with a fresh correlation id.
+/// A span for one piece of work no request asked for, with a fresh correlation id (at error
+/// level, so a `warn` filter still puts the id on the lines logged inside it).
 pub fn task_span(task: &'static str) -> tracing::Span {
-    tracing::info_span!("task", correlation_id = %new_id(), task)
+    tracing::error_span!("task", correlation_id = %new_id(), task)
 }
 
 /// The correlation of the request being served: its correlation id and, when the caller sent
