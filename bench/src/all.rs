@@ -268,7 +268,7 @@ pub(crate) async fn run(args: &BenchArgs) -> Result<(), String> {
         .iter()
         .copied()
         .filter(|s| *s != "locks-wrk" || have_wrk)
-        .filter(|s| args.suites.is_empty() || args.suites.iter().any(|x| x == s))
+        .filter(|s| args.wants(s))
         .collect();
     println!("# warden bench all: {}", machine());
     let mut rows = headline(&servers, args, &suites).await?;

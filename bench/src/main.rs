@@ -93,6 +93,13 @@ pub struct BenchArgs {
     pub out: String,
 }
 
+impl BenchArgs {
+    /// Whether `all` runs `suite`: every suite unless `--suites` names some.
+    pub fn wants(&self, suite: &str) -> bool {
+        self.suites.is_empty() || self.suites.iter().any(|s| s == suite)
+    }
+}
+
 /// The target's mode and epoch, from `/readyz` (which needs no token).
 async fn target(url: &str) -> Result<(&'static str, i64), String> {
     let (_, status) = Conn::connect(url).await?.get("/readyz").await?;

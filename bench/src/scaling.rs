@@ -41,15 +41,19 @@ async fn point(
     })
 }
 
-/// Every point of every path, in `args.rounds` rounds, with `args.scaling_seconds` per point
-/// and no baselines (the headline rows carry those).
+/// Every point of every path `args` wants, in `args.rounds` rounds, with
+/// `args.scaling_seconds` per point and no baselines (the headline rows carry those).
 pub(crate) async fn run(servers: &Servers, args: &BenchArgs) -> Result<Vec<Row>, String> {
     let points: Vec<(usize, Option<usize>)> = CLIENTS
         .iter()
         .map(|&c| (c, None))
         .chain(KEYS.iter().map(|&k| (KEY_CLIENTS, Some(k))))
         .collect();
-    let bar = bar((args.rounds * 2 * PATHS.len() * points.len()) as u64);
+    let paths: Vec<&str> = PATHS.into_iter().filter(|p| args.wants(p)).collect();
+    if paths.is_empty() {
+        return Ok(Vec::new());
+    }
+    let bar = bar((args.rounds * 2 * paths.len() * points.len()) as u64);
     let mut rows = Vec::new();
     for round in 1..=args.rounds {
         for primary in [true, false] {
@@ -58,7 +62,7 @@ pub(crate) async fn run(servers: &Servers, args: &BenchArgs) -> Result<Vec<Row>,
             let (_, epoch) = target(&w.url).await?;
             let mut run = against(&w, args, 1, None);
             run.seconds = args.scaling_seconds;
-            for path in PATHS {
+            for &path in &paths {
                 for &(c, keys) in &points {
                     let dim = if keys.is_some() { "keys" } else { "clients" };
                     bar.set_message(format!("scaling round {round}: {path} {mode}, {dim}"));
