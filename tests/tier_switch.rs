@@ -122,6 +122,35 @@ async fn a_failed_arming_is_retried_at_once() {
     burst_granted_on_redis(&w, "rearmed", 8).await;
 }
 
+/// An arming that fails after it raised the gate the supervisor checks (here that gate is up
+/// before Warden starts, as when the answer of the raise was lost to a timeout) is armed
+/// again too: the supervisor does not take the gate for the recorded arming. Before, the
+/// instance stayed `epoch_changing` with no traffic to find the other slots' gates down
+/// (clean-clone run: not ready on Redis within 20 s, nothing logged after the failure).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_arming_that_failed_after_raising_the_gate_is_retried() {
+    let pg = Postgres::start();
+    let redis = Redis::start();
+    let mut env = fast_failover(&pg, Some(redis.url()));
+    env.push(("WARDEN_BREAKER_FAILURES", "100000".to_string()));
+    // The first switch to Redis on a fresh database reaches epoch 2.
+    let gate = warden::store::redis::slot_keys(&warden::store::redis::tagged("", "lock")).gate;
+    assert_eq!(
+        redis.cli(&["SET", &gate, "2"]).as_deref().map(str::trim),
+        Some("OK")
+    );
+    let pause = Duration::from_millis(2_500);
+    let paused = redis.cli(&["CLIENT", "PAUSE", &pause.as_millis().to_string(), "WRITE"]);
+    assert_eq!(paused.as_deref().map(str::trim), Some("OK"));
+    let w = Warden::start(&env);
+    w.wait_ready_on("redis", Duration::from_secs(20)).await;
+    let log = w.tail_log();
+    assert!(log.contains("arming redis failed"), "never failed:\n{log}");
+    assert!(!log.contains("redis_data_loss"), "{log}");
+    assert_eq!(w.status().await["epoch"], 2, "{log}");
+    burst_granted_on_redis(&w, "rearmed-gate", 8).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_joining_instance_serves_as_soon_as_ready_and_the_first_goes_on() {
     let pg = Postgres::start();

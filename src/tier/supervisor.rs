@@ -116,8 +116,11 @@ impl Tier {
             // Checks the epoch gate even without traffic: arms a new epoch, detects data loss.
             let gate = redis.gate_epoch(None).await;
             self.record(Mode::Primary, &gate);
+            let armed = row.redis_armed_epoch >= row.epoch;
             match gate {
-                Ok(found) if found == Some(row.epoch) => self.verify_redis(&row, redis).await,
+                Ok(found) if found == Some(row.epoch) && armed => {
+                    self.verify_redis(&row, redis).await
+                }
                 Ok(_) if self.now() >= row.grants_from => {
                     self.on_epoch_mismatch(row.epoch, None).await;
                 }

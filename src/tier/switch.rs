@@ -47,7 +47,10 @@ impl Tier {
             }
         };
         match found {
-            Some(f) if f == row.epoch => {}
+            // Armed, or being armed: this slot's gate is up. A gate up in an epoch not recorded
+            // as armed is an arming that failed after raising it (or whose answer was lost):
+            // it is armed again below, which copies nothing twice and lowers no gate.
+            Some(f) if f == row.epoch && row.redis_armed_epoch >= row.epoch => {}
             Some(f) if f > row.epoch => {
                 // The database is behind Redis (restored from a backup?): move the epoch past
                 // the gate one switch at a time; Redis grants nothing until it catches up.
