@@ -4,7 +4,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -78,7 +78,8 @@ impl Warden {
         let tier = open_tier(config, true).await?;
         tier.start_up().await;
         let guard = Guard::new(tier.clone(), config)?;
-        let sealed = tier.durable().seal_unchained_audit().await?;
+        let wait = Instant::now() + ms(config.database.startup_wait_ms);
+        let sealed = waiting_for_database(wait, || tier.durable().seal_unchained_audit()).await?;
         if sealed > 0 {
             tracing::info!(
                 entries = sealed,
@@ -307,9 +308,11 @@ async fn open_unsupervised(config: &Config, with_redis: bool) -> Result<Arc<Tier
 async fn open_tier(config: &Config, with_redis: bool) -> Result<Arc<Tier>, StartError> {
     crate::runtime::tls_provider();
     let db = &config.database;
-    let sql =
+    let wait = Instant::now() + ms(db.startup_wait_ms);
+    let sql = waiting_for_database(wait, || {
         SqlStore::connect_pinging(&db.url, db.pool, ms(db.timeout_ms), ms(db.ping_if_idle_ms))
-            .await?;
+    })
+    .await?;
     let tier_cfg = TierConfig::from_config(config);
     let redis = match config.redis_url().filter(|_| with_redis) {
         Some(url) => {
@@ -322,9 +325,36 @@ async fn open_tier(config: &Config, with_redis: bool) -> Result<Arc<Tier>, Start
         }
         None => None,
     };
+    if let Some(r) = &redis {
+        if let Err(e) = r.warm_up().await {
+            tracing::warn!(error = %e, "redis not reached at start-up; the supervisor keeps trying");
+        }
+    }
     let tier = Arc::new(Tier::new(tier_cfg, sql, redis));
-    tier.refresh().await?;
+    waiting_for_database(wait, || tier.refresh()).await?;
     Ok(tier)
+}
+
+/// Runs `step` again while the database is out of reach or too slow (a server still
+/// starting, a machine briefly overloaded), until `until`: a starting instance waits for its
+/// database, with a warning per try, instead of exiting. Any other error ends the start.
+async fn waiting_for_database<T, F, Fut>(until: Instant, mut step: F) -> Result<T, StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, StoreError>>,
+{
+    let mut pause = Duration::from_millis(100);
+    loop {
+        match step().await {
+            Err(e) if e.database_unreachable() && Instant::now() + pause < until => {
+                tracing::warn!(error = %e, retry_in_ms = pause.as_millis() as u64,
+                    "database not reached at start-up; trying again");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(2));
+            }
+            done => return done,
+        }
+    }
 }
 
 /// One reconciliation pass for `warden reconcile`: a report line per differing SKU. It opens

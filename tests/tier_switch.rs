@@ -17,8 +17,13 @@ use warden::tier::Blocked;
 
 /// Settings a newcomer starts with: a database, a Redis, and nothing tuned.
 fn defaults(pg: &Postgres, redis: &Redis) -> Vec<(&'static str, String)> {
+    defaults_with(pg.url(), redis)
+}
+
+/// [`defaults`] with the database at `url`.
+fn defaults_with(url: String, redis: &Redis) -> Vec<(&'static str, String)> {
     vec![
-        ("WARDEN_DATABASE_URL", pg.url()),
+        ("WARDEN_DATABASE_URL", url),
         ("WARDEN_REDIS_URL", redis.url()),
     ]
 }
@@ -149,6 +154,52 @@ async fn an_arming_that_failed_after_raising_the_gate_is_retried() {
     assert!(!log.contains("redis_data_loss"), "{log}");
     assert_eq!(w.status().await["epoch"], 2, "{log}");
     burst_granted_on_redis(&w, "rearmed-gate", 8).await;
+}
+
+/// A first connection slower than one call's timeout (here each new connection reaches Redis
+/// 150 ms after it is made, against the 50 ms default) is made at start-up within the connect
+/// timeout: no call fails for it, so no failure reaches the breaker (three open it, and SQL
+/// would then serve for its 30 s open period).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_first_connection_is_not_a_redis_failure() {
+    let pg = Postgres::start();
+    let redis = Redis::start();
+    let proxy = support::proxy::Proxy::start_delayed(redis.port, Duration::from_millis(150)).await;
+    let w = Warden::start(&[
+        ("WARDEN_DATABASE_URL", pg.url()),
+        ("WARDEN_REDIS_URL", proxy.url()),
+    ]);
+    w.wait_ready_on("redis", Duration::from_secs(20)).await;
+    let metrics = w.metrics().await;
+    let failures: Vec<&str> = metrics
+        .lines()
+        .filter(|l| l.starts_with("warden_redis_failures_total"))
+        .collect();
+    assert!(failures.is_empty(), "{failures:?}\n{}", w.tail_log());
+    burst_granted_on_redis(&w, "slow-connect", 8).await;
+}
+
+/// A database that is not up yet when Warden starts (both started together, as by a service
+/// manager) delays the start instead of ending it: Warden serves once the database comes.
+/// Before, the first refused connection (or a 2 s connect timeout on a loaded machine, seen in
+/// a clean-clone run) made `warden serve` exit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn warden_waits_for_a_database_that_is_still_starting() {
+    let mut pg = Postgres::start();
+    let redis = Redis::start();
+    pg.stop();
+    let url = pg.url();
+    let comes_up = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(3));
+        pg.resume();
+        pg
+    });
+    let w = Warden::start(&defaults_with(url, &redis));
+    let _pg = comes_up.join().unwrap();
+    w.wait_ready_on("redis", Duration::from_secs(20)).await;
+    let log = w.tail_log();
+    assert!(log.contains("database not reached at start-up"), "{log}");
+    burst_granted_on_redis(&w, "late-db", 8).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

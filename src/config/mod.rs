@@ -161,6 +161,9 @@ pub struct DatabaseSettings {
     pub ping_if_idle_ms: u64,
     /// How often table sizes are compared with PostgreSQL's planner statistics, ms.
     pub planner_stats_every_ms: u64,
+    /// How long a starting instance waits for its database while it is out of reach or too
+    /// slow to answer (still starting, briefly overloaded), ms; other errors end the start.
+    pub startup_wait_ms: u64,
 }
 
 impl Default for DatabaseSettings {
@@ -171,6 +174,7 @@ impl Default for DatabaseSettings {
             timeout_ms: 2_000,
             ping_if_idle_ms: 250,
             planner_stats_every_ms: 1_000,
+            startup_wait_ms: 60_000,
         }
     }
 }

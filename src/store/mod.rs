@@ -65,6 +65,17 @@ impl StoreError {
         }
     }
 
+    /// Whether the database could not be reached or answered too slowly (refused or broken
+    /// connections, a server starting up or out of connections, a timeout): what waiting may
+    /// cure, unlike a bad URL, a refused password or a failed migration.
+    pub fn database_unreachable(&self) -> bool {
+        match self {
+            Self::Timeout => true,
+            Self::Sql(e) => sql::unreachable(e),
+            _ => false,
+        }
+    }
+
     /// Whether a unique index refused a row: another writer inserted the same key first (a
     /// race to retry, not an outage).
     pub fn is_unique_violation(&self) -> bool {

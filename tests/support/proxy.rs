@@ -1,5 +1,6 @@
 //! A TCP proxy that can be cut: used to make one Warden instance lose Redis while another
-//! keeps it.
+//! keeps it. It can also hold each new connection back for a while before it reaches the
+//! server, as a slow handshake across a network does.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -16,6 +17,12 @@ pub struct Proxy {
 
 impl Proxy {
     pub async fn start(upstream_port: u16) -> Self {
+        Self::start_delayed(upstream_port, std::time::Duration::ZERO).await
+    }
+
+    /// A proxy whose connections reach the server (and so answer anything) only `delay`
+    /// after they were accepted.
+    pub async fn start_delayed(upstream_port: u16, delay: std::time::Duration) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let cut = Arc::new(AtomicBool::new(false));
@@ -28,6 +35,7 @@ impl Proxy {
                     continue;
                 }
                 let task = tokio::spawn(async move {
+                    tokio::time::sleep(delay).await;
                     if let Ok(mut out) = TcpStream::connect(("127.0.0.1", upstream_port)).await {
                         let _ = tokio::io::copy_bidirectional(&mut inbound, &mut out).await;
                     }

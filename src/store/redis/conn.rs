@@ -46,6 +46,15 @@ impl ConnectionLike for Handle {
     }
 }
 
+/// How long one attempt to connect may take, for a per-call `timeout`: at least 250 ms, as
+/// a TLS handshake takes several round trips.
+pub(super) fn connect_timeout(timeout: Duration) -> Duration {
+    timeout.max(Duration::from_millis(250))
+}
+
+/// How many times a failed connection attempt is retried at once.
+pub(super) const CONNECT_RETRIES: u32 = 2;
+
 /// The shared connection.
 pub enum Conn {
     /// Single node, connected lazily and kept reconnecting by the manager.
@@ -68,7 +77,7 @@ impl Conn {
             client_tls: None,
             root_cert: ca.map(<[u8]>::to_vec),
         };
-        let connect_timeout = timeout.max(Duration::from_millis(250));
+        let connect_timeout = connect_timeout(timeout);
         let seeds: Vec<&str> = url
             .split(',')
             .map(str::trim)
@@ -97,7 +106,7 @@ impl Conn {
             .set_response_timeout(Some(timeout))
             .set_min_delay(Duration::from_millis(10))
             .set_max_delay(Duration::from_millis(1_000))
-            .set_number_of_retries(2);
+            .set_number_of_retries(CONNECT_RETRIES as usize);
         Ok(Self::Single(ConnectionManager::new_lazy_with_config(
             client, config,
         )?))

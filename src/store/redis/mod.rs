@@ -209,6 +209,16 @@ impl RedisStore {
         })
     }
 
+    /// Makes the first connection (TCP, TLS, handshake) within the connect timeout and its
+    /// retries, not the per-call timeout: a handshake slower than one call (a TLS server across
+    /// a network) would otherwise be a string of timed-out calls at start-up that opens the
+    /// breaker and keeps SQL for its open period. An unreachable Redis is this call's error;
+    /// the service starts anyway and the supervisor finds Redis when it comes.
+    pub async fn warm_up(&self) -> Result<(), StoreError> {
+        let limit = conn::connect_timeout(self.timeout) * (conn::CONNECT_RETRIES + 1);
+        self.query_within::<()>(limit, &redis::cmd("PING")).await
+    }
+
     /// Remembers releases of older epochs' leases for `window`: as long as an arming may
     /// still copy such a lease in from SQL.
     pub fn marking_releases_for(mut self, window: Duration) -> Self {
@@ -261,7 +271,16 @@ impl RedisStore {
 
     /// Runs one plain command under the per-call timeout.
     async fn query<T: FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, StoreError> {
-        bounded(self.timeout, async {
+        self.query_within(self.timeout, cmd).await
+    }
+
+    /// Runs one command under `limit`.
+    async fn query_within<T: FromRedisValue>(
+        &self,
+        limit: Duration,
+        cmd: &redis::Cmd,
+    ) -> Result<T, StoreError> {
+        bounded(limit, async {
             let mut conn = self.conn.handle().await.map_err(classify)?;
             cmd.query_async(&mut conn).await.map_err(classify)
         })

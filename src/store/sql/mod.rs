@@ -261,6 +261,18 @@ fn connection_lost(e: &sqlx::Error) -> bool {
     }
 }
 
+/// Whether `e` says the database is out of reach for now: a refused or broken connection, a
+/// server starting up, shutting down or out of connection slots.
+pub(crate) fn unreachable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut => true,
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|c| c.starts_with("08") || c.starts_with("57P") || c == "53300"),
+        _ => false,
+    }
+}
+
 /// Connections of the control pool (tier row and clock).
 const CONTROL_CONNECTIONS: u32 = 2;
 
