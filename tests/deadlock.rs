@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use support::{fast_failover, metric, Postgres, Redis, Warden};
+use support::{metric, Postgres, Redis, Warden};
 
 fn token(v: &Value) -> i64 {
     v["fencing_token"].as_i64().unwrap_or_else(|| panic!("{v}"))
@@ -31,8 +31,15 @@ fn posting(w: &Warden, path: &str, body: Value) -> tokio::task::JoinHandle<(u16,
     })
 }
 
+/// A Warden on default settings but a 1 s Redis call timeout: nothing here fails over, and
+/// the failover tests' 400 ms tier lease and 100 ms Redis timeout only turned a slow step of a
+/// debug build on a loaded lane into a 503 (a release refused mid-run in a clean-clone run).
 async fn started(pg: &Postgres, redis: &Redis) -> Warden {
-    let w = Warden::start(&fast_failover(pg, Some(redis.url())));
+    let w = Warden::start(&[
+        ("WARDEN_DATABASE_URL", pg.url()),
+        ("WARDEN_REDIS_URL", redis.url()),
+        ("WARDEN_REDIS_TIMEOUT_MS", "1000".into()),
+    ]);
     w.wait_ready_on("redis", Duration::from_secs(10)).await;
     w
 }
@@ -230,15 +237,13 @@ async fn ten_thousand_sorted_acquisitions_see_no_deadlock() {
                         let body =
                             json!({"owner": format!("o{o}"), "ttl_ms": 10_000, "wait_ms": 10_000});
                         let (s, v) = w.post(&format!("/v1/locks/s{k}/acquire"), body).await;
-                        assert_eq!(s, 200, "false positive or failure: {v}");
+                        assert_eq!(s, 200, "false positive or failure: {v}\n{}", w.tail_log());
                         held.push((k, token(&v)));
                         done += 1;
                     }
                     for (k, t) in held.into_iter().rev() {
-                        assert_eq!(
-                            w.release(&format!("s{k}"), &format!("o{o}"), t).await.0,
-                            200
-                        );
+                        let (s, v) = w.release(&format!("s{k}"), &format!("o{o}"), t).await;
+                        assert_eq!(s, 200, "{v}\n{}", w.tail_log());
                     }
                 }
                 done
