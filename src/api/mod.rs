@@ -194,6 +194,8 @@ pub async fn serve_on(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
+    // Before the start, so what it counts (a Redis call timing out at start-up) is kept.
+    metrics_handle();
     let startup = task_span("startup");
     let warden = Warden::start(&config).instrument(startup.clone()).await?;
     let addr = listener.local_addr()?;
