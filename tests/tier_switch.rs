@@ -96,6 +96,22 @@ async fn a_fresh_database_serves_on_redis_as_soon_as_ready() {
     everything_answers_at_once(&w, "fresh").await;
 }
 
+/// Fast-failover settings whose breaker stays closed, so the only way back from a failed
+/// arming is the arming's own retry.
+fn arming_only_retry(pg: &Postgres, redis: &Redis) -> Vec<(&'static str, String)> {
+    let mut env = fast_failover(pg, Some(redis.url()));
+    env.push(("WARDEN_BREAKER_FAILURES", "100000".to_string()));
+    env
+}
+
+/// Makes Redis refuse writes (reads go on) for 2.5 s, the pause it returns.
+fn pause_writes(redis: &Redis) -> Duration {
+    let pause = Duration::from_millis(2_500);
+    let paused = redis.cli(&["CLIENT", "PAUSE", &pause.as_millis().to_string(), "WRITE"]);
+    assert_eq!(paused.as_deref().map(str::trim), Some("OK"));
+    pause
+}
+
 /// An arming that fails (here Redis refuses writes while reads go on, so the switch to Redis
 /// happens and the gates cannot be raised) is taken back and retried at the next supervision
 /// step: the instance serves on Redis soon after Redis takes writes again, not after the
@@ -104,12 +120,8 @@ async fn a_fresh_database_serves_on_redis_as_soon_as_ready() {
 async fn a_failed_arming_is_retried_at_once() {
     let pg = Postgres::start();
     let redis = Redis::start();
-    let mut env = fast_failover(&pg, Some(redis.url()));
-    // The breaker stays closed, so the only way back is the arming's own retry.
-    env.push(("WARDEN_BREAKER_FAILURES", "100000".to_string()));
-    let pause = Duration::from_millis(2_500);
-    let paused = redis.cli(&["CLIENT", "PAUSE", &pause.as_millis().to_string(), "WRITE"]);
-    assert_eq!(paused.as_deref().map(str::trim), Some("OK"));
+    let env = arming_only_retry(&pg, &redis);
+    let pause = pause_writes(&redis);
     let started = Instant::now();
     let w = Warden::start(&env);
     w.wait_ready_on("redis", Duration::from_secs(20)).await;
@@ -136,17 +148,14 @@ async fn a_failed_arming_is_retried_at_once() {
 async fn an_arming_that_failed_after_raising_the_gate_is_retried() {
     let pg = Postgres::start();
     let redis = Redis::start();
-    let mut env = fast_failover(&pg, Some(redis.url()));
-    env.push(("WARDEN_BREAKER_FAILURES", "100000".to_string()));
+    let env = arming_only_retry(&pg, &redis);
     // The first switch to Redis on a fresh database reaches epoch 2.
     let gate = warden::store::redis::slot_keys(&warden::store::redis::tagged("", "lock")).gate;
     assert_eq!(
         redis.cli(&["SET", &gate, "2"]).as_deref().map(str::trim),
         Some("OK")
     );
-    let pause = Duration::from_millis(2_500);
-    let paused = redis.cli(&["CLIENT", "PAUSE", &pause.as_millis().to_string(), "WRITE"]);
-    assert_eq!(paused.as_deref().map(str::trim), Some("OK"));
+    pause_writes(&redis);
     let w = Warden::start(&env);
     w.wait_ready_on("redis", Duration::from_secs(20)).await;
     let log = w.tail_log();

@@ -254,11 +254,14 @@ fn idle_since_a_break(idle_for: Duration) -> bool {
 fn connection_lost(e: &sqlx::Error) -> bool {
     match e {
         sqlx::Error::Io(_) | sqlx::Error::Protocol(_) | sqlx::Error::Tls(_) => true,
-        sqlx::Error::Database(db) => db
-            .code()
-            .is_some_and(|c| c.starts_with("08") || c.starts_with("57P")),
+        sqlx::Error::Database(db) => db.code().is_some_and(|c| session_ended(&c)),
         _ => false,
     }
+}
+
+/// SQLSTATE classes of a connection refused or ended by the server (08, 57P).
+fn session_ended(code: &str) -> bool {
+    code.starts_with("08") || code.starts_with("57P")
 }
 
 /// Whether `e` says the database is out of reach for now: a refused or broken connection, a
@@ -266,9 +269,7 @@ fn connection_lost(e: &sqlx::Error) -> bool {
 pub(crate) fn unreachable(e: &sqlx::Error) -> bool {
     match e {
         sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut => true,
-        sqlx::Error::Database(db) => db
-            .code()
-            .is_some_and(|c| c.starts_with("08") || c.starts_with("57P") || c == "53300"),
+        sqlx::Error::Database(db) => db.code().is_some_and(|c| session_ended(&c) || c == "53300"),
         _ => false,
     }
 }
