@@ -40,15 +40,15 @@ where
         let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
         let valid_json = || serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).is_ok();
         if first.is_some_and(|&b| b != b'{') && valid_json() {
-            return Err(ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid_body",
-                "Invalid body",
-                "the body must be a JSON object",
-            ));
+            return Err(invalid_body("the body must be a JSON object".into()));
         }
         match axum::Json::<T>::from_bytes(&bytes) {
             Ok(axum::Json(v)) => Ok(Body(v)),
+            // serde_json reports a non-string where an enum goes as a syntax error; a body
+            // that parses as JSON is well formed, so that is a field of the wrong type.
+            Err(JsonRejection::JsonSyntaxError(e)) if valid_json() => {
+                Err(invalid_body(e.body_text()))
+            }
             Err(rejection) => Err(json_problem(rejection)),
         }
     }
@@ -111,6 +111,16 @@ fn bytes_problem(rejection: axum::extract::rejection::BytesRejection) -> ApiErro
     }
 }
 
+/// 422 `invalid_body`: well-formed JSON whose fields are missing, mistyped or out of range.
+fn invalid_body(detail: String) -> ApiError {
+    ApiError::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_body",
+        "Invalid body",
+        detail,
+    )
+}
+
 fn unreadable(detail: String) -> ApiError {
     ApiError::new(
         StatusCode::BAD_REQUEST,
@@ -123,12 +133,7 @@ fn unreadable(detail: String) -> ApiError {
 fn json_problem(rejection: JsonRejection) -> ApiError {
     let detail = rejection.body_text();
     match rejection {
-        JsonRejection::JsonDataError(_) => ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_body",
-            "Invalid body",
-            detail,
-        ),
+        JsonRejection::JsonDataError(_) => invalid_body(detail),
         JsonRejection::JsonSyntaxError(_) => ApiError::new(
             StatusCode::BAD_REQUEST,
             "malformed_json",
