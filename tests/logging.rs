@@ -37,7 +37,11 @@ async fn a_blocked_log_drops_and_counts_lines_instead_of_stalling_requests() {
         .unwrap();
     let base = format!("http://127.0.0.1:{port}");
     let deadline = Instant::now() + Duration::from_secs(20);
-    while http.get(format!("{base}/readyz")).send().await.is_err() {
+    let ready = || async {
+        let r = http.get(format!("{base}/readyz")).send().await;
+        r.is_ok_and(|r| r.status() == 200)
+    };
+    while !ready().await {
         assert!(Instant::now() < deadline, "warden did not start");
         tokio::time::sleep(Duration::from_millis(25)).await;
     }

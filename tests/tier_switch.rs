@@ -191,23 +191,92 @@ async fn a_slow_first_connection_is_not_a_redis_failure() {
     assert!(failures.is_empty(), "{failures:?}\n{}", w.tail_log());
 }
 
+/// A database that is not up yet when Warden starts (both started together, as by a service
+/// manager) delays the start instead of ending it (before, the first refused connection, or a
+/// 2 s connect timeout on a loaded machine, made `warden serve` exit). Meanwhile the port
+/// answers at once: `/healthz` 200, `/readyz` and every other call 503 `starting` with a
+/// `Retry-After` (before, callers and health probes hung in the listen backlog). Warden serves
+/// once the database comes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn warden_waits_for_a_database_that_is_still_starting() {
     let mut pg = Postgres::start();
     let redis = Redis::start();
     pg.stop();
-    let url = pg.url();
-    let comes_up = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_secs(3));
-        pg.resume();
-        pg
+    let w = Warden::start_answering(&defaults_with(pg.url(), &redis));
+    let waited = support::poll_until(Duration::from_secs(20), || {
+        w.tail_log().contains("database not reached at start-up")
     });
-    let w = Warden::start(&defaults_with(url, &redis));
-    let _pg = comes_up.join().unwrap();
+    assert!(waited, "{}", w.tail_log());
+    starting_answers(&w).await;
+    pg.resume();
     w.wait_ready_on("redis", Duration::from_secs(20)).await;
-    let log = w.tail_log();
-    assert!(log.contains("database not reached at start-up"), "{log}");
+    let metrics = w.metrics().await;
+    let counted = r#"warden_answers_total{op="startup",state="starting"} "#;
+    assert!(metrics.contains(counted), "{metrics}");
     burst_granted_on_redis(&w, "late-db", 8).await;
+}
+
+/// What an instance still waiting for its database answers.
+async fn starting_answers(w: &Warden) {
+    let (s, v) = w.get("/healthz").await;
+    assert_eq!((s, v["state"].as_str()), (200, Some("alive")), "{v}");
+    let (s, v) = w.get("/openapi.json").await;
+    assert_eq!(s, 200, "{v}");
+    let documented = v["paths"]["/readyz"]["get"]["responses"]["503"]["description"].as_str();
+    assert!(
+        documented.is_some_and(|d| d.contains("`code`: starting")),
+        "{documented:?}"
+    );
+    for (method, path) in [
+        ("GET", "/readyz"),
+        ("POST", "/v1/locks/k/acquire"),
+        ("GET", "/v1/status"),
+    ] {
+        let r = w
+            .http
+            .request(method.parse().unwrap(), format!("{}{path}", w.base()))
+            .json(&json!({"owner": "a", "ttl_ms": 1_000}))
+            .send()
+            .await
+            .unwrap();
+        let retry_after = r.headers().get("retry-after").cloned();
+        let ct = r.headers().get("content-type").cloned();
+        let (s, v): (u16, Value) = (r.status().as_u16(), r.json().await.unwrap_or_default());
+        assert_eq!(
+            (s, v["code"].as_str()),
+            (503, Some("starting")),
+            "{method} {path}: {v}"
+        );
+        assert_eq!(
+            retry_after.as_ref().and_then(|h| h.to_str().ok()),
+            Some("1")
+        );
+        assert_eq!(
+            ct.as_ref().and_then(|h| h.to_str().ok()),
+            Some("application/problem+json")
+        );
+    }
+}
+
+/// SIGTERM while Warden waits for its database ends it at once, cleanly; before, it waited
+/// out the start (60 s by default).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_warden_waiting_for_its_database_stops_on_sigterm() {
+    let mut pg = Postgres::start();
+    pg.stop();
+    let mut w = Warden::start_answering(&[("WARDEN_DATABASE_URL", pg.url())]);
+    let waited = support::poll_until(Duration::from_secs(20), || {
+        w.tail_log().contains("database not reached at start-up")
+    });
+    assert!(waited, "{}", w.tail_log());
+    let asked = std::time::Instant::now();
+    let status = w.terminate().expect("it was running");
+    assert!(status.success(), "{status:?}\n{}", w.tail_log());
+    assert!(
+        asked.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        asked.elapsed()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

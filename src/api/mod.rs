@@ -21,6 +21,7 @@ mod reserve;
 mod review;
 mod semaphores;
 mod sessions;
+mod starting;
 mod streams;
 mod tls;
 mod tokens;
@@ -188,7 +189,8 @@ pub async fn serve(
     serve_on(listener, config, shutdown).await
 }
 
-/// Serves on an already bound listener (tests bind port 0).
+/// Serves on an already bound listener (tests bind port 0). Until the instance has started,
+/// the listener answers as [`starting`] says; a `shutdown` during the start ends it.
 pub async fn serve_on(
     listener: TcpListener,
     config: Config,
@@ -197,21 +199,51 @@ pub async fn serve_on(
     // Before the start, so what it counts (a Redis call timing out at start-up) is kept.
     metrics_handle();
     let startup = task_span("startup");
-    let warden = Warden::start(&config).instrument(startup.clone()).await?;
+    let tls = match config.tls.files() {
+        None => None,
+        Some((cert, key)) => Some(
+            tls::Https::load(cert, key)
+                .instrument(startup.clone())
+                .await?,
+        ),
+    };
+    let (ask_stop, asked) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        task_span("shutdown").in_scope(|| tracing::info!("shutting down"));
+        let _ = ask_stop.send(true);
+    });
+    let until = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
     let addr = listener.local_addr()?;
+    let started = Arc::new(OnceLock::new());
+    let switch = starting::Switch::new(started.clone());
+    let server = tokio::spawn(serve_app(listener, switch, tls, until(asked.clone())));
+    let warden = tokio::select! {
+        warden = Warden::start(&config).instrument(startup.clone()) => warden,
+        () = until(asked.clone()) => {
+            let _ = server.await;
+            return Ok(());
+        }
+    };
+    let warden = match warden {
+        Ok(w) => w,
+        Err(e) => {
+            server.abort();
+            return Err(e.into());
+        }
+    };
+    let state = state(&warden);
+    let _ = started.set(app(state.clone(), config.max_body_bytes).with_state(()));
     startup.in_scope(|| {
         tracing::info!(%addr, database = %redact(&config.database.url),
             redis = config.redis_url().is_some(), "listening")
     });
-    let state = state(&warden);
-    let app = app(state.clone(), config.max_body_bytes);
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let until_stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|s| *s).await;
-    };
     let upkeep = tokio::spawn(metrics_upkeep(
         ms(config.metrics.upkeep_ms),
-        until_stopped(stopped.clone()),
+        until(stopped.clone()),
     ));
     let scrape = match config.metrics.listen.as_str() {
         "" => None,
@@ -223,36 +255,41 @@ pub async fn serve_on(
             let only_metrics = Router::new()
                 .route("/metrics", axum::routing::get(ops::metrics))
                 .with_state(state);
-            let serve = axum::serve(listener, only_metrics)
-                .with_graceful_shutdown(until_stopped(stopped.clone()));
+            let serve =
+                axum::serve(listener, only_metrics).with_graceful_shutdown(until(stopped.clone()));
             Some(tokio::spawn(std::future::IntoFuture::into_future(serve)))
         }
     };
-    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
-    let shutdown = async move {
-        shutdown.await;
-        task_span("shutdown").in_scope(|| tracing::info!("shutting down"));
-    };
-    match config.tls.files() {
-        None => {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown)
-                .await?
-        }
-        Some((cert, key)) => {
-            let tls = tls::Https::load(cert, key)
-                .instrument(startup.clone())
-                .await?;
-            tls.serve(listener, app, shutdown).await?
-        }
-    }
+    let served = server.await.map_err(std::io::Error::other);
     let _ = stop.send(true);
     let _ = upkeep.await;
     if let Some(scrape) = scrape {
         let _ = scrape.await;
     }
     warden.shutdown().await;
+    served??;
     Ok(())
+}
+
+/// Serves `app` on `listener`, over TLS when `tls` is given, until `shutdown` completes;
+/// then drains in-flight requests.
+async fn serve_app(
+    listener: TcpListener,
+    app: starting::Switch,
+    tls: Option<tls::Https>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = axum::ServiceExt::<axum::extract::Request>::into_make_service_with_connect_info::<
+        std::net::SocketAddr,
+    >(app);
+    match tls {
+        None => {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+        Some(tls) => tls.serve(listener, app, shutdown).await,
+    }
 }
 
 /// Folds recorded histogram samples into their buckets every `period`. The recorder keeps

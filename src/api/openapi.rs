@@ -296,7 +296,9 @@ impl Modify for InputProblems {
 }
 
 /// Adds the refusals of the access check to every operation that needs a token: 401
-/// `unauthenticated` and 403 `forbidden` (G9), and declares the bearer scheme.
+/// `unauthenticated` and 403 `forbidden` (G9), and declares the bearer scheme; and to every
+/// operation but `/healthz` and `/openapi.json`, the 503 `starting` of an instance that has
+/// not started yet.
 struct AccessProblems;
 
 impl Modify for AccessProblems {
@@ -317,6 +319,14 @@ impl Modify for AccessProblems {
             ];
             for (method, op) in ops {
                 let Some(op) = op.as_mut() else { continue };
+                if !matches!(path.as_str(), "/healthz" | "/openapi.json") {
+                    add_refusal(
+                        op,
+                        "503",
+                        "the instance is still starting; retry after `Retry-After`",
+                        &[super::starting::STARTING],
+                    );
+                }
                 if need(&method, path) == Some(Need::Public) {
                     continue;
                 }

@@ -7,7 +7,6 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::extract::connect_info::IntoMakeServiceWithConnectInfo;
-use axum::Router;
 use axum_server::tls_rustls::RustlsConfig;
 use tokio::net::TcpListener;
 
@@ -41,7 +40,7 @@ impl Https {
     pub async fn serve(
         self,
         listener: TcpListener,
-        app: IntoMakeServiceWithConnectInfo<Router, SocketAddr>,
+        app: IntoMakeServiceWithConnectInfo<super::starting::Switch, SocketAddr>,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let handle = axum_server::Handle::new();

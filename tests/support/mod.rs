@@ -174,7 +174,7 @@ fn wait_until(what: &str, timeout: Duration, ok: impl FnMut() -> bool) {
 }
 
 /// Whether `ok` holds within `timeout`, polled every 25 ms.
-fn poll_until(timeout: Duration, mut ok: impl FnMut() -> bool) -> bool {
+pub fn poll_until(timeout: Duration, mut ok: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {
         if ok() {

@@ -16,15 +16,31 @@ pub struct Warden {
 }
 
 impl Warden {
-    /// Starts `warden serve` with `env` (plus a free `WARDEN_LISTEN`) and waits for `/healthz`.
+    /// Starts `warden serve` with `env` (plus a free `WARDEN_LISTEN`) and waits until it has
+    /// started (see [`Warden::restart`]).
     pub fn start(env: &[(&str, String)]) -> Self {
         Self::start_on("127.0.0.1", env)
     }
 
     /// [`Warden::start`], listening on `host` (`0.0.0.0` to be reachable from outside).
     pub fn start_on(host: &'static str, env: &[(&str, String)]) -> Self {
+        let mut w = Self::spawned(host, env);
+        w.restart();
+        w
+    }
+
+    /// Starts `warden serve` and waits only until its port answers (`/healthz`), which it does
+    /// while the instance is still starting.
+    pub fn start_answering(env: &[(&str, String)]) -> Self {
+        let mut w = Self::spawned("127.0.0.1", env);
+        w.launch();
+        w.wait_answering("/healthz", |_| true);
+        w
+    }
+
+    fn spawned(host: &'static str, env: &[(&str, String)]) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let mut w = Warden {
+        Warden {
             host,
             port: free_port(),
             env: env
@@ -41,13 +57,17 @@ impl Warden {
                 .danger_accept_invalid_certs(env.iter().any(|(k, _)| *k == "WARDEN_TLS_CERT"))
                 .build()
                 .unwrap(),
-        };
-        w.restart();
-        w
+        }
     }
 
-    /// (Re)starts the process on the same port.
+    /// (Re)starts the process on the same port and waits until the instance has started: its
+    /// `/readyz` answers, and not 503 `starting` (ready or not, as its tiers allow).
     pub fn restart(&mut self) {
+        self.launch();
+        self.wait_answering("/readyz", |body| !body.contains(r#""code":"starting""#));
+    }
+
+    fn launch(&mut self) {
         kill9(&mut self.child);
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -63,17 +83,24 @@ impl Warden {
             .stdout(log.try_clone().unwrap())
             .stderr(log);
         self.child = Some(cmd.spawn().expect("spawn warden"));
-        let url = format!("{}/healthz", self.base());
+    }
+
+    /// Polls `path` until it answers with a body `ok` accepts.
+    fn wait_answering(&self, path: &str, ok: impl Fn(&str) -> bool) {
+        let url = format!("{}{path}", self.base());
         let up = poll_until(Duration::from_secs(20), || {
             std::process::Command::new("curl")
-                .args(["-sfk", "-o", "/dev/null", &url])
-                .status()
-                .map(|s| s.success())
-                .unwrap_or(false)
+                .args(["-sk", &url])
+                .output()
+                .is_ok_and(|o| {
+                    o.status.success()
+                        && !o.stdout.is_empty()
+                        && ok(&String::from_utf8_lossy(&o.stdout))
+                })
         });
         assert!(
             up,
-            "warden /healthz never answered; its log:\n{}",
+            "warden {path} never answered as started; its log:\n{}",
             self.tail_log()
         );
     }
