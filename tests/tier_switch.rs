@@ -582,12 +582,26 @@ async fn every_refusal_of_an_outage_carries_a_stable_reason() {
     let mut reasons = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
-        let (s, v) = w.acquire("sr", "o", 1_000, 0).await;
+        let r = w
+            .http
+            .post(format!("{}/v1/locks/sr/acquire", w.base()))
+            .json(&json!({"owner": "o", "ttl_ms": 1_000}))
+            .send()
+            .await
+            .unwrap();
+        let retry_after = r.headers().get("retry-after").cloned();
+        let (s, v): (u16, Value) = (r.status().as_u16(), r.json().await.unwrap_or_default());
         if s == 200 {
             break;
         }
         assert_eq!(s, 503, "{v}");
         assert_stable_reason(&v);
+        // A retry time known in ms is also the `Retry-After` header, in seconds rounded up.
+        let seconds = v["retry_after_ms"]
+            .as_i64()
+            .map(|ms| ((ms + 999) / 1000).to_string());
+        let header = retry_after.and_then(|h| h.to_str().ok().map(str::to_owned));
+        assert_eq!(header, seconds, "{v}");
         reasons.push(v["reason"].as_str().unwrap().to_owned());
         assert!(Instant::now() < deadline, "never served on sql: {v}");
         tokio::time::sleep(Duration::from_millis(20)).await;

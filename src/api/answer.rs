@@ -1,7 +1,7 @@
 //! Answers every capability shares, defined once: the safe block (HTTP 503) that any operation
 //! needing a tier answers when none can be trusted, with its stable reason.
 
-use axum::http::StatusCode;
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
@@ -26,6 +26,21 @@ pub struct SafeBlockAnswer {
     pub retry_after_ms: Option<i64>,
 }
 
+impl IntoResponse for SafeBlockAnswer {
+    /// 503 with the answer; `Retry-After` (whole seconds, rounded up) when a retry may succeed
+    /// at a known time.
+    fn into_response(self) -> Response {
+        let retry_after = self
+            .retry_after_ms
+            .map(|ms| HeaderValue::from((ms.max(1) as u64).div_ceil(1000)));
+        let mut response = (StatusCode::SERVICE_UNAVAILABLE, Json(self)).into_response();
+        if let Some(seconds) = retry_after {
+            response.headers_mut().insert(header::RETRY_AFTER, seconds);
+        }
+        response
+    }
+}
+
 /// The HTTP status of an outcome.
 pub(super) fn status_of(outcome: &impl Terminal) -> StatusCode {
     StatusCode::from_u16(outcome.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
@@ -42,10 +57,10 @@ pub(super) fn blocked_as(op: &Op, key: &str, state: &'static str, b: Blocked) ->
     tracing::warn!(reason = b.reason(), state, "safe block");
     crate::guard::monitor::record_blocked(op.name(), key, b.reason());
     op.finish(key, state, "none");
-    let answer = SafeBlockAnswer {
+    SafeBlockAnswer {
         state,
         reason: b.reason(),
         retry_after_ms: b.retry_after_ms(),
-    };
-    (StatusCode::SERVICE_UNAVAILABLE, Json(answer)).into_response()
+    }
+    .into_response()
 }

@@ -96,12 +96,12 @@ pub async fn guard(State(app): State<AppState>, mut req: Request, next: Next) ->
     let principal = match app.access.authenticate(header, loopback).await {
         Err(blocked) => {
             tracing::warn!(reason = blocked.reason(), "caller not checked: safe block");
-            let answer = SafeBlockAnswer {
+            return SafeBlockAnswer {
                 state: blocked.state(),
                 reason: blocked.reason(),
                 retry_after_ms: blocked.retry_after_ms(),
-            };
-            return (StatusCode::SERVICE_UNAVAILABLE, axum::Json(answer)).into_response();
+            }
+            .into_response();
         }
         Ok(Err(d)) => return denied(d),
         Ok(Ok(p)) => p,
