@@ -47,7 +47,11 @@ where
             // serde_json reports a non-string where an enum goes as a syntax error; a body
             // that parses as JSON is well formed, so that is a field of the wrong type.
             Err(JsonRejection::JsonSyntaxError(e)) if valid_json() => {
-                Err(invalid_body(e.body_text()))
+                let text = e.body_text();
+                let at = text.trim_start_matches("Failed to parse the request body as JSON: ");
+                Err(invalid_body(format!(
+                    "a field has a value of the wrong type: {at}"
+                )))
             }
             Err(rejection) => Err(json_problem(rejection)),
         }

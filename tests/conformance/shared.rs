@@ -127,6 +127,15 @@ async fn bad_modes(e: &Env) {
         let (s, v) = w.post("/v1/locks/c-sb/acquire", body.clone()).await;
         assert_eq!((s, v["code"].as_str()), refusal, "{body}: {v}");
     }
+    // The mistyped field is named.
+    let (_, v) = w
+        .post(
+            "/v1/locks/c-sb/acquire",
+            json!({"owner": "a", "ttl_ms": 1_000, "mode": 1}),
+        )
+        .await;
+    let detail = v["detail"].as_str().unwrap_or_default();
+    assert!(detail.contains("wrong type: mode:"), "{v}");
     let (s, v) = w.get("/v1/locks/c-sb").await;
     assert_eq!((s, v["state"].as_str()), (404, Some("not_held")), "{v}");
 }
