@@ -75,10 +75,10 @@ impl Warden {
     /// Connects the tiers (running SQL migrations), loads the tier state and starts the
     /// background tasks.
     pub async fn start(config: &Config) -> Result<Self, StartError> {
-        let tier = open_tier(config, true).await?;
+        let wait = Instant::now() + ms(config.database.startup_wait_ms);
+        let tier = open_tier(config, true, wait).await?;
         tier.start_up().await;
         let guard = Guard::new(tier.clone(), config)?;
-        let wait = Instant::now() + ms(config.database.startup_wait_ms);
         let sealed = waiting_for_database(wait, || tier.durable().seal_unchained_audit()).await?;
         if sealed > 0 {
             tracing::info!(
@@ -298,17 +298,21 @@ async fn reconcile_periodically(
 /// supervision runs, so the command never switches or arms the tier that the serving
 /// instances share, whatever Redis it is (or is not) configured with.
 async fn open_unsupervised(config: &Config, with_redis: bool) -> Result<Arc<Tier>, String> {
-    open_tier(config, with_redis)
+    let wait = Instant::now() + ms(config.database.startup_wait_ms);
+    open_tier(config, with_redis, wait)
         .await
         .map_err(|e| e.to_string())
 }
 
 /// Opens the stores of `config` (Redis too when `with_redis` and configured), and reads the
-/// tier row once. Nothing supervises the tier yet.
-async fn open_tier(config: &Config, with_redis: bool) -> Result<Arc<Tier>, StartError> {
+/// tier row once, waiting for the database until `wait`. Nothing supervises the tier yet.
+async fn open_tier(
+    config: &Config,
+    with_redis: bool,
+    wait: Instant,
+) -> Result<Arc<Tier>, StartError> {
     crate::runtime::tls_provider();
     let db = &config.database;
-    let wait = Instant::now() + ms(db.startup_wait_ms);
     let sql = waiting_for_database(wait, || {
         SqlStore::connect_pinging(&db.url, db.pool, ms(db.timeout_ms), ms(db.ping_if_idle_ms))
     })

@@ -27,7 +27,7 @@ use crate::metrics_names as m;
 pub const STARTING: &str = "starting";
 
 /// The routes served until the instance has started.
-pub fn router() -> Router {
+fn router() -> Router {
     Router::new()
         .route("/healthz", get(ops::healthz))
         .route("/openapi.json", get(ops::openapi))
