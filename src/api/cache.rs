@@ -107,7 +107,7 @@ pub struct WarmBody {
 pub struct CacheAnswer {
     /// Terminal state.
     pub state: &'static str,
-    /// `primary` or `fallback` (the cache answers `miss` and keeps nothing while failed over).
+    /// Which tier served it and why: `primary` (Redis), `fallback` (SQL because of the tier), `durable` (SQL by design, on any tier).
     pub mode: &'static str,
     /// The value (`hit`, `stale`, `refresh`).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -138,7 +138,7 @@ pub struct CacheAnswer {
 pub struct StatsAnswer {
     /// `stats`.
     pub state: &'static str,
-    /// `primary` (cluster-wide counters) or `fallback` (zeros: nothing is kept).
+    /// Which tier served it and why: `primary` (Redis), `fallback` (SQL because of the tier), `durable` (SQL by design, on any tier).
     pub mode: &'static str,
     /// Fresh reads.
     pub hits: i64,

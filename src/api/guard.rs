@@ -194,7 +194,7 @@ fn guard_answer(state: &'static str, v: &GuardView, green_window_ms: i64) -> Gua
 
 fn moved(app: &AppState, op: &Op, m: GuardMove) -> Response {
     let (status, state) = (status_of(&m), m.state());
-    op.finish("guard", state, "fallback");
+    op.finish("guard", state, crate::tier::Mode::Durable.as_str());
     let window = app.guard.exit_green_ms();
     match m {
         GuardMove::Unmet(v, missing) => {
@@ -270,7 +270,7 @@ pub async fn recovery(
         Err(b) => return Ok(blocked(&op, "guard", b)),
     };
     let (status, state) = (status_of(&out), out.state());
-    op.finish("guard", state, "fallback");
+    op.finish("guard", state, crate::tier::Mode::Durable.as_str());
     Ok(match out {
         Recorded::Recorded(r) => {
             let view = match app.guard.view().await {
@@ -292,7 +292,7 @@ pub async fn recovery(
             state,
             "Not in safe mode",
             "there is no safe-mode episode to record a recovery action in",
-            crate::tier::Mode::Fallback,
+            crate::tier::Mode::Durable,
         ),
     })
 }
@@ -339,7 +339,7 @@ pub async fn audit(
         Err(b) => return Ok(blocked(&op, "audit", b)),
     };
     let state = page.state();
-    op.finish("audit", state, "fallback");
+    op.finish("audit", state, crate::tier::Mode::Durable.as_str());
     let next_after = page.0.last().map_or(after, |e| e.seq);
     Ok(Json(AuditAnswer {
         state,
@@ -361,7 +361,7 @@ pub async fn verify(State(app): State<AppState>) -> Response {
         Err(b) => return blocked(&op, "audit", b),
     };
     let state = v.state();
-    op.finish("audit", state, "fallback");
+    op.finish("audit", state, crate::tier::Mode::Durable.as_str());
     let mut a = AuditAnswer {
         state,
         entries: None,

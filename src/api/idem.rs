@@ -74,7 +74,7 @@ pub struct ExtendLeaseBody {
 pub struct IdemAnswer {
     /// Terminal state.
     pub state: &'static str,
-    /// `primary` (Redis) or `fallback` (SQL).
+    /// Which tier served it and why: `primary` (Redis), `fallback` (SQL because of the tier), `durable` (SQL by design, on any tier).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mode: Option<&'static str>,
     /// Claim token (`started`).

@@ -75,6 +75,8 @@ pub struct IncidentView {
     pub attempts: i64,
     /// Next repeat, RFC 3339 (none once acknowledged or past the window).
     pub next_notify_at: Option<String>,
+    /// When it became critical, RFC 3339: repeats, safe mode and the ticket count from here.
+    pub escalated_at: Option<String>,
     /// When it put Warden in safe mode.
     pub safe_mode_at: Option<String>,
     /// Acknowledged, RFC 3339.
@@ -146,6 +148,7 @@ fn view(i: Incident) -> IncidentView {
         details: serde_json::from_str(&i.details).unwrap_or(serde_json::Value::Null),
         created_at: rfc3339(i.created_at),
         next_notify_at: time(i.next_notify_at),
+        escalated_at: time(i.escalated_at),
         safe_mode_at: time(i.safe_mode_at),
         acknowledged_at: time(i.acked_at),
         acknowledged_by: who(i.acked_by),
@@ -184,14 +187,14 @@ fn respond(
     state: &'static str,
     out: IncidentEvent,
 ) -> Response {
-    op.finish(key, state, Mode::Fallback.as_str());
+    op.finish(key, state, Mode::Durable.as_str());
     match out {
         IncidentEvent::Unknown => state_problem(
             status,
             state,
             "Unknown incident",
             "no such incident (or none open for this dedup_key)",
-            Mode::Fallback,
+            Mode::Durable,
         ),
         IncidentEvent::AlreadyResolved(i) => state_problem(
             status,
@@ -201,7 +204,7 @@ fn respond(
                 "incident {} was resolved by {}: the resolution stands",
                 i.id, i.resolved_by
             ),
-            Mode::Fallback,
+            Mode::Durable,
         ),
         other => {
             let i = other.incident().cloned();
@@ -268,7 +271,7 @@ pub async fn alertmanager(
         .into_iter()
         .find(|s| results.iter().any(|r| r.state == *s))
         .unwrap_or("resolved");
-    op.finish("alertmanager", state, Mode::Fallback.as_str());
+    op.finish("alertmanager", state, Mode::Durable.as_str());
     let mut a = answer(state, None);
     a.results = Some(results);
     Ok((StatusCode::ACCEPTED, Json(a)).into_response())
@@ -299,7 +302,7 @@ pub async fn list(
         Ok(f) => f,
         Err(b) => return Ok(blocked(&op, "incidents", b)),
     };
-    op.finish("incidents", found.state(), "fallback");
+    op.finish("incidents", found.state(), Mode::Durable.as_str());
     let mut a = answer(found.state(), None);
     if let Found::Many(list) = found {
         a.incidents = Some(list.into_iter().map(view).collect());
@@ -309,7 +312,7 @@ pub async fn list(
 
 fn found(op: &Op, id: &str, found: Found) -> Response {
     let (status, state) = (status_of(&found), found.state());
-    op.finish(id, state, "fallback");
+    op.finish(id, state, Mode::Durable.as_str());
     match found {
         Found::One(i) => (status, Json(answer(state, Some(*i)))).into_response(),
         _ => state_problem(
@@ -317,7 +320,7 @@ fn found(op: &Op, id: &str, found: Found) -> Response {
             state,
             "Unknown incident",
             "no such incident",
-            Mode::Fallback,
+            Mode::Durable,
         ),
     }
 }
@@ -403,7 +406,7 @@ pub async fn note(
         Err(b) => return Ok(blocked(&op, id.name(), b)),
     };
     let (status, state) = (status_of(&out), out.state());
-    op.finish(id.name(), state, "fallback");
+    op.finish(id.name(), state, Mode::Durable.as_str());
     Ok(match out {
         Noted::Noted(i) => (status, Json(answer(state, Some(*i)))).into_response(),
         Noted::Unknown => state_problem(
@@ -411,7 +414,7 @@ pub async fn note(
             state,
             "Unknown incident",
             "no such incident",
-            Mode::Fallback,
+            Mode::Durable,
         ),
     })
 }
@@ -428,7 +431,7 @@ pub async fn evidence(
     let op = Op::start("incident_evidence");
     match app.guard.evidence(&caller.tenant, id.name()).await {
         Ok(Some(pack)) => {
-            op.finish(id.name(), "evidence", "fallback");
+            op.finish(id.name(), "evidence", Mode::Durable.as_str());
             let mut v = serde_json::to_value(&pack).unwrap_or_default();
             v["state"] = serde_json::json!("evidence");
             Json(v).into_response()

@@ -50,7 +50,7 @@ pub struct DeleteBody {
 pub struct KvAnswer {
     /// Terminal state.
     pub state: &'static str,
-    /// `primary` (answered from the Redis copy or with it kept current) or `fallback`.
+    /// Which tier served it and why: `primary` (Redis), `fallback` (SQL because of the tier), `durable` (SQL by design, on any tier).
     pub mode: &'static str,
     /// The record's version (`found`, `stored`, `deleted` when a tombstone was written).
     #[serde(skip_serializing_if = "Option::is_none")]

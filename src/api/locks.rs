@@ -126,7 +126,7 @@ pub struct FenceBody {
 pub struct LockAnswer {
     /// Terminal state.
     pub state: &'static str,
-    /// `primary` (Redis) or `fallback` (SQL).
+    /// Which tier served it and why: `primary` (Redis), `fallback` (SQL because of the tier), `durable` (SQL by design, on any tier).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mode: Option<&'static str>,
     /// Holder.
@@ -446,7 +446,7 @@ pub async fn fence_check(
         Ok(outcome) => outcome,
         Err(b) => return Ok(blocked(&op, r, b)),
     };
-    op.finish(r, outcome.state(), "fallback");
+    op.finish(r, outcome.state(), Mode::Durable.as_str());
     let highest = match outcome {
         FenceOutcome::Accepted { highest } | FenceOutcome::Stale { highest } => highest,
     };

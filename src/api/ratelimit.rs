@@ -201,7 +201,7 @@ pub async fn save_policy(
         Ok(s) => s,
         Err(b) => return Ok(blocked(&op, k, b)),
     };
-    op.finish(k, saved.state(), "fallback");
+    op.finish(k, saved.state(), "durable");
     Ok(match saved {
         PolicySaved::Saved(version) => {
             tracing::info!(policy = %name.name(), version, "rate-limit policy saved");
@@ -224,7 +224,7 @@ pub async fn save_policy(
                 saved.state(),
                 "Version mismatch",
                 detail,
-                "fallback",
+                "durable",
             )
         }
     })
@@ -241,7 +241,7 @@ pub async fn read_policy(State(app): State<AppState>, PathKey(name): PathKey) ->
         Err(b) => return blocked(&op, k, b),
     };
     let state = read.state();
-    op.finish(k, state, "fallback");
+    op.finish(k, state, "durable");
     match read {
         PolicyRead::Found(policy, version) => {
             let answer = PolicyAnswer {
@@ -253,7 +253,7 @@ pub async fn read_policy(State(app): State<AppState>, PathKey(name): PathKey) ->
             };
             (etag(version), Json(answer)).into_response()
         }
-        PolicyRead::Unknown => unknown_policy("fallback"),
+        PolicyRead::Unknown => unknown_policy("durable"),
     }
 }
 
@@ -289,7 +289,7 @@ pub async fn save_override(
         Ok(s) => s,
         Err(b) => return Ok(blocked(&op, k, b)),
     };
-    op.finish(k, saved.state(), "fallback");
+    op.finish(k, saved.state(), "durable");
     Ok(match saved {
         OverrideSaved::Saved => Json(PolicyAnswer {
             state: saved.state(),
@@ -299,13 +299,13 @@ pub async fn save_override(
             saved: None,
         })
         .into_response(),
-        OverrideSaved::UnknownPolicy => unknown_policy("fallback"),
+        OverrideSaved::UnknownPolicy => unknown_policy("durable"),
         OverrideSaved::TooMany => state_problem_in(
             status_of(&saved),
             saved.state(),
             "Too many overrides",
             "the policy has as many overrides as ratelimit.max_overrides allows",
-            "fallback",
+            "durable",
         ),
     })
 }

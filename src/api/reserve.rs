@@ -72,7 +72,7 @@ pub struct StockAnswer {
 pub struct ReservationAnswer {
     /// Terminal state.
     pub state: &'static str,
-    /// `primary` or `fallback`.
+    /// Which tier served it and why: `primary` (Redis), `fallback` (SQL because of the tier), `durable` (SQL by design, on any tier).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mode: Option<&'static str>,
     /// The hold (`reserved`), or the user's live hold (`already_reserved`).

@@ -84,7 +84,7 @@ pub struct ReviewView {
 pub struct ReviewAnswer {
     /// `review` (list) or `resolved`.
     pub state: &'static str,
-    /// `primary` or `fallback`.
+    /// Which tier served it and why: `primary` (Redis), `fallback` (SQL because of the tier), `durable` (SQL by design, on any tier).
     pub mode: &'static str,
     /// The items (list).
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -65,7 +65,7 @@ pub struct PermitReleaseBody {
 pub struct SemaphoreAnswer {
     /// Terminal state.
     pub state: &'static str,
-    /// `primary` (Redis) or `fallback` (SQL).
+    /// Which tier served it and why: `primary` (Redis), `fallback` (SQL because of the tier), `durable` (SQL by design, on any tier).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mode: Option<&'static str>,
     /// Holder.

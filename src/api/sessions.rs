@@ -113,7 +113,7 @@ pub struct EventsQuery {
 pub struct SessionAnswer {
     /// Terminal state.
     pub state: &'static str,
-    /// `primary` or `fallback` (SQL decides every session answer).
+    /// Which tier served it and why: `primary` (Redis), `fallback` (SQL because of the tier), `durable` (SQL by design, on any tier).
     pub mode: &'static str,
     /// The session id: answered by `created` and `rotated` only, never again.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -150,7 +150,7 @@ pub struct SessionAnswer {
 pub struct SessionPage {
     /// `sessions` or `events`.
     pub state: &'static str,
-    /// `primary` or `fallback`.
+    /// Which tier served it and why: `primary` (Redis), `fallback` (SQL because of the tier), `durable` (SQL by design, on any tier).
     pub mode: &'static str,
     /// The live sessions, oldest first (`sessions`).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -574,11 +574,11 @@ pub async fn events(
     Ok(
         match app.sessions.events(&caller.tenant, after, limit).await {
             Ok(page) => {
-                op.finish("session", "events", "fallback");
+                op.finish("session", "events", Mode::Durable.as_str());
                 let next_after = page.last().map_or(after, |e| e.seq);
                 Json(SessionPage {
                     state: "events",
-                    mode: "fallback",
+                    mode: Mode::Durable.as_str(),
                     sessions: None,
                     events: Some(page.iter().map(event_json).collect()),
                     next_after: Some(next_after),

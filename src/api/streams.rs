@@ -139,7 +139,7 @@ pub struct WaitingCommit {
 pub struct StreamAnswer {
     /// Terminal state.
     pub state: &'static str,
-    /// `primary` (Redis copy kept) or `fallback` (SQL alone).
+    /// Which tier served it and why: `primary` (Redis), `fallback` (SQL because of the tier), `durable` (SQL by design, on any tier).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mode: Option<&'static str>,
     /// Stream.

@@ -189,7 +189,7 @@ pub async fn revoke(
             state,
             "Unknown token",
             "no token with this id",
-            Mode::Fallback,
+            Mode::Durable,
         ),
     }
 }

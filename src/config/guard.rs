@@ -37,6 +37,10 @@ pub struct GuardSettings {
     /// Fewest operations in the window before the rate is judged (a handful of requests in
     /// fallback is not a rate).
     pub min_samples: u64,
+    /// Least history, ms, an instance must have seen before its rate is judged. The rate is
+    /// always a share of the whole window (the unseen part counts as clean), so a critical
+    /// needs at least `fallback_rate_critical × rate_window_ms` of fallback whatever this is.
+    pub rate_min_coverage_ms: u64,
     /// How long evidence rows (refusals, readings) and finished deliveries are kept, ms.
     pub retention_ms: u64,
 }
@@ -56,6 +60,7 @@ impl Default for GuardSettings {
             fallback_p95_warning_ms: 500,
             fallback_p95_critical_ms: 1_200,
             min_samples: 100,
+            rate_min_coverage_ms: 60_000,
             retention_ms: 30 * 24 * 3_600_000,
         }
     }

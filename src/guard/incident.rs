@@ -110,10 +110,7 @@ impl Guard {
             open.duplicates += 1;
             open.updated_at = now;
             if rank(&t.severity) > rank(&open.severity) {
-                open.severity = t.severity.clone();
-                if open.state == state::TRIGGERED && open.next_notify_at == 0 {
-                    open.next_notify_at = rules::first_repeat(&open.severity, now, &self.timers);
-                }
+                self.upgrade(tx, &mut open, t, actor, now).await?;
             }
             tx.put_incident(&open, false).await?;
             count("deduplicated");
@@ -142,6 +139,11 @@ impl Guard {
             episode: String::new(),
             ticket_at: 0,
             duplicates: 0,
+            escalated_at: if rules::escalates(&t.severity) {
+                now
+            } else {
+                0
+            },
         };
         tx.put_incident(&i, true).await?;
         let ev = self.incident_event(events::TRIGGERED, &i, 1);
@@ -153,6 +155,39 @@ impl Guard {
             "incident triggered");
         count("triggered");
         Ok(IncidentEvent::Triggered(i))
+    }
+
+    /// Raises open incident `i` to the severity of trigger `t`, with its summary and details
+    /// (the newer evidence). One that now escalates and is still unacknowledged starts its
+    /// escalation clock here — a notice at the new severity goes to both roles at once, and
+    /// safe mode waits the whole no-ACK delay from now, whenever the incident was opened.
+    async fn upgrade(
+        &self,
+        tx: &mut GuardTx,
+        i: &mut Incident,
+        t: &Trigger,
+        actor: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        i.severity = t.severity.clone();
+        i.summary = t.summary.clone();
+        i.details = t.details.clone();
+        if i.state == state::TRIGGERED && rules::escalates(&i.severity) && i.escalated_at == 0 {
+            // A round of its own (the first notice went out at the lower severity), then
+            // repeats from here.
+            i.escalated_at = now;
+            i.attempts += 1;
+            i.next_notify_at = rules::first_repeat(&i.severity, now, &self.timers);
+            let ev = self.incident_event(events::NOTIFY, i, i.attempts);
+            tx.enqueue(&ev.deliveries(&self.roles(), now), now).await?;
+        }
+        // The outbox before the audit head: the transaction's lock order.
+        let detail = format!("{} {}: {}", i.severity, i.dedup_key, i.summary);
+        tx.audit(&[Audit::new(now, actor, "incident.upgrade", &i.id, detail)])
+            .await?;
+        tracing::warn!(incident_id = %i.id, dedup_key = %i.dedup_key, severity = %i.severity,
+            "incident upgraded");
+        Ok(())
     }
 
     /// Acknowledges (`resolve` false) or resolves `i`.

@@ -1,4 +1,5 @@
-//! The S-PC-05-001 §10 monitor: the share of operations served in fallback mode and the p95 of
+//! The S-PC-05-001 §10 monitor: the share of operations that should have been served by Redis
+//! and fell back because of the tier (never those SQL serves by design), and the p95 of
 //! fallback lock operations over a sliding window, judged against the warning and critical
 //! thresholds, with hysteresis — once raised, the level holds until the window has been at or
 //! under the warning thresholds for `normal_after_ms`, so values near a threshold never flap.
@@ -106,12 +107,28 @@ pub enum Level {
     Critical,
 }
 
+/// The fallback share of a window of `window_ms` of which `observed_ms` was seen, with
+/// `fallback` of `total` operations seen falling back: the unseen part counts as clean, at the
+/// volume seen.
+fn window_rate(fallback: u64, total: u64, observed_ms: u64, window_ms: u64) -> f64 {
+    if total == 0 || window_ms == 0 {
+        return 0.0;
+    }
+    let seen = observed_ms.min(window_ms) as f64 / window_ms as f64;
+    fallback as f64 / total as f64 * seen
+}
+
 /// What the window shows.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Reading {
-    /// Operations answered in the window.
+    /// Operations whose tier decision was Redis or SQL, answered in the window.
     pub total: u64,
-    /// Share of them answered in fallback mode.
+    /// Of them, those served by SQL or memory because of the tier.
+    pub fallback: u64,
+    /// How much of the window this instance has seen, ms (at most a tick more than it).
+    pub observed_ms: u64,
+    /// The share of the window's operations that fell back (the unseen part of the window
+    /// counted as clean).
     pub fallback_rate: f64,
     /// p95 of fallback lock calls, ms (the bucket's upper bound; 0 with too few calls).
     pub lock_p95_ms: u64,
@@ -164,18 +181,27 @@ impl Monitor {
         }
     }
 
-    /// Records one answer of `op` in `mode`.
+    /// Records one answer of `op` in `mode`. Only answers whose tier decision was Redis or
+    /// SQL count: `primary` toward the total, `fallback` (SQL because of the tier) and `local`
+    /// (this instance's memory because Redis is down) toward the total and the fallback.
+    /// `durable` answers (SQL by design, on any tier) and `none` (no tier acted) are not
+    /// counted: a workload heavy in session events or incident reads is no outage.
     pub fn record(&self, op: &str, mode: &str, elapsed: std::time::Duration) {
-        self.total.fetch_add(1, Ordering::Relaxed);
         let lock = op.starts_with("lock_");
         match mode {
-            "fallback" => {
+            "primary" => {
+                self.total.fetch_add(1, Ordering::Relaxed);
+                if lock {
+                    self.primary_lock.record(elapsed);
+                }
+            }
+            "fallback" | "local" => {
+                self.total.fetch_add(1, Ordering::Relaxed);
                 self.fallback.fetch_add(1, Ordering::Relaxed);
                 if lock {
                     self.lock.record(elapsed);
                 }
             }
-            "primary" if lock => self.primary_lock.record(elapsed),
             _ => {}
         }
     }
@@ -234,13 +260,20 @@ impl Monitor {
         }
     }
 
-    /// Reads the window ending `now` (epoch ms).
+    /// Reads the window ending `now` (epoch ms). The rate is judged over the whole
+    /// configured window: while this instance has seen less of it (it started recently), the
+    /// part it did not see counts as clean, at the volume it did see — so a new instance
+    /// reads a short burst of fallback as the share of the window it is, as an instance with
+    /// a full window would. Below `min_samples` operations or `rate_min_coverage_ms` of
+    /// history the rate is not judged at all.
     pub fn read(&self, now: i64) -> Reading {
         let newest = self.snapshot(now);
         let mut w = self.window.lock().unwrap_or_else(|p| p.into_inner());
         w.push_back(newest);
+        // Keep the newest snapshot at or before the window's start, so a full window's
+        // difference spans all of it.
         let from = now - self.cfg.rate_window_ms as i64;
-        while w.len() > 1 && w.front().is_some_and(|s| s.at < from) {
+        while w.len() > 1 && w.get(1).is_some_and(|s| s.at <= from) {
             w.pop_front();
         }
         let oldest = *w.front().expect("just pushed");
@@ -250,14 +283,11 @@ impl Monitor {
         let lock: [u64; BUCKETS] = std::array::from_fn(|i| newest.lock[i] - oldest.lock[i]);
         let primary: [u64; BUCKETS] =
             std::array::from_fn(|i| newest.primary_lock[i] - oldest.primary_lock[i]);
-        let fallback_rate = if total == 0 {
-            0.0
-        } else {
-            fallback as f64 / total as f64
-        };
-        let lock_p95_ms = p95(&lock);
         let c = &self.cfg;
-        let rate_judged = total >= c.min_samples;
+        let observed_ms = (newest.at - oldest.at).max(0) as u64;
+        let fallback_rate = window_rate(fallback, total, observed_ms, c.rate_window_ms);
+        let lock_p95_ms = p95(&lock);
+        let rate_judged = total >= c.min_samples && observed_ms >= c.rate_min_coverage_ms;
         let over = |rate: f64, p95: u64| (rate_judged && fallback_rate > rate) || lock_p95_ms > p95;
         let level = if over(c.fallback_rate_critical, c.fallback_p95_critical_ms) {
             Level::Critical
@@ -268,6 +298,8 @@ impl Monitor {
         };
         Reading {
             total,
+            fallback,
+            observed_ms,
             fallback_rate,
             lock_p95_ms,
             primary_lock_p95_ms: p95(&primary),
@@ -305,49 +337,120 @@ mod tests {
             rate_window_ms: 1_000,
             normal_after_ms: 500,
             min_samples: 10,
+            rate_min_coverage_ms: 0,
             ..GuardSettings::default()
         }
     }
 
+    fn feed_in(m: &Monitor, mode: &str, n: u32, lock_ms: u64) {
+        for _ in 0..n {
+            m.record("lock_acquire", mode, Duration::from_millis(lock_ms));
+        }
+    }
+
     fn feed(m: &Monitor, primary: u32, fallback: u32, lock_ms: u64) {
-        for _ in 0..primary {
-            m.record("lock_acquire", "primary", Duration::from_millis(1));
-        }
-        for _ in 0..fallback {
-            m.record("lock_acquire", "fallback", Duration::from_millis(lock_ms));
-        }
+        feed_in(m, "primary", primary, 1);
+        feed_in(m, "fallback", fallback, lock_ms);
+    }
+
+    /// A monitor that has seen one whole window, fed `primary` and `fallback` lock calls.
+    fn full_window(primary: u32, fallback: u32, lock_ms: u64) -> Reading {
+        let m = Monitor::new(&settings());
+        m.read(0);
+        feed(&m, primary, fallback, lock_ms);
+        m.read(1_000)
     }
 
     #[test]
     fn the_thresholds_of_section_10_give_the_levels() {
-        let m = Monitor::new(&settings());
-        m.read(0);
-        feed(&m, 97, 3, 1);
-        assert_eq!(m.read(100).level, Level::Normal);
-        let m = Monitor::new(&settings());
-        m.read(0);
-        feed(&m, 90, 10, 1);
-        let r = m.read(100);
+        assert_eq!(full_window(97, 3, 1).level, Level::Normal);
+        let r = full_window(90, 10, 1);
         assert_eq!((r.level, r.fallback_rate), (Level::Warning, 0.1));
-        let m = Monitor::new(&settings());
-        m.read(0);
-        feed(&m, 70, 30, 1);
-        assert_eq!(m.read(100).level, Level::Critical);
-        let m = Monitor::new(&settings());
-        m.read(0);
-        feed(&m, 1_000, 30, 1_300);
-        let r = m.read(100);
+        assert_eq!(full_window(70, 30, 1).level, Level::Critical);
+        let r = full_window(1_000, 30, 1_300);
         assert_eq!((r.level, r.lock_p95_ms), (Level::Critical, 1_500));
         // The primary calls' p95 is kept apart (here every one took 1 ms).
         assert_eq!(r.primary_lock_p95_ms, 1);
     }
 
     #[test]
-    fn a_raised_level_holds_until_the_window_stays_normal_long_enough() {
+    fn answers_sql_gives_by_design_are_not_counted() {
         let m = Monitor::new(&settings());
         m.read(0);
-        feed(&m, 90, 10, 1);
-        let r = m.read(100);
+        feed(&m, 100, 0, 1);
+        // Session events, incident reads, fence checks: SQL on every tier.
+        feed_in(&m, "durable", 10_000, 1);
+        feed_in(&m, "none", 500, 1);
+        let r = m.read(1_000);
+        assert_eq!((r.total, r.fallback, r.level), (100, 0, Level::Normal));
+        assert_eq!(r.fallback_rate, 0.0);
+    }
+
+    #[test]
+    fn an_instance_memory_standing_in_for_redis_is_a_fallback() {
+        let m = Monitor::new(&settings());
+        m.read(0);
+        feed(&m, 70, 0, 1);
+        feed_in(&m, "local", 30, 1);
+        let r = m.read(1_000);
+        assert_eq!((r.fallback, r.level), (30, Level::Critical));
+    }
+
+    #[test]
+    fn a_new_instance_judges_what_it_saw_as_its_share_of_the_window() {
+        // A quarter of the window seen, 30 % of it in fallback: 7.5 % of the window.
+        let m = Monitor::new(&settings());
+        m.read(0);
+        feed(&m, 70, 30, 1);
+        let r = m.read(250);
+        assert_eq!(r.observed_ms, 250);
+        assert!((r.fallback_rate - 0.075).abs() < 1e-9, "{r:?}");
+        assert_eq!(r.level, Level::Warning);
+        // The same share over the whole window is critical.
+        feed(&m, 70, 30, 1);
+        let r = m.read(1_000);
+        assert!((r.fallback_rate - 0.3).abs() < 1e-9, "{r:?}");
+        assert_eq!(r.level, Level::Critical);
+    }
+
+    #[test]
+    fn too_little_history_or_too_few_operations_are_not_judged() {
+        let cfg = GuardSettings {
+            rate_min_coverage_ms: 500,
+            ..settings()
+        };
+        let m = Monitor::new(&cfg);
+        m.read(0);
+        feed(&m, 0, 100, 1);
+        // 40 % of the window seen, all of it fallback: not judged yet.
+        assert_eq!(m.read(400).level, Level::Normal);
+        assert_eq!(m.read(600).level, Level::Critical);
+        let m = Monitor::new(&settings());
+        m.read(0);
+        feed(&m, 0, 9, 1);
+        assert_eq!(m.read(1_000).level, Level::Normal);
+    }
+
+    #[test]
+    fn the_window_slides() {
+        let m = Monitor::new(&settings());
+        m.read(0);
+        feed(&m, 0, 100, 1);
+        assert_eq!(m.read(1_000).level, Level::Critical);
+        feed(&m, 100, 0, 1);
+        m.read(1_500);
+        feed(&m, 100, 0, 1);
+        // The window ending at 2 500 starts at the snapshot of 1 500: the fallback burst
+        // before 1 000 is out of it.
+        let r = m.read(2_500);
+        assert_eq!((r.total, r.fallback, r.level), (100, 0, Level::Normal));
+        assert_eq!(r.observed_ms, 1_000);
+    }
+
+    #[test]
+    fn a_raised_level_holds_until_the_window_stays_normal_long_enough() {
+        let m = Monitor::new(&settings());
+        let r = full_window(90, 10, 1);
         assert_eq!(m.hold(&r, 100), Some(Level::Warning));
         // Values dipping under the threshold do not clear it at once (no flapping).
         let calm = Reading {

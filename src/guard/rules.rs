@@ -79,13 +79,13 @@ pub fn due(i: &Incident, now: i64, t: &Timers) -> Due {
     if i.state != state::TRIGGERED {
         return Due::default();
     }
-    let window_end = i.created_at + t.notify_window;
+    let window_end = i.escalated_at + t.notify_window;
     let repeat = (i.next_notify_at > 0 && now >= i.next_notify_at && i.next_notify_at < window_end)
         .then_some(i.attempts + 1);
     let critical = escalates(&i.severity);
     Due {
         repeat,
-        safe_mode: critical && i.safe_mode_at == 0 && now >= i.created_at + t.safe_mode_after,
+        safe_mode: critical && i.safe_mode_at == 0 && now >= i.escalated_at + t.safe_mode_after,
         ticket: critical && i.ticket_at == 0 && now >= window_end,
     }
 }
@@ -93,7 +93,7 @@ pub fn due(i: &Incident, now: i64, t: &Timers) -> Due {
 /// The next repeat after round `due_at`, or 0 past the window.
 pub fn next_repeat(i: &Incident, due_at: i64, t: &Timers) -> i64 {
     let next = due_at + t.notify_interval;
-    if next < i.created_at + t.notify_window {
+    if next < i.escalated_at + t.notify_window {
         next
     } else {
         0
@@ -193,6 +193,7 @@ mod tests {
             episode: String::new(),
             ticket_at: 0,
             duplicates: 0,
+            escalated_at: created_at,
         }
     }
 
@@ -225,6 +226,18 @@ mod tests {
         assert_eq!(rounds, vec![1, 2, 3, 4, 5]);
         assert_eq!(safe, Some(250));
         assert_eq!(ticket, Some(500));
+    }
+
+    #[test]
+    fn a_warning_raised_to_critical_later_gets_the_whole_delay_from_then() {
+        // Opened as a warning at 0, critical from 1 000: safe mode at 1 250, not at once.
+        let mut i = incident(0);
+        i.escalated_at = 1_000;
+        i.next_notify_at = first_repeat("critical", 1_000, &T);
+        assert!(!due(&i, 1_249, &T).safe_mode);
+        assert!(due(&i, 1_250, &T).safe_mode);
+        assert!(!due(&i, 1_250, &T).ticket);
+        assert!(due(&i, 1_500, &T).ticket);
     }
 
     #[test]

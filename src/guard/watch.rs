@@ -1,8 +1,9 @@
 //! Warden's own incidents: every health tick reads the §10 monitor and the tiers. A held
-//! warning raises `warden:fallback` as a warning and moves the guard to `degraded`; a held
-//! critical raises it as critical and enters safe mode at once; a window normal for
-//! `normal_after_ms` resolves it and leaves `degraded`. An outage of every tier raises
-//! `warden:tiers_down` (critical) as soon as the database answers again.
+//! reading over a threshold raises `warden:fallback` at its severity, with the reading as
+//! evidence, and moves the guard from `normal` to `degraded` — and nothing more: safe mode
+//! follows a critical one only through the no-ACK escalation, like any critical incident. A
+//! window normal for `normal_after_ms` resolves it and leaves `degraded`. An outage of every
+//! tier raises `warden:tiers_down` (critical) as soon as the database answers again.
 
 use std::sync::Mutex;
 
@@ -65,6 +66,7 @@ impl Guard {
             r.fallback_rate * 100.0,
             r.lock_p95_ms
         );
+        let c = &self.cfg;
         let trigger = Trigger {
             dedup_key: FALLBACK_KEY.into(),
             severity: severity.into(),
@@ -73,7 +75,17 @@ impl Guard {
             details: serde_json::json!({
                 "fallback_rate": r.fallback_rate,
                 "fallback_lock_p95_ms": r.lock_p95_ms,
+                "primary_lock_p95_ms": r.primary_lock_p95_ms,
                 "operations": r.total,
+                "fallback_operations": r.fallback,
+                "observed_ms": r.observed_ms,
+                "window_ms": c.rate_window_ms,
+                "thresholds": {
+                    "fallback_rate_warning": c.fallback_rate_warning,
+                    "fallback_rate_critical": c.fallback_rate_critical,
+                    "fallback_p95_warning_ms": c.fallback_p95_warning_ms,
+                    "fallback_p95_critical_ms": c.fallback_p95_critical_ms,
+                },
             })
             .to_string(),
         };
@@ -88,31 +100,11 @@ impl Guard {
             // Acknowledged: people are on it; the guard stays where they leave it.
             return Ok(());
         }
-        if level == Level::Critical {
-            if !self.tier.guard().blocks_effects() {
-                let reason = format!("section 10 critical: {summary}");
-                self.enter_for(&incident.id, &reason).await?;
-            }
-        } else if self.tier.guard() == GuardState::Normal {
-            self.degrade(&summary).await?;
+        if self.tier.guard() == GuardState::Normal {
+            self.degrade(&format!("section 10 {severity}: {summary}"))
+                .await?;
         }
         Ok(())
-    }
-
-    /// Enters safe mode for incident `id`, which joins the episode (its acknowledgement
-    /// becomes an exit condition).
-    async fn enter_for(&self, id: &str, reason: &str) -> Result<(), StoreError> {
-        let mut tx = self.tier.durable().guard_tx().await?;
-        let Some(mut i) = tx.incident(id).await? else {
-            return Ok(());
-        };
-        let now = self.tier.now();
-        let mut w = Written::default();
-        i.episode = self.enter_in(&mut tx, now, reason, WARDEN, &mut w).await?;
-        i.safe_mode_at = now;
-        i.updated_at = now;
-        tx.put_incident(&i, false).await?;
-        self.commit(tx, w, now).await
     }
 
     async fn degrade(&self, reason: &str) -> Result<(), StoreError> {

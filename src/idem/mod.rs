@@ -213,7 +213,7 @@ impl Idempotency {
             .on_durable(sql.idem_record(req.key.as_str()))
             .await?;
         match rules::on_begin(rec.as_ref(), &req.fingerprint, self.tier.now()) {
-            rules::OnBegin::Answer(begun) => Ok((begun, Mode::Fallback)),
+            rules::OnBegin::Answer(begun) => Ok((begun, Mode::Durable)),
             rules::OnBegin::Claim => Err(safe_mode),
         }
     }

@@ -66,7 +66,7 @@ impl Kv {
     /// Reads `key`: from the hot copy when it is current, else from SQL (reseeding the copy).
     pub async fn get(&self, key: &Key) -> Result<(KvRead, Mode), Blocked> {
         let active = self.tier.active_durable()?;
-        let (mode, epoch) = (active.mode(), active.epoch);
+        let (mut mode, epoch) = (active.mode(), active.epoch);
         let now = self.tier.now();
         let primary = active.primary();
         let mut reseed = false;
@@ -84,8 +84,10 @@ impl Kv {
                     };
                     return Ok((read, mode));
                 }
-                Looked::Miss => reseed = true,
-                Looked::Bypass => {}
+                looked => {
+                    reseed = matches!(looked, Looked::Miss);
+                    mode = looked.sql_mode();
+                }
             }
         }
         let sql = self.tier.durable();

@@ -136,8 +136,8 @@ impl Reservations {
             Err(grace @ Blocked::Grace { .. }) => {
                 let active = self.tier.active(false)?;
                 match active.mode() {
-                    Mode::Fallback => Ok(active),
                     Mode::Primary => Err(grace),
+                    Mode::Fallback | Mode::Durable => Ok(active),
                 }
             }
             other => other,

@@ -44,7 +44,7 @@ impl Sessions {
         id: &str,
     ) -> Result<(SessionTouch, Mode), Blocked> {
         let active = self.tier.active_durable()?;
-        let (mode, epoch, primary) = (active.mode(), active.epoch, active.primary());
+        let (mut mode, epoch, primary) = (active.mode(), active.epoch, active.primary());
         if !well_formed(id) {
             return Ok((SessionTouch::NotFound, mode));
         }
@@ -58,8 +58,10 @@ impl Sessions {
                 .await
             {
                 Looked::Hit(row) => return Ok((self.standing(row), mode)),
-                Looked::Miss => reseed = true,
-                Looked::Bypass => {}
+                looked => {
+                    reseed = matches!(looked, Looked::Miss);
+                    mode = looked.sql_mode();
+                }
             }
         }
         let sql = self.tier.durable();

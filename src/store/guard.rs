@@ -53,6 +53,8 @@ pub struct Incident {
     pub ticket_at: i64,
     /// Duplicate triggers folded into it.
     pub duplicates: i64,
+    /// When it became critical, epoch ms: its escalation clock starts here (0: never).
+    pub escalated_at: i64,
 }
 
 /// The guard's details (its state travels on the tier row).

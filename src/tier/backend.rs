@@ -9,13 +9,18 @@ use crate::store::{
     bounded, AcquireReply, Holder, Lease, LeaseAsk, LockStore, Step, StoreError, Touched,
 };
 
-/// Which tier answered: `primary` is Redis, `fallback` is SQL.
+/// Which tier answered, and why: `primary` is Redis; `fallback` is SQL because of the tier
+/// (failed over, breaker open, a Redis error on the way); `durable` is SQL by design, on any
+/// tier (a record that lives only in SQL, a hot copy that was missing or held). Only
+/// `fallback` counts toward the §10 fallback rate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
     /// Redis.
     Primary,
-    /// SQL.
+    /// SQL, because the tier is SQL or Redis failed this call.
     Fallback,
+    /// SQL, by design: Redis would not have served it on any tier.
+    Durable,
 }
 
 impl Mode {
@@ -24,6 +29,7 @@ impl Mode {
         match self {
             Self::Primary => "primary",
             Self::Fallback => "fallback",
+            Self::Durable => "durable",
         }
     }
 }

@@ -84,7 +84,7 @@ impl Blocked {
     pub fn store(mode: Mode, e: &StoreError) -> Self {
         match mode {
             Mode::Primary => Self::redis(e),
-            Mode::Fallback => Self::database(e),
+            Mode::Fallback | Mode::Durable => Self::database(e),
         }
     }
 

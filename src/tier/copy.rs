@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use super::{reason, Blocked, Primary, Tier, TierName};
+use super::{reason, Blocked, Mode, Primary, Tier, TierName};
 use crate::store::copy::{HotCopy, Peeked, Seeder};
 
 /// What a read of a hot copy offers.
@@ -15,8 +15,21 @@ pub enum Looked<R> {
     Hit(R),
     /// No current copy: read SQL, then seed the copy as a [`Seeder::Reader`].
     Miss,
-    /// A write is in flight or Redis failed: read SQL and leave the copy alone.
-    Bypass,
+    /// A write is in flight: read SQL and leave the copy alone.
+    Held,
+    /// Redis failed: read SQL and leave the copy alone.
+    Failed,
+}
+
+impl<R> Looked<R> {
+    /// The mode of the answer SQL gives after this look (anything but a hit): by design when
+    /// the copy was missing or held, a fallback when Redis failed.
+    pub fn sql_mode(&self) -> Mode {
+        match self {
+            Self::Failed => Mode::Fallback,
+            _ => Mode::Durable,
+        }
+    }
 }
 
 impl<'a> Primary<'a> {
@@ -39,11 +52,11 @@ impl<'a> Primary<'a> {
                 Some(r) => (Looked::Hit(r), "hit"),
                 None => (Looked::Miss, "miss"),
             },
-            Ok(Peeked::Held) => (Looked::Bypass, "held"),
+            Ok(Peeked::Held) => (Looked::Held, "held"),
             Ok(_) => (Looked::Miss, "miss"),
             Err(e) => {
                 tracing::warn!(error = %e, key, "hot copy not read; answering from SQL");
-                (Looked::Bypass, "error")
+                (Looked::Failed, "error")
             }
         };
         metrics::counter!(metric, "result" => result).increment(1);

@@ -17,7 +17,7 @@ macro_rules! incident_cols {
     () => {
         "id, tenant, dedup_key, state, severity, summary, source, details, correlation_id, \
          traceparent, created_at, updated_at, acked_at, acked_by, resolved_at, resolved_by, \
-         attempts, next_notify_at, safe_mode_at, episode, ticket_at, duplicates"
+         attempts, next_notify_at, safe_mode_at, episode, ticket_at, duplicates, escalated_at"
     };
 }
 pub(super) use incident_cols;
@@ -46,6 +46,7 @@ pub(super) fn incident_of(row: &sqlx::any::AnyRow) -> Result<Incident, StoreErro
         episode: col(row, 19)?,
         ticket_at: col(row, 20)?,
         duplicates: col(row, 21)?,
+        escalated_at: col(row, 22)?,
     })
 }
 
@@ -132,14 +133,15 @@ impl GuardTx {
                 "INSERT INTO warden_incidents (",
                 incident_cols!(),
                 ") VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,\
-                 $20,$21,$22)"
+                 $20,$21,$22,$23)"
             )
         } else {
             "UPDATE warden_incidents SET tenant = $2, dedup_key = $3, state = $4, severity = $5, \
              summary = $6, source = $7, details = $8, correlation_id = $9, traceparent = $10, \
              created_at = $11, updated_at = $12, acked_at = $13, acked_by = $14, \
              resolved_at = $15, resolved_by = $16, attempts = $17, next_notify_at = $18, \
-             safe_mode_at = $19, episode = $20, ticket_at = $21, duplicates = $22 WHERE id = $1"
+             safe_mode_at = $19, episode = $20, ticket_at = $21, duplicates = $22, \
+             escalated_at = $23 WHERE id = $1"
         };
         sqlx::query(sql)
             .bind(&i.id)
@@ -164,6 +166,7 @@ impl GuardTx {
             .bind(&i.episode)
             .bind(i.ticket_at)
             .bind(i.duplicates)
+            .bind(i.escalated_at)
             .execute(&mut *self.tx)
             .await
             .map_err(classify)?;

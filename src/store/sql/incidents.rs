@@ -46,7 +46,7 @@ impl SqlStore {
 
     /// Ids of unacknowledged incidents with an escalation step that may be due at `now`: a
     /// notification round, the safe-mode delay, or the next-shift ticket (`critical_due` is
-    /// the earliest creation time whose safe mode or ticket may be due).
+    /// the latest escalation time whose safe mode or ticket may be due).
     pub async fn escalations_due(
         &self,
         now: i64,
@@ -55,7 +55,7 @@ impl SqlStore {
         let rows = sqlx::query(
             "SELECT id FROM warden_incidents WHERE state = 'triggered' AND \
              ((next_notify_at > 0 AND next_notify_at <= $1) OR \
-              (severity = 'critical' AND created_at <= $2 AND (safe_mode_at = 0 OR ticket_at = 0))) \
+              (severity = 'critical' AND escalated_at <= $2 AND (safe_mode_at = 0 OR ticket_at = 0))) \
              ORDER BY created_at LIMIT 100",
         )
         .bind(now)
