@@ -166,7 +166,7 @@ pub async fn write(
 }
 
 /// Deletes a record (idempotent); conditional with `expected_version`.
-#[utoipa::path(delete, path = "/v1/kv/{key}", request_body = DeleteBody,
+#[utoipa::path(delete, path = "/v1/kv/{key}", request_body = Option<DeleteBody>,
     params(("key" = String, Path, description = "key")))]
 pub async fn remove(
     State(app): State<AppState>,

@@ -275,6 +275,15 @@ impl Modify for InputProblems {
                 add_problem(op, "400", &[super::semaphores::PERMIT_ID_CODE]);
             }
         }
+        if let Some(item) = doc
+            .paths
+            .paths
+            .get_mut("/v1/principals/{principal}/sessions")
+        {
+            for op in [&mut item.get, &mut item.delete].into_iter().flatten() {
+                add_problem(op, "422", &[super::sessions::FIELD_CODES[0]]);
+            }
+        }
         let policy_writes = [
             "/v1/ratelimit/policies/{policy}",
             "/v1/ratelimit/policies/{policy}/overrides/{subject}",

@@ -510,7 +510,7 @@ pub async fn list(
     let p = principal(&p)?;
     Ok(match app.sessions.list(&caller.tenant, &p).await {
         Ok((rows, mode)) => {
-            op.finish("session", "sessions", mode.as_str());
+            op.finish("session", crate::session::LISTED[0].state, mode.as_str());
             let sessions = rows
                 .iter()
                 .map(|r| SessionAnswer {
@@ -519,7 +519,7 @@ pub async fn list(
                 })
                 .collect();
             Json(SessionPage {
-                state: "sessions",
+                state: crate::session::LISTED[0].state,
                 mode: mode.as_str(),
                 sessions: Some(sessions),
                 events: None,
@@ -574,10 +574,14 @@ pub async fn events(
     Ok(
         match app.sessions.events(&caller.tenant, after, limit).await {
             Ok(page) => {
-                op.finish("session", "events", Mode::Durable.as_str());
+                op.finish(
+                    "session",
+                    crate::session::EVENTS[0].state,
+                    Mode::Durable.as_str(),
+                );
                 let next_after = page.last().map_or(after, |e| e.seq);
                 Json(SessionPage {
-                    state: "events",
+                    state: crate::session::EVENTS[0].state,
                     mode: Mode::Durable.as_str(),
                     sessions: None,
                     events: Some(page.iter().map(event_json).collect()),

@@ -14,6 +14,7 @@ use sha2::{Digest, Sha256};
 
 pub use outcome::{
     Gone, SessionCreated, SessionRead, SessionRevoked, SessionRotated, SessionSaved, SessionTouch,
+    EVENTS, LISTED,
 };
 
 use crate::config::SessionSettings;

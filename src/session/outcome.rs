@@ -188,6 +188,20 @@ impl Terminal for SessionRevoked {
     }
 }
 
+/// The one state of a principal's live sessions (`sessions`, oldest first).
+pub const LISTED: &[StateDoc] = &[StateDoc::json(
+    "sessions",
+    200,
+    "the principal's live sessions, oldest first (at most 1 000), without their data",
+)];
+
+/// The one state of a page of session events (`events`, in commit order).
+pub const EVENTS: &[StateDoc] = &[StateDoc::json(
+    "events",
+    200,
+    "the tenant's session events after `after`, in commit order; `next_after` to follow",
+)];
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -19,6 +19,7 @@ use crate::reserve::{ReservedOnce, Settled, StockRead, TotalSet};
 use crate::semaphore::{PermitAcquired, SemaphoreRead};
 use crate::session::{
     SessionCreated, SessionRead, SessionRevoked, SessionRotated, SessionSaved, SessionTouch,
+    EVENTS, LISTED,
 };
 use crate::stream::{
     Claimed, Committed, Intake, Read as StreamRead, Replay, Resolution, ReviewPage,
@@ -377,5 +378,13 @@ pub(super) const OUTCOMES: &[Documented] = &[
             SessionRevoked::STATES,
             "SessionAnswer",
         ),
+    ),
+    with(
+        HttpMethod::Get,
+        post("/v1/principals/{principal}/sessions", LISTED, "SessionPage"),
+    ),
+    with(
+        HttpMethod::Get,
+        post("/v1/sessions/events", EVENTS, "SessionPage"),
     ),
 ];
