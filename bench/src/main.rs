@@ -88,8 +88,9 @@ pub struct BenchArgs {
     /// `chart`: a JSON report of `all` to draw the charts of again (next to it).
     #[arg(long)]
     pub input: Option<String>,
-    /// `all`: where the JSON and the charts go.
-    #[arg(long, default_value = "docs/bench")]
+    /// `all`: where the JSON, the text and the charts go (raw runs stay out of git; copy the
+    /// report and charts a doc cites into `docs/bench/`).
+    #[arg(long, default_value = "target/bench")]
     pub out: String,
 }
 

@@ -9,6 +9,7 @@ use std::process::Command;
 use serde_json::Value;
 
 #[test]
+#[ignore = "a smoke run of the benchmark tool, outside the default suite: scripts/bench.sh smoke"]
 fn bench_all_measures_every_mode_and_writes_a_report_and_a_chart() {
     let out = std::env::temp_dir().join(format!("warden-bench-test-{}", std::process::id()));
     let status = Command::new(env!("CARGO_BIN_EXE_warden-bench"))
