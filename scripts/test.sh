@@ -60,60 +60,16 @@ export CI="${CI:-}"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 
-# Build every test target once, then run the test binaries two at a time: most of the suite's
-# wall time is waiting (servers starting, leases lapsing, failovers detected), and each binary
-# starts its own servers on ports spread by process id. The slowest binaries go first so the
-# two lanes end together; each binary's output is printed whole when it ends. The tier-switch
-# tests run a newcomer's defaults (a 50 ms Redis timeout, which a debug build beside another
-# binary outlasts), so they run alone, last. The benchmark tool's smoke run is not part of the
-# suite: scripts/bench.sh smoke.
-lanes="${WARDEN_TEST_LANES:-2}"
-slow_first="conformance switch_history failover ratelimit cache openapi_conformance deadlock"
-alone="tier_switch"
-runs="$PWD/target/test-runs"
-rm -rf "$runs" && mkdir -p "$runs"
-cargo test --workspace --all-targets --no-run --message-format=json-render-diagnostics \
-  | python3 -c '
-import json, sys
-slow = sys.argv[1].split()
-rows = []
-for line in sys.stdin:
-    m = json.loads(line)
-    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["profile"]["test"]:
-        name, kind = m["target"]["name"], m["target"]["kind"][0]
-        rank = slow.index(name) if kind == "test" and name in slow else len(slow)
-        rows.append((rank, name, kind, m["manifest_path"].rsplit("/", 1)[0], m["executable"]))
-for rank, name, kind, dir, exe in sorted(rows, key=lambda r: r[0]):
-    print(f"{name}-{kind}\t{dir}\t{exe}")
-' "$slow_first" > "$runs/list"
-grep -v -E "^($(echo $alone | tr ' ' '|'))-test"$'\t' "$runs/list" > "$runs/shared" || true
-grep -E "^($(echo $alone | tr ' ' '|'))-test"$'\t' "$runs/list" > "$runs/alone" || true
-
-run_one() {
-  local label=$1 dir=$2 exe=$3 runs=$4 started
-  # Each binary runs in its package's folder: a relative or empty runs folder would leave the
-  # run's marks and logs there (an earlier version did, at the root and in bench/).
-  case "$runs" in /*/test-runs) ;; *) echo "run_one: bad runs folder '$runs'" >&2; return 1 ;; esac
-  started=$(date +%s)
-  if (cd "$dir" && "$exe") > "$runs/$label.log" 2>&1; then status=ok; else status=FAILED; fi
-  {
-    echo "     Running $label ($(( $(date +%s) - started )) s, $status): $exe"
-    cat "$runs/$label.log"
-  } | flock "$runs/list" cat
-  touch "$runs/$label.$status"
-}
-export -f run_one
-tr '\t' '\n' < "$runs/shared" | xargs -d '\n' -n 3 -P "$lanes" bash -c 'run_one "$2" "$3" "$4" "$1"' _ "$runs" \
-  || true
-tr '\t' '\n' < "$runs/alone" | xargs -d '\n' -n 3 -P 1 bash -c 'run_one "$2" "$3" "$4" "$1"' _ "$runs" \
-  || true
-# Passed means every listed binary left an "ok" mark: one that never ran counts as failed.
-passed=$(find "$runs" -name '*.ok' | wc -l)
-listed=$(wc -l < "$runs/list")
-if [ "$passed" -ne "$listed" ]; then
-  echo "scripts/test.sh: $passed of $listed test binaries passed; failed or not run:" >&2
-  cut -f1 "$runs/list" | while read -r label; do [ -e "$runs/$label.ok" ] || echo "  $label" >&2; done
-  exit 1
+# Three test binaries (contracts, faults, tools) plus the unit tests. cargo-nextest (on this
+# machine kind's image) runs every test in a process of its own, three at a time, each
+# tier-switch test alone, and prints each test's duration and the slow ones at the end
+# (.config/nextest.toml, profile ci). Without nextest, cargo test runs the same tests: the
+# fault binary one test at a time.
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --profile ci
+else
+  echo "scripts/test.sh: cargo-nextest not found; running cargo test"
+  cargo test --no-fail-fast -p warden-bench
+  cargo test --no-fail-fast -p warden --lib --bins --test contracts --test tools
+  cargo test --no-fail-fast -p warden --test faults -- --test-threads=1
 fi
-echo "scripts/test.sh: all $listed test binaries passed"
-

@@ -1,6 +1,6 @@
 //! Who may claim an idempotency key, as one pure rule over the stored record. The same rule is
 //! written inside the atomic step that enforces it — the `FREE` condition of the SQL claim —
-//! and applied to the Redis copy's completed records, which answer replays; `tests/idem_rule.rs`
+//! and applied to the Redis copy's completed records, which answer replays; `tests/contracts/idem_rule.rs`
 //! checks they agree on every case.
 
 use super::Begun;

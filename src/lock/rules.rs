@@ -1,6 +1,6 @@
 //! The lock rules, each decided once from the facts the stores return: who an acquire finds on
 //! a key ([`on_acquire`], which both atomic grant steps also write — `acquire.lua` and the SQL
-//! grant — and `tests/lock_rule.rs` checks they agree), and what an extend or release that found
+//! grant — and `tests/contracts/lock_rule.rs` checks they agree), and what an extend or release that found
 //! no lease of the caller's means ([`Miss`]), so every tier answers `not_owner` and `lock_lost`
 //! by the same rule.
 

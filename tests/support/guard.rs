@@ -1,6 +1,7 @@
-//! Helpers of the guard's suites (tests/guard.rs, guard_fallback.rs, correlation.rs): timers
-//! shortened to hundreds of milliseconds, the receiver's settings, incident triggers, waits on
-//! the guard's state, and the notice rounds a receiver saw.
+//! Helpers of the guard's suites (`faults/guard.rs`, `faults/guard_fallback.rs`,
+//! `contracts/correlation.rs`): timers shortened to hundreds of milliseconds, the receiver's
+//! settings, incident triggers, waits on the guard's state, and the notice rounds a receiver
+//! saw.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};

@@ -50,7 +50,7 @@ impl Warden {
             child: None,
             log: dir.path().join("warden.log"),
             _dir: dir,
-            // The helpers' client trusts a test's self-signed certificate; tests/https.rs
+            // The helpers' client trusts a test's self-signed certificate; tests/contracts/https.rs
             // checks verification with a client of its own.
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(10))
@@ -286,8 +286,8 @@ impl Drop for Warden {
 }
 
 /// Settings that make failover quick enough for tests. The §10 fallback rate is not judged
-/// (`tests/guard*.rs` test it): a test's outage is most of its short life, so its rate would
-/// pass 20 % and the next health tick would put Warden in safe mode mid-test.
+/// (`tests/faults/guard*.rs` test it): a test's outage is most of its short life, so its rate
+/// would pass 20 % and open a critical incident that is not what the test is about.
 pub fn fast_failover(pg: &Postgres, redis: Option<String>) -> Vec<(&'static str, String)> {
     let mut env = vec![
         ("WARDEN_DATABASE_URL", pg.url()),

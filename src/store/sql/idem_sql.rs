@@ -15,7 +15,7 @@ pub(super) const COLS: &str =
 
 /// The stored row may be claimed: expired, released, or a lapsed lease whose fingerprint does
 /// not conflict — the rule of `idem::rules::on_begin`, written in SQL so the claim is one
-/// conditional statement (`tests/idem_rule.rs` checks the two agree). `{now}` is replaced by
+/// conditional statement (`tests/contracts/idem_rule.rs` checks the two agree). `{now}` is replaced by
 /// the statement's clock placeholder.
 const FREE: &str = "(warden_idem.expires_at <= {now} OR warden_idem.state = 'released'
     OR (warden_idem.state = 'in_progress' AND warden_idem.lease_until <= {now}
