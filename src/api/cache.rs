@@ -55,7 +55,7 @@ pub struct FetchBody {
 /// `PUT /v1/cache/{ns}/{key}` body.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct PutBody {
+pub struct CachePutBody {
     /// Any JSON, at most `cache.max_value_bytes` as sent.
     #[schema(value_type = Object)]
     pub value: Box<RawValue>,
@@ -369,13 +369,13 @@ fn checked(
 }
 
 /// Stores an entry; under a lease, only if no delete or invalidation voided it.
-#[utoipa::path(put, path = "/v1/cache/{ns}/{key}", request_body = PutBody,
+#[utoipa::path(put, path = "/v1/cache/{ns}/{key}", request_body = CachePutBody,
     params(("ns" = String, Path, description = "namespace"), ("key" = String, Path, description = "key")))]
 pub async fn write(
     State(app): State<AppState>,
     Caller(caller): Caller,
     EntryPath(ns, key): EntryPath,
-    Body(body): Body<PutBody>,
+    Body(body): Body<CachePutBody>,
 ) -> Result<Response, ApiError> {
     let op = Op::start("cache_put");
     let cfg = app.cache.settings();

@@ -24,7 +24,7 @@ use crate::tier::Mode;
 /// `PUT /v1/kv/{key}` body.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct PutBody {
+pub struct KvPutBody {
     /// Any JSON, at most 1 MiB as sent.
     #[schema(value_type = Object)]
     pub value: Box<RawValue>,
@@ -115,12 +115,12 @@ fn conflict(w: &impl Terminal, current: Option<i64>, mode: Mode) -> Response {
 }
 
 /// Writes a record, durable before the answer; conditional with `expected_version`.
-#[utoipa::path(put, path = "/v1/kv/{key}", request_body = PutBody,
+#[utoipa::path(put, path = "/v1/kv/{key}", request_body = KvPutBody,
     params(("key" = String, Path, description = "key")))]
 pub async fn write(
     State(app): State<AppState>,
     PathKey(key): PathKey,
-    Body(body): Body<PutBody>,
+    Body(body): Body<KvPutBody>,
 ) -> Result<Response, ApiError> {
     let op = Op::start("kv_put");
     let value = body.value.get();

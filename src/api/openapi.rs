@@ -136,7 +136,7 @@ use outcomes::{Documented, OUTCOMES};
         super::cache::CacheAnswer,
         super::cache::StatsAnswer,
         super::cache::FetchBody,
-        super::cache::PutBody,
+        super::cache::CachePutBody,
         super::cache::WarmBody,
         super::cache::WarmEntry,
         crate::ratelimit::Policy,
@@ -414,6 +414,58 @@ fn add_refusal(op: &mut Operation, status: &str, what: &str, codes: &[&str]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A body type's doc comment names its route (`` `PUT /v1/kv/{key}` body``): every
+    /// operation's request body must be the one of its own route. Two types of one name
+    /// (three `PutBody`s once) share one schema, and all but one route then documented
+    /// another route's body.
+    #[test]
+    fn every_request_body_is_its_own_routes() {
+        let doc = ApiDoc::openapi();
+        let schemas = &doc.components.as_ref().expect("components").schemas;
+        let mut wrong = Vec::new();
+        for (path, item) in &doc.paths.paths {
+            let ops = [
+                ("GET", &item.get),
+                ("POST", &item.post),
+                ("PUT", &item.put),
+                ("DELETE", &item.delete),
+                ("PATCH", &item.patch),
+            ];
+            for (method, op) in ops {
+                let Some(body) = op.as_ref().and_then(|o| o.request_body.as_ref()) else {
+                    continue;
+                };
+                for content in body.content.values() {
+                    let Some(RefOr::Ref(r)) = content.schema.as_ref() else {
+                        continue;
+                    };
+                    let name = r.ref_location.rsplit('/').next().unwrap_or_default();
+                    let Some(RefOr::T(schema)) = schemas.get(name) else {
+                        panic!("{method} {path}: no schema {name}");
+                    };
+                    let text = serde_json::to_value(schema).unwrap();
+                    let said = text["description"].as_str().unwrap_or_default();
+                    if let Some(route) = said.strip_prefix('`').and_then(|d| d.split('`').next()) {
+                        if route.contains(' ') && said.contains("body") {
+                            let routes: Vec<&str> = said.split('`').skip(1).step_by(2).collect();
+                            // A route may be shortened: `POST …/check`, `/release`.
+                            let names_mine = |r: &&str| {
+                                let (m, p) = r.split_once(' ').unwrap_or(("", r));
+                                (m.is_empty() || m == method)
+                                    && path.ends_with(p.trim_start_matches('…'))
+                            };
+                            let mine = format!("{method} {path}");
+                            if !routes.iter().any(names_mine) {
+                                wrong.push(format!("{mine} documents {said:?} ({name})"));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        assert!(wrong.is_empty(), "{wrong:#?}");
+    }
 
     #[test]
     fn outcome_operations_list_every_state_of_their_outcome() {

@@ -69,7 +69,7 @@ pub enum LimitPolicy {
 /// `PUT /v1/sessions/{id}` body.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct PutBody {
+pub struct SessionPutBody {
     /// The new data, a JSON object.
     #[schema(value_type = Object)]
     pub data: Box<RawValue>,
@@ -393,13 +393,13 @@ fn saved_answer(op: &Op, saved: &SessionSaved, mode: Mode) -> Response {
 }
 
 /// Replaces a session's data, at `expected_version`.
-#[utoipa::path(put, path = "/v1/sessions/{id}", request_body = PutBody,
+#[utoipa::path(put, path = "/v1/sessions/{id}", request_body = SessionPutBody,
     params(("id" = String, Path, description = "session id")))]
 pub async fn replace(
     State(app): State<AppState>,
     Caller(caller): Caller,
     Path(id): Path<String>,
-    Body(body): Body<PutBody>,
+    Body(body): Body<SessionPutBody>,
 ) -> Result<Response, ApiError> {
     let op = Op::start("session_put");
     let data = object("data", &body.data, app.sessions.max_data_bytes())?;

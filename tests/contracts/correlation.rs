@@ -5,7 +5,8 @@
 
 use std::time::Duration;
 
-use crate::support::guard::{env, until};
+use crate::support::eventually as until;
+use crate::support::guard::env;
 use crate::support::webhooks::Receiver;
 use crate::support::{Postgres, Warden};
 use serde_json::{json, Value};

@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::support::eventually;
 use crate::support::history::{contend, History};
 use crate::support::proxy::Proxy;
 use crate::support::{fast_failover, Postgres, Redis, Warden};
@@ -36,14 +37,6 @@ fn assert_epochs(seen: &[(String, i64)]) {
             pair[1].1 > pair[0].1,
             "epoch must grow at each switch: {seen:?}"
         );
-    }
-}
-
-async fn wait_for(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !ok() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
@@ -79,15 +72,15 @@ async fn redis_killed_during_contention() {
     );
     redis.kill();
     let killed = Instant::now();
-    wait_for("fallback grants", Duration::from_secs(15), || {
+    eventually(Duration::from_secs(15), "fallback grants", || {
         history.count_mode_after("fallback", killed) > 5
     })
     .await;
     redis.restart(); // empty
     let back = Instant::now();
-    wait_for(
-        "primary grants after Redis returns",
+    eventually(
         Duration::from_secs(20),
+        "primary grants after Redis returns",
         || history.count_mode_after("primary", back) > 5,
     )
     .await;
@@ -297,9 +290,9 @@ async fn two_instances_never_grant_on_different_tiers_at_once() {
     tokio::time::sleep(Duration::from_millis(1000)).await;
     proxy.cut();
     let cut = Instant::now();
-    wait_for(
-        "fallback grants on both instances",
+    eventually(
         Duration::from_secs(15),
+        "fallback grants on both instances",
         || {
             let g = history.grants();
             (0..2).all(|i| {
@@ -312,7 +305,7 @@ async fn two_instances_never_grant_on_different_tiers_at_once() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     proxy.restore();
     let back = Instant::now();
-    wait_for("primary grants again", Duration::from_secs(20), || {
+    eventually(Duration::from_secs(20), "primary grants again", || {
         history.count_mode_after("primary", back) > 5
     })
     .await;

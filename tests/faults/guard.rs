@@ -8,7 +8,8 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use crate::support::guard::{as_token, env, guard_is, of, rounds, trigger, until};
+use crate::support::eventually as until;
+use crate::support::guard::{as_token, env, guard_is, of, rounds, trigger};
 use crate::support::webhooks::{Receiver, Reply};
 use crate::support::{Postgres, Redis, Warden};
 use serde_json::{json, Value};

@@ -44,15 +44,6 @@ pub async fn trigger(w: &Warden, key: &str, severity: &str) -> Value {
     v
 }
 
-/// Waits until `done` holds (checked every 20 ms), at most `limit`.
-pub async fn until(limit: Duration, what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 /// Waits until the guard state `w` reports (in `/v1/status`) is `state`.
 pub async fn guard_is(w: &Warden, state: &str, limit: Duration) {
     let deadline = Instant::now() + limit;

@@ -174,6 +174,16 @@ fn wait_until(what: &str, timeout: Duration, ok: impl FnMut() -> bool) {
 }
 
 /// Whether `ok` holds within `timeout`, polled every 25 ms.
+/// Waits until `done` holds (checked every 20 ms without blocking the runtime), failing the
+/// test with `what` after `limit`: a wait for a state, never for a fixed time.
+pub async fn eventually(limit: Duration, what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 pub fn poll_until(timeout: Duration, mut ok: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {

@@ -85,22 +85,33 @@ impl Warden {
         self.child = Some(cmd.spawn().expect("spawn warden"));
     }
 
-    /// Polls `path` until it answers with a body `ok` accepts.
-    fn wait_answering(&self, path: &str, ok: impl Fn(&str) -> bool) {
+    /// Polls `path` until it answers with a body `ok` accepts: over a plain socket (no process
+    /// per poll), or with `curl` under TLS. Fails at once if the process has exited.
+    fn wait_answering(&mut self, path: &str, ok: impl Fn(&str) -> bool) {
         let url = format!("{}{path}", self.base());
+        let (tls, port) = (self.tls(), self.port);
+        let mut exited = None;
+        let child = &mut self.child;
         let up = poll_until(Duration::from_secs(20), || {
-            std::process::Command::new("curl")
-                .args(["-sk", &url])
-                .output()
-                .is_ok_and(|o| {
-                    o.status.success()
-                        && !o.stdout.is_empty()
-                        && ok(&String::from_utf8_lossy(&o.stdout))
-                })
+            if let Some(status) = child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                exited = Some(status);
+                return true;
+            }
+            let body = if tls {
+                std::process::Command::new("curl")
+                    .args(["-sk", &url])
+                    .output()
+                    .ok()
+                    .filter(|o| o.status.success())
+                    .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            } else {
+                get_plain(port, path)
+            };
+            body.is_some_and(|b| !b.is_empty() && ok(&b))
         });
         assert!(
-            up,
-            "warden {path} never answered as started; its log:\n{}",
+            up && exited.is_none(),
+            "warden {path} never answered as started (exit: {exited:?}); its log:\n{}",
             self.tail_log()
         );
     }
@@ -279,8 +290,33 @@ impl Warden {
     }
 }
 
+/// The body of `GET path` on `127.0.0.1:port` over HTTP/1.0 with a blocking socket, if it
+/// answered at all.
+fn get_plain(port: u16, path: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).ok()?;
+    answer
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+}
+
 impl Drop for Warden {
     fn drop(&mut self) {
+        // Under scripts/coverage.sh a process writes its profile only when it exits: let it
+        // exit (SIGTERM, 5 s), then kill it as always.
+        if std::env::var_os("WARDEN_TEST_COVERAGE").is_some() {
+            if let Some(c) = self.child.as_mut() {
+                signal(c.id(), "-TERM");
+                let _ = poll_until(Duration::from_secs(5), || {
+                    c.try_wait().ok().flatten().is_some()
+                });
+            }
+        }
         kill9(&mut self.child);
     }
 }
