@@ -17,14 +17,16 @@ use std::time::{Duration, Instant};
 use crate::support::{Postgres, Redis, RedisCluster, Warden};
 use serde_json::json;
 
-/// Servers kept alive for the duration of one suite.
+/// Servers kept alive for the duration of one suite. Fields drop in this order: the Warden
+/// first, while its stores still answer (under coverage it is stopped with SIGTERM and must
+/// exit to write its profile).
 struct Env {
+    w: Warden,
+    mode: &'static str,
     _pg: Option<Postgres>,
     _redis: Option<Redis>,
     _cluster: Option<RedisCluster>,
     _dir: tempfile::TempDir,
-    w: Warden,
-    mode: &'static str,
 }
 
 impl Env {

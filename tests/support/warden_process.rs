@@ -308,11 +308,12 @@ fn get_plain(port: u16, path: &str) -> Option<String> {
 impl Drop for Warden {
     fn drop(&mut self) {
         // Under scripts/coverage.sh a process writes its profile only when it exits: let it
-        // exit (SIGTERM, 5 s), then kill it as always.
+        // exit (SIGTERM; it drains for up to 5 s when its stores are gone), then kill it as
+        // always.
         if std::env::var_os("WARDEN_TEST_COVERAGE").is_some() {
             if let Some(c) = self.child.as_mut() {
                 signal(c.id(), "-TERM");
-                let _ = poll_until(Duration::from_secs(5), || {
+                let _ = poll_until(Duration::from_secs(8), || {
                     c.try_wait().ok().flatten().is_some()
                 });
             }
