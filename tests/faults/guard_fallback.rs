@@ -462,7 +462,6 @@ async fn a_redis_outage_under_load_raises_section_10_and_safe_mode_waits_for_the
     let pg = Postgres::start();
     let mut redis = Redis::start();
     let (w, stop, task, recv, incident) = outage_under_load(&pg, &mut redis, 2_000).await;
-    let seen = std::time::Instant::now();
     let id = incident["incident_id"].as_str().unwrap().to_owned();
     // The reading opened the incident with its evidence, and nothing more.
     let details = &incident["details"];
@@ -505,15 +504,20 @@ async fn a_redis_outage_under_load_raises_section_10_and_safe_mode_waits_for_the
     // Unacknowledged, it escalates: safe mode, no earlier than the delay after it became
     // critical.
     guard_is(&w, "safe_mode", Duration::from_secs(10)).await;
-    // It was seen critical at most one poll (20 ms) after it became so.
-    assert!(
-        seen.elapsed() >= Duration::from_millis(1_950),
-        "{:?}",
-        seen.elapsed()
-    );
+    // By the server's own clock: safe mode the whole delay after the incident became critical
+    // (the test's polls may see either moment late under load).
     let (_, v) = w.get(&format!("/v1/incidents/{id}")).await;
-    assert!(v["incident"]["safe_mode_at"].is_string(), "{v}");
-    assert!(v["incident"]["escalated_at"].is_string(), "{v}");
+    let at = |f: &str| {
+        let text = v["incident"][f]
+            .as_str()
+            .unwrap_or_else(|| panic!("{f}: {v}"));
+        time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).unwrap()
+    };
+    let waited = at("safe_mode_at") - at("escalated_at");
+    assert!(
+        waited >= time::Duration::milliseconds(2_000),
+        "{waited} {v}"
+    );
     let (_, g) = w.get("/v1/guard").await;
     assert!(
         g["reason"].as_str().unwrap().contains("unacknowledged"),
