@@ -241,7 +241,7 @@ async fn every_endpoint_refuses_strangers_and_wrong_scopes_before_anything_chang
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tenants_see_and_touch_only_their_own_objects() {
-    let pg = Postgres::start();
+    let pg = Postgres::database();
     let mut redis = Redis::start();
     let mut env = crate::support::fast_failover(&pg, Some(redis.url()));
     env.push(("WARDEN_AUTH", "required".into()));
@@ -467,7 +467,7 @@ async fn tenants_see_and_touch_only_their_own_objects() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revocation_reaches_another_instance_within_one_tier_lease() {
-    let pg = Postgres::start();
+    let pg = Postgres::database();
     let env = || {
         vec![
             ("WARDEN_DATABASE_URL", pg.url()),

@@ -70,7 +70,7 @@ fn three(pg: &Postgres, redis: Option<String>) -> Vec<Arc<Warden>> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_stampede_runs_the_loader_once_and_a_dead_leaseholder_hands_over() {
-    let pg = Postgres::start();
+    let pg = Postgres::database();
     let redis = Redis::start();
     let ws = three(&pg, Some(redis.url()));
     for w in &ws {
@@ -116,7 +116,7 @@ async fn a_stampede_runs_the_loader_once_and_a_dead_leaseholder_hands_over() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn failed_over_each_instance_loads_once_per_lease_window_and_writes_no_sql_per_read() {
-    let pg = Postgres::start();
+    let pg = Postgres::database();
     let ws = three(&pg, None);
     for w in &ws {
         w.wait_ready_on("sql", Duration::from_secs(10)).await;
@@ -165,7 +165,7 @@ async fn failed_over_each_instance_loads_once_per_lease_window_and_writes_no_sql
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn early_recompute_keeps_a_hot_key_from_missing() {
-    let pg = Postgres::start();
+    let pg = Postgres::database();
     let redis = Redis::start();
     let w = Arc::new(Warden::start(&fast_failover(&pg, Some(redis.url()))));
     w.wait_ready_on("redis", Duration::from_secs(10)).await;
@@ -219,7 +219,7 @@ async fn early_recompute_keeps_a_hot_key_from_missing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_put_under_a_voided_lease_stores_nothing() {
-    let pg = Postgres::start();
+    let pg = Postgres::database();
     let redis = Redis::start();
     let w = Warden::start(&fast_failover(&pg, Some(redis.url())));
     w.wait_ready_on("redis", Duration::from_secs(10)).await;
@@ -284,7 +284,7 @@ async fn warm(w: &Warden, ns: &str, tag: &str, n: usize) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalidating_a_tag_costs_the_same_over_many_entries_and_their_bytes_come_back() {
-    let pg = Postgres::start();
+    let pg = Postgres::database();
     let redis = Redis::start();
     let mut env = fast_failover(&pg, Some(redis.url()));
     env.push(("WARDEN_CACHE_RECLAIM_EVERY_MS", "100".into()));
@@ -334,7 +334,7 @@ async fn invalidating_a_tag_costs_the_same_over_many_entries_and_their_bytes_com
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalidations_made_while_failed_over_are_honoured_after_fail_back() {
-    let pg = Postgres::start();
+    let pg = Postgres::database();
     let redis = Redis::start();
     let w = Warden::start(&fast_failover(&pg, Some(redis.url())));
     w.wait_ready_on("redis", Duration::from_secs(10)).await;
@@ -391,7 +391,7 @@ async fn invalidations_made_while_failed_over_are_honoured_after_fail_back() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_is_refused_and_changes_nothing() {
-    let pg = Postgres::start();
+    let pg = Postgres::database();
     let redis = Redis::start();
     let w = Warden::start(&fast_failover(&pg, Some(redis.url())));
     w.wait_ready_on("redis", Duration::from_secs(10)).await;
@@ -472,7 +472,7 @@ async fn bad_input_is_refused_and_changes_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_namespace_keeps_to_its_max_bytes_by_evicting_its_oldest() {
-    let pg = Postgres::start();
+    let pg = Postgres::database();
     let redis = Redis::start();
     let mut env = fast_failover(&pg, Some(redis.url()));
     env.push(("WARDEN_CACHE_MAX_BYTES", "5000".into()));
@@ -507,7 +507,7 @@ async fn a_namespace_keeps_to_its_max_bytes_by_evicting_its_oldest() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_step_runs_on_a_redis_cluster() {
-    let pg = Postgres::start();
+    let pg = Postgres::database();
     let cluster = crate::support::RedisCluster::start();
     let w = Warden::start(&fast_failover(&pg, Some(cluster.url())));
     w.wait_ready_on("redis", Duration::from_secs(20)).await;

@@ -11,7 +11,7 @@ use warden::cache::load::LoadSpec;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_load_for_many_callers_and_a_dropped_caller_cancels_nothing() {
-    let pg = Postgres::start();
+    let pg = Postgres::database();
     let redis = Redis::start();
     let (_dir, w) = crate::support::in_process::service_on_redis(pg.url(), redis.url(), &[]).await;
     let loads = Arc::new(AtomicUsize::new(0));

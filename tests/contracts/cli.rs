@@ -36,7 +36,7 @@ fn listed(db: &str, name: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_are_listed_without_secrets_and_a_revoked_one_is_refused() {
-    let pg = Postgres::start();
+    let pg = Postgres::database();
     let db = pg.url();
     let secret = cli_token(&db, "ops", "clinic", "admin,locks", None);
     let w = Warden::start(&[("WARDEN_DATABASE_URL", db.clone())]);

@@ -71,7 +71,7 @@ async fn sqlite() -> Env {
 }
 
 async fn postgres() -> Env {
-    let pg = Postgres::start();
+    let pg = Postgres::database();
     let w = Warden::start(&suite_env(vec![("WARDEN_DATABASE_URL", pg.url())]));
     w.wait_ready_on("sql", Duration::from_secs(10)).await;
     Env {
@@ -82,7 +82,7 @@ async fn postgres() -> Env {
 
 /// Warden on `redis_url`, with PostgreSQL as its durable tier, ready in primary mode.
 async fn primary(redis_url: String) -> (Postgres, Warden) {
-    let pg = Postgres::start();
+    let pg = Postgres::database();
     let w = Warden::start(&suite_env(vec![
         ("WARDEN_DATABASE_URL", pg.url()),
         ("WARDEN_REDIS_URL", redis_url),

@@ -34,7 +34,7 @@ async fn post_traced(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn correlation_ids_travel_from_intake_to_claims_replays_incidents_and_webhooks() {
-    let pg = Postgres::start();
+    let pg = Postgres::database();
     let recv = Receiver::start().await;
     let w = Warden::start(&env(&pg, &recv, &[]));
     let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";

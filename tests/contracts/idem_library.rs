@@ -21,7 +21,7 @@ struct Receipt {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn run_executes_once_releases_on_error_and_keeps_long_work_claimed() {
-    let pg = Postgres::start();
+    let pg = Postgres::database();
     let redis = Redis::start();
     let dir = tempfile::tempdir().unwrap();
     let config = Flags {

@@ -30,7 +30,7 @@ async fn assert_all_replay(w: &Warden, keys: usize) -> HashMap<String, usize> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn completed_keys_replay_from_sql_when_redis_dies_and_comes_back_empty() {
-    let pg = Postgres::start();
+    let pg = Postgres::database();
     let mut redis = Redis::start();
     let w = Warden::start(&fast_failover(&pg, Some(redis.url())));
     w.wait_ready_on("redis", Duration::from_secs(10)).await;
@@ -162,7 +162,7 @@ async fn storm_worker(w: Arc<Warden>, worker: usize, keys: Vec<String>, fx: Arc<
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn failover_storm_runs_every_effect_exactly_once() {
-    let pg = Postgres::start();
+    let pg = Postgres::database();
     let mut redis = Redis::start();
     let w = Arc::new(Warden::start(&fast_failover(&pg, Some(redis.url()))));
     w.wait_ready_on("redis", Duration::from_secs(10)).await;
@@ -220,7 +220,7 @@ async fn failover_storm_runs_every_effect_exactly_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reaper_removes_expired_records_from_both_tiers_and_counts_them() {
-    let pg = Postgres::start();
+    let pg = Postgres::database();
     let redis = Redis::start();
     let mut env = fast_failover(&pg, Some(redis.url()));
     env.push(("WARDEN_REAP_INTERVAL_MS", "200".into()));
@@ -266,7 +266,7 @@ async fn reaper_removes_expired_records_from_both_tiers_and_counts_them() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn instances_share_claims_and_results_across_restarts() {
-    let pg = Postgres::start();
+    let pg = Postgres::database();
     let redis = Redis::start();
     let env = fast_failover(&pg, Some(redis.url()));
     let mut a = Warden::start(&env);
@@ -329,7 +329,7 @@ fn redis_calls(redis: &Redis, command: &str) -> u64 {
 /// replays read the copy.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn new_keys_skip_the_hot_copy_and_replays_read_it_after_the_first() {
-    let pg = Postgres::start();
+    let pg = Postgres::database();
     let redis = Redis::start();
     let w = Warden::start(&fast_failover(&pg, Some(redis.url())));
     w.wait_ready_on("redis", Duration::from_secs(10)).await;

@@ -8,7 +8,7 @@ use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_gone_mid_acquire_leaves_nothing_held() {
-    let pg = Postgres::start();
+    let pg = Postgres::database();
     let redis = Redis::start();
     let w = Warden::start(&fast_failover(&pg, Some(redis.url())));
     w.wait_ready_on("redis", Duration::from_secs(10)).await;

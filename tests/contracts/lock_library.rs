@@ -10,7 +10,7 @@ use warden::key::Key;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_lease_lives_while_renewed_and_the_guard_hears_before_it_can_lapse() {
-    let pg = Postgres::start();
+    let pg = Postgres::database();
     let redis = Redis::start();
     let set = ["redis.timeout_ms=100", "breaker.failures=1000"];
     let (_dir, w) = crate::support::in_process::service_on_redis(pg.url(), redis.url(), &set).await;

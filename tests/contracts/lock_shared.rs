@@ -73,7 +73,7 @@ async fn writer_is_not_starved(w: Arc<Warden>, mode: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn twenty_readers_do_not_starve_a_writer_on_redis() {
-    let pg = Postgres::start();
+    let pg = Postgres::database();
     let redis = Redis::start();
     let w = Arc::new(Warden::start(&fast_failover(&pg, Some(redis.url()))));
     w.wait_ready_on("redis", Duration::from_secs(10)).await;
@@ -82,7 +82,7 @@ async fn twenty_readers_do_not_starve_a_writer_on_redis() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn twenty_readers_do_not_starve_a_writer_on_postgres() {
-    let pg = Postgres::start();
+    let pg = Postgres::database();
     let w = Arc::new(Warden::start(&fast_failover(&pg, None)));
     w.wait_ready_on("sql", Duration::from_secs(10)).await;
     writer_is_not_starved(w, "fallback").await;
@@ -90,7 +90,7 @@ async fn twenty_readers_do_not_starve_a_writer_on_postgres() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_dead_readers_lease_ends_at_its_own_ttl() {
-    let pg = Postgres::start();
+    let pg = Postgres::database();
     let redis = Redis::start();
     let env = fast_failover(&pg, Some(redis.url()));
     let one = Warden::start(&env);

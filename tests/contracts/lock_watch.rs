@@ -17,7 +17,7 @@ async fn watch(w: &Warden, key: &str, owner: &str, token: i64, wait_ms: i64) -> 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_holder_hears_when_its_lease_is_lost_and_why() {
-    let pg = Postgres::start();
+    let pg = Postgres::database();
     let mut redis = Redis::start();
     let w = Warden::start(&fast_failover(&pg, Some(redis.url())));
     w.wait_ready_on("redis", Duration::from_secs(10)).await;

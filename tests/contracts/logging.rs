@@ -79,7 +79,7 @@ async fn a_blocked_log_drops_and_counts_lines_instead_of_stalling_requests() {
 /// for — start-up, the tier supervisor's switches and arming, background loops, shutdown.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_log_line_carries_a_correlation_id_through_a_failover() {
-    let pg = crate::support::Postgres::start();
+    let pg = crate::support::Postgres::database();
     let mut redis = crate::support::Redis::start();
     let mut env = crate::support::fast_failover(&pg, Some(redis.url()));
     env.push(("WARDEN_LOG", "debug".into()));
@@ -116,7 +116,7 @@ async fn every_log_line_carries_a_correlation_id_through_a_failover() {
 /// the `correlation_id` of the span it was logged in (the spans are never filtered out).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_warn_filter_keeps_the_correlation_id_on_every_line() {
-    let pg = crate::support::Postgres::start();
+    let pg = crate::support::Postgres::database();
     let mut redis = crate::support::Redis::start();
     let mut env = crate::support::fast_failover(&pg, Some(redis.url()));
     env.push(("WARDEN_LOG", "warn".into()));

@@ -56,7 +56,7 @@ fn gcra(name: &str, rate: i64, period_ms: i64, burst: i64) -> Value {
 
 /// Pg + Redis (or a cluster) + Warden on Redis, with room for a debug build under load.
 async fn on_redis(redis_url: String) -> (Postgres, Warden) {
-    let pg = Postgres::start();
+    let pg = Postgres::database();
     let w = Warden::start(&[
         ("WARDEN_DATABASE_URL", pg.url()),
         ("WARDEN_REDIS_URL", redis_url),
@@ -477,7 +477,7 @@ async fn shadow_counts_but_never_refuses_and_fail_modes_hold_with_both_tiers_dow
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_policy_saved_on_one_instance_applies_on_another_within_the_cache_time() {
-    let pg = Postgres::start();
+    let pg = Postgres::database();
     let redis = Redis::start();
     let env = [
         ("WARDEN_DATABASE_URL", pg.url()),
@@ -534,7 +534,7 @@ async fn a_policy_saved_on_one_instance_applies_on_another_within_the_cache_time
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn redis_loss_moves_to_local_shares_and_fail_back_releases_no_burst() {
-    let pg = Postgres::start();
+    let pg = Postgres::database();
     let mut redis = Redis::start();
     let mut env = fast_failover(&pg, Some(redis.url()));
     env.push(("WARDEN_RATELIMIT_FLUSH_EVERY_MS", "500".into()));

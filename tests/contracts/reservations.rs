@@ -62,7 +62,7 @@ async fn buyer(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sale_survives_redis_loss_without_overselling() {
-    let pg = Postgres::start();
+    let pg = Postgres::database();
     let mut redis = Redis::start();
     let w = Arc::new(Warden::start(&fast_failover(&pg, Some(redis.url()))));
     w.wait_ready_on("redis", Duration::from_secs(10)).await;
@@ -114,7 +114,7 @@ async fn sale_survives_redis_loss_without_overselling() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reconcile_reports_and_fixes_a_drifted_copy() {
-    let pg = Postgres::start();
+    let pg = Postgres::database();
     let redis = Redis::start();
     let env = fast_failover(&pg, Some(redis.url()));
     let w = Warden::start(&env);

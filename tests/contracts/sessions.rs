@@ -27,7 +27,7 @@ fn id(v: &Value) -> String {
 }
 
 async fn on_redis() -> (Postgres, Redis, Warden) {
-    let pg = Postgres::start();
+    let pg = Postgres::database();
     let redis = Redis::start();
     let mut env = fast_failover(&pg, Some(redis.url()));
     env.push(("WARDEN_SESSIONS_GAUGE_EVERY_MS", "200".into()));
@@ -354,7 +354,7 @@ fn at(v: &Value, f: &str) -> time::OffsetDateTime {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expiry_touch_and_the_sweeper() {
-    let pg = Postgres::start();
+    let pg = Postgres::database();
     let mut env = vec![("WARDEN_DATABASE_URL", pg.url())];
     env.push(("WARDEN_SESSIONS_SWEEP_EVERY_MS", "100".into()));
     let w = Warden::start(&env);

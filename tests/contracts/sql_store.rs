@@ -179,14 +179,14 @@ async fn sqlite_idempotency_batches() {
 
 #[tokio::test]
 async fn postgres_idempotency_batches() {
-    let pg = crate::support::Postgres::start();
+    let pg = crate::support::Postgres::database();
     let sql = SqlStore::connect(&pg.url(), 2, Duration::from_secs(2)).await;
     idempotency_batches_and_floor(sql.unwrap()).await;
 }
 
 #[tokio::test]
 async fn postgres_reaper() {
-    let pg = crate::support::Postgres::start();
+    let pg = crate::support::Postgres::database();
     reaper_keeps_tokens_growing(
         SqlStore::connect(&pg.url(), 2, Duration::from_secs(2))
             .await
@@ -208,7 +208,7 @@ async fn postgres_store(pg: &crate::support::Postgres) -> (SqlStore, i64) {
 /// while it was tiny do not outlive its growth.
 #[tokio::test]
 async fn postgres_planner_stats_follow_table_growth() {
-    let pg = crate::support::Postgres::start();
+    let pg = crate::support::Postgres::database();
     let (sql, base) = postgres_store(&pg).await;
     assert!(sql.refresh_planner_stats().await.unwrap().is_empty());
     let now = now_ms();
@@ -241,7 +241,7 @@ async fn postgres_planner_stats_follow_table_growth() {
 /// whose snapshot predates both, while they commit together.
 #[tokio::test]
 async fn postgres_claim_racing_the_reaper_stays_above_the_reaped_token() {
-    let pg = crate::support::Postgres::start();
+    let pg = crate::support::Postgres::database();
     let (sql, base) = postgres_store(&pg).await;
     let now = now_ms();
     let old = claim("k", Some(base + 5), base, now - 60_000, 1_000);

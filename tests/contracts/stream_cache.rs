@@ -27,7 +27,7 @@ async fn commit(w: &Warden, stream: &str, seq: i64, id: &str) -> (u16, serde_jso
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn answers_from_a_stale_cache_are_checked_against_the_database() {
-    let pg = Postgres::start();
+    let pg = Postgres::database();
     let a = Warden::start(&fast_failover(&pg, None));
     let b = Warden::start(&fast_failover(&pg, None));
     for w in [&a, &b] {

@@ -125,7 +125,7 @@ async fn claim_up_to(rec: &Mutex<Record>, budget: usize) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn racing_workers_commit_every_stream_in_order_while_redis_dies() {
-    let pg = Postgres::start();
+    let pg = Postgres::database();
     let mut redis = Redis::start();
     let w = Arc::new(Warden::start(&fast_failover(&pg, Some(redis.url()))));
     w.wait_ready_on("redis", Duration::from_secs(10)).await;
@@ -239,7 +239,7 @@ async fn racing_workers_commit_every_stream_in_order_while_redis_dies() {
 /// commits continue exactly where SQL says they were.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_instance_continues_from_sql() {
-    let pg = Postgres::start();
+    let pg = Postgres::database();
     let mut w = Warden::start(&fast_failover(&pg, None));
     w.wait_ready_on("sql", Duration::from_secs(10)).await;
     for i in 1..=5 {
@@ -281,7 +281,7 @@ async fn a_killed_instance_continues_from_sql() {
 /// every commit applies once, in order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_instances_racing_on_the_same_streams() {
-    let pg = Postgres::start();
+    let pg = Postgres::database();
     let a = Arc::new(Warden::start(&fast_failover(&pg, None)));
     let b = Arc::new(Warden::start(&fast_failover(&pg, None)));
     for w in [&a, &b] {

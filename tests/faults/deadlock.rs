@@ -44,7 +44,7 @@ async fn started(pg: &Postgres, redis: &Redis) -> Warden {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_two_owner_cycle_is_answered_at_once_and_the_victims_locks_stay_held() {
-    let (pg, redis) = (Postgres::start(), Redis::start());
+    let (pg, redis) = (Postgres::database(), Redis::start());
     let w = started(&pg, &redis).await;
     let (_, a1) = w.acquire("k1", "A", 30_000, 0).await;
     let (_, b2) = w.acquire("k2", "B", 30_000, 0).await;
@@ -160,7 +160,7 @@ async fn a_two_owner_cycle_is_answered_at_once_and_the_victims_locks_stay_held()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_three_owner_cycle_across_two_instances_is_found() {
-    let (pg, redis) = (Postgres::start(), Redis::start());
+    let (pg, redis) = (Postgres::database(), Redis::start());
     let one = started(&pg, &redis).await;
     let two = started(&pg, &redis).await;
     for (w, key, owner) in [(&one, "a", "A"), (&two, "b", "B"), (&one, "c", "C")] {
@@ -191,7 +191,7 @@ async fn a_three_owner_cycle_across_two_instances_is_found() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_readers_upgrading_at_once_deadlock_and_one_is_told() {
-    let (pg, redis) = (Postgres::start(), Redis::start());
+    let (pg, redis) = (Postgres::database(), Redis::start());
     let w = started(&pg, &redis).await;
     for owner in ["r1", "r2"] {
         let body = json!({"owner": owner, "ttl_ms": 30_000, "mode": "shared"});
@@ -211,7 +211,7 @@ async fn two_readers_upgrading_at_once_deadlock_and_one_is_told() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn ten_thousand_sorted_acquisitions_see_no_deadlock() {
-    let (pg, redis) = (Postgres::start(), Redis::start());
+    let (pg, redis) = (Postgres::database(), Redis::start());
     let w = Arc::new(started(&pg, &redis).await);
     let owners: Vec<_> = (0..16)
         .map(|o| {

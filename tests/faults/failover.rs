@@ -42,7 +42,7 @@ fn assert_epochs(seen: &[(String, i64)]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn redis_killed_during_contention() {
-    let pg = Postgres::start();
+    let pg = Postgres::database();
     let mut redis = Redis::start();
     let w = Arc::new(Warden::start(&fast_failover(&pg, Some(redis.url()))));
     w.wait_ready_on("redis", Duration::from_secs(10)).await;
@@ -123,7 +123,7 @@ async fn redis_killed_during_contention() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_data_loss_never_lowers_tokens() {
-    let pg = Postgres::start();
+    let pg = Postgres::database();
     let redis = Redis::start();
     let w = Warden::start(&fast_failover(&pg, Some(redis.url())));
     w.wait_ready_on("redis", Duration::from_secs(10)).await;
@@ -186,7 +186,7 @@ async fn tokens_across_restart(mut w: Warden, tier: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_grow_across_warden_restart_on_redis() {
-    let pg = Postgres::start();
+    let pg = Postgres::database();
     let redis = Redis::start();
     let w = Warden::start(&fast_failover(&pg, Some(redis.url())));
     tokens_across_restart(w, "redis").await;
@@ -255,7 +255,7 @@ async fn both_tiers_down_blocks_then_recovers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_instances_never_grant_on_different_tiers_at_once() {
-    let pg = Postgres::start();
+    let pg = Postgres::database();
     let redis = Redis::start();
     let proxy = Proxy::start(redis.port).await;
     let a = Arc::new(Warden::start(&fast_failover(&pg, Some(proxy.url()))));
@@ -337,7 +337,7 @@ async fn two_instances_never_grant_on_different_tiers_at_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fail_back_honours_leases_granted_on_sql() {
-    let pg = Postgres::start();
+    let pg = Postgres::database();
     let mut redis = Redis::start();
     let w = Warden::start(&fast_failover(&pg, Some(redis.url())));
     w.wait_ready_on("redis", Duration::from_secs(10)).await;
@@ -373,7 +373,7 @@ async fn fail_back_honours_leases_granted_on_sql() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exhausted_counter_moves_to_a_new_epoch() {
-    let pg = Postgres::start();
+    let pg = Postgres::database();
     let redis = Redis::start();
     let w = Warden::start(&fast_failover(&pg, Some(redis.url())));
     w.wait_ready_on("redis", Duration::from_secs(10)).await;

@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unacknowledged_critical_incident_escalates_then_files_one_ticket_then_falls_silent() {
-    let pg = Postgres::start();
+    let pg = Postgres::database();
     let recv = Receiver::start().await;
     let w = Warden::start(&env(&pg, &recv, &[]));
     let v = trigger(&w, "db-primary", "critical").await;
@@ -99,7 +99,7 @@ async fn an_unacknowledged_critical_incident_escalates_then_files_one_ticket_the
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_ack_stops_the_repeats_is_idempotent_and_loses_to_a_resolve() {
-    let pg = Postgres::start();
+    let pg = Postgres::database();
     let recv = Receiver::start().await;
     let w = Warden::start(&env(&pg, &recv, &[]));
     let v = trigger(&w, "queue", "critical").await;
@@ -227,7 +227,7 @@ async fn reserve(w: &Warden, sku: &str, user: &str, ttl_ms: i64) -> (u16, Value)
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn safe_mode_refuses_side_effects_keeps_ingestion_and_ends_only_after_a_green_window() {
-    let pg = Postgres::start();
+    let pg = Postgres::database();
     let mut redis = Redis::start();
     let recv = Receiver::start().await;
     let extra = [
@@ -430,7 +430,7 @@ async fn safe_mode_refuses_side_effects_keeps_ingestion_and_ends_only_after_a_gr
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_share_safe_mode_and_carry_on_an_escalation_through_a_sigkill() {
-    let pg = Postgres::start();
+    let pg = Postgres::database();
     let recv = Receiver::start().await;
     // A short delivery timeout: the claims A holds when killed end soon after.
     let quick = [("WARDEN_NOTIFY_TIMEOUT_MS", "300".into())];
@@ -489,7 +489,7 @@ async fn two_instances_share_safe_mode_and_carry_on_an_escalation_through_a_sigk
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_receiver_is_retried_with_backoff_then_dead_then_the_other_role_is_told() {
-    let pg = Postgres::start();
+    let pg = Postgres::database();
     let recv = Receiver::start().await;
     recv.script(
         "owner",
@@ -568,7 +568,7 @@ async fn a_failing_receiver_is_retried_with_backoff_then_dead_then_the_other_rol
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn incidents_belong_to_their_tenant_and_the_guard_to_operators() {
-    let pg = Postgres::start();
+    let pg = Postgres::database();
     let recv = Receiver::start().await;
     let w = Warden::start(&env(&pg, &recv, &[("WARDEN_AUTH", "required".into())]));
     let clinic = crate::support::cli_token(

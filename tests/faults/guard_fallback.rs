@@ -110,7 +110,7 @@ async fn a_stalled_fallback_database_past_the_section_10_p95_enters_safe_mode() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn while_degraded_sensitive_commits_go_to_review_and_the_rest_commit() {
-    let pg = Postgres::start();
+    let pg = Postgres::database();
     let mut redis = Redis::start();
     let recv = Receiver::start().await;
     let extra = [
@@ -341,7 +341,7 @@ async fn own_incidents(w: &Warden) -> Vec<Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_mixed_workload_on_a_healthy_instance_never_raises_section_10() {
-    let pg = Postgres::start();
+    let pg = Postgres::database();
     let redis = Redis::start();
     let recv = Receiver::start().await;
     let w = Warden::start(&crate::support::guard::env(
@@ -459,7 +459,7 @@ async fn outage_under_load(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redis_outage_under_load_raises_section_10_and_safe_mode_waits_for_the_no_ack_delay() {
-    let pg = Postgres::start();
+    let pg = Postgres::database();
     let mut redis = Redis::start();
     let (w, stop, task, recv, incident) = outage_under_load(&pg, &mut redis, 2_000).await;
     let id = incident["incident_id"].as_str().unwrap().to_owned();
@@ -530,7 +530,7 @@ async fn a_redis_outage_under_load_raises_section_10_and_safe_mode_waits_for_the
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_ack_within_the_no_ack_delay_keeps_the_guard_out_of_safe_mode() {
-    let pg = Postgres::start();
+    let pg = Postgres::database();
     let mut redis = Redis::start();
     let (w, stop, task, _recv, incident) = outage_under_load(&pg, &mut redis, 2_000).await;
     let id = incident["incident_id"].as_str().unwrap();

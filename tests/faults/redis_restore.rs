@@ -9,7 +9,7 @@ use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redis_restored_from_an_old_snapshot_never_repeats_a_token() {
-    let pg = Postgres::start();
+    let pg = Postgres::database();
     let mut redis = Redis::start();
     let w = Warden::start(&[
         ("WARDEN_DATABASE_URL", pg.url()),

@@ -87,7 +87,7 @@ fn most_at_once(beliefs: &[Belief]) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn permits_are_never_over_granted_through_failover_and_fail_back() {
-    let pg = Postgres::start();
+    let pg = Postgres::database();
     let mut redis = Redis::start();
     // No fixed grace: Warden's covers the longest permit TTL it has noted.
     let env: Vec<_> = fast_failover(&pg, Some(redis.url()))

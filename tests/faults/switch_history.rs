@@ -29,7 +29,7 @@ fn tight(pg: &Postgres, redis: &Redis) -> Vec<(&'static str, String)> {
 }
 
 async fn one_run(run: usize) {
-    let pg = Postgres::start();
+    let pg = Postgres::database();
     let mut redis = Redis::start();
     let w = Arc::new(Warden::start(&tight(&pg, &redis)));
     w.wait_ready_on("redis", Duration::from_secs(10)).await;

@@ -84,7 +84,7 @@ async fn everything_answers_at_once(w: &Warden, tag: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fresh_database_serves_on_redis_as_soon_as_ready() {
-    let pg = Postgres::start();
+    let pg = Postgres::database();
     let redis = Redis::start();
     let w = Warden::start(&defaults(&pg, &redis));
     w.wait_readyz(Duration::from_secs(20)).await;
@@ -116,7 +116,7 @@ fn pause_writes(redis: &Redis) -> Duration {
 /// whole arming window (10 s) and a data-loss switch with its grace.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_arming_is_retried_at_once() {
-    let pg = Postgres::start();
+    let pg = Postgres::database();
     let redis = Redis::start();
     let env = arming_only_retry(&pg, &redis);
     let pause = pause_writes(&redis);
@@ -144,7 +144,7 @@ async fn a_failed_arming_is_retried_at_once() {
 /// (clean-clone run: not ready on Redis within 20 s, nothing logged after the failure).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_arming_that_failed_after_raising_the_gate_is_retried() {
-    let pg = Postgres::start();
+    let pg = Postgres::database();
     let redis = Redis::start();
     let env = arming_only_retry(&pg, &redis);
     // The first switch to Redis on a fresh database reaches epoch 2.
@@ -172,7 +172,7 @@ async fn an_arming_that_failed_after_raising_the_gate_is_retried() {
 /// Warden after it is ready: calls through the test's own proxy on a loaded lane may be slow.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_first_connection_is_not_a_redis_failure() {
-    let pg = Postgres::start();
+    let pg = Postgres::database();
     let redis = Redis::start();
     let proxy =
         crate::support::proxy::Proxy::start_delayed(redis.port, Duration::from_millis(200)).await;
@@ -280,7 +280,7 @@ async fn a_warden_waiting_for_its_database_stops_on_sigterm() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_joining_instance_serves_as_soon_as_ready_and_the_first_goes_on() {
-    let pg = Postgres::start();
+    let pg = Postgres::database();
     let redis = Redis::start();
     let a = Arc::new(Warden::start(&defaults(&pg, &redis)));
     a.wait_readyz(Duration::from_secs(20)).await;
@@ -314,7 +314,7 @@ async fn a_joining_instance_serves_as_soon_as_ready_and_the_first_goes_on() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn instances_started_together_on_a_fresh_database_both_serve_at_once() {
-    let pg = Postgres::start();
+    let pg = Postgres::database();
     let redis = Redis::start();
     let env = defaults(&pg, &redis);
     let starts = [env.clone(), env].map(|env| std::thread::spawn(move || Warden::start(&env)));
@@ -328,7 +328,7 @@ async fn instances_started_together_on_a_fresh_database_both_serve_at_once() {
 
 /// A Warden that served on Redis, then on SQL once Redis was SIGKILLed.
 async fn serving_on_sql_after_redis_died() -> (Postgres, Redis, Arc<Warden>) {
-    let pg = Postgres::start();
+    let pg = Postgres::database();
     let mut redis = Redis::start();
     let w = Arc::new(Warden::start(&fast_failover(&pg, Some(redis.url()))));
     w.wait_ready_on("redis", Duration::from_secs(10)).await;
@@ -514,7 +514,7 @@ async fn shared_and_tree_leases_granted_on_sql_hold_after_fail_back() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lease_lost_with_redis_answers_lock_lost_tier_switched() {
-    let pg = Postgres::start();
+    let pg = Postgres::database();
     let mut redis = Redis::start();
     let w = Warden::start(&fast_failover(&pg, Some(redis.url())));
     w.wait_ready_on("redis", Duration::from_secs(10)).await;

@@ -9,6 +9,7 @@ mod postgres_server;
 pub mod problems;
 pub mod proxy;
 mod redis_server;
+mod shared_postgres;
 mod warden_process;
 pub mod webhooks;
 
@@ -91,9 +92,9 @@ pub async fn sqlite_store() -> (tempfile::TempDir, warden::store::sql::SqlStore)
     (dir, sql.await.unwrap())
 }
 
-/// A SQL store on a fresh PostgreSQL cluster (keep the cluster as long as the store).
+/// A SQL store on a fresh PostgreSQL database (keep it as long as the store).
 pub async fn postgres_store() -> (Postgres, warden::store::sql::SqlStore) {
-    let pg = Postgres::start();
+    let pg = Postgres::database();
     let url = pg.url();
     let sql = warden::store::sql::SqlStore::connect(&url, 2, Duration::from_secs(2));
     let sql = sql.await.unwrap();

@@ -1,17 +1,29 @@
 //! Throwaway PostgreSQL clusters (as user `postgres` when run as root) on free ports in
 //! temporary directories, each a copy of one template made by `initdb` once per machine:
-//! stopped, killed and restarted to inject faults.
+//! stopped, killed and restarted to inject faults. A test that breaks nothing takes a fresh
+//! database on the run's shared cluster instead ([`Postgres::database`]).
 
 use super::*;
 
-/// A throwaway PostgreSQL cluster (run as user `postgres` when we are root).
+/// A throwaway PostgreSQL cluster (run as user `postgres` when we are root), or a database of
+/// one's own on the run's shared cluster.
 pub struct Postgres {
     pub port: u16,
-    dir: tempfile::TempDir,
-    running: bool,
+    own: Own,
 }
 
-fn pg_bin(name: &str) -> PathBuf {
+/// What a [`Postgres`] owns.
+enum Own {
+    /// A whole cluster: it may be stopped, stalled and restarted.
+    Cluster {
+        dir: tempfile::TempDir,
+        running: bool,
+    },
+    /// One database on the shared cluster, dropped with this value.
+    Database(String),
+}
+
+pub(super) fn pg_bin(name: &str) -> PathBuf {
     let dir = std::fs::read_dir("/usr/lib/postgresql")
         .ok()
         .and_then(|d| d.flatten().map(|e| e.path()).max())
@@ -23,7 +35,7 @@ fn pg_bin(name: &str) -> PathBuf {
 /// version under the target directory and shared by every test binary: each cluster starts
 /// as a copy of it. Made in a directory of its own, then renamed into place, so binaries that
 /// race to make it never see half of one.
-fn template() -> PathBuf {
+pub(super) fn template() -> PathBuf {
     let bin = pg_bin("initdb");
     let version = bin
         .parent()
@@ -58,7 +70,7 @@ fn template() -> PathBuf {
     done
 }
 
-fn as_postgres(bin: &Path) -> Command {
+pub(super) fn as_postgres(bin: &Path) -> Command {
     let root = Command::new("id")
         .arg("-u")
         .output()
@@ -74,8 +86,19 @@ fn as_postgres(bin: &Path) -> Command {
 }
 
 impl Postgres {
+    /// A private cluster, for a test that stops, stalls or restarts PostgreSQL.
     pub fn start() -> Self {
         Self::start_with(None)
+    }
+
+    /// A fresh, migrated database on the run's shared cluster, for a test that breaks nothing
+    /// in PostgreSQL: tens of milliseconds instead of a cluster's start.
+    pub fn database() -> Self {
+        let port = super::shared_postgres::port();
+        Postgres {
+            port,
+            own: Own::Database(super::shared_postgres::create_database()),
+        }
     }
 
     /// A cluster that accepts TLS connections only (`hostssl`), with `cert`/`key` (PEM).
@@ -122,21 +145,43 @@ impl Postgres {
         }
         let mut pg = Postgres {
             port: free_port(),
-            dir,
-            running: false,
+            own: Own::Cluster {
+                dir,
+                running: false,
+            },
         };
         pg.resume();
         pg
     }
 
     pub fn url(&self) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+        let db = match &self.own {
+            Own::Cluster { .. } => "postgres",
+            Own::Database(name) => name,
+        };
+        format!("postgres://postgres@127.0.0.1:{}/{db}", self.port)
+    }
+
+    /// The private cluster's directory; a shared database cannot be broken on purpose.
+    fn dir(&self) -> &Path {
+        match &self.own {
+            Own::Cluster { dir, .. } => dir.path(),
+            Own::Database(_) => {
+                panic!("a shared database cannot be faulted: use Postgres::start()")
+            }
+        }
+    }
+
+    fn set_running(&mut self, on: bool) {
+        if let Own::Cluster { running, .. } = &mut self.own {
+            *running = on;
+        }
     }
 
     fn ctl(&self, args: &[&str]) -> bool {
         as_postgres(&pg_bin("pg_ctl"))
             .arg("-D")
-            .arg(self.dir.path().join("data"))
+            .arg(self.dir().join("data"))
             .args(args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -150,9 +195,9 @@ impl Postgres {
         let opts = format!(
             "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200",
             self.port,
-            self.dir.path().display()
+            self.dir().display()
         );
-        let log = self.dir.path().join("log");
+        let log = self.dir().join("log");
         let args = [
             "-o",
             &opts,
@@ -168,12 +213,12 @@ impl Postgres {
             "pg_ctl start failed; its log:\n{}",
             std::fs::read_to_string(&log).unwrap_or_default()
         );
-        self.running = true;
+        self.set_running(true);
     }
 
     /// SIGSTOP (`true`) or SIGCONT (`false`) on every PostgreSQL process of this cluster.
     pub fn stall(&self, on: bool) {
-        let pidfile = self.dir.path().join("data").join("postmaster.pid");
+        let pidfile = self.dir().join("data").join("postmaster.pid");
         let pid: u32 = std::fs::read_to_string(pidfile)
             .unwrap()
             .lines()
@@ -195,15 +240,18 @@ impl Postgres {
 
     /// Immediate shutdown (like a crash).
     pub fn stop(&mut self) {
-        if self.running {
+        if matches!(self.own, Own::Cluster { running: true, .. }) {
             self.ctl(&["-m", "immediate", "-w", "stop"]);
-            self.running = false;
+            self.set_running(false);
         }
     }
 }
 
 impl Drop for Postgres {
     fn drop(&mut self) {
-        self.stop();
+        match &self.own {
+            Own::Cluster { .. } => self.stop(),
+            Own::Database(name) => super::shared_postgres::drop_database(name),
+        }
     }
 }

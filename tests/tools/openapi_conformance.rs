@@ -18,7 +18,7 @@ async fn every_operation_answers_as_documented() {
     let Some(bin) = crate::support::tool("SCHEMATHESIS", "schemathesis") else {
         return;
     };
-    let pg = Postgres::start();
+    let pg = Postgres::database();
     let redis = Redis::start();
     let w = Warden::start(&[
         ("WARDEN_DATABASE_URL", pg.url()),
