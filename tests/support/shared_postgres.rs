@@ -173,13 +173,14 @@ fn watch(dir: &Path, data: &Path, runner: u32) {
         data.display(),
         dir.display()
     );
-    Command::new("setsid")
-        .args(["sh", "-c", &stop])
+    // `setsid -f` forks it off and returns: init adopts it, so no test process waits for it.
+    let left = Command::new("setsid")
+        .args(["-f", "sh", "-c", &stop])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
-        .spawn()
-        .expect("the shared cluster's watchdog");
+        .status();
+    assert!(left.is_ok_and(|s| s.success()), "the shared cluster's watchdog");
 }
 
 /// The whole command line [`as_postgres`] builds for `bin`: `runuser -u postgres -- bin` as
