@@ -180,7 +180,10 @@ fn watch(dir: &Path, data: &Path, runner: u32) {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status();
-    assert!(left.is_ok_and(|s| s.success()), "the shared cluster's watchdog");
+    assert!(
+        left.is_ok_and(|s| s.success()),
+        "the shared cluster's watchdog"
+    );
 }
 
 /// The whole command line [`as_postgres`] builds for `bin`: `runuser -u postgres -- bin` as
