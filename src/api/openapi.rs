@@ -145,7 +145,7 @@ use outcomes::{Documented, OUTCOMES};
         crate::ratelimit::OnUnavailable,
         super::problem::Problem
     )),
-    modifiers(&OutcomeResponses, &InputProblems, &AccessProblems)
+    modifiers(&OutcomeResponses, &InputProblems, &AccessProblems, &OperationNames)
 )]
 pub struct ApiDoc;
 
@@ -304,6 +304,39 @@ impl Modify for InputProblems {
     }
 }
 
+/// Names every operation uniquely, as OpenAPI requires and code generators rely on: its tag is
+/// its handler's module (`locks`, not utoipa's `super::locks`) and its `operationId` is
+/// `<module>_<handler>` (`locks_acquire`, `semaphores_acquire`).
+struct OperationNames;
+
+impl Modify for OperationNames {
+    fn modify(&self, doc: &mut Document) {
+        for item in doc.paths.paths.values_mut() {
+            let ops = [
+                &mut item.get,
+                &mut item.post,
+                &mut item.put,
+                &mut item.delete,
+                &mut item.patch,
+            ];
+            for op in ops.into_iter().flatten() {
+                let module = op
+                    .tags
+                    .iter()
+                    .flatten()
+                    .next()
+                    .map(|t| t.rsplit("::").next().unwrap_or(t).to_owned());
+                if let Some(module) = module {
+                    if let Some(id) = &op.operation_id {
+                        op.operation_id = Some(format!("{module}_{id}"));
+                    }
+                    op.tags = Some(vec![module]);
+                }
+            }
+        }
+    }
+}
+
 /// Adds the refusals of the access check to every operation that needs a token: 401
 /// `unauthenticated` and 403 `forbidden` (G9), and declares the bearer scheme; and to every
 /// operation but `/healthz` and `/openapi.json`, the 503 `starting` of an instance that has
@@ -414,6 +447,25 @@ fn add_refusal(op: &mut Operation, status: &str, what: &str, codes: &[&str]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// OpenAPI requires `operationId`s to be unique, and generated clients name their
+    /// functions by them: `acquire` was the id of three operations once.
+    #[test]
+    fn every_operation_id_is_unique_and_tagged_by_its_module() {
+        let doc = ApiDoc::openapi();
+        let mut seen = std::collections::BTreeSet::new();
+        for (path, item) in &doc.paths.paths {
+            let ops = [&item.get, &item.post, &item.put, &item.delete, &item.patch];
+            for op in ops.into_iter().flatten() {
+                let id = op.operation_id.clone().expect("an operationId");
+                assert!(seen.insert(id.clone()), "{path}: {id} is not unique");
+                let tags = op.tags.clone().unwrap_or_default();
+                assert_eq!(tags.len(), 1, "{path}: {tags:?}");
+                assert!(!tags[0].contains("::"), "{path}: tag {}", tags[0]);
+                assert!(id.starts_with(&format!("{}_", tags[0])), "{path}: {id}");
+            }
+        }
+    }
 
     /// A body type's doc comment names its route (`` `PUT /v1/kv/{key}` body``): every
     /// operation's request body must be the one of its own route. Two types of one name
