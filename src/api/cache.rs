@@ -57,7 +57,7 @@ pub struct FetchBody {
 #[serde(deny_unknown_fields)]
 pub struct CachePutBody {
     /// Any JSON, at most `cache.max_value_bytes` as sent.
-    #[schema(value_type = Object)]
+    #[schema(value_type = serde_json::Value)]
     pub value: Box<RawValue>,
     /// Fresh for this long, ms (1..=`cache.max_ttl_ms`).
     pub ttl_ms: i64,
@@ -82,7 +82,7 @@ pub struct WarmEntry {
     /// Its key.
     pub key: String,
     /// Any JSON.
-    #[schema(value_type = Object)]
+    #[schema(value_type = serde_json::Value)]
     pub value: Box<RawValue>,
     /// Fresh for this long, ms.
     pub ttl_ms: i64,
@@ -111,7 +111,7 @@ pub struct CacheAnswer {
     pub mode: &'static str,
     /// The value (`hit`, `stale`, `refresh`).
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<serde_json::Value>)]
     pub value: Option<Box<RawValue>>,
     /// ms since the value was stored (`hit`, `stale`, `refresh`).
     #[serde(skip_serializing_if = "Option::is_none")]

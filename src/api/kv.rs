@@ -26,7 +26,7 @@ use crate::tier::Mode;
 #[serde(deny_unknown_fields)]
 pub struct KvPutBody {
     /// Any JSON, at most 1 MiB as sent.
-    #[schema(value_type = Object)]
+    #[schema(value_type = serde_json::Value)]
     pub value: Box<RawValue>,
     /// Expiry from now, ms (1..=31 622 400 000); none by default.
     #[serde(default)]
@@ -57,7 +57,7 @@ pub struct KvAnswer {
     pub version: Option<i64>,
     /// The value (`found`).
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<serde_json::Value>)]
     pub value: Option<Box<RawValue>>,
     /// Expiry, RFC 3339 UTC (`found`, `stored`), when it has one.
     #[serde(skip_serializing_if = "Option::is_none")]
