@@ -16,6 +16,9 @@ command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v redis-cli >/dev/null 2>&1 || need+=(redis-tools)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 command -v curl >/dev/null 2>&1 || need+=(curl)
+# The TypeScript client's tests (clients/typescript) run on Node >= 18.18 with npm.
+command -v node >/dev/null 2>&1 || need+=(nodejs)
+command -v npm >/dev/null 2>&1 || need+=(npm)
 command -v python3 >/dev/null 2>&1 || need+=(python3)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
 # The benchmark tool's own test draws a chart with DejaVu Sans.
@@ -73,3 +76,10 @@ else
   cargo test --no-fail-fast -p warden --lib --bins --test contracts --test tools
   cargo test --no-fail-fast -p warden --test faults -- --test-threads=1
 fi
+
+# The TypeScript client (clients/typescript): its pinned dev tools from the npm registry, its
+# build (ESM and CommonJS), then its tests against the warden binary the suite just built, on
+# their own throwaway Redis and PostgreSQL; they also fail when the committed types drift
+# from the binary's /openapi.json.
+cargo build --quiet --bin warden
+(cd clients/typescript && npm ci --no-audit --no-fund --loglevel=error && npm test)

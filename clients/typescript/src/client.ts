@@ -133,7 +133,7 @@ export class Warden {
   }
 
   /** Checks until admitted or `timeoutMs` passes. */
-  waitForLimit(policy: string, subject: string, opts: { cost?: number; timeoutMs: number } & CallOptions): Promise<LimitResult> {
+  waitForLimit(policy: string, subject: string, opts: { cost?: number; timeoutMs: number } & Omit<CallOptions, "timeoutMs">): Promise<LimitResult> {
     return waitForLimit(this.rateLimits, policy, subject, opts);
   }
 

@@ -92,11 +92,13 @@ export async function waitForLimit(
   limits: RateLimits,
   policy: string,
   subject: string,
-  opts: { cost?: number; timeoutMs: number } & CallOptions,
+  opts: { cost?: number; timeoutMs: number } & Omit<CallOptions, "timeoutMs">,
 ): Promise<LimitResult> {
   const deadline = Date.now() + opts.timeoutMs;
+  // `timeoutMs` is the whole wait's, not each request's.
+  const call: CallOptions = { correlationId: opts.correlationId, traceparent: opts.traceparent, signal: opts.signal };
   for (;;) {
-    const r = await limits.check(policy, subject, opts.cost ?? 1, opts);
+    const r = await limits.check(policy, subject, opts.cost ?? 1, call);
     const left = deadline - Date.now();
     if (r.success || left <= 0 || r.retryAfterMs > left) return r;
     await sleep(Math.max(1, r.retryAfterMs), opts.signal);
