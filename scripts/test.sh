@@ -83,3 +83,6 @@ fi
 # from the binary's /openapi.json.
 cargo build --quiet --bin warden
 (cd clients/typescript && npm ci --no-audit --no-fund --loglevel=error && npm test)
+# The n8n nodes (clients/n8n), which bundle the client: n8n-workflow is there for its types
+# only, so its install scripts (a native ssh2 build) are skipped.
+(cd clients/n8n && npm ci --no-audit --no-fund --loglevel=error --ignore-scripts && npm test)
