@@ -60,6 +60,13 @@ fi
 export SCHEMATHESIS
 
 export CI="${CI:-}"
+# The clients' pinned dev tools come from the npm registry while Rust compiles. n8n-workflow
+# is there for its types only, so its install scripts (a native ssh2 build) are skipped.
+mkdir -p target
+(cd clients/typescript && npm ci --no-audit --no-fund --loglevel=error \
+  && cd ../n8n && npm ci --no-audit --no-fund --loglevel=error --ignore-scripts) \
+  > target/npm-ci.log 2>&1 &
+npm_pid=$!
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 
@@ -77,12 +84,11 @@ else
   cargo test --no-fail-fast -p warden --test faults -- --test-threads=1
 fi
 
-# The TypeScript client (clients/typescript): its pinned dev tools from the npm registry, its
-# build (ESM and CommonJS), then its tests against the warden binary the suite just built, on
-# their own throwaway Redis and PostgreSQL; they also fail when the committed types drift
-# from the binary's /openapi.json.
+# The TypeScript client (clients/typescript): its build (ESM and CommonJS), then its tests
+# against the warden binary the suite just built, on their own throwaway Redis and
+# PostgreSQL; they also fail when the committed types drift from the binary's /openapi.json.
+# Then the n8n nodes (clients/n8n), which bundle the client.
 cargo build --quiet --bin warden
-(cd clients/typescript && npm ci --no-audit --no-fund --loglevel=error && npm test)
-# The n8n nodes (clients/n8n), which bundle the client: n8n-workflow is there for its types
-# only, so its install scripts (a native ssh2 build) are skipped.
-(cd clients/n8n && npm ci --no-audit --no-fund --loglevel=error --ignore-scripts && npm test)
+wait "$npm_pid" || { echo "scripts/test.sh: npm ci failed; its log:"; cat target/npm-ci.log; exit 1; }
+(cd clients/typescript && npm test)
+(cd clients/n8n && npm test)
