@@ -137,7 +137,7 @@ pub const CACHE_LEASE_INVALID: &str = "warden_cache_lease_invalid_total";
 /// Counter: cache invalidations by namespace and `kind` (key, tag, namespace).
 pub const CACHE_INVALIDATIONS: &str = "warden_cache_invalidations_total";
 /// Counter: SQL statements the cache issued, by `statement` (invalidation, pending,
-/// replayed): none per read, ever.
+/// replayed, forget): none per read, ever.
 pub const CACHE_SQL: &str = "warden_cache_sql_statements_total";
 /// Counter: expired or invalidated cache entries forgotten by the reclaimer.
 pub const CACHE_RECLAIMED: &str = "warden_cache_reclaimed_total";

@@ -1,7 +1,9 @@
 //! The cache's background work: invalidations made while failed over are applied to Redis
 //! (before the cache answers from a new Redis epoch, and every `cache.replay_every_ms` after,
 //! for an instance that was still failed over when it made one), and every namespace in use is
-//! walked for expired and invalidated entries, so their bytes come back within a bounded time.
+//! walked for expired and invalidated entries, so their bytes come back within a bounded time;
+//! an applied invalidation is forgotten `cache.invalidations_kept_ms` later, so its SQL table
+//! stays bounded.
 
 use std::future::Future;
 use std::sync::atomic::Ordering;
@@ -58,6 +60,26 @@ impl Cache {
         true
     }
 
+    /// Forgets invalidations applied to Redis more than `cache.invalidations_kept_ms` ago (at
+    /// most one batch per pass): nothing reads them again once applied.
+    async fn forget_applied(&self) {
+        let before = self.tier.now() - self.cfg.invalidations_kept_ms as i64;
+        let sql = self.tier.durable();
+        metrics::counter!(m::CACHE_SQL, "statement" => "forget").increment(1);
+        match self
+            .tier
+            .on_durable(sql.cache_reap(before, REPLAY_BATCH))
+            .await
+        {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(forgotten = n, "applied cache invalidations forgotten"),
+            Err(b) => tracing::debug!(
+                reason = b.reason(),
+                "applied cache invalidations not forgotten"
+            ),
+        }
+    }
+
     /// One reclaim pass over every namespace this instance used (and its size gauges).
     async fn reclaim(&self) {
         let Ok(active) = self.tier.active_durable() else {
@@ -104,7 +126,9 @@ impl Cache {
                 if let Some(p) = active.primary() {
                     // Again each time: an instance that had not seen the switch yet may have
                     // kept one since.
-                    self.replay(p, active.epoch, true).await;
+                    if self.replay(p, active.epoch, true).await {
+                        self.forget_applied().await;
+                    }
                 }
             }
         });

@@ -36,6 +36,9 @@ pub struct CacheSettings {
     /// How often invalidations made while failed over are looked for and applied to Redis,
     /// ms (also right after every switch back to Redis, before the cache answers).
     pub replay_every_ms: u64,
+    /// How long an invalidation made while failed over is kept in SQL after it was applied to
+    /// Redis, ms; then the replay pass forgets it, so the table stays bounded.
+    pub invalidations_kept_ms: u64,
 }
 
 impl Default for CacheSettings {
@@ -53,6 +56,7 @@ impl Default for CacheSettings {
             reclaim_every_ms: 1_000,
             reclaim_batch: 1_000,
             replay_every_ms: 1_000,
+            invalidations_kept_ms: 3_600_000,
         }
     }
 }

@@ -392,6 +392,10 @@ impl Config {
             ("cache.max_ttl_ms", self.cache.max_ttl_ms),
             ("cache.reclaim_every_ms", self.cache.reclaim_every_ms),
             ("cache.replay_every_ms", self.cache.replay_every_ms),
+            (
+                "cache.invalidations_kept_ms",
+                self.cache.invalidations_kept_ms,
+            ),
             ("sessions.hold_ms", self.sessions.hold_ms),
             ("sessions.sweep_every_ms", self.sessions.sweep_every_ms),
             ("sessions.gauge_every_ms", self.sessions.gauge_every_ms),

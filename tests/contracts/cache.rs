@@ -336,7 +336,10 @@ async fn invalidating_a_tag_costs_the_same_over_many_entries_and_their_bytes_com
 async fn invalidations_made_while_failed_over_are_honoured_after_fail_back() {
     let pg = Postgres::database();
     let redis = Redis::start();
-    let w = Warden::start(&fast_failover(&pg, Some(redis.url())));
+    let mut env = fast_failover(&pg, Some(redis.url()));
+    // Applied invalidations are forgotten 300 ms after: the table must empty by itself.
+    env.push(("WARDEN_CACHE_INVALIDATIONS_KEPT_MS", "300".into()));
+    let w = Warden::start(&env);
     w.wait_ready_on("redis", Duration::from_secs(10)).await;
     for key in ["u1", "u2", "v1"] {
         let tags = if key.starts_with('u') {
@@ -386,6 +389,29 @@ async fn invalidations_made_while_failed_over_are_honoured_after_fail_back() {
         (s, g["state"].as_str()),
         (404, Some("miss")),
         "never a hit: {g}"
+    );
+    // The invalidation was applied to Redis; once kept long enough, SQL forgets it.
+    sqlx::any::install_default_drivers();
+    let db = sqlx::AnyPool::connect(&pg.url()).await.unwrap();
+    let rows = || async {
+        sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM warden_cache_invalidations")
+            .fetch_one(&db)
+            .await
+            .unwrap()
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while rows().await > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "applied invalidations never forgotten"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        total(
+            &w.metrics().await,
+            "warden_cache_sql_statements_total{statement=\"forget\"}"
+        ) >= 1.0
     );
 }
 
