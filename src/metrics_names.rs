@@ -105,6 +105,9 @@ pub const RL_SCRIPT_ERRORS: &str = "warden_ratelimit_script_errors_total";
 /// Counter: SQL writes made for rate limiting, by `kind` (`heartbeat`: the instance lease
 /// row; `usage`: one aggregate flush of one policy's `local` decisions).
 pub const RL_SQL_WRITES: &str = "warden_ratelimit_sql_writes_total";
+/// Gauge: rate-limit policies this instance holds in memory (every saved one, refreshed in
+/// the background).
+pub const RL_POLICIES_HELD: &str = "warden_ratelimit_policies_held";
 /// Gauge: share of each limit applied now, by `policy`.
 pub const RL_FACTOR: &str = "warden_ratelimit_effective_factor";
 /// Counter: KV reads by what the hot copy gave, by `result` (`hit`, `miss`: absent or of an

@@ -88,8 +88,9 @@ impl Default for SessionSettings {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RateLimitSettings {
-    /// How long an instance answers from its copy of a policy before asking SQL whether it
-    /// changed, ms. The instance that saves a policy applies it on its next check.
+    /// How often every instance refreshes its in-memory copy of every saved policy from SQL,
+    /// ms (one read of all revisions, then only the changed policies). The instance that
+    /// saves a policy applies it on its next check; a check never reads SQL for a policy held.
     pub policy_cache_ms: u64,
     /// How often this instance renews its row in the instance table and, in `local` mode,
     /// flushes its per-policy decision counts to SQL (one statement per policy), ms.

@@ -36,9 +36,6 @@ struct Loaded {
     policy: Policy,
     revision: i64,
     overrides: HashMap<String, Vec<Limit>>,
-    /// When SQL last confirmed this copy, ms since [`started`].
-    confirmed_ms: AtomicI64,
-    refreshing: AtomicBool,
 }
 
 impl Loaded {
@@ -47,15 +44,6 @@ impl Loaded {
             .get(subject)
             .map_or(&self.policy.limits, |l| l.as_slice())
     }
-}
-
-fn started() -> Instant {
-    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
-    *START.get_or_init(Instant::now)
-}
-
-fn since_start_ms() -> i64 {
-    started().elapsed().as_millis() as i64
 }
 
 fn now_us() -> i64 {
@@ -290,8 +278,11 @@ impl RateLimits {
         }
     }
 
-    /// This instance's copy of `policy`, confirmed with SQL at most every
-    /// `ratelimit.policy_cache_ms`; while SQL cannot answer, the copy held (if any) serves.
+    /// This instance's copy of `policy`. Every saved policy is held in memory and refreshed
+    /// in the background every `ratelimit.policy_cache_ms` ([`Self::sync_policies`]), so a
+    /// check never waits on SQL for a policy it holds, and the fail mode of every saved policy
+    /// holds through an outage of both tiers. A policy not held yet (saved on another instance
+    /// since the last refresh) is read from SQL once.
     async fn loaded(&self, policy: &Key) -> Result<Option<Arc<Loaded>>, Blocked> {
         let name = policy.as_str();
         let cached = self
@@ -300,27 +291,57 @@ impl RateLimits {
             .unwrap_or_else(|p| p.into_inner())
             .get(name)
             .cloned();
-        if let Some(l) = &cached {
-            let age = since_start_ms() - l.confirmed_ms.load(Ordering::Relaxed);
-            if age < self.cfg.policy_cache_ms as i64 || l.refreshing.swap(true, Ordering::AcqRel) {
-                return Ok(cached);
-            }
+        match cached {
+            Some(held) => Ok(Some(held)),
+            None => self.reload(name, None).await,
         }
-        let fresh = self.reload(name, cached.as_deref()).await;
-        if let Some(l) = &cached {
-            l.refreshing.store(false, Ordering::Release);
-        }
-        match (fresh, cached) {
-            (Ok(found), _) => Ok(found),
-            (Err(b), Some(held)) => {
+    }
+
+    /// One background refresh: reads every policy's revision and reloads the ones that
+    /// changed, forgets deleted ones, and publishes how many are held. While SQL cannot
+    /// answer, the copies held keep serving.
+    pub(crate) async fn sync_policies(&self) {
+        let sql = self.tier.durable();
+        let revisions = match self.tier.on_durable(sql.rl_revisions()).await {
+            Ok(r) => r,
+            Err(b) => {
                 tracing::debug!(
                     reason = b.reason(),
-                    "policy not confirmed; the copy held serves"
+                    "policies not refreshed; the copies held serve"
                 );
-                Ok(Some(held))
+                return;
             }
-            (Err(b), None) => Err(b),
+        };
+        let saved: std::collections::HashSet<&str> =
+            revisions.iter().map(|(n, _)| n.as_str()).collect();
+        self.policies
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|name, _| saved.contains(name.as_str()));
+        for (name, revision) in &revisions {
+            let held = self
+                .policies
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(name)
+                .cloned();
+            if held.as_ref().is_some_and(|h| h.revision == *revision) {
+                continue;
+            }
+            if let Err(b) = self.reload(name, held.as_deref()).await {
+                tracing::debug!(
+                    reason = b.reason(),
+                    "policy not reloaded; the copy held serves"
+                );
+                break;
+            }
         }
+        let held = self
+            .policies
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .len();
+        metrics::gauge!(m::RL_POLICIES_HELD).set(held as f64);
     }
 
     async fn reload(
@@ -335,8 +356,7 @@ impl RateLimits {
             map_guard().remove(name);
             return Ok(None);
         };
-        if let Some(held) = held.filter(|h| h.revision == revision) {
-            held.confirmed_ms.store(since_start_ms(), Ordering::Relaxed);
+        if held.is_some_and(|h| h.revision == revision) {
             return Ok(map_guard().get(name).cloned());
         }
         let Some(row) = self.tier.on_durable(sql.rl_policy(name)).await? else {
@@ -355,15 +375,14 @@ impl RateLimits {
             policy,
             revision: row.revision,
             overrides,
-            confirmed_ms: AtomicI64::new(since_start_ms()),
-            refreshing: AtomicBool::new(false),
         });
         map_guard().insert(name.to_owned(), loaded.clone());
         Ok(Some(loaded))
     }
 
     /// Saves `policy` as `name` if its version is what `expect` allows; this instance applies
-    /// it from its next check, the others within `ratelimit.policy_cache_ms`.
+    /// it from its next check, the others from their next background refresh (within
+    /// `ratelimit.policy_cache_ms`).
     pub async fn save_policy(
         &self,
         name: &Key,
@@ -472,9 +491,20 @@ impl RateLimits {
     /// Renews this instance's row in the instance lease table and flushes `local` decision
     /// counts, every `ratelimit.flush_every_ms`, until `stop`.
     pub async fn run_background(self: Arc<Self>, stop: impl std::future::Future<Output = ()>) {
+        use futures::FutureExt;
+        let stop = stop.shared();
         let period = Duration::from_millis(self.cfg.flush_every_ms);
-        crate::runtime::periodic::every("ratelimit_flush", period, stop, || self.flush(period))
-            .await
+        let refresh = Duration::from_millis(self.cfg.policy_cache_ms);
+        // Every saved policy is held from the start, before the first check needs it.
+        self.sync_policies().await;
+        let flushes =
+            crate::runtime::periodic::every("ratelimit_flush", period, stop.clone(), || {
+                self.flush(period)
+            });
+        let syncs = crate::runtime::periodic::every("ratelimit_policies", refresh, stop, || {
+            self.sync_policies()
+        });
+        tokio::join!(flushes, syncs);
     }
 
     async fn flush(&self, period: Duration) {

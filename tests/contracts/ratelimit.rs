@@ -423,10 +423,34 @@ async fn shadow_counts_but_never_refuses_and_fail_modes_hold_with_both_tiers_dow
     assert_eq!(put_policy(&w, "closed", closed, None).await.0, 200);
     assert_eq!(check(&w, "open", "u", 1).await.0, 200);
     assert_eq!(check(&w, "closed", "u", 1).await.0, 200);
+    // A second instance never checks these policies before the outage: it holds every saved
+    // policy from its background refresh, so their fail modes hold there too.
+    let mut env2 = fast_failover(&pg, Some(redis.url()));
+    env2.push(("WARDEN_RATELIMIT_POLICY_CACHE_MS", "200".into()));
+    let w2 = Warden::start(&env2);
+    w2.wait_ready_on("redis", Duration::from_secs(10)).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while metric(&w2.metrics().await, "warden_ratelimit_policies_held") < 3.0 {
+        assert!(Instant::now() < deadline, "the policies were never held");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     redis.kill();
     pg.stop();
     tokio::time::sleep(Duration::from_millis(800)).await; // the tier lease (400 ms) runs out
+    let (s, v, _) = check(&w2, "open", "never-seen", 1).await;
+    assert_eq!(
+        (s, v["state"].as_str()),
+        (200, Some("allowed_unchecked")),
+        "an instance that never checked it: {v}"
+    );
+    let (s, v, _) = check(&w2, "closed", "never-seen", 1).await;
+    assert_eq!(
+        (s, v["state"].as_str()),
+        (503, Some("limit_failed_safe_block")),
+        "an instance that never checked it: {v}"
+    );
+    drop(w2);
     let (s, v, _) = check(&w, "open", "u", 1).await;
     assert_eq!(
         (s, v["state"].as_str()),
@@ -484,6 +508,9 @@ async fn a_policy_saved_on_one_instance_applies_on_another_within_the_cache_time
         ("WARDEN_REDIS_URL", redis.url()),
         ("WARDEN_RATELIMIT_POLICY_CACHE_MS", "300".to_string()),
         ("WARDEN_RATELIMIT_MAX_OVERRIDES", "2".to_string()),
+        // Counts shared on Redis are the point: a loaded machine must not trip the breaker
+        // (and move an instance to its own local counts) with the 50 ms default.
+        ("WARDEN_REDIS_TIMEOUT_MS", "2000".to_string()),
     ];
     let a = Warden::start(&env);
     let b = Warden::start(&env);

@@ -70,6 +70,16 @@ impl SqlStore {
         row.map(|r| col(&r, 0)).transpose()
     }
 
+    /// Every saved policy's name and revision (overrides bump the revision too), by name.
+    pub async fn rl_revisions(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        let rows =
+            sqlx::query("SELECT name, revision FROM warden_ratelimit_policies ORDER BY name")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(classify)?;
+        rows.iter().map(|r| Ok((col(r, 0)?, col(r, 1)?))).collect()
+    }
+
     /// Saves policy `name` if its current version is what `expect` allows: `Ok(version)` with
     /// the new version, or `Err(current)` (the version found, if any) and nothing written.
     pub async fn rl_save_policy(
