@@ -209,6 +209,21 @@ impl Modify for OutcomeResponses {
     }
 }
 
+/// Every operation of `doc`, for a modifier that treats them all alike.
+fn operations_mut(doc: &mut Document) -> impl Iterator<Item = &mut Operation> {
+    doc.paths.paths.values_mut().flat_map(|item| {
+        [
+            &mut item.get,
+            &mut item.post,
+            &mut item.put,
+            &mut item.delete,
+            &mut item.patch,
+        ]
+        .into_iter()
+        .flatten()
+    })
+}
+
 /// Media type of every refusal.
 const PROBLEM_JSON: &str = "application/problem+json";
 
@@ -218,18 +233,9 @@ struct InputProblems;
 
 impl Modify for InputProblems {
     fn modify(&self, doc: &mut Document) {
-        for item in doc.paths.paths.values_mut() {
-            let ops = [
-                &mut item.get,
-                &mut item.post,
-                &mut item.put,
-                &mut item.delete,
-                &mut item.patch,
-            ];
-            for op in ops.into_iter().flatten() {
-                for (status, codes) in refusals(op) {
-                    add_problem(op, status, &codes);
-                }
+        for op in operations_mut(doc) {
+            for (status, codes) in refusals(op) {
+                add_problem(op, status, &codes);
             }
         }
         // Field codes of one operation only.
@@ -311,27 +317,18 @@ struct OperationNames;
 
 impl Modify for OperationNames {
     fn modify(&self, doc: &mut Document) {
-        for item in doc.paths.paths.values_mut() {
-            let ops = [
-                &mut item.get,
-                &mut item.post,
-                &mut item.put,
-                &mut item.delete,
-                &mut item.patch,
-            ];
-            for op in ops.into_iter().flatten() {
-                let module = op
-                    .tags
-                    .iter()
-                    .flatten()
-                    .next()
-                    .map(|t| t.rsplit("::").next().unwrap_or(t).to_owned());
-                if let Some(module) = module {
-                    if let Some(id) = &op.operation_id {
-                        op.operation_id = Some(format!("{module}_{id}"));
-                    }
-                    op.tags = Some(vec![module]);
+        for op in operations_mut(doc) {
+            let module = op
+                .tags
+                .iter()
+                .flatten()
+                .next()
+                .map(|t| t.rsplit("::").next().unwrap_or(t).to_owned());
+            if let Some(module) = module {
+                if let Some(id) = &op.operation_id {
+                    op.operation_id = Some(format!("{module}_{id}"));
                 }
+                op.tags = Some(vec![module]);
             }
         }
     }

@@ -285,16 +285,19 @@ impl RateLimits {
     /// since the last refresh) is read from SQL once.
     async fn loaded(&self, policy: &Key) -> Result<Option<Arc<Loaded>>, Blocked> {
         let name = policy.as_str();
-        let cached = self
-            .policies
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(name)
-            .cloned();
-        match cached {
+        match self.held(name) {
             Some(held) => Ok(Some(held)),
             None => self.reload(name, None).await,
         }
+    }
+
+    /// This instance's copy of policy `name`, if it holds one.
+    fn held(&self, name: &str) -> Option<Arc<Loaded>> {
+        self.policies
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .cloned()
     }
 
     /// One background refresh: reads every policy's revision and reloads the ones that
@@ -319,12 +322,7 @@ impl RateLimits {
             .unwrap_or_else(|p| p.into_inner())
             .retain(|name, _| saved.contains(name.as_str()));
         for (name, revision) in &revisions {
-            let held = self
-                .policies
-                .read()
-                .unwrap_or_else(|p| p.into_inner())
-                .get(name)
-                .cloned();
+            let held = self.held(name);
             if held.as_ref().is_some_and(|h| h.revision == *revision) {
                 continue;
             }
