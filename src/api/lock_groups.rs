@@ -177,10 +177,13 @@ pub async fn acquire(
     Body(body): Body<GroupAcquireBody>,
 ) -> Result<Response, ApiError> {
     let op = Op::start("lock_group_acquire");
-    let mut raw = [0u8; 16];
-    getrandom::fill(&mut raw).map_err(|_| unprocessable("invalid_body", "no randomness".into()))?;
-    let id = Key::scoped(&caller.tenant, &format!("lg_{}", hex::encode(raw)))
-        .map_err(|e| unprocessable("invalid_key", e.to_string()))?;
+    let id = match crate::lock::new_group_id(&caller.tenant) {
+        Ok(id) => id,
+        Err(b) => {
+            let state = GroupAcquired::Blocked(b).state();
+            return Ok(blocked_as(&op, "lock-group", state, b));
+        }
+    };
     let req = GroupRequest {
         owner: owner(&body.owner)?,
         ttl_ms: in_range("ttl_ms", body.ttl_ms, 1, MAX_TTL_MS)?,

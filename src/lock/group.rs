@@ -28,6 +28,21 @@ pub struct Member {
     pub shared: bool,
 }
 
+/// A new lock-group id of `tenant` (`lg_` and 32 hex digits: 128 random bits). Without
+/// randomness from the system nothing can be granted safely: a safe block (logged), never a
+/// refusal of the caller's input.
+pub fn new_group_id(tenant: &str) -> Result<Key, Blocked> {
+    let mut raw = [0u8; 16];
+    if let Err(e) = getrandom::fill(&mut raw) {
+        tracing::error!(error = %e, "no randomness for a lock-group id");
+        return Err(Blocked::DatabaseUnavailable);
+    }
+    Key::scoped(tenant, &format!("lg_{}", hex::encode(raw))).map_err(|e| {
+        tracing::error!(error = %e, "a lock-group id that is no key");
+        Blocked::DatabaseUnavailable
+    })
+}
+
 /// A validated group acquire: members with distinct keys, 1..=[`MAX_GROUP_KEYS`].
 #[derive(Debug, Clone)]
 pub struct GroupRequest {

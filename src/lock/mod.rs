@@ -14,7 +14,9 @@ pub(crate) mod touch;
 mod watch;
 
 pub use deadlock::{cycle_through, victim, CycleStep};
-pub use group::{GroupAcquired, GroupRequest, Held as GroupMember, Member, MAX_GROUP_KEYS};
+pub use group::{
+    new_group_id, GroupAcquired, GroupRequest, Held as GroupMember, Member, MAX_GROUP_KEYS,
+};
 pub use guarded::{LockGuard, WithLockError};
 pub use rules::{on_acquire, LostReason, OnAcquire, Touch};
 pub use watch::Watched;
