@@ -187,9 +187,14 @@ export class Http {
   }
 
   private async once<T>(req: Req, call: CallOptions, correlationId: string): Promise<Answer<T>> {
-    const url = new URL(this.base + req.path);
-    for (const [k, v] of Object.entries(req.query ?? {})) {
-      if (v !== undefined) url.searchParams.set(k, String(v));
+    let url = this.base + req.path;
+    if (req.query) {
+      const q = new URLSearchParams();
+      for (const [k, v] of Object.entries(req.query)) {
+        if (v !== undefined) q.set(k, String(v));
+      }
+      const text = q.toString();
+      if (text) url += `?${text}`;
     }
     const headers: Record<string, string> = {
       accept: "application/json, application/problem+json",
