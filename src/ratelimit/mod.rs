@@ -490,11 +490,15 @@ impl RateLimits {
     /// counts, every `ratelimit.flush_every_ms`, until `stop`.
     pub async fn run_background(self: Arc<Self>, stop: impl std::future::Future<Output = ()>) {
         use futures::FutureExt;
+        use tracing::Instrument;
         let stop = stop.shared();
         let period = Duration::from_millis(self.cfg.flush_every_ms);
         let refresh = Duration::from_millis(self.cfg.policy_cache_ms);
-        // Every saved policy is held from the start, before the first check needs it.
-        self.sync_policies().await;
+        // Every saved policy is held from the start, before the first check needs it (in a
+        // task span of its own, as every background step: its log lines carry an id).
+        self.sync_policies()
+            .instrument(crate::runtime::correlation::task_span("ratelimit_policies"))
+            .await;
         let flushes =
             crate::runtime::periodic::every("ratelimit_flush", period, stop.clone(), || {
                 self.flush(period)
