@@ -90,5 +90,13 @@ fi
 # Then the n8n nodes (clients/n8n), which bundle the client.
 cargo build --quiet --bin warden
 wait "$npm_pid" || { echo "scripts/test.sh: npm ci failed; its log:"; cat target/npm-ci.log; exit 1; }
-(cd clients/typescript && npm test)
-(cd clients/n8n && npm test)
+# Both suites at once (they mostly wait on their servers), each printed whole when done.
+(cd clients/typescript && npm test) > target/ts-test.log 2>&1 &
+ts_pid=$!
+(cd clients/n8n && npm test) > target/n8n-test.log 2>&1 &
+n8n_pid=$!
+ts_rc=0 && wait "$ts_pid" || ts_rc=$?
+n8n_rc=0 && wait "$n8n_pid" || n8n_rc=$?
+echo "--- clients/typescript (exit $ts_rc)" && cat target/ts-test.log
+echo "--- clients/n8n (exit $n8n_rc)" && cat target/n8n-test.log
+[ "$ts_rc" -eq 0 ] && [ "$n8n_rc" -eq 0 ]
