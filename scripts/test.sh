@@ -60,6 +60,8 @@ fi
 export SCHEMATHESIS
 
 export CI="${CI:-}"
+# A clean clone builds everything once: incremental compilation would only add its bookkeeping.
+[ -z "$CI" ] || export CARGO_INCREMENTAL=0
 # The clients' pinned dev tools come from the npm registry while Rust compiles. n8n-workflow
 # is there for its types only, so its install scripts (a native ssh2 build) are skipped.
 mkdir -p target
