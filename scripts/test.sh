@@ -62,11 +62,12 @@ export SCHEMATHESIS
 export CI="${CI:-}"
 # A clean clone builds everything once: incremental compilation would only add its bookkeeping.
 [ -z "$CI" ] || export CARGO_INCREMENTAL=0
-# The clients' pinned dev tools come from the npm registry while Rust compiles. n8n-workflow
-# is there for its types only, so its install scripts (a native ssh2 build) are skipped.
+# The clients' pinned dev tools come from the npm registry, and the clients are built (tsc),
+# while Rust compiles. n8n-workflow is there for its types only, so its install scripts (a
+# native ssh2 build) are skipped.
 mkdir -p target
-(cd clients/typescript && npm ci --no-audit --no-fund --loglevel=error \
-  && cd ../n8n && npm ci --no-audit --no-fund --loglevel=error --ignore-scripts) \
+(cd clients/typescript && npm ci --no-audit --no-fund --loglevel=error && npm run build \
+  && cd ../n8n && npm ci --no-audit --no-fund --loglevel=error --ignore-scripts && npm run build) \
   > target/npm-ci.log 2>&1 &
 npm_pid=$!
 cargo fmt --all -- --check
@@ -77,28 +78,40 @@ cargo clippy --workspace --all-targets --quiet -- -D warnings
 # tier-switch test alone, and prints each test's duration and the slow ones at the end
 # (.config/nextest.toml, profile ci). Without nextest, cargo test runs the same tests: the
 # fault binary one test at a time.
-if cargo nextest --version >/dev/null 2>&1; then
-  cargo nextest run --workspace --profile ci
+nextest=0
+cargo nextest --version >/dev/null 2>&1 || nextest=$?
+if [ "$nextest" -eq 0 ]; then
+  cargo nextest run --workspace --profile ci --no-run
 else
-  echo "scripts/test.sh: cargo-nextest not found; running cargo test"
-  cargo test --no-fail-fast -p warden-bench
-  cargo test --no-fail-fast -p warden --lib --bins --test contracts --test tools
-  cargo test --no-fail-fast -p warden --test faults -- --test-threads=1
+  cargo test --workspace --no-run --quiet
 fi
 
-# The TypeScript client (clients/typescript): its build (ESM and CommonJS), then its tests
-# against the warden binary the suite just built, on their own throwaway Redis and
-# PostgreSQL; they also fail when the committed types drift from the binary's /openapi.json.
-# Then the n8n nodes (clients/n8n), which bundle the client.
-cargo build --quiet --bin warden
-wait "$npm_pid" || { echo "scripts/test.sh: npm ci failed; its log:"; cat target/npm-ci.log; exit 1; }
-# Both suites at once (they mostly wait on their servers), each printed whole when done.
-(cd clients/typescript && npm test) > target/ts-test.log 2>&1 &
+# The clients' suites run beside the Rust tests (they mostly wait on their own servers): the
+# TypeScript client (clients/typescript) against the warden binary just built, on its own
+# throwaway Redis and PostgreSQL, failing also when the committed types drift from the
+# binary's /openapi.json; and the n8n nodes (clients/n8n), which bundle the client. Each is
+# printed whole when done.
+wait "$npm_pid" || { echo "scripts/test.sh: npm ci or a client build failed:"; cat target/npm-ci.log; exit 1; }
+(cd clients/typescript && node --test --test-concurrency=1 test/) > target/ts-test.log 2>&1 &
 ts_pid=$!
-(cd clients/n8n && npm test) > target/n8n-test.log 2>&1 &
+(cd clients/n8n && node --test --test-concurrency=1 test/) > target/n8n-test.log 2>&1 &
 n8n_pid=$!
+
+rust_rc=0
+if [ "$nextest" -eq 0 ]; then
+  cargo nextest run --workspace --profile ci || rust_rc=$?
+else
+  echo "scripts/test.sh: cargo-nextest not found; running cargo test"
+  {
+    cargo test --no-fail-fast -p warden-bench &&
+      cargo test --no-fail-fast -p warden --lib --bins --test contracts --test tools &&
+      cargo test --no-fail-fast -p warden --test faults -- --test-threads=1
+  } || rust_rc=$?
+fi
+
 ts_rc=0 && wait "$ts_pid" || ts_rc=$?
 n8n_rc=0 && wait "$n8n_pid" || n8n_rc=$?
 echo "--- clients/typescript (exit $ts_rc)" && cat target/ts-test.log
 echo "--- clients/n8n (exit $n8n_rc)" && cat target/n8n-test.log
-[ "$ts_rc" -eq 0 ] && [ "$n8n_rc" -eq 0 ]
+echo "scripts/test.sh: rust $rust_rc, typescript $ts_rc, n8n $n8n_rc"
+[ "$rust_rc" -eq 0 ] && [ "$ts_rc" -eq 0 ] && [ "$n8n_rc" -eq 0 ]
