@@ -140,6 +140,9 @@ export async function startWarden({ pg, redis, env = {} } = {}) {
       WARDEN_CONFIG: join(dir, "none.toml"),
       WARDEN_DATABASE_URL: pg ? pg.url : `sqlite://${dir}/w.db`,
       ...(redis ? { WARDEN_REDIS_URL: redis.url } : {}),
+      // These suites run beside the Rust suite on two cores: the 50 ms default would trip the
+      // breaker there (a safe block the test is not about).
+      WARDEN_REDIS_TIMEOUT_MS: "2000",
       ...env,
     },
     stdio: ["ignore", "ignore", "pipe"],
