@@ -17,4 +17,4 @@ export { Streams, Review, Inventory } from "./flows.js";
 export type { StreamAnswer, ReservationAnswer, StockAnswer } from "./flows.js";
 export { Incidents, Guard, Admin } from "./operations.js";
 export type { IncidentAnswer, GuardAnswer } from "./operations.js";
-export type { components, paths, operations } from "./generated/openapi.js";
+export type { components } from "./generated/openapi.js";
