@@ -250,4 +250,3 @@ export function toError(answer: Answer<unknown>): WardenError {
   });
 }
 
-export { WardenError };
