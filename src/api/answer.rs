@@ -7,7 +7,7 @@ use axum::Json;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::observe::Op;
+use super::observe::{answered, current_op};
 use crate::outcome::Terminal;
 use crate::tier::Blocked;
 
@@ -48,15 +48,15 @@ pub(super) fn status_of(outcome: &impl Terminal) -> StatusCode {
 
 /// Answers 503 `safe_block` for block `b`: counted with the operation, and logged with its
 /// reason.
-pub(super) fn blocked(op: &Op, key: &str, b: Blocked) -> Response {
-    blocked_as(op, key, b.state(), b)
+pub(super) fn blocked(key: &str, b: Blocked) -> Response {
+    blocked_as(key, b.state(), b)
 }
 
 /// [`blocked`] with the operation's own safe-block state (`lock_acquire_failed_safe_block`).
-pub(super) fn blocked_as(op: &Op, key: &str, state: &'static str, b: Blocked) -> Response {
+pub(super) fn blocked_as(key: &str, state: &'static str, b: Blocked) -> Response {
     tracing::warn!(reason = b.reason(), state, "safe block");
-    crate::guard::monitor::record_blocked(op.name(), key, b.reason());
-    op.finish(key, state, "none");
+    crate::guard::monitor::record_blocked(current_op(), key, b.reason());
+    answered(key, state, "none");
     SafeBlockAnswer {
         state,
         reason: b.reason(),

@@ -1,12 +1,12 @@
-//! Deny by default at the edge (G9): every route names what it needs in one table — nothing,
-//! any valid token, or one scope — and a route missing from the table is refused. A refused
+//! Deny by default at the edge (G9): every route is declared with what it needs (`routes.rs`)
+//! — nothing, any valid token, or one scope — and only a declared route is served. A refused
 //! request never reaches a handler, so it changes nothing; it is answered 401
 //! `unauthenticated` (with `WWW-Authenticate: Bearer`) or 403 `forbidden`, counted by code.
 
 use std::net::SocketAddr;
 
-use axum::extract::{ConnectInfo, MatchedPath, Request, State};
-use axum::http::{header, Method, StatusCode};
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{header, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
@@ -33,52 +33,14 @@ pub enum Need {
     Operator(Scope),
 }
 
-/// What `method` on the route `path` (as routed, `{param}`s unfilled) needs; `None` for a route
-/// this table does not know, which is refused.
-pub fn need(method: &Method, path: &str) -> Option<Need> {
-    let scope = match path {
-        "/healthz" | "/readyz" | "/openapi.json" => return Some(Need::Public),
-        "/v1/status" => return Some(Need::Authenticated),
-        "/metrics" => Scope::Metrics,
-        "/v1/tokens" | "/v1/tokens/{id}" => Scope::Admin,
-        "/v1/inventory/{sku}" if method == Method::PUT => Scope::Inventory,
-        "/v1/inventory/{sku}" | "/v1/inventory/{sku}/reservations" => Scope::Reservations,
-        "/v1/review" | "/v1/review/{id}/resolve" => Scope::Review,
-        "/v1/dispatch/claim" => Scope::Streams,
-        "/v1/guard" | "/v1/guard/enter" | "/v1/guard/recovery-actions" | "/v1/guard/exit" => {
-            return Some(Need::Operator(Scope::Guard))
-        }
-        "/v1/audit" | "/v1/audit/verify" => return Some(Need::Operator(Scope::Audit)),
-        "/v1/alerts/alertmanager" => Scope::Incidents,
-        p if p.starts_with("/v1/incidents") => Scope::Incidents,
-        p if p.starts_with("/v1/locks/")
-            || p.starts_with("/v1/fences/")
-            || p.starts_with("/v1/semaphores/")
-            || p.starts_with("/v1/lock-groups/") =>
-        {
-            Scope::Locks
-        }
-        p if p.starts_with("/v1/idempotency/") => Scope::Idempotency,
-        p if p.starts_with("/v1/reservations/") => Scope::Reservations,
-        p if p.starts_with("/v1/streams/") => Scope::Streams,
-        p if p.starts_with("/v1/ratelimit/policies/") => Scope::RateLimitAdmin,
-        p if p.starts_with("/v1/kv/") => Scope::Kv,
-        p if p.starts_with("/v1/cache/") => Scope::Cache,
-        p if p.starts_with("/v1/sessions") || p.starts_with("/v1/principals/") => Scope::Sessions,
-        p if p.starts_with("/v1/ratelimit/") => Scope::RateLimit,
-        _ => return None,
-    };
-    Some(Need::Scope(scope))
-}
-
 /// The middleware: authenticates, checks the route's scope, and hands the caller to the
 /// handler as a request extension.
-pub async fn guard(State(app): State<AppState>, mut req: Request, next: Next) -> Response {
-    // A cheap clone (the routed path is shared), so the request stays free to change below.
-    let matched = req.extensions().get::<MatchedPath>().cloned();
-    let path = matched.as_ref().map_or("", MatchedPath::as_str);
-    let need = need(req.method(), path);
-    if need == Some(Need::Public) {
+pub async fn guard(
+    State((app, need)): State<(AppState, Need)>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    if need == Need::Public {
         return next.run(req).await;
     }
     // In-process callers (the router used as a library) have no peer address: they are local.
@@ -112,17 +74,14 @@ pub async fn guard(State(app): State<AppState>, mut req: Request, next: Next) ->
         Err(Ok(d)) => return denied(d),
     };
     match need {
-        Some(Need::Scope(s)) if !principal.scopes.has(s) => return denied(Denied::Forbidden(s)),
-        Some(Need::Operator(s)) if !principal.scopes.has(s) => return denied(Denied::Forbidden(s)),
-        Some(Need::Operator(s))
+        Need::Scope(s) | Need::Operator(s) if !principal.scopes.has(s) => {
+            return denied(Denied::Forbidden(s))
+        }
+        Need::Operator(s)
             if principal.tenant != crate::access::DEFAULT_TENANT
                 && !principal.scopes.has(Scope::Admin) =>
         {
             return denied(Denied::NotOperator(s))
-        }
-        None => {
-            tracing::error!(%path, "a route names no scope: refused by default");
-            return denied(Denied::Forbidden(Scope::Admin));
         }
         _ => {}
     }
@@ -201,53 +160,4 @@ fn denied(d: Denied) -> Response {
         );
     }
     res
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use utoipa::OpenApi;
-
-    #[test]
-    fn every_documented_operation_names_what_it_needs() {
-        let doc = super::super::ApiDoc::openapi();
-        for (path, item) in &doc.paths.paths {
-            let ops = [
-                (Method::GET, item.get.is_some()),
-                (Method::POST, item.post.is_some()),
-                (Method::PUT, item.put.is_some()),
-                (Method::DELETE, item.delete.is_some()),
-                (Method::PATCH, item.patch.is_some()),
-            ];
-            for (method, present) in ops {
-                if present {
-                    assert!(
-                        need(&method, path).is_some(),
-                        "{method} {path} names no scope"
-                    );
-                }
-            }
-        }
-        assert_eq!(
-            need(&Method::PUT, "/v1/inventory/{sku}"),
-            Some(Need::Scope(Scope::Inventory))
-        );
-        assert_eq!(
-            need(&Method::GET, "/v1/inventory/{sku}"),
-            Some(Need::Scope(Scope::Reservations))
-        );
-        assert_eq!(
-            need(&Method::POST, "/v1/review/{id}/resolve"),
-            Some(Need::Scope(Scope::Review))
-        );
-        assert_eq!(
-            need(&Method::PUT, "/v1/ratelimit/policies/{policy}"),
-            Some(Need::Scope(Scope::RateLimitAdmin))
-        );
-        assert_eq!(
-            need(&Method::POST, "/v1/ratelimit/{policy}/{subject}/check"),
-            Some(Need::Scope(Scope::RateLimit))
-        );
-        assert_eq!(need(&Method::GET, "/v1/new-thing"), None);
-    }
 }

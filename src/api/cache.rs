@@ -7,21 +7,25 @@ use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, State};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use utoipa::{IntoParams, ToSchema};
 
 use super::answer::{blocked, status_of};
 use super::extract::{in_range, Body, Caller, OptionalBody, QueryOf};
-use super::observe::Op;
+use super::observe::answered;
 use super::problem::{state_problem, ApiError};
 use super::AppState;
 use crate::cache::{Fetch, Put, PutRequest, Read};
 use crate::config::CacheSettings;
 use crate::outcome::Terminal;
 use crate::tier::Mode;
+use utoipa_axum::routes;
+
+use super::auth::Need;
+use super::routes::{Answers, Routes};
+use crate::access::Scope;
 
 /// Most entries one warm-up call stores.
 pub const MAX_WARM: usize = 1_000;
@@ -164,16 +168,44 @@ pub struct StatsAnswer {
     pub compression_ratio: f64,
 }
 
-/// The cache routes, with bodies up to a warm-up of large values.
-pub fn router(cfg: &CacheSettings) -> Router<AppState> {
-    Router::new()
-        .route("/v1/cache/{ns}/{key}", get(read).put(write).delete(remove))
-        .route("/v1/cache/{ns}/{key}/fetch", post(fetch))
-        .route("/v1/cache/{ns}/tags/{tag}/invalidate", post(invalidate_tag))
-        .route("/v1/cache/{ns}/invalidate", post(invalidate_all))
-        .route("/v1/cache/{ns}/warm", post(warm))
-        .route("/v1/cache/{ns}/stats", get(stats))
-        .layer(DefaultBodyLimit::max(cfg.max_value_bytes + 64 * 1024))
+/// The cache routes (scope `cache`), with bodies up to the largest value.
+pub(super) fn routes(cfg: &CacheSettings) -> Vec<Routes> {
+    use crate::cache::{Invalidated, Warmed, STATS};
+    let answer = "CacheAnswer";
+    vec![Routes::new("cache", Need::Scope(Scope::Cache))
+        .answer(
+            Answers::new("cache_get", Read::STATES, answer),
+            routes!(read),
+        )
+        .answer(
+            Answers::new("cache_put", Put::STATES, answer),
+            routes!(write),
+        )
+        .answer(
+            Answers::new("cache_delete", Invalidated::STATES, answer),
+            routes!(remove),
+        )
+        .answer(
+            Answers::new("cache_fetch", Fetch::STATES, answer),
+            routes!(fetch),
+        )
+        .answer(
+            Answers::new("cache_invalidate_tag", Invalidated::STATES, answer),
+            routes!(invalidate_tag),
+        )
+        .answer(
+            Answers::new("cache_invalidate_namespace", Invalidated::STATES, answer),
+            routes!(invalidate_all),
+        )
+        .answer(
+            Answers::new("cache_warm", Warmed::STATES, answer),
+            routes!(warm),
+        )
+        .answer(
+            Answers::new("cache_stats", STATS, "StatsAnswer"),
+            routes!(stats),
+        )
+        .layer(DefaultBodyLimit::max(cfg.max_value_bytes + 64 * 1024))]
 }
 
 /// Codes of refused path segments (400).
@@ -251,17 +283,16 @@ pub async fn read(
     EntryPath(ns, key): EntryPath,
     QueryOf(q): QueryOf<GetQuery>,
 ) -> Result<Response, ApiError> {
-    let op = Op::start("cache_get");
     let (read, mode) = match app
         .cache
         .get(&caller.tenant, &ns, &key, q.allow_stale.unwrap_or(false))
         .await
     {
         Ok(r) => r,
-        Err(b) => return Ok(blocked(&op, "cache", b)),
+        Err(b) => return Ok(blocked("cache", b)),
     };
     let state = read.state();
-    op.finish("cache", state, mode.as_str());
+    answered("cache", state, mode.as_str());
     Ok(match read {
         Read::Hit(v, age) | Read::Stale(v, age) => Json(found(state, mode, v, age)).into_response(),
         Read::Miss => state_problem(
@@ -284,7 +315,6 @@ pub async fn fetch(
     EntryPath(ns, key): EntryPath,
     OptionalBody(body): OptionalBody<FetchBody>,
 ) -> Result<Response, ApiError> {
-    let op = Op::start("cache_fetch");
     let cfg = app.cache.settings();
     let lease_ms = match body.lease_ms {
         Some(l) => in_range("lease_ms", l, 1, cfg.max_lease_ms as i64)?,
@@ -296,10 +326,10 @@ pub async fn fetch(
         .await;
     let (f, mode) = match fetched {
         Ok(r) => r,
-        Err(b) => return Ok(blocked(&op, "cache", b)),
+        Err(b) => return Ok(blocked("cache", b)),
     };
     let (state, status) = (f.state(), status_of(&f));
-    op.finish("cache", state, mode.as_str());
+    answered("cache", state, mode.as_str());
     let answer = match f {
         Fetch::Hit(v, age) | Fetch::Stale(v, age) => found(state, mode, v, age),
         Fetch::Refresh(v, age, token) => CacheAnswer {
@@ -377,7 +407,6 @@ pub async fn write(
     EntryPath(ns, key): EntryPath,
     Body(body): Body<CachePutBody>,
 ) -> Result<Response, ApiError> {
-    let op = Op::start("cache_put");
     let cfg = app.cache.settings();
     let mut req = checked(
         cfg,
@@ -392,9 +421,9 @@ pub async fn write(
     req.compute_ms = in_range("compute_ms", body.compute_ms, 0, cfg.max_ttl_ms as i64)?;
     let (put, mode) = match app.cache.put(&caller.tenant, &ns, &key, &req).await {
         Ok(r) => r,
-        Err(b) => return Ok(blocked(&op, "cache", b)),
+        Err(b) => return Ok(blocked("cache", b)),
     };
-    op.finish("cache", put.state(), mode.as_str());
+    answered("cache", put.state(), mode.as_str());
     Ok(match put {
         Put::Stored { kept, evicted } => Json(CacheAnswer {
             state: put.state(),
@@ -414,13 +443,10 @@ pub async fn write(
     })
 }
 
-fn invalidated(
-    op: &Op,
-    r: Result<(crate::cache::Invalidated, Mode), crate::tier::Blocked>,
-) -> Response {
+fn invalidated(r: Result<(crate::cache::Invalidated, Mode), crate::tier::Blocked>) -> Response {
     match r {
         Ok((i, mode)) => {
-            op.finish("cache", i.state(), mode.as_str());
+            answered("cache", i.state(), mode.as_str());
             Json(CacheAnswer {
                 state: i.state(),
                 mode: mode.as_str(),
@@ -428,7 +454,7 @@ fn invalidated(
             })
             .into_response()
         }
-        Err(b) => blocked(op, "cache", b),
+        Err(b) => blocked("cache", b),
     }
 }
 
@@ -440,9 +466,7 @@ pub async fn remove(
     Caller(caller): Caller,
     EntryPath(ns, key): EntryPath,
 ) -> Result<Response, ApiError> {
-    let op = Op::start("cache_delete");
     Ok(invalidated(
-        &op,
         app.cache.delete(&caller.tenant, &ns, &key).await,
     ))
 }
@@ -455,11 +479,10 @@ pub async fn invalidate_tag(
     Caller(caller): Caller,
     Path((ns, tag)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    let op = Op::start("cache_invalidate_tag");
     namespace(&ns)?;
     name("tag", "invalid_tag", &tag).map_err(in_path)?;
     let r = app.cache.invalidate(&caller.tenant, &ns, Some(&tag)).await;
-    Ok(invalidated(&op, r))
+    Ok(invalidated(r))
 }
 
 /// Invalidates a whole namespace, in O(1).
@@ -470,10 +493,9 @@ pub async fn invalidate_all(
     Caller(caller): Caller,
     Path(ns): Path<String>,
 ) -> Result<Response, ApiError> {
-    let op = Op::start("cache_invalidate_namespace");
     namespace(&ns)?;
     let r = app.cache.invalidate(&caller.tenant, &ns, None).await;
-    Ok(invalidated(&op, r))
+    Ok(invalidated(r))
 }
 
 /// Stores many entries without leases (cache warming).
@@ -485,7 +507,6 @@ pub async fn warm(
     Path(ns): Path<String>,
     Body(body): Body<WarmBody>,
 ) -> Result<Response, ApiError> {
-    let op = Op::start("cache_warm");
     namespace(&ns)?;
     if body.entries.is_empty() || body.entries.len() > MAX_WARM {
         return Err(ApiError::out_of_range(
@@ -502,9 +523,9 @@ pub async fn warm(
     }
     let (w, mode) = match app.cache.warm(&caller.tenant, &ns, &entries).await {
         Ok(r) => r,
-        Err(b) => return Ok(blocked(&op, "cache", b)),
+        Err(b) => return Ok(blocked("cache", b)),
     };
-    op.finish("cache", w.state(), mode.as_str());
+    answered("cache", w.state(), mode.as_str());
     Ok(Json(CacheAnswer {
         state: w.state(),
         mode: mode.as_str(),
@@ -522,13 +543,12 @@ pub async fn stats(
     Caller(caller): Caller,
     Path(ns): Path<String>,
 ) -> Result<Response, ApiError> {
-    let op = Op::start("cache_stats");
     namespace(&ns)?;
     let (s, mode) = match app.cache.stats(&caller.tenant, &ns).await {
         Ok(r) => r,
-        Err(b) => return Ok(blocked(&op, "cache", b)),
+        Err(b) => return Ok(blocked("cache", b)),
     };
-    op.finish("cache", "stats", mode.as_str());
+    answered("cache", "stats", mode.as_str());
     let c = &s.counts;
     let scoped = format!("{}/{ns}", caller.tenant);
     Ok(Json(StatsAnswer {

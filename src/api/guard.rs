@@ -5,14 +5,13 @@
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::answer::{blocked, status_of};
 use super::extract::{in_range, Body, Caller, QueryOf};
-use super::observe::Op;
+use super::observe::answered;
 use super::problem::{ApiError, Problem};
 use super::AppState;
 use crate::audit::Sealed;
@@ -20,6 +19,11 @@ use crate::guard::rules::Missing;
 use crate::guard::{GuardMove, GuardView, Recorded, Verified};
 use crate::outcome::Terminal;
 use crate::runtime::clock::rfc3339;
+use utoipa_axum::routes;
+
+use super::auth::Need;
+use super::routes::{Answers, Routes};
+use crate::access::Scope;
 
 /// Longest reason, action or detail, bytes.
 const MAX_TEXT: usize = 2_048;
@@ -152,15 +156,39 @@ pub struct AuditAnswer {
     pub first_bad: Option<crate::audit::Broken>,
 }
 
-/// The guard and audit routes.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/guard", get(read))
-        .route("/v1/guard/enter", post(enter))
-        .route("/v1/guard/recovery-actions", post(recovery))
-        .route("/v1/guard/exit", post(exit))
-        .route("/v1/audit", get(audit))
-        .route("/v1/audit/verify", get(verify))
+/// The guard routes (operators with scope `guard`) and the audit chain's (operators with
+/// scope `audit`).
+pub(super) fn routes() -> Vec<Routes> {
+    use crate::guard::AuditPage;
+    let (guard, chain) = ("GuardAnswer", "AuditAnswer");
+    vec![
+        Routes::new("guard", Need::Operator(Scope::Guard))
+            .answer(
+                Answers::new("guard_get", GuardMove::STATES, guard),
+                routes!(read),
+            )
+            .answer(
+                Answers::new("guard_enter", GuardMove::STATES, guard),
+                routes!(enter),
+            )
+            .answer(
+                Answers::new("guard_recovery", Recorded::STATES, guard),
+                routes!(recovery),
+            )
+            .answer(
+                Answers::new("guard_exit", GuardMove::STATES, guard),
+                routes!(exit),
+            ),
+        Routes::new("guard", Need::Operator(Scope::Audit))
+            .answer(
+                Answers::new("audit_page", AuditPage::STATES, chain),
+                routes!(audit),
+            )
+            .answer(
+                Answers::new("audit_verify", Verified::STATES, chain),
+                routes!(verify),
+            ),
+    ]
 }
 
 fn text(field: &str, raw: &str, min: usize) -> Result<String, ApiError> {
@@ -192,9 +220,9 @@ fn guard_answer(state: &'static str, v: &GuardView, green_window_ms: i64) -> Gua
     }
 }
 
-fn moved(app: &AppState, op: &Op, m: GuardMove) -> Response {
+fn moved(app: &AppState, m: GuardMove) -> Response {
     let (status, state) = (status_of(&m), m.state());
-    op.finish("guard", state, crate::tier::Mode::Durable.as_str());
+    answered("guard", state, crate::tier::Mode::Durable.as_str());
     let window = app.guard.exit_green_ms();
     match m {
         GuardMove::Unmet(v, missing) => {
@@ -229,10 +257,9 @@ fn moved(app: &AppState, op: &Op, m: GuardMove) -> Response {
 /// The guard: state, episode, and what leaving safe mode still needs.
 #[utoipa::path(get, path = "/v1/guard")]
 pub async fn read(State(app): State<AppState>) -> Response {
-    let op = Op::start("guard_get");
     match app.guard.view().await {
-        Ok(m) => moved(&app, &op, m),
-        Err(b) => blocked(&op, "guard", b),
+        Ok(m) => moved(&app, m),
+        Err(b) => blocked("guard", b),
     }
 }
 
@@ -243,11 +270,10 @@ pub async fn enter(
     Caller(caller): Caller,
     Body(body): Body<EnterBody>,
 ) -> Result<Response, ApiError> {
-    let op = Op::start("guard_enter");
     let reason = text("reason", &body.reason, 1)?;
     Ok(match app.guard.enter(&reason, &caller.name).await {
-        Ok(m) => moved(&app, &op, m),
-        Err(b) => blocked(&op, "guard", b),
+        Ok(m) => moved(&app, m),
+        Err(b) => blocked("guard", b),
     })
 }
 
@@ -258,7 +284,6 @@ pub async fn recovery(
     Caller(caller): Caller,
     Body(body): Body<RecoveryBody>,
 ) -> Result<Response, ApiError> {
-    let op = Op::start("guard_recovery");
     let action = text("action", &body.action, 1)?;
     let detail = text("detail", &body.detail, 0)?;
     let out = match app
@@ -267,10 +292,10 @@ pub async fn recovery(
         .await
     {
         Ok(o) => o,
-        Err(b) => return Ok(blocked(&op, "guard", b)),
+        Err(b) => return Ok(blocked("guard", b)),
     };
     let (status, state) = (status_of(&out), out.state());
-    op.finish("guard", state, crate::tier::Mode::Durable.as_str());
+    answered("guard", state, crate::tier::Mode::Durable.as_str());
     Ok(match out {
         Recorded::Recorded(r) => {
             let view = match app.guard.view().await {
@@ -301,10 +326,9 @@ pub async fn recovery(
 /// runs, 200 `normal` once out.
 #[utoipa::path(post, path = "/v1/guard/exit")]
 pub async fn exit(State(app): State<AppState>, Caller(caller): Caller) -> Response {
-    let op = Op::start("guard_exit");
     match app.guard.exit(&caller.name).await {
-        Ok(m) => moved(&app, &op, m),
-        Err(b) => blocked(&op, "guard", b),
+        Ok(m) => moved(&app, m),
+        Err(b) => blocked("guard", b),
     }
 }
 
@@ -331,15 +355,14 @@ pub async fn audit(
     State(app): State<AppState>,
     QueryOf(q): QueryOf<AuditQuery>,
 ) -> Result<Response, ApiError> {
-    let op = Op::start("audit_page");
     let after = in_range("after", q.after.unwrap_or(0), 0, i64::MAX)?;
     let limit = in_range("limit", q.limit.unwrap_or(100), 1, MAX_PAGE)?;
     let page = match app.guard.audit_page(after, limit).await {
         Ok(p) => p,
-        Err(b) => return Ok(blocked(&op, "audit", b)),
+        Err(b) => return Ok(blocked("audit", b)),
     };
     let state = page.state();
-    op.finish("audit", state, crate::tier::Mode::Durable.as_str());
+    answered("audit", state, crate::tier::Mode::Durable.as_str());
     let next_after = page.0.last().map_or(after, |e| e.seq);
     Ok(Json(AuditAnswer {
         state,
@@ -355,13 +378,12 @@ pub async fn audit(
 /// Walks the audit chain: `intact`, or `broken` with the first entry that does not match.
 #[utoipa::path(get, path = "/v1/audit/verify")]
 pub async fn verify(State(app): State<AppState>) -> Response {
-    let op = Op::start("audit_verify");
     let v = match app.guard.verify().await {
         Ok(v) => v,
-        Err(b) => return blocked(&op, "audit", b),
+        Err(b) => return blocked("audit", b),
     };
     let state = v.state();
-    op.finish("audit", state, crate::tier::Mode::Durable.as_str());
+    answered("audit", state, crate::tier::Mode::Durable.as_str());
     let mut a = AuditAnswer {
         state,
         entries: None,

@@ -4,15 +4,13 @@
 
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use axum::Router;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use utoipa::ToSchema;
 
 use super::answer::{blocked, status_of};
 use super::extract::{in_range, token, Body, PathKey};
-use super::observe::Op;
+use super::observe::answered;
 use super::problem::{state_problem, ApiError};
 use super::AppState;
 use crate::idem::{
@@ -23,6 +21,11 @@ use crate::key::Key;
 use crate::outcome::Terminal;
 use crate::runtime::clock::rfc3339;
 use crate::tier::Mode;
+use utoipa_axum::routes;
+
+use super::auth::Need;
+use super::routes::{Answers, Routes};
+use crate::access::Scope;
 
 /// `POST /v1/idempotency/{key}/begin` body.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -102,17 +105,31 @@ pub struct IdemAnswer {
     pub traceparent: Option<String>,
 }
 
-/// The idempotency routes.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/idempotency/{key}/begin", post(begin))
-        .route("/v1/idempotency/{key}/complete", post(complete))
-        .route("/v1/idempotency/{key}/fail", post(fail))
-        .route("/v1/idempotency/{key}/extend", post(extend))
+/// The idempotency routes (scope `idempotency`).
+pub(super) fn routes() -> Vec<Routes> {
+    use crate::idem::{Begun, Finished};
+    let answer = "IdemAnswer";
+    vec![Routes::new("idem", Need::Scope(Scope::Idempotency))
+        .answer(
+            Answers::new("idem_begin", Begun::STATES, answer),
+            routes!(begin),
+        )
+        .answer(
+            Answers::new("idem_complete", Finished::COMPLETE_STATES, answer),
+            routes!(complete),
+        )
+        .answer(
+            Answers::new("idem_fail", Finished::FAIL_STATES, answer),
+            routes!(fail),
+        )
+        .answer(
+            Answers::new("idem_extend", Finished::EXTEND_STATES, answer),
+            routes!(extend),
+        )]
 }
 
-fn answer(op: &Op, key: &str, outcome: &impl Terminal, a: IdemAnswer) -> Response {
-    op.finish(key, a.state, a.mode.unwrap_or("none"));
+fn answer(key: &str, outcome: &impl Terminal, a: IdemAnswer) -> Response {
+    answered(key, a.state, a.mode.unwrap_or("none"));
     (status_of(outcome), axum::Json(a)).into_response()
 }
 
@@ -123,8 +140,8 @@ fn raw(response: String) -> Option<Box<RawValue>> {
         .ok()
 }
 
-fn mismatch(op: &Op, key: &str, begun: &Begun, mode: Mode) -> Response {
-    op.finish(key, begun.state(), mode.as_str());
+fn mismatch(key: &str, begun: &Begun, mode: Mode) -> Response {
+    answered(key, begun.state(), mode.as_str());
     state_problem(
         status_of(begun),
         begun.state(),
@@ -171,12 +188,11 @@ pub async fn begin(
     PathKey(key): PathKey,
     Body(body): Body<BeginBody>,
 ) -> Result<Response, ApiError> {
-    let op = Op::start("idem_begin");
     let req = begin_request(key, body)?;
     let k = req.key.as_str();
     let (begun, mode) = match app.idempotency.begin(&req).await {
         Ok(done) => done,
-        Err(b) => return Ok(blocked(&op, k, b)),
+        Err(b) => return Ok(blocked(k, b)),
     };
     let mut a = IdemAnswer {
         state: begun.state(),
@@ -202,19 +218,15 @@ pub async fn begin(
             a.traceparent = Some(correlation.traceparent.clone()).filter(|t| !t.is_empty());
         }
         Begun::InProgress { retry_after_ms } => a.retry_after_ms = Some(*retry_after_ms),
-        Begun::FingerprintMismatch => return Ok(mismatch(&op, k, &begun, mode)),
+        Begun::FingerprintMismatch => return Ok(mismatch(k, &begun, mode)),
     }
-    Ok(answer(&op, k, &begun, a))
+    Ok(answer(k, &begun, a))
 }
 
-fn finished(
-    op: &Op,
-    key: &str,
-    result: Result<(Finished, Mode), crate::tier::Blocked>,
-) -> Response {
+fn finished(key: &str, result: Result<(Finished, Mode), crate::tier::Blocked>) -> Response {
     let (finished, mode) = match result {
         Ok(r) => r,
-        Err(b) => return blocked(op, key, b),
+        Err(b) => return blocked(key, b),
     };
     let mut a = IdemAnswer {
         state: finished.state(),
@@ -226,7 +238,7 @@ fn finished(
         Finished::Extended { lease_until } => a.lease_expires_at = Some(rfc3339(*lease_until)),
         Finished::Released | Finished::Conflict => {}
     }
-    answer(op, key, &finished, a)
+    answer(key, &finished, a)
 }
 
 /// Records the result of a claim.
@@ -237,11 +249,10 @@ pub async fn complete(
     PathKey(key): PathKey,
     Body(body): Body<CompleteBody>,
 ) -> Result<Response, ApiError> {
-    let op = Op::start("idem_complete");
     let tok = token("token", body.token)?;
     let response = String::from(Box::<str>::from(body.response));
     let r = app.idempotency.complete(&key, tok, response).await;
-    Ok(finished(&op, key.as_str(), r))
+    Ok(finished(key.as_str(), r))
 }
 
 /// Gives up a claim: a later begin may run again.
@@ -252,10 +263,9 @@ pub async fn fail(
     PathKey(key): PathKey,
     Body(body): Body<FailBody>,
 ) -> Result<Response, ApiError> {
-    let op = Op::start("idem_fail");
     let tok = token("token", body.token)?;
     let r = app.idempotency.fail(&key, tok).await;
-    Ok(finished(&op, key.as_str(), r))
+    Ok(finished(key.as_str(), r))
 }
 
 /// Renews the lease of a claim still running.
@@ -266,9 +276,8 @@ pub async fn extend(
     PathKey(key): PathKey,
     Body(body): Body<ExtendLeaseBody>,
 ) -> Result<Response, ApiError> {
-    let op = Op::start("idem_extend");
     let tok = token("token", body.token)?;
     let lease = in_range("lease_ms", body.lease_ms, 1, MAX_LEASE_MS)?;
     let r = app.idempotency.extend(&key, tok, lease).await;
-    Ok(finished(&op, key.as_str(), r))
+    Ok(finished(key.as_str(), r))
 }

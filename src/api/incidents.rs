@@ -5,8 +5,7 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -14,7 +13,7 @@ use super::answer::{blocked, status_of};
 use super::extract::{in_range, Body, Caller, PathKey, QueryOf};
 use super::incident_input::{alert_input, input_of, text, MAX_ALERTS};
 pub use super::incident_input::{AlertmanagerBody, IncidentBody};
-use super::observe::Op;
+use super::observe::answered;
 use super::problem::{state_problem, ApiError};
 use super::AppState;
 use crate::guard::{ByIdEvent, Found, IncidentEvent, IncidentInput, Noted};
@@ -22,6 +21,11 @@ use crate::outcome::Terminal;
 use crate::runtime::clock::rfc3339;
 use crate::store::guard::Incident;
 use crate::tier::Mode;
+use utoipa_axum::routes;
+
+use super::auth::Need;
+use super::routes::{Answers, Routes};
+use crate::access::Scope;
 
 /// Longest note, bytes.
 const MAX_NOTE: usize = 4_096;
@@ -126,16 +130,43 @@ pub struct AlertResult {
     pub incident_id: Option<String>,
 }
 
-/// The incident routes.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/incidents", post(event).get(list))
-        .route("/v1/alerts/alertmanager", post(alertmanager))
-        .route("/v1/incidents/{id}", get(one))
-        .route("/v1/incidents/{id}/ack", post(ack))
-        .route("/v1/incidents/{id}/resolve", post(resolve))
-        .route("/v1/incidents/{id}/notes", post(note))
-        .route("/v1/incidents/{id}/evidence", get(evidence))
+/// The incident routes (scope `incidents`).
+pub(super) fn routes() -> Vec<Routes> {
+    use crate::guard::outcome::EVIDENCE_STATES;
+    let answer = "IncidentAnswer";
+    vec![Routes::new("incidents", Need::Scope(Scope::Incidents))
+        .answer(
+            Answers::new("incident_event", IncidentEvent::STATES, answer),
+            routes!(event),
+        )
+        .answer(
+            Answers::new("incident_list", Found::STATES, answer),
+            routes!(list),
+        )
+        .answer(
+            Answers::new("alertmanager", IncidentEvent::STATES, answer),
+            routes!(alertmanager),
+        )
+        .answer(
+            Answers::new("incident_get", Found::STATES, answer),
+            routes!(one),
+        )
+        .answer(
+            Answers::new("incident_ack", ByIdEvent::STATES, answer),
+            routes!(ack),
+        )
+        .answer(
+            Answers::new("incident_resolve", ByIdEvent::STATES, answer),
+            routes!(resolve),
+        )
+        .answer(
+            Answers::new("incident_note", Noted::STATES, answer),
+            routes!(note),
+        )
+        .answer(
+            Answers::new("incident_evidence", EVIDENCE_STATES, answer),
+            routes!(evidence),
+        )]
 }
 
 fn time(ms: i64) -> Option<String> {
@@ -180,14 +211,8 @@ fn answer(state: &'static str, i: Option<Incident>) -> IncidentAnswer {
 }
 
 /// The answer to an incident outcome `out` (`status` from its table).
-fn respond(
-    op: &Op,
-    key: &str,
-    status: StatusCode,
-    state: &'static str,
-    out: IncidentEvent,
-) -> Response {
-    op.finish(key, state, Mode::Durable.as_str());
+fn respond(key: &str, status: StatusCode, state: &'static str, out: IncidentEvent) -> Response {
+    answered(key, state, Mode::Durable.as_str());
     match out {
         IncidentEvent::Unknown => state_problem(
             status,
@@ -220,14 +245,13 @@ pub async fn event(
     Caller(caller): Caller,
     Body(body): Body<IncidentBody>,
 ) -> Result<Response, ApiError> {
-    let op = Op::start("incident_event");
     let input = input_of(body)?;
     let out = match app.guard.event(&caller.tenant, input, &caller.name).await {
         Ok(out) => out,
-        Err(b) => return Ok(blocked(&op, "incidents", b)),
+        Err(b) => return Ok(blocked("incidents", b)),
     };
     let (status, state) = (status_of(&out), out.state());
-    Ok(respond(&op, "incidents", status, state, out))
+    Ok(respond("incidents", status, state, out))
 }
 
 /// An Alertmanager webhook (version 4): each firing alert triggers (or folds into) the
@@ -238,7 +262,6 @@ pub async fn alertmanager(
     Caller(caller): Caller,
     Body(body): Body<AlertmanagerBody>,
 ) -> Result<Response, ApiError> {
-    let op = Op::start("alertmanager");
     if body.version != "4" {
         return Err(ApiError::out_of_range("version", "\"4\""));
     }
@@ -258,7 +281,7 @@ pub async fn alertmanager(
         };
         let out = match app.guard.event(&caller.tenant, input, &caller.name).await {
             Ok(out) => out,
-            Err(b) => return Ok(blocked(&op, "alertmanager", b)),
+            Err(b) => return Ok(blocked("alertmanager", b)),
         };
         results.push(AlertResult {
             dedup_key: key,
@@ -271,7 +294,7 @@ pub async fn alertmanager(
         .into_iter()
         .find(|s| results.iter().any(|r| r.state == *s))
         .unwrap_or("resolved");
-    op.finish("alertmanager", state, Mode::Durable.as_str());
+    answered("alertmanager", state, Mode::Durable.as_str());
     let mut a = answer(state, None);
     a.results = Some(results);
     Ok((StatusCode::ACCEPTED, Json(a)).into_response())
@@ -286,7 +309,6 @@ pub async fn list(
     Caller(caller): Caller,
     QueryOf(q): QueryOf<IncidentQuery>,
 ) -> Result<Response, ApiError> {
-    let op = Op::start("incident_list");
     let state = match q.state.as_deref() {
         None | Some("") => None,
         Some(s @ ("triggered" | "acknowledged" | "resolved")) => Some(s),
@@ -300,9 +322,9 @@ pub async fn list(
     let limit = in_range("limit", q.limit.unwrap_or(100), 1, MAX_LIST)?;
     let found = match app.guard.incidents(&caller.tenant, state, limit).await {
         Ok(f) => f,
-        Err(b) => return Ok(blocked(&op, "incidents", b)),
+        Err(b) => return Ok(blocked("incidents", b)),
     };
-    op.finish("incidents", found.state(), Mode::Durable.as_str());
+    answered("incidents", found.state(), Mode::Durable.as_str());
     let mut a = answer(found.state(), None);
     if let Found::Many(list) = found {
         a.incidents = Some(list.into_iter().map(view).collect());
@@ -310,9 +332,9 @@ pub async fn list(
     Ok(Json(a).into_response())
 }
 
-fn found(op: &Op, id: &str, found: Found) -> Response {
+fn found(id: &str, found: Found) -> Response {
     let (status, state) = (status_of(&found), found.state());
-    op.finish(id, state, Mode::Durable.as_str());
+    answered(id, state, Mode::Durable.as_str());
     match found {
         Found::One(i) => (status, Json(answer(state, Some(*i)))).into_response(),
         _ => state_problem(
@@ -333,10 +355,9 @@ pub async fn one(
     Caller(caller): Caller,
     PathKey(id): PathKey,
 ) -> Response {
-    let op = Op::start("incident_get");
     match app.guard.incident(&caller.tenant, id.name()).await {
-        Ok(f) => found(&op, id.name(), f),
-        Err(b) => blocked(&op, id.name(), b),
+        Ok(f) => found(id.name(), f),
+        Err(b) => blocked(id.name(), b),
     }
 }
 
@@ -345,7 +366,6 @@ async fn by_id(
     caller: &crate::access::Principal,
     id: &str,
     resolve: bool,
-    op: &Op,
 ) -> Response {
     match app
         .guard
@@ -355,9 +375,9 @@ async fn by_id(
         Ok(out) => {
             let out = ByIdEvent(out);
             let (status, state) = (status_of(&out), out.state());
-            respond(op, id, status, state, out.0)
+            respond(id, status, state, out.0)
         }
-        Err(b) => blocked(op, id, b),
+        Err(b) => blocked(id, b),
     }
 }
 
@@ -370,8 +390,7 @@ pub async fn ack(
     Caller(caller): Caller,
     PathKey(id): PathKey,
 ) -> Response {
-    let op = Op::start("incident_ack");
-    by_id(app, &caller, id.name(), false, &op).await
+    by_id(app, &caller, id.name(), false).await
 }
 
 /// Resolves an incident (a repeat answers the same).
@@ -382,8 +401,7 @@ pub async fn resolve(
     Caller(caller): Caller,
     PathKey(id): PathKey,
 ) -> Response {
-    let op = Op::start("incident_resolve");
-    by_id(app, &caller, id.name(), true, &op).await
+    by_id(app, &caller, id.name(), true).await
 }
 
 /// Adds a note to an incident (audited).
@@ -395,7 +413,6 @@ pub async fn note(
     PathKey(id): PathKey,
     Body(body): Body<NoteBody>,
 ) -> Result<Response, ApiError> {
-    let op = Op::start("incident_note");
     let text = text("note", &body.note, 1, MAX_NOTE)?;
     let out = match app
         .guard
@@ -403,10 +420,10 @@ pub async fn note(
         .await
     {
         Ok(o) => o,
-        Err(b) => return Ok(blocked(&op, id.name(), b)),
+        Err(b) => return Ok(blocked(id.name(), b)),
     };
     let (status, state) = (status_of(&out), out.state());
-    op.finish(id.name(), state, Mode::Durable.as_str());
+    answered(id.name(), state, Mode::Durable.as_str());
     Ok(match out {
         Noted::Noted(i) => (status, Json(answer(state, Some(*i)))).into_response(),
         Noted::Unknown => state_problem(
@@ -428,15 +445,14 @@ pub async fn evidence(
     Caller(caller): Caller,
     PathKey(id): PathKey,
 ) -> Response {
-    let op = Op::start("incident_evidence");
     match app.guard.evidence(&caller.tenant, id.name()).await {
         Ok(Some(pack)) => {
-            op.finish(id.name(), "evidence", Mode::Durable.as_str());
+            answered(id.name(), "evidence", Mode::Durable.as_str());
             let mut v = serde_json::to_value(&pack).unwrap_or_default();
             v["state"] = serde_json::json!("evidence");
             Json(v).into_response()
         }
-        Ok(None) => found(&op, id.name(), Found::Unknown),
-        Err(b) => blocked(&op, id.name(), b),
+        Ok(None) => found(id.name(), Found::Unknown),
+        Err(b) => blocked(id.name(), b),
     }
 }

@@ -4,15 +4,14 @@
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use utoipa::ToSchema;
 
 use super::answer::{blocked, status_of};
 use super::extract::{in_range, Body, OptionalBody, PathKey};
-use super::observe::Op;
+use super::observe::answered;
 use super::problem::{state_problem, ApiError};
 use super::AppState;
 use crate::kv::{KvDelete, KvPut, KvRead, MAX_TTL_MS, MAX_VALUE_BYTES};
@@ -20,6 +19,11 @@ use crate::outcome::Terminal;
 use crate::runtime::clock::rfc3339;
 use crate::store::sql::KvExpect;
 use crate::tier::Mode;
+use utoipa_axum::routes;
+
+use super::auth::Need;
+use super::routes::{Answers, Routes};
+use crate::access::Scope;
 
 /// `PUT /v1/kv/{key}` body.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -64,11 +68,22 @@ pub struct KvAnswer {
     pub expires_at: Option<String>,
 }
 
-/// The KV routes, with bodies up to a 1 MiB value.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/kv/{key}", get(read).put(write).delete(remove))
-        .layer(DefaultBodyLimit::max(MAX_VALUE_BYTES + 64 * 1024))
+/// The KV routes (scope `kv`), with bodies up to a 1 MiB value.
+pub(super) fn routes() -> Vec<Routes> {
+    vec![Routes::new("kv", Need::Scope(Scope::Kv))
+        .answer(
+            Answers::new("kv_get", KvRead::STATES, "KvAnswer"),
+            routes!(read),
+        )
+        .answer(
+            Answers::new("kv_put", KvPut::STATES, "KvAnswer"),
+            routes!(write),
+        )
+        .answer(
+            Answers::new("kv_delete", KvDelete::STATES, "KvAnswer"),
+            routes!(remove),
+        )
+        .layer(DefaultBodyLimit::max(MAX_VALUE_BYTES + 64 * 1024))]
 }
 
 fn expires(at: i64) -> Option<String> {
@@ -78,13 +93,12 @@ fn expires(at: i64) -> Option<String> {
 /// Reads the live record of a key.
 #[utoipa::path(get, path = "/v1/kv/{key}", params(("key" = String, Path, description = "key")))]
 pub async fn read(State(app): State<AppState>, PathKey(key): PathKey) -> Response {
-    let op = Op::start("kv_get");
     let k = key.as_str();
     let (read, mode) = match app.kv.get(&key).await {
         Ok(r) => r,
-        Err(b) => return blocked(&op, k, b),
+        Err(b) => return blocked(k, b),
     };
-    op.finish(k, read.state(), mode.as_str());
+    answered(k, read.state(), mode.as_str());
     match read {
         KvRead::Found(r) => {
             let answer = KvAnswer {
@@ -122,7 +136,6 @@ pub async fn write(
     PathKey(key): PathKey,
     Body(body): Body<KvPutBody>,
 ) -> Result<Response, ApiError> {
-    let op = Op::start("kv_put");
     let value = body.value.get();
     if value.len() > MAX_VALUE_BYTES {
         return Err(ApiError::new(
@@ -149,9 +162,9 @@ pub async fn write(
     let k = key.as_str();
     let (w, mode) = match app.kv.put(&key, value, ttl, expect).await {
         Ok(done) => done,
-        Err(b) => return Ok(blocked(&op, k, b)),
+        Err(b) => return Ok(blocked(k, b)),
     };
-    op.finish(k, w.state(), mode.as_str());
+    answered(k, w.state(), mode.as_str());
     Ok(match &w {
         KvPut::Stored(r) => Json(KvAnswer {
             state: w.state(),
@@ -173,7 +186,6 @@ pub async fn remove(
     PathKey(key): PathKey,
     OptionalBody(body): OptionalBody<DeleteBody>,
 ) -> Result<Response, ApiError> {
-    let op = Op::start("kv_delete");
     let expected = match body.expected_version {
         Some(v) => Some(in_range("expected_version", v, 1, crate::token::MAX_TOKEN)?),
         None => None,
@@ -181,9 +193,9 @@ pub async fn remove(
     let k = key.as_str();
     let (w, mode) = match app.kv.delete(&key, expected).await {
         Ok(done) => done,
-        Err(b) => return Ok(blocked(&op, k, b)),
+        Err(b) => return Ok(blocked(k, b)),
     };
-    op.finish(k, w.state(), mode.as_str());
+    answered(k, w.state(), mode.as_str());
     Ok(match &w {
         KvDelete::Deleted(version) => Json(KvAnswer {
             state: w.state(),

@@ -6,15 +6,14 @@ use std::collections::HashSet;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use axum::{Json, Router};
+use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::answer::{blocked, blocked_as, status_of};
 use super::extract::{in_range, owner, Body, Caller, PathKey};
 use super::locks::{deadlock_priority, LockMode};
-use super::observe::Op;
+use super::observe::answered;
 use super::problem::ApiError;
 use super::AppState;
 use crate::key::Key;
@@ -24,6 +23,11 @@ use crate::lock::{
 use crate::outcome::Terminal;
 use crate::runtime::clock::rfc3339;
 use crate::tier::Mode;
+use utoipa_axum::routes;
+
+use super::auth::Need;
+use super::routes::{Answers, Routes};
+use crate::access::Scope;
 
 /// One key of a group.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -128,12 +132,23 @@ pub struct LockGroupAnswer {
 /// The codes of a refused member list.
 pub const GROUP_CODES: [&str; 2] = ["invalid_key", "duplicate_key"];
 
-/// The lock group routes.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/lock-groups/acquire", post(acquire))
-        .route("/v1/lock-groups/{id}/extend", post(extend))
-        .route("/v1/lock-groups/{id}/release", post(release))
+/// The lock-group routes (scope `locks`).
+pub(super) fn routes() -> Vec<Routes> {
+    use crate::lock::{GroupAcquired, Touch};
+    let answer = "LockGroupAnswer";
+    vec![Routes::new("lock_groups", Need::Scope(Scope::Locks))
+        .answer(
+            Answers::new("lock_group_acquire", GroupAcquired::STATES, answer).own_block(),
+            routes!(acquire),
+        )
+        .answer(
+            Answers::new("lock_group_extend", <Touch<i64>>::STATES, answer),
+            routes!(extend),
+        )
+        .answer(
+            Answers::new("lock_group_release", <Touch<()>>::STATES, answer),
+            routes!(release),
+        )]
 }
 
 fn unprocessable(code: &'static str, detail: String) -> ApiError {
@@ -176,12 +191,11 @@ pub async fn acquire(
     Caller(caller): Caller,
     Body(body): Body<GroupAcquireBody>,
 ) -> Result<Response, ApiError> {
-    let op = Op::start("lock_group_acquire");
     let id = match crate::lock::new_group_id(&caller.tenant) {
         Ok(id) => id,
         Err(b) => {
             let state = GroupAcquired::Blocked(b).state();
-            return Ok(blocked_as(&op, "lock-group", state, b));
+            return Ok(blocked_as("lock-group", state, b));
         }
     };
     let req = GroupRequest {
@@ -230,9 +244,9 @@ pub async fn acquire(
             answer.retry_after_ms = Some(*retry_after_ms);
         }
         GroupAcquired::Deadlock { cycle } => answer.cycle = Some(cycle.clone()),
-        GroupAcquired::Blocked(b) => return Ok(blocked_as(&op, "lock-group", outcome.state(), *b)),
+        GroupAcquired::Blocked(b) => return Ok(blocked_as("lock-group", outcome.state(), *b)),
     }
-    op.finish("lock-group", answer.state, answer.mode.unwrap_or("none"));
+    answered("lock-group", answer.state, answer.mode.unwrap_or("none"));
     Ok((status_of(&outcome), Json(answer)).into_response())
 }
 
@@ -259,7 +273,6 @@ pub async fn extend(
     PathKey(id): PathKey,
     Body(body): Body<GroupTouchBody>,
 ) -> Result<Response, ApiError> {
-    let op = Op::start("lock_group_extend");
     let who = owner(&body.owner)?;
     let ttl = body
         .ttl_ms
@@ -267,7 +280,7 @@ pub async fn extend(
         .transpose()?;
     let (touch, mode) = match app.locks.extend_group(&id, &who, ttl).await {
         Ok(done) => done,
-        Err(b) => return Ok(blocked(&op, id.name(), b)),
+        Err(b) => return Ok(blocked(id.name(), b)),
     };
     let mut answer = touched(&touch, mode);
     if let Touch::Done(expires_at) = touch {
@@ -275,7 +288,7 @@ pub async fn extend(
         answer.expires_at = Some(rfc3339(expires_at));
         answer.ttl_ms_remaining = Some((expires_at - app.tier.now()).max(0));
     }
-    op.finish(id.name(), answer.state, answer.mode.unwrap_or("none"));
+    answered(id.name(), answer.state, answer.mode.unwrap_or("none"));
     Ok((status_of(&touch), Json(answer)).into_response())
 }
 
@@ -287,13 +300,12 @@ pub async fn release(
     PathKey(id): PathKey,
     Body(body): Body<GroupTouchBody>,
 ) -> Result<Response, ApiError> {
-    let op = Op::start("lock_group_release");
     let who = owner(&body.owner)?;
     let (touch, mode) = match app.locks.release_group(&id, &who).await {
         Ok(done) => done,
-        Err(b) => return Ok(blocked(&op, id.name(), b)),
+        Err(b) => return Ok(blocked(id.name(), b)),
     };
     let answer = touched(&touch, mode);
-    op.finish(id.name(), answer.state, answer.mode.unwrap_or("none"));
+    answered(id.name(), answer.state, answer.mode.unwrap_or("none"));
     Ok((status_of(&touch), Json(answer)).into_response())
 }

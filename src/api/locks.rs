@@ -4,14 +4,13 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::answer::{blocked, blocked_as, status_of};
 use super::extract::{in_range, owner, token, Body, PathKey, QueryOf};
-use super::observe::Op;
+use super::observe::answered;
 use super::problem::ApiError;
 use super::AppState;
 use crate::fence::FenceOutcome;
@@ -21,6 +20,11 @@ use crate::lock::{
 use crate::outcome::Terminal;
 use crate::runtime::clock::rfc3339;
 use crate::tier::Mode;
+use utoipa_axum::routes;
+
+use super::auth::Need;
+use super::routes::{Answers, Routes};
+use crate::access::Scope;
 
 /// `POST /v1/locks/{key}/acquire` body.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -220,19 +224,36 @@ impl LockAnswer {
     }
 }
 
-/// The lock and fence routes.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/locks/{key}/acquire", post(acquire))
-        .route("/v1/locks/{key}/extend", post(extend))
-        .route("/v1/locks/{key}/release", post(release))
-        .route("/v1/locks/{key}", get(read))
-        .route("/v1/locks/{key}/watch", get(watch))
-        .route("/v1/fences/{resource}/check", post(fence_check))
+/// The lock and fence routes (scope `locks`).
+pub(super) fn routes() -> Vec<Routes> {
+    use crate::lock::{Acquired, Read, Touch, Watched};
+    let lock = "LockAnswer";
+    vec![Routes::new("locks", Need::Scope(Scope::Locks))
+        .answer(
+            Answers::new("lock_acquire", Acquired::STATES, lock).own_block(),
+            routes!(acquire),
+        )
+        .answer(
+            Answers::new("lock_extend", <Touch<i64>>::STATES, lock),
+            routes!(extend),
+        )
+        .answer(
+            Answers::new("lock_release", <Touch<()>>::STATES, lock),
+            routes!(release),
+        )
+        .answer(Answers::new("lock_get", Read::STATES, lock), routes!(read))
+        .answer(
+            Answers::new("lock_watch", Watched::STATES, lock),
+            routes!(watch),
+        )
+        .answer(
+            Answers::new("fence_check", FenceOutcome::STATES, "FenceAnswer"),
+            routes!(fence_check),
+        )]
 }
 
-fn reply(op: &Op, key: &str, outcome: &impl Terminal, answer: LockAnswer) -> Response {
-    op.finish(key, answer.state, answer.mode.unwrap_or("none"));
+fn reply(key: &str, outcome: &impl Terminal, answer: LockAnswer) -> Response {
+    answered(key, answer.state, answer.mode.unwrap_or("none"));
     (status_of(outcome), Json(answer)).into_response()
 }
 
@@ -244,7 +265,6 @@ pub async fn acquire(
     PathKey(key): PathKey,
     Body(body): Body<AcquireBody>,
 ) -> Result<Response, ApiError> {
-    let op = Op::start("lock_acquire");
     let ttl_ms = in_range("ttl_ms", body.ttl_ms, 1, MAX_TTL_MS)?;
     let hold = |h| in_range("max_hold_ms", h, ttl_ms, MAX_HOLD_MS);
     let shared = body.mode == LockMode::Shared;
@@ -289,9 +309,9 @@ pub async fn acquire(
             answer.blocked_at = blocked_at.clone();
         }
         Acquired::Deadlock { cycle } => answer.cycle = Some(cycle.clone()),
-        Acquired::Blocked(b) => return Ok(blocked_as(&op, k, outcome.state(), *b)),
+        Acquired::Blocked(b) => return Ok(blocked_as(k, outcome.state(), *b)),
     }
-    Ok(reply(&op, k, &outcome, answer))
+    Ok(reply(k, &outcome, answer))
 }
 
 /// The answer of an extend or release that found no lease of the caller's, or the start of
@@ -319,7 +339,6 @@ pub async fn extend(
     PathKey(key): PathKey,
     Body(body): Body<ExtendBody>,
 ) -> Result<Response, ApiError> {
-    let op = Op::start("lock_extend");
     let who = owner(&body.owner)?;
     let tok = token("fencing_token", body.fencing_token)?;
     let ttl = in_range("ttl_ms", body.ttl_ms, 1, MAX_TTL_MS)?;
@@ -327,7 +346,7 @@ pub async fn extend(
     let k = key.as_str();
     let (touch, mode) = match app.locks.extend(&key, &who, tok, ttl).await {
         Ok(done) => done,
-        Err(b) => return Ok(blocked(&op, k, b)),
+        Err(b) => return Ok(blocked(k, b)),
     };
     let mut answer = touched(&touch, mode);
     if let Touch::Done(expires_at) = touch {
@@ -335,7 +354,7 @@ pub async fn extend(
         answer.fencing_token = Some(tok);
         answer = answer.expiring(expires_at, app.tier.now());
     }
-    Ok(reply(&op, k, &touch, answer))
+    Ok(reply(k, &touch, answer))
 }
 
 /// Releases a lease held by the caller.
@@ -346,14 +365,13 @@ pub async fn release(
     PathKey(key): PathKey,
     Body(body): Body<ReleaseBody>,
 ) -> Result<Response, ApiError> {
-    let op = Op::start("lock_release");
     let who = owner(&body.owner)?;
     let tok = token("fencing_token", body.fencing_token)?;
     let key = in_tree(key, body.tree)?;
     let k = key.as_str();
     Ok(match app.locks.release(&key, &who, tok).await {
-        Ok((touch, mode)) => reply(&op, k, &touch, touched(&touch, mode)),
-        Err(b) => blocked(&op, k, b),
+        Ok((touch, mode)) => reply(k, &touch, touched(&touch, mode)),
+        Err(b) => blocked(k, b),
     })
 }
 
@@ -365,12 +383,11 @@ pub async fn read(
     PathKey(key): PathKey,
     QueryOf(q): QueryOf<ReadQuery>,
 ) -> Result<Response, ApiError> {
-    let op = Op::start("lock_get");
     let key = in_tree(key, q.tree)?;
     let k = key.as_str();
     let (read, mode) = match app.locks.get(&key).await {
         Ok(read) => read,
-        Err(b) => return Ok(blocked(&op, k, b)),
+        Err(b) => return Ok(blocked(k, b)),
     };
     let mut answer = LockAnswer {
         state: read.state(),
@@ -394,7 +411,7 @@ pub async fn read(
         });
         answer.holders = Some(holders.collect());
     }
-    Ok(reply(&op, k, &read, answer))
+    Ok(reply(k, &read, answer))
 }
 
 /// Waits while the caller's lease stays live (long poll): `held` when the wait ends with the
@@ -406,7 +423,6 @@ pub async fn watch(
     PathKey(key): PathKey,
     QueryOf(q): QueryOf<WatchQuery>,
 ) -> Result<Response, ApiError> {
-    let op = Op::start("lock_watch");
     let who = owner(&q.owner)?;
     let tok = token("fencing_token", q.fencing_token)?;
     let wait = in_range("wait_ms", q.wait_ms.unwrap_or(30_000), 0, MAX_WAIT_MS)?;
@@ -414,7 +430,7 @@ pub async fn watch(
     let k = key.as_str();
     let (watched, mode) = match app.locks.watch(&key, &who, tok, wait).await {
         Ok(w) => w,
-        Err(b) => return Ok(blocked(&op, k, b)),
+        Err(b) => return Ok(blocked(k, b)),
     };
     let mut answer = LockAnswer {
         state: watched.state(),
@@ -428,7 +444,7 @@ pub async fn watch(
         Watched::Lost(why) => answer.reason = Some(why.as_str()),
         Watched::NotOwner => {}
     }
-    Ok(reply(&op, k, &watched, answer))
+    Ok(reply(k, &watched, answer))
 }
 
 /// Checks a fencing token against a resource, recording the highest.
@@ -439,14 +455,13 @@ pub async fn fence_check(
     PathKey(resource): PathKey,
     Body(body): Body<FenceBody>,
 ) -> Result<Response, ApiError> {
-    let op = Op::start("fence_check");
     let tok = token("token", body.token)?;
     let r = resource.as_str();
     let outcome = match app.fences.check(&resource, tok).await {
         Ok(outcome) => outcome,
-        Err(b) => return Ok(blocked(&op, r, b)),
+        Err(b) => return Ok(blocked(r, b)),
     };
-    op.finish(r, outcome.state(), Mode::Durable.as_str());
+    answered(r, outcome.state(), Mode::Durable.as_str());
     let highest = match outcome {
         FenceOutcome::Accepted { highest } | FenceOutcome::Stale { highest } => highest,
     };

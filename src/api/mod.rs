@@ -19,6 +19,7 @@ pub mod problem;
 mod ratelimit;
 mod reserve;
 mod review;
+mod routes;
 mod semaphores;
 mod sessions;
 mod starting;
@@ -26,7 +27,7 @@ mod streams;
 mod tls;
 mod tokens;
 
-pub use openapi::ApiDoc;
+pub use openapi::document;
 
 use std::future::Future;
 use std::sync::{Arc, OnceLock};
@@ -35,6 +36,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::Router;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio::net::TcpListener;
+use utoipa_axum::router::OpenApiRouter;
 
 use crate::access::Access;
 use crate::config::{ms, Config};
@@ -148,28 +150,35 @@ pub fn state(warden: &Warden) -> AppState {
     }))
 }
 
-/// The whole HTTP application over `state`.
+/// The route table: every capability's routes, each declared once (`routes.rs`).
+fn table(cache: &crate::config::CacheSettings) -> impl Iterator<Item = routes::Routes> {
+    [
+        locks::routes(),
+        semaphores::routes(),
+        lock_groups::routes(),
+        idem::routes(),
+        reserve::routes(),
+        streams::routes(),
+        review::routes(),
+        ratelimit::routes(),
+        kv::routes(),
+        sessions::routes(),
+        cache::routes(cache),
+        ops::routes(),
+        tokens::routes(),
+        incidents::routes(),
+        guard::routes(),
+    ]
+    .into_iter()
+    .flatten()
+}
+
+/// The whole HTTP application over `state`: the route table, each route behind the access
+/// check of its need; anything else is a 404 or 405 problem.
 pub fn app(state: AppState, max_body_bytes: usize) -> Router {
-    Router::new()
-        .merge(locks::router())
-        .merge(semaphores::router())
-        .merge(lock_groups::router())
-        .merge(idem::router())
-        .merge(reserve::router())
-        .merge(streams::router())
-        .merge(ratelimit::router())
-        .merge(kv::router())
-        .merge(sessions::router())
-        .merge(cache::router(state.cache.settings()))
-        .merge(review::router())
-        .merge(ops::router())
-        .merge(tokens::router())
-        .merge(incidents::router())
-        .merge(guard::router())
-        .route_layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            auth::guard,
-        ))
+    let routes = table(state.cache.settings())
+        .fold(OpenApiRouter::new(), |all, r| all.merge(r.serving(&state)));
+    Router::from(routes)
         .fallback(problem::not_found)
         .method_not_allowed_fallback(problem::method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body_bytes))

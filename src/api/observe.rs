@@ -136,40 +136,42 @@ mod handles {
     }
 }
 
-/// One operation being answered.
-pub struct Op {
-    name: &'static str,
-    started: Instant,
+tokio::task_local! {
+    /// The operation being answered on this task: its name (from the route table) and when
+    /// its request arrived.
+    static ANSWERING: (&'static str, Instant);
 }
 
-impl Op {
-    /// Starts timing operation `name`.
-    pub fn start(name: &'static str) -> Self {
-        Self {
-            name,
-            started: Instant::now(),
-        }
-    }
+/// Route middleware of the route table: runs the request as operation `op`, so that what the
+/// handler answers ([`answered`]) is counted and timed under the name declared with its route.
+pub async fn measure(op: &'static str, req: Request, next: Next) -> Response {
+    ANSWERING.scope((op, Instant::now()), next.run(req)).await
+}
 
-    /// The operation's name (a metric label).
-    pub fn name(&self) -> &'static str {
-        self.name
-    }
+/// The operation being answered (`none` outside a route of the table).
+pub fn current_op() -> &'static str {
+    ANSWERING.try_with(|(op, _)| *op).unwrap_or("none")
+}
 
-    /// Counts and times the terminal `state`, reached in `mode` (`none` when no tier acted).
-    pub fn finish(&self, key: &str, state: &'static str, mode: &'static str) {
-        let elapsed = self.started.elapsed();
-        handles::answered(self.name, state, mode, elapsed.as_secs_f64());
-        crate::guard::monitor::record(self.name, mode, elapsed);
-        // Every answer is counted and timed above; one log line per answer is opt-in
-        // (`WARDEN_LOG=warden=debug`): refusals that need attention log their own lines.
-        tracing::debug!(
-            op = self.name,
-            key,
-            state,
-            mode,
-            latency_us = elapsed.as_micros() as u64,
-            "answered"
-        );
-    }
+/// Counts and times the terminal `state` of the operation being answered, reached in `mode`
+/// (`none` when no tier acted).
+pub fn answered(key: &str, state: &'static str, mode: &'static str) {
+    let Ok((op, started)) = ANSWERING.try_with(|a| *a) else {
+        // Only a handler outside the route table could get here; the table has none.
+        tracing::error!(state, "an answer outside the route table: not counted");
+        return;
+    };
+    let elapsed = started.elapsed();
+    handles::answered(op, state, mode, elapsed.as_secs_f64());
+    crate::guard::monitor::record(op, mode, elapsed);
+    // Every answer is counted and timed above; one log line per answer is opt-in
+    // (`WARDEN_LOG=warden=debug`): refusals that need attention log their own lines.
+    tracing::debug!(
+        op,
+        key,
+        state,
+        mode,
+        latency_us = elapsed.as_micros() as u64,
+        "answered"
+    );
 }

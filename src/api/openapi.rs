@@ -4,18 +4,14 @@
 
 use std::collections::BTreeMap;
 
-use utoipa::openapi::path::{HttpMethod, Operation, ParameterIn};
+use utoipa::openapi::path::{Operation, ParameterIn};
 use utoipa::openapi::{Content, OpenApi as Document, Ref, RefOr, Response};
 use utoipa::{Modify, OpenApi};
 
-use super::auth::{need, Need};
 use super::extract::FIELD_CODES;
+use super::routes::{operations, Answers};
 use crate::outcome::{StateDoc, Terminal};
 use crate::tier::Blocked;
-
-mod outcomes;
-
-use outcomes::{Documented, OUTCOMES};
 
 /// The OpenAPI document of this API, generated from the handlers.
 #[derive(OpenApi)]
@@ -23,87 +19,6 @@ use outcomes::{Documented, OUTCOMES};
     info(
         title = "Warden",
         description = "Fenced locks, idempotency keys, causal streams and flash-sale reservations over Redis with a durable SQL tier"
-    ),
-    paths(
-        super::locks::acquire,
-        super::locks::extend,
-        super::locks::release,
-        super::locks::read,
-        super::locks::watch,
-        super::locks::fence_check,
-        super::semaphores::acquire,
-        super::semaphores::extend,
-        super::semaphores::release,
-        super::semaphores::read,
-        super::lock_groups::acquire,
-        super::lock_groups::extend,
-        super::lock_groups::release,
-        super::idem::begin,
-        super::idem::complete,
-        super::idem::fail,
-        super::idem::extend,
-        super::reserve::set_total,
-        super::reserve::read,
-        super::reserve::reserve,
-        super::reserve::confirm,
-        super::reserve::release,
-        super::streams::intake,
-        super::streams::claim,
-        super::streams::commit,
-        super::streams::replay,
-        super::streams::read,
-        super::review::list,
-        super::review::resolve,
-        super::ops::healthz,
-        super::ops::readyz,
-        super::ops::status,
-        super::ops::metrics,
-        super::ops::openapi,
-        super::tokens::create,
-        super::tokens::list,
-        super::tokens::revoke,
-        super::incidents::event,
-        super::incidents::alertmanager,
-        super::incidents::list,
-        super::incidents::one,
-        super::incidents::ack,
-        super::incidents::resolve,
-        super::incidents::note,
-        super::incidents::evidence,
-        super::guard::read,
-        super::guard::enter,
-        super::guard::recovery,
-        super::guard::exit,
-        super::guard::audit,
-        super::guard::verify,
-        super::ratelimit::save_policy,
-        super::ratelimit::read_policy,
-        super::ratelimit::save_override,
-        super::ratelimit::check,
-        super::ratelimit::peek,
-        super::ratelimit::reset,
-        super::ratelimit::refund,
-        super::kv::read,
-        super::kv::write,
-        super::kv::remove,
-        super::sessions::create,
-        super::sessions::read,
-        super::sessions::touch,
-        super::sessions::replace,
-        super::sessions::patch,
-        super::sessions::rotate,
-        super::sessions::revoke,
-        super::sessions::list,
-        super::sessions::revoke_all,
-        super::sessions::events,
-        super::cache::read,
-        super::cache::fetch,
-        super::cache::write,
-        super::cache::remove,
-        super::cache::invalidate_tag,
-        super::cache::invalidate_all,
-        super::cache::warm,
-        super::cache::stats
     ),
     components(schemas(
         super::locks::LockAnswer,
@@ -144,84 +59,72 @@ use outcomes::{Documented, OUTCOMES};
         crate::ratelimit::Algorithm,
         crate::ratelimit::OnUnavailable,
         super::problem::Problem
-    )),
-    modifiers(&OutcomeResponses, &InputProblems, &AccessProblems, &OperationNames)
+    ))
 )]
-pub struct ApiDoc;
+struct ApiDoc;
 
-impl Documented {
-    /// Its operation in `doc`, if present.
-    fn operation<'d>(&self, doc: &'d mut Document) -> Option<&'d mut Operation> {
-        let item = doc.paths.paths.get_mut(self.path)?;
-        match self.method {
-            HttpMethod::Get => item.get.as_mut(),
-            HttpMethod::Put => item.put.as_mut(),
-            HttpMethod::Delete => item.delete.as_mut(),
-            HttpMethod::Patch => item.patch.as_mut(),
-            _ => item.post.as_mut(),
-        }
+/// The OpenAPI document of this API: the route table's operations, each with every status it
+/// can answer. Built once.
+pub fn document() -> Document {
+    static DOC: std::sync::OnceLock<Document> = std::sync::OnceLock::new();
+    DOC.get_or_init(|| {
+        let settings = crate::config::CacheSettings::default();
+        let routes = super::table(&settings).fold(
+            utoipa_axum::router::OpenApiRouter::with_openapi(ApiDoc::openapi()),
+            |all, r| all.merge(r.documented()),
+        );
+        let mut doc = routes.into_openapi();
+        InputProblems.modify(&mut doc);
+        AccessProblems.modify(&mut doc);
+        doc
+    })
+    .clone()
+}
+
+/// Documents an operation's answers from its outcome's states: one response per status,
+/// naming every state answered with it. A 503 is always a [`SafeBlockAnswer`].
+///
+/// [`SafeBlockAnswer`]: super::answer::SafeBlockAnswer
+pub(super) fn document_answers(op: &mut Operation, answers: &Answers) {
+    let mut by_status: BTreeMap<u16, Vec<&StateDoc>> = BTreeMap::new();
+    for d in all_states(answers) {
+        by_status.entry(d.status).or_default().push(d);
     }
-
-    /// Every state it can answer, the safe block included where it may come.
-    fn all_states(&self) -> impl Iterator<Item = &'static StateDoc> {
-        let blocked: &'static [StateDoc] = if self.may_block { Blocked::STATES } else { &[] };
-        self.states.iter().chain(blocked)
+    for (status, docs) in by_status {
+        let description = docs
+            .iter()
+            .map(|d| format!("`{}`: {}", d.state, d.meaning))
+            .collect::<Vec<_>>()
+            .join("; ");
+        let (media, body) = match (status, docs.iter().any(|d| d.problem)) {
+            (503, _) => ("application/json", "SafeBlockAnswer"),
+            (_, true) => (PROBLEM_JSON, "Problem"),
+            _ => ("application/json", answers.schema),
+        };
+        let content = Content::new(Some(Ref::from_schema_name(body)));
+        let response = Response::builder()
+            .description(description)
+            .content(media, content)
+            .build();
+        op.responses
+            .responses
+            .insert(status.to_string(), RefOr::T(response));
     }
 }
 
-/// Documents each outcome-driven operation's answers from its outcome's states: one response
-/// per status, naming every state answered with it. A 503 is always a [`SafeBlockAnswer`].
-///
-/// [`SafeBlockAnswer`]: super::answer::SafeBlockAnswer
-struct OutcomeResponses;
-
-impl Modify for OutcomeResponses {
-    fn modify(&self, doc: &mut Document) {
-        for documented in OUTCOMES {
-            let Some(op) = documented.operation(doc) else {
-                continue;
-            };
-            let mut by_status: BTreeMap<u16, Vec<&StateDoc>> = BTreeMap::new();
-            for d in documented.all_states() {
-                by_status.entry(d.status).or_default().push(d);
-            }
-            for (status, docs) in by_status {
-                let description = docs
-                    .iter()
-                    .map(|d| format!("`{}`: {}", d.state, d.meaning))
-                    .collect::<Vec<_>>()
-                    .join("; ");
-                let (media, body) = match (status, docs.iter().any(|d| d.problem)) {
-                    (503, _) => ("application/json", "SafeBlockAnswer"),
-                    (_, true) => (PROBLEM_JSON, "Problem"),
-                    _ => ("application/json", documented.schema),
-                };
-                let content = Content::new(Some(Ref::from_schema_name(body)));
-                let response = Response::builder()
-                    .description(description)
-                    .content(media, content)
-                    .build();
-                op.responses
-                    .responses
-                    .insert(status.to_string(), RefOr::T(response));
-            }
-        }
-    }
+/// Every state an operation can answer, the safe block included where it may come.
+fn all_states(answers: &Answers) -> impl Iterator<Item = &'static StateDoc> {
+    let blocked: &'static [StateDoc] = if answers.may_block {
+        Blocked::STATES
+    } else {
+        &[]
+    };
+    answers.states.iter().chain(blocked)
 }
 
 /// Every operation of `doc`, for a modifier that treats them all alike.
 fn operations_mut(doc: &mut Document) -> impl Iterator<Item = &mut Operation> {
-    doc.paths.paths.values_mut().flat_map(|item| {
-        [
-            &mut item.get,
-            &mut item.post,
-            &mut item.put,
-            &mut item.delete,
-            &mut item.patch,
-        ]
-        .into_iter()
-        .flatten()
-    })
+    doc.paths.paths.values_mut().flat_map(operations)
 }
 
 /// Media type of every refusal.
@@ -310,30 +213,6 @@ impl Modify for InputProblems {
     }
 }
 
-/// Names every operation uniquely, as OpenAPI requires and code generators rely on: its tag is
-/// its handler's module (`locks`, not utoipa's `super::locks`) and its `operationId` is
-/// `<module>_<handler>` (`locks_acquire`, `semaphores_acquire`).
-struct OperationNames;
-
-impl Modify for OperationNames {
-    fn modify(&self, doc: &mut Document) {
-        for op in operations_mut(doc) {
-            let module = op
-                .tags
-                .iter()
-                .flatten()
-                .next()
-                .map(|t| t.rsplit("::").next().unwrap_or(t).to_owned());
-            if let Some(module) = module {
-                if let Some(id) = &op.operation_id {
-                    op.operation_id = Some(format!("{module}_{id}"));
-                }
-                op.tags = Some(vec![module]);
-            }
-        }
-    }
-}
-
 /// Adds the refusals of the access check to every operation that needs a token: 401
 /// `unauthenticated` and 403 `forbidden` (G9), and declares the bearer scheme; and to every
 /// operation but `/healthz` and `/openapi.json`, the 503 `starting` of an instance that has
@@ -349,15 +228,7 @@ impl Modify for AccessProblems {
             SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
         );
         for (path, item) in doc.paths.paths.iter_mut() {
-            let ops = [
-                (axum::http::Method::GET, &mut item.get),
-                (axum::http::Method::POST, &mut item.post),
-                (axum::http::Method::PUT, &mut item.put),
-                (axum::http::Method::DELETE, &mut item.delete),
-                (axum::http::Method::PATCH, &mut item.patch),
-            ];
-            for (method, op) in ops {
-                let Some(op) = op.as_mut() else { continue };
+            for op in operations(item) {
                 if !matches!(path.as_str(), "/healthz" | "/openapi.json") {
                     add_refusal(
                         op,
@@ -366,13 +237,10 @@ impl Modify for AccessProblems {
                         &[super::starting::STARTING],
                     );
                 }
-                if need(&method, path) == Some(Need::Public) {
+                // The route table documented what each route needs: public ones need nothing.
+                if op.security.is_none() {
                     continue;
                 }
-                op.security = Some(vec![utoipa::openapi::security::SecurityRequirement::new(
-                    "bearer",
-                    Vec::<String>::new(),
-                )]);
                 add_refusal(op, "401", "no valid token", &["unauthenticated"]);
                 add_refusal(op, "403", "the token lacks the scope", &["forbidden"]);
                 add_refusal(
@@ -449,7 +317,7 @@ mod tests {
     /// functions by them: `acquire` was the id of three operations once.
     #[test]
     fn every_operation_id_is_unique_and_tagged_by_its_module() {
-        let doc = ApiDoc::openapi();
+        let doc = document();
         let mut seen = std::collections::BTreeSet::new();
         for (path, item) in &doc.paths.paths {
             let ops = [&item.get, &item.post, &item.put, &item.delete, &item.patch];
@@ -470,7 +338,7 @@ mod tests {
     /// another route's body.
     #[test]
     fn every_request_body_is_its_own_routes() {
-        let doc = ApiDoc::openapi();
+        let doc = document();
         let schemas = &doc.components.as_ref().expect("components").schemas;
         let mut wrong = Vec::new();
         for (path, item) in &doc.paths.paths {
@@ -518,14 +386,27 @@ mod tests {
 
     #[test]
     fn outcome_operations_list_every_state_of_their_outcome() {
-        let mut doc = ApiDoc::openapi();
-        for documented in OUTCOMES {
-            let states: Vec<&StateDoc> = documented.all_states().collect();
-            let path = documented.path;
-            let op = documented
-                .operation(&mut doc)
-                .unwrap_or_else(|| panic!("{path} has no such operation"));
-            for d in states {
+        let doc = document();
+        let settings = crate::config::CacheSettings::default();
+        let declared: Vec<(String, &str, Answers)> = super::super::table(&settings)
+            .flat_map(|r| r.declared)
+            .collect();
+        assert!(
+            declared.len() > 70,
+            "{} routes answer outcomes",
+            declared.len()
+        );
+        for (path, method, answers) in declared {
+            let item = doc.paths.paths.get(&path).expect("a documented path");
+            let op = match method {
+                "GET" => &item.get,
+                "PUT" => &item.put,
+                "DELETE" => &item.delete,
+                "PATCH" => &item.patch,
+                _ => &item.post,
+            };
+            let op = op.as_ref().expect("a documented operation");
+            for d in all_states(&answers) {
                 let Some(RefOr::T(r)) = op.responses.responses.get(&d.status.to_string()) else {
                     panic!("{path}: no {} response", d.status);
                 };
@@ -538,5 +419,71 @@ mod tests {
                 assert!(r.content.contains_key(media), "{path}: {}", d.state);
             }
         }
+    }
+
+    /// Every operation is served under the access its route declares, and documents it: the
+    /// scope in its security requirement, none for the public ones.
+    #[test]
+    fn every_operation_documents_the_scope_its_route_needs() {
+        use super::super::auth::Need;
+        let doc = document();
+        let scope_of = |path: &str, method: &str| {
+            let item = &doc.paths.paths[path];
+            let op = match method {
+                "GET" => &item.get,
+                "PUT" => &item.put,
+                "DELETE" => &item.delete,
+                "PATCH" => &item.patch,
+                _ => &item.post,
+            };
+            let op = op.as_ref().unwrap_or_else(|| panic!("{method} {path}"));
+            op.security.as_ref().map(|s| {
+                let v = serde_json::to_value(s).unwrap();
+                v[0]["bearer"].as_array().unwrap().len().to_string()
+                    + &v[0]["bearer"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|x| x.as_str().unwrap().to_owned())
+                        .collect::<Vec<_>>()
+                        .join(",")
+            })
+        };
+        assert_eq!(
+            scope_of("/v1/inventory/{sku}", "PUT").as_deref(),
+            Some("1inventory")
+        );
+        assert_eq!(
+            scope_of("/v1/inventory/{sku}", "GET").as_deref(),
+            Some("1reservations")
+        );
+        assert_eq!(
+            scope_of("/v1/review/{id}/resolve", "POST").as_deref(),
+            Some("1review")
+        );
+        assert_eq!(
+            scope_of("/v1/ratelimit/policies/{policy}", "PUT").as_deref(),
+            Some("1ratelimit.admin")
+        );
+        assert_eq!(
+            scope_of("/v1/ratelimit/{policy}/{subject}/check", "POST").as_deref(),
+            Some("1ratelimit")
+        );
+        assert_eq!(scope_of("/v1/status", "GET").as_deref(), Some("0"));
+        assert_eq!(scope_of("/healthz", "GET"), None);
+        let settings = crate::config::CacheSettings::default();
+        let public: usize = super::super::table(&settings)
+            .filter(|r| r.need() == Need::Public)
+            .map(|r| r.documented().into_openapi().paths.paths.len())
+            .sum();
+        let open = doc
+            .paths
+            .paths
+            .values()
+            .flat_map(|i| [&i.get, &i.post, &i.put, &i.delete, &i.patch])
+            .flatten()
+            .filter(|op| op.security.is_none())
+            .count();
+        assert_eq!(open, public, "only the public routes need no token");
     }
 }

@@ -3,16 +3,18 @@
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use serde::Serialize;
-use utoipa::{OpenApi, ToSchema};
-
-use super::openapi::ApiDoc;
+use utoipa::ToSchema;
 
 use super::AppState;
 use crate::runtime::clock::rfc3339;
 use crate::tier::TierName;
+use utoipa_axum::routes;
+
+use super::auth::Need;
+use super::routes::Routes;
+use crate::access::Scope;
 
 /// `GET /v1/status` answer.
 #[derive(Debug, Serialize, ToSchema)]
@@ -45,14 +47,17 @@ pub struct StatusAnswer {
     pub ratelimit: crate::ratelimit::LimitsStatus,
 }
 
-/// The operational routes.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/v1/status", get(status))
-        .route("/metrics", get(metrics))
-        .route("/openapi.json", get(openapi))
+/// The operational routes: health, readiness and the document are public, the status needs
+/// any token, the metrics scope `metrics`.
+pub(super) fn routes() -> Vec<Routes> {
+    vec![
+        Routes::new("ops", Need::Public)
+            .plain(routes!(healthz))
+            .plain(routes!(readyz))
+            .plain(routes!(openapi)),
+        Routes::new("ops", Need::Authenticated).plain(routes!(status)),
+        Routes::new("ops", Need::Scope(Scope::Metrics)).plain(routes!(metrics)),
+    ]
 }
 
 /// Liveness.
@@ -113,5 +118,5 @@ pub async fn metrics(State(app): State<AppState>) -> Response {
 /// The OpenAPI document.
 #[utoipa::path(get, path = "/openapi.json", responses((status = 200, description = "OpenAPI 3.1")))]
 pub async fn openapi() -> Json<utoipa::openapi::OpenApi> {
-    Json(ApiDoc::openapi())
+    Json(super::document())
 }

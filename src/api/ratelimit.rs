@@ -6,14 +6,13 @@
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
-use axum::{Json, Router};
+use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::answer::{blocked, blocked_as, status_of};
 use super::extract::{in_range, Body, Caller, OptionalBody, PathKey, PathKeys};
-use super::observe::Op;
+use super::observe::answered;
 use super::problem::{state_problem_in, ApiError};
 use super::AppState;
 use crate::key::{name_of, Key};
@@ -24,6 +23,11 @@ use crate::ratelimit::{
 };
 use crate::store::sql::Expect;
 use crate::tier::Blocked;
+use utoipa_axum::routes;
+
+use super::auth::Need;
+use super::routes::{Answers, Routes};
+use crate::access::Scope;
 
 /// Highest cost of one check or refund.
 pub const MAX_COST: i64 = 1_000_000_000;
@@ -118,21 +122,42 @@ pub struct PolicyAnswer {
     pub saved: Option<Policy>,
 }
 
-/// The rate-limit routes.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route(
-            "/v1/ratelimit/policies/{policy}",
-            put(save_policy).get(read_policy),
-        )
-        .route(
-            "/v1/ratelimit/policies/{policy}/overrides/{subject}",
-            put(save_override),
-        )
-        .route("/v1/ratelimit/{policy}/{subject}/check", post(check))
-        .route("/v1/ratelimit/{policy}/{subject}", get(peek))
-        .route("/v1/ratelimit/{policy}/{subject}/reset", post(reset))
-        .route("/v1/ratelimit/{policy}/{subject}/refund", post(refund))
+/// The rate-limit routes: policies need scope `ratelimit.admin`, checks `ratelimit`.
+pub(super) fn routes() -> Vec<Routes> {
+    use crate::ratelimit::{Checked, Looked, OverrideSaved, PolicyRead, PolicySaved};
+    let (policy, limit) = ("PolicyAnswer", "RateLimitAnswer");
+    vec![
+        Routes::new("ratelimit", Need::Scope(Scope::RateLimitAdmin))
+            .answer(
+                Answers::new("ratelimit_policy_save", PolicySaved::STATES, policy),
+                routes!(save_policy),
+            )
+            .answer(
+                Answers::new("ratelimit_policy_get", PolicyRead::STATES, policy),
+                routes!(read_policy),
+            )
+            .answer(
+                Answers::new("ratelimit_override_save", OverrideSaved::STATES, policy),
+                routes!(save_override),
+            ),
+        Routes::new("ratelimit", Need::Scope(Scope::RateLimit))
+            .answer(
+                Answers::new("ratelimit_check", Checked::STATES, limit).own_block(),
+                routes!(check),
+            )
+            .answer(
+                Answers::new("ratelimit_peek", Looked::PEEK_STATES, limit),
+                routes!(peek),
+            )
+            .answer(
+                Answers::new("ratelimit_reset", Looked::RESET_STATES, limit),
+                routes!(reset),
+            )
+            .answer(
+                Answers::new("ratelimit_refund", Looked::REFUND_STATES, limit),
+                routes!(refund),
+            ),
+    ]
 }
 
 fn invalid_policy(detail: String) -> ApiError {
@@ -184,7 +209,6 @@ pub async fn save_policy(
     headers: HeaderMap,
     Body(policy): Body<Policy>,
 ) -> Result<Response, ApiError> {
-    let op = Op::start("ratelimit_policy_save");
     if name.name() == RESERVED_POLICY {
         return Err(invalid_policy(format!(
             "`{RESERVED_POLICY}` is not a policy name"
@@ -199,9 +223,9 @@ pub async fn save_policy(
         .await
     {
         Ok(s) => s,
-        Err(b) => return Ok(blocked(&op, k, b)),
+        Err(b) => return Ok(blocked(k, b)),
     };
-    op.finish(k, saved.state(), "durable");
+    answered(k, saved.state(), "durable");
     Ok(match saved {
         PolicySaved::Saved(version) => {
             tracing::info!(policy = %name.name(), version, "rate-limit policy saved");
@@ -234,14 +258,13 @@ pub async fn save_policy(
 #[utoipa::path(get, path = "/v1/ratelimit/policies/{policy}",
     params(("policy" = String, Path, description = "policy name")))]
 pub async fn read_policy(State(app): State<AppState>, PathKey(name): PathKey) -> Response {
-    let op = Op::start("ratelimit_policy_get");
     let k = name.as_str();
     let read = match app.ratelimits.policy(&name).await {
         Ok(r) => r,
-        Err(b) => return blocked(&op, k, b),
+        Err(b) => return blocked(k, b),
     };
     let state = read.state();
-    op.finish(k, state, "durable");
+    answered(k, state, "durable");
     match read {
         PolicyRead::Found(policy, version) => {
             let answer = PolicyAnswer {
@@ -278,7 +301,6 @@ pub async fn save_override(
     PathKeys(name, subject): PathKeys,
     Body(body): Body<OverrideBody>,
 ) -> Result<Response, ApiError> {
-    let op = Op::start("ratelimit_override_save");
     validate_limits(&body.limits).map_err(invalid_policy)?;
     let k = name.as_str();
     let saved = match app
@@ -287,9 +309,9 @@ pub async fn save_override(
         .await
     {
         Ok(s) => s,
-        Err(b) => return Ok(blocked(&op, k, b)),
+        Err(b) => return Ok(blocked(k, b)),
     };
-    op.finish(k, saved.state(), "durable");
+    answered(k, saved.state(), "durable");
     Ok(match saved {
         OverrideSaved::Saved => Json(PolicyAnswer {
             state: saved.state(),
@@ -396,7 +418,6 @@ pub async fn check(
     PathKeys(policy, subject): PathKeys,
     OptionalBody(body): OptionalBody<CostBody>,
 ) -> Result<Response, ApiError> {
-    let op = Op::start("ratelimit_check");
     let cost = in_range("cost", body.cost, 1, MAX_COST)?;
     let checked = app.ratelimits.check(&policy, &subject, cost).await;
     let k = policy.as_str();
@@ -404,11 +425,11 @@ pub async fn check(
     let state = checked.state();
     Ok(match &checked {
         Checked::Allowed(r) | Checked::Limited(r) | Checked::ShadowLimited(r) => {
-            op.finish(k, state, r.mode.as_str());
+            answered(k, state, r.mode.as_str());
             with_report(status, state, &policy, &subject, r)
         }
         Checked::AllowedUnchecked(b) => {
-            op.finish(k, state, LimitMode::None.as_str());
+            answered(k, state, LimitMode::None.as_str());
             let answer = RateLimitAnswer {
                 state,
                 mode: LimitMode::None.as_str(),
@@ -419,35 +440,35 @@ pub async fn check(
             };
             (status, Json(answer)).into_response()
         }
-        Checked::SafeBlock(b) => blocked_as(&op, k, state, *b),
+        Checked::SafeBlock(b) => blocked_as(k, state, *b),
         Checked::CostExceedsCapacity { limit, capacity } => {
-            op.finish(k, state, LimitMode::None.as_str());
+            answered(k, state, LimitMode::None.as_str());
             let detail = format!("cost {cost} is above the capacity {capacity} of limit {limit}");
             state_problem_in(status, state, "Cost exceeds capacity", detail, "none")
         }
         Checked::UnknownPolicy => {
-            op.finish(k, state, LimitMode::None.as_str());
+            answered(k, state, LimitMode::None.as_str());
             unknown_policy("none")
         }
     })
 }
 
 /// Answers a peek, reset or refund.
-fn looked(op: &Op, policy: &Key, subject: &Key, result: Result<Looked, Blocked>) -> Response {
+fn looked(policy: &Key, subject: &Key, result: Result<Looked, Blocked>) -> Response {
     let k = policy.as_str();
     let looked = match result {
         Ok(l) => l,
-        Err(b) => return blocked(op, k, b),
+        Err(b) => return blocked(k, b),
     };
     let status = status_of(&looked);
     let state = looked.state();
     match &looked {
         Looked::Status(r) | Looked::Refunded(r) => {
-            op.finish(k, state, r.mode.as_str());
+            answered(k, state, r.mode.as_str());
             with_report(status, state, policy, subject, r)
         }
         Looked::Reset(mode) => {
-            op.finish(k, state, mode.as_str());
+            answered(k, state, mode.as_str());
             let answer = RateLimitAnswer {
                 state,
                 mode: mode.as_str(),
@@ -458,7 +479,7 @@ fn looked(op: &Op, policy: &Key, subject: &Key, result: Result<Looked, Blocked>)
             (status, Json(answer)).into_response()
         }
         Looked::UnknownPolicy => {
-            op.finish(k, state, LimitMode::None.as_str());
+            answered(k, state, LimitMode::None.as_str());
             unknown_policy("none")
         }
     }
@@ -469,9 +490,8 @@ fn looked(op: &Op, policy: &Key, subject: &Key, result: Result<Looked, Blocked>)
     params(("policy" = String, Path, description = "policy name"),
         ("subject" = String, Path, description = "subject")))]
 pub async fn peek(State(app): State<AppState>, PathKeys(policy, subject): PathKeys) -> Response {
-    let op = Op::start("ratelimit_peek");
     let result = app.ratelimits.peek(&policy, &subject).await;
-    looked(&op, &policy, &subject, result)
+    looked(&policy, &subject, result)
 }
 
 /// Forgets a subject's counts: its next check starts afresh.
@@ -479,9 +499,8 @@ pub async fn peek(State(app): State<AppState>, PathKeys(policy, subject): PathKe
     params(("policy" = String, Path, description = "policy name"),
         ("subject" = String, Path, description = "subject")))]
 pub async fn reset(State(app): State<AppState>, PathKeys(policy, subject): PathKeys) -> Response {
-    let op = Op::start("ratelimit_reset");
     let result = app.ratelimits.reset(&policy, &subject).await;
-    looked(&op, &policy, &subject, result)
+    looked(&policy, &subject, result)
 }
 
 /// Gives units back to each limit of a subject (a request that did not happen after all),
@@ -494,10 +513,9 @@ pub async fn refund(
     PathKeys(policy, subject): PathKeys,
     OptionalBody(body): OptionalBody<CostBody>,
 ) -> Result<Response, ApiError> {
-    let op = Op::start("ratelimit_refund");
     let cost = in_range("cost", body.cost, 1, MAX_COST)?;
     let result = app.ratelimits.refund(&policy, &subject, cost).await;
-    Ok(looked(&op, &policy, &subject, result))
+    Ok(looked(&policy, &subject, result))
 }
 
 #[cfg(test)]

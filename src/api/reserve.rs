@@ -5,14 +5,13 @@
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::answer::{blocked, status_of};
 use super::extract::{in_range, owner, Body, PathKey};
-use super::observe::Op;
+use super::observe::answered;
 use super::problem::{state_problem, ApiError};
 use super::AppState;
 use crate::idem::BeginRequest;
@@ -25,6 +24,11 @@ use crate::reserve::{
 use crate::runtime::clock::rfc3339;
 use crate::store::reserve::{HoldState, Stock};
 use crate::tier::Mode;
+use utoipa_axum::routes;
+
+use super::auth::Need;
+use super::routes::{Answers, Routes};
+use crate::access::Scope;
 
 /// Header that makes a reservation retry-safe.
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
@@ -86,13 +90,34 @@ pub struct ReservationAnswer {
     pub remaining: Option<i64>,
 }
 
-/// The inventory and reservation routes.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/inventory/{sku}", get(read).put(set_total))
-        .route("/v1/inventory/{sku}/reservations", post(reserve))
-        .route("/v1/reservations/{id}/confirm", post(confirm))
-        .route("/v1/reservations/{id}/release", post(release))
+/// The inventory and reservation routes: setting a total needs scope `inventory`, everything
+/// else `reservations`.
+pub(super) fn routes() -> Vec<Routes> {
+    use crate::reserve::{ReservedOnce, StockRead, TotalSet};
+    let (stock, held) = ("StockAnswer", "ReservationAnswer");
+    vec![
+        Routes::new("reserve", Need::Scope(Scope::Inventory)).answer(
+            Answers::new("inventory_set", TotalSet::STATES, stock),
+            routes!(set_total),
+        ),
+        Routes::new("reserve", Need::Scope(Scope::Reservations))
+            .answer(
+                Answers::new("inventory_get", StockRead::STATES, stock),
+                routes!(read),
+            )
+            .answer(
+                Answers::new("reserve", ReservedOnce::STATES, held),
+                routes!(reserve),
+            )
+            .answer(
+                Answers::new("reservation_confirm", Settled::CONFIRM_STATES, held),
+                routes!(confirm),
+            )
+            .answer(
+                Answers::new("reservation_release", Settled::RELEASE_STATES, held),
+                routes!(release),
+            ),
+    ]
 }
 
 /// The stock record of `sku`; its state is `stock` in every outcome that answers one.
@@ -116,14 +141,13 @@ pub async fn set_total(
     PathKey(sku): PathKey,
     Body(body): Body<TotalBody>,
 ) -> Result<Response, ApiError> {
-    let op = Op::start("inventory_set");
     let total = in_range("total", body.total, 0, MAX_TOTAL)?;
     let k = sku.as_str();
     let (set, mode) = match app.reservations.set_total(&sku, total).await {
         Ok(done) => done,
-        Err(b) => return Ok(blocked(&op, k, b)),
+        Err(b) => return Ok(blocked(k, b)),
     };
-    op.finish(k, set.state(), mode.as_str());
+    answered(k, set.state(), mode.as_str());
     Ok(match set {
         TotalSet::Set(s) => Json(stock_answer(k, s, mode)).into_response(),
         TotalSet::BelowHeld(s) => {
@@ -146,13 +170,12 @@ pub async fn set_total(
 #[utoipa::path(get, path = "/v1/inventory/{sku}",
     params(("sku" = String, Path, description = "SKU")))]
 pub async fn read(State(app): State<AppState>, PathKey(sku): PathKey) -> Response {
-    let op = Op::start("inventory_get");
     let k = sku.as_str();
     let (read, mode) = match app.reservations.stock(&sku).await {
         Ok((stock, mode)) => (StockRead::from(stock), mode),
-        Err(b) => return blocked(&op, k, b),
+        Err(b) => return blocked(k, b),
     };
-    op.finish(k, read.state(), mode.as_str());
+    answered(k, read.state(), mode.as_str());
     match read {
         StockRead::Found(s) => Json(stock_answer(k, s, mode)).into_response(),
         StockRead::Unknown => state_problem(
@@ -220,7 +243,6 @@ pub async fn reserve(
     headers: HeaderMap,
     Body(body): Body<ReserveBody>,
 ) -> Result<Response, ApiError> {
-    let op = Op::start("reserve");
     let user_id = owner(&body.user_id).map_err(|_| {
         ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -247,10 +269,10 @@ pub async fn reserve(
         return Ok(match result {
             Ok((reserved, mode)) => {
                 let (status, a) = reservation_answer(&reserved, mode);
-                op.finish(k, a.state, mode.as_str());
+                answered(k, a.state, mode.as_str());
                 (status, Json(a)).into_response()
             }
-            Err(b) => blocked(&op, k, b),
+            Err(b) => blocked(k, b),
         });
     };
     let render = |reserved: &Reserved, mode: Mode| {
@@ -262,7 +284,7 @@ pub async fn reserve(
         .await;
     let (once, mode) = match once {
         Ok(done) => done,
-        Err(b) => return Ok(blocked(&op, k, b)),
+        Err(b) => return Ok(blocked(k, b)),
     };
     let (status, state) = (status_of(&once), once.state());
     // A replay answers in no mode of its own: nothing was decided now.
@@ -270,7 +292,7 @@ pub async fn reserve(
         ReservedOnce::Replayed(_) => "none",
         _ => mode.as_str(),
     };
-    op.finish(k, state, answered_in);
+    answered(k, state, answered_in);
     let json = [(axum::http::header::CONTENT_TYPE, "application/json")];
     Ok(match once {
         ReservedOnce::Ran(_, body) => (status, json, body).into_response(),
@@ -289,12 +311,11 @@ pub async fn reserve(
 }
 
 /// Moves reservation `id` to `to` and answers with the terminal state.
-async fn settle(app: &AppState, op: &'static str, id: &Key, to: HoldState) -> Response {
-    let op = Op::start(op);
+async fn settle(app: &AppState, id: &Key, to: HoldState) -> Response {
     let id = id.as_str();
     let (settled, mode) = match app.reservations.settle(id, to).await {
         Ok(r) => r,
-        Err(b) => return blocked(&op, id, b),
+        Err(b) => return blocked(id, b),
     };
     let (status, state) = (status_of(&settled), settled.state());
     let title = match settled {
@@ -304,7 +325,7 @@ async fn settle(app: &AppState, op: &'static str, id: &Key, to: HoldState) -> Re
         Settled::Conflict(_) => "Already released",
         Settled::Missing => "Unknown reservation",
     };
-    op.finish(id, state, mode.as_str());
+    answered(id, state, mode.as_str());
     if status.is_success() {
         let a = ReservationAnswer {
             state,
@@ -327,12 +348,12 @@ async fn settle(app: &AppState, op: &'static str, id: &Key, to: HoldState) -> Re
 #[utoipa::path(post, path = "/v1/reservations/{id}/confirm",
     params(("id" = String, Path, description = "reservation id")))]
 pub async fn confirm(State(app): State<AppState>, PathKey(id): PathKey) -> Response {
-    settle(&app, "reservation_confirm", &id, HoldState::Confirmed).await
+    settle(&app, &id, HoldState::Confirmed).await
 }
 
 /// Releases a reservation: its units return to stock.
 #[utoipa::path(post, path = "/v1/reservations/{id}/release",
     params(("id" = String, Path, description = "reservation id")))]
 pub async fn release(State(app): State<AppState>, PathKey(id): PathKey) -> Response {
-    settle(&app, "reservation_release", &id, HoldState::Released).await
+    settle(&app, &id, HoldState::Released).await
 }

@@ -3,14 +3,13 @@
 
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::answer::{blocked, status_of};
 use super::extract::{identity, in_range, Body, Caller, PathKey, QueryOf};
-use super::observe::Op;
+use super::observe::answered;
 use super::problem::{state_problem, ApiError};
 use super::AppState;
 use crate::key::{name_of, prefix};
@@ -19,6 +18,11 @@ use crate::runtime::clock::rfc3339;
 use crate::store::stream::{ReviewFilter, ReviewItem, ReviewState};
 use crate::stream::rules::Action;
 use crate::stream::{Resolution, MAX_REVIEW_PAGE};
+use utoipa_axum::routes;
+
+use super::auth::Need;
+use super::routes::{Answers, Routes};
+use crate::access::Scope;
 
 /// Longest resolution note, bytes.
 const MAX_NOTE_BYTES: usize = 2_048;
@@ -94,11 +98,18 @@ pub struct ReviewAnswer {
     pub item: Option<ReviewView>,
 }
 
-/// The review routes.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/review", get(list))
-        .route("/v1/review/{id}/resolve", post(resolve))
+/// The manual-review routes (scope `review`).
+pub(super) fn routes() -> Vec<Routes> {
+    use crate::stream::ReviewPage;
+    vec![Routes::new("review", Need::Scope(Scope::Review))
+        .answer(
+            Answers::new("review_list", ReviewPage::STATES, "ReviewAnswer"),
+            routes!(list),
+        )
+        .answer(
+            Answers::new("review_resolve", Resolution::STATES, "ReviewAnswer"),
+            routes!(resolve),
+        )]
 }
 
 fn view(r: ReviewItem) -> ReviewView {
@@ -128,7 +139,6 @@ pub async fn list(
     Caller(caller): Caller,
     QueryOf(q): QueryOf<ReviewQuery>,
 ) -> Result<Response, ApiError> {
-    let op = Op::start("review_list");
     let filter = match q.state.as_deref().unwrap_or("open") {
         "open" => ReviewFilter::Open,
         "resolved" => ReviewFilter::Resolved,
@@ -143,7 +153,7 @@ pub async fn list(
             .await
         {
             Ok((page, mode)) => {
-                op.finish("review", page.state(), mode.as_str());
+                answered("review", page.state(), mode.as_str());
                 Json(ReviewAnswer {
                     state: page.state(),
                     mode: mode.as_str(),
@@ -152,7 +162,7 @@ pub async fn list(
                 })
                 .into_response()
             }
-            Err(b) => blocked(&op, "review", b),
+            Err(b) => blocked("review", b),
         },
     )
 }
@@ -166,7 +176,6 @@ pub async fn resolve(
     PathKey(id): PathKey,
     Body(body): Body<ResolveBody>,
 ) -> Result<Response, ApiError> {
-    let op = Op::start("review_resolve");
     let action = Action::parse(&body.action)
         .ok_or_else(|| ApiError::out_of_range("action", "requeue or dismiss"))?;
     let typed = identity("actor", "invalid_actor", "Invalid actor", &body.actor)?;
@@ -187,10 +196,10 @@ pub async fn resolve(
         .await
     {
         Ok(r) => r,
-        Err(b) => return Ok(blocked(&op, k, b)),
+        Err(b) => return Ok(blocked(k, b)),
     };
     let (status, state) = (status_of(&out), out.state());
-    op.finish(k, state, mode.as_str());
+    answered(k, state, mode.as_str());
     let refusal = |title, detail: String| state_problem(status, state, title, detail, mode);
     Ok(match out {
         Resolution::Resolved(item) => Json(ReviewAnswer {

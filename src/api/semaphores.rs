@@ -5,14 +5,13 @@ use axum::extract::{FromRequestParts, Path, State};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::answer::{blocked, blocked_as, status_of};
 use super::extract::{in_range, owner, Body, Caller, PathKey};
-use super::observe::Op;
+use super::observe::answered;
 use super::problem::ApiError;
 use super::AppState;
 use crate::key::Key;
@@ -21,6 +20,11 @@ use crate::outcome::Terminal;
 use crate::runtime::clock::rfc3339;
 use crate::semaphore::{PermitAcquired, PermitRequest, MAX_LIMIT};
 use crate::tier::Mode;
+use utoipa_axum::routes;
+
+use super::auth::Need;
+use super::routes::{Answers, Routes};
+use crate::access::Scope;
 
 /// `POST /v1/semaphores/{name}/acquire` body.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -149,17 +153,31 @@ impl<S: Send + Sync> FromRequestParts<S> for PermitPath {
     }
 }
 
-/// The semaphore routes.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/semaphores/{name}/acquire", post(acquire))
-        .route("/v1/semaphores/{name}/permits/{id}/extend", post(extend))
-        .route("/v1/semaphores/{name}/permits/{id}/release", post(release))
-        .route("/v1/semaphores/{name}", get(read))
+/// The semaphore routes (scope `locks`).
+pub(super) fn routes() -> Vec<Routes> {
+    use crate::semaphore::SemaphoreRead;
+    let answer = "SemaphoreAnswer";
+    vec![Routes::new("semaphores", Need::Scope(Scope::Locks))
+        .answer(
+            Answers::new("permit_acquire", PermitAcquired::STATES, answer).own_block(),
+            routes!(acquire),
+        )
+        .answer(
+            Answers::new("permit_extend", <Touch<i64>>::STATES, answer),
+            routes!(extend),
+        )
+        .answer(
+            Answers::new("permit_release", <Touch<()>>::STATES, answer),
+            routes!(release),
+        )
+        .answer(
+            Answers::new("semaphore_get", SemaphoreRead::STATES, answer),
+            routes!(read),
+        )]
 }
 
-fn reply(op: &Op, key: &str, outcome: &impl Terminal, answer: SemaphoreAnswer) -> Response {
-    op.finish(key, answer.state, answer.mode.unwrap_or("none"));
+fn reply(key: &str, outcome: &impl Terminal, answer: SemaphoreAnswer) -> Response {
+    answered(key, answer.state, answer.mode.unwrap_or("none"));
     (status_of(outcome), Json(answer)).into_response()
 }
 
@@ -171,7 +189,6 @@ pub async fn acquire(
     PathKey(name): PathKey,
     Body(body): Body<PermitAcquireBody>,
 ) -> Result<Response, ApiError> {
-    let op = Op::start("permit_acquire");
     let limit = in_range("limit", body.limit, 1, MAX_LIMIT)?;
     let req = PermitRequest {
         owner: owner(&body.owner)?,
@@ -207,9 +224,9 @@ pub async fn acquire(
             answer.retry_after_ms = Some(*retry_after_ms);
         }
         PermitAcquired::LimitMismatch { limit } => answer.limit = Some(*limit),
-        PermitAcquired::Blocked(b) => return Ok(blocked_as(&op, k, outcome.state(), *b)),
+        PermitAcquired::Blocked(b) => return Ok(blocked_as(k, outcome.state(), *b)),
     }
-    Ok(reply(&op, k, &outcome, answer))
+    Ok(reply(k, &outcome, answer))
 }
 
 fn touched<T>(touch: &Touch<T>, mode: Mode) -> SemaphoreAnswer
@@ -237,13 +254,12 @@ pub async fn extend(
     PermitPath(name, token): PermitPath,
     Body(body): Body<PermitExtendBody>,
 ) -> Result<Response, ApiError> {
-    let op = Op::start("permit_extend");
     let who = owner(&body.owner)?;
     let ttl = in_range("ttl_ms", body.ttl_ms, 1, MAX_TTL_MS)?;
     let k = name.as_str();
     let (touch, mode) = match app.semaphores.extend(&name, &who, token, ttl).await {
         Ok(done) => done,
-        Err(b) => return Ok(blocked(&op, k, b)),
+        Err(b) => return Ok(blocked(k, b)),
     };
     let mut answer = touched(&touch, mode);
     if let Touch::Done(expires_at) = touch {
@@ -252,7 +268,7 @@ pub async fn extend(
         answer.fencing_token = Some(token);
         answer = answer.expiring(expires_at, app.tier.now());
     }
-    Ok(reply(&op, k, &touch, answer))
+    Ok(reply(k, &touch, answer))
 }
 
 /// Releases a permit held by the caller.
@@ -265,12 +281,11 @@ pub async fn release(
     PermitPath(name, token): PermitPath,
     Body(body): Body<PermitReleaseBody>,
 ) -> Result<Response, ApiError> {
-    let op = Op::start("permit_release");
     let who = owner(&body.owner)?;
     let k = name.as_str();
     Ok(match app.semaphores.release(&name, &who, token).await {
-        Ok((touch, mode)) => reply(&op, k, &touch, touched(&touch, mode)),
-        Err(b) => blocked(&op, k, b),
+        Ok((touch, mode)) => reply(k, &touch, touched(&touch, mode)),
+        Err(b) => blocked(k, b),
     })
 }
 
@@ -278,11 +293,10 @@ pub async fn release(
 #[utoipa::path(get, path = "/v1/semaphores/{name}",
     params(("name" = String, Path, description = "semaphore name")))]
 pub async fn read(State(app): State<AppState>, PathKey(name): PathKey) -> Response {
-    let op = Op::start("semaphore_get");
     let k = name.as_str();
     let (read, mode) = match app.semaphores.read(&name).await {
         Ok(read) => read,
-        Err(b) => return blocked(&op, k, b),
+        Err(b) => return blocked(k, b),
     };
     let c = read.census;
     let answer = SemaphoreAnswer {
@@ -295,5 +309,5 @@ pub async fn read(State(app): State<AppState>, PathKey(name): PathKey) -> Respon
         waiting: Some(read.waiting),
         ..SemaphoreAnswer::default()
     };
-    reply(&op, k, &read, answer)
+    reply(k, &read, answer)
 }

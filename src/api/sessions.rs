@@ -6,15 +6,14 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use utoipa::ToSchema;
 
 use super::answer::{blocked, status_of};
 use super::extract::{identity, in_range, Body, Caller, QueryOf};
-use super::observe::Op;
+use super::observe::answered;
 use super::problem::{state_problem, ApiError};
 use super::AppState;
 use crate::outcome::Terminal;
@@ -25,6 +24,11 @@ use crate::session::{
 };
 use crate::store::session::{OnLimit, SessionEvent, SessionRow};
 use crate::tier::Mode;
+use utoipa_axum::routes;
+
+use super::auth::Need;
+use super::routes::{Answers, Routes};
+use crate::access::Scope;
 
 /// Most live sessions a principal may be limited to.
 pub const MAX_PER_PRINCIPAL: i64 = 10_000;
@@ -164,21 +168,51 @@ pub struct SessionPage {
     pub next_after: Option<i64>,
 }
 
-/// The session routes.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/sessions", post(create))
-        .route("/v1/sessions/events", get(events))
-        .route(
-            "/v1/sessions/{id}",
-            get(read).put(replace).patch(patch).delete(revoke),
+/// The session routes (scope `sessions`).
+pub(super) fn routes() -> Vec<Routes> {
+    use crate::session::{
+        SessionCreated, SessionRead, SessionRevoked, SessionRotated, SessionSaved, SessionTouch,
+        EVENTS, LISTED,
+    };
+    let (one, page) = ("SessionAnswer", "SessionPage");
+    vec![Routes::new("sessions", Need::Scope(Scope::Sessions))
+        .answer(
+            Answers::new("session_create", SessionCreated::STATES, one),
+            routes!(create),
         )
-        .route("/v1/sessions/{id}/touch", post(touch))
-        .route("/v1/sessions/{id}/rotate", post(rotate))
-        .route(
-            "/v1/principals/{principal}/sessions",
-            get(list).delete(revoke_all),
+        .answer(
+            Answers::new("session_events", EVENTS, page),
+            routes!(events),
         )
+        .answer(
+            Answers::new("session_get", SessionRead::STATES, one),
+            routes!(read),
+        )
+        .answer(
+            Answers::new("session_put", SessionSaved::STATES, one),
+            routes!(replace),
+        )
+        .answer(
+            Answers::new("session_patch", SessionSaved::STATES, one),
+            routes!(patch),
+        )
+        .answer(
+            Answers::new("session_revoke", SessionRevoked::STATES, one),
+            routes!(revoke),
+        )
+        .answer(
+            Answers::new("session_touch", SessionTouch::STATES, one),
+            routes!(touch),
+        )
+        .answer(
+            Answers::new("session_rotate", SessionRotated::STATES, one),
+            routes!(rotate),
+        )
+        .answer(Answers::new("session_list", LISTED, page), routes!(list))
+        .answer(
+            Answers::new("session_revoke_all", SessionRevoked::STATES, one),
+            routes!(revoke_all),
+        )]
 }
 
 fn of_row(state: &'static str, mode: Mode, r: &SessionRow) -> SessionAnswer {
@@ -269,7 +303,6 @@ pub async fn create(
     Caller(caller): Caller,
     Body(body): Body<CreateBody>,
 ) -> Result<Response, ApiError> {
-    let op = Op::start("session_create");
     let data = object("data", &body.data, app.sessions.max_data_bytes())?;
     let idle = in_range("idle_ttl_ms", body.idle_ttl_ms, 1, MAX_TTL_MS)?;
     let absolute = in_range("absolute_ttl_ms", body.absolute_ttl_ms, idle, MAX_TTL_MS)?;
@@ -303,9 +336,9 @@ pub async fn create(
     };
     let (created, mode) = match app.sessions.create(&req).await {
         Ok(c) => c,
-        Err(b) => return Ok(blocked(&op, "session", b)),
+        Err(b) => return Ok(blocked("session", b)),
     };
-    op.finish("session", created.state(), mode.as_str());
+    answered("session", created.state(), mode.as_str());
     Ok(match &created {
         SessionCreated::Created(id, row, evicted) => {
             let answer = SessionAnswer {
@@ -335,12 +368,11 @@ pub async fn read(
     Path(id): Path<String>,
     QueryOf(q): QueryOf<ReadQuery>,
 ) -> Response {
-    let op = Op::start("session_get");
     let (read, mode) = match app.sessions.get(&caller.tenant, &id, q.touch).await {
         Ok(r) => r,
-        Err(b) => return blocked(&op, "session", b),
+        Err(b) => return blocked("session", b),
     };
-    op.finish("session", read.state(), mode.as_str());
+    answered("session", read.state(), mode.as_str());
     match &read {
         SessionRead::Active(row) => Json(of_row(read.state(), mode, row)).into_response(),
         SessionRead::Gone(g) => gone(&read, *g, mode),
@@ -356,12 +388,11 @@ pub async fn touch(
     Caller(caller): Caller,
     Path(id): Path<String>,
 ) -> Response {
-    let op = Op::start("session_touch");
     let (t, mode) = match app.sessions.touch(&caller.tenant, &id).await {
         Ok(r) => r,
-        Err(b) => return blocked(&op, "session", b),
+        Err(b) => return blocked("session", b),
     };
-    op.finish("session", t.state(), mode.as_str());
+    answered("session", t.state(), mode.as_str());
     match &t {
         SessionTouch::Touched(row) => Json(of_row(t.state(), mode, row)).into_response(),
         SessionTouch::Gone(g) => gone(&t, *g, mode),
@@ -369,8 +400,8 @@ pub async fn touch(
     }
 }
 
-fn saved_answer(op: &Op, saved: &SessionSaved, mode: Mode) -> Response {
-    op.finish("session", saved.state(), mode.as_str());
+fn saved_answer(saved: &SessionSaved, mode: Mode) -> Response {
+    answered("session", saved.state(), mode.as_str());
     match saved {
         SessionSaved::Saved(row) => Json(of_row(saved.state(), mode, row)).into_response(),
         SessionSaved::Gone(g) => gone(saved, *g, mode),
@@ -401,13 +432,12 @@ pub async fn replace(
     Path(id): Path<String>,
     Body(body): Body<SessionPutBody>,
 ) -> Result<Response, ApiError> {
-    let op = Op::start("session_put");
     let data = object("data", &body.data, app.sessions.max_data_bytes())?;
     let expected = in_range("expected_version", body.expected_version, 1, i64::MAX)?;
     Ok(
         match app.sessions.put(&caller.tenant, &id, data, expected).await {
-            Ok((saved, mode)) => saved_answer(&op, &saved, mode),
-            Err(b) => blocked(&op, "session", b),
+            Ok((saved, mode)) => saved_answer(&saved, mode),
+            Err(b) => blocked("session", b),
         },
     )
 }
@@ -421,7 +451,6 @@ pub async fn patch(
     Path(id): Path<String>,
     Body(body): Body<PatchBody>,
 ) -> Result<Response, ApiError> {
-    let op = Op::start("session_patch");
     if !body.data.is_object() {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -439,8 +468,8 @@ pub async fn patch(
         .patch(&caller.tenant, &id, body.data, expected)
         .await;
     Ok(match patched {
-        Ok((saved, mode)) => saved_answer(&op, &saved, mode),
-        Err(b) => blocked(&op, "session", b),
+        Ok((saved, mode)) => saved_answer(&saved, mode),
+        Err(b) => blocked("session", b),
     })
 }
 
@@ -452,12 +481,11 @@ pub async fn rotate(
     Caller(caller): Caller,
     Path(id): Path<String>,
 ) -> Response {
-    let op = Op::start("session_rotate");
     let (r, mode) = match app.sessions.rotate(&caller.tenant, &id).await {
         Ok(r) => r,
-        Err(b) => return blocked(&op, "session", b),
+        Err(b) => return blocked("session", b),
     };
-    op.finish("session", r.state(), mode.as_str());
+    answered("session", r.state(), mode.as_str());
     match &r {
         SessionRotated::Rotated(new_id, row) => Json(SessionAnswer {
             session_id: Some(new_id.clone()),
@@ -469,8 +497,8 @@ pub async fn rotate(
     }
 }
 
-fn revoked_answer(op: &Op, r: &SessionRevoked, mode: Mode) -> Response {
-    op.finish("session", r.state(), mode.as_str());
+fn revoked_answer(r: &SessionRevoked, mode: Mode) -> Response {
+    answered("session", r.state(), mode.as_str());
     match r {
         SessionRevoked::Revoked(n) => Json(SessionAnswer {
             state: r.state(),
@@ -491,10 +519,9 @@ pub async fn revoke(
     Caller(caller): Caller,
     Path(id): Path<String>,
 ) -> Response {
-    let op = Op::start("session_revoke");
     match app.sessions.revoke(&caller.tenant, &id).await {
-        Ok((r, mode)) => revoked_answer(&op, &r, mode),
-        Err(b) => blocked(&op, "session", b),
+        Ok((r, mode)) => revoked_answer(&r, mode),
+        Err(b) => blocked("session", b),
     }
 }
 
@@ -506,11 +533,10 @@ pub async fn list(
     Caller(caller): Caller,
     Path(p): Path<String>,
 ) -> Result<Response, ApiError> {
-    let op = Op::start("session_list");
     let p = principal(&p)?;
     Ok(match app.sessions.list(&caller.tenant, &p).await {
         Ok((rows, mode)) => {
-            op.finish("session", crate::session::LISTED[0].state, mode.as_str());
+            answered("session", crate::session::LISTED[0].state, mode.as_str());
             let sessions = rows
                 .iter()
                 .map(|r| SessionAnswer {
@@ -527,7 +553,7 @@ pub async fn list(
             })
             .into_response()
         }
-        Err(b) => blocked(&op, "session", b),
+        Err(b) => blocked("session", b),
     })
 }
 
@@ -539,11 +565,10 @@ pub async fn revoke_all(
     Caller(caller): Caller,
     Path(p): Path<String>,
 ) -> Result<Response, ApiError> {
-    let op = Op::start("session_revoke_all");
     let p = principal(&p)?;
     Ok(match app.sessions.revoke_all(&caller.tenant, &p).await {
-        Ok((r, mode)) => revoked_answer(&op, &r, mode),
-        Err(b) => blocked(&op, "session", b),
+        Ok((r, mode)) => revoked_answer(&r, mode),
+        Err(b) => blocked("session", b),
     })
 }
 
@@ -568,13 +593,12 @@ pub async fn events(
     Caller(caller): Caller,
     QueryOf(q): QueryOf<EventsQuery>,
 ) -> Result<Response, ApiError> {
-    let op = Op::start("session_events");
     let after = in_range("after", q.after, 0, i64::MAX)?;
     let limit = in_range("limit", q.limit.unwrap_or(100), 1, MAX_EVENTS_PAGE)?;
     Ok(
         match app.sessions.events(&caller.tenant, after, limit).await {
             Ok(page) => {
-                op.finish(
+                answered(
                     "session",
                     crate::session::EVENTS[0].state,
                     Mode::Durable.as_str(),
@@ -589,7 +613,7 @@ pub async fn events(
                 })
                 .into_response()
             }
-            Err(b) => blocked(&op, "session", b),
+            Err(b) => blocked("session", b),
         },
     )
 }

@@ -5,15 +5,14 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use utoipa::ToSchema;
 
 use super::answer::{blocked, status_of};
 use super::extract::{identity, in_range, Body, Caller, PathKey, PathKeys};
-use super::observe::Op;
+use super::observe::answered;
 use super::problem::{state_problem, ApiError};
 use super::AppState;
 use crate::key::{name_of, prefix};
@@ -26,6 +25,11 @@ use crate::stream::{
     MAX_TYPE_BYTES, MAX_WAIT_MS,
 };
 use crate::token::MAX_TOKEN;
+use utoipa_axum::routes;
+
+use super::auth::Need;
+use super::routes::{Answers, Routes};
+use crate::access::Scope;
 
 /// Dispatch lease when none is given, ms.
 const DEFAULT_LEASE_MS: i64 = 30_000;
@@ -181,21 +185,35 @@ pub struct StreamAnswer {
     pub intent: Option<IntentView>,
 }
 
-/// The stream routes.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/streams/{stream}/intents", post(intake))
-        .route("/v1/streams/{stream}/commits", post(commit))
-        .route(
-            "/v1/streams/{stream}/intents/{intent_id}/replay",
-            post(replay),
+/// The stream and dispatch routes (scope `streams`).
+pub(super) fn routes() -> Vec<Routes> {
+    use crate::stream::{Claimed, Committed, Intake, Read, Replay};
+    let answer = "StreamAnswer";
+    vec![Routes::new("streams", Need::Scope(Scope::Streams))
+        .answer(
+            Answers::new("stream_intake", Intake::STATES, answer),
+            routes!(intake),
         )
-        .route("/v1/streams/{stream}", get(read))
-        .route("/v1/dispatch/claim", post(claim))
+        .answer(
+            Answers::new("stream_commit", Committed::STATES, answer),
+            routes!(commit),
+        )
+        .answer(
+            Answers::new("stream_replay", Replay::STATES, answer),
+            routes!(replay),
+        )
+        .answer(
+            Answers::new("stream_get", Read::STATES, answer),
+            routes!(read),
+        )
+        .answer(
+            Answers::new("dispatch_claim", Claimed::STATES, answer),
+            routes!(claim),
+        )]
 }
 
-fn answer(op: &Op, key: &str, outcome: &impl Terminal, a: StreamAnswer) -> Response {
-    op.finish(key, a.state, a.mode.unwrap_or("none"));
+fn answer(key: &str, outcome: &impl Terminal, a: StreamAnswer) -> Response {
+    answered(key, a.state, a.mode.unwrap_or("none"));
     (status_of(outcome), Json(a)).into_response()
 }
 
@@ -239,7 +257,6 @@ pub async fn intake(
     PathKey(stream): PathKey,
     Body(body): Body<IntakeBody>,
 ) -> Result<Response, ApiError> {
-    let op = Op::start("stream_intake");
     let id = intent_id(&body.intent_id)?;
     let ty = identity(
         "intent_type",
@@ -274,7 +291,7 @@ pub async fn intake(
     };
     let (intake, mode) = match app.streams.intake(n).await {
         Ok(done) => done,
-        Err(b) => return Ok(blocked(&op, k, b)),
+        Err(b) => return Ok(blocked(k, b)),
     };
     Ok(match intake {
         Intake::Accepted { seq, .. } => {
@@ -286,10 +303,10 @@ pub async fn intake(
                 commit_sequence: Some(seq),
                 ..StreamAnswer::default()
             };
-            answer(&op, k, &intake, a)
+            answer(k, &intake, a)
         }
         Intake::Conflict { seq } => {
-            op.finish(k, intake.state(), mode.as_str());
+            answered(k, intake.state(), mode.as_str());
             state_problem(
                 status_of(&intake),
                 intake.state(),
@@ -308,7 +325,6 @@ pub async fn claim(
     Caller(caller): Caller,
     Body(body): Body<ClaimBody>,
 ) -> Result<Response, ApiError> {
-    let op = Op::start("dispatch_claim");
     let worker = identity("worker", "invalid_worker", "Invalid worker", &body.worker)?;
     let limit = in_range("limit", body.limit, 1, MAX_CLAIM)?;
     let lease = in_range("lease_ms", body.lease_ms, 1, MAX_LEASE_MS)?;
@@ -325,10 +341,10 @@ pub async fn claim(
                     intents: Some(claimed.0.into_iter().map(|i| view(i, true)).collect()),
                     ..StreamAnswer::default()
                 };
-                op.finish(&worker, a.state, a.mode.unwrap_or("none"));
+                answered(&worker, a.state, a.mode.unwrap_or("none"));
                 (StatusCode::OK, Json(a)).into_response()
             }
-            Err(b) => blocked(&op, &worker, b),
+            Err(b) => blocked(&worker, b),
         },
     )
 }
@@ -341,7 +357,6 @@ pub async fn commit(
     PathKey(stream): PathKey,
     Body(body): Body<CommitBody>,
 ) -> Result<Response, ApiError> {
-    let op = Op::start("stream_commit");
     let req = CommitRequest {
         stream: stream.name().to_owned(),
         seq: in_range("commit_sequence", body.commit_sequence, 1, MAX_TOKEN)?,
@@ -355,7 +370,7 @@ pub async fn commit(
     let k = stream.as_str();
     let (committed, mode) = match app.streams.commit(&req).await {
         Ok(r) => r,
-        Err(b) => return Ok(blocked(&op, k, b)),
+        Err(b) => return Ok(blocked(k, b)),
     };
     let base = StreamAnswer {
         mode: Some(mode.as_str()),
@@ -379,7 +394,7 @@ pub async fn commit(
             a = counters(a, *c);
         }
     }
-    op.finish(k, a.state, a.mode.unwrap_or("none"));
+    answered(k, a.state, a.mode.unwrap_or("none"));
     Ok((status_of(&committed), Json(a)).into_response())
 }
 
@@ -391,12 +406,11 @@ pub async fn replay(
     PathKeys(stream, id): PathKeys,
     Body(body): Body<ReplayBody>,
 ) -> Result<Response, ApiError> {
-    let op = Op::start("stream_replay");
     let as_of = in_range("as_of_version", body.as_of_version, 0, MAX_TOKEN)?;
     let k = stream.as_str();
     let (replay, mode) = match app.streams.replay(k, id.as_str(), as_of).await {
         Ok(r) => r,
-        Err(b) => return Ok(blocked(&op, k, b)),
+        Err(b) => return Ok(blocked(k, b)),
     };
     let mut a = StreamAnswer {
         state: replay.state(),
@@ -414,7 +428,7 @@ pub async fn replay(
         Replay::Conflict { version } => a.version = Some(*version),
         Replay::Expired { review_id } => a.review_id = Some(review_id.clone()),
         Replay::Unknown => {
-            op.finish(k, replay.state(), mode.as_str());
+            answered(k, replay.state(), mode.as_str());
             return Ok(state_problem(
                 status_of(&replay),
                 replay.state(),
@@ -424,21 +438,20 @@ pub async fn replay(
             ));
         }
     }
-    Ok(answer(&op, k, &replay, a))
+    Ok(answer(k, &replay, a))
 }
 
 /// A stream's counters and parked commits.
 #[utoipa::path(get, path = "/v1/streams/{stream}",
     params(("stream" = String, Path, description = "stream")))]
 pub async fn read(State(app): State<AppState>, PathKey(stream): PathKey) -> Response {
-    let op = Op::start("stream_get");
     let k = stream.as_str();
     let (read, mode) = match app.streams.state(k).await {
         Ok(r) => r,
-        Err(b) => return blocked(&op, k, b),
+        Err(b) => return blocked(k, b),
     };
     let Read::Found(st) = &read else {
-        op.finish(k, read.state(), mode.as_str());
+        answered(k, read.state(), mode.as_str());
         return state_problem(
             status_of(&read),
             read.state(),
@@ -466,5 +479,5 @@ pub async fn read(State(app): State<AppState>, PathKey(stream): PathKey) -> Resp
         waiting: Some(waiting),
         ..StreamAnswer::default()
     };
-    answer(&op, k, &read, a)
+    answer(k, &read, a)
 }

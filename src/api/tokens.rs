@@ -4,21 +4,24 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, post};
-use axum::{Json, Router};
+use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::answer::{blocked, status_of};
 use super::extract::{Body, Caller};
-use super::observe::Op;
+use super::observe::answered;
 use super::problem::{state_problem, ApiError};
 use super::AppState;
-use crate::access::{NewToken, Revoked, Scopes};
+use crate::access::{NewToken, Revoked, Scope, Scopes};
 use crate::outcome::Terminal;
 use crate::runtime::clock::rfc3339;
 use crate::store::sql::StoredToken;
 use crate::tier::Mode;
+use utoipa_axum::routes;
+
+use super::auth::Need;
+use super::routes::{Answers, Routes};
 
 /// The codes of a refused token field (422), for the OpenAPI document.
 pub(super) const FIELD_CODES: [&str; 3] = ["invalid_name", "invalid_tenant", "invalid_scope"];
@@ -85,11 +88,22 @@ pub struct TokenList {
     pub tokens: Vec<TokenView>,
 }
 
-/// The token routes.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/tokens", post(create).get(list))
-        .route("/v1/tokens/{id}", delete(revoke))
+/// The token routes (scope `admin`).
+pub(super) fn routes() -> Vec<Routes> {
+    use crate::access::{Created, Listed};
+    vec![Routes::new("tokens", Need::Scope(Scope::Admin))
+        .answer(
+            Answers::new("token_create", Created::STATES, "TokenAnswer"),
+            routes!(create),
+        )
+        .answer(
+            Answers::new("token_list", Listed::STATES, "TokenList"),
+            routes!(list),
+        )
+        .answer(
+            Answers::new("token_revoke", Revoked::STATES, "TokenAnswer"),
+            routes!(revoke),
+        )]
 }
 
 fn view(t: StoredToken) -> TokenView {
@@ -115,7 +129,6 @@ pub async fn create(
     Caller(caller): Caller,
     Body(body): Body<TokenBody>,
 ) -> Result<Response, ApiError> {
-    let op = Op::start("token_create");
     let new = NewToken::new(body.name, body.tenant, &body.scopes, body.ttl_ms).map_err(|r| {
         let title = match r.code {
             "out_of_range" => "Field out of range",
@@ -132,9 +145,9 @@ pub async fn create(
     })?;
     let created = match app.access.create(new, &caller.name).await {
         Ok(c) => c,
-        Err(b) => return Ok(blocked(&op, "tokens", b)),
+        Err(b) => return Ok(blocked("tokens", b)),
     };
-    op.finish(&created.token.id, created.state(), "none");
+    answered(&created.token.id, created.state(), "none");
     let answer = TokenAnswer {
         state: created.state(),
         token: Some(created.text.clone()),
@@ -146,13 +159,12 @@ pub async fn create(
 /// Lists every token (never a secret).
 #[utoipa::path(get, path = "/v1/tokens")]
 pub async fn list(State(app): State<AppState>) -> Response {
-    let op = Op::start("token_list");
     let listed = match app.access.list().await {
         Ok(l) => l,
-        Err(b) => return blocked(&op, "tokens", b),
+        Err(b) => return blocked("tokens", b),
     };
     let (status, state) = (status_of(&listed), listed.state());
-    op.finish("tokens", state, "none");
+    answered("tokens", state, "none");
     let answer = TokenList {
         state,
         tokens: listed.0.into_iter().map(view).collect(),
@@ -168,13 +180,12 @@ pub async fn revoke(
     Caller(caller): Caller,
     Path(id): Path<String>,
 ) -> Response {
-    let op = Op::start("token_revoke");
     let revoked = match app.access.revoke(&id, &caller.name).await {
         Ok(r) => r,
-        Err(b) => return blocked(&op, "tokens", b),
+        Err(b) => return blocked("tokens", b),
     };
     let (status, state) = (status_of(&revoked), revoked.state());
-    op.finish(&id, state, "none");
+    answered(&id, state, "none");
     match revoked {
         Revoked::Revoked(t) => {
             let answer = TokenAnswer {

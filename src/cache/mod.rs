@@ -14,7 +14,7 @@ pub mod outcome;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 
-pub use outcome::{Fetch, Invalidated, Put, Read, Warmed};
+pub use outcome::{Fetch, Invalidated, Put, Read, Warmed, STATS};
 
 use crate::config::CacheSettings;
 use crate::metrics_names as m;

@@ -152,6 +152,13 @@ impl Terminal for Warmed {
     }
 }
 
+/// The one state of a namespace's stats (`GET /v1/cache/{ns}/stats`).
+pub const STATS: &[StateDoc] = &[StateDoc::json(
+    "stats",
+    200,
+    "counters, `bytes`, `entries`, `compression_ratio`",
+)];
+
 #[cfg(test)]
 mod tests {
     use super::*;
