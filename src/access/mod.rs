@@ -29,26 +29,7 @@ const LAST_USED_EVERY_MS: i64 = 60_000;
 /// not reach the database; past this many the memory starts over.
 const UNKNOWN_REMEMBERED: usize = 10_000;
 
-/// How requests without a token are treated.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AuthMode {
-    /// While no token was ever created, requests from loopback are served as tenant `default`
-    /// with every scope (like Redis's protected mode); everything else needs a token.
-    Protected,
-    /// Every request needs a token.
-    Required,
-}
-
-impl AuthMode {
-    /// The mode named `name` (`protected` or `required`).
-    pub fn parse(name: &str) -> Option<Self> {
-        match name {
-            "protected" => Some(Self::Protected),
-            "required" => Some(Self::Required),
-            _ => None,
-        }
-    }
-}
+pub use crate::config::AuthMode;
 
 /// Who is calling: a token's identity, or the local caller of protected mode.
 #[derive(Debug, Clone, PartialEq, Eq)]

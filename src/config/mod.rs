@@ -25,7 +25,6 @@ pub use guard::{GuardSettings, NotifySettings};
 pub use layers::{documented_variables, Flags};
 
 use crate::runtime::group_commit::GroupCommitConfig;
-use crate::stream::rules::TtlTable;
 /// Resolved configuration.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -307,6 +306,46 @@ pub enum ConfigError {
     Invalid(String),
 }
 
+/// How requests without a token are treated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMode {
+    /// While no token was ever created, requests from loopback are served as tenant `default`
+    /// with every scope (like Redis's protected mode); everything else needs a token.
+    Protected,
+    /// Every request needs a token.
+    Required,
+}
+
+impl AuthMode {
+    /// The mode named `name` (`protected` or `required`).
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "protected" => Some(Self::Protected),
+            "required" => Some(Self::Required),
+            _ => None,
+        }
+    }
+}
+
+/// Replay TTLs per `intent_type`, with a default.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TtlTable {
+    /// TTL of types not listed, ms.
+    pub default_ms: i64,
+    /// TTL by type, ms.
+    pub by_type: std::collections::HashMap<String, i64>,
+}
+
+impl TtlTable {
+    /// The TTL of `intent_type`, ms.
+    pub fn of(&self, intent_type: &str) -> i64 {
+        self.by_type
+            .get(intent_type)
+            .copied()
+            .unwrap_or(self.default_ms)
+    }
+}
+
 /// Parses `type=ms,type=ms` into a TTL table over `default_ms`.
 fn ttl_table(spec: &str, default_ms: u64) -> Result<TtlTable, ConfigError> {
     let invalid = |m: String| ConfigError::Invalid(m);
@@ -465,8 +504,8 @@ impl Config {
     }
 
     /// The authentication mode (`auth`).
-    pub fn auth_mode(&self) -> Result<crate::access::AuthMode, ConfigError> {
-        crate::access::AuthMode::parse(&self.auth)
+    pub fn auth_mode(&self) -> Result<AuthMode, ConfigError> {
+        AuthMode::parse(&self.auth)
             .ok_or_else(|| ConfigError::Invalid("auth must be protected or required".into()))
     }
 

@@ -106,7 +106,7 @@ pub enum Finished {
 pub struct Idempotency {
     tier: Arc<Tier>,
     cfg: IdempotencySettings,
-    writer: GroupCommit<IdemWrite, IdemWritten>,
+    writer: GroupCommit<IdemWrite, IdemWritten, StoreError>,
     waiters: Waiters,
     /// Keys seen with a hot copy: only their begins read Redis before SQL.
     copies: Arc<KnownCopies>,

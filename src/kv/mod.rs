@@ -18,6 +18,7 @@ use crate::store::copy::Seeder;
 use crate::store::kv::{KvRecord, COPY_FIELDS};
 use crate::store::redis::tagged;
 use crate::store::sql::{KvExpect, KvJob, KvWritten};
+use crate::store::StoreError;
 use crate::tier::{Blocked, Looked, Mode, Primary, Tier};
 
 /// Largest value, as JSON text.
@@ -35,7 +36,7 @@ pub struct Kv {
     tier: Arc<Tier>,
     cfg: KvSettings,
     /// Writes and deletes, made durable many to a transaction.
-    writer: GroupCommit<KvJob, KvWritten>,
+    writer: GroupCommit<KvJob, KvWritten, StoreError>,
 }
 
 impl Kv {

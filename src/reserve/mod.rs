@@ -99,9 +99,9 @@ pub enum TotalSet {
 pub struct Reservations {
     tier: Arc<Tier>,
     cfg: ReservationSettings,
-    writer: GroupCommit<Hold, bool>,
+    writer: GroupCommit<Hold, bool, StoreError>,
     /// Reserves of the fallback tier, batched: one row lock and one update per SKU a batch.
-    fallback: GroupCommit<ReserveAsk, ReserveReply>,
+    fallback: GroupCommit<ReserveAsk, ReserveReply, StoreError>,
     /// One seeding per SKU at a time: a burst that finds a stale copy reads SQL once.
     seeding: Waiters,
 }

@@ -10,13 +10,23 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use crate::metrics_names as m;
 use crate::runtime::correlation::task_span;
-use crate::store::StoreError;
 use tracing::Instrument;
 
 /// How many writes may wait for a batch before submitters feel back-pressure.
 const QUEUE: usize = 65_536;
 
-type Reply<O> = oneshot::Sender<Result<O, StoreError>>;
+type Reply<O, E> = oneshot::Sender<Result<O, E>>;
+
+/// A write that never reached a committed batch: the writer stopped, or a batch answered
+/// another number of outcomes than it had writes. The writer's error type is made from it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WriteLost(pub String);
+
+/// What a writer's errors must be: made from a [`WriteLost`], shared by every write of a
+/// failed batch, and logged.
+pub trait BatchError: From<WriteLost> + Clone + std::fmt::Display + Send + 'static {}
+
+impl<E: From<WriteLost> + Clone + std::fmt::Display + Send + 'static> BatchError for E {}
 
 /// Tuning of one writer.
 #[derive(Debug, Clone, Copy)]
@@ -37,11 +47,11 @@ impl Default for GroupCommitConfig {
 }
 
 /// A batching writer: [`GroupCommit::submit`] queues one write and waits for its own outcome.
-pub struct GroupCommit<W, O> {
-    queue: mpsc::Sender<(W, Reply<O>)>,
+pub struct GroupCommit<W, O, E> {
+    queue: mpsc::Sender<(W, Reply<O, E>)>,
 }
 
-impl<W, O> Clone for GroupCommit<W, O> {
+impl<W, O, E> Clone for GroupCommit<W, O, E> {
     fn clone(&self) -> Self {
         Self {
             queue: self.queue.clone(),
@@ -49,14 +59,14 @@ impl<W, O> Clone for GroupCommit<W, O> {
     }
 }
 
-impl<W: Send + 'static, O: Send + 'static> GroupCommit<W, O> {
+impl<W: Send + 'static, O: Send + 'static, E: BatchError> GroupCommit<W, O, E> {
     /// Starts the writer task. `flush` writes one batch in one transaction and returns one
     /// outcome per write, in order; an `Err` fails every write of the batch. `name` labels the
     /// batch-size and flush-latency metrics.
     pub fn start<F, Fut>(name: &'static str, cfg: GroupCommitConfig, flush: F) -> Self
     where
         F: Fn(Vec<W>) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<Vec<O>, StoreError>> + Send + 'static,
+        Fut: Future<Output = Result<Vec<O>, E>> + Send + 'static,
     {
         let (queue, rx) = mpsc::channel(QUEUE);
         tokio::spawn(run(name, cfg, rx, Arc::new(flush)));
@@ -64,27 +74,26 @@ impl<W: Send + 'static, O: Send + 'static> GroupCommit<W, O> {
     }
 
     /// Queues `write` and waits until its batch has committed.
-    pub async fn submit(&self, write: W) -> Result<O, StoreError> {
+    pub async fn submit(&self, write: W) -> Result<O, E> {
         let (tx, rx) = oneshot::channel();
-        self.queue
-            .send((write, tx))
-            .await
-            .map_err(|_| StoreError::Lost("group commit writer stopped".into()))?;
+        let stopped = |_| E::from(WriteLost("group commit writer stopped".into()));
+        self.queue.send((write, tx)).await.map_err(stopped)?;
         rx.await
-            .unwrap_or_else(|_| Err(StoreError::Lost("group commit dropped".into())))
+            .unwrap_or_else(|_| Err(WriteLost("group commit dropped".into()).into()))
     }
 }
 
-async fn run<W, O, F, Fut>(
+async fn run<W, O, E, F, Fut>(
     name: &'static str,
     cfg: GroupCommitConfig,
-    mut rx: mpsc::Receiver<(W, Reply<O>)>,
+    mut rx: mpsc::Receiver<(W, Reply<O, E>)>,
     flush: Arc<F>,
 ) where
     W: Send + 'static,
     O: Send + 'static,
+    E: BatchError,
     F: Fn(Vec<W>) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Result<Vec<O>, StoreError>> + Send + 'static,
+    Fut: Future<Output = Result<Vec<O>, E>> + Send + 'static,
 {
     let permits = Arc::new(Semaphore::new(cfg.concurrency.max(1)));
     let mut buf = Vec::with_capacity(cfg.max_batch);
@@ -94,7 +103,7 @@ async fn run<W, O, F, Fut>(
         if rx.recv_many(&mut buf, cfg.max_batch.max(1)).await == 0 {
             return;
         }
-        let (writes, replies): (Vec<W>, Vec<Reply<O>>) = buf.drain(..).unzip();
+        let (writes, replies): (Vec<W>, Vec<Reply<O, E>>) = buf.drain(..).unzip();
         let flush = flush.clone();
         let span = task_span(name);
         let batch = async move {
@@ -115,7 +124,7 @@ async fn run<W, O, F, Fut>(
                 Ok(outcomes) => {
                     let e = format!("batch of {n} answered {} outcomes", outcomes.len());
                     tracing::error!(writer = name, "{e}");
-                    fail_all(replies, &StoreError::Lost(e));
+                    fail_all(replies, &WriteLost(e).into());
                 }
                 Err(e) => {
                     tracing::warn!(writer = name, error = %e, writes = n, "group commit failed");
@@ -127,7 +136,7 @@ async fn run<W, O, F, Fut>(
     }
 }
 
-fn fail_all<O>(replies: Vec<Reply<O>>, e: &StoreError) {
+fn fail_all<O, E: Clone>(replies: Vec<Reply<O, E>>, e: &E) {
     for reply in replies {
         let _ = reply.send(Err(e.clone()));
     }
@@ -136,6 +145,7 @@ fn fail_all<O>(replies: Vec<Reply<O>>, e: &StoreError) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::StoreError;
 
     #[tokio::test(start_paused = true)]
     async fn each_write_gets_its_own_outcome_and_batches_form_under_load() {
@@ -145,13 +155,14 @@ mod tests {
             max_batch: 64,
             concurrency: 1,
         };
-        let gc = GroupCommit::start("test", cfg, move |w: Vec<u32>| {
-            seen.lock().unwrap().push(w.len());
-            async move {
-                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-                Ok(w.into_iter().map(|x| x * 2).collect())
-            }
-        });
+        let gc: GroupCommit<u32, u32, StoreError> =
+            GroupCommit::start("test", cfg, move |w: Vec<u32>| {
+                seen.lock().unwrap().push(w.len());
+                async move {
+                    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                    Ok(w.into_iter().map(|x| x * 2).collect())
+                }
+            });
         let calls = (0..500u32).map(|i| {
             let gc = gc.clone();
             tokio::spawn(async move { (i, gc.submit(i).await) })

@@ -26,6 +26,7 @@ use crate::store::session::{
     state, ChangeJob, Changed, CreateJob, CreatedRow, NewSession, OnLimit, SessionEvent,
     SessionRow, Standing,
 };
+use crate::store::StoreError;
 use crate::tier::{Blocked, Mode, Tier};
 
 /// Prefix of every session id.
@@ -77,9 +78,9 @@ pub struct Sessions {
     tier: Arc<Tier>,
     cfg: SessionSettings,
     /// Creates, made durable many to a transaction.
-    creates: GroupCommit<CreateJob, CreatedRow>,
+    creates: GroupCommit<CreateJob, CreatedRow, StoreError>,
     /// Changes of data (`PUT`, `PATCH`), made durable many to a transaction.
-    changes: GroupCommit<ChangeJob, Changed>,
+    changes: GroupCommit<ChangeJob, Changed, StoreError>,
 }
 
 fn gone(row: &SessionRow, now: i64) -> Option<Gone> {

@@ -42,6 +42,12 @@ pub enum StoreError {
     Timeout,
 }
 
+impl From<crate::runtime::group_commit::WriteLost> for StoreError {
+    fn from(lost: crate::runtime::group_commit::WriteLost) -> Self {
+        Self::Lost(lost.0)
+    }
+}
+
 impl StoreError {
     /// Whether the connection to Redis broke or was refused: what a restart of the server
     /// looks like from here (a timeout or an error answer does not).

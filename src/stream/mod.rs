@@ -187,7 +187,7 @@ pub struct StreamState {
 /// The stream service.
 pub struct Streams {
     tier: Arc<Tier>,
-    writer: GroupCommit<Write, Outcome>,
+    writer: GroupCommit<Write, Outcome, StoreError>,
     /// Commits waiting for their turn on this instance, by [`parked_key`].
     parked: Arc<Waiters>,
     cfg: StreamConfig,

@@ -2,8 +2,6 @@
 //! commit, timeout, replay, review resolution), their outcomes, the refusal reasons and the
 //! replay TTLs. Data only; the decisions are in `rules.rs`.
 
-use std::collections::HashMap;
-
 use crate::store::stream::{Counters, Intent, IntentState, ReviewItem};
 
 /// Review reasons.
@@ -18,24 +16,7 @@ pub mod reason {
     pub const GUARD_DEGRADED: &str = "guard_degraded";
 }
 
-/// Replay TTLs per `intent_type`, with a default.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TtlTable {
-    /// TTL of types not listed, ms.
-    pub default_ms: i64,
-    /// TTL by type, ms.
-    pub by_type: HashMap<String, i64>,
-}
-
-impl TtlTable {
-    /// The TTL of `intent_type`, ms.
-    pub fn of(&self, intent_type: &str) -> i64 {
-        self.by_type
-            .get(intent_type)
-            .copied()
-            .unwrap_or(self.default_ms)
-    }
-}
+pub use crate::config::TtlTable;
 
 /// A new intent as received.
 #[derive(Debug, Clone, PartialEq, Eq)]
