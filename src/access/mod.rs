@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use crate::audit::Audit;
 use crate::runtime::clock::now_ms;
-use crate::store::sql::StoredToken;
+use crate::store::tokens::StoredToken;
 use crate::tier::{Blocked, Tier};
 use secret::Presented;
 

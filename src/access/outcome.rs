@@ -1,7 +1,7 @@
 //! The terminal states of the token operations, each with its HTTP status, in one place.
 
 use crate::outcome::{StateDoc, Terminal};
-use crate::store::sql::StoredToken;
+use crate::store::tokens::StoredToken;
 
 /// A created token: the only time its secret is seen.
 #[derive(Clone)]

@@ -17,7 +17,7 @@ use super::AppState;
 use crate::kv::{KvDelete, KvPut, KvRead, MAX_TTL_MS, MAX_VALUE_BYTES};
 use crate::outcome::Terminal;
 use crate::runtime::clock::rfc3339;
-use crate::store::sql::KvExpect;
+use crate::store::kv::KvExpect;
 use crate::tier::Mode;
 use utoipa_axum::routes;
 

@@ -21,7 +21,7 @@ use crate::ratelimit::policy::validate_limits;
 use crate::ratelimit::{
     Checked, Limit, LimitMode, Looked, OverrideSaved, Policy, PolicyRead, PolicySaved, Report,
 };
-use crate::store::sql::Expect;
+use crate::store::ratelimit::Expect;
 use crate::tier::Blocked;
 use utoipa_axum::routes;
 

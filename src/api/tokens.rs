@@ -16,7 +16,7 @@ use super::AppState;
 use crate::access::{NewToken, Revoked, Scope, Scopes};
 use crate::outcome::Terminal;
 use crate::runtime::clock::rfc3339;
-use crate::store::sql::StoredToken;
+use crate::store::tokens::StoredToken;
 use crate::tier::Mode;
 use utoipa_axum::routes;
 

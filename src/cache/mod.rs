@@ -19,9 +19,9 @@ pub use outcome::{Fetch, Invalidated, Put, Read, Warmed, STATS};
 use crate::config::CacheSettings;
 use crate::metrics_names as m;
 use crate::outcome::Terminal;
-use crate::store::redis::CacheEntry;
-use crate::store::redis::{CacheFetched, CacheRead, CacheWrite};
-use crate::store::sql::CacheInvalidation;
+use crate::store::cache::CacheEntry;
+use crate::store::cache::CacheInvalidation;
+use crate::store::cache::{CacheFetched, CacheRead, CacheWrite};
 use crate::tier::{Blocked, Mode, Primary, Tier};
 
 /// Puts of one warm-up in flight at once.
@@ -48,7 +48,7 @@ pub struct PutRequest {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Stats {
     /// The counters.
-    pub counts: crate::store::redis::CacheStats,
+    pub counts: crate::store::cache::CacheStats,
     /// Raw bytes over stored bytes of the values written (1 without compression).
     pub compression_ratio: f64,
 }
@@ -397,7 +397,7 @@ async fn apply(
 
 /// Publishes the size gauges of `ns`: its compression ratio (raw over stored bytes, 1 with
 /// nothing stored).
-fn publish(ns: &str, counts: &crate::store::redis::CacheStats) -> f64 {
+fn publish(ns: &str, counts: &crate::store::cache::CacheStats) -> f64 {
     let ratio = if counts.kept_bytes > 0 {
         counts.raw_bytes as f64 / counts.kept_bytes as f64
     } else {

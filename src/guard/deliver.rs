@@ -9,8 +9,8 @@ use reqwest::header::RETRY_AFTER;
 
 use crate::audit::Audit;
 use crate::metrics_names as m;
+use crate::store::guard::Settle;
 use crate::store::guard::{Delivery, DeliveryTry};
-use crate::store::sql::Settle;
 use crate::store::StoreError;
 
 use super::events::{self, Role};

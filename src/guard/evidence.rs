@@ -14,7 +14,7 @@ use crate::store::StoreError;
 use crate::tier::Blocked;
 
 use super::Guard;
-use crate::store::sql::{ReadingRow, RefusalRow};
+use crate::store::guard::{ReadingRow, RefusalRow};
 use std::collections::BTreeMap;
 
 /// Time taken around an incident for its window: before its creation, after its end.

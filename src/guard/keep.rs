@@ -5,7 +5,7 @@
 use std::sync::Mutex;
 
 use crate::runtime::correlation::instance_id;
-use crate::store::sql::{ReadingRow, RefusalRow};
+use crate::store::guard::{ReadingRow, RefusalRow};
 use crate::store::StoreError;
 
 use super::monitor::{BlockedOps, Level, Reading};

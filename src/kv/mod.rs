@@ -14,10 +14,10 @@ use crate::key::Key;
 use crate::metrics_names as m;
 use crate::runtime::correlation;
 use crate::runtime::group_commit::GroupCommit;
+use crate::store::copy;
 use crate::store::copy::Seeder;
+use crate::store::kv::{KvExpect, KvJob, KvWritten};
 use crate::store::kv::{KvRecord, COPY_FIELDS};
-use crate::store::redis::tagged;
-use crate::store::sql::{KvExpect, KvJob, KvWritten};
 use crate::store::StoreError;
 use crate::tier::{Blocked, Looked, Mode, Primary, Tier};
 
@@ -28,7 +28,7 @@ pub const MAX_TTL_MS: i64 = 366 * 24 * 3_600_000;
 
 /// The Redis key of `key`'s hot copy.
 fn copy_key(key: &Key) -> String {
-    tagged(key.as_str(), "kv")
+    copy::copy_key(key.as_str(), "kv")
 }
 
 /// The KV service.

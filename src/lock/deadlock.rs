@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use super::{AcquireRequest, Locks};
 use crate::metrics_names as m;
-use crate::store::sql::WaitEdge;
+use crate::store::wait::WaitEdge;
 
 /// How often a waiter refreshes its edge (and learns whether it was made a victim).
 const REFRESH: Duration = Duration::from_millis(250);

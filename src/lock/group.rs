@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::deadlock::Wait;
 use super::{acquired, wait_for, AcquireRequest, Acquired, Ask, Locks, LostReason, Said, Touch};
 use crate::key::Key;
-use crate::store::sql::GroupRecord;
+use crate::store::lock_group::GroupRecord;
 use crate::store::{bounded, GroupReply, LeaseAsk};
 use crate::tier::{Blocked, Mode};
 

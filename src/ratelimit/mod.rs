@@ -24,9 +24,9 @@ use crate::config::RateLimitSettings;
 use crate::key::{for_operator, Key, TENANT_SEP};
 use crate::metrics_names as m;
 use crate::runtime::correlation::instance_id;
+use crate::store::copy;
 use crate::store::ratelimit::{Applied, Counted, LimitCopy, Step};
-use crate::store::redis::tagged;
-use crate::store::sql::{Expect, OverrideWrite};
+use crate::store::ratelimit::{Expect, OverrideWrite};
 use crate::store::StoreError;
 use crate::tier::{Blocked, Primary, Tier};
 use local::LocalBuckets;
@@ -552,7 +552,7 @@ fn redis_keys(policy: &Key, subject: &Key, limits: &[Limit]) -> Vec<String> {
     let tag = format!("rl{TENANT_SEP}{}", local_key(policy, subject));
     limits
         .iter()
-        .map(|l| tagged(&tag, &format!("{}:{}", l.name, l.algorithm.code())))
+        .map(|l| copy::copy_key(&tag, &format!("{}:{}", l.name, l.algorithm.code())))
         .collect()
 }
 

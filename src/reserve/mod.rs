@@ -20,8 +20,8 @@ use crate::key::Key;
 use crate::metrics_names as m;
 use crate::runtime::group_commit::GroupCommit;
 use crate::runtime::waiters::Waiters;
+use crate::store::reserve::ReserveAsk;
 use crate::store::reserve::{Hold, HoldState, ReserveReply, Stock, StockCopy, Transitioned};
-use crate::store::sql::ReserveAsk;
 use crate::store::{bounded, StoreError};
 use crate::tier::{Active, Blocked, Mode, Primary, Tier};
 

@@ -7,14 +7,14 @@
 use super::{gone, id_hash, well_formed, Sessions};
 use crate::metrics_names as m;
 use crate::session::SessionTouch;
+use crate::store::copy;
 use crate::store::copy::Seeder;
-use crate::store::redis::tagged;
 use crate::store::session::{SessionRow, COPY_FIELDS};
 use crate::tier::{Blocked, Looked, Mode, Primary};
 
 /// The Redis key of the copy of session `hash` of `tenant`.
 fn copy_key(tenant: &str, hash: &str) -> String {
-    tagged(&format!("session/{tenant}/{hash}"), "copy")
+    copy::copy_key(&format!("session/{tenant}/{hash}"), "copy")
 }
 
 /// A write's view of the tier: the primary (if active), the mode answers carry, the epoch.

@@ -9,6 +9,10 @@ use std::future::Future;
 
 use crate::store::StoreError;
 
+/// The key of a hot copy: a stored key and its concept's suffix, under the key's hash tag (a
+/// tree key under its root's), so a copy shares its slot with the key's other records.
+pub use super::redis::tagged as copy_key;
+
 /// What a read of a copy found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Peeked {

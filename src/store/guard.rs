@@ -180,3 +180,52 @@ pub struct DeliveryTry {
     /// Why it failed, or empty.
     pub error: String,
 }
+
+/// How a try ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Settle {
+    /// The receiver took it.
+    Delivered,
+    /// Try again at this instant (epoch ms).
+    Retry(i64),
+    /// No more tries.
+    Dead,
+    /// Not sent: the incident was acknowledged or resolved meanwhile.
+    Dropped,
+}
+
+/// Refusals of one operation for one reason in one minute on one instance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RefusalRow {
+    /// Start of the minute, epoch ms.
+    pub minute: i64,
+    /// The instance.
+    pub instance: String,
+    /// The operation.
+    pub op: String,
+    /// The safe-block reason.
+    pub reason: String,
+    /// How many.
+    pub count: i64,
+    /// Keys, streams or SKUs of the last few.
+    pub sample_keys: Vec<String>,
+    /// Their correlation ids.
+    pub sample_correlation_ids: Vec<String>,
+}
+
+/// One instance's §10 reading.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReadingRow {
+    /// When, epoch ms.
+    pub at: i64,
+    /// The instance.
+    pub instance: String,
+    /// Answers in the window.
+    pub operations: i64,
+    /// Fallback share of them, per mille.
+    pub fallback_permille: i64,
+    /// p95 of fallback lock calls, ms.
+    pub fallback_lock_p95_ms: i64,
+    /// p95 of primary lock calls, ms.
+    pub primary_lock_p95_ms: i64,
+}

@@ -2,10 +2,12 @@
 //! waiting, failover) live above them. Infrastructure failures are [`StoreError`]s; domain
 //! answers (busy, not owner) are values.
 
+pub mod cache;
 pub mod copy;
 pub mod guard;
 pub mod idem;
 pub mod kv;
+pub mod lock_group;
 pub mod ratelimit;
 pub mod redis;
 pub mod reserve;
@@ -13,6 +15,8 @@ pub mod semaphore;
 pub mod session;
 pub mod sql;
 pub mod stream;
+pub mod tokens;
+pub mod wait;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -66,3 +66,25 @@ pub trait LimitCopy: Send + Sync {
     /// Deletes the subject's state.
     fn clear(&self, keys: &[String]) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
+
+/// What an override save did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OverrideWrite {
+    /// Saved.
+    Saved,
+    /// No such policy; nothing written.
+    NoPolicy,
+    /// The policy has as many overrides as allowed; nothing written.
+    Full,
+}
+
+/// Which version a save may replace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    /// Any, or none (no `If-Match`).
+    Anything,
+    /// Some version (`If-Match: *`).
+    Existing,
+    /// Exactly this one.
+    Version(i64),
+}

@@ -144,3 +144,14 @@ pub enum Transitioned {
     /// No such hold.
     Missing,
 }
+
+/// One reserve asked of the fallback tier.
+#[derive(Debug, Clone)]
+pub struct ReserveAsk {
+    /// The hold to make.
+    pub hold: Hold,
+    /// The epoch the caller acts in (a reserve at another epoch answers `Stale`).
+    pub epoch: i64,
+    /// The caller's clock (database time).
+    pub now: i64,
+}

@@ -5,86 +5,8 @@
 use redis::Value;
 
 use super::RedisStore;
+pub use crate::store::cache::{CacheEntry, CacheFetched, CacheRead, CacheStats, CacheWrite};
 use crate::store::StoreError;
-
-/// What a read found, as stored (the value possibly compressed).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CacheRead {
-    /// Fresh, written in the active epoch.
-    Hit {
-        /// The stored bytes.
-        value: Vec<u8>,
-        /// Whether they are zstd-compressed.
-        compressed: bool,
-        /// ms since written.
-        age_ms: i64,
-    },
-    /// Past its TTL (within its stale TTL) or written under another epoch.
-    Stale {
-        /// The stored bytes.
-        value: Vec<u8>,
-        /// Whether they are zstd-compressed.
-        compressed: bool,
-        /// ms since written.
-        age_ms: i64,
-    },
-    /// Absent, expired or invalidated.
-    Miss,
-}
-
-/// What a read-through read found.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CacheFetched {
-    /// As [`CacheRead`] (hit or stale), with the lease of an early recompute if this caller
-    /// was picked for one.
-    Found {
-        /// The read.
-        read: CacheRead,
-        /// `Some` when this caller should reload the entry (`refresh`).
-        refresh: Option<i64>,
-    },
-    /// No usable entry: this caller holds the lease and loads it.
-    Lease(i64),
-    /// Another caller holds the lease for this long, ms.
-    Wait(i64),
-}
-
-/// What a write did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CacheWrite {
-    /// Stored; entries evicted to stay under the namespace's `max_bytes`.
-    Stored(i64),
-    /// The lease it named is not the entry's live one, or was voided by a delete or an
-    /// invalidation: nothing stored.
-    LeaseInvalid,
-}
-
-/// A namespace's counters, cluster-wide.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct CacheStats {
-    /// Fresh reads.
-    pub hits: i64,
-    /// Reads that found nothing usable.
-    pub misses: i64,
-    /// Stale reads.
-    pub stale: i64,
-    /// Read-through reads told to wait for another caller's load.
-    pub waits: i64,
-    /// Leases granted.
-    pub leases: i64,
-    /// Early recomputes handed out.
-    pub refreshes: i64,
-    /// Entries evicted for `max_bytes`.
-    pub evictions: i64,
-    /// Bytes held.
-    pub bytes: i64,
-    /// Entries held (expired ones not yet reclaimed included).
-    pub entries: i64,
-    /// Bytes of values stored, before compression.
-    pub raw_bytes: i64,
-    /// The same after compression.
-    pub kept_bytes: i64,
-}
 
 /// The Redis keys of entry `key` of namespace `ns`: meta, index, sizes, entry, lease.
 fn keys(ns: &str, key: &str) -> [String; 5] {
@@ -146,25 +68,6 @@ fn read_of(items: &[Value]) -> CacheRead {
         },
         _ => CacheRead::Miss,
     }
-}
-
-/// An entry to store.
-#[derive(Debug, Clone)]
-pub struct CacheEntry<'a> {
-    /// The stored bytes (compressed when `compressed`).
-    pub value: &'a [u8],
-    /// Whether they are zstd-compressed.
-    pub compressed: bool,
-    /// Their size before compression.
-    pub raw_len: usize,
-    /// Fresh for this long, ms.
-    pub ttl_ms: i64,
-    /// Then stale for this long, ms.
-    pub stale_ttl_ms: i64,
-    /// How long the value took to compute, ms (early recompute scales with it).
-    pub compute_ms: i64,
-    /// Its tags.
-    pub tags: &'a [String],
 }
 
 impl RedisStore {

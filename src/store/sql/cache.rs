@@ -2,20 +2,8 @@
 //! Each is one row, written once, applied to Redis when it serves again and then marked.
 
 use super::{classify, col, SqlStore};
+pub use crate::store::cache::CacheInvalidation;
 use crate::store::StoreError;
-
-/// An invalidation kept for Redis.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CacheInvalidation {
-    /// Its id.
-    pub id: String,
-    /// The namespace.
-    pub ns: String,
-    /// `key`, `tag` or `namespace`.
-    pub kind: String,
-    /// The key or tag (`""` for a namespace).
-    pub target: String,
-}
 
 impl SqlStore {
     /// Keeps an invalidation for Redis.

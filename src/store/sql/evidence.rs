@@ -1,46 +1,9 @@
 //! What each instance saw, kept for the evidence pack: refusals per minute (with samples) and
 //! one §10 reading a minute. Each instance writes only its own rows; the pack reads them all.
 
-use serde::Serialize;
-
 use super::{classify, col, SqlStore};
+pub use crate::store::guard::{ReadingRow, RefusalRow};
 use crate::store::StoreError;
-
-/// Refusals of one operation for one reason in one minute on one instance.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct RefusalRow {
-    /// Start of the minute, epoch ms.
-    pub minute: i64,
-    /// The instance.
-    pub instance: String,
-    /// The operation.
-    pub op: String,
-    /// The safe-block reason.
-    pub reason: String,
-    /// How many.
-    pub count: i64,
-    /// Keys, streams or SKUs of the last few.
-    pub sample_keys: Vec<String>,
-    /// Their correlation ids.
-    pub sample_correlation_ids: Vec<String>,
-}
-
-/// One instance's §10 reading.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ReadingRow {
-    /// When, epoch ms.
-    pub at: i64,
-    /// The instance.
-    pub instance: String,
-    /// Answers in the window.
-    pub operations: i64,
-    /// Fallback share of them, per mille.
-    pub fallback_permille: i64,
-    /// p95 of fallback lock calls, ms.
-    pub fallback_lock_p95_ms: i64,
-    /// p95 of primary lock calls, ms.
-    pub primary_lock_p95_ms: i64,
-}
 
 fn list(raw: &str) -> Vec<String> {
     serde_json::from_str(raw).unwrap_or_default()

@@ -8,60 +8,8 @@ use super::params::{query, values, Params};
 use super::session::ROWS_PER_STATEMENT;
 use super::{classify, col, SqlStore};
 use crate::store::kv::KvRecord;
+pub use crate::store::kv::{KvExpect, KvJob, KvWritten};
 use crate::store::StoreError;
-
-/// Which state a write may replace.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KvExpect {
-    /// Anything (no `expected_version`).
-    Any,
-    /// No live record (`expected_version: 0`).
-    Absent,
-    /// The live record at this version.
-    Version(i64),
-}
-
-/// The outcome of a conditional write or delete.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum KvWritten {
-    /// Done; the record as it now stands.
-    Done(KvRecord),
-    /// The expectation did not hold; the live record's version, if any. Nothing written.
-    Conflict(Option<i64>),
-    /// A delete found no live record (nothing written).
-    Nothing,
-}
-
-/// One KV write, as the group-commit writer batches them.
-#[derive(Debug, Clone)]
-pub enum KvJob {
-    /// Write `value` (JSON text) to `key` if `expect` holds.
-    Put {
-        /// Stored key.
-        key: String,
-        /// JSON text.
-        value: String,
-        /// Expiry, epoch ms; 0 for none.
-        expires_at: i64,
-        /// What it may replace.
-        expect: KvExpect,
-        /// When (database clock).
-        now: i64,
-        /// The request's correlation id.
-        correlation_id: String,
-    },
-    /// Delete the live record of `key` (leaving a tombstone) if `expected` holds.
-    Delete {
-        /// Stored key.
-        key: String,
-        /// The version it may delete.
-        expected: Option<i64>,
-        /// When (database clock).
-        now: i64,
-        /// The request's correlation id.
-        correlation_id: String,
-    },
-}
 
 impl KvJob {
     /// The key it writes.

@@ -3,20 +3,8 @@
 //! is durable in SQL on every tier, written only once all members are held.
 
 use super::{classify, col, SqlStore};
+pub use crate::store::lock_group::GroupRecord;
 use crate::store::StoreError;
-
-/// A group as stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GroupRecord {
-    /// Its holder.
-    pub owner: String,
-    /// Its members as JSON text: `[{"k": name, "t": token, "s": shared}]`.
-    pub members: String,
-    /// The lease length it was granted with (an extend without one renews by it).
-    pub ttl_ms: i64,
-    /// When its leases run out (the earliest member expiry), epoch ms.
-    pub expires_at: i64,
-}
 
 impl SqlStore {
     /// Records group `id`.

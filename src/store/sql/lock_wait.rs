@@ -2,22 +2,8 @@
 //! waiting owner and key (see migration 0019).
 
 use super::{classify, col, SqlStore};
+pub use crate::store::wait::WaitEdge;
 use crate::store::StoreError;
-
-/// One edge: `waiter` waits for `key`, held by `holder`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WaitEdge {
-    /// The waiting owner (tenant-prefixed).
-    pub waiter: String,
-    /// The key it waits for.
-    pub key: String,
-    /// Who held the key at the waiter's last try (tenant-prefixed).
-    pub holder: String,
-    /// The waiter's `deadlock_priority` (the lowest is chosen as victim).
-    pub priority: i64,
-    /// When its wait began, epoch ms (the youngest wait is chosen among equal priorities).
-    pub since: i64,
-}
 
 const UPSERT: &str = "
 INSERT INTO warden_lock_waits (waiter, lock_key, holder, priority, since, epoch, seen_at)

@@ -5,6 +5,7 @@
 
 use super::guard::GuardTx;
 use super::{classify, col, SqlStore};
+pub use crate::store::guard::Settle;
 use crate::store::guard::{Delivery, DeliveryTry};
 use crate::store::StoreError;
 
@@ -33,19 +34,6 @@ pub(super) fn delivery_of(row: &sqlx::any::AnyRow) -> Result<Delivery, StoreErro
         last_status: col(row, 12)?,
         last_error: col(row, 13)?,
     })
-}
-
-/// How a try ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Settle {
-    /// The receiver took it.
-    Delivered,
-    /// Try again at this instant (epoch ms).
-    Retry(i64),
-    /// No more tries.
-    Dead,
-    /// Not sent: the incident was acknowledged or resolved meanwhile.
-    Dropped,
 }
 
 impl SqlStore {

@@ -5,6 +5,7 @@
 use super::audit::append;
 use super::{classify, col, SqlStore};
 use crate::audit::Audit;
+pub use crate::store::ratelimit::{Expect, OverrideWrite};
 use crate::store::StoreError;
 
 /// A policy row.
@@ -16,28 +17,6 @@ pub struct PolicyRow {
     pub version: i64,
     /// Moves on every save of the policy or one of its overrides.
     pub revision: i64,
-}
-
-/// What an override save did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OverrideWrite {
-    /// Saved.
-    Saved,
-    /// No such policy; nothing written.
-    NoPolicy,
-    /// The policy has as many overrides as allowed; nothing written.
-    Full,
-}
-
-/// Which version a save may replace.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Expect {
-    /// Any, or none (no `If-Match`).
-    Anything,
-    /// Some version (`If-Match: *`).
-    Existing,
-    /// Exactly this one.
-    Version(i64),
 }
 
 impl SqlStore {

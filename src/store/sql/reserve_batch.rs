@@ -9,19 +9,9 @@ use std::collections::{BTreeMap, HashMap};
 use sqlx::AssertSqlSafe;
 
 use super::{classify, col, SqlStore};
+pub use crate::store::reserve::ReserveAsk;
 use crate::store::reserve::{Hold, ReserveReply, Stock};
 use crate::store::StoreError;
-
-/// One reserve asked of the fallback tier.
-#[derive(Debug, Clone)]
-pub struct ReserveAsk {
-    /// The hold to make.
-    pub hold: Hold,
-    /// The epoch the caller acts in (a reserve at another epoch answers `Stale`).
-    pub epoch: i64,
-    /// The caller's clock (database time).
-    pub now: i64,
-}
 
 impl SqlStore {
     /// Runs `asks` in one transaction; one reply per ask, in order.
