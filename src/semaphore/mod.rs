@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 mod outcome;
+pub mod rules;
 
 pub use outcome::{PermitAcquired, PermitGrant, SemaphoreRead};
 
@@ -98,7 +99,7 @@ impl Semaphores {
                 return PermitAcquired::Blocked(Blocked::database(&e));
             }
             let (mode, epoch, now) = (active.mode(), active.epoch, self.tier.now());
-            let reply = active.settle(|b| b.acquire_permit(&ask, epoch, now));
+            let reply = active.settle(|b| b.acquire_permit(&ask, rules::on_permit, epoch, now));
             let (permit, available, fresh) = match reply.await {
                 Err(b) => return PermitAcquired::Blocked(b),
                 Ok(PermitReply::Granted { permit, available }) => (permit, available, true),

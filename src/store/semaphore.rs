@@ -105,10 +105,13 @@ pub struct Census {
 /// releases like a lease: [`Holder`] with the semaphore's name as its key, and its token.
 pub trait PermitStore: Send + Sync {
     /// Grants `ask.count` permits if they fit under `ask.limit` with every live permit, as of
-    /// `epoch`. An owner holding a live permit gets it back.
+    /// `epoch`, as `rule` decides over the live permits. A store that decides in Rust applies
+    /// `rule` inside its atomic step; one that decides in a script (`sem_acquire.lua`) writes
+    /// the same rule there, and `tests/contracts/semaphore_rule.rs` holds it to `rule`.
     fn acquire_permit(
         &self,
         ask: &PermitAsk<'_>,
+        rule: PermitRule,
         epoch: i64,
         now: i64,
     ) -> impl Future<Output = Result<PermitReply, StoreError>> + Send;
@@ -129,9 +132,8 @@ pub trait PermitStore: Send + Sync {
     ) -> impl Future<Output = Result<Census, StoreError>> + Send;
 }
 
-/// What an acquire finds on a semaphore, decided over its live permits. Written once here for
-/// the SQL store, and inside `sem_acquire.lua` for Redis, in the same order: a limit mismatch
-/// first, then the owner's own permit, then whether the request fits.
+/// What an acquire finds on a semaphore, decided over its live permits by the domain's rule
+/// (`semaphore::rules::on_permit`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OnPermit {
     /// Live permits were granted under this other limit.
@@ -150,21 +152,6 @@ pub enum OnPermit {
     },
 }
 
-/// The acquire rule over a semaphore's live permits and the limit they were granted under.
-pub fn on_permit(live: &[Permit], limit: Option<i64>, ask: &PermitAsk<'_>) -> OnPermit {
-    if let Some(set) = limit.filter(|l| *l != ask.limit && !live.is_empty()) {
-        return OnPermit::Mismatch(set);
-    }
-    let held = live.iter().map(|p| p.count).sum();
-    if let Some(mine) = live
-        .iter()
-        .filter(|p| p.owner == ask.owner)
-        .max_by_key(|p| p.token)
-    {
-        return OnPermit::Held(mine.clone());
-    }
-    if held + ask.count > ask.limit {
-        return OnPermit::Full { held };
-    }
-    OnPermit::Grant { held }
-}
+/// The acquire rule's shape: over a semaphore's live permits and the limit they were granted
+/// under, what an ask finds.
+pub type PermitRule = fn(&[Permit], Option<i64>, &PermitAsk<'_>) -> OnPermit;

@@ -3,7 +3,7 @@
 
 use crate::key::Key;
 use crate::store::redis::RedisStore;
-use crate::store::semaphore::{Census, PermitAsk, PermitReply, PermitStore};
+use crate::store::semaphore::{Census, PermitAsk, PermitReply, PermitRule, PermitStore};
 use crate::store::sql::SqlStore;
 use crate::store::{
     bounded, AcquireReply, Holder, Lease, LeaseAsk, LockStore, Step, StoreError, Touched,
@@ -105,12 +105,13 @@ impl PermitStore for Backend<'_> {
     async fn acquire_permit(
         &self,
         ask: &PermitAsk<'_>,
+        rule: PermitRule,
         epoch: i64,
         now: i64,
     ) -> Result<PermitReply, StoreError> {
         match self {
-            Self::Redis(s) => s.acquire_permit(ask, epoch, now).await,
-            Self::Sql(s) => bounded(s.timeout(), s.acquire_permit(ask, epoch, now)).await,
+            Self::Redis(s) => s.acquire_permit(ask, rule, epoch, now).await,
+            Self::Sql(s) => bounded(s.timeout(), s.acquire_permit(ask, rule, epoch, now)).await,
         }
     }
 

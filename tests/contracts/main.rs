@@ -30,6 +30,7 @@ mod logging;
 mod ratelimit;
 mod ratelimit_library;
 mod reservations;
+mod semaphore_rule;
 mod sessions;
 mod sql_store;
 mod store_tls;

@@ -5,7 +5,7 @@ use redis::{ScriptInvocation, Value};
 
 use super::{slot_keys, tagged, unexpected, RedisStore};
 use crate::key::Key;
-use crate::store::semaphore::{Census, Permit, PermitAsk, PermitReply, PermitStore};
+use crate::store::semaphore::{Census, Permit, PermitAsk, PermitReply, PermitRule, PermitStore};
 use crate::store::{Holder, Step, StoreError, Touched};
 use crate::token::{token_base, token_parts};
 
@@ -124,9 +124,11 @@ impl RedisStore {
 }
 
 impl PermitStore for RedisStore {
+    /// `sem_acquire.lua` writes the rule itself (`tests/contracts/semaphore_rule.rs`).
     async fn acquire_permit(
         &self,
         ask: &PermitAsk<'_>,
+        _rule: PermitRule,
         epoch: i64,
         now: i64,
     ) -> Result<PermitReply, StoreError> {

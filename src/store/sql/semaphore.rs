@@ -6,7 +6,7 @@
 use super::{classify, col, SqlStore};
 use crate::key::Key;
 use crate::store::semaphore::{
-    on_permit, Census, OnPermit, Permit, PermitAsk, PermitReply, PermitStore,
+    Census, OnPermit, Permit, PermitAsk, PermitReply, PermitRule, PermitStore,
 };
 use crate::store::{Holder, Step, StoreError, Touched};
 use crate::token::{token_base, COUNTER_MAX};
@@ -139,6 +139,7 @@ impl PermitStore for SqlStore {
     async fn acquire_permit(
         &self,
         ask: &PermitAsk<'_>,
+        rule: PermitRule,
         epoch: i64,
         now: i64,
     ) -> Result<PermitReply, StoreError> {
@@ -170,7 +171,7 @@ impl PermitStore for SqlStore {
             .map(|r| permit_from(r, 0))
             .collect::<Result<Vec<_>, _>>()?;
         let soonest = live.iter().map(|p| p.expires_at).min().unwrap_or(now + 1);
-        let held = match on_permit(&live, Some(limit), ask) {
+        let held = match rule(&live, Some(limit), ask) {
             OnPermit::Mismatch(limit) => return Ok(PermitReply::LimitMismatch { limit }),
             OnPermit::Held(permit) => {
                 let held: i64 = live.iter().map(|p| p.count).sum();
