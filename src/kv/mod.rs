@@ -4,6 +4,7 @@
 //! never comes back from it — not through a late reseed, a failed write, or a fail-back.
 
 pub mod outcome;
+pub mod rules;
 
 use std::sync::Arc;
 
@@ -45,7 +46,7 @@ impl Kv {
         let sql = tier.durable().clone();
         let writer = GroupCommit::start("kv", cfg.writer.into(), move |jobs| {
             let sql = sql.clone();
-            async move { sql.kv_apply(jobs).await }
+            async move { sql.kv_apply(jobs, rules::on_write).await }
         });
         Arc::new(Self {
             tier,

@@ -97,3 +97,7 @@ pub enum KvJob {
         correlation_id: String,
     },
 }
+
+/// The write rule's shape: over a key's stored record (a version-0 tombstone where there is
+/// none), what a write or delete does — the record it leaves, a conflict, or nothing.
+pub type KvRule = fn(&KvRecord, &KvJob) -> KvWritten;

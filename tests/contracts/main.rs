@@ -21,6 +21,7 @@ mod idem_library;
 mod idem_rule;
 mod idempotency;
 mod kv;
+mod kv_rule;
 mod lock_group;
 mod lock_library;
 mod lock_rule;

@@ -383,7 +383,7 @@ async fn kv_batches_apply_in_order(sql: SqlStore) {
         put("x", "5", KvExpect::Absent),
     ];
     let said: Vec<String> = sql
-        .kv_apply(jobs)
+        .kv_apply(jobs, warden::kv::rules::on_write)
         .await
         .unwrap()
         .iter()
@@ -412,10 +412,13 @@ async fn kv_batches_apply_in_order(sql: SqlStore) {
     assert!(z.as_ref().is_none_or(|z| !z.live(now)), "{z:?}");
     // The next batch sees what the first wrote.
     let again = sql
-        .kv_apply(vec![
-            put("x", "6", KvExpect::Version(4)),
-            put("z", "1", KvExpect::Absent),
-        ])
+        .kv_apply(
+            vec![
+                put("x", "6", KvExpect::Version(4)),
+                put("z", "1", KvExpect::Absent),
+            ],
+            warden::kv::rules::on_write,
+        )
         .await
         .unwrap();
     let versions: Vec<_> = again

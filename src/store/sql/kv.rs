@@ -8,7 +8,7 @@ use super::params::{query, values, Params};
 use super::session::ROWS_PER_STATEMENT;
 use super::{classify, col, SqlStore};
 use crate::store::kv::KvRecord;
-pub use crate::store::kv::{KvExpect, KvJob, KvWritten};
+pub use crate::store::kv::{KvExpect, KvJob, KvRule, KvWritten};
 use crate::store::StoreError;
 
 impl KvJob {
@@ -23,6 +23,15 @@ impl KvJob {
     fn now(&self) -> i64 {
         match self {
             Self::Put { now, .. } | Self::Delete { now, .. } => *now,
+        }
+    }
+
+    /// The correlation id of the request that asked it.
+    fn correlation_id(&self) -> &str {
+        match self {
+            Self::Put { correlation_id, .. } | Self::Delete { correlation_id, .. } => {
+                correlation_id
+            }
         }
     }
 }
@@ -54,8 +63,14 @@ impl SqlStore {
     /// the rows are taken in key order (so two batches in flight never wait on each other
     /// in a cycle), the writes apply in memory in the order they were submitted (each seeing
     /// the ones before it, so two writes naming the same version still have one winner), and
-    /// the changed rows are written back. The outcomes come back in the jobs' order.
-    pub async fn kv_apply(&self, jobs: Vec<KvJob>) -> Result<Vec<KvWritten>, StoreError> {
+    /// the changed rows are written back. Each write is decided by `rule` over its key's record
+    /// as the writes before it left it (a version-0 tombstone where there was none). The
+    /// outcomes come back in the jobs' order.
+    pub async fn kv_apply(
+        &self,
+        jobs: Vec<KvJob>,
+        rule: KvRule,
+    ) -> Result<Vec<KvWritten>, StoreError> {
         let mut tx = self.begin_write().await?;
         let mut keys: Vec<&str> = jobs.iter().map(KvJob::key).collect();
         keys.sort_unstable();
@@ -94,7 +109,7 @@ impl SqlStore {
         let out: Vec<KvWritten> = jobs
             .iter()
             .map(|job| match rows.get_mut(job.key()) {
-                Some(row) => row.apply(job),
+                Some(row) => row.apply(job, rule),
                 None => KvWritten::Conflict(None),
             })
             .collect();
@@ -171,65 +186,18 @@ impl Row {
         })
     }
 
-    /// The live version at `now`, if any.
-    fn live(&self, now: i64) -> Option<i64> {
-        self.record.live(now).then_some(self.record.version)
-    }
-
-    /// Applies `job` if its expectation holds: the version moves on, and the record is what
-    /// it wrote.
-    fn apply(&mut self, job: &KvJob) -> KvWritten {
-        let now = job.now();
-        let live = self.live(now);
-        let (record, correlation_id) = match job {
-            KvJob::Put {
-                value,
-                expires_at,
-                expect,
-                correlation_id,
-                ..
-            } => {
-                let holds = match expect {
-                    KvExpect::Any => true,
-                    KvExpect::Absent => live.is_none(),
-                    KvExpect::Version(v) => live == Some(*v),
-                };
-                if !holds {
-                    return KvWritten::Conflict(live);
-                }
-                let record = KvRecord {
-                    value: value.clone(),
-                    version: self.record.version + 1,
-                    expires_at: *expires_at,
-                    deleted: false,
-                };
-                (record, correlation_id)
-            }
-            KvJob::Delete {
-                expected,
-                correlation_id,
-                ..
-            } => {
-                match (live, expected) {
-                    (None, None) => return KvWritten::Nothing,
-                    (Some(v), Some(e)) if v != *e => return KvWritten::Conflict(live),
-                    (None, Some(_)) => return KvWritten::Conflict(None),
-                    _ => {}
-                }
-                let record = KvRecord {
-                    value: String::new(),
-                    version: self.record.version + 1,
-                    expires_at: 0,
-                    deleted: true,
-                };
-                (record, correlation_id)
-            }
-        };
-        self.deleted_at = if record.deleted { now.max(1) } else { 0 };
-        self.updated_at = now;
-        self.correlation_id = correlation_id.clone();
-        self.record = record.clone();
-        self.changed = true;
-        KvWritten::Done(record)
+    /// Applies `job` as `rule` decides over the row's record: when it writes, the row becomes
+    /// the record it leaves.
+    fn apply(&mut self, job: &KvJob, rule: KvRule) -> KvWritten {
+        let written = rule(&self.record, job);
+        if let KvWritten::Done(record) = &written {
+            let now = job.now();
+            self.deleted_at = if record.deleted { now.max(1) } else { 0 };
+            self.updated_at = now;
+            self.correlation_id = job.correlation_id().to_owned();
+            self.record = record.clone();
+            self.changed = true;
+        }
+        written
     }
 }
