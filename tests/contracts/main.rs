@@ -30,6 +30,7 @@ mod lock_watch;
 mod logging;
 mod ratelimit;
 mod ratelimit_library;
+mod ratelimit_rule;
 mod reservations;
 mod semaphore_rule;
 mod sessions;
