@@ -10,6 +10,7 @@ pub mod load;
 mod local;
 mod maintain;
 pub mod outcome;
+pub mod rules;
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};

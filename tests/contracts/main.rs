@@ -12,6 +12,7 @@ mod bad_input_guard;
 mod bad_input_streams;
 mod cache;
 mod cache_library;
+mod cache_rule;
 mod cli;
 mod conformance;
 mod correlation;
