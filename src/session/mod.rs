@@ -7,6 +7,7 @@
 
 mod copy;
 pub mod outcome;
+pub mod rules;
 
 use std::sync::Arc;
 
@@ -84,7 +85,7 @@ pub struct Sessions {
 }
 
 fn gone(row: &SessionRow, now: i64) -> Option<Gone> {
-    match row.standing(now) {
+    match rules::standing(row, now) {
         Standing::Active => None,
         Standing::Expired => Some(Gone::Expired),
         Standing::Ended(s) if s == state::ROTATED => Some(Gone::Rotated),
@@ -98,12 +99,12 @@ impl Sessions {
         let sql = tier.durable().clone();
         let creates = GroupCommit::start("sessions", cfg.writer.into(), move |jobs| {
             let sql = sql.clone();
-            async move { sql.session_create_batch(jobs).await }
+            async move { sql.session_create_batch(jobs, rules::RULES).await }
         });
         let sql = tier.durable().clone();
         let changes = GroupCommit::start("session_changes", cfg.writer.into(), move |jobs| {
             let sql = sql.clone();
-            async move { sql.session_change_batch(jobs).await }
+            async move { sql.session_change_batch(jobs, rules::RULES).await }
         });
         Arc::new(Self {
             tier,
@@ -341,7 +342,7 @@ impl Sessions {
         let sql = self.tier.durable();
         let rotated = self
             .tier
-            .on_durable(sql.session_rotate(tenant, &hash, &new_hash, now, &cid))
+            .on_durable(sql.session_rotate(tenant, &hash, &new_hash, now, &cid, rules::RULES))
             .await?;
         let answer = match rotated {
             Changed::Done(row) => {

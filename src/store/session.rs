@@ -64,26 +64,6 @@ pub enum Standing {
     Ended(&'static str),
 }
 
-impl SessionRow {
-    /// How it stands at `now`: a session whose principal logged out everywhere since its
-    /// creation is revoked, whatever its row says.
-    pub fn standing(&self, now: i64) -> Standing {
-        match self.state.as_str() {
-            state::ACTIVE if self.generation < self.principal_generation => {
-                Standing::Ended(state::REVOKED)
-            }
-            state::ACTIVE if self.idle_expires_at <= now || self.absolute_expires_at <= now => {
-                Standing::Expired
-            }
-            state::ACTIVE => Standing::Active,
-            state::EXPIRED => Standing::Expired,
-            state::ROTATED => Standing::Ended(state::ROTATED),
-            state::EVICTED => Standing::Ended(state::EVICTED),
-            _ => Standing::Ended(state::REVOKED),
-        }
-    }
-}
-
 /// The fields of a session's hot copy (besides its epoch and version). An ended session's
 /// copy carries its state alone.
 pub const COPY_FIELDS: [&str; 10] = ["st", "d", "pr", "g", "pg", "c", "it", "ie", "ae", "w"];
@@ -261,4 +241,25 @@ pub struct SessionEvent {
     pub at: i64,
     /// The correlation id of the request (or task) that caused it.
     pub correlation_id: String,
+}
+
+/// What a limited create finds: room, a refusal, or the number of oldest live sessions to end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnCreate {
+    /// Room for one more.
+    Admit,
+    /// At the limit, and the policy is `reject`.
+    Refuse,
+    /// End this many of the oldest live sessions first.
+    Evict(usize),
+}
+
+/// The session rules the SQL store applies inside its transactions, decided in the domain
+/// (`session::rules`): the store is handed them and decides nothing itself.
+#[derive(Clone, Copy)]
+pub struct SessionRules {
+    /// How a row stands at an instant.
+    pub standing: fn(&SessionRow, i64) -> Standing,
+    /// What a create finds when its principal has `live` live sessions and a limit of `max`.
+    pub on_create: fn(usize, i64, OnLimit) -> OnCreate,
 }

@@ -34,6 +34,7 @@ mod ratelimit_library;
 mod ratelimit_rule;
 mod reservations;
 mod semaphore_rule;
+mod session_rule;
 mod sessions;
 mod sql_store;
 mod store_tls;

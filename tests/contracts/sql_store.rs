@@ -469,7 +469,10 @@ async fn session_changes_apply_in_order(sql: SqlStore) {
     let now = now_ms();
     let create = |id: &str| create_job(id, "p", now);
     let created = sql
-        .session_create_batch(vec![create("s1"), create("s2")])
+        .session_create_batch(
+            vec![create("s1"), create("s2")],
+            warden::session::rules::RULES,
+        )
         .await
         .unwrap();
     assert!(created
@@ -477,9 +480,12 @@ async fn session_changes_apply_in_order(sql: SqlStore) {
         .all(|c| matches!(c, CreatedRow::Created { .. })));
     // A second batch after the first: the feed numbers every event from one counter, gapless,
     // in the order the creates were submitted.
-    sql.session_create_batch(vec![create("s3"), create("s4"), create("s5")])
-        .await
-        .unwrap();
+    sql.session_create_batch(
+        vec![create("s3"), create("s4"), create("s5")],
+        warden::session::rules::RULES,
+    )
+    .await
+    .unwrap();
     let feed: Vec<(i64, String)> = sql
         .session_events("t", 0, 100)
         .await
@@ -499,14 +505,17 @@ async fn session_changes_apply_in_order(sql: SqlStore) {
         change: Box::new(move |row| (row.version == expect).then(|| (data.to_owned(), true))),
     };
     let said: Vec<String> = sql
-        .session_change_batch(vec![
-            change("t", "s1", 1, r#"{"a":1}"#),
-            change("t", "s1", 1, r#"{"lost":1}"#),
-            change("t", "s1", 2, r#"{"a":2}"#),
-            change("t", "nope", 1, "{}"),
-            change("other", "s2", 1, "{}"),
-            change("t", "s2", 1, r#"{"b":1}"#),
-        ])
+        .session_change_batch(
+            vec![
+                change("t", "s1", 1, r#"{"a":1}"#),
+                change("t", "s1", 1, r#"{"lost":1}"#),
+                change("t", "s1", 2, r#"{"a":2}"#),
+                change("t", "nope", 1, "{}"),
+                change("other", "s2", 1, "{}"),
+                change("t", "s2", 1, r#"{"b":1}"#),
+            ],
+            warden::session::rules::RULES,
+        )
         .await
         .unwrap()
         .iter()
@@ -547,18 +556,20 @@ async fn session_creates_take_generations(sql: SqlStore) {
             .collect()
     };
     let first = sql
-        .session_create_batch(vec![
-            create("p-a", "p"),
-            create("n-a", ""),
-            create("q-a", "q"),
-        ])
+        .session_create_batch(
+            vec![create("p-a", "p"), create("n-a", ""), create("q-a", "q")],
+            warden::session::rules::RULES,
+        )
         .await
         .unwrap();
     assert_eq!(generations(first), [1, 0, 1]);
     let revoked = sql.session_revoke_all("t", "p", now, "c").await.unwrap();
     assert_eq!(revoked.len(), 1);
     let second = sql
-        .session_create_batch(vec![create("q-b", "q"), create("p-b", "p")])
+        .session_create_batch(
+            vec![create("q-b", "q"), create("p-b", "p")],
+            warden::session::rules::RULES,
+        )
         .await
         .unwrap();
     assert_eq!(generations(second), [1, 2]);
@@ -595,7 +606,9 @@ async fn concurrent_session_changes_all_land(sql: SqlStore) {
     use warden::store::session::{ChangeJob, Changed};
     let now = now_ms();
     let job = create_job("hot", "", now);
-    sql.session_create_batch(vec![job]).await.unwrap();
+    sql.session_create_batch(vec![job], warden::session::rules::RULES)
+        .await
+        .unwrap();
     let add = |name: String| ChangeJob {
         tenant: "t".into(),
         id_hash: "hot".into(),
@@ -609,7 +622,11 @@ async fn concurrent_session_changes_all_land(sql: SqlStore) {
     let batches = (0..8).map(|b| {
         let sql = sql.clone();
         let jobs: Vec<ChangeJob> = (0..5).map(|k| add(format!("b{b}k{k}"))).collect();
-        async move { sql.session_change_batch(jobs).await.unwrap() }
+        async move {
+            sql.session_change_batch(jobs, warden::session::rules::RULES)
+                .await
+                .unwrap()
+        }
     });
     for answers in futures::future::join_all(batches).await {
         assert!(answers.iter().all(|a| matches!(a, Changed::Done(_))));

@@ -7,7 +7,9 @@ use sqlx::any::AnyRow;
 
 use super::params::{query, values, Params};
 use super::{classify, col, SqlStore};
-use crate::store::session::{state, Changed, CreateJob, CreatedRow, OnLimit, SessionRow};
+use crate::store::session::{
+    state, Changed, CreateJob, CreatedRow, OnCreate, SessionRow, SessionRules,
+};
 use crate::store::StoreError;
 
 pub(super) type Tx = sqlx::Transaction<'static, sqlx::Any>;
@@ -283,6 +285,7 @@ impl SqlStore {
     pub async fn session_create_batch(
         &self,
         jobs: Vec<CreateJob>,
+        rules: SessionRules,
     ) -> Result<Vec<CreatedRow>, StoreError> {
         if self.creates_in_one_statement(&jobs) {
             return self.session_create_unlimited(&jobs).await;
@@ -310,17 +313,19 @@ impl SqlStore {
                 let live = self
                     .live_of(&mut tx, &new.tenant, &new.principal, job.now)
                     .await?;
-                let over = live.len() as i64 - max + 1;
-                if over > 0 {
-                    if on_limit == OnLimit::Reject {
+                match (rules.on_create)(live.len(), max, on_limit) {
+                    OnCreate::Admit => {}
+                    OnCreate::Refuse => {
                         out.push(CreatedRow::LimitReached);
                         evictions.push(Vec::new());
                         continue;
                     }
-                    let oldest = &live[..over as usize];
-                    evicted = self
-                        .end_sessions(&mut tx, &new.tenant, oldest, state::EVICTED, job.now)
-                        .await?;
+                    OnCreate::Evict(n) => {
+                        let oldest = &live[..n.min(live.len())];
+                        evicted = self
+                            .end_sessions(&mut tx, &new.tenant, oldest, state::EVICTED, job.now)
+                            .await?;
+                    }
                 }
             }
             let row = new_row(job, generation);
@@ -438,12 +443,13 @@ impl SqlStore {
         successor: &str,
         now: i64,
         correlation_id: &str,
+        rules: SessionRules,
     ) -> Result<Changed, StoreError> {
         let mut tx = self.begin_write().await?;
         let Some(old) = self.session_in(&mut tx, tenant, id_hash).await? else {
             return Ok(Changed::Refused(None));
         };
-        if old.standing(now) != crate::store::session::Standing::Active {
+        if (rules.standing)(&old, now) != crate::store::session::Standing::Active {
             return Ok(Changed::Refused(Some(old)));
         }
         sqlx::query(

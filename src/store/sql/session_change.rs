@@ -16,7 +16,7 @@ use sqlx::any::AnyRow;
 use super::params::{query, values, Params};
 use super::session::{row_of, BY_ID, FROM, ROWS_PER_STATEMENT};
 use super::{classify, col, SqlStore};
-use crate::store::session::{ChangeJob, Changed, SessionRow, Standing};
+use crate::store::session::{ChangeJob, Changed, SessionRow, SessionRules, Standing};
 use crate::store::StoreError;
 
 /// Rounds of read-and-update before the rest of a batch takes the transaction.
@@ -33,7 +33,7 @@ struct Applied {
 }
 
 /// Applies `jobs` in order to `rows`.
-fn apply(jobs: &[&ChangeJob], mut rows: Rows) -> Applied {
+fn apply(jobs: &[&ChangeJob], mut rows: Rows, rules: SessionRules) -> Applied {
     let mut out = Vec::with_capacity(jobs.len());
     let mut changed = BTreeMap::new();
     for job in jobs {
@@ -42,7 +42,7 @@ fn apply(jobs: &[&ChangeJob], mut rows: Rows) -> Applied {
             out.push(Changed::Refused(None));
             continue;
         };
-        if row.standing(job.now) != Standing::Active {
+        if (rules.standing)(row, job.now) != Standing::Active {
             out.push(Changed::Refused(Some(row.clone())));
             continue;
         }
@@ -74,6 +74,7 @@ impl SqlStore {
     pub async fn session_change_batch(
         &self,
         jobs: Vec<ChangeJob>,
+        rules: SessionRules,
     ) -> Result<Vec<Changed>, StoreError> {
         let mut answers: Vec<Option<Changed>> = jobs.iter().map(|_| None).collect();
         let mut pending: Vec<usize> = (0..jobs.len()).collect();
@@ -86,7 +87,7 @@ impl SqlStore {
             let mut conn = self.pool.acquire().await.map_err(classify)?;
             let rows = self.read_for_change(&mut conn, &ids_of(&batch), "").await?;
             drop(conn);
-            let applied = apply(&batch, rows);
+            let applied = apply(&batch, rows, rules);
             let written = self.write_if_unchanged(&applied.changed).await?;
             let mut left = Vec::new();
             for (i, answer) in pending.iter().zip(applied.out) {
@@ -102,7 +103,7 @@ impl SqlStore {
         }
         if !pending.is_empty() {
             let batch: Vec<&ChangeJob> = pending.iter().map(|&i| &jobs[i]).collect();
-            for (i, answer) in pending.iter().zip(self.change_in_tx(&batch).await?) {
+            for (i, answer) in pending.iter().zip(self.change_in_tx(&batch, rules).await?) {
                 answers[*i] = Some(answer);
             }
         }
@@ -182,11 +183,15 @@ impl SqlStore {
 
     /// Changes `jobs` in one transaction that takes their rows for update (in id hash order)
     /// from the read to the write.
-    async fn change_in_tx(&self, jobs: &[&ChangeJob]) -> Result<Vec<Changed>, StoreError> {
+    async fn change_in_tx(
+        &self,
+        jobs: &[&ChangeJob],
+        rules: SessionRules,
+    ) -> Result<Vec<Changed>, StoreError> {
         let mut tx = self.begin_write().await?;
         let lock = if self.sqlite { "" } else { " FOR UPDATE OF s" };
         let rows = self.read_for_change(&mut tx, &ids_of(jobs), lock).await?;
-        let applied = apply(jobs, rows);
+        let applied = apply(jobs, rows, rules);
         // Every changed row exists and is taken: the upsert only updates.
         let changed: Vec<(SessionRow, &str)> = applied
             .changed
