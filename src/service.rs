@@ -2,12 +2,8 @@
 //! their background tasks (tier supervisor, reapers). The HTTP server is one user of it; a Rust
 //! program can embed it directly. Background tasks stop, and the pool closes, on `shutdown`.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
 use crate::access::Access;
 use crate::cache::Cache;
@@ -19,7 +15,7 @@ use crate::kv::Kv;
 use crate::lock::Locks;
 use crate::ratelimit::RateLimits;
 use crate::reserve::Reservations;
-use crate::runtime::periodic::every;
+use crate::runtime::tasks::{Scheduled, Scheduler};
 use crate::semaphore::Semaphores;
 use crate::session::Sessions;
 use crate::store::redis::RedisStore;
@@ -56,8 +52,8 @@ pub struct Warden {
     pub sessions: Arc<Sessions>,
     /// Incidents, notifications, safe mode and the audit chain.
     pub guard: Arc<Guard>,
-    stop: watch::Sender<bool>,
-    tasks: Vec<JoinHandle<()>>,
+    /// Every background task, on one scheduler.
+    scheduler: tokio::sync::Mutex<Scheduler>,
 }
 
 /// Why an instance could not start.
@@ -105,50 +101,25 @@ impl Warden {
         let kv = Kv::new(tier.clone(), &config.kv);
         let sessions = Sessions::new(tier.clone(), &config.sessions);
         let cache = Cache::new(tier.clone(), &config.cache);
-        let (stop, stop_rx) = watch::channel(false);
-        let stopped = |mut rx: watch::Receiver<bool>| async move {
-            let _ = rx.wait_for(|s| *s).await;
-        };
-        let supervisor = tokio::spawn(tier.clone().supervise(stopped(stop_rx.clone())));
-        let reaper = tokio::spawn(reap_idempotency(
-            idempotency.clone(),
-            ms(config.idempotency.reap_interval_ms.max(10)),
-            stopped(stop_rx.clone()),
-        ));
-        let holds = tokio::spawn(reservations.clone().reap(stopped(stop_rx.clone())));
-        let reconcile = tokio::spawn(reconcile_periodically(
-            reservations.clone(),
-            ms(config.reservations.reconcile_every_ms),
-            stopped(stop_rx.clone()),
-        ));
-        let stream_tasks = tokio::spawn(streams.clone().run_background(stopped(stop_rx.clone())));
-        let guarding = tokio::spawn(guard.clone().run(stopped(stop_rx.clone())));
-        let limits = tokio::spawn(ratelimits.clone().run_background(stopped(stop_rx.clone())));
-        let sweeper = tokio::spawn(sweep_sessions(
-            sessions.clone(),
-            ms(config.sessions.sweep_every_ms),
-            ms(config.sessions.gauge_every_ms),
-            stopped(stop_rx.clone()),
-        ));
-        let kv_reaper = tokio::spawn(reap_kv(
-            kv.clone(),
-            ms(config.kv.reap_every_ms),
-            stopped(stop_rx.clone()),
-        ));
-        let cache_tasks = tokio::spawn(cache.clone().run_background(stopped(stop_rx.clone())));
         let locks = Arc::new(Locks::new(tier.clone(), &config.locks));
-        let deadlocks = {
-            let (locks, stop) = (locks.clone(), stopped(stop_rx.clone()));
-            let period = ms(config.locks.deadlock_check_ms);
-            tokio::spawn(async move {
-                every("deadlock_sweep", period, stop, || locks.sweep_deadlocks()).await
-            })
-        };
-        let planner = tokio::spawn(keep_planner_stats(
-            tier.durable().clone(),
-            ms(config.database.planner_stats_every_ms),
-            stopped(stop_rx.clone()),
-        ));
+        let mut scheduler = Scheduler::new();
+        // The registry of capabilities with background work: each schedules its own tasks,
+        // at the intervals its settings give.
+        let registry: [&dyn Scheduled; 10] = [
+            &tier,
+            &idempotency,
+            &reservations,
+            &streams,
+            &guard,
+            &ratelimits,
+            &sessions,
+            &kv,
+            &cache,
+            &locks,
+        ];
+        for capability in registry {
+            capability.schedule(&mut scheduler);
+        }
         Ok(Self {
             access,
             reservations,
@@ -163,135 +134,20 @@ impl Warden {
             idempotency,
             guard,
             tier,
-            stop,
-            tasks: vec![
-                supervisor,
-                reaper,
-                holds,
-                reconcile,
-                stream_tasks,
-                planner,
-                guarding,
-                limits,
-                kv_reaper,
-                sweeper,
-                cache_tasks,
-                deadlocks,
-            ],
+            scheduler: tokio::sync::Mutex::new(scheduler),
         })
     }
 
+    /// The background tasks running, by name.
+    pub async fn tasks(&self) -> Vec<&'static str> {
+        self.scheduler.lock().await.names()
+    }
+
     /// Stops the background tasks and closes the database pool.
-    pub async fn shutdown(self) {
-        let _ = self.stop.send(true);
-        for task in self.tasks {
-            let _ = task.await;
-        }
+    pub async fn shutdown(&self) {
+        self.scheduler.lock().await.stop().await;
         self.tier.durable().close().await;
     }
-}
-
-/// Keeps PostgreSQL's planner statistics in step with table growth (see
-/// [`SqlStore::refresh_planner_stats`]). A database that refuses (say, a role that may not
-/// analyze) is reported once; the loop goes on, in case that changes.
-async fn keep_planner_stats(
-    sql: SqlStore,
-    period: Duration,
-    stop: impl std::future::Future<Output = ()>,
-) {
-    let failing = AtomicBool::new(false);
-    let failing = &failing;
-    every("planner_stats", period, stop, || {
-        let sql = sql.clone();
-        async move {
-            match sql.refresh_planner_stats().await {
-                Ok(tables) => {
-                    for table in tables {
-                        tracing::info!(table, "planner statistics refreshed: the table doubled");
-                    }
-                    failing.store(false, Ordering::Relaxed);
-                }
-                Err(e) => {
-                    if !failing.swap(true, Ordering::Relaxed) {
-                        tracing::warn!(error = %e, "planner statistics not refreshed");
-                    }
-                }
-            }
-        }
-    })
-    .await
-}
-
-/// Sweeps expired sessions every `period`, and counts the live ones every `gauge_every`.
-async fn sweep_sessions(
-    sessions: Arc<Sessions>,
-    period: Duration,
-    gauge_every: Duration,
-    stop: impl std::future::Future<Output = ()>,
-) {
-    let seen = tokio::sync::Mutex::new(std::collections::HashSet::new());
-    let next_count = std::sync::Mutex::new(std::time::Instant::now());
-    let (sessions, seen, next_count) = (&sessions, &seen, &next_count);
-    every("session_sweeper", period, stop, || async move {
-        match sessions.sweep().await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(sessions = n, "expired sessions marked"),
-            Err(b) => tracing::warn!(reason = b.reason(), "session sweeper failed"),
-        }
-        let due = {
-            let mut next = next_count.lock().unwrap_or_else(|p| p.into_inner());
-            let due = std::time::Instant::now() >= *next;
-            if due {
-                *next = std::time::Instant::now() + gauge_every;
-            }
-            due
-        };
-        if due {
-            sessions.publish_live(&mut *seen.lock().await).await;
-        }
-    })
-    .await
-}
-
-async fn reap_kv(kv: Arc<Kv>, period: Duration, stop: impl std::future::Future<Output = ()>) {
-    every("kv_reaper", period, stop, || async {
-        match kv.reap().await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(deleted = n, "old kv tombstones and expired records reaped"),
-            Err(b) => tracing::warn!(reason = b.reason(), "kv reaper failed"),
-        }
-    })
-    .await
-}
-
-async fn reap_idempotency(
-    idem: Arc<Idempotency>,
-    period: Duration,
-    stop: impl std::future::Future<Output = ()>,
-) {
-    every("idempotency_reaper", period, stop, || async {
-        match idem.reap().await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(deleted = n, "expired idempotency records reaped"),
-            Err(e) => tracing::warn!(error = %e, "idempotency reaper failed"),
-        }
-    })
-    .await
-}
-
-/// Compares Redis stock copies with SQL every `period` (reported, not fixed: `warden
-/// reconcile --fix` corrects them).
-async fn reconcile_periodically(
-    reservations: Arc<Reservations>,
-    period: Duration,
-    stop: impl std::future::Future<Output = ()>,
-) {
-    every("reconcile", period, stop, || async {
-        if let Err(b) = reservations.reconcile(false).await {
-            tracing::warn!(reason = b.reason(), "reconciliation failed");
-        }
-    })
-    .await
 }
 
 /// The stores of `config` and the tier row as it stands, for a one-shot command: no tier

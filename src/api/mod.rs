@@ -38,65 +38,23 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio::net::TcpListener;
 use utoipa_axum::router::OpenApiRouter;
 
-use crate::access::Access;
 use crate::config::{ms, Config};
-use crate::fence::Fences;
-use crate::guard::Guard;
-use crate::idem::Idempotency;
-use crate::kv::Kv;
-use crate::lock::Locks;
-use crate::ratelimit::RateLimits;
-use crate::reserve::Reservations;
 use crate::runtime::correlation::task_span;
 use crate::service::{StartError, Warden};
-use crate::session::Sessions;
-use crate::stream::Streams;
-use crate::tier::Tier;
 use tracing::Instrument;
 
-/// Shared state of every handler: one `Arc`, so the clone axum makes for each extractor is a
-/// single reference count, not one per service.
+/// Shared state of every handler: the running instance, behind one `Arc`, so the clone axum
+/// makes for each extractor is a single reference count. Handlers reach each capability's
+/// service as a field (`app.kv`, `app.locks`).
 #[derive(Clone)]
-pub struct AppState(Arc<Services>);
+pub struct AppState(Arc<Warden>);
 
 impl std::ops::Deref for AppState {
-    type Target = Services;
+    type Target = Warden;
 
-    fn deref(&self) -> &Services {
+    fn deref(&self) -> &Warden {
         &self.0
     }
-}
-
-/// The services handlers reach through [`AppState`].
-pub struct Services {
-    /// Tokens and the callers they name.
-    pub access: Arc<Access>,
-    /// Tier router.
-    pub tier: Arc<Tier>,
-    /// Lock service.
-    pub locks: Arc<Locks>,
-    /// Semaphore service.
-    pub semaphores: Arc<crate::semaphore::Semaphores>,
-    /// Fence service.
-    pub fences: Arc<Fences>,
-    /// Idempotency service.
-    pub idempotency: Arc<Idempotency>,
-    /// Reservation service.
-    pub reservations: Arc<Reservations>,
-    /// Causal streams and manual review.
-    pub streams: Arc<Streams>,
-    /// Rate limits.
-    pub ratelimits: Arc<RateLimits>,
-    /// The key-value store.
-    pub kv: Arc<Kv>,
-    /// Sessions.
-    pub sessions: Arc<Sessions>,
-    /// The cache.
-    pub cache: Arc<crate::cache::Cache>,
-    /// Incidents, the guard and the audit chain.
-    pub guard: Arc<Guard>,
-    /// Metrics renderer.
-    pub metrics: PrometheusHandle,
 }
 
 /// Why the service could not start.
@@ -131,23 +89,8 @@ pub fn metrics_handle() -> PrometheusHandle {
 }
 
 /// The shared handler state over a running [`Warden`].
-pub fn state(warden: &Warden) -> AppState {
-    AppState(Arc::new(Services {
-        access: warden.access.clone(),
-        tier: warden.tier.clone(),
-        locks: warden.locks.clone(),
-        semaphores: warden.semaphores.clone(),
-        fences: warden.fences.clone(),
-        idempotency: warden.idempotency.clone(),
-        reservations: warden.reservations.clone(),
-        streams: warden.streams.clone(),
-        ratelimits: warden.ratelimits.clone(),
-        kv: warden.kv.clone(),
-        sessions: warden.sessions.clone(),
-        cache: warden.cache.clone(),
-        guard: warden.guard.clone(),
-        metrics: metrics_handle(),
-    }))
+pub fn state(warden: Arc<Warden>) -> AppState {
+    AppState(warden)
 }
 
 /// The route table: every capability's routes, each declared once (`routes.rs`).
@@ -243,7 +186,8 @@ pub async fn serve_on(
             return Err(e.into());
         }
     };
-    let state = state(&warden);
+    let warden = Arc::new(warden);
+    let state = state(warden.clone());
     let _ = started.set(app(state.clone(), config.max_body_bytes).with_state(()));
     startup.in_scope(|| {
         tracing::info!(%addr, database = %redact(&config.database.url),

@@ -106,11 +106,11 @@ pub async fn status(State(app): State<AppState>) -> Json<StatusAnswer> {
 
 /// Prometheus text exposition.
 #[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text")))]
-pub async fn metrics(State(app): State<AppState>) -> Response {
+pub async fn metrics() -> Response {
     crate::logging::publish_dropped();
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        app.metrics.render(),
+        super::metrics_handle().render(),
     )
         .into_response()
 }

@@ -5,14 +5,12 @@
 //! an applied invalidation is forgotten `cache.invalidations_kept_ms` later, so its SQL table
 //! stays bounded.
 
-use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::{apply, Cache};
 use crate::metrics_names as m;
-use crate::runtime::periodic::every;
 use crate::tier::Primary;
 
 /// Pending invalidations read per pass.
@@ -114,25 +112,40 @@ impl Cache {
             }
         }
     }
+}
 
-    /// Runs replay and reclaim passes until `stop`, each pass in a task span of its own.
-    pub async fn run_background(self: Arc<Self>, stop: impl Future<Output = ()> + Send) {
-        use futures::FutureExt;
-        let stop = stop.shared();
-        let replay = Duration::from_millis(self.cfg.replay_every_ms);
-        let reclaim = Duration::from_millis(self.cfg.reclaim_every_ms);
-        let replays = every("cache_replay", replay, stop.clone(), || async {
-            if let Ok(active) = self.tier.active_durable() {
-                if let Some(p) = active.primary() {
-                    // Again each time: an instance that had not seen the switch yet may have
-                    // kept one since.
-                    if self.replay(p, active.epoch, true).await {
-                        self.forget_applied().await;
+impl crate::runtime::tasks::Scheduled for Arc<Cache> {
+    /// `cache_replay`: invalidations Redis missed replayed (and applied ones forgotten), every
+    /// `cache.replay_every_ms`; `cache_reclaim`: memory given back, every
+    /// `cache.reclaim_every_ms`.
+    fn schedule(&self, s: &mut crate::runtime::tasks::Scheduler) {
+        let cache = self.clone();
+        s.every(
+            "cache_replay",
+            Duration::from_millis(self.cfg.replay_every_ms),
+            move || {
+                let cache = cache.clone();
+                async move {
+                    if let Ok(active) = cache.tier.active_durable() {
+                        if let Some(p) = active.primary() {
+                            // Again each time: an instance that had not seen the switch yet may
+                            // have kept one since.
+                            if cache.replay(p, active.epoch, true).await {
+                                cache.forget_applied().await;
+                            }
+                        }
                     }
                 }
-            }
-        });
-        let reclaims = every("cache_reclaim", reclaim, stop, || self.reclaim());
-        tokio::join!(replays, reclaims);
+            },
+        );
+        let cache = self.clone();
+        s.every(
+            "cache_reclaim",
+            Duration::from_millis(self.cfg.reclaim_every_ms),
+            move || {
+                let cache = cache.clone();
+                async move { cache.reclaim().await }
+            },
+        );
     }
 }

@@ -237,3 +237,12 @@ impl Guard {
         metrics::gauge!(m::GUARD_STATE).set(self.tier.guard() as u8 as f64);
     }
 }
+
+impl crate::runtime::tasks::Scheduled for Arc<Guard> {
+    /// `guard`: the health tick (escalations, §10 samples, the fallback watch) every
+    /// `guard.health_tick_ms`, and webhook deliveries every `notify.poll_ms`.
+    fn schedule(&self, s: &mut crate::runtime::tasks::Scheduler) {
+        let guard = self.clone();
+        s.run("guard", move |stop| guard.run(stop));
+    }
+}

@@ -376,3 +376,21 @@ async fn heal(hot: Primary<'_>, rec: &IdemRecord, now: i64) {
         tracing::warn!(error = %e, key = %rec.key, "hot copy not updated; sql stays authoritative");
     }
 }
+
+impl crate::runtime::tasks::Scheduled for Arc<Idempotency> {
+    /// `idempotency_reaper`: expired records, every `idempotency.reap_interval_ms`.
+    fn schedule(&self, s: &mut crate::runtime::tasks::Scheduler) {
+        let idem = self.clone();
+        let period = crate::config::ms(self.cfg.reap_interval_ms.max(10));
+        s.every("idempotency_reaper", period, move || {
+            let idem = idem.clone();
+            async move {
+                match idem.reap().await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(deleted = n, "expired idempotency records reaped"),
+                    Err(e) => tracing::warn!(error = %e, "idempotency reaper failed"),
+                }
+            }
+        });
+    }
+}

@@ -231,3 +231,27 @@ impl Kv {
         Ok(n)
     }
 }
+
+impl crate::runtime::tasks::Scheduled for Arc<Kv> {
+    /// `kv_reaper`: old tombstones and expired records, every `kv.reap_every_ms`.
+    fn schedule(&self, s: &mut crate::runtime::tasks::Scheduler) {
+        let kv = self.clone();
+        s.every(
+            "kv_reaper",
+            crate::config::ms(self.cfg.reap_every_ms),
+            move || {
+                let kv = kv.clone();
+                async move {
+                    match kv.reap().await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::info!(
+                            deleted = n,
+                            "old kv tombstones and expired records reaped"
+                        ),
+                        Err(b) => tracing::warn!(reason = b.reason(), "kv reaper failed"),
+                    }
+                }
+            },
+        );
+    }
+}

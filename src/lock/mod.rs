@@ -115,6 +115,8 @@ pub struct Locks {
     poll: Duration,
     /// How long a waiting writer's mark keeps new shared holders out after its last try.
     writer_mark_ms: i64,
+    /// How often this instance looks for wait cycles.
+    deadlock_check: Duration,
 }
 
 /// How long a waiter sleeps before retrying a busy key: until it may be free
@@ -211,6 +213,7 @@ impl Locks {
             poll: crate::config::ms(cfg.wait_poll_ms),
             // Several polls, so the mark outlives the gaps between a waiting writer's tries.
             writer_mark_ms: (cfg.wait_poll_ms as i64 * 10).clamp(100, 1_000),
+            deadlock_check: crate::config::ms(cfg.deadlock_check_ms),
         }
     }
 
@@ -362,5 +365,17 @@ impl Locks {
             Read::Held(read)
         };
         Ok((read, mode))
+    }
+}
+
+impl crate::runtime::tasks::Scheduled for Arc<Locks> {
+    /// `deadlock_sweep`: wait cycles broken (and dead waiters' edges reaped), every
+    /// `locks.deadlock_check_ms`.
+    fn schedule(&self, s: &mut crate::runtime::tasks::Scheduler) {
+        let locks = self.clone();
+        s.every("deadlock_sweep", self.deadlock_check, move || {
+            let locks = locks.clone();
+            async move { locks.sweep_deadlocks().await }
+        });
     }
 }

@@ -486,29 +486,6 @@ impl RateLimits {
         }
     }
 
-    /// Renews this instance's row in the instance lease table and flushes `local` decision
-    /// counts, every `ratelimit.flush_every_ms`, until `stop`.
-    pub async fn run_background(self: Arc<Self>, stop: impl std::future::Future<Output = ()>) {
-        use futures::FutureExt;
-        use tracing::Instrument;
-        let stop = stop.shared();
-        let period = Duration::from_millis(self.cfg.flush_every_ms);
-        let refresh = Duration::from_millis(self.cfg.policy_cache_ms);
-        // Every saved policy is held from the start, before the first check needs it (in a
-        // task span of its own, as every background step: its log lines carry an id).
-        self.sync_policies()
-            .instrument(crate::runtime::correlation::task_span("ratelimit_policies"))
-            .await;
-        let flushes =
-            crate::runtime::periodic::every("ratelimit_flush", period, stop.clone(), || {
-                self.flush(period)
-            });
-        let syncs = crate::runtime::periodic::every("ratelimit_policies", refresh, stop, || {
-            self.sync_policies()
-        });
-        tokio::join!(flushes, syncs);
-    }
-
     async fn flush(&self, period: Duration) {
         let sql = self.tier.durable();
         let now = self.tier.now();
@@ -583,5 +560,32 @@ fn report(mode: LimitMode, limits: &[Limit], applied: &[Applied], c: &Counted) -
         } else {
             ((c.retry_us + 999) / 1000).max(1)
         },
+    }
+}
+
+impl crate::runtime::tasks::Scheduled for Arc<RateLimits> {
+    /// `ratelimit_policies`: every saved policy held from the start (before the first check
+    /// needs it), then refreshed every `ratelimit.policy_cache_ms`; `ratelimit_flush`: this
+    /// instance's heartbeat and usage, every `ratelimit.flush_every_ms`.
+    fn schedule(&self, s: &mut crate::runtime::tasks::Scheduler) {
+        use tracing::Instrument;
+        let refresh = Duration::from_millis(self.cfg.policy_cache_ms);
+        let limits = self.clone();
+        s.run("ratelimit_policies", move |stop| async move {
+            limits
+                .sync_policies()
+                .instrument(crate::runtime::correlation::task_span("ratelimit_policies"))
+                .await;
+            crate::runtime::periodic::every("ratelimit_policies", refresh, stop, || {
+                limits.sync_policies()
+            })
+            .await
+        });
+        let period = Duration::from_millis(self.cfg.flush_every_ms);
+        let limits = self.clone();
+        s.every("ratelimit_flush", period, move || {
+            let limits = limits.clone();
+            async move { limits.flush(period).await }
+        });
     }
 }

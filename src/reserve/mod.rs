@@ -394,16 +394,32 @@ impl Reservations {
         metrics::counter!(m::HOLDS_EXPIRED).increment(n);
         Ok(n)
     }
+}
 
-    /// Runs the expiry reaper until `stop` completes.
-    pub async fn reap(self: Arc<Self>, stop: impl std::future::Future<Output = ()>) {
-        crate::runtime::periodic::every("hold_reaper", ms(self.cfg.reap_every_ms), stop, || async {
-            match self.expire_due().await {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(expired = n, "holds returned to stock"),
-                Err(e) => tracing::warn!(error = %e, "hold reaper failed"),
+impl crate::runtime::tasks::Scheduled for Arc<Reservations> {
+    /// `hold_reaper`: expired holds back to stock, every `reservations.reap_every_ms`; and
+    /// `reconcile`: Redis stock copies compared with SQL every `reservations.reconcile_every_ms`
+    /// (reported, not fixed: `warden reconcile --fix` corrects them).
+    fn schedule(&self, s: &mut crate::runtime::tasks::Scheduler) {
+        let r = self.clone();
+        s.every("hold_reaper", ms(self.cfg.reap_every_ms), move || {
+            let r = r.clone();
+            async move {
+                match r.expire_due().await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(expired = n, "holds returned to stock"),
+                    Err(e) => tracing::warn!(error = %e, "hold reaper failed"),
+                }
             }
-        })
-        .await
+        });
+        let r = self.clone();
+        s.every("reconcile", ms(self.cfg.reconcile_every_ms), move || {
+            let r = r.clone();
+            async move {
+                if let Err(b) = r.reconcile(false).await {
+                    tracing::warn!(reason = b.reason(), "reconciliation failed");
+                }
+            }
+        });
     }
 }

@@ -5,6 +5,7 @@ pub mod clock;
 pub mod correlation;
 pub mod group_commit;
 pub mod periodic;
+pub mod tasks;
 pub mod waiters;
 
 /// Installs the process's one TLS provider (ring) for HTTPS, `rediss://` and PostgreSQL alike,

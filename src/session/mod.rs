@@ -488,3 +488,40 @@ impl Sessions {
         Ok(n)
     }
 }
+
+impl crate::runtime::tasks::Scheduled for Arc<Sessions> {
+    /// `session_sweeper`: expired sessions marked every `sessions.sweep_every_ms`, and the
+    /// live ones counted every `sessions.gauge_every_ms`.
+    fn schedule(&self, s: &mut crate::runtime::tasks::Scheduler) {
+        let sessions = self.clone();
+        let gauge_every = crate::config::ms(self.cfg.gauge_every_ms);
+        let seen = Arc::new(tokio::sync::Mutex::new(std::collections::HashSet::new()));
+        let next_count = Arc::new(std::sync::Mutex::new(std::time::Instant::now()));
+        s.every(
+            "session_sweeper",
+            crate::config::ms(self.cfg.sweep_every_ms),
+            move || {
+                let (sessions, seen, next_count) =
+                    (sessions.clone(), seen.clone(), next_count.clone());
+                async move {
+                    match sessions.sweep().await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::info!(sessions = n, "expired sessions marked"),
+                        Err(b) => tracing::warn!(reason = b.reason(), "session sweeper failed"),
+                    }
+                    let due = {
+                        let mut next = next_count.lock().unwrap_or_else(|p| p.into_inner());
+                        let due = std::time::Instant::now() >= *next;
+                        if due {
+                            *next = std::time::Instant::now() + gauge_every;
+                        }
+                        due
+                    };
+                    if due {
+                        sessions.publish_live(&mut *seen.lock().await).await;
+                    }
+                }
+            },
+        );
+    }
+}

@@ -421,23 +421,6 @@ impl Streams {
         metrics::gauge!(m::REPLAY_BACKLOG).set(g.replays_in_review as f64);
         Ok(())
     }
-
-    /// Sweeps overdue commits and refreshes the queue gauges until `stop` completes.
-    pub async fn run_background(self: Arc<Self>, stop: impl std::future::Future<Output = ()>) {
-        let period = (self.cfg.causal_wait / 4)
-            .clamp(Duration::from_millis(20), ms(self.cfg.settings.tick_ms));
-        crate::runtime::periodic::every("stream_sweep", period, stop, || async {
-            match self.sweep().await {
-                Ok(0) => {}
-                Ok(n) => tracing::warn!(moved = n, "parked commits timed out into manual review"),
-                Err(b) => tracing::warn!(reason = %b.reason(), "causal timeout sweep failed"),
-            }
-            if let Err(e) = self.gauges().await {
-                tracing::warn!(error = %e, "stream gauges not refreshed");
-            }
-        })
-        .await
-    }
 }
 
 /// Writes one batch; then wakes this instance's commits that settled and raises the hot copies
@@ -508,4 +491,29 @@ fn raise_copies(tier: Arc<Tier>, streams: Vec<StreamChange>) {
         join_all(raises).await;
     };
     tokio::spawn(raise.in_current_span());
+}
+
+impl crate::runtime::tasks::Scheduled for Arc<Streams> {
+    /// `stream_sweep`: parked commits past the causal wait into manual review, and the
+    /// stream gauges, every quarter of the causal wait (within 20 ms and `streams.tick_ms`).
+    fn schedule(&self, s: &mut crate::runtime::tasks::Scheduler) {
+        let period = (self.cfg.causal_wait / 4)
+            .clamp(Duration::from_millis(20), ms(self.cfg.settings.tick_ms));
+        let streams = self.clone();
+        s.every("stream_sweep", period, move || {
+            let streams = streams.clone();
+            async move {
+                match streams.sweep().await {
+                    Ok(0) => {}
+                    Ok(n) => {
+                        tracing::warn!(moved = n, "parked commits timed out into manual review")
+                    }
+                    Err(b) => tracing::warn!(reason = %b.reason(), "causal timeout sweep failed"),
+                }
+                if let Err(e) = streams.gauges().await {
+                    tracing::warn!(error = %e, "stream gauges not refreshed");
+                }
+            }
+        });
+    }
 }

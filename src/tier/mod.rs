@@ -64,6 +64,8 @@ pub struct TierConfig {
     pub seed_concurrency: usize,
     /// How often ended SQL lease rows are deleted.
     pub lease_reap_every: Duration,
+    /// How often PostgreSQL's planner statistics are checked against table growth.
+    pub planner_stats_every: Duration,
 }
 
 impl TierConfig {
@@ -78,6 +80,7 @@ impl TierConfig {
             arming_poll: ms(c.tier.arming_poll_ms),
             seed_concurrency: c.tier.seed_concurrency,
             lease_reap_every: ms(c.tier.lease_reap_every_ms),
+            planner_stats_every: ms(c.database.planner_stats_every_ms),
         }
     }
 }

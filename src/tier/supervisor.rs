@@ -159,3 +159,38 @@ impl Tier {
         }
     }
 }
+
+impl crate::runtime::tasks::Scheduled for Arc<Tier> {
+    /// `tier_supervisor`: the tier lease, failover and fail-back (see [`Tier::supervise`]);
+    /// `planner_stats`: PostgreSQL's planner statistics kept in step with table growth, every
+    /// `database.planner_stats_every_ms` (a database that refuses, say a role that may not
+    /// analyze, is reported once; the loop goes on, in case that changes).
+    fn schedule(&self, s: &mut crate::runtime::tasks::Scheduler) {
+        let tier = self.clone();
+        s.run("tier_supervisor", move |stop| tier.supervise(stop));
+        let sql = self.durable().clone();
+        let failing = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        s.every("planner_stats", self.cfg.planner_stats_every, move || {
+            let (sql, failing) = (sql.clone(), failing.clone());
+            async move {
+                use std::sync::atomic::Ordering;
+                match sql.refresh_planner_stats().await {
+                    Ok(tables) => {
+                        for table in tables {
+                            tracing::info!(
+                                table,
+                                "planner statistics refreshed: the table doubled"
+                            );
+                        }
+                        failing.store(false, Ordering::Relaxed);
+                    }
+                    Err(e) => {
+                        if !failing.swap(true, Ordering::Relaxed) {
+                            tracing::warn!(error = %e, "planner statistics not refreshed");
+                        }
+                    }
+                }
+            }
+        });
+    }
+}

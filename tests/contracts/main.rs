@@ -40,3 +40,4 @@ mod sql_store;
 mod store_tls;
 mod stream_cache;
 mod streams;
+mod tasks;

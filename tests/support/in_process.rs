@@ -13,7 +13,7 @@ use super::problems::Target;
 /// A Warden running inside the test process.
 pub struct InProcess {
     app: axum::Router,
-    warden: Option<warden::service::Warden>,
+    warden: Option<std::sync::Arc<warden::service::Warden>>,
     _dir: tempfile::TempDir,
 }
 
@@ -31,7 +31,8 @@ impl InProcess {
         let warden = warden::service::Warden::start(&config)
             .await
             .expect("warden starts");
-        let app = warden::api::app(warden::api::state(&warden), config.max_body_bytes);
+        let warden = std::sync::Arc::new(warden);
+        let app = warden::api::app(warden::api::state(warden.clone()), config.max_body_bytes);
         Self {
             app,
             warden: Some(warden),
@@ -101,6 +102,11 @@ impl InProcess {
     pub async fn get(&self, path: &str) -> (u16, Value) {
         let (s, _, v) = self.send("GET", path, None, Vec::new()).await;
         (s, v)
+    }
+
+    /// The running instance.
+    pub fn warden(&self) -> &warden::service::Warden {
+        self.warden.as_ref().expect("running until stopped")
     }
 
     /// Stops its background tasks and closes its pool.
