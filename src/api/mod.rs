@@ -88,8 +88,10 @@ pub fn metrics_handle() -> PrometheusHandle {
         .clone()
 }
 
-/// The shared handler state over a running [`Warden`].
+/// The shared handler state over a running [`Warden`]; installs the metrics recorder first,
+/// so every answer the router gives is counted.
 pub fn state(warden: Arc<Warden>) -> AppState {
+    metrics_handle();
     AppState(warden)
 }
 
