@@ -1,10 +1,14 @@
 //! Warden: a coordination service whose grants stay safe across Redis loss.
 //!
-//! Dependencies run one way: [`api`] → domain modules ([`access`], [`lock`], [`semaphore`],
-//! [`fence`], [`idem`], [`reserve`], [`stream`]) → [`tier`] →
-//! [`store`]; [`runtime`] holds the infrastructure they share. [`service::Warden`] runs them
-//! in-process; the binary only wires [`config::Config`] to [`api::serve`]. The load generator
-//! is a crate of its own (`bench/`, binary `warden-bench`).
+//! Dependencies run one way: [`api`] (the route table and handlers) → the capabilities
+//! ([`access`], [`lock`], [`semaphore`], [`fence`], [`idem`], [`reserve`], [`stream`],
+//! [`ratelimit`], [`kv`], [`session`], [`cache`], [`guard`]), each a folder with its service,
+//! outcomes and `rules.rs` → [`tier`] (the router between the tiers: timeouts, breaker,
+//! failover) → [`store`] (one module per concept, backends in `store/redis` and `store/sql`).
+//! [`config`] and [`runtime`] (group commit, waiters, the task scheduler, the clock) are below
+//! them all. [`service::Warden`] runs an instance in-process and schedules each capability's
+//! background tasks; [`cli`] is the command line the binary runs. The load generator is a
+//! crate of its own (`bench/`, binary `warden-bench`).
 #![warn(missing_docs)]
 #![warn(clippy::await_holding_lock)]
 
@@ -12,6 +16,7 @@ pub mod access;
 pub mod api;
 pub mod audit;
 pub mod cache;
+pub mod cli;
 pub mod config;
 pub mod fence;
 pub mod guard;
