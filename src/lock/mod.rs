@@ -25,8 +25,7 @@ use crate::config::LockSettings;
 use crate::key::Key;
 use crate::runtime::waiters::Waiters;
 use crate::store::{AcquireReply, GroupReply, Holder, Lease, LeaseAsk, LockStore, Step};
-use crate::tier::{Blocked, Mode, Tier};
-use crate::token::MAX_TOKEN;
+use crate::tier::{Backend, Blocked, GrantReply, GrantStep, Mode, Tier, Verdict};
 
 /// Longest lock TTL accepted, in milliseconds.
 pub const MAX_TTL_MS: i64 = 3_600_000;
@@ -34,8 +33,6 @@ pub const MAX_TTL_MS: i64 = 3_600_000;
 pub const MAX_WAIT_MS: i64 = 60_000;
 /// Longest `max_hold_ms` accepted: a day.
 pub const MAX_HOLD_MS: i64 = 86_400_000;
-/// How many times one attempt follows an epoch change before giving up.
-const EPOCH_RETRIES: usize = 3;
 
 /// A lock grant as answered to the client.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -142,24 +139,51 @@ pub(crate) enum Said {
     Group(Option<GroupReply>),
 }
 
-impl Said {
-    /// The reply that refused the whole step for the tier's sake (`CounterExhausted`,
-    /// `EpochMismatch`), if any.
-    fn refusal(&self) -> Option<&AcquireReply> {
-        let reply = match self {
-            Said::One(r) | Said::Group(Some(GroupReply::Refused { reply: r, .. })) => r,
-            Said::Group(_) => return None,
+impl GrantStep for Ask<'_> {
+    type Reply = Said;
+
+    async fn run<'a>(
+        &'a self,
+        b: Backend<'a>,
+        epoch: i64,
+        now: i64,
+    ) -> Result<Said, crate::store::StoreError> {
+        match *self {
+            Ask::One(a) => b.acquire(a, epoch, now).await.map(Said::One),
+            Ask::Group(a) => b.acquire_group(a, epoch, now).await.map(Said::Group),
+        }
+    }
+}
+
+impl GrantReply for Said {
+    /// A whole step refused for the tier's sake (one lease's, or a group's first member's).
+    fn verdict(&self) -> Verdict {
+        match self {
+            Said::One(r) | Said::Group(Some(GroupReply::Refused { reply: r, .. })) => match r {
+                AcquireReply::CounterExhausted => Verdict::CounterExhausted,
+                AcquireReply::EpochMismatch { .. } => Verdict::EpochMismatch,
+                _ => Verdict::Answer,
+            },
+            Said::Group(_) => Verdict::Answer,
+        }
+    }
+
+    fn token(&self) -> Option<i64> {
+        let granted = |r: &AcquireReply| match r {
+            AcquireReply::Granted(l) | AcquireReply::Held(l) => Some(l.token),
+            _ => None,
         };
-        matches!(
-            reply,
-            AcquireReply::CounterExhausted | AcquireReply::EpochMismatch { .. }
-        )
-        .then_some(reply)
+        match self {
+            Said::One(r) => granted(r),
+            Said::Group(Some(GroupReply::Taken(rs))) => rs.iter().filter_map(granted).max(),
+            Said::Group(_) => None,
+        }
     }
 }
 
 /// The answer a store's grant reply (made at `now` on the `mode` tier) gives the client:
-/// `Granted`/`Held` as a grant, `Busy` as a wait hint. A token beyond 2^53 is refused.
+/// `Granted`/`Held` as a grant, `Busy` as a wait hint (the grant loop refused a token beyond
+/// 2^53 before).
 pub(crate) fn acquired(reply: AcquireReply, now: i64, mode: Mode) -> Acquired {
     let (lease, fresh) = match reply {
         AcquireReply::Granted(l) => (l, true),
@@ -179,13 +203,6 @@ pub(crate) fn acquired(reply: AcquireReply, now: i64, mode: Mode) -> Acquired {
             return Acquired::Blocked(Blocked::EpochChanging)
         }
     };
-    if lease.token > MAX_TOKEN {
-        tracing::error!(
-            token = lease.token,
-            "fencing token beyond 2^53; refusing grant"
-        );
-        return Acquired::Blocked(Blocked::TokenSpaceExhausted);
-    }
     Acquired::Granted(Grant {
         owner: lease.owner,
         token: lease.token,
@@ -254,40 +271,15 @@ impl Locks {
         }
     }
 
-    /// Runs a grant step on the active tier at its epoch (after checking that side effects
-    /// are allowed and noting the TTL for the failover grace), following a counter exhaustion
-    /// or an epoch change up to [`EPOCH_RETRIES`] times. `key` names what an epoch mismatch
-    /// was met on. Answers the step's reply with the time it was made at and the tier.
+    /// Runs grant step `ask` (a lease of `ttl_ms`, or a group's first `key`) through the
+    /// tier's grant loop.
     pub(crate) async fn at_epoch(
         &self,
         ttl_ms: i64,
         key: &Key,
         ask: Ask<'_>,
     ) -> Result<(Said, i64, Mode), Blocked> {
-        self.tier.effects_allowed()?;
-        for _ in 0..EPOCH_RETRIES {
-            let active = self.tier.active(true)?;
-            if let Err(e) = self.tier.note_ttl(ttl_ms).await {
-                return Err(Blocked::database(&e));
-            }
-            let (mode, now, epoch) = (active.mode(), self.tier.now(), active.epoch);
-            let said = match ask {
-                Ask::One(a) => active
-                    .settle(|b| b.acquire(a, epoch, now))
-                    .await
-                    .map(Said::One),
-                Ask::Group(a) => active
-                    .settle(|b| b.acquire_group(a, epoch, now))
-                    .await
-                    .map(Said::Group),
-            }?;
-            match said.refusal() {
-                None => return Ok((said, now, mode)),
-                Some(AcquireReply::CounterExhausted) => self.tier.on_counter_exhausted(epoch).await,
-                Some(_) => self.tier.on_epoch_mismatch(epoch, Some(key)).await,
-            }
-        }
-        Err(Blocked::EpochChanging)
+        self.tier.grant(ttl_ms, key, &ask).await
     }
 
     async fn try_once(&self, req: &AcquireRequest) -> Acquired {

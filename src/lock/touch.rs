@@ -13,11 +13,8 @@ use crate::store::redis::RedisStore;
 use crate::store::semaphore::PermitStore;
 use crate::store::sql::SqlStore;
 use crate::store::{Holder, Lease, LeaseCopy, LockStore, Step, StoreError, Touched};
-use crate::tier::{Backend, Blocked, Mode, Tier};
+use crate::tier::{Backend, Blocked, Mode, Tier, EPOCH_RETRIES};
 use crate::token::token_parts;
-
-/// How many times one step follows an epoch change before giving up.
-const EPOCH_RETRIES: usize = 3;
 
 /// A kind of grant: how a backend runs a step on it, and how one extended on SQL is copied
 /// into Redis.

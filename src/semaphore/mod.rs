@@ -19,13 +19,9 @@ use crate::lock::{map_done, wait_for, Touch};
 use crate::runtime::waiters::Waiters;
 use crate::store::semaphore::{PermitAsk, PermitReply, PermitStore};
 use crate::store::{Holder, Step};
-use crate::tier::{Blocked, Mode, Tier};
-use crate::token::MAX_TOKEN;
+use crate::tier::{Backend, Blocked, GrantReply, GrantStep, Mode, Tier, Verdict};
 
 pub use crate::store::semaphore::MAX_LIMIT;
-
-/// How many times one attempt follows an epoch change before giving up.
-const EPOCH_RETRIES: usize = 3;
 
 /// A validated acquire of permits.
 #[derive(Debug, Clone)]
@@ -79,9 +75,6 @@ impl Semaphores {
     }
 
     async fn try_once(&self, req: &PermitRequest) -> PermitAcquired {
-        if let Err(b) = self.tier.effects_allowed() {
-            return PermitAcquired::Blocked(b);
-        }
         let ask = PermitAsk {
             name: &req.name,
             owner: &req.owner,
@@ -89,54 +82,33 @@ impl Semaphores {
             count: req.count,
             ttl_ms: req.ttl_ms,
         };
-        for _ in 0..EPOCH_RETRIES {
-            let active = match self.tier.active(true) {
-                Ok(a) => a,
-                Err(b) => return PermitAcquired::Blocked(b),
-            };
-            // A later failover's grace covers this permit's TTL.
-            if let Err(e) = self.tier.note_ttl(req.ttl_ms).await {
-                return PermitAcquired::Blocked(Blocked::database(&e));
-            }
-            let (mode, epoch, now) = (active.mode(), active.epoch, self.tier.now());
-            let reply = active.settle(|b| b.acquire_permit(&ask, rules::on_permit, epoch, now));
-            let (permit, available, fresh) = match reply.await {
-                Err(b) => return PermitAcquired::Blocked(b),
-                Ok(PermitReply::Granted { permit, available }) => (permit, available, true),
-                Ok(PermitReply::Held { permit, available }) => (permit, available, false),
-                Ok(PermitReply::Full {
+        let (reply, _, mode) = match self.tier.grant(req.ttl_ms, &req.name, &Acquire(&ask)).await {
+            Ok(done) => done,
+            Err(b) => return PermitAcquired::Blocked(b),
+        };
+        let (permit, available, fresh) = match reply {
+            PermitReply::Granted { permit, available } => (permit, available, true),
+            PermitReply::Held { permit, available } => (permit, available, false),
+            PermitReply::Full {
+                held,
+                retry_after_ms,
+            } => {
+                return PermitAcquired::Full {
                     held,
                     retry_after_ms,
-                }) => {
-                    return PermitAcquired::Full {
-                        held,
-                        retry_after_ms,
-                    }
                 }
-                Ok(PermitReply::LimitMismatch { limit }) => {
-                    return PermitAcquired::LimitMismatch { limit }
-                }
-                Ok(PermitReply::CounterExhausted) => {
-                    self.tier.on_counter_exhausted(epoch).await;
-                    continue;
-                }
-                Ok(PermitReply::EpochMismatch { .. }) => {
-                    self.tier.on_epoch_mismatch(epoch, Some(&req.name)).await;
-                    continue;
-                }
-            };
-            if permit.token > MAX_TOKEN {
-                tracing::error!(token = permit.token, "fencing token beyond 2^53; refusing");
-                return PermitAcquired::Blocked(Blocked::TokenSpaceExhausted);
             }
-            return PermitAcquired::Granted(PermitGrant {
-                permit,
-                available: available.max(0),
-                mode,
-                fresh,
-            });
-        }
-        PermitAcquired::Blocked(Blocked::EpochChanging)
+            PermitReply::LimitMismatch { limit } => return PermitAcquired::LimitMismatch { limit },
+            PermitReply::CounterExhausted | PermitReply::EpochMismatch { .. } => {
+                return PermitAcquired::Blocked(Blocked::EpochChanging)
+            }
+        };
+        PermitAcquired::Granted(PermitGrant {
+            permit,
+            available: available.max(0),
+            mode,
+            fresh,
+        })
     }
 
     /// Extends the caller's live permit to `ttl_ms` from now; answers its new expiry.
@@ -190,5 +162,40 @@ impl Semaphores {
             waiting: self.waiters.waiting(name.as_str()),
         };
         Ok((read, active.mode()))
+    }
+}
+
+/// A permit acquire, as one try of the tier's grant loop.
+struct Acquire<'r>(&'r PermitAsk<'r>);
+
+impl GrantStep for Acquire<'_> {
+    type Reply = PermitReply;
+
+    async fn run<'a>(
+        &'a self,
+        b: Backend<'a>,
+        epoch: i64,
+        now: i64,
+    ) -> Result<PermitReply, crate::store::StoreError> {
+        b.acquire_permit(self.0, rules::on_permit, epoch, now).await
+    }
+}
+
+impl GrantReply for PermitReply {
+    fn verdict(&self) -> Verdict {
+        match self {
+            PermitReply::CounterExhausted => Verdict::CounterExhausted,
+            PermitReply::EpochMismatch { .. } => Verdict::EpochMismatch,
+            _ => Verdict::Answer,
+        }
+    }
+
+    fn token(&self) -> Option<i64> {
+        match self {
+            PermitReply::Granted { permit, .. } | PermitReply::Held { permit, .. } => {
+                Some(permit.token)
+            }
+            _ => None,
+        }
     }
 }

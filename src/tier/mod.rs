@@ -6,6 +6,7 @@ mod backend;
 mod blocked;
 mod breaker;
 mod copy;
+mod grant;
 mod identity;
 mod lease;
 mod primary;
@@ -16,6 +17,7 @@ pub use backend::{Backend, Mode};
 pub use blocked::Blocked;
 pub use breaker::{Breaker, BreakerState};
 pub use copy::Looked;
+pub use grant::{GrantReply, GrantStep, Verdict, EPOCH_RETRIES};
 pub use primary::Primary;
 
 use std::sync::atomic::{AtomicI64, AtomicU8, Ordering};
