@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use crate::key::Key;
 use crate::outcome::{StateDoc, Terminal};
-use crate::store::bounded;
 use crate::tier::{Blocked, Tier};
 
 /// The answer to a fence check.
@@ -61,9 +60,10 @@ impl Fences {
     pub async fn check(&self, resource: &Key, token: i64) -> Result<FenceOutcome, Blocked> {
         self.tier.effects_allowed()?;
         let sql = self.tier.durable();
-        let outcome = bounded(sql.timeout(), sql.fence_check(resource.as_str(), token))
-            .await
-            .map_err(|e| Blocked::database(&e))?;
+        let outcome = self
+            .tier
+            .on_durable(sql.fence_check(resource.as_str(), token))
+            .await?;
         Ok(match outcome {
             Ok(()) => FenceOutcome::Accepted { highest: token },
             Err(highest) => FenceOutcome::Stale { highest },

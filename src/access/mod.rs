@@ -18,7 +18,6 @@ use std::time::{Duration, Instant};
 
 use crate::audit::Audit;
 use crate::runtime::clock::now_ms;
-use crate::store::tokens::StoredToken;
 use crate::tier::{Blocked, Tier};
 use secret::Presented;
 
@@ -30,6 +29,7 @@ const LAST_USED_EVERY_MS: i64 = 60_000;
 const UNKNOWN_REMEMBERED: usize = 10_000;
 
 pub use crate::config::AuthMode;
+pub use crate::store::tokens::StoredToken;
 
 /// Who is calling: a token's identity, or the local caller of protected mode.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -16,10 +16,10 @@ pub use super::incident_input::{AlertmanagerBody, IncidentBody};
 use super::observe::answered;
 use super::problem::{state_problem, ApiError};
 use super::AppState;
+use crate::guard::Incident;
 use crate::guard::{ByIdEvent, Found, IncidentEvent, IncidentInput, Noted};
 use crate::outcome::Terminal;
 use crate::runtime::clock::rfc3339;
-use crate::store::guard::Incident;
 use crate::tier::Mode;
 use utoipa_axum::routes;
 

@@ -14,10 +14,10 @@ use super::extract::{in_range, Body, OptionalBody, PathKey};
 use super::observe::answered;
 use super::problem::{state_problem, ApiError};
 use super::AppState;
+use crate::kv::KvExpect;
 use crate::kv::{KvDelete, KvPut, KvRead, MAX_TTL_MS, MAX_VALUE_BYTES};
 use crate::outcome::Terminal;
 use crate::runtime::clock::rfc3339;
-use crate::store::kv::KvExpect;
 use crate::tier::Mode;
 use utoipa_axum::routes;
 

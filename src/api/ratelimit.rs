@@ -18,10 +18,10 @@ use super::AppState;
 use crate::key::{name_of, Key};
 use crate::outcome::Terminal;
 use crate::ratelimit::policy::validate_limits;
+use crate::ratelimit::Expect;
 use crate::ratelimit::{
     Checked, Limit, LimitMode, Looked, OverrideSaved, Policy, PolicyRead, PolicySaved, Report,
 };
-use crate::store::ratelimit::Expect;
 use crate::tier::Blocked;
 use utoipa_axum::routes;
 

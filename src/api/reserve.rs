@@ -21,8 +21,8 @@ use crate::reserve::{
     claim_for, ReserveRequest, Reserved, ReservedOnce, Settled, StockRead, TotalSet,
     DEFAULT_TTL_MS, MAX_QUANTITY, MAX_TOTAL, MAX_TTL_MS,
 };
+use crate::reserve::{HoldState, Stock};
 use crate::runtime::clock::rfc3339;
-use crate::store::reserve::{HoldState, Stock};
 use crate::tier::Mode;
 use utoipa_axum::routes;
 

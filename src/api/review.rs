@@ -15,9 +15,9 @@ use super::AppState;
 use crate::key::{name_of, prefix};
 use crate::outcome::Terminal;
 use crate::runtime::clock::rfc3339;
-use crate::store::stream::{ReviewFilter, ReviewItem, ReviewState};
 use crate::stream::rules::Action;
 use crate::stream::{Resolution, MAX_REVIEW_PAGE};
+use crate::stream::{ReviewFilter, ReviewItem, ReviewState};
 use utoipa_axum::routes;
 
 use super::auth::Need;

@@ -22,7 +22,7 @@ use crate::session::{
     CreateRequest, Gone, SessionCreated, SessionRead, SessionRevoked, SessionRotated, SessionSaved,
     SessionTouch, MAX_TTL_MS,
 };
-use crate::store::session::{OnLimit, SessionEvent, SessionRow};
+use crate::session::{OnLimit, SessionEvent, SessionRow};
 use crate::tier::Mode;
 use utoipa_axum::routes;
 

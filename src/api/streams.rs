@@ -18,12 +18,12 @@ use super::AppState;
 use crate::key::{name_of, prefix};
 use crate::outcome::Terminal;
 use crate::runtime::clock::rfc3339;
-use crate::store::stream::{Counters, Intent};
 use crate::stream::rules::NewIntent;
 use crate::stream::{
     CommitRequest, Committed, Intake, Read, Replay, MAX_CLAIM, MAX_LEASE_MS, MAX_PRIORITY,
     MAX_TYPE_BYTES, MAX_WAIT_MS,
 };
+use crate::stream::{Counters, Intent};
 use crate::token::MAX_TOKEN;
 use utoipa_axum::routes;
 

@@ -13,10 +13,10 @@ use super::extract::{Body, Caller};
 use super::observe::answered;
 use super::problem::{state_problem, ApiError};
 use super::AppState;
+use crate::access::StoredToken;
 use crate::access::{NewToken, Revoked, Scope, Scopes};
 use crate::outcome::Terminal;
 use crate::runtime::clock::rfc3339;
-use crate::store::tokens::StoredToken;
 use crate::tier::Mode;
 use utoipa_axum::routes;
 

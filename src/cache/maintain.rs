@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use super::{apply, Cache};
 use crate::metrics_names as m;
+use crate::store::cache::CacheCopy;
 use crate::tier::Primary;
 
 /// Pending invalidations read per pass.

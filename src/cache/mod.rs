@@ -20,9 +20,9 @@ pub use outcome::{Fetch, Invalidated, Put, Read, Warmed, STATS};
 use crate::config::CacheSettings;
 use crate::metrics_names as m;
 use crate::outcome::Terminal;
-use crate::store::cache::CacheEntry;
-use crate::store::cache::CacheInvalidation;
-use crate::store::cache::{CacheFetched, CacheRead, CacheWrite};
+use crate::store::cache::{
+    CacheCopy, CacheEntry, CacheFetched, CacheInvalidation, CacheRead, CacheWrite,
+};
 use crate::tier::{Blocked, Mode, Primary, Tier};
 
 /// Puts of one warm-up in flight at once.
@@ -380,7 +380,7 @@ impl Cache {
 
 /// Applies one invalidation to Redis.
 async fn apply(
-    s: &crate::store::redis::RedisStore,
+    s: &impl CacheCopy,
     ns: &str,
     kind: &str,
     target: &str,

@@ -16,6 +16,7 @@ use crate::store::StoreError;
 use super::events::{self, Role};
 use super::rules::state;
 use super::{Guard, WARDEN};
+use crate::store::guard::{DeliveryWrite, GuardWrite};
 
 /// Deliveries claimed per poll.
 const CLAIM: i64 = 16;
@@ -39,16 +40,17 @@ impl Guard {
         let sql = self.tier.durable();
         let now = self.tier.now();
         let until = now + 2 * self.notify.timeout_ms as i64 + 1_000;
-        let claimed =
-            match crate::store::bounded(sql.timeout(), sql.claim_deliveries(now, until, CLAIM))
-                .await
-            {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::warn!(error = %e, "outbox not read");
-                    return;
-                }
-            };
+        let claimed = match self
+            .tier
+            .durably(sql.claim_deliveries(now, until, CLAIM))
+            .await
+        {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "outbox not read");
+                return;
+            }
+        };
         let sends = claimed.into_iter().map(|d| async move {
             if let Err(e) = self.deliver(&d).await {
                 tracing::warn!(error = %e, webhook_id = %d.id, "delivery not settled; retried after its claim ends");

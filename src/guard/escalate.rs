@@ -10,6 +10,7 @@ use super::events;
 use super::moves::Written;
 use super::rules;
 use super::{Guard, WARDEN};
+use crate::store::guard::GuardWrite;
 
 impl Guard {
     /// Advances every incident with a step due now.
@@ -17,9 +18,12 @@ impl Guard {
         let now = self.tier.now();
         let earliest = now - self.timers.safe_mode_after.min(self.timers.notify_window);
         let sql = self.tier.durable();
-        let due = crate::store::bounded(sql.timeout(), sql.escalations_due(now, earliest)).await?;
+        let due = self
+            .tier
+            .durably(sql.escalations_due(now, earliest))
+            .await?;
         for id in due {
-            crate::store::bounded(sql.timeout(), self.escalate(&id)).await?;
+            self.tier.durably(self.escalate(&id)).await?;
         }
         Ok(())
     }

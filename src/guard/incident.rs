@@ -5,7 +5,6 @@
 use crate::audit::Audit;
 use crate::runtime::correlation;
 use crate::store::guard::Incident;
-use crate::store::sql::GuardTx;
 use crate::store::StoreError;
 use crate::tier::Blocked;
 
@@ -13,6 +12,7 @@ use super::events::{self, Event};
 use super::outcome::{Found, IncidentEvent, Noted};
 use super::rules::{self, state};
 use super::Guard;
+use crate::store::guard::GuardWrite;
 
 /// A trigger, whatever shape it came in.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,7 +96,7 @@ impl Guard {
     /// Opens an incident, or folds a trigger into the open one of its key.
     async fn trigger(
         &self,
-        tx: &mut GuardTx,
+        tx: &mut impl GuardWrite,
         tenant: &str,
         t: &Trigger,
         actor: &str,
@@ -163,7 +163,7 @@ impl Guard {
     /// safe mode waits the whole no-ACK delay from now, whenever the incident was opened.
     async fn upgrade(
         &self,
-        tx: &mut GuardTx,
+        tx: &mut impl GuardWrite,
         i: &mut Incident,
         t: &Trigger,
         actor: &str,
@@ -193,7 +193,7 @@ impl Guard {
     /// Acknowledges (`resolve` false) or resolves `i`.
     async fn settle(
         &self,
-        tx: &mut GuardTx,
+        tx: &mut impl GuardWrite,
         mut i: Incident,
         resolve: bool,
         actor: &str,

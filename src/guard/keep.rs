@@ -28,7 +28,7 @@ impl Guard {
             .iter()
             .map(|(op, reason, b)| row(minute, op, reason, b))
             .collect();
-        if let Err(e) = crate::store::bounded(sql.timeout(), sql.record_refusals(&rows)).await {
+        if let Err(e) = self.tier.durably(sql.record_refusals(&rows)).await {
             // Not lost: they go back into the monitor for the next tick.
             for (op, reason, b) in drained {
                 self.monitor.restore(op, reason, b);
@@ -46,12 +46,12 @@ impl Guard {
                 fallback_lock_p95_ms: r.lock_p95_ms.min(i64::MAX as u64) as i64,
                 primary_lock_p95_ms: r.primary_lock_p95_ms.min(i64::MAX as u64) as i64,
             };
-            crate::store::bounded(sql.timeout(), sql.record_reading(&row)).await?;
+            self.tier.durably(sql.record_reading(&row)).await?;
             self.kept.0.lock().unwrap_or_else(|p| p.into_inner()).0 = minute;
         }
         if now - last_reap >= HOUR {
             let before = now - self.cfg.retention_ms as i64;
-            let n = crate::store::bounded(sql.timeout(), sql.reap_guard(before)).await?;
+            let n = self.tier.durably(sql.reap_guard(before)).await?;
             if n > 0 {
                 tracing::info!(
                     rows = n,

@@ -30,6 +30,7 @@ use crate::runtime::correlation::task_span;
 use crate::store::StoreError;
 use crate::tier::{Blocked, Tier};
 
+pub use crate::store::guard::Incident;
 pub use events::Role;
 pub use evidence::Evidence;
 pub use incident::{IncidentInput, Trigger, SEVERITIES};
@@ -214,9 +215,7 @@ impl Guard {
     async fn publish_gauges(&self) {
         use crate::metrics_names as m;
         let sql = self.tier.durable();
-        if let Ok((counts, oldest)) =
-            crate::store::bounded(sql.timeout(), sql.unacked_summary()).await
-        {
+        if let Ok((counts, oldest)) = self.tier.durably(sql.unacked_summary()).await {
             for severity in ["critical", "error", "warning", "info"] {
                 let n = counts
                     .iter()
@@ -231,7 +230,7 @@ impl Guard {
             };
             metrics::gauge!(m::INCIDENT_UNACKED_AGE).set(age);
         }
-        if let Ok(n) = crate::store::bounded(sql.timeout(), sql.outbox_pending()).await {
+        if let Ok(n) = self.tier.durably(sql.outbox_pending()).await {
             metrics::gauge!(m::OUTBOX_PENDING).set(n as f64);
         }
         metrics::gauge!(m::GUARD_STATE).set(self.tier.guard() as u8 as f64);

@@ -8,7 +8,6 @@
 use crate::audit::Audit;
 use crate::runtime::correlation;
 use crate::store::guard::{GuardRow, NewDelivery, RecoveryAction};
-use crate::store::sql::GuardTx;
 use crate::store::{GuardState, StoreError};
 use crate::tier::{Blocked, BreakerState, TierName};
 
@@ -16,6 +15,7 @@ use super::events::{self, Event};
 use super::outcome::{GuardMove, GuardView, Recorded};
 use super::rules::{self, OnSample};
 use super::{Guard, WARDEN};
+use crate::store::guard::GuardWrite;
 
 /// The standard contingency message (DESIGN §4.10), sent once per safe-mode episode.
 pub const CONTINGENCY_MESSAGE: &str = "Warden is in safe mode: messages, bookings and payments \
@@ -32,7 +32,11 @@ pub(super) struct Written {
 }
 
 impl Written {
-    pub(super) async fn flush(self, tx: &mut GuardTx, now: i64) -> Result<bool, StoreError> {
+    pub(super) async fn flush(
+        self,
+        tx: &mut impl GuardWrite,
+        now: i64,
+    ) -> Result<bool, StoreError> {
         tx.enqueue(&self.deliveries, now).await?;
         tx.audit(&self.audits).await?;
         Ok(self.moved)
@@ -44,7 +48,7 @@ impl Guard {
     /// back to safe mode: the new cause must be dealt with too). The episode it is in.
     pub(super) async fn enter_in(
         &self,
-        tx: &mut GuardTx,
+        tx: &mut impl GuardWrite,
         now: i64,
         reason: &str,
         actor: &str,
@@ -103,7 +107,7 @@ impl Guard {
     /// the new state at once.
     pub(super) async fn commit(
         &self,
-        mut tx: GuardTx,
+        mut tx: impl GuardWrite,
         w: Written,
         now: i64,
     ) -> Result<(), StoreError> {

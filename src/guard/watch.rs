@@ -17,6 +17,7 @@ use super::monitor::{Level, Reading};
 use super::moves::Written;
 use super::rules::state;
 use super::{Guard, IncidentEvent, WARDEN};
+use crate::store::guard::GuardWrite;
 
 /// The dedup key of the §10 incident.
 pub const FALLBACK_KEY: &str = "warden:fallback";

@@ -22,7 +22,7 @@ use crate::runtime::correlation::{self, Correlation};
 use crate::runtime::group_commit::GroupCommit;
 use crate::runtime::waiters::Waiters;
 use crate::store::idem::{IdemCopy, IdemRecord, IdemState, IdemWrite, IdemWritten};
-use crate::store::{bounded, StoreError};
+use crate::store::StoreError;
 use crate::tier::{Blocked, Mode, Primary, Tier};
 use crate::token::token_base;
 use copies::KnownCopies;
@@ -130,9 +130,7 @@ impl Idempotency {
     }
 
     async fn write(&self, w: IdemWrite) -> Result<IdemWritten, Blocked> {
-        bounded(self.tier.durable().timeout(), self.writer.submit(w))
-            .await
-            .map_err(|e| Blocked::database(&e))
+        self.tier.on_durable(self.writer.submit(w)).await
     }
 
     /// Begins `req.key`, waiting up to `req.wait_ms` for a claim in progress to finish.

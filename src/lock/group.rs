@@ -13,7 +13,7 @@ use super::deadlock::Wait;
 use super::{acquired, wait_for, AcquireRequest, Acquired, Ask, Locks, LostReason, Said, Touch};
 use crate::key::Key;
 use crate::store::lock_group::GroupRecord;
-use crate::store::{bounded, GroupReply, LeaseAsk};
+use crate::store::{GroupReply, LeaseAsk};
 use crate::tier::{Blocked, Mode};
 
 /// Most keys in a group.
@@ -184,11 +184,10 @@ impl Locks {
                     "group granted to a caller that left; released"
                 );
                 locks.release_members(&req.id, &req.owner, &members).await;
-                let _ = bounded(
-                    locks.tier.durable().timeout(),
-                    locks.tier.durable().drop_group(req.id.as_str()),
-                )
-                .await;
+                let _ = locks
+                    .tier
+                    .durably(locks.tier.durable().drop_group(req.id.as_str()))
+                    .await;
             }
         });
         rx.await
@@ -239,7 +238,11 @@ impl Locks {
             expires_at,
         };
         let sql = self.tier.durable();
-        if let Err(e) = bounded(sql.timeout(), sql.save_group(req.id.as_str(), &record)).await {
+        if let Err(e) = self
+            .tier
+            .durably(sql.save_group(req.id.as_str(), &record))
+            .await
+        {
             tracing::warn!(error = %e, "lock group not recorded; its members are released");
             self.release_members(&req.id, &req.owner, &members).await;
             return GroupAcquired::Blocked(Blocked::database(&e));

@@ -9,9 +9,7 @@ use std::future::Future;
 
 use super::rules::Miss;
 use super::{LostReason, Touch};
-use crate::store::redis::RedisStore;
-use crate::store::semaphore::PermitStore;
-use crate::store::sql::SqlStore;
+use crate::store::semaphore::{PermitCopy, PermitStore};
 use crate::store::{Holder, Lease, LeaseCopy, LockStore, Step, StoreError, Touched};
 use crate::tier::{Backend, Blocked, Mode, Tier, EPOCH_RETRIES};
 use crate::token::token_parts;
@@ -35,10 +33,10 @@ pub(crate) trait Grants: Sync {
 
     /// Copies `holder`'s grant, as `lease` says it now stands on SQL, into Redis; `false`
     /// when Redis holds a newer one or saw it released.
-    fn seed<'a>(
+    fn seed<'a, R: LeaseCopy + PermitCopy>(
         &'a self,
-        sql: &'a SqlStore,
-        redis: &'a RedisStore,
+        tier: &'a Tier,
+        redis: &'a R,
         holder: Holder<'a>,
         lease: &'a Lease,
         now: i64,
@@ -62,10 +60,10 @@ impl Grants for LockGrants {
         backend.touch(holder, step, epoch, now).await
     }
 
-    async fn seed<'a>(
+    async fn seed<'a, R: LeaseCopy + PermitCopy>(
         &'a self,
-        _sql: &'a SqlStore,
-        redis: &'a RedisStore,
+        _tier: &'a Tier,
+        redis: &'a R,
         holder: Holder<'a>,
         lease: &'a Lease,
         now: i64,
@@ -91,16 +89,16 @@ impl Grants for PermitGrants {
         backend.touch_permit(holder, step, epoch, now).await
     }
 
-    async fn seed<'a>(
+    async fn seed<'a, R: LeaseCopy + PermitCopy>(
         &'a self,
-        sql: &'a SqlStore,
-        redis: &'a RedisStore,
+        tier: &'a Tier,
+        redis: &'a R,
         holder: Holder<'a>,
         _lease: &'a Lease,
         now: i64,
     ) -> Result<bool, StoreError> {
         let name = holder.key.as_str();
-        let found = crate::store::bounded(sql.timeout(), sql.permit(name, holder.token));
+        let found = tier.durably(tier.durable().permit(name, holder.token));
         match found.await? {
             Some((permit, limit)) => redis.seed_permit(name, &permit, limit, now).await,
             None => Ok(false),
@@ -159,7 +157,7 @@ pub(crate) async fn anywhere<G: Grants>(
                 if let Step::Release = step {
                     return Ok((Touch::Done(lease), mode));
                 }
-                let seeded = hot.settle(|r| grants.seed(sql, r, holder, &lease, now));
+                let seeded = hot.settle(|r| grants.seed(tier, r, holder, &lease, now));
                 return Ok(match seeded.await? {
                     true => (Touch::Done(lease), mode),
                     false => (Touch::Lost(LostReason::Superseded), mode),

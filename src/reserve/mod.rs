@@ -21,8 +21,9 @@ use crate::metrics_names as m;
 use crate::runtime::group_commit::GroupCommit;
 use crate::runtime::waiters::Waiters;
 use crate::store::reserve::ReserveAsk;
-use crate::store::reserve::{Hold, HoldState, ReserveReply, Stock, StockCopy, Transitioned};
-use crate::store::{bounded, StoreError};
+use crate::store::reserve::{Hold, ReserveReply, StockCopy, Transitioned};
+pub use crate::store::reserve::{HoldState, Stock};
+use crate::store::StoreError;
 use crate::tier::{Active, Blocked, Mode, Primary, Tier};
 
 /// Longest hold, ms (24 h).
@@ -254,11 +255,7 @@ impl Reservations {
         hold: Hold,
         stock: Stock,
     ) -> Result<(Reserved, Mode), Blocked> {
-        let written = bounded(
-            self.tier.durable().timeout(),
-            self.writer.submit(hold.clone()),
-        )
-        .await;
+        let written = self.tier.durably(self.writer.submit(hold.clone())).await;
         if matches!(written, Ok(true)) {
             let answer = Reserved::Reserved {
                 id: hold.id,

@@ -24,9 +24,9 @@ use crate::runtime::correlation;
 use crate::runtime::group_commit::GroupCommit;
 use crate::store::copy::Seeder;
 use crate::store::session::{
-    state, ChangeJob, Changed, CreateJob, CreatedRow, NewSession, OnLimit, SessionEvent,
-    SessionRow, Standing,
+    state, ChangeJob, Changed, CreateJob, CreatedRow, NewSession, Standing,
 };
+pub use crate::store::session::{OnLimit, SessionEvent, SessionRow};
 use crate::store::StoreError;
 use crate::tier::{Blocked, Mode, Tier};
 

@@ -1,6 +1,10 @@
 //! Cache entries and invalidations as the stores keep them: an entry is served only while no
 //! invalidation newer than it applies, and every invalidation is recorded durably first.
 
+use std::future::Future;
+
+use crate::store::StoreError;
+
 /// What a read found, as stored (the value possibly compressed).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CacheRead {
@@ -110,4 +114,63 @@ pub struct CacheInvalidation {
     pub kind: String,
     /// The key or tag (`""` for a namespace).
     pub target: String,
+}
+
+/// The primary tier's cache entries: reads, read-through leases, writes, invalidations and memory, one atomic step each, on Redis's clock.
+pub trait CacheCopy: Send + Sync {
+    /// Reads entry `key` of `ns` as of `epoch` (`allow_stale`: a stale entry is answered).
+    fn cache_get(
+        &self,
+        ns: &str,
+        key: &str,
+        epoch: i64,
+        allow_stale: bool,
+    ) -> impl Future<Output = Result<CacheRead, StoreError>> + Send;
+    /// Reads entry `key` of `ns` for a caller who loads on a miss: a lease of `lease_ms` when
+    /// no one else holds one. `draw` is a uniform random in (0, 1] (early recompute).
+    #[allow(clippy::too_many_arguments)]
+    fn cache_fetch(
+        &self,
+        ns: &str,
+        key: &str,
+        epoch: i64,
+        allow_stale: bool,
+        lease_ms: i64,
+        draw: f64,
+        beta: f64,
+    ) -> impl Future<Output = Result<CacheFetched, StoreError>> + Send;
+    /// Stores `entry` as `key` of `ns` in `epoch`, under `lease` when given; evicts the
+    /// namespace's oldest entries beyond `max_bytes`. `max_lease_ms`: the longest lease.
+    fn cache_put(
+        &self,
+        ns: &str,
+        key: &str,
+        epoch: i64,
+        entry: &CacheEntry<'_>,
+        lease: Option<i64>,
+        limits: (i64, i64),
+    ) -> impl Future<Output = Result<CacheWrite, StoreError>> + Send;
+    /// Deletes entry `key` of `ns` and voids its lease.
+    fn cache_delete(
+        &self,
+        ns: &str,
+        key: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Invalidates tag `tag` of `ns` (`None`: the whole namespace), in O(1).
+    fn cache_invalidate(
+        &self,
+        ns: &str,
+        tag: Option<&str>,
+        max_lease_ms: i64,
+    ) -> impl Future<Output = Result<i64, StoreError>> + Send;
+    /// Forgets up to `batch` expired or invalidated entries of `ns` written after stamp
+    /// `from`: how many, and the stamp to go on from (0 when the walk wrapped).
+    fn cache_reclaim(
+        &self,
+        ns: &str,
+        from: i64,
+        batch: i64,
+    ) -> impl Future<Output = Result<(i64, i64), StoreError>> + Send;
+    /// The counters of `ns`.
+    fn cache_stats(&self, ns: &str) -> impl Future<Output = Result<CacheStats, StoreError>> + Send;
 }

@@ -2,6 +2,11 @@
 //! webhook outbox. They are business facts (DESIGN §1): SQL only, each change written in one
 //! transaction with its audit entry and outbox rows.
 
+use std::future::Future;
+
+use crate::audit::Audit;
+use crate::store::StoreError;
+
 use serde::Serialize;
 
 use super::GuardState;
@@ -228,4 +233,81 @@ pub struct ReadingRow {
     pub fallback_lock_p95_ms: i64,
     /// p95 of primary lock calls, ms.
     pub primary_lock_p95_ms: i64,
+}
+
+/// One guard decision's writes, in one transaction holding the rows it decides on: incidents, the guard row, recovery actions, notes, deliveries and audit entries commit together or not at all.
+pub trait GuardWrite: Send {
+    /// The incident `id` (locked).
+    fn incident(
+        &mut self,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<Incident>, StoreError>> + Send;
+    /// The open incident of `dedup_key` in `tenant`, else its latest (locked).
+    fn incident_by_key(
+        &mut self,
+        tenant: &str,
+        dedup_key: &str,
+    ) -> impl Future<Output = Result<Option<Incident>, StoreError>> + Send;
+    /// Writes `i` (inserted when new, else replaced by id).
+    fn put_incident(
+        &mut self,
+        i: &Incident,
+        new: bool,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// The guard (its details locked; its state read from the tier row).
+    fn guard(&mut self) -> impl Future<Output = Result<GuardRow, StoreError>> + Send;
+    /// Writes the guard: its details, and its state on the tier row every instance reads.
+    fn put_guard(&mut self, g: &GuardRow) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Incidents of safe-mode episode `episode` still unacknowledged.
+    fn unacked_of_episode(
+        &mut self,
+        episode: &str,
+    ) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send;
+    /// How many recovery actions episode `episode` has.
+    fn recoveries_of(
+        &mut self,
+        episode: &str,
+    ) -> impl Future<Output = Result<i64, StoreError>> + Send;
+    /// Records a recovery action.
+    fn put_recovery(
+        &mut self,
+        r: &RecoveryAction,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Records a note.
+    fn put_note(&mut self, n: &Note) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Writes deliveries to the outbox, due at `now`; one already written for the same round
+    /// and role is left as it is. How many were new.
+    fn enqueue(
+        &mut self,
+        ds: &[NewDelivery],
+        now: i64,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+    /// Drops repeats of incident `id` not yet sent: after its acknowledgement or resolution
+    /// no repeat goes out.
+    fn drop_repeats(
+        &mut self,
+        id: &str,
+        now: i64,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+    /// Appends audit entries to the chain.
+    fn audit(&mut self, entries: &[Audit]) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Commits every write of this decision.
+    fn commit(self) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// A delivery's state, read and settled inside a guard decision's transaction.
+pub trait DeliveryWrite: Send {
+    /// The delivery `id` (locked).
+    fn delivery(
+        &mut self,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<Delivery>, StoreError>> + Send;
+    /// Records try `t` of a delivery and settles the delivery as `how`, if it is still
+    /// pending (a delivery dropped meanwhile stays dropped). Whether it was.
+    fn settle_delivery(
+        &mut self,
+        t: &DeliveryTry,
+        how: &Settle,
+        now: i64,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 }

@@ -132,6 +132,20 @@ pub trait PermitStore: Send + Sync {
     ) -> impl Future<Output = Result<Census, StoreError>> + Send;
 }
 
+/// The primary tier's copy of permits granted on SQL.
+pub trait PermitCopy: Send + Sync {
+    /// Copies a permit granted by the SQL tier (arming, or an extend made there meanwhile)
+    /// into Redis with the semaphore's limit, unless it was released here since. Returns
+    /// whether it is here now.
+    fn seed_permit(
+        &self,
+        name: &str,
+        permit: &Permit,
+        limit: i64,
+        now: i64,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+}
+
 /// What an acquire finds on a semaphore, decided over its live permits by the domain's rule
 /// (`semaphore::rules::on_permit`).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -22,10 +22,10 @@ use crate::config::{ms, ConfigError, StreamSettings};
 use crate::metrics_names as m;
 use crate::runtime::group_commit::GroupCommit;
 use crate::runtime::waiters::Waiters;
-use crate::store::stream::{
-    Counters, Intent, IntentState, ReviewFilter, ReviewItem, StreamChange, StreamCopy,
-};
-use crate::store::{bounded, StoreError};
+pub use crate::store::stream::{Counters, Intent};
+use crate::store::stream::{IntentState, StreamChange, StreamCopy};
+pub use crate::store::stream::{ReviewFilter, ReviewItem, ReviewState};
+use crate::store::StoreError;
 use crate::tier::{Blocked, Mode, Tier};
 use rules::{Action, NewIntent, Op, Outcome, Refusal, TtlTable, Write};
 use tracing::Instrument;
@@ -405,7 +405,7 @@ impl Streams {
     async fn gauges(&self) -> Result<(), StoreError> {
         let sql = self.tier.durable();
         let now = self.tier.now();
-        let g = bounded(sql.timeout(), sql.stream_gauges(now)).await?;
+        let g = self.tier.durably(sql.stream_gauges(now)).await?;
         let age = |since: i64| {
             if since > 0 {
                 (now - since).max(0) as f64 / 1000.0

@@ -213,6 +213,17 @@ impl Tier {
             .clone()
     }
 
+    /// Runs `call` on the durable tier, bounded by its per-call timeout, for a caller that
+    /// handles the failure itself (a background task, a write it retries or undoes). Domain
+    /// modules reach SQL only through this and [`Tier::on_durable`]: no timeout is applied by
+    /// hand anywhere else.
+    pub async fn durably<T>(
+        &self,
+        call: impl std::future::Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        bounded(self.sql.timeout(), call).await
+    }
+
     /// Runs `call` on the durable tier, bounded by its per-call timeout; a failure blocks the
     /// request that needed it.
     pub async fn on_durable<T>(

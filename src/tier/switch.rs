@@ -9,6 +9,7 @@ use futures::stream::{self, StreamExt, TryStreamExt};
 use super::{reason, Mode, Tier, TierName};
 use crate::key::Key;
 use crate::metrics_names as m;
+use crate::store::semaphore::PermitCopy;
 use crate::store::sql::TierRow;
 use crate::store::{bounded, LeaseCopy, StoreError};
 

@@ -8,7 +8,7 @@
 use std::time::{Duration, Instant};
 
 use warden::cache::rules::{on_fetch, recompute_early, standing, Entry, OnFetch};
-use warden::store::cache::{CacheEntry, CacheFetched, CacheRead};
+use warden::store::cache::{CacheCopy, CacheEntry, CacheFetched, CacheRead};
 use warden::store::redis::RedisStore;
 
 const LEASE_MS: i64 = 60_000;

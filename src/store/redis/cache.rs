@@ -5,7 +5,9 @@
 use redis::Value;
 
 use super::RedisStore;
-pub use crate::store::cache::{CacheEntry, CacheFetched, CacheRead, CacheStats, CacheWrite};
+pub use crate::store::cache::{
+    CacheCopy, CacheEntry, CacheFetched, CacheRead, CacheStats, CacheWrite,
+};
 use crate::store::StoreError;
 
 /// The Redis keys of entry `key` of namespace `ns`: meta, index, sizes, entry, lease.
@@ -70,9 +72,9 @@ fn read_of(items: &[Value]) -> CacheRead {
     }
 }
 
-impl RedisStore {
+impl CacheCopy for RedisStore {
     /// Reads entry `key` of `ns` as of `epoch` (`allow_stale`: a stale entry is answered).
-    pub async fn cache_get(
+    async fn cache_get(
         &self,
         ns: &str,
         key: &str,
@@ -86,10 +88,8 @@ impl RedisStore {
         Ok(read_of(&items))
     }
 
-    /// Reads entry `key` of `ns` for a caller who loads on a miss: a lease of `lease_ms` when
-    /// no one else holds one. `draw` is a uniform random in (0, 1] (early recompute).
     #[allow(clippy::too_many_arguments)]
-    pub async fn cache_fetch(
+    async fn cache_fetch(
         &self,
         ns: &str,
         key: &str,
@@ -125,7 +125,7 @@ impl RedisStore {
 
     /// Stores `entry` as `key` of `ns` in `epoch`, under `lease` when given; evicts the
     /// namespace's oldest entries beyond `max_bytes`. `max_lease_ms`: the longest lease.
-    pub async fn cache_put(
+    async fn cache_put(
         &self,
         ns: &str,
         key: &str,
@@ -157,7 +157,7 @@ impl RedisStore {
     }
 
     /// Deletes entry `key` of `ns` and voids its lease.
-    pub async fn cache_delete(&self, ns: &str, key: &str) -> Result<(), StoreError> {
+    async fn cache_delete(&self, ns: &str, key: &str) -> Result<(), StoreError> {
         let k = keys(ns, key);
         let mut inv = self.scripts.cache_delete.key(&k[..]);
         inv.arg(key).arg(0);
@@ -165,7 +165,7 @@ impl RedisStore {
     }
 
     /// Invalidates tag `tag` of `ns` (`None`: the whole namespace), in O(1).
-    pub async fn cache_invalidate(
+    async fn cache_invalidate(
         &self,
         ns: &str,
         tag: Option<&str>,
@@ -179,7 +179,7 @@ impl RedisStore {
 
     /// Forgets up to `batch` expired or invalidated entries of `ns` written after stamp
     /// `from`: how many, and the stamp to go on from (0 when the walk wrapped).
-    pub async fn cache_reclaim(
+    async fn cache_reclaim(
         &self,
         ns: &str,
         from: i64,
@@ -196,7 +196,7 @@ impl RedisStore {
     }
 
     /// The counters of `ns`.
-    pub async fn cache_stats(&self, ns: &str) -> Result<CacheStats, StoreError> {
+    async fn cache_stats(&self, ns: &str) -> Result<CacheStats, StoreError> {
         let k = keys(ns, "");
         let inv = self.scripts.cache_stats.key(&k[..]);
         let n: Vec<i64> = self.eval(&inv).await?;

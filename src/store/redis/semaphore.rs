@@ -5,7 +5,9 @@ use redis::{ScriptInvocation, Value};
 
 use super::{slot_keys, tagged, unexpected, RedisStore};
 use crate::key::Key;
-use crate::store::semaphore::{Census, Permit, PermitAsk, PermitReply, PermitRule, PermitStore};
+use crate::store::semaphore::{
+    Census, Permit, PermitAsk, PermitCopy, PermitReply, PermitRule, PermitStore,
+};
 use crate::store::{Holder, Step, StoreError, Touched};
 use crate::token::{token_base, token_parts};
 
@@ -97,11 +99,8 @@ fn touched(reply: &Value, done: Permit, now: i64) -> Option<Touched> {
     }
 }
 
-impl RedisStore {
-    /// Copies a permit granted by the SQL tier (arming, or an extend made there meanwhile)
-    /// into Redis with the semaphore's limit, unless it was released here since. Returns
-    /// whether it is here now.
-    pub async fn seed_permit(
+impl PermitCopy for RedisStore {
+    async fn seed_permit(
         &self,
         name: &str,
         permit: &Permit,

@@ -7,6 +7,7 @@ use sqlx::Any;
 
 use super::{classify, col, SqlStore};
 use crate::audit::Audit;
+use crate::store::guard::GuardWrite;
 use crate::store::guard::{GuardRow, Incident, NewDelivery, Note, RecoveryAction};
 use crate::store::{GuardState, StoreError};
 
@@ -89,9 +90,11 @@ impl GuardTx {
             format!("{sql} FOR UPDATE")
         }
     }
+}
 
+impl GuardWrite for GuardTx {
     /// The incident `id` (locked).
-    pub async fn incident(&mut self, id: &str) -> Result<Option<Incident>, StoreError> {
+    async fn incident(&mut self, id: &str) -> Result<Option<Incident>, StoreError> {
         let sql = self.locking(concat!(
             "SELECT ",
             incident_cols!(),
@@ -106,7 +109,7 @@ impl GuardTx {
     }
 
     /// The open incident of `dedup_key` in `tenant`, else its latest (locked).
-    pub async fn incident_by_key(
+    async fn incident_by_key(
         &mut self,
         tenant: &str,
         dedup_key: &str,
@@ -127,7 +130,7 @@ impl GuardTx {
     }
 
     /// Writes `i` (inserted when new, else replaced by id).
-    pub async fn put_incident(&mut self, i: &Incident, new: bool) -> Result<(), StoreError> {
+    async fn put_incident(&mut self, i: &Incident, new: bool) -> Result<(), StoreError> {
         let sql = if new {
             concat!(
                 "INSERT INTO warden_incidents (",
@@ -174,7 +177,7 @@ impl GuardTx {
     }
 
     /// The guard (its details locked; its state read from the tier row).
-    pub async fn guard(&mut self) -> Result<GuardRow, StoreError> {
+    async fn guard(&mut self) -> Result<GuardRow, StoreError> {
         let sql = if self.sqlite {
             GUARD_SELECT.to_owned()
         } else {
@@ -188,7 +191,7 @@ impl GuardTx {
     }
 
     /// Writes the guard: its details, and its state on the tier row every instance reads.
-    pub async fn put_guard(&mut self, g: &GuardRow) -> Result<(), StoreError> {
+    async fn put_guard(&mut self, g: &GuardRow) -> Result<(), StoreError> {
         sqlx::query(
             "UPDATE warden_guard SET episode = $1, since = $2, reason = $3, actor = $4, \
              green_since = $5, sampled_at = $6, sample_green = $7 WHERE id = 1",
@@ -212,7 +215,7 @@ impl GuardTx {
     }
 
     /// Incidents of safe-mode episode `episode` still unacknowledged.
-    pub async fn unacked_of_episode(&mut self, episode: &str) -> Result<Vec<String>, StoreError> {
+    async fn unacked_of_episode(&mut self, episode: &str) -> Result<Vec<String>, StoreError> {
         let rows = sqlx::query(
             "SELECT id FROM warden_incidents WHERE episode = $1 AND state = 'triggered' \
              ORDER BY created_at",
@@ -225,7 +228,7 @@ impl GuardTx {
     }
 
     /// How many recovery actions episode `episode` has.
-    pub async fn recoveries_of(&mut self, episode: &str) -> Result<i64, StoreError> {
+    async fn recoveries_of(&mut self, episode: &str) -> Result<i64, StoreError> {
         let row = sqlx::query(
             "SELECT CAST(COUNT(*) AS BIGINT) FROM warden_recovery_actions WHERE episode = $1",
         )
@@ -237,7 +240,7 @@ impl GuardTx {
     }
 
     /// Records a recovery action.
-    pub async fn put_recovery(&mut self, r: &RecoveryAction) -> Result<(), StoreError> {
+    async fn put_recovery(&mut self, r: &RecoveryAction) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO warden_recovery_actions (id, episode, at, actor, action, detail) \
              VALUES ($1, $2, $3, $4, $5, $6)",
@@ -255,7 +258,7 @@ impl GuardTx {
     }
 
     /// Records a note.
-    pub async fn put_note(&mut self, n: &Note) -> Result<(), StoreError> {
+    async fn put_note(&mut self, n: &Note) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO warden_incident_notes (id, incident_id, at, actor, note) \
              VALUES ($1, $2, $3, $4, $5)",
@@ -273,7 +276,7 @@ impl GuardTx {
 
     /// Writes deliveries to the outbox, due at `now`; one already written for the same round
     /// and role is left as it is. How many were new.
-    pub async fn enqueue(&mut self, ds: &[NewDelivery], now: i64) -> Result<u64, StoreError> {
+    async fn enqueue(&mut self, ds: &[NewDelivery], now: i64) -> Result<u64, StoreError> {
         let mut written = 0;
         for d in ds {
             let done = sqlx::query(
@@ -299,7 +302,7 @@ impl GuardTx {
 
     /// Drops repeats of incident `id` not yet sent: after its acknowledgement or resolution
     /// no repeat goes out.
-    pub async fn drop_repeats(&mut self, id: &str, now: i64) -> Result<u64, StoreError> {
+    async fn drop_repeats(&mut self, id: &str, now: i64) -> Result<u64, StoreError> {
         let done = sqlx::query(
             "UPDATE warden_outbox SET state = 'dropped', done_at = $2, \
              last_error = 'incident acknowledged or resolved' \
@@ -314,14 +317,14 @@ impl GuardTx {
     }
 
     /// Appends audit entries to the chain.
-    pub async fn audit(&mut self, entries: &[Audit]) -> Result<(), StoreError> {
+    async fn audit(&mut self, entries: &[Audit]) -> Result<(), StoreError> {
         super::audit::append(&mut self.tx, self.sqlite, entries).await?;
         metrics::counter!(crate::metrics_names::AUDIT_APPENDED).increment(entries.len() as u64);
         Ok(())
     }
 
     /// Commits every write of this decision.
-    pub async fn commit(self) -> Result<(), StoreError> {
+    async fn commit(self) -> Result<(), StoreError> {
         self.tx.commit().await.map_err(classify)
     }
 }

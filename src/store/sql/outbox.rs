@@ -5,6 +5,7 @@
 
 use super::guard::GuardTx;
 use super::{classify, col, SqlStore};
+use crate::store::guard::DeliveryWrite;
 pub use crate::store::guard::Settle;
 use crate::store::guard::{Delivery, DeliveryTry};
 use crate::store::StoreError;
@@ -139,9 +140,9 @@ impl SqlStore {
     }
 }
 
-impl GuardTx {
+impl DeliveryWrite for GuardTx {
     /// The delivery `id` (locked).
-    pub async fn delivery(&mut self, id: &str) -> Result<Option<Delivery>, StoreError> {
+    async fn delivery(&mut self, id: &str) -> Result<Option<Delivery>, StoreError> {
         let sql = self.locking(concat!(
             "SELECT ",
             outbox_cols!(),
@@ -157,7 +158,7 @@ impl GuardTx {
 
     /// Records try `t` of a delivery and settles the delivery as `how`, if it is still
     /// pending (a delivery dropped meanwhile stays dropped). Whether it was.
-    pub async fn settle_delivery(
+    async fn settle_delivery(
         &mut self,
         t: &DeliveryTry,
         how: &Settle,
