@@ -144,7 +144,7 @@ pub async fn serve(
 }
 
 /// Serves on an already bound listener (tests bind port 0). Until the instance has started,
-/// the listener answers as [`starting`] says; a `shutdown` during the start ends it.
+/// the listener answers 503 `starting` (with `Retry-After`); a `shutdown` during the start ends it.
 pub async fn serve_on(
     listener: TcpListener,
     config: Config,
