@@ -142,10 +142,45 @@ tokio::task_local! {
     static ANSWERING: (&'static str, Instant);
 }
 
-/// Route middleware of the route table: runs the request as operation `op`, so that what the
-/// handler answers ([`answered`]) is counted and timed under the name declared with its route.
-pub async fn measure(op: &'static str, req: Request, next: Next) -> Response {
-    ANSWERING.scope((op, Instant::now()), next.run(req)).await
+/// Route layer of the route table: runs each request of its route as operation `op`, so that
+/// what the handler answers ([`answered`]) is counted and timed under the name declared with
+/// its route. A plain tower layer (no boxed `Next`, no extra allocation per request).
+#[derive(Debug, Clone, Copy)]
+pub struct Measure(pub &'static str);
+
+impl<S> tower::Layer<S> for Measure {
+    type Service = Measured<S>;
+
+    fn layer(&self, inner: S) -> Measured<S> {
+        Measured { op: self.0, inner }
+    }
+}
+
+/// A route's service under [`Measure`].
+#[derive(Debug, Clone)]
+pub struct Measured<S> {
+    op: &'static str,
+    inner: S,
+}
+
+impl<S, B> tower::Service<axum::http::Request<B>> for Measured<S>
+where
+    S: tower::Service<axum::http::Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = tokio::task::futures::TaskLocalFuture<(&'static str, Instant), S::Future>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: axum::http::Request<B>) -> Self::Future {
+        ANSWERING.scope((self.op, Instant::now()), self.inner.call(req))
+    }
 }
 
 /// The operation being answered (`none` outside a route of the table).

@@ -4,7 +4,7 @@
 //! router, the access check, the answers' metrics and the OpenAPI document are all built from
 //! that one declaration, so none of them can know a route the others do not.
 
-use axum::middleware::{from_fn, from_fn_with_state};
+use axum::middleware::from_fn_with_state;
 use utoipa::openapi::path::{Operation, PathItem};
 use utoipa::openapi::security::SecurityRequirement;
 use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouter};
@@ -90,9 +90,7 @@ impl Routes {
                 openapi::document_answers(op, &answers);
             }
         }
-        let name = answers.op;
-        let method =
-            method.route_layer(from_fn(move |req, next| observe::measure(name, req, next)));
+        let method = method.route_layer(observe::Measure(answers.op));
         self.add((schemas, paths, method))
     }
 
