@@ -384,6 +384,20 @@ mod tests {
         assert!(wrong.is_empty(), "{wrong:#?}");
     }
 
+    /// The operation `method` of `path` in `doc`.
+    fn operation<'d>(doc: &'d Document, path: &str, method: &str) -> &'d Operation {
+        let item = doc.paths.paths.get(path).expect("a documented path");
+        let op = match method {
+            "GET" => &item.get,
+            "PUT" => &item.put,
+            "DELETE" => &item.delete,
+            "PATCH" => &item.patch,
+            _ => &item.post,
+        };
+        op.as_ref()
+            .unwrap_or_else(|| panic!("{method} {path}: no operation"))
+    }
+
     #[test]
     fn outcome_operations_list_every_state_of_their_outcome() {
         let doc = document();
@@ -397,15 +411,7 @@ mod tests {
             declared.len()
         );
         for (path, method, answers) in declared {
-            let item = doc.paths.paths.get(&path).expect("a documented path");
-            let op = match method {
-                "GET" => &item.get,
-                "PUT" => &item.put,
-                "DELETE" => &item.delete,
-                "PATCH" => &item.patch,
-                _ => &item.post,
-            };
-            let op = op.as_ref().expect("a documented operation");
+            let op = operation(&doc, &path, method);
             for d in all_states(&answers) {
                 let Some(RefOr::T(r)) = op.responses.responses.get(&d.status.to_string()) else {
                     panic!("{path}: no {} response", d.status);
@@ -428,16 +434,7 @@ mod tests {
         use super::super::auth::Need;
         let doc = document();
         let scope_of = |path: &str, method: &str| {
-            let item = &doc.paths.paths[path];
-            let op = match method {
-                "GET" => &item.get,
-                "PUT" => &item.put,
-                "DELETE" => &item.delete,
-                "PATCH" => &item.patch,
-                _ => &item.post,
-            };
-            let op = op.as_ref().unwrap_or_else(|| panic!("{method} {path}"));
-            op.security.as_ref().map(|s| {
+            operation(&doc, path, method).security.as_ref().map(|s| {
                 let v = serde_json::to_value(s).unwrap();
                 v[0]["bearer"].as_array().unwrap().len().to_string()
                     + &v[0]["bearer"]

@@ -8,23 +8,12 @@
 
 use std::collections::HashMap;
 
+use crate::support::Rng;
 use warden::kv::rules::on_write;
 use warden::store::kv::{KvExpect, KvJob, KvRecord, KvWritten};
 use warden::store::sql::SqlStore;
 
 const KEYS: [&str; 3] = ["a", "b", "c"];
-
-/// A small deterministic generator (xorshift), so a failing history can be replayed.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
-    }
-}
 
 /// One random write at `now`: versions drawn near what the keys have reached, so expectations
 /// hold and fail alike; some puts expire before later writes arrive.

@@ -8,6 +8,7 @@
 
 use std::time::{Duration, Instant};
 
+use crate::support::Rng;
 use warden::ratelimit::rules::{count, primary, Bucket};
 use warden::ratelimit::{Algorithm, Limit};
 use warden::store::ratelimit::{Applied, LimitCopy, Step};
@@ -29,17 +30,6 @@ fn limits() -> Vec<Applied> {
         primary(&gcra("day", 10, None), 1.0),
         primary(&gcra("slow", 3, Some(5)), 1.0),
     ]
-}
-
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
-    }
 }
 
 #[tokio::test]

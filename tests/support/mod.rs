@@ -206,3 +206,17 @@ fn kill9(child: &mut Option<Child>) {
         let _ = c.wait();
     }
 }
+
+/// A small deterministic generator (xorshift) for random histories: a failing history is
+/// replayed from its seed.
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// A number in `0..n`.
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
