@@ -18,7 +18,7 @@ use crate::runtime::group_commit::GroupCommit;
 use crate::store::copy;
 use crate::store::copy::Seeder;
 pub use crate::store::kv::KvExpect;
-use crate::store::kv::{KvJob, KvWritten};
+use crate::store::kv::{KvJob, KvRecords, KvWritten};
 use crate::store::kv::{KvRecord, COPY_FIELDS};
 use crate::store::StoreError;
 use crate::tier::{Blocked, Looked, Mode, Primary, Tier};

@@ -1,6 +1,10 @@
 //! Key-value records as SQL stores them, and as their hot copy in Redis carries them. SQL
 //! holds every record, tombstones included, so versions only grow.
 
+use std::future::Future;
+
+use crate::store::StoreError;
+
 use std::collections::HashMap;
 
 /// A record as SQL keeps it.
@@ -101,3 +105,31 @@ pub enum KvJob {
 /// The write rule's shape: over a key's stored record (a version-0 tombstone where there is
 /// none), what a write or delete does — the record it leaves, a conflict, or nothing.
 pub type KvRule = fn(&KvRecord, &KvJob) -> KvWritten;
+
+/// KV records as the durable tier keeps them: a key's row, tombstones included; a batch of writes decided by the rule it is handed, in one transaction; the reaper.
+pub trait KvRecords: Send + Sync {
+    /// The row of `key`, tombstones and expired records included.
+    fn kv_get(
+        &self,
+        key: &str,
+    ) -> impl Future<Output = Result<Option<KvRecord>, StoreError>> + Send;
+    /// Runs a batch of writes in one transaction (group commit), in three statements
+    /// whatever its size: every key gets a row (a version-0 tombstone where it had none),
+    /// the rows are taken in key order (so two batches in flight never wait on each other
+    /// in a cycle), the writes apply in memory in the order they were submitted (each seeing
+    /// the ones before it, so two writes naming the same version still have one winner), and
+    /// the changed rows are written back. Each write is decided by `rule` over its key's record
+    /// as the writes before it left it (a version-0 tombstone where there was none). The
+    /// outcomes come back in the jobs' order.
+    fn kv_apply(
+        &self,
+        jobs: Vec<KvJob>,
+        rule: KvRule,
+    ) -> impl Future<Output = Result<Vec<KvWritten>, StoreError>> + Send;
+    /// Deletes tombstones and expired rows older than `before` (epoch ms), at most `limit`.
+    fn kv_reap(
+        &self,
+        before: i64,
+        limit: i64,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+}

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 
 use crate::support::Rng;
 use warden::kv::rules::on_write;
-use warden::store::kv::{KvExpect, KvJob, KvRecord, KvWritten};
+use warden::store::kv::{KvExpect, KvJob, KvRecord, KvRecords, KvWritten};
 use warden::store::sql::SqlStore;
 
 const KEYS: [&str; 3] = ["a", "b", "c"];

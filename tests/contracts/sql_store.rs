@@ -355,7 +355,7 @@ async fn postgres_reserve_batches() {
 /// seeing the ones before it (so two creates of one key have one winner, and a version named
 /// twice wins once); a key never written answers as absent and leaves no live record.
 async fn kv_batches_apply_in_order(sql: SqlStore) {
-    use warden::store::sql::{KvExpect, KvJob, KvWritten};
+    use warden::store::kv::{KvExpect, KvJob, KvRecords, KvWritten};
     let now = now_ms();
     let put = |key: &str, value: &str, expect| KvJob::Put {
         key: key.into(),

@@ -8,7 +8,7 @@ use super::params::{query, values, Params};
 use super::session::ROWS_PER_STATEMENT;
 use super::{classify, col, SqlStore};
 use crate::store::kv::KvRecord;
-pub use crate::store::kv::{KvExpect, KvJob, KvRule, KvWritten};
+pub use crate::store::kv::{KvExpect, KvJob, KvRecords, KvRule, KvWritten};
 use crate::store::StoreError;
 
 impl KvJob {
@@ -47,9 +47,9 @@ fn record_of(r: &sqlx::any::AnyRow) -> Result<KvRecord, StoreError> {
 
 const GET: &str = "SELECT value, version, expires_at, deleted_at FROM warden_kv WHERE k = $1";
 
-impl SqlStore {
+impl KvRecords for SqlStore {
     /// The row of `key`, tombstones and expired records included.
-    pub async fn kv_get(&self, key: &str) -> Result<Option<KvRecord>, StoreError> {
+    async fn kv_get(&self, key: &str) -> Result<Option<KvRecord>, StoreError> {
         let row = sqlx::query(GET)
             .bind(key)
             .fetch_optional(&self.pool)
@@ -66,11 +66,7 @@ impl SqlStore {
     /// the changed rows are written back. Each write is decided by `rule` over its key's record
     /// as the writes before it left it (a version-0 tombstone where there was none). The
     /// outcomes come back in the jobs' order.
-    pub async fn kv_apply(
-        &self,
-        jobs: Vec<KvJob>,
-        rule: KvRule,
-    ) -> Result<Vec<KvWritten>, StoreError> {
+    async fn kv_apply(&self, jobs: Vec<KvJob>, rule: KvRule) -> Result<Vec<KvWritten>, StoreError> {
         let mut tx = self.begin_write().await?;
         let mut keys: Vec<&str> = jobs.iter().map(KvJob::key).collect();
         keys.sort_unstable();
@@ -144,7 +140,7 @@ impl SqlStore {
     }
 
     /// Deletes tombstones and expired rows older than `before` (epoch ms), at most `limit`.
-    pub async fn kv_reap(&self, before: i64, limit: i64) -> Result<u64, StoreError> {
+    async fn kv_reap(&self, before: i64, limit: i64) -> Result<u64, StoreError> {
         let done = sqlx::query(
             "DELETE FROM warden_kv WHERE k IN (SELECT k FROM warden_kv WHERE \
              (deleted_at <> 0 AND deleted_at < $1) OR (expires_at <> 0 AND expires_at < $1) \
