@@ -4,12 +4,11 @@
 
 use std::future::Future;
 
-use crate::audit::Audit;
-use crate::store::StoreError;
-
 use serde::Serialize;
 
 use super::GuardState;
+use crate::audit::Audit;
+use crate::store::StoreError;
 
 /// An incident.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -1,11 +1,10 @@
 //! Key-value records as SQL stores them, and as their hot copy in Redis carries them. SQL
 //! holds every record, tombstones included, so versions only grow.
 
+use std::collections::HashMap;
 use std::future::Future;
 
 use crate::store::StoreError;
-
-use std::collections::HashMap;
 
 /// A record as SQL keeps it.
 #[derive(Debug, Clone, PartialEq, Eq)]
