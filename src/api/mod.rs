@@ -21,6 +21,7 @@ mod reserve;
 mod review;
 mod routes;
 mod semaphores;
+mod session_pages;
 mod sessions;
 mod starting;
 mod streams;
@@ -108,6 +109,7 @@ fn table(cache: &crate::config::CacheSettings) -> impl Iterator<Item = routes::R
         ratelimit::routes(),
         kv::routes(),
         sessions::routes(),
+        session_pages::routes(),
         cache::routes(cache),
         ops::routes(),
         tokens::routes(),

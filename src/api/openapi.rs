@@ -47,7 +47,7 @@ use crate::tier::Blocked;
         super::ratelimit::PolicyAnswer,
         super::kv::KvAnswer,
         super::sessions::SessionAnswer,
-        super::sessions::SessionPage,
+        super::session_pages::SessionPage,
         super::cache::CacheAnswer,
         super::cache::StatsAnswer,
         super::cache::FetchBody,

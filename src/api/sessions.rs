@@ -1,6 +1,6 @@
-//! Session endpoints (DESIGN §4.6): create, read (and touch), write with a version, merge
-//! patch, rotate, revoke, a principal's sessions and "log out everywhere", and the events
-//! feed. A session id is a bearer secret: it is answered once (create, rotate) and never
+//! One session's endpoints (DESIGN §4.6): create, read (and touch), write with a version,
+//! merge patch, rotate, revoke; a principal's sessions, "log out everywhere" and the events
+//! feed are in `session_pages.rs`. A session id is a bearer secret: it is answered once (create, rotate) and never
 //! logged; answers and logs name sessions by `session_ref`, the SHA-256 of the id.
 
 use axum::extract::{Path, State};
@@ -22,7 +22,7 @@ use crate::session::{
     CreateRequest, Gone, SessionCreated, SessionRead, SessionRevoked, SessionRotated, SessionSaved,
     SessionTouch, MAX_TTL_MS,
 };
-use crate::session::{OnLimit, SessionEvent, SessionRow};
+use crate::session::{OnLimit, SessionRow};
 use crate::tier::Mode;
 use utoipa_axum::routes;
 
@@ -32,8 +32,6 @@ use crate::access::Scope;
 
 /// Most live sessions a principal may be limited to.
 pub const MAX_PER_PRINCIPAL: i64 = 10_000;
-/// Most events one page of the feed answers.
-pub const MAX_EVENTS_PAGE: i64 = 1_000;
 /// Codes of refused session fields, for the OpenAPI document.
 pub const FIELD_CODES: [&str; 2] = ["invalid_principal", "invalid_data"];
 
@@ -101,17 +99,6 @@ pub struct ReadQuery {
     pub touch: bool,
 }
 
-/// `GET /v1/sessions/events` query.
-#[derive(Debug, Default, Deserialize)]
-pub struct EventsQuery {
-    /// Events after this position (0: from the start).
-    #[serde(default)]
-    pub after: i64,
-    /// At most this many (1..=1 000, default 100).
-    #[serde(default)]
-    pub limit: Option<i64>,
-}
-
 /// Answer of the session endpoints.
 #[derive(Debug, Default, Serialize, ToSchema)]
 pub struct SessionAnswer {
@@ -149,40 +136,16 @@ pub struct SessionAnswer {
     pub count: Option<usize>,
 }
 
-/// A page of a principal's sessions or of the events feed.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct SessionPage {
-    /// `sessions` or `events`.
-    pub state: &'static str,
-    /// Which tier served it and why: `primary` (Redis), `fallback` (SQL because of the tier), `durable` (SQL by design, on any tier).
-    pub mode: &'static str,
-    /// The live sessions, oldest first (`sessions`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub sessions: Option<Vec<SessionAnswer>>,
-    /// The events in order (`events`): `seq`, `kind`, `session_ref`, `principal`, `at`,
-    /// `correlation_id`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub events: Option<Vec<serde_json::Value>>,
-    /// The position to ask after next (`events`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub next_after: Option<i64>,
-}
-
 /// The session routes (scope `sessions`).
 pub(super) fn routes() -> Vec<Routes> {
     use crate::session::{
         SessionCreated, SessionRead, SessionRevoked, SessionRotated, SessionSaved, SessionTouch,
-        EVENTS, LISTED,
     };
-    let (one, page) = ("SessionAnswer", "SessionPage");
+    let one = "SessionAnswer";
     vec![Routes::new("sessions", Need::Scope(Scope::Sessions))
         .answer(
             Answers::new("session_create", SessionCreated::STATES, one),
             routes!(create),
-        )
-        .answer(
-            Answers::new("session_events", EVENTS, page),
-            routes!(events),
         )
         .answer(
             Answers::new("session_get", SessionRead::STATES, one),
@@ -207,15 +170,10 @@ pub(super) fn routes() -> Vec<Routes> {
         .answer(
             Answers::new("session_rotate", SessionRotated::STATES, one),
             routes!(rotate),
-        )
-        .answer(Answers::new("session_list", LISTED, page), routes!(list))
-        .answer(
-            Answers::new("session_revoke_all", SessionRevoked::STATES, one),
-            routes!(revoke_all),
         )]
 }
 
-fn of_row(state: &'static str, mode: Mode, r: &SessionRow) -> SessionAnswer {
+pub(super) fn of_row(state: &'static str, mode: Mode, r: &SessionRow) -> SessionAnswer {
     SessionAnswer {
         state,
         mode: mode.as_str(),
@@ -292,7 +250,7 @@ fn object(field: &str, raw: &RawValue, max: usize) -> Result<String, ApiError> {
     Ok(text.to_owned())
 }
 
-fn principal(raw: &str) -> Result<String, ApiError> {
+pub(super) fn principal(raw: &str) -> Result<String, ApiError> {
     identity("principal", FIELD_CODES[0], "Invalid principal", raw)
 }
 
@@ -497,7 +455,7 @@ pub async fn rotate(
     }
 }
 
-fn revoked_answer(r: &SessionRevoked, mode: Mode) -> Response {
+pub(super) fn revoked_answer(r: &SessionRevoked, mode: Mode) -> Response {
     answered("session", r.state(), mode.as_str());
     match r {
         SessionRevoked::Revoked(n) => Json(SessionAnswer {
@@ -523,97 +481,4 @@ pub async fn revoke(
         Ok((r, mode)) => revoked_answer(&r, mode),
         Err(b) => blocked("session", b),
     }
-}
-
-/// The live sessions of a principal, oldest first (at most 1 000).
-#[utoipa::path(get, path = "/v1/principals/{principal}/sessions",
-    params(("principal" = String, Path, description = "principal")))]
-pub async fn list(
-    State(app): State<AppState>,
-    Caller(caller): Caller,
-    Path(p): Path<String>,
-) -> Result<Response, ApiError> {
-    let p = principal(&p)?;
-    Ok(match app.sessions.list(&caller.tenant, &p).await {
-        Ok((rows, mode)) => {
-            answered("session", crate::session::LISTED[0].state, mode.as_str());
-            let sessions = rows
-                .iter()
-                .map(|r| SessionAnswer {
-                    data: None,
-                    ..of_row("active", mode, r)
-                })
-                .collect();
-            Json(SessionPage {
-                state: crate::session::LISTED[0].state,
-                mode: mode.as_str(),
-                sessions: Some(sessions),
-                events: None,
-                next_after: None,
-            })
-            .into_response()
-        }
-        Err(b) => blocked("session", b),
-    })
-}
-
-/// Logs a principal out everywhere: every live session of it ends, durably.
-#[utoipa::path(delete, path = "/v1/principals/{principal}/sessions",
-    params(("principal" = String, Path, description = "principal")))]
-pub async fn revoke_all(
-    State(app): State<AppState>,
-    Caller(caller): Caller,
-    Path(p): Path<String>,
-) -> Result<Response, ApiError> {
-    let p = principal(&p)?;
-    Ok(match app.sessions.revoke_all(&caller.tenant, &p).await {
-        Ok((r, mode)) => revoked_answer(&r, mode),
-        Err(b) => blocked("session", b),
-    })
-}
-
-fn event_json(e: &SessionEvent) -> serde_json::Value {
-    serde_json::json!({
-        "seq": e.seq,
-        "kind": e.kind,
-        "session_ref": e.id_hash,
-        "principal": e.principal,
-        "at": rfc3339(e.at),
-        "correlation_id": e.correlation_id,
-    })
-}
-
-/// The session events of the caller's tenant after a position, in commit order: created,
-/// rotated, revoked, expired, evicted (at least once: follow `next_after`).
-#[utoipa::path(get, path = "/v1/sessions/events",
-    params(("after" = Option<i64>, Query, description = "position"),
-        ("limit" = Option<i64>, Query, description = "1..=1000, default 100")))]
-pub async fn events(
-    State(app): State<AppState>,
-    Caller(caller): Caller,
-    QueryOf(q): QueryOf<EventsQuery>,
-) -> Result<Response, ApiError> {
-    let after = in_range("after", q.after, 0, i64::MAX)?;
-    let limit = in_range("limit", q.limit.unwrap_or(100), 1, MAX_EVENTS_PAGE)?;
-    Ok(
-        match app.sessions.events(&caller.tenant, after, limit).await {
-            Ok(page) => {
-                answered(
-                    "session",
-                    crate::session::EVENTS[0].state,
-                    Mode::Durable.as_str(),
-                );
-                let next_after = page.last().map_or(after, |e| e.seq);
-                Json(SessionPage {
-                    state: crate::session::EVENTS[0].state,
-                    mode: Mode::Durable.as_str(),
-                    sessions: None,
-                    events: Some(page.iter().map(event_json).collect()),
-                    next_after: Some(next_after),
-                })
-                .into_response()
-            }
-            Err(b) => blocked("session", b),
-        },
-    )
 }
